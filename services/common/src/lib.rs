@@ -1,0 +1,19 @@
+//! Shared by every tinysns process: the generated protocol code, the cluster arithmetic,
+//! input limits, and the plumbing for logging, health, shutdown and gRPC connections.
+
+pub mod cli;
+pub mod grpc;
+pub mod health;
+pub mod limits;
+pub mod proto;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topology;
+
+/// Milliseconds since the Unix epoch, the one timestamp unit used on the wire and on disk.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,66 @@
+//! Input limits for everything a client can send. One definition, used by the server to
+//! reject and by the client to warn early.
+
+/// Longest post accepted, in bytes of UTF-8. Generous for a "tiny Twitter" yet small enough
+/// that a single post can never dominate a replication batch or an AMQP frame.
+pub const MAX_POST_BYTES: usize = 4096;
+
+/// Why a post text was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PostTextError {
+    #[error("post is empty")]
+    Empty,
+    #[error("post is {0} bytes, the limit is {MAX_POST_BYTES}")]
+    TooLong(usize),
+    #[error("post contains a control character (U+{0:04X})")]
+    ControlCharacter(u32),
+}
+
+/// Accepts printable text; tabs are allowed, other control characters (including newlines,
+/// which would break the one-line-per-post display) are not.
+pub fn validate_post_text(text: &str) -> Result<(), PostTextError> {
+    if text.trim().is_empty() {
+        return Err(PostTextError::Empty);
+    }
+    if text.len() > MAX_POST_BYTES {
+        return Err(PostTextError::TooLong(text.len()));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(PostTextError::ControlCharacter(c as u32));
+    }
+    Ok(())
+}
+
+/// Parses a user name as the positive integer user id it must be.
+pub fn parse_user_id(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse::<u64>().ok().filter(|&id| id > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn post_text_rules() {
+        assert_eq!(validate_post_text("hello\tworld"), Ok(()));
+        assert_eq!(validate_post_text("  "), Err(PostTextError::Empty));
+        assert_eq!(validate_post_text("a\nb"), Err(PostTextError::ControlCharacter(10)));
+        assert_eq!(validate_post_text("a\u{7}"), Err(PostTextError::ControlCharacter(7)));
+        let long = "é".repeat(MAX_POST_BYTES / 2 + 1);
+        assert_eq!(validate_post_text(&long), Err(PostTextError::TooLong(long.len())));
+        assert_eq!(validate_post_text(&"x".repeat(MAX_POST_BYTES)), Ok(()));
+    }
+
+    #[test]
+    fn user_ids() {
+        assert_eq!(parse_user_id("42"), Some(42));
+        assert_eq!(parse_user_id(" 7 "), Some(7));
+        for bad in ["0", "-1", "abc", "", "1.5", "99999999999999999999999", "+3"] {
+            assert_eq!(parse_user_id(bad), None, "{bad}");
+        }
+    }
+}

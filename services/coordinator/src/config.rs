@@ -1,0 +1,54 @@
+//! Command line of the coordinator (classic: `coordinator -p <port>`).
+
+use clap::Parser;
+use serde::Serialize;
+use std::time::Duration;
+use tinysns_common::cli::parse_duration;
+
+#[derive(Debug, Clone, Parser, Serialize)]
+#[command(name = "coordinator", version, about = "tinysns coordinator")]
+pub struct Config {
+    /// Port to listen on.
+    #[arg(short = 'p', long, env = "TINYSNS_PORT", default_value_t = 9000)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "TINYSNS_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Number of clusters users are spread over.
+    #[arg(long, env = "TINYSNS_CLUSTERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub clusters: u32,
+    /// How often servers and synchronizers heartbeat (handed to them in every reply).
+    #[arg(long, env = "TINYSNS_HEARTBEAT_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    #[serde(with = "crate::config::millis")]
+    pub heartbeat_interval: Duration,
+    /// A member silent for this long is dead; its slave takes over if it was master.
+    #[arg(long, env = "TINYSNS_FAILURE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    #[serde(with = "crate::config::millis")]
+    pub failure_timeout: Duration,
+    /// Print the resolved configuration as JSON and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_interval.is_zero() {
+            return Err("--heartbeat-interval must be positive".into());
+        }
+        if self.failure_timeout < self.heartbeat_interval * 2 {
+            return Err(format!(
+                "--failure-timeout ({:?}) must be at least twice --heartbeat-interval ({:?}), \
+                 or one late heartbeat would depose a healthy master",
+                self.failure_timeout, self.heartbeat_interval
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) mod millis {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}

@@ -1,0 +1,422 @@
+//! Membership and role assignment, as a pure state machine.
+//!
+//! Each (kind, cluster) pair is a *group*: the servers of a cluster, or its synchronizers.
+//! A group has at most one master and a term that only grows; every change of master bumps
+//! the term, so a deposed master that comes back can tell it has been replaced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+use tinysns_common::proto::coordinator::{Member, MemberKind, Role};
+use tinysns_common::topology;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("member kind must be SERVER or SYNCHRONIZER")]
+    UnknownKind,
+    #[error("cluster {0} does not exist (clusters are 1..={1})")]
+    NoSuchCluster(u32, u32),
+    #[error("member id must be positive")]
+    InvalidMemberId,
+    #[error("member address must be host:port, got {0:?}")]
+    InvalidAddress(String),
+    #[error("user ids are positive integers")]
+    InvalidUser,
+    #[error("cluster {0} has no live server")]
+    Unavailable(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Server,
+    Synchronizer,
+}
+
+impl Kind {
+    fn from_proto(kind: i32) -> Result<Self, RegistryError> {
+        match MemberKind::try_from(kind) {
+            Ok(MemberKind::Server) => Ok(Kind::Server),
+            Ok(MemberKind::Synchronizer) => Ok(Kind::Synchronizer),
+            _ => Err(RegistryError::UnknownKind),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Alive {
+    address: String,
+    last_seen: Instant,
+    applied_lsn: u64,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    term: u64,
+    master: Option<u32>,
+    members: BTreeMap<u32, Alive>,
+}
+
+impl Group {
+    fn member(&self, kind: Kind, cluster: u32, id: u32) -> Option<Member> {
+        self.members.get(&id).map(|alive| Member {
+            kind: match kind {
+                Kind::Server => MemberKind::Server,
+                Kind::Synchronizer => MemberKind::Synchronizer,
+            } as i32,
+            cluster_id: cluster,
+            member_id: id,
+            address: alive.address.clone(),
+        })
+    }
+
+    /// The live non-master best placed to take over: the one that has stored the most.
+    fn best_candidate(&self) -> Option<u32> {
+        self.members
+            .iter()
+            .filter(|(id, _)| Some(**id) != self.master)
+            .max_by(|(ia, a), (ib, b)| a.applied_lsn.cmp(&b.applied_lsn).then(ib.cmp(ia)))
+            .map(|(id, _)| *id)
+    }
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub role: Role,
+    pub term: u64,
+    pub member: Member,
+    pub master: Option<Member>,
+    pub slaves: Vec<Member>,
+}
+
+/// A change worth a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Joined { kind: Kind, cluster: u32, id: u32 },
+    Died { kind: Kind, cluster: u32, id: u32 },
+    MasterChanged { kind: Kind, cluster: u32, id: Option<u32>, term: u64 },
+}
+
+pub struct Registry {
+    clusters: u32,
+    failure_timeout: Duration,
+    started: Instant,
+    groups: HashMap<(Kind, u32), Group>,
+    events: Vec<Event>,
+}
+
+impl Registry {
+    pub fn new(clusters: u32, failure_timeout: Duration, now: Instant) -> Self {
+        Self { clusters, failure_timeout, started: now, groups: HashMap::new(), events: Vec::new() }
+    }
+
+    pub fn clusters(&self) -> u32 {
+        self.clusters
+    }
+
+    /// Events since the last call, oldest first.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Records that a member is alive and tells it its role.
+    pub fn heartbeat(
+        &mut self,
+        member: &Member,
+        believed_role: Role,
+        believed_term: u64,
+        applied_lsn: u64,
+        now: Instant,
+    ) -> Result<Assignment, RegistryError> {
+        let kind = Kind::from_proto(member.kind)?;
+        if member.member_id == 0 {
+            return Err(RegistryError::InvalidMemberId);
+        }
+        if !valid_address(&member.address) {
+            return Err(RegistryError::InvalidAddress(member.address.clone()));
+        }
+        let cluster = match kind {
+            Kind::Server => member.cluster_id,
+            Kind::Synchronizer => topology::cluster_of_synchronizer(member.member_id, self.clusters)
+                .map_err(|_| RegistryError::InvalidMemberId)?,
+        };
+        if cluster == 0 || cluster > self.clusters {
+            return Err(RegistryError::NoSuchCluster(cluster, self.clusters));
+        }
+        let in_grace = now.duration_since(self.started) < self.failure_timeout;
+        let group = self.groups.entry((kind, cluster)).or_default();
+        let id = member.member_id;
+        let is_new = !group.members.contains_key(&id);
+        group.members.insert(
+            id,
+            Alive { address: member.address.clone(), last_seen: now, applied_lsn },
+        );
+        if is_new {
+            self.events.push(Event::Joined { kind, cluster, id });
+        }
+
+        let claims_master = believed_role == Role::Master && believed_term > 0;
+        let master_changed = match group.master {
+            // A restarted coordinator learns the master from the master itself; a claim with
+            // a higher term than the one we adopted is the more recent master.
+            None if claims_master && believed_term >= group.term => {
+                group.term = believed_term;
+                group.master = Some(id);
+                true
+            }
+            Some(current) if current != id && claims_master && believed_term > group.term => {
+                group.term = believed_term;
+                group.master = Some(id);
+                true
+            }
+            // Nobody claims the group: elect, but right after a coordinator restart give the
+            // real master one failure timeout to announce itself first.
+            None if !(in_grace && believed_term > 0) => {
+                group.term = group.term.max(believed_term) + 1;
+                group.master = group.best_candidate().or(Some(id));
+                true
+            }
+            _ => false,
+        };
+        if master_changed {
+            self.events.push(Event::MasterChanged {
+                kind,
+                cluster,
+                id: group.master,
+                term: group.term,
+            });
+        }
+        Ok(self.assignment(kind, cluster, id))
+    }
+
+    fn assignment(&self, kind: Kind, cluster: u32, id: u32) -> Assignment {
+        let group = &self.groups[&(kind, cluster)];
+        let master = group.master.and_then(|m| group.member(kind, cluster, m));
+        let slaves = group
+            .members
+            .keys()
+            .filter(|m| Some(**m) != group.master)
+            .filter_map(|m| group.member(kind, cluster, *m))
+            .collect();
+        Assignment {
+            role: if group.master == Some(id) { Role::Master } else { Role::Slave },
+            term: group.term,
+            member: group.member(kind, cluster, id).unwrap_or_default(),
+            master,
+            slaves,
+        }
+    }
+
+    /// Forgets members silent for longer than the failure timeout; a dead master's best
+    /// slave takes over under a new term.
+    pub fn expire(&mut self, now: Instant) {
+        let timeout = self.failure_timeout;
+        for ((kind, cluster), group) in self.groups.iter_mut() {
+            let dead: Vec<u32> = group
+                .members
+                .iter()
+                .filter(|(_, alive)| now.duration_since(alive.last_seen) > timeout)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in dead {
+                group.members.remove(&id);
+                self.events.push(Event::Died { kind: *kind, cluster: *cluster, id });
+                if group.master == Some(id) {
+                    group.master = None;
+                    group.master = group.best_candidate();
+                    group.term += 1;
+                    self.events.push(Event::MasterChanged {
+                        kind: *kind,
+                        cluster: *cluster,
+                        id: group.master,
+                        term: group.term,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The master server of the user's cluster.
+    pub fn server_for_user(&self, user_id: u64) -> Result<(u32, Member, u64), RegistryError> {
+        let cluster = topology::cluster_of_user(user_id, self.clusters)
+            .map_err(|_| RegistryError::InvalidUser)?;
+        let view = self.view(Kind::Server, cluster);
+        match view.master {
+            Some(master) => Ok((cluster, master, view.term)),
+            None => Err(RegistryError::Unavailable(cluster)),
+        }
+    }
+
+    /// Master, slaves and term of a group (an empty view for a group nobody joined yet).
+    pub fn view(&self, kind: Kind, cluster: u32) -> Assignment {
+        match self.groups.get(&(kind, cluster)) {
+            Some(group) => Assignment {
+                role: Role::Unspecified,
+                term: group.term,
+                member: Member::default(),
+                master: group.master.and_then(|m| group.member(kind, cluster, m)),
+                slaves: group
+                    .members
+                    .keys()
+                    .filter(|m| Some(**m) != group.master)
+                    .filter_map(|m| group.member(kind, cluster, *m))
+                    .collect(),
+            },
+            None => Assignment {
+                role: Role::Unspecified,
+                term: 0,
+                member: Member::default(),
+                master: None,
+                slaves: Vec::new(),
+            },
+        }
+    }
+}
+
+fn valid_address(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(1);
+
+    fn server(cluster: u32, id: u32) -> Member {
+        Member {
+            kind: MemberKind::Server as i32,
+            cluster_id: cluster,
+            member_id: id,
+            address: format!("127.0.0.1:{}", 10000 + id),
+        }
+    }
+
+    fn beat(r: &mut Registry, m: &Member, now: Instant) -> Assignment {
+        r.heartbeat(m, Role::Unspecified, 0, 0, now).unwrap()
+    }
+
+    #[test]
+    fn first_server_is_master_second_is_slave() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        let a = beat(&mut r, &server(1, 1), t0);
+        assert_eq!((a.role, a.term), (Role::Master, 1));
+        let b = beat(&mut r, &server(1, 2), t0);
+        assert_eq!((b.role, b.term), (Role::Slave, 1));
+        assert_eq!(b.master.unwrap().member_id, 1);
+        let (cluster, master, _) = r.server_for_user(4).unwrap();
+        assert_eq!((cluster, master.member_id), (1, 1));
+    }
+
+    #[test]
+    fn dead_master_is_replaced_by_slave_under_a_new_term() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        beat(&mut r, &server(2, 1), t0);
+        beat(&mut r, &server(2, 2), t0);
+        let t1 = t0 + Duration::from_millis(800);
+        beat(&mut r, &server(2, 2), t1);
+        r.expire(t0 + Duration::from_millis(1200));
+        let a = beat(&mut r, &server(2, 2), t0 + Duration::from_millis(1250));
+        assert_eq!((a.role, a.term), (Role::Master, 2));
+        // The old master comes back: it is now a slave and learns the newer term.
+        let old = beat(&mut r, &server(2, 1), t0 + Duration::from_millis(1300));
+        assert_eq!((old.role, old.term), (Role::Slave, 2));
+        assert!(r.drain_events().contains(&Event::MasterChanged {
+            kind: Kind::Server,
+            cluster: 2,
+            id: Some(2),
+            term: 2
+        }));
+    }
+
+    #[test]
+    fn promotion_prefers_the_most_up_to_date_slave() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(1, TIMEOUT, t0);
+        beat(&mut r, &server(1, 1), t0);
+        r.heartbeat(&server(1, 2), Role::Slave, 1, 5, t0).unwrap();
+        r.heartbeat(&server(1, 3), Role::Slave, 1, 9, t0).unwrap();
+        let t1 = t0 + Duration::from_millis(900);
+        r.heartbeat(&server(1, 2), Role::Slave, 1, 5, t1).unwrap();
+        r.heartbeat(&server(1, 3), Role::Slave, 1, 9, t1).unwrap();
+        r.expire(t0 + Duration::from_millis(1500));
+        assert_eq!(r.server_for_user(1).unwrap().1.member_id, 3);
+    }
+
+    #[test]
+    fn cluster_without_servers_is_unavailable() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        assert_eq!(r.server_for_user(3).unwrap_err(), RegistryError::Unavailable(3));
+        beat(&mut r, &server(3, 1), t0);
+        r.expire(t0 + Duration::from_secs(2));
+        assert_eq!(r.server_for_user(3).unwrap_err(), RegistryError::Unavailable(3));
+        assert_eq!(r.server_for_user(0).unwrap_err(), RegistryError::InvalidUser);
+    }
+
+    #[test]
+    fn restarted_coordinator_keeps_the_running_master() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        // The slave happens to heartbeat first after the restart: no election during grace.
+        let s = r.heartbeat(&server(1, 2), Role::Slave, 4, 10, t0).unwrap();
+        assert_eq!(s.role, Role::Slave);
+        assert!(s.master.is_none());
+        let m = r.heartbeat(&server(1, 1), Role::Master, 4, 10, t0).unwrap();
+        assert_eq!((m.role, m.term), (Role::Master, 4));
+        let s = r.heartbeat(&server(1, 2), Role::Slave, 4, 10, t0).unwrap();
+        assert_eq!(s.master.unwrap().member_id, 1);
+    }
+
+    #[test]
+    fn after_grace_a_restarted_coordinator_elects_with_a_higher_term() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        let t1 = t0 + Duration::from_millis(1100);
+        let s = r.heartbeat(&server(1, 2), Role::Slave, 4, 10, t1).unwrap();
+        assert_eq!((s.role, s.term), (Role::Master, 5));
+    }
+
+    #[test]
+    fn synchronizers_are_grouped_by_their_derived_cluster() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        let sync = |id| Member {
+            kind: MemberKind::Synchronizer as i32,
+            cluster_id: 0,
+            member_id: id,
+            address: format!("127.0.0.1:{}", 9000 + id),
+        };
+        let a = beat(&mut r, &sync(1), t0);
+        let b = beat(&mut r, &sync(4), t0);
+        let c = beat(&mut r, &sync(2), t0);
+        assert_eq!((a.role, a.member.cluster_id), (Role::Master, 1));
+        assert_eq!((b.role, b.member.cluster_id), (Role::Slave, 1));
+        assert_eq!((c.role, c.member.cluster_id), (Role::Master, 2));
+    }
+
+    #[test]
+    fn malformed_heartbeats_are_rejected() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        let mut m = server(4, 1);
+        assert_eq!(
+            r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(),
+            RegistryError::NoSuchCluster(4, 3)
+        );
+        m = server(1, 0);
+        assert_eq!(r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(), RegistryError::InvalidMemberId);
+        m = server(1, 1);
+        m.address = "nohost".into();
+        assert!(matches!(
+            r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(),
+            RegistryError::InvalidAddress(_)
+        ));
+        m = server(1, 1);
+        m.kind = 0;
+        assert_eq!(r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(), RegistryError::UnknownKind);
+    }
+}

@@ -1,0 +1,137 @@
+//! The coordinator's gRPC service and its failure detector.
+
+use crate::config::Config;
+use crate::registry::{Event, Kind, Registry, RegistryError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tinysns_common::proto::coordinator as pb;
+use tinysns_common::proto::coordinator::coordinator_server::{Coordinator, CoordinatorServer};
+use tinysns_common::shutdown::Shutdown;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct CoordinatorService {
+    registry: Arc<Mutex<Registry>>,
+    heartbeat_interval_ms: u32,
+    failure_timeout_ms: u32,
+}
+
+impl CoordinatorService {
+    pub fn new(config: &Config) -> Self {
+        let registry = Registry::new(config.clusters, config.failure_timeout, Instant::now());
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u32,
+            failure_timeout_ms: config.failure_timeout.as_millis() as u32,
+        }
+    }
+
+    pub fn into_server(self) -> CoordinatorServer<Self> {
+        CoordinatorServer::new(self)
+    }
+
+    fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        // A panic while holding the lock cannot leave the registry half-updated in a way
+        // worse than the heartbeats repair within one interval, so keep serving.
+        let mut guard = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let out = f(&mut guard);
+        log_events(guard.drain_events());
+        out
+    }
+
+    /// Runs the failure detector until shutdown: checks twice per heartbeat interval.
+    pub async fn run_failure_detector(self, shutdown: Shutdown) {
+        let period = std::time::Duration::from_millis(u64::from(self.heartbeat_interval_ms / 2).max(10));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.with_registry(|r| r.expire(Instant::now())),
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+}
+
+fn log_events(events: Vec<Event>) {
+    for event in events {
+        match event {
+            Event::Joined { kind, cluster, id } => tracing::info!(?kind, cluster, id, "member joined"),
+            Event::Died { kind, cluster, id } => tracing::warn!(?kind, cluster, id, "member missed its heartbeats, presumed dead"),
+            Event::MasterChanged { kind, cluster, id: Some(id), term } => tracing::info!(?kind, cluster, master = id, term, "new master"),
+            Event::MasterChanged { kind, cluster, id: None, term } => tracing::error!(?kind, cluster, term, "no live member left to be master"),
+        }
+    }
+}
+
+fn to_status(error: RegistryError) -> Status {
+    match error {
+        RegistryError::Unavailable(_) => Status::unavailable(error.to_string()),
+        _ => Status::invalid_argument(error.to_string()),
+    }
+}
+
+fn view(registry: &Registry, cluster: u32) -> pb::ClusterView {
+    let servers = registry.view(Kind::Server, cluster);
+    let syncs = registry.view(Kind::Synchronizer, cluster);
+    pb::ClusterView {
+        cluster_id: cluster,
+        term: servers.term,
+        master: servers.master,
+        slaves: servers.slaves,
+        sync_master: syncs.master,
+        sync_slaves: syncs.slaves,
+    }
+}
+
+#[tonic::async_trait]
+impl Coordinator for CoordinatorService {
+    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatReply>, Status> {
+        let req = request.into_inner();
+        let member = req.member.ok_or_else(|| Status::invalid_argument("member is required"))?;
+        let believed = pb::Role::try_from(req.believed_role).unwrap_or(pb::Role::Unspecified);
+        let (assignment, clusters) = self.with_registry(|r| {
+            let a = r.heartbeat(&member, believed, req.believed_term, req.applied_lsn, Instant::now());
+            (a, r.clusters())
+        });
+        let a = assignment.map_err(to_status)?;
+        Ok(Response::new(pb::HeartbeatReply {
+            role: a.role as i32,
+            term: a.term,
+            member: Some(a.member),
+            master: a.master,
+            slaves: a.slaves,
+            clusters,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            failure_timeout_ms: self.failure_timeout_ms,
+        }))
+    }
+
+    async fn get_server(&self, request: Request<pb::GetServerRequest>) -> Result<Response<pb::ServerInfo>, Status> {
+        let user = request.into_inner().user_id;
+        let (cluster, master, term) = self.with_registry(|r| r.server_for_user(user)).map_err(to_status)?;
+        Ok(Response::new(pb::ServerInfo {
+            cluster_id: cluster,
+            server_id: master.member_id,
+            address: master.address,
+            term,
+        }))
+    }
+
+    async fn get_cluster(&self, request: Request<pb::GetClusterRequest>) -> Result<Response<pb::ClusterView>, Status> {
+        let cluster = request.into_inner().cluster_id;
+        self.with_registry(|r| {
+            if cluster == 0 || cluster > r.clusters() {
+                return Err(Status::invalid_argument(format!("cluster {cluster} does not exist")));
+            }
+            Ok(Response::new(view(r, cluster)))
+        })
+    }
+
+    async fn list_clusters(&self, _: Request<pb::ListClustersRequest>) -> Result<Response<pb::ListClustersReply>, Status> {
+        Ok(Response::new(self.with_registry(|r| pb::ListClustersReply {
+            clusters: r.clusters(),
+            views: (1..=r.clusters()).map(|c| view(r, c)).collect(),
+        })))
+    }
+}
