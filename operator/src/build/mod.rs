@@ -1,0 +1,559 @@
+//! Pure builders: a validated spec in, the Kubernetes objects that run it out. Nothing here
+//! talks to the API server, so every object the operator writes can be unit-tested and
+//! rendered offline (see the `render` binary).
+
+pub mod coordinator;
+pub mod rabbitmq;
+pub mod synchronizer;
+pub mod tsd;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, EnvVarSource, GRPCAction, ObjectFieldSelector,
+    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, Secret, SecurityContext,
+    Service,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{SocialCluster, SocialClusterSpec};
+
+/// The single field manager for every server-side apply, children and status alike, so the
+/// operator never fights itself over field ownership.
+pub const FIELD_MANAGER: &str = "tinysns-operator";
+
+pub const COORDINATOR_PORT: i32 = 9000;
+pub const TSD_PORT: i32 = 10000;
+pub const SYNCHRONIZER_PORT: i32 = 9100;
+pub const AMQP_PORT: i32 = 5672;
+/// Where the tsd volume is mounted (passed as TINYSNS_DATA_DIR).
+pub const DATA_DIR: &str = "/var/lib/tinysns";
+/// Name of the tsd volumeClaimTemplate.
+pub const DATA_VOLUME: &str = "data";
+/// Kubernetes cluster DNS domain used in advertised pod host names.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// Non-root uid/gid of the tinysns image (see the root Dockerfile).
+pub const TINYSNS_UID: i64 = 10001;
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_CLUSTER: &str = "tinysns.io/cluster";
+pub const APP_NAME: &str = "tinysns";
+
+/// The roles the operator runs; each becomes the `component` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Coordinator,
+    Tsd,
+    Synchronizer,
+    RabbitMq,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Coordinator => "coordinator",
+            Role::Tsd => "tsd",
+            Role::Synchronizer => "synchronizer",
+            Role::RabbitMq => "rabbitmq",
+        }
+    }
+}
+
+/// Errors that make a spec impossible to build. Reported as Degraded/InvalidSpec in status.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidSpec {
+    #[error("{field}: {value:?} is not a duration (use e.g. 250ms, 1s): {reason}")]
+    BadDuration {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "timing.failureTimeout ({failure:?}) must be longer than timing.heartbeatInterval ({heartbeat:?})"
+    )]
+    TimeoutNotAboveHeartbeat { heartbeat: String, failure: String },
+    #[error("timing.heartbeatInterval must be positive")]
+    ZeroHeartbeat,
+    #[error("{field} must be between {min} and {max}, got {value}")]
+    OutOfRange {
+        field: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+    },
+    #[error(
+        "the SocialCluster name {0:?} is too long: at most 40 characters so that {0}-coordinator fits the 52 a StatefulSet name may have"
+    )]
+    NameTooLong(String),
+    #[error("the SocialCluster has no {0} (it must come from the API server)")]
+    MissingMetadata(&'static str),
+}
+
+/// Checks what the CRD schema cannot express. The API server already enforces ranges and
+/// patterns, but an object written before a schema change (or a test fixture) may not.
+pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
+    use crate::crd::{MAX_CLUSTERS, MAX_PER_CLUSTER};
+    let ranges = [
+        ("clusters", spec.clusters, MAX_CLUSTERS),
+        (
+            "serversPerCluster",
+            spec.servers_per_cluster,
+            MAX_PER_CLUSTER,
+        ),
+        (
+            "synchronizersPerCluster",
+            spec.synchronizers_per_cluster,
+            MAX_PER_CLUSTER,
+        ),
+    ];
+    for (field, value, max) in ranges {
+        if !(1..=max).contains(&value) {
+            return Err(InvalidSpec::OutOfRange {
+                field,
+                value,
+                min: 1,
+                max,
+            });
+        }
+    }
+    let heartbeat = parse_duration("timing.heartbeatInterval", &spec.timing.heartbeat_interval)?;
+    let failure = parse_duration("timing.failureTimeout", &spec.timing.failure_timeout)?;
+    if heartbeat.is_zero() {
+        return Err(InvalidSpec::ZeroHeartbeat);
+    }
+    if failure <= heartbeat {
+        return Err(InvalidSpec::TimeoutNotAboveHeartbeat {
+            heartbeat: spec.timing.heartbeat_interval.clone(),
+            failure: spec.timing.failure_timeout.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn parse_duration(field: &'static str, value: &str) -> Result<Duration, InvalidSpec> {
+    humantime::parse_duration(value).map_err(|e| InvalidSpec::BadDuration {
+        field,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Identity of the SocialCluster being built: everything the builders need from metadata.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    pub name: String,
+    pub namespace: String,
+    pub owner_ref: OwnerReference,
+}
+
+/// Longest SocialCluster name whose children still make valid names: StatefulSet pods get a
+/// `controller-revision-hash` label `<sts>-<10 chars>` that must fit in 63 characters, so a
+/// StatefulSet name may have at most 52; `<name>-coordinator` adds 12.
+pub const MAX_NAME_LEN: usize = 40;
+
+impl Owner {
+    /// Extracts the owner identity; fails on objects that did not come from an API server.
+    pub fn from_object(sc: &SocialCluster) -> Result<Self, InvalidSpec> {
+        let name = sc.name_any();
+        if name.is_empty() {
+            return Err(InvalidSpec::MissingMetadata("metadata.name"));
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(InvalidSpec::NameTooLong(name));
+        }
+        let namespace = sc
+            .namespace()
+            .ok_or(InvalidSpec::MissingMetadata("metadata.namespace"))?;
+        // controller_owner_ref is None without a uid; objects read from the API always have one.
+        let owner_ref = sc
+            .controller_owner_ref(&())
+            .ok_or(InvalidSpec::MissingMetadata("metadata.uid"))?;
+        Ok(Self {
+            name,
+            namespace,
+            owner_ref,
+        })
+    }
+
+    /// Labels shared by every child of this SocialCluster (used to find orphans).
+    pub fn instance_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_NAME.to_owned(), APP_NAME.to_owned()),
+            (LABEL_INSTANCE.to_owned(), self.name.clone()),
+            (LABEL_MANAGED_BY.to_owned(), FIELD_MANAGER.to_owned()),
+        ])
+    }
+
+    /// Label selector string matching every child of this SocialCluster.
+    pub fn instance_selector(&self) -> String {
+        format!(
+            "{LABEL_NAME}={APP_NAME},{LABEL_INSTANCE}={},{LABEL_MANAGED_BY}={FIELD_MANAGER}",
+            self.name
+        )
+    }
+
+    /// Pod selector labels of one role (and cluster). Immutable in StatefulSets, so they
+    /// never include anything that a spec change could alter.
+    pub fn selector_labels(&self, role: Role, cluster: Option<u32>) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::from([
+            (LABEL_NAME.to_owned(), APP_NAME.to_owned()),
+            (LABEL_INSTANCE.to_owned(), self.name.clone()),
+            (LABEL_COMPONENT.to_owned(), role.as_str().to_owned()),
+        ]);
+        if let Some(k) = cluster {
+            labels.insert(LABEL_CLUSTER.to_owned(), k.to_string());
+        }
+        labels
+    }
+
+    /// Object labels: selector labels plus managed-by.
+    pub fn labels(&self, role: Role, cluster: Option<u32>) -> BTreeMap<String, String> {
+        let mut labels = self.selector_labels(role, cluster);
+        labels.insert(LABEL_MANAGED_BY.to_owned(), FIELD_MANAGER.to_owned());
+        labels
+    }
+
+    /// Metadata of a child object: name, namespace, labels and the controller owner reference.
+    pub fn meta(&self, name: String, role: Role, cluster: Option<u32>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels(role, cluster)),
+            owner_references: Some(vec![self.owner_ref.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    pub fn coordinator_name(&self) -> String {
+        format!("{}-coordinator", self.name)
+    }
+    pub fn tsd_name(&self, cluster: u32) -> String {
+        format!("{}-tsd-{cluster}", self.name)
+    }
+    pub fn sync_name(&self, cluster: u32) -> String {
+        format!("{}-sync-{cluster}", self.name)
+    }
+    pub fn rabbitmq_name(&self) -> String {
+        format!("{}-rabbitmq", self.name)
+    }
+    /// The generated broker credentials (username, password, url).
+    pub fn rabbitmq_secret_name(&self) -> String {
+        format!("{}-rabbitmq-credentials", self.name)
+    }
+    /// Fully qualified DNS name of a Service of this SocialCluster.
+    pub fn service_host(&self, service: &str) -> String {
+        format!("{service}.{}.svc.{CLUSTER_DOMAIN}", self.namespace)
+    }
+    /// The address tsc and every server use to reach the coordinator.
+    pub fn coordinator_address(&self) -> String {
+        format!(
+            "{}:{COORDINATOR_PORT}",
+            self.service_host(&self.coordinator_name())
+        )
+    }
+}
+
+/// Everything the operator writes for one SocialCluster.
+#[derive(Clone, Debug, Default)]
+pub struct Children {
+    pub stateful_sets: Vec<StatefulSet>,
+    pub deployments: Vec<Deployment>,
+    pub services: Vec<Service>,
+    pub secrets: Vec<Secret>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+}
+
+impl Children {
+    /// Every object as YAML-able JSON values, in apply order (used by `render`).
+    pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        let mut out = Vec::new();
+        for s in &self.secrets {
+            out.push(typed_value(s)?);
+        }
+        for s in &self.services {
+            out.push(typed_value(s)?);
+        }
+        for d in &self.deployments {
+            out.push(typed_value(d)?);
+        }
+        for s in &self.stateful_sets {
+            out.push(typed_value(s)?);
+        }
+        for p in &self.pdbs {
+            out.push(typed_value(p)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Serializes an object with apiVersion and kind, as server-side apply and kubectl want it.
+pub fn typed_value<K>(obj: &K) -> Result<serde_json::Value, serde_json::Error>
+where
+    K: Resource<DynamicType = ()> + serde::Serialize,
+{
+    let mut value = serde_json::to_value(obj)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert(
+            "apiVersion".to_owned(),
+            serde_json::Value::String(K::api_version(&()).into_owned()),
+        );
+        map.insert(
+            "kind".to_owned(),
+            serde_json::Value::String(K::kind(&()).into_owned()),
+        );
+    }
+    Ok(value)
+}
+
+/// Builds every child object. `rabbitmq_password` is the broker password to keep (generated
+/// once by the reconciler and read back on later reconciles); ignored for external brokers.
+pub fn build_all(owner: &Owner, spec: &SocialClusterSpec, rabbitmq_password: &str) -> Children {
+    let mut children = Children::default();
+
+    let (sts, svc) = coordinator::build(owner, spec);
+    children.stateful_sets.push(sts);
+    children.services.push(svc);
+    children.pdbs.push(pdb(owner, Role::Coordinator, None));
+
+    if let Some(managed) = rabbitmq::managed(spec) {
+        let (deploy, svc, secret) = rabbitmq::build(owner, spec, managed, rabbitmq_password);
+        children.deployments.push(deploy);
+        children.services.push(svc);
+        children.secrets.push(secret);
+        children.pdbs.push(pdb(owner, Role::RabbitMq, None));
+    }
+
+    for k in 1..=spec.clusters {
+        let (sts, svc) = tsd::build(owner, spec, k);
+        children.stateful_sets.push(sts);
+        children.services.push(svc);
+        children.pdbs.push(pdb(owner, Role::Tsd, Some(k)));
+
+        let (sts, svc) = synchronizer::build(owner, spec, k);
+        children.stateful_sets.push(sts);
+        children.services.push(svc);
+        children.pdbs.push(pdb(owner, Role::Synchronizer, Some(k)));
+    }
+    children
+}
+
+/// One PodDisruptionBudget per role (per cluster for tsd and synchronizer): a node drain may
+/// take one pod of a cluster at a time, so each cluster keeps a serving tsd while the other
+/// moves, and drains of different clusters proceed in parallel.
+pub fn pdb(owner: &Owner, role: Role, cluster: Option<u32>) -> PodDisruptionBudget {
+    let name = match (role, cluster) {
+        (Role::Coordinator, _) => owner.coordinator_name(),
+        (Role::RabbitMq, _) => owner.rabbitmq_name(),
+        (Role::Tsd, Some(k)) => owner.tsd_name(k),
+        (Role::Synchronizer, Some(k)) => owner.sync_name(k),
+        (Role::Tsd, None) => format!("{}-tsd", owner.name),
+        (Role::Synchronizer, None) => format!("{}-sync", owner.name),
+    };
+    PodDisruptionBudget {
+        metadata: owner.meta(name, role, cluster),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(owner.selector_labels(role, cluster)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+/// Default requests when the spec leaves a role's resources out: small enough for kind,
+/// large enough that the scheduler does not pack every pod onto one node.
+pub fn default_resources(role: Role) -> ResourceRequirements {
+    let (cpu, memory, memory_limit) = match role {
+        Role::Coordinator => ("50m", "32Mi", "128Mi"),
+        Role::Tsd => ("100m", "64Mi", "256Mi"),
+        Role::Synchronizer => ("50m", "32Mi", "128Mi"),
+        Role::RabbitMq => ("100m", "256Mi", "512Mi"),
+    };
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu.to_owned())),
+            ("memory".to_owned(), Quantity(memory.to_owned())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity(memory_limit.to_owned()),
+        )])),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// The spec's resources for a role, or the defaults.
+pub fn resources_for(spec: &SocialClusterSpec, role: Role) -> ResourceRequirements {
+    let r = &spec.resources;
+    let chosen = match role {
+        Role::Coordinator => &r.coordinator,
+        Role::Tsd => &r.tsd,
+        Role::Synchronizer => &r.synchronizer,
+        Role::RabbitMq => &r.rabbitmq,
+    };
+    chosen.clone().unwrap_or_else(|| default_resources(role))
+}
+
+/// Pod security context for the tinysns binaries: non-root, with fsGroup so the tsd volume
+/// is writable by that user.
+pub fn pod_security_context(uid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group: Some(uid),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Container security context: no privilege escalation, no capabilities.
+pub fn container_security_context(read_only_root: bool) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(read_only_root),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// Liveness: the gRPC health service "" is SERVING while the process runs.
+pub fn liveness_probe(port: i32) -> Probe {
+    Probe {
+        grpc: Some(GRPCAction {
+            port,
+            service: Some(String::new()),
+        }),
+        initial_delay_seconds: Some(5),
+        period_seconds: Some(10),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// Readiness: the gRPC health service "readiness" is SERVING once the process registered
+/// with the coordinator (the coordinator's once it listens).
+pub fn readiness_probe(port: i32) -> Probe {
+    Probe {
+        grpc: Some(GRPCAction {
+            port,
+            service: Some("readiness".to_owned()),
+        }),
+        period_seconds: Some(2),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(2),
+        ..Probe::default()
+    }
+}
+
+/// Plain `name=value` environment variable.
+pub fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+/// `POD_NAME` from the downward API: tsd and synchronizer derive their ids from its ordinal.
+pub fn pod_name_env() -> EnvVar {
+    EnvVar {
+        name: "POD_NAME".to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// RUST_LOG for the service binaries.
+pub fn log_env() -> EnvVar {
+    env("RUST_LOG", "info")
+}
+
+/// A tinysns container with the shared settings (image, probes, security, resources).
+pub fn tinysns_container(
+    spec: &SocialClusterSpec,
+    role: Role,
+    binary: &str,
+    port: i32,
+    env: Vec<EnvVar>,
+) -> Container {
+    Container {
+        name: role.as_str().to_owned(),
+        image: Some(spec.image.reference()),
+        image_pull_policy: Some(spec.image.pull_policy.as_str().to_owned()),
+        command: Some(vec![format!("/usr/local/bin/{binary}")]),
+        env: Some(env),
+        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+            name: Some("grpc".to_owned()),
+            container_port: port,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        liveness_probe: Some(liveness_probe(port)),
+        readiness_probe: Some(readiness_probe(port)),
+        resources: Some(resources_for(spec, role)),
+        security_context: Some(container_security_context(true)),
+        // The binaries exit cleanly on SIGTERM; this is the default but stated for clarity.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    }
+}
+
+/// A headless Service in front of a StatefulSet: gives each pod the stable DNS name it
+/// advertises. Not-ready addresses are published because readiness means "registered with
+/// the coordinator", and peers must be able to resolve a pod before that.
+pub fn headless_service(
+    owner: &Owner,
+    name: String,
+    role: Role,
+    cluster: Option<u32>,
+    port: i32,
+) -> Service {
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    Service {
+        metadata: owner.meta(name, role, cluster),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(owner.selector_labels(role, cluster)),
+            ports: Some(vec![ServicePort {
+                name: Some("grpc".to_owned()),
+                port,
+                target_port: Some(IntOrString::String("grpc".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,95 @@
+//! Synchronizers of one cluster: they move follow/post events between clusters over RabbitMQ.
+//! Their id is derived by the binary from POD_NAME's ordinal, cluster and cluster count.
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector, Service,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use super::{
+    COORDINATOR_PORT, Owner, Role, SYNCHRONIZER_PORT, TINYSNS_UID, env, headless_service, log_env,
+    pod_name_env, pod_security_context, rabbitmq, tinysns_container,
+};
+use crate::crd::SocialClusterSpec;
+
+/// Environment of a synchronizer of cluster `k`; AMQP_URL comes from a Secret so the broker
+/// password never appears in the StatefulSet.
+pub fn container_env(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> Vec<EnvVar> {
+    let service = owner.sync_name(k);
+    let (secret, key) = rabbitmq::url_secret(owner, spec);
+    vec![
+        pod_name_env(),
+        env("TINYSNS_CLUSTER", k.to_string()),
+        env("TINYSNS_CLUSTERS", spec.clusters.to_string()),
+        env(
+            "TINYSNS_COORDINATOR_HOST",
+            owner.service_host(&owner.coordinator_name()),
+        ),
+        env("TINYSNS_COORDINATOR_PORT", COORDINATOR_PORT.to_string()),
+        env("TINYSNS_PORT", SYNCHRONIZER_PORT.to_string()),
+        env("TINYSNS_BIND", "0.0.0.0"),
+        env(
+            "TINYSNS_ADVERTISE_HOST",
+            format!("$(POD_NAME).{}", owner.service_host(&service)),
+        ),
+        EnvVar {
+            name: "AMQP_URL".to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret,
+                    key,
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+        log_env(),
+    ]
+}
+
+/// StatefulSet `<name>-sync-<k>` and its headless Service.
+pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, Service) {
+    let name = owner.sync_name(k);
+    let role = Role::Synchronizer;
+    let container = tinysns_container(
+        spec,
+        role,
+        "synchronizer",
+        SYNCHRONIZER_PORT,
+        container_env(owner, spec, k),
+    );
+    let sts = StatefulSet {
+        metadata: owner.meta(name.clone(), role, Some(k)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(i32::try_from(spec.synchronizers_per_cluster).unwrap_or(i32::MAX)),
+            service_name: Some(name.clone()),
+            // Synchronizers are independent of each other: start and replace them in parallel.
+            pod_management_policy: Some("Parallel".to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(owner.selector_labels(role, Some(k))),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(owner.labels(role, Some(k))),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(pod_security_context(TINYSNS_UID)),
+                    automount_service_account_token: Some(false),
+                    // See coordinator.rs: service links would clash with TINYSNS_* env.
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    ..PodSpec::default()
+                }),
+            },
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    };
+    let svc = headless_service(owner, name, role, Some(k), SYNCHRONIZER_PORT);
+    (sts, svc)
+}

@@ -1,0 +1,423 @@
+//! Builder tests: spec in, objects out, no client.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Container, EnvVar};
+use kube::ResourceExt;
+
+use super::*;
+use crate::crd::{ExternalRabbitMq, RabbitMqSpec, SecretKeyRef, SocialClusterSpec};
+use crate::render::{self, RENDER_UID};
+
+fn owner() -> Owner {
+    let sc = render::object("demo", "ns1", SocialClusterSpec::default());
+    Owner::from_object(&sc).expect("fixture has name, namespace and uid")
+}
+
+fn spec(clusters: u32, servers: u32, syncs: u32) -> SocialClusterSpec {
+    SocialClusterSpec {
+        clusters,
+        servers_per_cluster: servers,
+        synchronizers_per_cluster: syncs,
+        ..SocialClusterSpec::default()
+    }
+}
+
+fn sts<'a>(c: &'a Children, name: &str) -> &'a StatefulSet {
+    c.stateful_sets
+        .iter()
+        .find(|s| s.name_any() == name)
+        .unwrap_or_else(|| panic!("no StatefulSet {name}"))
+}
+
+fn container(s: &StatefulSet) -> &Container {
+    &s.spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod spec")
+        .containers[0]
+}
+
+fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+    c.env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+}
+
+fn env_var<'a>(c: &'a Container, name: &str) -> &'a EnvVar {
+    c.env
+        .as_ref()
+        .and_then(|env| env.iter().find(|e| e.name == name))
+        .unwrap_or_else(|| panic!("no env {name}"))
+}
+
+fn replicas(s: &StatefulSet) -> i32 {
+    s.spec.as_ref().and_then(|s| s.replicas).expect("replicas")
+}
+
+/// Checks the shape every spec must have; returns the children for spec-specific checks.
+fn check_shape(spec: &SocialClusterSpec) -> Children {
+    let o = owner();
+    validate(spec).expect("valid spec");
+    let c = build_all(&o, spec, "p4ssw0rdp4ssw0rdp4ssw0rd");
+    let k = spec.clusters as usize;
+    assert_eq!(
+        c.stateful_sets.len(),
+        1 + 2 * k,
+        "coordinator + tsd + sync per cluster"
+    );
+    assert_eq!(
+        c.services.len(),
+        2 + 2 * k,
+        "coordinator, rabbitmq, tsd + sync per cluster"
+    );
+    assert_eq!(c.deployments.len(), 1);
+    assert_eq!(c.secrets.len(), 1);
+    assert_eq!(c.pdbs.len(), 2 + 2 * k);
+
+    for value in c.to_values().expect("serializable") {
+        let meta = &value["metadata"];
+        let name = meta["name"].as_str().expect("name");
+        assert_eq!(meta["namespace"], "ns1", "{name}");
+        assert_eq!(meta["labels"][LABEL_NAME], "tinysns", "{name}");
+        assert_eq!(meta["labels"][LABEL_INSTANCE], "demo", "{name}");
+        assert_eq!(meta["labels"][LABEL_MANAGED_BY], FIELD_MANAGER, "{name}");
+        assert!(meta["labels"][LABEL_COMPONENT].is_string(), "{name}");
+        let refs = meta["ownerReferences"].as_array().expect("owner refs");
+        assert_eq!(refs.len(), 1, "{name}");
+        assert_eq!(refs[0]["uid"], RENDER_UID);
+        assert_eq!(refs[0]["controller"], true);
+        assert_eq!(refs[0]["kind"], "SocialCluster");
+        assert!(value["apiVersion"].is_string() && value["kind"].is_string());
+    }
+
+    let coordinator = sts(&c, "demo-coordinator");
+    assert_eq!(replicas(coordinator), 1);
+    let cc = container(coordinator);
+    assert_eq!(
+        env_value(cc, "TINYSNS_CLUSTERS"),
+        Some(spec.clusters.to_string().as_str())
+    );
+    assert_eq!(env_value(cc, "TINYSNS_HEARTBEAT_INTERVAL"), Some("250ms"));
+    assert_eq!(env_value(cc, "TINYSNS_FAILURE_TIMEOUT"), Some("1s"));
+    assert_eq!(env_value(cc, "TINYSNS_PORT"), Some("9000"));
+
+    for cluster in 1..=spec.clusters {
+        let tsd = sts(&c, &format!("demo-tsd-{cluster}"));
+        let tsd_spec = tsd.spec.as_ref().expect("spec");
+        assert_eq!(replicas(tsd), spec.servers_per_cluster as i32);
+        assert_eq!(tsd_spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(
+            tsd_spec.service_name.as_deref(),
+            Some(format!("demo-tsd-{cluster}").as_str())
+        );
+        let claims = tsd_spec.volume_claim_templates.as_ref().expect("claims");
+        assert_eq!(claims.len(), 1);
+        let tc = container(tsd);
+        assert_eq!(
+            env_value(tc, "TINYSNS_CLUSTER"),
+            Some(cluster.to_string().as_str())
+        );
+        assert_eq!(
+            env_value(tc, "TINYSNS_SERVER"),
+            None,
+            "derived from POD_NAME"
+        );
+        assert_eq!(
+            env_value(tc, "TINYSNS_ADVERTISE_HOST"),
+            Some(format!("$(POD_NAME).demo-tsd-{cluster}.ns1.svc.cluster.local").as_str())
+        );
+        assert_eq!(
+            env_value(tc, "TINYSNS_COORDINATOR_HOST"),
+            Some("demo-coordinator.ns1.svc.cluster.local")
+        );
+        // $(POD_NAME) only expands if POD_NAME is defined before the variable using it.
+        assert_eq!(tc.env.as_ref().expect("env")[0].name, "POD_NAME");
+
+        let sync = sts(&c, &format!("demo-sync-{cluster}"));
+        assert_eq!(replicas(sync), spec.synchronizers_per_cluster as i32);
+        let sc = container(sync);
+        assert_eq!(
+            env_value(sc, "TINYSNS_CLUSTER"),
+            Some(cluster.to_string().as_str())
+        );
+        assert_eq!(
+            env_value(sc, "TINYSNS_CLUSTERS"),
+            Some(spec.clusters.to_string().as_str())
+        );
+        let amqp = env_var(sc, "AMQP_URL");
+        let secret_ref = amqp
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("AMQP_URL from a secret");
+        assert_eq!(secret_ref.name, "demo-rabbitmq-credentials");
+        assert_eq!(secret_ref.key, "url");
+
+        let svc = c
+            .services
+            .iter()
+            .find(|s| s.name_any() == format!("demo-tsd-{cluster}"))
+            .expect("tsd service");
+        let svc_spec = svc.spec.as_ref().expect("svc spec");
+        assert_eq!(svc_spec.cluster_ip.as_deref(), Some("None"), "headless");
+        assert_eq!(
+            svc_spec
+                .selector
+                .as_ref()
+                .and_then(|s| s.get(LABEL_CLUSTER))
+                .map(String::as_str),
+            Some(cluster.to_string().as_str())
+        );
+    }
+
+    for s in &c.stateful_sets {
+        let pod = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod");
+        let psc = pod.security_context.as_ref().expect("pod security context");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        let container = &pod.containers[0];
+        let csc = container
+            .security_context
+            .as_ref()
+            .expect("container security context");
+        assert_eq!(csc.allow_privilege_escalation, Some(false));
+        let live = container
+            .liveness_probe
+            .as_ref()
+            .and_then(|p| p.grpc.as_ref())
+            .expect("grpc liveness");
+        assert_eq!(live.service.as_deref(), Some(""));
+        let ready = container
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.grpc.as_ref())
+            .expect("grpc readiness");
+        assert_eq!(ready.service.as_deref(), Some("readiness"));
+        assert!(
+            container
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .is_some_and(|r| r.contains_key("cpu") && r.contains_key("memory")),
+            "default requests"
+        );
+        // Selector labels must match the template labels or the API server rejects it.
+        let selector = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.as_ref())
+            .expect("selector");
+        let labels = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref())
+            .expect("template labels");
+        for (k, v) in selector {
+            assert_eq!(labels.get(k), Some(v));
+        }
+    }
+    for p in &c.pdbs {
+        let spec = p.spec.as_ref().expect("pdb spec");
+        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    }
+    c
+}
+
+#[test]
+fn one_by_one() {
+    let c = check_shape(&spec(1, 1, 1));
+    assert_eq!(
+        c.stateful_sets
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect::<Vec<_>>(),
+        ["demo-coordinator", "demo-tsd-1", "demo-sync-1"]
+    );
+}
+
+#[test]
+fn default_spec_is_three_clusters_of_two() {
+    let c = check_shape(&SocialClusterSpec::default());
+    assert_eq!(replicas(sts(&c, "demo-tsd-3")), 2);
+    assert_eq!(replicas(sts(&c, "demo-sync-3")), 2);
+    assert!(c.stateful_sets.iter().all(|s| s.name_any() != "demo-tsd-4"));
+}
+
+#[test]
+fn five_by_three() {
+    let c = check_shape(&spec(5, 3, 2));
+    assert_eq!(replicas(sts(&c, "demo-tsd-5")), 3);
+    assert_eq!(
+        env_value(container(sts(&c, "demo-sync-5")), "TINYSNS_CLUSTERS"),
+        Some("5")
+    );
+}
+
+#[test]
+fn storage_and_image_come_from_the_spec() {
+    let mut s = SocialClusterSpec::default();
+    s.storage.size = Quantity("5Gi".to_owned());
+    s.storage.storage_class_name = Some("fast".to_owned());
+    s.image.repository = "registry.example/tinysns".to_owned();
+    s.image.tag = "v1".to_owned();
+    let c = build_all(&owner(), &s, "x");
+    let tsd = sts(&c, "demo-tsd-1");
+    let claim = &tsd
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .expect("claims")[0];
+    let claim_spec = claim.spec.as_ref().expect("claim spec");
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(
+        claim_spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage")),
+        Some(&Quantity("5Gi".to_owned()))
+    );
+    assert_eq!(
+        container(tsd).image.as_deref(),
+        Some("registry.example/tinysns:v1")
+    );
+    assert_eq!(
+        container(tsd).command.as_ref().expect("command")[0],
+        "/usr/local/bin/tsd"
+    );
+}
+
+#[test]
+fn managed_rabbitmq_secret_carries_the_given_password() {
+    let c = build_all(
+        &owner(),
+        &SocialClusterSpec::default(),
+        "abcdefghijklmnop1234",
+    );
+    let secret = &c.secrets[0];
+    assert_eq!(secret.name_any(), "demo-rabbitmq-credentials");
+    let data = secret.data.as_ref().expect("data");
+    assert_eq!(data["password"].0, b"abcdefghijklmnop1234");
+    assert_eq!(
+        String::from_utf8(data["url"].0.clone()).expect("utf8"),
+        "amqp://tinysns:abcdefghijklmnop1234@demo-rabbitmq.ns1.svc.cluster.local:5672/%2f"
+    );
+    assert_eq!(
+        rabbitmq::password_from_secret(secret).as_deref(),
+        Some("abcdefghijklmnop1234")
+    );
+    let deploy = &c.deployments[0];
+    let pod = deploy
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod");
+    let env = pod.containers[0].env.as_ref().expect("env");
+    assert!(
+        env.iter().all(|e| e.value.is_none()),
+        "credentials only via secretKeyRef"
+    );
+    assert_eq!(
+        pod.security_context
+            .as_ref()
+            .and_then(|s| s.run_as_non_root),
+        Some(true)
+    );
+}
+
+#[test]
+fn generated_passwords_are_random_and_url_safe() {
+    let a = rabbitmq::generate_password();
+    let b = rabbitmq::generate_password();
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 32);
+    assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_ne!(a, "guest");
+}
+
+#[test]
+fn external_rabbitmq_has_no_broker_and_uses_the_given_secret() {
+    let s = SocialClusterSpec {
+        rabbitmq: RabbitMqSpec::External(ExternalRabbitMq {
+            url_secret_ref: SecretKeyRef {
+                name: "my-amqp".to_owned(),
+                key: "uri".to_owned(),
+            },
+        }),
+        ..SocialClusterSpec::default()
+    };
+    let c = build_all(&owner(), &s, "");
+    assert!(c.deployments.is_empty());
+    assert!(c.secrets.is_empty());
+    assert!(c.services.iter().all(|s| s.name_any() != "demo-rabbitmq"));
+    assert!(c.pdbs.iter().all(|p| p.name_any() != "demo-rabbitmq"));
+    let amqp = env_var(container(sts(&c, "demo-sync-2")), "AMQP_URL");
+    let r = amqp
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("secret ref");
+    assert_eq!((r.name.as_str(), r.key.as_str()), ("my-amqp", "uri"));
+}
+
+#[test]
+fn validation_rejects_what_the_schema_cannot() {
+    let mut s = SocialClusterSpec::default();
+    s.timing.failure_timeout = "250ms".to_owned();
+    assert!(matches!(
+        validate(&s),
+        Err(InvalidSpec::TimeoutNotAboveHeartbeat { .. })
+    ));
+    s.timing.failure_timeout = "1x".to_owned();
+    assert!(matches!(validate(&s), Err(InvalidSpec::BadDuration { .. })));
+    s.timing.failure_timeout = "2s".to_owned();
+    s.timing.heartbeat_interval = "0s".to_owned();
+    assert_eq!(validate(&s), Err(InvalidSpec::ZeroHeartbeat));
+    let zero = spec(0, 1, 1);
+    assert!(matches!(
+        validate(&zero),
+        Err(InvalidSpec::OutOfRange {
+            field: "clusters",
+            ..
+        })
+    ));
+    assert!(validate(&spec(32, 8, 8)).is_ok());
+}
+
+#[test]
+fn owner_requires_uid_and_a_short_name() {
+    let mut sc = render::object("demo", "ns1", SocialClusterSpec::default());
+    sc.metadata.uid = None;
+    assert_eq!(
+        Owner::from_object(&sc).err(),
+        Some(InvalidSpec::MissingMetadata("metadata.uid"))
+    );
+    let long = "a".repeat(MAX_NAME_LEN + 1);
+    let sc = render::object(&long, "ns1", SocialClusterSpec::default());
+    assert!(matches!(
+        Owner::from_object(&sc),
+        Err(InvalidSpec::NameTooLong(_))
+    ));
+    let ok = "a".repeat(MAX_NAME_LEN);
+    let sc = render::object(&ok, "ns1", SocialClusterSpec::default());
+    let o = Owner::from_object(&sc).expect("max length is fine");
+    assert!(o.coordinator_name().len() <= 52);
+}
+
+#[test]
+fn spec_defaults_apply_to_a_minimal_manifest() {
+    let sc: crate::crd::SocialCluster = serde_yaml::from_str(
+        "apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec: {}\n",
+    )
+    .expect("minimal manifest parses");
+    assert_eq!(sc.spec, SocialClusterSpec::default());
+}

@@ -1,0 +1,119 @@
+//! tsd servers of one cluster: a StatefulSet whose pods derive their server id from their
+//! ordinal (POD_NAME), each with its own volume, behind a headless Service.
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Service,
+    VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use std::collections::BTreeMap;
+
+use super::{
+    COORDINATOR_PORT, DATA_DIR, DATA_VOLUME, Owner, Role, TINYSNS_UID, TSD_PORT, env,
+    headless_service, log_env, pod_name_env, pod_security_context, tinysns_container,
+};
+use crate::crd::SocialClusterSpec;
+
+/// Environment of a tsd container of cluster `k`. The server id is not set: the binary
+/// derives it from POD_NAME's ordinal (+1), so all pods of the StatefulSet share one template.
+pub fn container_env(owner: &Owner, k: u32) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+    let service = owner.tsd_name(k);
+    vec![
+        pod_name_env(),
+        env("TINYSNS_CLUSTER", k.to_string()),
+        env(
+            "TINYSNS_COORDINATOR_HOST",
+            owner.service_host(&owner.coordinator_name()),
+        ),
+        env("TINYSNS_COORDINATOR_PORT", COORDINATOR_PORT.to_string()),
+        env("TINYSNS_PORT", TSD_PORT.to_string()),
+        env("TINYSNS_BIND", "0.0.0.0"),
+        // $(POD_NAME) is expanded by the kubelet; POD_NAME is defined first for that reason.
+        env(
+            "TINYSNS_ADVERTISE_HOST",
+            format!("$(POD_NAME).{}", owner.service_host(&service)),
+        ),
+        env("TINYSNS_DATA_DIR", DATA_DIR),
+        log_env(),
+    ]
+}
+
+/// StatefulSet `<name>-tsd-<k>` and its headless Service.
+pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, Service) {
+    let name = owner.tsd_name(k);
+    let role = Role::Tsd;
+    let mut container = tinysns_container(spec, role, "tsd", TSD_PORT, container_env(owner, k));
+    container.volume_mounts = Some(vec![VolumeMount {
+        name: DATA_VOLUME.to_owned(),
+        mount_path: DATA_DIR.to_owned(),
+        ..VolumeMount::default()
+    }]);
+
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.to_owned()),
+            labels: Some(owner.labels(role, Some(k))),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    spec.storage.size.clone(),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+
+    let sts = StatefulSet {
+        metadata: owner.meta(name.clone(), role, Some(k)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(i32::try_from(spec.servers_per_cluster).unwrap_or(i32::MAX)),
+            service_name: Some(name.clone()),
+            // Servers of a cluster replicate from each other and recover independently; there
+            // is no reason to start them one by one, and after losing all pods at once
+            // OrderedReady would wait forever on a pod that needs its peers.
+            pod_management_policy: Some("Parallel".to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(owner.selector_labels(role, Some(k))),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(owner.labels(role, Some(k))),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(pod_security_context(TINYSNS_UID)),
+                    automount_service_account_token: Some(false),
+                    // See coordinator.rs: service links would clash with TINYSNS_* env.
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            // User data lives in these volumes: keep them when the StatefulSet is scaled down
+            // or deleted (scale back up and the servers find their data again).
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_owned()),
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    };
+    let svc = headless_service(owner, name, role, Some(k), TSD_PORT);
+    (sts, svc)
+}

@@ -1,0 +1,351 @@
+//! The `SocialCluster` custom resource: the one object a user writes to get a whole tinysns
+//! deployment (coordinator, per-cluster servers and synchronizers, RabbitMQ).
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Upper bound on clusters and per-cluster replicas. tinysns ids are small integers and a
+/// typo such as `clusters: 300` should be rejected by the API server, not turn into 600 pods.
+pub const MAX_CLUSTERS: u32 = 32;
+/// See [`MAX_CLUSTERS`].
+pub const MAX_PER_CLUSTER: u32 = 8;
+
+/// Desired state of a tinysns deployment.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "tinysns.io",
+    version = "v1alpha1",
+    kind = "SocialCluster",
+    namespaced,
+    shortname = "sc",
+    status = "SocialClusterStatus",
+    derive = "PartialEq",
+    printcolumn = r#"{"name":"Clusters","type":"integer","jsonPath":".spec.clusters"}"#,
+    printcolumn = r#"{"name":"Ready Clusters","type":"integer","jsonPath":".status.readyClusters"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Paused","type":"boolean","jsonPath":".spec.paused","priority":1}"#,
+    printcolumn = r#"{"name":"Coordinator","type":"string","jsonPath":".status.coordinatorAddress","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SocialClusterSpec {
+    /// Number of tinysns clusters (ids 1..=clusters). Each has its own servers and synchronizers.
+    #[serde(default = "default_clusters")]
+    #[schemars(range(min = 1, max = 32))]
+    pub clusters: u32,
+
+    /// tsd servers per cluster (server ids 1..=serversPerCluster; the coordinator picks the master).
+    #[serde(default = "default_servers")]
+    #[schemars(range(min = 1, max = 8))]
+    pub servers_per_cluster: u32,
+
+    /// Synchronizers per cluster.
+    #[serde(default = "default_synchronizers")]
+    #[schemars(range(min = 1, max = 8))]
+    pub synchronizers_per_cluster: u32,
+
+    /// The image that contains /usr/local/bin/{coordinator,tsd,synchronizer,tsc}.
+    #[serde(default)]
+    pub image: ImageSpec,
+
+    /// Failure detection timings, handed by the coordinator to every server and synchronizer.
+    #[serde(default)]
+    pub timing: TimingSpec,
+
+    /// Persistent storage of each tsd server.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Compute resources per role. A role left out gets small default requests.
+    #[serde(default)]
+    pub resources: RoleResources,
+
+    /// The message bus between clusters: a broker managed by the operator, or an external one.
+    #[serde(default)]
+    pub rabbitmq: RabbitMqSpec,
+
+    /// While true the operator changes no child object (it still reports status).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_clusters() -> u32 {
+    3
+}
+fn default_servers() -> u32 {
+    2
+}
+fn default_synchronizers() -> u32 {
+    2
+}
+
+impl Default for SocialClusterSpec {
+    fn default() -> Self {
+        Self {
+            clusters: default_clusters(),
+            servers_per_cluster: default_servers(),
+            synchronizers_per_cluster: default_synchronizers(),
+            image: ImageSpec::default(),
+            timing: TimingSpec::default(),
+            storage: StorageSpec::default(),
+            resources: RoleResources::default(),
+            rabbitmq: RabbitMqSpec::default(),
+            paused: false,
+        }
+    }
+}
+
+/// Container image of the tinysns binaries.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    #[serde(default = "default_repository")]
+    #[schemars(length(min = 1))]
+    pub repository: String,
+    #[serde(default = "default_tag")]
+    #[schemars(length(min = 1))]
+    pub tag: String,
+    #[serde(default)]
+    pub pull_policy: PullPolicy,
+}
+
+fn default_repository() -> String {
+    "tinysns".to_owned()
+}
+fn default_tag() -> String {
+    "latest".to_owned()
+}
+
+impl Default for ImageSpec {
+    fn default() -> Self {
+        Self {
+            repository: default_repository(),
+            tag: default_tag(),
+            pull_policy: PullPolicy::default(),
+        }
+    }
+}
+
+impl ImageSpec {
+    /// `repository:tag`, the form a container spec wants.
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.repository, self.tag)
+    }
+}
+
+/// Kubernetes image pull policy.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Durations in humantime syntax ("250ms", "1s", "1m30s").
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimingSpec {
+    /// How often servers and synchronizers heartbeat to the coordinator.
+    #[serde(default = "default_heartbeat")]
+    #[schemars(regex(pattern = r"^([0-9]+(ns|us|ms|s|m|h))+$"))]
+    pub heartbeat_interval: String,
+    /// After this long without a heartbeat a process is declared dead. Must exceed heartbeatInterval.
+    #[serde(default = "default_failure_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(ns|us|ms|s|m|h))+$"))]
+    pub failure_timeout: String,
+}
+
+fn default_heartbeat() -> String {
+    "250ms".to_owned()
+}
+fn default_failure_timeout() -> String {
+    "1s".to_owned()
+}
+
+impl Default for TimingSpec {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: default_heartbeat(),
+            failure_timeout: default_failure_timeout(),
+        }
+    }
+}
+
+/// Persistent volume of each tsd server.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    #[serde(default = "default_storage_size")]
+    pub size: Quantity,
+    /// Storage class of the claims; the cluster default when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+fn default_storage_size() -> Quantity {
+    Quantity("1Gi".to_owned())
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// Resources per role; each left out gets the defaults in `build::resources`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsd: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronizer: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq: Option<ResourceRequirements>,
+}
+
+/// Exactly one of `managed` or `external`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RabbitMqSpec {
+    /// The operator runs a single-node broker with generated credentials.
+    Managed(ManagedRabbitMq),
+    /// Use an existing broker; its amqp:// URL is read from a Secret.
+    External(ExternalRabbitMq),
+}
+
+impl Default for RabbitMqSpec {
+    fn default() -> Self {
+        RabbitMqSpec::Managed(ManagedRabbitMq::default())
+    }
+}
+
+/// A broker run by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRabbitMq {
+    #[serde(default = "default_rabbitmq_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    #[serde(default)]
+    pub pull_policy: PullPolicy,
+}
+
+fn default_rabbitmq_image() -> String {
+    "rabbitmq:3.13-alpine".to_owned()
+}
+
+impl Default for ManagedRabbitMq {
+    fn default() -> Self {
+        Self {
+            image: default_rabbitmq_image(),
+            pull_policy: PullPolicy::default(),
+        }
+    }
+}
+
+/// A broker run elsewhere.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalRabbitMq {
+    /// Secret key holding the full AMQP URL, e.g. amqp://user:pass@host:5672/%2f
+    pub url_secret_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the SocialCluster's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// Observed state, written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SocialClusterStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing and Degraded.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// host:port clients (tsc) connect to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator_address: Option<String>,
+    /// Clusters whose servers and synchronizers are all ready.
+    #[serde(default)]
+    pub ready_clusters: u32,
+    /// Ready/desired replicas per role, summed over clusters.
+    #[serde(default)]
+    pub replicas: RoleReplicas,
+    /// Ready/desired replicas per cluster.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
+    pub clusters: Vec<ClusterStatus>,
+}
+
+/// Ready and desired replica counts.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaCount {
+    pub ready: u32,
+    pub desired: u32,
+}
+
+impl ReplicaCount {
+    pub fn is_ready(self) -> bool {
+        self.ready >= self.desired
+    }
+    pub fn plus(self, other: ReplicaCount) -> ReplicaCount {
+        ReplicaCount {
+            ready: self.ready + other.ready,
+            desired: self.desired + other.desired,
+        }
+    }
+}
+
+/// Per-role replica counts.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleReplicas {
+    pub coordinator: ReplicaCount,
+    pub tsd: ReplicaCount,
+    pub synchronizer: ReplicaCount,
+    /// Absent when the broker is external.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq: Option<ReplicaCount>,
+}
+
+/// Replica counts of one cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    pub id: u32,
+    pub tsd: ReplicaCount,
+    pub synchronizer: ReplicaCount,
+}

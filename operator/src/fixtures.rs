@@ -1,0 +1,195 @@
+//! Test fixtures: a mocked API server behind a real `kube::Client` (tower-test's mock pair).
+//! It answers like the API server would for the requests the reconciler makes and records
+//! each request (method, path, query, JSON body) so tests can assert on all of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::crd::{SocialCluster, SocialClusterSpec};
+use crate::metrics::Metrics;
+use crate::reconcile::Context;
+use crate::render;
+
+/// One request as the API server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+}
+
+impl Recorded {
+    /// "METHOD path" for compact sequence assertions.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+    /// The last path segment (object name, or resource plural for collections).
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+/// What the mocked API server holds.
+#[derive(Default, Clone)]
+pub struct ApiServer {
+    /// The SocialCluster returned by status patches (needs a full object to deserialize).
+    pub socialcluster: Value,
+    /// The credentials Secret, if it already exists.
+    pub secret: Option<Secret>,
+    /// Items returned by label-selector lists, by resource plural ("statefulsets", ...).
+    pub lists: HashMap<&'static str, Vec<Value>>,
+    /// Whether applied workloads report all replicas ready.
+    pub ready: bool,
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).expect("a JSON value serializes");
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(bytes))
+        .expect("static response parts are valid")
+}
+
+fn not_found(name: &str) -> Response<Body> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("\"{name}\" not found"), "reason": "NotFound", "code": 404
+        }),
+    )
+}
+
+impl ApiServer {
+    pub fn new(sc: &SocialCluster) -> Self {
+        Self {
+            socialcluster: serde_json::to_value(sc).expect("fixture serializes"),
+            ..Self::default()
+        }
+    }
+
+    fn answer(&self, r: &Recorded) -> Response<Body> {
+        let segments: Vec<&str> = r.path.split('/').collect();
+        // .../<plural>/<name> for single objects
+        let plural = segments.iter().rev().nth(1).copied().unwrap_or("");
+        match r.method.as_str() {
+            "PATCH" if r.path.ends_with("/status") => {
+                let mut sc = self.socialcluster.clone();
+                sc["status"] = r.body["status"].clone();
+                json_response(StatusCode::OK, &sc)
+            }
+            "PATCH" => {
+                let mut obj = r.body.clone();
+                let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+                if kind == "StatefulSet" || kind == "Deployment" {
+                    let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+                    let ready = if self.ready { replicas } else { 0 };
+                    obj["status"] = json!({"replicas": replicas, "readyReplicas": ready});
+                }
+                json_response(StatusCode::OK, &obj)
+            }
+            "GET" if r.query.contains("labelSelector") => {
+                let items = self
+                    .lists
+                    .get(segments.last().copied().unwrap_or(""))
+                    .cloned();
+                json_response(
+                    StatusCode::OK,
+                    &json!({"metadata": {"resourceVersion": "1"}, "items": items.unwrap_or_default()}),
+                )
+            }
+            "GET" if plural == "secrets" => match &self.secret {
+                Some(s) => json_response(
+                    StatusCode::OK,
+                    &serde_json::to_value(s).expect("secret serializes"),
+                ),
+                None => not_found(r.name()),
+            },
+            "DELETE" => json_response(
+                StatusCode::OK,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}),
+            ),
+            "POST" => json_response(StatusCode::CREATED, &r.body),
+            _ => panic!("unexpected request {} {}?{}", r.method, r.path, r.query),
+        }
+    }
+
+    /// Serves requests until every client is dropped; returns what it saw.
+    pub fn spawn(
+        self,
+        mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    ) -> JoinHandle<Vec<Recorded>> {
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let bytes = body
+                    .collect_bytes()
+                    .await
+                    .expect("request body is readable");
+                let body = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).expect("request body is JSON")
+                };
+                let recorded = Recorded {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_owned(),
+                    query: parts.uri.query().unwrap_or_default().to_owned(),
+                    body,
+                };
+                send.send_response(self.answer(&recorded));
+                seen.push(recorded);
+            }
+            seen
+        })
+    }
+}
+
+/// A SocialCluster named "demo" in "ns1" with a uid (controller_owner_ref needs one).
+pub fn socialcluster(spec: SocialClusterSpec) -> SocialCluster {
+    render::object("demo", "ns1", spec)
+}
+
+/// Runs one reconcile of `sc` against `server` and returns its result and the requests made.
+pub async fn run(
+    sc: SocialCluster,
+    server: ApiServer,
+) -> (
+    Result<(kube::runtime::controller::Action, crate::reconcile::Outcome), crate::reconcile::Error>,
+    Vec<Recorded>,
+) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let verifier = server.spawn(handle);
+    let client = Client::new(service, "default");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "tinysns-operator".to_owned(),
+            instance: None,
+        },
+    );
+    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()));
+    let result = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        crate::reconcile::reconcile_inner(&sc, &ctx),
+    )
+    .await
+    .expect("reconcile finishes within 10 s");
+    drop(ctx);
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), verifier)
+        .await
+        .expect("the mock server stops once the client is dropped")
+        .expect("the mock server did not panic");
+    (result, seen)
+}

@@ -1,0 +1,131 @@
+//! tinysns-operator: watches SocialCluster objects and runs their tinysns deployments.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Client, Resource};
+use tracing::{error, info, warn};
+
+use tinysns_operator::build::{APP_NAME, FIELD_MANAGER, LABEL_MANAGED_BY, LABEL_NAME};
+use tinysns_operator::crd::SocialCluster;
+use tinysns_operator::metrics::{self, Metrics};
+use tinysns_operator::reconcile::{self, Context};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Kubernetes operator for tinysns SocialCluster resources"
+)]
+struct Args {
+    /// Watch only this namespace (all namespaces when empty).
+    #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
+    watch_namespace: String,
+    /// Address of the /metrics and /healthz server.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log output as JSON lines instead of text.
+    #[arg(long, env = "LOG_JSON", default_value_t = false)]
+    log_json: bool,
+}
+
+fn api<K>(client: &Client, namespace: &str) -> Api<K>
+where
+    K: Resource<DynamicType = ()>,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    if namespace.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), namespace)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes configuration (in-cluster or kubeconfig) found")?;
+    let ns = args.watch_namespace.as_str();
+    let socialclusters: Api<SocialCluster> = api(&client, ns);
+    // Fail fast with a clear message when the CRD is missing instead of retrying forever.
+    socialclusters
+        .list(&ListParams::default().limit(1))
+        .await
+        .context("cannot list SocialClusters: is the CRD installed (crds/socialcluster.yaml) and does the ServiceAccount have access?")?;
+
+    let metrics = Arc::new(Metrics::new());
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics.clone()));
+
+    // Only watch children this operator labelled: above all, never cache every Secret.
+    let children = watcher::Config::default().labels(&format!(
+        "{LABEL_NAME}={APP_NAME},{LABEL_MANAGED_BY}={FIELD_MANAGER}"
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let metrics = metrics.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                // Err means the sender is gone, which also means shut down.
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = metrics::serve(args.metrics_addr, metrics, shutdown).await {
+                error!(error = %e, "metrics server failed");
+            }
+        })
+    };
+
+    info!(
+        namespace = if ns.is_empty() { "<all>" } else { ns },
+        "starting controller"
+    );
+    Controller::new(socialclusters, watcher::Config::default().any_semantic())
+        .owns(api::<StatefulSet>(&client, ns), children.clone())
+        .owns(api::<Deployment>(&client, ns), children.clone())
+        .owns(api::<Service>(&client, ns), children.clone())
+        .owns(api::<Secret>(&client, ns), children.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), children)
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                Err(e) => warn!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+
+    info!("controller stopped, shutting down");
+    let _ = stop_tx.send(true);
+    if let Err(e) = server.await {
+        warn!(error = %e, "metrics server task failed");
+    }
+    Ok(())
+}

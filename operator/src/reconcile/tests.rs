@@ -1,0 +1,478 @@
+//! Reconcile tests against the mocked API server in `fixtures`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::crd::SocialClusterSpec;
+use crate::fixtures::{ApiServer, Recorded, run, socialcluster};
+use crate::render::RENDER_UID;
+
+const NS: &str = "/namespaces/ns1/";
+
+fn writes(seen: &[Recorded]) -> Vec<&Recorded> {
+    seen.iter()
+        .filter(|r| {
+            r.method != "GET" && !r.path.contains("/events") && !r.path.ends_with("/status")
+        })
+        .collect()
+}
+
+fn status_patch(seen: &[Recorded]) -> &Recorded {
+    let patches: Vec<_> = seen
+        .iter()
+        .filter(|r| r.path.ends_with("/status"))
+        .collect();
+    assert_eq!(patches.len(), 1, "exactly one status write");
+    let p = patches[0];
+    assert_eq!(p.method, "PATCH");
+    assert_eq!(
+        p.path,
+        "/apis/tinysns.io/v1alpha1/namespaces/ns1/socialclusters/demo/status"
+    );
+    assert!(p.query.contains("fieldManager=tinysns-operator") && p.query.contains("force=true"));
+    assert_eq!(p.body["apiVersion"], "tinysns.io/v1alpha1");
+    assert_eq!(p.body["kind"], "SocialCluster");
+    p
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+fn applied<'a>(seen: &'a [Recorded], plural: &str, name: &str) -> &'a Recorded {
+    let suffix = format!("/{plural}/{name}");
+    seen.iter()
+        .find(|r| r.method == "PATCH" && r.path.ends_with(&suffix))
+        .unwrap_or_else(|| panic!("{plural}/{name} was not applied"))
+}
+
+fn existing_secret(password: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("demo-rabbitmq-credentials".to_owned()),
+            namespace: Some("ns1".to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "password".to_owned(),
+            ByteString(password.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    }
+}
+
+#[tokio::test]
+async fn create_applies_every_child_then_writes_status() {
+    let sc = socialcluster(SocialClusterSpec::default());
+    let (result, seen) = run(sc.clone(), ApiServer::new(&sc)).await;
+    let (action, outcome) = result.expect("reconcile succeeds");
+    assert_eq!(outcome, Outcome::Applied { ready: false });
+    assert_eq!(action, Action::requeue(RESYNC_PROGRESSING));
+
+    let lines: Vec<String> = seen.iter().map(Recorded::line).collect();
+    let mut expected = vec![format!("GET /api/v1{NS}secrets/demo-rabbitmq-credentials")];
+    expected.push(format!(
+        "PATCH /api/v1{NS}secrets/demo-rabbitmq-credentials"
+    ));
+    for svc in ["demo-coordinator", "demo-rabbitmq"] {
+        expected.push(format!("PATCH /api/v1{NS}services/{svc}"));
+    }
+    for k in 1..=3 {
+        expected.push(format!("PATCH /api/v1{NS}services/demo-tsd-{k}"));
+        expected.push(format!("PATCH /api/v1{NS}services/demo-sync-{k}"));
+    }
+    expected.push(format!("PATCH /apis/apps/v1{NS}deployments/demo-rabbitmq"));
+    expected.push(format!(
+        "PATCH /apis/apps/v1{NS}statefulsets/demo-coordinator"
+    ));
+    for k in 1..=3 {
+        expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-tsd-{k}"));
+        expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-sync-{k}"));
+    }
+    for pdb in ["demo-coordinator", "demo-rabbitmq"] {
+        expected.push(format!(
+            "PATCH /apis/policy/v1{NS}poddisruptionbudgets/{pdb}"
+        ));
+    }
+    for k in 1..=3 {
+        expected.push(format!(
+            "PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-tsd-{k}"
+        ));
+        expected.push(format!(
+            "PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-sync-{k}"
+        ));
+    }
+    for list in [
+        "/apis/apps/v1/namespaces/ns1/statefulsets",
+        "/apis/apps/v1/namespaces/ns1/deployments",
+        "/apis/policy/v1/namespaces/ns1/poddisruptionbudgets",
+        "/api/v1/namespaces/ns1/services",
+        "/api/v1/namespaces/ns1/secrets",
+    ] {
+        expected.push(format!("GET {list}"));
+    }
+    expected.push(
+        "PATCH /apis/tinysns.io/v1alpha1/namespaces/ns1/socialclusters/demo/status".to_owned(),
+    );
+    assert_eq!(lines, expected);
+
+    for r in seen.iter().filter(|r| r.method == "PATCH") {
+        assert!(
+            r.query.contains("fieldManager=tinysns-operator") && r.query.contains("force=true"),
+            "server-side apply with the one field manager: {}?{}",
+            r.path,
+            r.query
+        );
+        if !r.path.ends_with("/status") {
+            assert_eq!(r.body["metadata"]["name"].as_str(), Some(r.name()));
+            assert!(r.body["apiVersion"].is_string() && r.body["kind"].is_string());
+        }
+    }
+    for r in seen
+        .iter()
+        .filter(|r| r.method == "GET" && r.query.contains("labelSelector"))
+    {
+        assert!(
+            r.query.contains("app.kubernetes.io%2Finstance%3Ddemo"),
+            "lists only this instance: {}",
+            r.query
+        );
+    }
+
+    // A fresh random password, stored in the Secret and in the URL.
+    let secret = applied(&seen, "secrets", "demo-rabbitmq-credentials");
+    let password: Secret = serde_json::from_value(secret.body.clone()).expect("a Secret");
+    let password =
+        crate::build::rabbitmq::password_from_secret(&password).expect("generated password");
+    assert_eq!(password.len(), 32);
+
+    let tsd = applied(&seen, "statefulsets", "demo-tsd-2");
+    assert_eq!(tsd.body["spec"]["replicas"], 2);
+    assert_eq!(
+        tsd.body["metadata"]["ownerReferences"][0]["uid"],
+        RENDER_UID
+    );
+
+    let status = status_patch(&seen);
+    assert_eq!(status.body["status"]["observedGeneration"], 1);
+    assert_eq!(condition(&status.body, "Ready")["status"], "False");
+    assert_eq!(condition(&status.body, "Progressing")["status"], "True");
+    assert_eq!(condition(&status.body, "Degraded")["status"], "False");
+    assert_eq!(status.body["status"]["readyClusters"], 0);
+    assert_eq!(
+        status.body["status"]["coordinatorAddress"],
+        "demo-coordinator.ns1.svc.cluster.local:9000"
+    );
+}
+
+#[tokio::test]
+async fn all_replicas_ready_sets_ready_true() {
+    let sc = socialcluster(SocialClusterSpec::default());
+    let mut server = ApiServer::new(&sc);
+    server.ready = true;
+    let (result, seen) = run(sc, server).await;
+    let (action, outcome) = result.expect("reconcile succeeds");
+    assert_eq!(outcome, Outcome::Applied { ready: true });
+    assert_eq!(action, Action::requeue(RESYNC_READY));
+    let status = status_patch(&seen);
+    let ready = condition(&status.body, "Ready");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(ready["reason"], "AllReplicasReady");
+    assert_eq!(ready["observedGeneration"], 1);
+    assert_eq!(condition(&status.body, "Progressing")["status"], "False");
+    assert_eq!(status.body["status"]["readyClusters"], 3);
+    assert_eq!(
+        status.body["status"]["replicas"]["tsd"],
+        json!({"ready": 6, "desired": 6})
+    );
+    assert_eq!(
+        status.body["status"]["replicas"]["synchronizer"],
+        json!({"ready": 6, "desired": 6})
+    );
+    assert_eq!(
+        status.body["status"]["replicas"]["rabbitmq"],
+        json!({"ready": 1, "desired": 1})
+    );
+    assert_eq!(
+        status.body["status"]["clusters"][2],
+        json!({"id": 3, "tsd": {"ready": 2, "desired": 2}, "synchronizer": {"ready": 2, "desired": 2}})
+    );
+}
+
+#[tokio::test]
+async fn spec_change_updates_children_and_keeps_the_password() {
+    let mut spec = SocialClusterSpec {
+        servers_per_cluster: 3,
+        ..SocialClusterSpec::default()
+    };
+    spec.image.tag = "v2".to_owned();
+    let mut sc = socialcluster(spec);
+    sc.metadata.generation = Some(2);
+    let mut server = ApiServer::new(&sc);
+    let kept = "KeepThisPasswordPlease0123456789";
+    server.secret = Some(existing_secret(kept));
+    let (result, seen) = run(sc, server).await;
+    result.expect("reconcile succeeds");
+
+    let secret = applied(&seen, "secrets", "demo-rabbitmq-credentials");
+    let secret: Secret = serde_json::from_value(secret.body.clone()).expect("a Secret");
+    assert_eq!(
+        crate::build::rabbitmq::password_from_secret(&secret).as_deref(),
+        Some(kept)
+    );
+
+    for k in 1..=3 {
+        let tsd = applied(&seen, "statefulsets", &format!("demo-tsd-{k}"));
+        assert_eq!(tsd.body["spec"]["replicas"], 3);
+        assert_eq!(
+            tsd.body["spec"]["template"]["spec"]["containers"][0]["image"],
+            "tinysns:v2"
+        );
+    }
+    assert!(
+        seen.iter().all(|r| r.method != "DELETE"),
+        "nothing to delete"
+    );
+    assert_eq!(status_patch(&seen).body["status"]["observedGeneration"], 2);
+}
+
+#[tokio::test]
+async fn paused_writes_no_child() {
+    let spec = SocialClusterSpec {
+        paused: true,
+        ..SocialClusterSpec::default()
+    };
+    let sc = socialcluster(spec);
+    let (result, seen) = run(sc.clone(), ApiServer::new(&sc)).await;
+    let (action, outcome) = result.expect("reconcile succeeds");
+    assert_eq!(outcome, Outcome::Paused);
+    assert_eq!(action, Action::await_change());
+    assert!(
+        writes(&seen).iter().all(|r| r.path.contains("/events")),
+        "no child writes: {seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|r| !r.path.contains("/apps/") && !r.path.contains("/secrets"))
+    );
+    let event = seen
+        .iter()
+        .find(|r| r.method == "POST")
+        .expect("a Paused event");
+    assert_eq!(event.path, "/apis/events.k8s.io/v1/namespaces/ns1/events");
+    assert_eq!(event.body["reason"], "Paused");
+    let status = status_patch(&seen);
+    let progressing = condition(&status.body, "Progressing");
+    assert_eq!(progressing["status"], "False");
+    assert_eq!(progressing["reason"], "Paused");
+}
+
+/// A child as the API server lists it: labelled and controlled by the fixture's uid.
+fn owned(kind: &str, api_version: &str, name: &str, uid: &str, extra: Value) -> Value {
+    let mut obj = json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": "ns1",
+            "labels": {"app.kubernetes.io/name": "tinysns", "app.kubernetes.io/instance": "demo",
+                       "app.kubernetes.io/managed-by": "tinysns-operator"},
+            "ownerReferences": [{"apiVersion": "tinysns.io/v1alpha1", "kind": "SocialCluster",
+                                 "name": "demo", "uid": uid, "controller": true}]
+        }
+    });
+    if let (Some(o), Some(e)) = (obj.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    obj
+}
+
+fn sts(name: &str, uid: &str) -> Value {
+    owned(
+        "StatefulSet",
+        "apps/v1",
+        name,
+        uid,
+        json!({"spec": {"selector": {}, "template": {}, "serviceName": name}}),
+    )
+}
+
+#[tokio::test]
+async fn scale_down_deletes_the_removed_clusters_children() {
+    let spec = SocialClusterSpec {
+        clusters: 2,
+        ..SocialClusterSpec::default()
+    };
+    let sc = socialcluster(spec);
+    let mut server = ApiServer::new(&sc);
+    server.secret = Some(existing_secret("KeepThisPasswordPlease0123456789"));
+    let mut statefulsets: Vec<Value> = [
+        "demo-coordinator",
+        "demo-tsd-1",
+        "demo-sync-1",
+        "demo-tsd-2",
+        "demo-sync-2",
+        "demo-tsd-3",
+        "demo-sync-3",
+    ]
+    .iter()
+    .map(|n| sts(n, RENDER_UID))
+    .collect();
+    // Same labels but another owner: must survive.
+    statefulsets.push(sts("demo-tsd-9", "someone-else"));
+    server.lists.insert("statefulsets", statefulsets);
+    server.lists.insert(
+        "services",
+        ["demo-coordinator", "demo-tsd-3", "demo-sync-3"]
+            .iter()
+            .map(|n| owned("Service", "v1", n, RENDER_UID, json!({})))
+            .collect(),
+    );
+    server.lists.insert(
+        "poddisruptionbudgets",
+        ["demo-tsd-3", "demo-sync-3", "demo-rabbitmq"]
+            .iter()
+            .map(|n| owned("PodDisruptionBudget", "policy/v1", n, RENDER_UID, json!({})))
+            .collect(),
+    );
+    let (result, seen) = run(sc, server).await;
+    result.expect("reconcile succeeds");
+
+    let deleted: Vec<String> = seen
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            format!("DELETE /apis/apps/v1{NS}statefulsets/demo-tsd-3"),
+            format!("DELETE /apis/apps/v1{NS}statefulsets/demo-sync-3"),
+            format!("DELETE /apis/policy/v1{NS}poddisruptionbudgets/demo-tsd-3"),
+            format!("DELETE /apis/policy/v1{NS}poddisruptionbudgets/demo-sync-3"),
+            format!("DELETE /api/v1{NS}services/demo-tsd-3"),
+            format!("DELETE /api/v1{NS}services/demo-sync-3"),
+        ]
+    );
+    for d in seen.iter().filter(|r| r.method == "DELETE") {
+        assert_eq!(d.body["propagationPolicy"], "Background");
+    }
+    assert!(
+        seen.iter()
+            .all(|r| !(r.method == "PATCH" && r.name().ends_with("-3"))),
+        "cluster 3 is not re-applied"
+    );
+    let event = seen
+        .iter()
+        .find(|r| r.method == "POST")
+        .expect("an event about the deletion");
+    assert_eq!(event.body["reason"], "DeletedOrphans");
+    let status = status_patch(&seen);
+    assert_eq!(
+        status.body["status"]["clusters"].as_array().map(Vec::len),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn invalid_spec_reports_degraded_without_touching_children() {
+    let mut spec = SocialClusterSpec::default();
+    spec.timing.failure_timeout = "100ms".to_owned();
+    let sc = socialcluster(spec);
+    let (result, seen) = run(sc.clone(), ApiServer::new(&sc)).await;
+    let (action, outcome) = result.expect("an invalid spec is not a reconcile error");
+    assert_eq!(outcome, Outcome::InvalidSpec);
+    // No requeue: only an edit of the spec can fix it (and that triggers a reconcile).
+    assert_eq!(action, Action::await_change());
+    assert_eq!(
+        seen.iter().map(Recorded::line).collect::<Vec<_>>(),
+        [
+            "POST /apis/events.k8s.io/v1/namespaces/ns1/events".to_owned(),
+            "PATCH /apis/tinysns.io/v1alpha1/namespaces/ns1/socialclusters/demo/status".to_owned(),
+        ]
+    );
+    assert_eq!(seen[0].body["type"], "Warning");
+    assert_eq!(seen[0].body["reason"], "InvalidSpec");
+    let status = status_patch(&seen);
+    let degraded = condition(&status.body, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "InvalidSpec");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("failureTimeout")),
+        "{degraded}"
+    );
+    assert_eq!(condition(&status.body, "Ready")["status"], "False");
+
+    // Reconciling again with that status already written publishes no second event.
+    let mut sc = sc;
+    sc.status = serde_json::from_value(status.body["status"].clone()).expect("status parses");
+    let (result, seen) = run(sc.clone(), ApiServer::new(&sc)).await;
+    result.expect("still not an error");
+    assert!(seen.iter().all(|r| r.method != "POST"), "no repeated event");
+    // lastTransitionTime stays put when the status does not change.
+    let again = status_patch(&seen);
+    assert_eq!(
+        condition(&again.body, "Degraded")["lastTransitionTime"],
+        condition(&status.body, "Degraded")["lastTransitionTime"]
+    );
+}
+
+#[tokio::test]
+async fn object_without_uid_is_invalid_not_a_crash() {
+    let mut sc = socialcluster(SocialClusterSpec::default());
+    sc.metadata.uid = None;
+    let (result, seen) = run(sc.clone(), ApiServer::new(&sc)).await;
+    assert_eq!(result.expect("reported in status").1, Outcome::InvalidSpec);
+    assert!(writes(&seen).is_empty());
+}
+
+#[tokio::test]
+async fn api_errors_are_returned_for_retry() {
+    // No mock answers: the verifier panics on nothing, but the client errors when the
+    // service is dropped. Simulate by dropping the handle right away.
+    let (service, handle) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >();
+    drop(handle);
+    let client = Client::new(service, "default");
+    let recorder = Recorder::new(client.clone(), "tinysns-operator".into());
+    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()));
+    let sc = socialcluster(SocialClusterSpec::default());
+    let err = reconcile_inner(&sc, &ctx).await.expect_err("no API server");
+    assert!(matches!(err, Error::Kube(_)), "{err}");
+}
+
+#[test]
+fn backoff_grows_and_is_capped() {
+    assert_eq!(backoff(1), Duration::from_secs(2));
+    assert_eq!(backoff(2), Duration::from_secs(4));
+    assert_eq!(backoff(5), Duration::from_secs(32));
+    assert_eq!(backoff(20), BACKOFF_MAX);
+    assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+}
+
+#[test]
+fn metrics_encode_reconciliations() {
+    let m = Metrics::new();
+    m.observe("ok", Duration::from_millis(3));
+    let text = m.encode().expect("encodes");
+    assert!(
+        text.contains("tinysns_operator_reconciliations_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tinysns_operator_reconcile_duration_seconds"),
+        "{text}"
+    );
+}

@@ -1,0 +1,93 @@
+//! Offline rendering of every object the operator builds, for `kubernetes-validate`, the
+//! wiring test and for reading what a spec turns into without a cluster.
+
+use kube::api::ObjectMeta;
+
+use crate::build::{self, InvalidSpec, Owner};
+use crate::crd::{SocialCluster, SocialClusterSpec};
+
+/// Fake uid given to objects that did not come from an API server (owner references need one).
+pub const RENDER_UID: &str = "00000000-0000-4000-8000-000000000001";
+/// Stand-in broker password for rendering (the real one is generated in the cluster).
+pub const RENDER_PASSWORD: &str = "renderedPassword0123456789abcdef";
+
+/// Why rendering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("invalid spec: {0}")]
+    Invalid(#[from] InvalidSpec),
+    #[error("serialization failed: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("YAML failed: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+}
+
+/// A SocialCluster object as the API server would hand it over (with uid and generation).
+pub fn object(name: &str, namespace: &str, spec: SocialClusterSpec) -> SocialCluster {
+    let mut sc = SocialCluster::new(name, spec);
+    sc.metadata = ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        uid: Some(RENDER_UID.to_owned()),
+        generation: Some(1),
+        ..ObjectMeta::default()
+    };
+    sc
+}
+
+/// Fills in what the API server fills in for a SocialCluster read from YAML: a namespace
+/// ("default" when absent), a uid and a generation.
+pub fn complete(mut sc: SocialCluster) -> SocialCluster {
+    if sc.metadata.namespace.is_none() {
+        sc.metadata.namespace = Some("default".to_owned());
+    }
+    if sc.metadata.uid.is_none() {
+        sc.metadata.uid = Some(RENDER_UID.to_owned());
+    }
+    if sc.metadata.generation.is_none() {
+        sc.metadata.generation = Some(1);
+    }
+    sc
+}
+
+/// Every child object of `sc`, validated and built, as JSON values with apiVersion and kind.
+pub fn children(sc: &SocialCluster) -> Result<Vec<serde_json::Value>, RenderError> {
+    let owner = Owner::from_object(sc)?;
+    build::validate(&sc.spec)?;
+    Ok(build::build_all(&owner, &sc.spec, RENDER_PASSWORD).to_values()?)
+}
+
+/// The children as one multi-document YAML stream.
+pub fn children_yaml(sc: &SocialCluster) -> Result<String, RenderError> {
+    let mut out = String::new();
+    for value in children(sc)? {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&value)?);
+    }
+    Ok(out)
+}
+
+/// The spec shapes every check covers: smallest, default and a larger one.
+pub fn standard_specs() -> Vec<(&'static str, SocialClusterSpec)> {
+    vec![
+        (
+            "1x1",
+            SocialClusterSpec {
+                clusters: 1,
+                servers_per_cluster: 1,
+                synchronizers_per_cluster: 1,
+                ..SocialClusterSpec::default()
+            },
+        ),
+        ("default", SocialClusterSpec::default()),
+        (
+            "5x3",
+            SocialClusterSpec {
+                clusters: 5,
+                servers_per_cluster: 3,
+                synchronizers_per_cluster: 2,
+                ..SocialClusterSpec::default()
+            },
+        ),
+    ]
+}

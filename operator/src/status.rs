@@ -1,0 +1,311 @@
+//! Status conditions: Ready / Progressing / Degraded with observedGeneration, so that
+//! `kubectl wait --for=condition=Ready socialcluster/NAME` works and a user can see why not.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+
+use crate::build::{Owner, rabbitmq};
+use crate::crd::{ClusterStatus, ReplicaCount, RoleReplicas, SocialCluster, SocialClusterStatus};
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+pub const REASON_ALL_READY: &str = "AllReplicasReady";
+pub const REASON_NOT_READY: &str = "ReplicasNotReady";
+pub const REASON_ROLLING_OUT: &str = "RollingOut";
+pub const REASON_COMPLETE: &str = "ReconcileComplete";
+pub const REASON_AS_EXPECTED: &str = "AsExpected";
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+pub const REASON_PAUSED: &str = "Paused";
+
+/// A condition whose lastTransitionTime moves only when its status changes, as the API
+/// conventions ask: otherwise every reconcile would look like a transition.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.to_owned(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+fn previous_conditions(sc: &SocialCluster) -> &[Condition] {
+    sc.status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[])
+}
+
+/// Ready replicas of a StatefulSet, capped at the desired count.
+fn sts_count(sts: Option<&StatefulSet>, desired: u32) -> ReplicaCount {
+    let ready = sts
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(0);
+    ReplicaCount {
+        ready: ready.min(desired),
+        desired,
+    }
+}
+
+fn deployment_count(d: Option<&Deployment>, desired: u32) -> ReplicaCount {
+    let ready = d
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(0);
+    ReplicaCount {
+        ready: ready.min(desired),
+        desired,
+    }
+}
+
+/// Status after a successful apply, computed from the objects the API server returned.
+pub fn observed(
+    sc: &SocialCluster,
+    owner: &Owner,
+    stateful_sets: &[StatefulSet],
+    deployments: &[Deployment],
+    now: &Time,
+) -> SocialClusterStatus {
+    let spec = &sc.spec;
+    let find_sts = |name: &str| stateful_sets.iter().find(|s| s.name_any() == name);
+
+    let coordinator = sts_count(find_sts(&owner.coordinator_name()), 1);
+    let rabbitmq = rabbitmq::managed(spec).map(|_| {
+        let name = owner.rabbitmq_name();
+        deployment_count(deployments.iter().find(|d| d.name_any() == name), 1)
+    });
+    let clusters: Vec<ClusterStatus> = (1..=spec.clusters)
+        .map(|k| ClusterStatus {
+            id: k,
+            tsd: sts_count(find_sts(&owner.tsd_name(k)), spec.servers_per_cluster),
+            synchronizer: sts_count(
+                find_sts(&owner.sync_name(k)),
+                spec.synchronizers_per_cluster,
+            ),
+        })
+        .collect();
+    let tsd = clusters
+        .iter()
+        .fold(ReplicaCount::default(), |acc, c| acc.plus(c.tsd));
+    let synchronizer = clusters
+        .iter()
+        .fold(ReplicaCount::default(), |acc, c| acc.plus(c.synchronizer));
+    let ready_clusters = clusters
+        .iter()
+        .filter(|c| c.tsd.is_ready() && c.synchronizer.is_ready())
+        .count();
+
+    let mut not_ready = Vec::new();
+    let mut check = |role: &str, count: ReplicaCount| {
+        if !count.is_ready() {
+            not_ready.push(format!("{role} {}/{}", count.ready, count.desired));
+        }
+    };
+    check("coordinator", coordinator);
+    if let Some(r) = rabbitmq {
+        check("rabbitmq", r);
+    }
+    check("tsd", tsd);
+    check("synchronizer", synchronizer);
+    let all_ready = not_ready.is_empty();
+
+    let generation = sc.metadata.generation;
+    let previous = previous_conditions(sc);
+    let conditions = if all_ready {
+        vec![
+            condition(
+                previous,
+                READY,
+                true,
+                REASON_ALL_READY,
+                format!("all {} clusters are ready", spec.clusters),
+                generation,
+                now,
+            ),
+            condition(
+                previous,
+                PROGRESSING,
+                false,
+                REASON_COMPLETE,
+                "every replica is ready".to_owned(),
+                generation,
+                now,
+            ),
+            condition(
+                previous,
+                DEGRADED,
+                false,
+                REASON_AS_EXPECTED,
+                String::new(),
+                generation,
+                now,
+            ),
+        ]
+    } else {
+        let message = format!("waiting for {}", not_ready.join(", "));
+        vec![
+            condition(
+                previous,
+                READY,
+                false,
+                REASON_NOT_READY,
+                message.clone(),
+                generation,
+                now,
+            ),
+            condition(
+                previous,
+                PROGRESSING,
+                true,
+                REASON_ROLLING_OUT,
+                message,
+                generation,
+                now,
+            ),
+            condition(
+                previous,
+                DEGRADED,
+                false,
+                REASON_AS_EXPECTED,
+                String::new(),
+                generation,
+                now,
+            ),
+        ]
+    };
+
+    SocialClusterStatus {
+        observed_generation: generation,
+        conditions,
+        coordinator_address: Some(owner.coordinator_address()),
+        ready_clusters: u32::try_from(ready_clusters).unwrap_or(u32::MAX),
+        replicas: RoleReplicas {
+            coordinator,
+            tsd,
+            synchronizer,
+            rabbitmq,
+        },
+        clusters,
+    }
+}
+
+/// Status of a spec the operator refuses to build: Degraded/InvalidSpec with the reason,
+/// replica counts kept from before (nothing was changed).
+pub fn invalid(sc: &SocialCluster, message: &str, now: &Time) -> SocialClusterStatus {
+    let generation = sc.metadata.generation;
+    let previous = previous_conditions(sc);
+    let mut status = sc.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    status.conditions = vec![
+        condition(
+            previous,
+            READY,
+            false,
+            REASON_INVALID_SPEC,
+            format!("the spec is invalid: {message}"),
+            generation,
+            now,
+        ),
+        condition(
+            previous,
+            PROGRESSING,
+            false,
+            REASON_INVALID_SPEC,
+            "fix the spec to continue".to_owned(),
+            generation,
+            now,
+        ),
+        condition(
+            previous,
+            DEGRADED,
+            true,
+            REASON_INVALID_SPEC,
+            message.to_owned(),
+            generation,
+            now,
+        ),
+    ];
+    status
+}
+
+/// Status while paused: Progressing=False/Paused; Ready and Degraded keep what they were,
+/// since the children keep running untouched.
+pub fn paused(sc: &SocialCluster, now: &Time) -> SocialClusterStatus {
+    let generation = sc.metadata.generation;
+    let previous = previous_conditions(sc);
+    let mut status = sc.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    let keep = |type_: &str, default_reason: &str| {
+        previous
+            .iter()
+            .find(|c| c.type_ == type_)
+            .cloned()
+            .unwrap_or_else(|| {
+                condition(
+                    previous,
+                    type_,
+                    false,
+                    default_reason,
+                    "reconciliation is paused".to_owned(),
+                    generation,
+                    now,
+                )
+            })
+    };
+    status.conditions = vec![
+        keep(READY, REASON_PAUSED),
+        condition(
+            previous,
+            PROGRESSING,
+            false,
+            REASON_PAUSED,
+            "spec.paused is true: child objects are not changed".to_owned(),
+            generation,
+            now,
+        ),
+        keep(DEGRADED, REASON_AS_EXPECTED),
+    ];
+    status
+}
+
+/// Whether the status already reports this exact invalid-spec message for this generation
+/// (so the Warning event is published once per problem, not on every resync).
+pub fn already_reported_invalid(sc: &SocialCluster, message: &str) -> bool {
+    previous_conditions(sc).iter().any(|c| {
+        c.type_ == DEGRADED
+            && c.status == "True"
+            && c.reason == REASON_INVALID_SPEC
+            && c.message == message
+            && c.observed_generation == sc.metadata.generation
+    })
+}
+
+/// Whether the status already says paused for this generation.
+pub fn already_paused(sc: &SocialCluster) -> bool {
+    previous_conditions(sc).iter().any(|c| {
+        c.type_ == PROGRESSING
+            && c.reason == REASON_PAUSED
+            && c.observed_generation == sc.metadata.generation
+    })
+}
