@@ -5,6 +5,7 @@ pub mod cli;
 pub mod grpc;
 pub mod health;
 pub mod limits;
+pub mod membership;
 pub mod proto;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,0 +1,118 @@
+//! The tsd side of cross-cluster sync: the synchronizer reads this cluster's own changes
+//! from here (and records how far it has published), and hands in other clusters' changes.
+
+use crate::feed::Feed;
+use crate::reader::Reader;
+use crate::store;
+use crate::writer::{Command, Outcome, WriteError, Writer};
+use tinysns_common::grpc::not_master;
+use tinysns_common::membership::RoleHandle;
+use tinysns_common::proto::internal::change_feed_server::{ChangeFeed, ChangeFeedServer};
+use tinysns_common::proto::internal::{
+    ApplyRemoteReply, ApplyRemoteRequest, ChangeFeedItem, ChangeFeedRequest, CommitCursorReply, CommitCursorRequest,
+    log_entry,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct ChangeFeedService {
+    pub cluster: u32,
+    pub writer: Writer,
+    pub reader: Reader,
+    pub feed: Feed,
+    pub role: RoleHandle,
+}
+
+impl ChangeFeedService {
+    pub fn server(self) -> ChangeFeedServer<Self> {
+        ChangeFeedServer::new(self)
+    }
+
+    fn master(&self) -> Result<(), Status> {
+        if self.role.current().is_master() { Ok(()) } else { Err(not_master(format!("not the master of cluster {}", self.cluster))) }
+    }
+
+    async fn stream(self, after: u64, tx: mpsc::Sender<Result<ChangeFeedItem, Status>>) {
+        let mut tail = self.feed.tail(self.reader.clone(), after);
+        let mut role = self.role.clone();
+        loop {
+            let entries = tokio::select! {
+                entries = tail.next() => entries,
+                _ = role.changed() => {
+                    if let Err(status) = self.master() {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                    continue;
+                }
+                _ = tx.closed() => return,
+            };
+            let entries = match entries {
+                Ok(e) => e,
+                Err(error) => {
+                    let _ = tx.send(Err(Status::internal(error.to_string()))).await;
+                    return;
+                }
+            };
+            for entry in entries {
+                if entry.origin_cluster != self.cluster {
+                    continue;
+                }
+                if let Some(log_entry::Kind::Change(change)) = &entry.kind {
+                    let item = ChangeFeedItem { lsn: entry.lsn, timestamp_ms: entry.timestamp_ms, change: Some(change.clone()) };
+                    if tx.send(Ok(item)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ChangeFeed for ChangeFeedService {
+    type SubscribeStream = ReceiverStream<Result<ChangeFeedItem, Status>>;
+
+    async fn subscribe(&self, request: Request<ChangeFeedRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.master()?;
+        let after = match request.into_inner().after_lsn {
+            0 => self.reader.with(store::sync_cursor).await.map_err(|e| Status::internal(e.to_string()))?,
+            n => n,
+        };
+        tracing::info!(after, "synchronizer subscribed to the change feed");
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(self.clone().stream(after, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn commit_cursor(&self, request: Request<CommitCursorRequest>) -> Result<Response<CommitCursorReply>, Status> {
+        self.master()?;
+        let lsn = request.into_inner().lsn;
+        self.writer.submit(Command::SyncCursor(lsn)).await.map_err(WriteError::into_status)?;
+        Ok(Response::new(CommitCursorReply {}))
+    }
+
+    async fn apply_remote(&self, request: Request<ApplyRemoteRequest>) -> Result<Response<ApplyRemoteReply>, Status> {
+        self.master()?;
+        let changes = request.into_inner().changes;
+        // Submitted together so the writer commits them in one transaction.
+        let outcomes = futures_util::future::join_all(
+            changes.into_iter().map(|c| self.writer.submit(Command::Remote(c))),
+        )
+        .await;
+        let mut reply = ApplyRemoteReply::default();
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome.map_err(WriteError::into_status)? {
+                Outcome::Written(_) => reply.applied += 1,
+                Outcome::Unchanged(_) => {}
+                Outcome::Rejected(_, why) => {
+                    tracing::warn!(index, %why, "remote change refused");
+                    reply.rejected.push(index as u32);
+                }
+            }
+        }
+        Ok(Response::new(reply))
+    }
+}

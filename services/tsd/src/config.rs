@@ -1,0 +1,93 @@
+//! Command line of tsd (classic: `tsd -c <clusterId> -s <serverId> -h <host> -k <port> -p <port>`).
+
+use clap::Parser;
+use serde::Serialize;
+use std::path::PathBuf;
+use tinysns_common::topology;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tsd", version, about = "tinysns social server", disable_help_flag = true)]
+pub struct Args {
+    /// Cluster this server belongs to.
+    #[arg(short = 'c', long = "cluster", env = "TINYSNS_CLUSTER", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cluster: u32,
+    /// Server id within the cluster; derived from POD_NAME's ordinal (+1) when absent.
+    #[arg(short = 's', long = "server", env = "TINYSNS_SERVER", value_parser = clap::value_parser!(u32).range(1..))]
+    pub server: Option<u32>,
+    /// Coordinator host.
+    #[arg(short = 'h', long = "coordinator-host", env = "TINYSNS_COORDINATOR_HOST", default_value = "127.0.0.1")]
+    pub coordinator_host: String,
+    /// Coordinator port.
+    #[arg(short = 'k', long = "coordinator-port", env = "TINYSNS_COORDINATOR_PORT", default_value_t = 9000)]
+    pub coordinator_port: u16,
+    /// Port to serve on; defaults to the classic layout 10000 + (cluster-1) + (server-1)*3.
+    #[arg(short = 'p', long, env = "TINYSNS_PORT")]
+    pub port: Option<u16>,
+    /// Address to listen on.
+    #[arg(long, env = "TINYSNS_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Host name other processes use to reach this server (the pod's DNS name on Kubernetes).
+    #[arg(long, env = "TINYSNS_ADVERTISE_HOST", default_value = "127.0.0.1")]
+    pub advertise_host: String,
+    /// Where the store lives; defaults to ./tinysns-data/cluster<c>-server<s>.
+    #[arg(long, env = "TINYSNS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print the resolved configuration as JSON and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub cluster: u32,
+    pub server: u32,
+    pub coordinator: String,
+    pub port: u16,
+    pub bind: String,
+    pub advertise: String,
+    pub data_dir: PathBuf,
+}
+
+impl Args {
+    pub fn resolve(self) -> Result<Config, String> {
+        let server = match self.server {
+            Some(s) => s,
+            None => tinysns_common::cli::ordinal_from_env(std::env::var("POD_NAME").ok().as_deref())? + 1,
+        };
+        let port = match self.port {
+            Some(p) => p,
+            None => topology::classic_server_port(self.cluster, server, 3),
+        };
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("tinysns-data/cluster{}-server{server}", self.cluster)));
+        Ok(Config {
+            cluster: self.cluster,
+            server,
+            coordinator: format!("{}:{}", self.coordinator_host, self.coordinator_port),
+            port,
+            advertise: format!("{}:{port}", self.advertise_host),
+            bind: self.bind,
+            data_dir,
+        })
+    }
+}
+
+/// What `main` does with the command line.
+pub struct Resolved {
+    pub config: Config,
+    /// Set when only the configuration is to be printed.
+    pub print_only: Option<Config>,
+}
+
+impl Args {
+    pub fn resolve_checked(self) -> Result<Resolved, String> {
+        let print = self.print_config;
+        let config = self.resolve()?;
+        Ok(Resolved { print_only: print.then(|| config.clone()), config })
+    }
+}

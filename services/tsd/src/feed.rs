@@ -1,0 +1,152 @@
+//! The committed tail of the log, in memory, for everyone who follows new entries as they
+//! come: open timelines, the synchronizer's change feed and the replicator. Readers that
+//! fall further behind than the ring holds continue from the store.
+
+use crate::reader::Reader;
+use crate::store;
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use tinysns_common::proto::internal::LogEntry;
+use tokio::sync::watch;
+
+/// Entries kept in memory; older ones are read from the store.
+const RING_CAPACITY: usize = 65_536;
+/// Entries handed out per read.
+const READ_CHUNK: usize = 512;
+
+#[derive(Clone)]
+pub struct Feed {
+    ring: Arc<RwLock<Ring>>,
+    committed: Arc<watch::Sender<u64>>,
+}
+
+struct Ring {
+    entries: VecDeque<Arc<LogEntry>>,
+    /// lsn of the newest entry (0 for an empty log).
+    last: u64,
+}
+
+impl Ring {
+    fn first(&self) -> u64 {
+        self.last + 1 - self.entries.len() as u64
+    }
+}
+
+enum Read {
+    Entries(Vec<Arc<LogEntry>>),
+    FromStore,
+}
+
+impl Feed {
+    /// A feed whose committed position is `last_lsn` (the store's last entry at start-up).
+    pub fn new(last_lsn: u64) -> Self {
+        Self {
+            ring: Arc::new(RwLock::new(Ring { entries: VecDeque::new(), last: last_lsn })),
+            committed: Arc::new(watch::channel(last_lsn).0),
+        }
+    }
+
+    pub fn committed(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
+    /// Makes entries visible to readers. Entries must follow on from what was published;
+    /// anything already published is skipped.
+    pub fn publish(&self, entries: &[LogEntry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut ring = self.ring.write().unwrap_or_else(|p| p.into_inner());
+        for entry in entries {
+            if entry.lsn <= ring.last {
+                continue;
+            }
+            if entry.lsn != ring.last + 1 {
+                // A gap means someone else wrote the store; forget the ring rather than
+                // hand out a hole. Readers continue from the store.
+                ring.entries.clear();
+            }
+            ring.last = entry.lsn;
+            ring.entries.push_back(Arc::new(entry.clone()));
+            if ring.entries.len() > RING_CAPACITY {
+                ring.entries.pop_front();
+            }
+        }
+        let last = ring.last;
+        drop(ring);
+        self.committed.send_replace(last);
+    }
+
+    /// Forgets everything after `lsn` (the log was truncated there).
+    pub fn reset(&self, lsn: u64) {
+        let mut ring = self.ring.write().unwrap_or_else(|p| p.into_inner());
+        ring.entries.clear();
+        ring.last = lsn;
+        drop(ring);
+        self.committed.send_replace(lsn);
+    }
+
+    fn read_after(&self, after: u64) -> Read {
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+        if after >= ring.last {
+            return Read::Entries(Vec::new());
+        }
+        if ring.entries.is_empty() || after + 1 < ring.first() {
+            return Read::FromStore;
+        }
+        let skip = (after + 1 - ring.first()) as usize;
+        Read::Entries(ring.entries.iter().skip(skip).take(READ_CHUNK).cloned().collect())
+    }
+
+    /// Follows the committed log from just after `after`.
+    pub fn tail(&self, reader: Reader, after: u64) -> Tail {
+        Tail { feed: self.clone(), reader, cursor: after, changes: self.committed.subscribe() }
+    }
+}
+
+/// A reader's position in the committed log.
+pub struct Tail {
+    feed: Feed,
+    reader: Reader,
+    cursor: u64,
+    changes: watch::Receiver<u64>,
+}
+
+impl Tail {
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The next committed entries after the cursor, waiting until there are some.
+    pub async fn next(&mut self) -> Result<Vec<Arc<LogEntry>>, store::StoreError> {
+        loop {
+            self.changes.borrow_and_update();
+            let committed = self.feed.committed();
+            if self.cursor > committed {
+                // The log was truncated below our position: continue from its new end.
+                self.cursor = committed;
+            }
+            if self.cursor < committed {
+                let entries = match self.feed.read_after(self.cursor) {
+                    Read::Entries(entries) => entries,
+                    Read::FromStore => {
+                        let (after, upto) = (self.cursor, committed);
+                        self.reader
+                            .with(move |c| store::entries_after(c, after, upto, READ_CHUNK))
+                            .await?
+                            .into_iter()
+                            .map(Arc::new)
+                            .collect()
+                    }
+                };
+                if let Some(last) = entries.last() {
+                    self.cursor = last.lsn;
+                    return Ok(entries);
+                }
+            }
+            if self.changes.changed().await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+use clap::Parser;
+use tinysns_common::{shutdown::Shutdown, telemetry};
+use tinysns_tsd::config::Args;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = match Args::parse().resolve_checked() {
+        Ok(c) => c,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(config) = config.print_only {
+        tinysns_common::cli::print_config(&config)?;
+        return Ok(());
+    }
+    telemetry::init("info");
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signal();
+    tinysns_tsd::server::run(config.config, shutdown).await
+}

@@ -1,0 +1,193 @@
+//! Master -> slave replication. The master's replication stage receives each batch the
+//! writer committed, makes sure every live slave has stored it, and only then acknowledges
+//! the clients and publishes the entries on the feed. A slave that was away is caught up
+//! from the master's log by the same loop.
+
+use crate::feed::Feed;
+use crate::reader::Reader;
+use crate::store;
+use crate::writer::{Batch, WriteError, Writer};
+use std::collections::HashMap;
+use std::time::Duration;
+use tinysns_common::membership::RoleHandle;
+use tinysns_common::proto::coordinator::Member;
+use tinysns_common::proto::internal::replication_client::ReplicationClient;
+use tinysns_common::proto::internal::replication_server::{Replication, ReplicationServer};
+use tinysns_common::proto::internal::{AppendReply, AppendRequest};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+/// Entries sent per Append call.
+const CHUNK: usize = 512;
+/// How long one Append may take before the slave counts as unreachable for this round.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The slave side: entries from the master go through the writer like any other write.
+pub struct ReplicationService {
+    writer: Writer,
+}
+
+impl ReplicationService {
+    pub fn server(writer: Writer) -> ReplicationServer<Self> {
+        ReplicationServer::new(Self { writer }).max_decoding_message_size(64 * 1024 * 1024)
+    }
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    async fn append(&self, request: Request<AppendRequest>) -> Result<Response<AppendReply>, Status> {
+        self.writer.append(request.into_inner()).await.map(Response::new).map_err(WriteError::into_status)
+    }
+}
+
+enum LinkError {
+    /// The slave knows a newer term: we are no longer master.
+    Deposed(u64),
+    Unreachable(String),
+}
+
+struct SlaveLink {
+    address: String,
+    client: ReplicationClient<Channel>,
+    /// Position up to which the slave's log is known to equal ours.
+    matched: Option<u64>,
+}
+
+impl SlaveLink {
+    fn new(member: &Member) -> Option<Self> {
+        let channel = tinysns_common::grpc::channel(&member.address, Duration::from_millis(500)).ok()?;
+        let client = ReplicationClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+        Some(Self { address: member.address.clone(), client, matched: None })
+    }
+
+    /// Brings the slave up to `target`, sending what it lacks from our log.
+    async fn sync_to(&mut self, term: u64, master_id: u32, target: u64, reader: &Reader) -> Result<(), LinkError> {
+        loop {
+            let prev_lsn = match self.matched {
+                Some(m) if m >= target => return Ok(()),
+                Some(m) => m,
+                // First contact: probe at our end; the reply says where the slave stands.
+                None => target,
+            };
+            let entries = if self.matched.is_some() {
+                reader.with(move |c| store::entries_after(c, prev_lsn, target, CHUNK)).await
+            } else {
+                Ok(Vec::new())
+            };
+            let prev_term = reader.with(move |c| store::term_at(c, prev_lsn)).await;
+            let (entries, prev_term) = match (entries, prev_term) {
+                (Ok(e), Ok(Some(t))) => (e, t),
+                (Err(e), _) | (_, Err(e)) => return Err(LinkError::Unreachable(format!("reading our log: {e}"))),
+                (_, Ok(None)) => return Err(LinkError::Unreachable(format!("our log has no entry {prev_lsn}"))),
+            };
+            let mut call = Request::new(AppendRequest { term, master_id, prev_lsn, prev_term, entries });
+            call.set_timeout(APPEND_TIMEOUT);
+            let reply = self
+                .client
+                .append(call)
+                .await
+                .map_err(|s| LinkError::Unreachable(s.message().to_string()))?
+                .into_inner();
+            if reply.term > term {
+                return Err(LinkError::Deposed(reply.term));
+            }
+            // Accepted: matched up to what we sent. Refused: the reply is where its log
+            // agrees with ours at most; continue from there.
+            self.matched = Some(if reply.accepted {
+                reply.last_lsn
+            } else {
+                let agreed = reply.last_lsn.min(prev_lsn);
+                // Refused without moving back: step back one entry to find agreement.
+                if agreed == prev_lsn { prev_lsn.saturating_sub(1) } else { agreed }
+            });
+        }
+    }
+}
+
+/// The master side.
+pub struct Replicator {
+    role: RoleHandle,
+    reader: Reader,
+    feed: Feed,
+    master_id: u32,
+    links: HashMap<u32, SlaveLink>,
+}
+
+impl Replicator {
+    pub fn new(role: RoleHandle, reader: Reader, feed: Feed, master_id: u32) -> Self {
+        Self { role, reader, feed, master_id, links: HashMap::new() }
+    }
+
+    pub async fn run(mut self, mut batches: tokio::sync::mpsc::Receiver<Batch>) {
+        while let Some(batch) = batches.recv().await {
+            match self.replicate(batch.term, batch.last_lsn).await {
+                Ok(()) => {
+                    self.feed.publish(&batch.entries);
+                    for (reply, outcome) in batch.replies {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(%why, lsn = batch.last_lsn, "write not acknowledged");
+                    for (reply, _) in batch.replies {
+                        let _ = reply.send(Err(WriteError::NotMaster(why.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every live slave holds the log up to `target`, as long as we are master
+    /// under `term`.
+    async fn replicate(&mut self, term: u64, target: u64) -> Result<(), String> {
+        let mut attempt = 0u32;
+        loop {
+            let view = self.role.current();
+            if !view.is_master() || view.term != term {
+                return Err(format!("no longer master of term {term}"));
+            }
+            self.refresh_links(&view.assignment.slaves);
+            if target == 0 || self.links.is_empty() {
+                return Ok(());
+            }
+            let (master_id, reader) = (self.master_id, &self.reader);
+            let results = futures_util::future::join_all(
+                self.links.values_mut().map(|link| link.sync_to(term, master_id, target, reader)),
+            )
+            .await;
+            let mut pending = false;
+            for result in results {
+                match result {
+                    Ok(()) => {}
+                    Err(LinkError::Deposed(newer)) => {
+                        self.role.observe_term(newer);
+                        return Err(format!("a slave knows the newer term {newer}"));
+                    }
+                    Err(LinkError::Unreachable(why)) => {
+                        if attempt == 0 {
+                            tracing::warn!(%why, "slave unreachable; retrying until it answers or the coordinator drops it");
+                        }
+                        pending = true;
+                    }
+                }
+            }
+            if !pending {
+                return Ok(());
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn refresh_links(&mut self, slaves: &[Member]) {
+        self.links.retain(|id, link| slaves.iter().any(|s| s.member_id == *id && s.address == link.address));
+        for slave in slaves {
+            if !self.links.contains_key(&slave.member_id)
+                && let Some(link) = SlaveLink::new(slave)
+            {
+                tracing::info!(slave = slave.member_id, address = %slave.address, "replicating to slave");
+                self.links.insert(slave.member_id, link);
+            }
+        }
+    }
+}

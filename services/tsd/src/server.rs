@@ -1,0 +1,77 @@
+//! Wires a tsd together: store, writer, replication, feed, membership and the gRPC services.
+
+use crate::changefeed::ChangeFeedService;
+use crate::config::Config;
+use crate::feed::Feed;
+use crate::reader::Reader;
+use crate::replication::{ReplicationService, Replicator};
+use crate::sessions::Sessions;
+use crate::social::Social;
+use crate::store;
+use crate::writer::Writer;
+use anyhow::Context;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use tinysns_common::health::Health;
+use tinysns_common::membership::Membership;
+use tinysns_common::proto::coordinator::{Member, MemberKind};
+use tinysns_common::shutdown::Shutdown;
+
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let conn = store::open(&config.data_dir).with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let last = store::last_lsn(&conn)?;
+    tracing::info!(data_dir = %config.data_dir.display(), last_lsn = last, "store opened");
+    let feed = Feed::new(last);
+    let progress = Arc::new(AtomicU64::new(last));
+    let membership = Membership::new();
+    let role = membership.handle();
+    let (writer, batches) = Writer::start(conn, config.cluster, role.clone(), feed.clone(), progress.clone())?;
+    let reader = Reader::new(&config.data_dir);
+    tokio::spawn(Replicator::new(role.clone(), reader.clone(), feed.clone(), config.server).run(batches));
+
+    let addr = format!("{}:{}", config.bind, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, advertise = %config.advertise, cluster = config.cluster, server = config.server, "tsd listening");
+
+    // Only once we listen may the coordinator route clients to us.
+    let me = Member {
+        kind: MemberKind::Server as i32,
+        cluster_id: config.cluster,
+        member_id: config.server,
+        address: config.advertise.clone(),
+    };
+    tokio::spawn(membership.run(config.coordinator.clone(), me, progress, shutdown.clone()));
+
+    let (health, health_service) = Health::new().await;
+    let mut watch = role.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        while !stop.is_triggered() {
+            health.set_ready(watch.current().assignment.registered()).await;
+            watch.changed().await;
+        }
+    });
+
+    let social = Social {
+        cluster: config.cluster,
+        writer: writer.clone(),
+        reader: reader.clone(),
+        feed: feed.clone(),
+        role: role.clone(),
+        sessions: Arc::new(Sessions::default()),
+    };
+    let changefeed = ChangeFeedService { cluster: config.cluster, writer: writer.clone(), reader, feed, role };
+    let stop = shutdown.clone();
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(social.server())
+        .add_service(ReplicationService::server(writer))
+        .add_service(changefeed.server())
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            stop.wait().await
+        })
+        .await
+        .context("gRPC server failed")?;
+    tracing::info!("tsd stopped");
+    Ok(())
+}

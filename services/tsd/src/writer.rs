@@ -1,0 +1,365 @@
+//! The single writer of the store. Client writes, remote changes and replicated entries all
+//! pass through one thread, which batches whatever is queued into one transaction (one fsync
+//! for many writes) and hands the result on in order.
+
+use crate::feed::Feed;
+use tinysns_common::membership::RoleHandle;
+use crate::store;
+use rusqlite::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tinysns_common::proto::internal::{
+    AppendReply, AppendRequest, Change, FollowChanged, LogEntry, PostCreated, RemoteChange, SyncCursor, UserCreated,
+    change, log_entry,
+};
+use tinysns_common::proto::social::Status;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// A write a master accepts.
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateUser { user: u64 },
+    Follow { follower: u64, followee: u64, on: bool },
+    Post { author: u64, post_id: u64, text: String },
+    Remote(RemoteChange),
+    SyncCursor(u64),
+}
+
+/// What became of a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Written as the entry at this lsn.
+    Written(u64),
+    /// Nothing to write: already so. For a post, the lsn at which it was stored.
+    Unchanged(Option<u64>),
+    /// Refused, with the status and detail for the client.
+    Rejected(Status, String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("not master: {0}")]
+    NotMaster(String),
+    #[error("store failure: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("the writer has stopped")]
+    Stopped,
+}
+
+impl WriteError {
+    pub fn into_status(self) -> tonic::Status {
+        match self {
+            WriteError::NotMaster(why) => tinysns_common::grpc::not_master(why),
+            WriteError::Stopped => tonic::Status::unavailable("server is shutting down"),
+            WriteError::Store(e) => tonic::Status::internal(e.to_string()),
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
+
+enum Job {
+    Command(Command, Reply<Outcome>),
+    Append(AppendRequest, Reply<AppendReply>),
+}
+
+/// Committed locally, waiting for the slaves before the clients hear about it.
+pub struct Batch {
+    pub term: u64,
+    pub last_lsn: u64,
+    pub entries: Vec<LogEntry>,
+    pub replies: Vec<(Reply<Outcome>, Outcome)>,
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on the store in `dir`. Batches it commits as master go to
+    /// the returned receiver (the replication stage).
+    pub fn start(
+        conn: Connection,
+        cluster: u32,
+        role: RoleHandle,
+        feed: Feed,
+        progress: Arc<AtomicU64>,
+    ) -> Result<(Self, mpsc::Receiver<Batch>), store::StoreError> {
+        let (jobs_tx, jobs_rx) = mpsc::channel(4096);
+        let (batches_tx, batches_rx) = mpsc::channel(64);
+        let mut state = State { conn, cluster, role, feed, batches: batches_tx, progress };
+        std::thread::Builder::new()
+            .name("tsd-writer".into())
+            .spawn(move || state.run(jobs_rx))
+            .map_err(|e| store::StoreError::DataDir { path: "writer thread".into(), source: e })?;
+        Ok((Self { jobs: jobs_tx }, batches_rx))
+    }
+
+    pub async fn submit(&self, command: Command) -> Result<Outcome, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(Job::Command(command, tx)).await.map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    pub async fn append(&self, request: AppendRequest) -> Result<AppendReply, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(Job::Append(request, tx)).await.map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+}
+
+struct State {
+    conn: Connection,
+    cluster: u32,
+    role: RoleHandle,
+    feed: Feed,
+    batches: mpsc::Sender<Batch>,
+    /// Our last durable lsn, reported to the coordinator.
+    progress: Arc<AtomicU64>,
+}
+
+impl State {
+    fn run(&mut self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(first) = jobs.blocking_recv() {
+            let mut commands = Vec::new();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Command(c, reply) => commands.push((c, reply)),
+                    Job::Append(req, reply) => {
+                        // Keep log order: what was queued before the append goes first.
+                        self.run_commands(std::mem::take(&mut commands));
+                        let _ = reply.send(self.append(req));
+                    }
+                }
+                if commands.len() < MAX_BATCH {
+                    next = jobs.try_recv().ok();
+                }
+            }
+            self.run_commands(commands);
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    fn run_commands(&mut self, commands: Vec<(Command, Reply<Outcome>)>) {
+        if commands.is_empty() {
+            return;
+        }
+        let role = self.role.current();
+        if !role.is_master() {
+            for (_, reply) in commands {
+                let _ = reply.send(Err(WriteError::NotMaster("this server is a slave".into())));
+            }
+            return;
+        }
+        match self.commit_batch(role.term, &commands) {
+            Ok((entries, outcomes)) => {
+                let last_lsn = entries.last().map(|e| e.lsn).unwrap_or(0);
+                let replies = commands.into_iter().map(|(_, r)| r).zip(outcomes).collect();
+                let batch = Batch { term: role.term, last_lsn, entries, replies };
+                if let Err(mpsc::error::SendError(batch)) = self.batches.blocking_send(batch) {
+                    for (reply, _) in batch.replies {
+                        let _ = reply.send(Err(WriteError::Stopped));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "commit failed");
+                let text = error.to_string();
+                for (_, reply) in commands {
+                    let _ = reply.send(Err(WriteError::Store(store::StoreError::Internal(text.clone()))));
+                }
+            }
+        }
+    }
+
+    fn commit_batch(
+        &mut self,
+        term: u64,
+        commands: &[(Command, Reply<Outcome>)],
+    ) -> Result<(Vec<LogEntry>, Vec<Outcome>), store::StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut lsn = store::last_lsn(&tx)?;
+        let mut entries = Vec::new();
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for (command, _) in commands {
+            let outcome = match decide(&tx, self.cluster, command)? {
+                Decision::Write { kind, origin } => {
+                    lsn += 1;
+                    let (origin_cluster, origin_lsn, timestamp_ms) = origin.unwrap_or((self.cluster, lsn, tinysns_common::now_ms()));
+                    let entry = LogEntry { lsn, term, timestamp_ms, origin_cluster, origin_lsn, kind: Some(kind) };
+                    store::append(&tx, &entry)?;
+                    entries.push(entry);
+                    Outcome::Written(lsn)
+                }
+                Decision::Done(outcome) => outcome,
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit()?;
+        if let Some(last) = entries.last() {
+            self.progress.store(last.lsn, Ordering::SeqCst);
+        }
+        Ok((entries, outcomes))
+    }
+
+    /// The slave side of replication: the log-matching rule. Entries are accepted only if
+    /// our entry at `prev_lsn` carries `prev_term`; entries we already hold with the same
+    /// term are skipped (a retransmission), and a conflicting suffix (written by a master
+    /// that was deposed before replicating it) is dropped.
+    fn append(&mut self, req: AppendRequest) -> Result<AppendReply, WriteError> {
+        let known_term = self.role.observe_term(req.term);
+        let mut last = store::last_lsn(&self.conn)?;
+        let refuse = |last| Ok(AppendReply { accepted: false, last_lsn: last, term: known_term });
+        if req.term < known_term {
+            return refuse(last);
+        }
+        match store::term_at(&self.conn, req.prev_lsn)? {
+            None => return refuse(last),
+            Some(term) if term != req.prev_term => {
+                self.truncate(req.prev_lsn.saturating_sub(1))?;
+                return refuse(req.prev_lsn.saturating_sub(1));
+            }
+            Some(_) => {}
+        }
+        let mut fresh = Vec::with_capacity(req.entries.len());
+        let mut matched_skip = req.prev_lsn;
+        for entry in req.entries {
+            if entry.lsn <= last {
+                if store::term_at(&self.conn, entry.lsn)? == Some(entry.term) {
+                    matched_skip = entry.lsn;
+                    continue;
+                }
+                self.truncate(entry.lsn - 1)?;
+                last = entry.lsn - 1;
+            }
+            if entry.lsn != last + 1 + fresh.len() as u64 {
+                return Err(store::StoreError::OutOfOrder { got: entry.lsn, last: last + fresh.len() as u64 }.into());
+            }
+            fresh.push(entry);
+        }
+        let matched = fresh.last().map_or(req.prev_lsn.max(matched_skip), |e| e.lsn);
+        let tx = self.conn.transaction().map_err(store::StoreError::from)?;
+        for entry in &fresh {
+            store::append(&tx, entry)?;
+        }
+        tx.commit().map_err(store::StoreError::from)?;
+        self.feed.publish(&fresh);
+        self.progress.store(store::last_lsn(&self.conn)?, Ordering::SeqCst);
+        // Report the position that matches the master's log, not our own end: anything of
+        // ours beyond it is unconfirmed and is checked entry by entry on the next call.
+        Ok(AppendReply { accepted: true, last_lsn: matched, term: known_term })
+    }
+
+    fn truncate(&mut self, keep: u64) -> Result<(), store::StoreError> {
+        tracing::warn!(keep_up_to = keep, "dropping log entries the current master does not have");
+        store::truncate_after(&mut self.conn, keep)?;
+        self.feed.reset(keep);
+        self.progress.store(keep, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+enum Decision {
+    Write { kind: log_entry::Kind, origin: Option<(u32, u64, i64)> },
+    Done(Outcome),
+}
+
+fn change(kind: change::Kind) -> log_entry::Kind {
+    log_entry::Kind::Change(Change { kind: Some(kind) })
+}
+
+fn reject(status: Status, message: impl Into<String>) -> Decision {
+    Decision::Done(Outcome::Rejected(status, message.into()))
+}
+
+/// Checks a command against the current state (including earlier writes of the same batch).
+fn decide(conn: &Connection, cluster: u32, command: &Command) -> Result<Decision, store::StoreError> {
+    Ok(match command {
+        Command::CreateUser { user } => {
+            if store::user_exists(conn, *user)? {
+                Decision::Done(Outcome::Unchanged(None))
+            } else {
+                Decision::Write { kind: change(change::Kind::User(UserCreated { user_id: *user })), origin: None }
+            }
+        }
+        Command::Follow { follower, followee, on } => {
+            let (follower, followee, on) = (*follower, *followee, *on);
+            if follower == followee {
+                let what = if on { "follow" } else { "unfollow" };
+                return Ok(reject(Status::FailureInvalid, format!("users cannot {what} themselves")));
+            }
+            if !store::user_exists(conn, follower)? {
+                return Ok(reject(Status::FailureNotExists, format!("user {follower} has never logged in")));
+            }
+            if !store::user_exists(conn, followee)? {
+                return Ok(reject(Status::FailureNotExists, format!("user {followee} does not exist")));
+            }
+            let following = store::follow_state(conn, follower, followee)?.is_some_and(|(f, _)| f);
+            match (on, following) {
+                (true, true) => reject(Status::FailureAlreadyExists, format!("already following {followee}")),
+                (false, false) => reject(Status::FailureNotAFollower, format!("not following {followee}")),
+                _ => Decision::Write {
+                    kind: change(change::Kind::Follow(FollowChanged { follower, followee, following: on })),
+                    origin: None,
+                },
+            }
+        }
+        Command::Post { author, post_id, text } => {
+            if let Some(seq) = store::post_seq(conn, *author, *post_id)? {
+                Decision::Done(Outcome::Unchanged(Some(seq)))
+            } else if !store::user_exists(conn, *author)? {
+                reject(Status::FailureNotExists, format!("user {author} has never logged in"))
+            } else {
+                Decision::Write {
+                    kind: change(change::Kind::Post(PostCreated { author: *author, post_id: *post_id, text: text.clone() })),
+                    origin: None,
+                }
+            }
+        }
+        Command::SyncCursor(lsn) => {
+            if *lsn <= store::sync_cursor(conn)? {
+                Decision::Done(Outcome::Unchanged(None))
+            } else {
+                Decision::Write { kind: log_entry::Kind::SyncCursor(SyncCursor { lsn: *lsn }), origin: None }
+            }
+        }
+        Command::Remote(remote) => decide_remote(conn, cluster, remote)?,
+    })
+}
+
+/// Idempotent apply of another cluster's change: anything already reflected is skipped.
+fn decide_remote(conn: &Connection, cluster: u32, remote: &RemoteChange) -> Result<Decision, store::StoreError> {
+    let Some(kind) = remote.change.as_ref().and_then(|c| c.kind.clone()) else {
+        return Ok(reject(Status::FailureInvalid, "remote change without content"));
+    };
+    if remote.origin_cluster == cluster || remote.origin_cluster == 0 {
+        return Ok(reject(Status::FailureInvalid, format!("change from cluster {} applied to itself", remote.origin_cluster)));
+    }
+    let fresh = match &kind {
+        change::Kind::User(u) => u.user_id > 0 && !store::user_exists(conn, u.user_id)?,
+        change::Kind::Follow(f) => {
+            f.follower > 0
+                && f.followee > 0
+                && store::follow_state(conn, f.follower, f.followee)?.is_none_or(|(_, version)| remote.origin_lsn > version)
+        }
+        change::Kind::Post(p) => {
+            if tinysns_common::limits::validate_post_text(&p.text).is_err() || p.author == 0 {
+                return Ok(reject(Status::FailureInvalid, "remote post fails validation"));
+            }
+            store::post_seq(conn, p.author, p.post_id)?.is_none()
+        }
+    };
+    Ok(if fresh {
+        Decision::Write {
+            kind: change(kind),
+            origin: Some((remote.origin_cluster, remote.origin_lsn, remote.timestamp_ms)),
+        }
+    } else {
+        Decision::Done(Outcome::Unchanged(None))
+    })
+}
