@@ -165,7 +165,7 @@ pub struct TimingSpec {
     #[serde(default = "default_heartbeat")]
     #[schemars(regex(pattern = r"^([0-9]+(ns|us|ms|s|m|h))+$"))]
     pub heartbeat_interval: String,
-    /// After this long without a heartbeat a process is declared dead. Must exceed heartbeatInterval.
+    /// After this long without a heartbeat a process is declared dead. At least 2 x heartbeatInterval.
     #[serde(default = "default_failure_timeout")]
     #[schemars(regex(pattern = r"^([0-9]+(ns|us|ms|s|m|h))+$"))]
     pub failure_timeout: String,

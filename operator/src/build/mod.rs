@@ -78,7 +78,7 @@ pub enum InvalidSpec {
         reason: String,
     },
     #[error(
-        "timing.failureTimeout ({failure:?}) must be longer than timing.heartbeatInterval ({heartbeat:?})"
+        "timing.failureTimeout ({failure:?}) must be at least twice timing.heartbeatInterval ({heartbeat:?}), or one late heartbeat would depose a healthy master"
     )]
     TimeoutNotAboveHeartbeat { heartbeat: String, failure: String },
     #[error("timing.heartbeatInterval must be positive")]
@@ -130,7 +130,8 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
     if heartbeat.is_zero() {
         return Err(InvalidSpec::ZeroHeartbeat);
     }
-    if failure <= heartbeat {
+    // The coordinator refuses to start otherwise (same rule as its --failure-timeout check).
+    if failure < heartbeat.saturating_mul(2) {
         return Err(InvalidSpec::TimeoutNotAboveHeartbeat {
             heartbeat: spec.timing.heartbeat_interval.clone(),
             failure: spec.timing.failure_timeout.clone(),

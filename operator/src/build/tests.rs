@@ -372,7 +372,7 @@ fn external_rabbitmq_has_no_broker_and_uses_the_given_secret() {
 #[test]
 fn validation_rejects_what_the_schema_cannot() {
     let mut s = SocialClusterSpec::default();
-    s.timing.failure_timeout = "250ms".to_owned();
+    s.timing.failure_timeout = "499ms".to_owned();
     assert!(matches!(
         validate(&s),
         Err(InvalidSpec::TimeoutNotAboveHeartbeat { .. })
@@ -391,6 +391,9 @@ fn validation_rejects_what_the_schema_cannot() {
         })
     ));
     assert!(validate(&spec(32, 8, 8)).is_ok());
+    let mut edge = SocialClusterSpec::default();
+    edge.timing.failure_timeout = "500ms".to_owned();
+    assert!(validate(&edge).is_ok(), "exactly twice is fine");
 }
 
 #[test]
