@@ -1,0 +1,105 @@
+//! Command line of the synchronizer (classic: `synchronizer -h <host> -k <port> -p <port> -i <id>`).
+
+use clap::Parser;
+use serde::Serialize;
+use tinysns_common::topology;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "synchronizer", version, about = "tinysns cross-cluster synchronizer", disable_help_flag = true)]
+pub struct Args {
+    /// Synchronizer id; its cluster is ((id - 1) % clusters) + 1. Derived from POD_NAME's
+    /// ordinal with --cluster and --clusters when absent.
+    #[arg(short = 'i', long = "id", env = "TINYSNS_SYNCH_ID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub id: Option<u32>,
+    /// With POD_NAME: the cluster this synchronizer serves.
+    #[arg(long, env = "TINYSNS_CLUSTER", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cluster: Option<u32>,
+    /// With POD_NAME: the number of clusters.
+    #[arg(long, env = "TINYSNS_CLUSTERS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub clusters: Option<u32>,
+    /// Coordinator host.
+    #[arg(short = 'h', long = "coordinator-host", env = "TINYSNS_COORDINATOR_HOST", default_value = "127.0.0.1")]
+    pub coordinator_host: String,
+    /// Coordinator port.
+    #[arg(short = 'k', long = "coordinator-port", env = "TINYSNS_COORDINATOR_PORT", default_value_t = 9000)]
+    pub coordinator_port: u16,
+    /// Port for health checks; defaults to 9000 + id.
+    #[arg(short = 'p', long, env = "TINYSNS_PORT")]
+    pub port: Option<u16>,
+    /// Address to listen on.
+    #[arg(long, env = "TINYSNS_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Host name other processes use to reach this synchronizer.
+    #[arg(long, env = "TINYSNS_ADVERTISE_HOST", default_value = "127.0.0.1")]
+    pub advertise_host: String,
+    /// RabbitMQ URL.
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// Print the resolved configuration as JSON (password masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub id: u32,
+    pub coordinator: String,
+    pub port: u16,
+    pub bind: String,
+    pub advertise: String,
+    #[serde(serialize_with = "masked")]
+    pub amqp_url: String,
+}
+
+fn masked<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_password(url))
+}
+
+/// `amqp://user:secret@host` -> `amqp://user:***@host`, for logs and --print-config.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+impl Args {
+    pub fn resolve(self) -> Result<Config, String> {
+        let id = match (self.id, self.cluster, self.clusters) {
+            (Some(id), _, _) => id,
+            (None, Some(cluster), Some(clusters)) => {
+                if cluster > clusters {
+                    return Err(format!("--cluster {cluster} is greater than --clusters {clusters}"));
+                }
+                let ordinal = tinysns_common::cli::ordinal_from_env(std::env::var("POD_NAME").ok().as_deref())?;
+                topology::synchronizer_id(cluster, ordinal, clusters)
+            }
+            _ => return Err("give -i <id>, or --cluster and --clusters with POD_NAME set".into()),
+        };
+        let port = self.port.unwrap_or_else(|| topology::classic_synchronizer_port(id));
+        Ok(Config {
+            id,
+            coordinator: format!("{}:{}", self.coordinator_host, self.coordinator_port),
+            port,
+            bind: self.bind,
+            advertise: format!("{}:{port}", self.advertise_host),
+            amqp_url: self.amqp_url,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(mask_password("amqp://u:p@h:5672/%2f"), "amqp://u:***@h:5672/%2f");
+        assert_eq!(mask_password("amqp://h:5672"), "amqp://h:5672");
+    }
+}

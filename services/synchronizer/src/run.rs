@@ -1,0 +1,124 @@
+//! The synchronizer process: heartbeats, and while it is its cluster's master synchronizer,
+//! keeps a RabbitMQ connection with a publisher and a consumer running, reconnecting with
+//! backoff when the broker or the tsd master goes away.
+
+use crate::bus::{self, BusError};
+use crate::cluster::ClusterLink;
+use crate::config::{Config, mask_password};
+use crate::{consumer, publisher};
+use anyhow::Context;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tinysns_common::health::Health;
+use tinysns_common::membership::Membership;
+use tinysns_common::proto::coordinator::{Member, MemberKind};
+use tinysns_common::shutdown::Shutdown;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("tsd: {}", .0.message())]
+    Tsd(#[from] tonic::Status),
+    #[error("the change feed ended")]
+    FeedEnded,
+    #[error("the broker ended the consumer")]
+    ConsumerEnded,
+}
+
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", config.bind, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, id = config.id, amqp = %mask_password(&config.amqp_url), "synchronizer listening");
+    let (health, health_service) = Health::new().await;
+    let stop = shutdown.clone();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+                stop.wait().await
+            }),
+    );
+
+    let membership = Membership::new();
+    let mut role = membership.handle();
+    let me = Member { kind: MemberKind::Synchronizer as i32, cluster_id: 0, member_id: config.id, address: config.advertise.clone() };
+    tokio::spawn(membership.run(config.coordinator.clone(), me, Arc::new(AtomicU64::new(0)), shutdown.clone()));
+
+    let mut working: Option<(Shutdown, tokio::task::JoinHandle<()>)> = None;
+    while !shutdown.is_triggered() {
+        tokio::select! {
+            _ = role.changed() => {}
+            _ = shutdown.wait() => break,
+        }
+        let view = role.current();
+        health.set_ready(view.assignment.registered()).await;
+        match (view.is_master(), working.is_some()) {
+            (true, false) => {
+                let cluster = view.assignment.me.cluster_id;
+                tracing::info!(cluster, term = view.term, "master synchronizer: starting to sync");
+                let stop = Shutdown::new();
+                let task = tokio::spawn(work(config.clone(), cluster, view.assignment.clusters, stop.clone()));
+                working = Some((stop, task));
+            }
+            (false, true) => {
+                tracing::info!("no longer master synchronizer: stopping");
+                if let Some((stop, task)) = working.take() {
+                    stop.trigger();
+                    let _ = task.await;
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((stop, task)) = working.take() {
+        stop.trigger();
+        let _ = task.await;
+    }
+    let _ = server.await;
+    tracing::info!("synchronizer stopped");
+    Ok(())
+}
+
+/// Syncs until `stop`, reconnecting after any failure.
+async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
+    let link = match ClusterLink::new(&config.coordinator, cluster) {
+        Ok(l) => l,
+        Err(error) => {
+            tracing::error!(%error, "bad coordinator address");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(100);
+    while !stop.is_triggered() {
+        match session(&config, &link, clusters, &stop).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "sync interrupted");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One broker connection's worth of work: returns Ok only when asked to stop.
+async fn session(config: &Config, link: &ClusterLink, clusters: u32, stop: &Shutdown) -> Result<(), SyncError> {
+    let conn = bus::connect(&config.amqp_url).await?;
+    let publish = bus::publisher_channel(&conn).await?;
+    bus::declare(&publish, clusters).await?;
+    let consume = bus::consumer_channel(&conn).await?;
+    tracing::info!(amqp = %mask_password(&config.amqp_url), "connected to RabbitMQ");
+    let tag = format!("tinysns-synchronizer-{}", config.id);
+    let result = tokio::select! {
+        r = publisher::publish(link, &publish, stop) => r,
+        r = consumer::consume(link, &consume, &tag, stop) => r,
+    };
+    // Closing returns unacknowledged deliveries to the queue for the next consumer.
+    let _ = conn.close(200, "synchronizer stopping".into()).await;
+    result
+}
