@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# End-to-end test on a throwaway kind cluster: builds both images, installs the operator
+# with its Helm chart, creates the example SocialCluster, waits for Ready, runs a
+# follow/post/timeline scenario across clusters with tsc, kills a master tsd and checks its
+# users are served again, then deletes the cluster.
+#
+# Needs docker, kind, kubectl and helm (helm from scripts/k8s-checks.sh's .local/ works).
+# Environment: KEEP_CLUSTER=1 keeps the cluster for debugging; KIND_CLUSTER names it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KIND_CLUSTER="${KIND_CLUSTER:-tinysns-e2e}"
+OPERATOR_NS="tinysns-system"
+NS="tinysns"
+SC="demo"
+IMAGE="tinysns:latest"
+OPERATOR_IMAGE_REPO="tinysns-operator"
+OPERATOR_IMAGE_TAG="e2e"
+COORDINATOR="$SC-coordinator.$NS.svc.cluster.local"
+CLIENT_POD="tsc-client"
+CREATED_CLUSTER=0
+
+log() { printf '\n=== %s\n' "$*"; }
+fail() { printf 'kind-e2e: FAILED: %s\n' "$*" >&2; exit 1; }
+
+HELM="$(command -v helm || true)"
+[ -n "$HELM" ] || HELM="$ROOT/.local/helm/helm"
+for tool in docker kind kubectl; do
+  command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed"
+done
+[ -x "$HELM" ] || fail "helm is not installed (bash scripts/k8s-checks.sh puts one in .local/helm)"
+
+KUBECTL=(kubectl --context "kind-$KIND_CLUSTER")
+
+dump() {
+  echo "--- diagnostics"
+  "${KUBECTL[@]}" get socialclusters,statefulsets,deployments,pods,services,pdb -A -o wide || true
+  "${KUBECTL[@]}" describe socialcluster -n "$NS" "$SC" || true
+  "${KUBECTL[@]}" get events -n "$NS" --sort-by=.lastTimestamp || true
+  "${KUBECTL[@]}" logs -n "$OPERATOR_NS" deploy/tinysns-operator --tail=200 || true
+  local pod
+  for pod in $("${KUBECTL[@]}" get pods -n "$NS" -o name 2>/dev/null); do
+    echo "--- logs of $pod"
+    "${KUBECTL[@]}" logs -n "$NS" "$pod" --tail=50 --all-containers || true
+  done
+}
+
+cleanup() {
+  local code=$?
+  if [ "$code" -ne 0 ] && [ "$CREATED_CLUSTER" -eq 1 ]; then
+    dump
+  fi
+  if [ "${KEEP_CLUSTER:-0}" = "1" ]; then
+    echo "keeping kind cluster $KIND_CLUSTER (kind delete cluster --name $KIND_CLUSTER)"
+  elif [ "$CREATED_CLUSTER" -eq 1 ]; then
+    kind delete cluster --name "$KIND_CLUSTER" || true
+  fi
+  exit "$code"
+}
+trap cleanup EXIT
+
+# Runs one tsc session for user $1 with the lines $2 on stdin, keeping stdin open $3 more
+# seconds (so posts pushed to a TIMELINE session arrive before it ends); prints the output.
+# Every session is bounded by a timeout: a TIMELINE session need not end by itself.
+tsc_session() {
+  local user="$1" input="$2" hold="${3:-0}"
+  { printf '%s\n' "$input"; sleep "$hold"; } \
+    | timeout "$((hold + 20))" "${KUBECTL[@]}" exec -i -n "$NS" "$CLIENT_POD" -- \
+      tsc -h "$COORDINATOR" -k 9000 -u "$user" 2>&1 || true
+}
+
+# Retries a session of user $1 with input $2 until its output contains $3, for up to $4
+# seconds; TIMELINE sessions are held open for a few seconds each try.
+expect_tsc() {
+  local user="$1" input="$2" want="$3" deadline=$((SECONDS + ${4:-120})) out="" hold=0
+  case "$input" in TIMELINE*) hold=5 ;; esac
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    out="$(tsc_session "$user" "$input" "$hold")"
+    if grep -qF -- "$want" <<<"$out"; then
+      return 0
+    fi
+    sleep 3
+  done
+  printf '%s\n' "$out"
+  fail "user $user never saw '$want'"
+}
+
+log "creating kind cluster $KIND_CLUSTER"
+if kind get clusters | grep -qx "$KIND_CLUSTER"; then
+  fail "a kind cluster named $KIND_CLUSTER already exists (delete it or set KIND_CLUSTER)"
+fi
+CREATED_CLUSTER=1
+kind create cluster --name "$KIND_CLUSTER" --config "$ROOT/kind-config.yaml" --wait 180s
+
+log "building images"
+docker build -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT"
+docker build -t "$OPERATOR_IMAGE_REPO:$OPERATOR_IMAGE_TAG" -f "$ROOT/operator/Dockerfile" "$ROOT"
+kind load docker-image --name "$KIND_CLUSTER" "$IMAGE" "$OPERATOR_IMAGE_REPO:$OPERATOR_IMAGE_TAG"
+
+log "installing the operator with Helm"
+"$HELM" install tinysns-operator "$ROOT/charts/tinysns-operator" \
+  --kube-context "kind-$KIND_CLUSTER" \
+  --namespace "$OPERATOR_NS" --create-namespace \
+  --set image.repository="$OPERATOR_IMAGE_REPO" --set image.tag="$OPERATOR_IMAGE_TAG" \
+  --set logLevel=debug \
+  --wait --timeout 5m
+"${KUBECTL[@]}" wait --for=condition=Established crd/socialclusters.tinysns.io --timeout=60s
+
+log "creating SocialCluster $SC in namespace $NS (restricted Pod Security Standard enforced)"
+"${KUBECTL[@]}" create namespace "$NS"
+# Every pod the operator creates must pass the restricted profile.
+"${KUBECTL[@]}" label namespace "$NS" pod-security.kubernetes.io/enforce=restricted
+"${KUBECTL[@]}" apply -n "$NS" -f "$ROOT/e2e/socialcluster.yaml"
+"${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "socialcluster/$SC" --timeout=10m
+"${KUBECTL[@]}" get -n "$NS" socialclusters -o wide
+
+log "checking children: owner references, PDBs, generated credentials"
+[ "$("${KUBECTL[@]}" get -n "$NS" statefulsets -l app.kubernetes.io/instance=$SC -o name | wc -l)" -eq 7 ] \
+  || fail "expected 7 StatefulSets (coordinator + 3 x tsd + 3 x sync)"
+[ "$("${KUBECTL[@]}" get -n "$NS" pdb -l app.kubernetes.io/instance=$SC -o name | wc -l)" -eq 8 ] \
+  || fail "expected 8 PodDisruptionBudgets"
+password="$("${KUBECTL[@]}" get -n "$NS" secret "$SC-rabbitmq-credentials" -o jsonpath='{.data.password}' | base64 -d)"
+if [ "${#password}" -lt 16 ] || [ "$password" = "guest" ]; then
+  fail "weak or missing broker password"
+fi
+
+log "starting a tsc client pod"
+"${KUBECTL[@]}" apply -n "$NS" -f - <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $CLIENT_POD
+spec:
+  restartPolicy: Never
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 10001
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+    - name: tsc
+      image: $IMAGE
+      imagePullPolicy: IfNotPresent
+      command: ["sleep", "infinity"]
+      securityContext:
+        allowPrivilegeEscalation: false
+        capabilities: {drop: ["ALL"]}
+YAML
+"${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "pod/$CLIENT_POD" --timeout=120s
+
+log "scenario: users 1, 2, 3 live on clusters 1, 2, 3; user 1 follows user 2"
+for user in 1 2 3; do
+  expect_tsc "$user" LIST "Command completed successfully" 120
+done
+# User 2 is known to cluster 1 once the synchronizers have exchanged user lists.
+expect_tsc 1 'FOLLOW 2' "Command completed successfully" 180
+
+post="hello from cluster 2 at $(date +%s)"
+log "user 2 posts; user 1's timeline (another cluster) must show it"
+tsc_session 2 "TIMELINE"$'\n'"$post" 3 >/dev/null
+expect_tsc 1 TIMELINE ">> $post" 180
+expect_tsc 1 TIMELINE "2 (" 30
+
+log "failover: deleting the master tsd of cluster 1"
+# Server 1 (ordinal 0) registers first and becomes master; the slave must take over.
+"${KUBECTL[@]}" delete pod -n "$NS" "$SC-tsd-1-0" --wait=false
+expect_tsc 1 LIST "Command completed successfully" 120
+# The follow and the replicated timeline survived the master's loss.
+expect_tsc 1 'FOLLOW 2' "Input username already exists" 60
+expect_tsc 1 TIMELINE ">> $post" 120
+
+log "the replacement pod rejoins and the SocialCluster is Ready again"
+"${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "pod/$SC-tsd-1-0" --timeout=180s
+"${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "socialcluster/$SC" --timeout=5m
+
+log "scale down to 2 clusters: cluster 3's objects are removed"
+"${KUBECTL[@]}" patch -n "$NS" "socialcluster/$SC" --type=merge -p '{"spec":{"clusters":2}}'
+deadline=$((SECONDS + 120))
+while "${KUBECTL[@]}" get -n "$NS" statefulset "$SC-tsd-3" >/dev/null 2>&1; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "statefulset $SC-tsd-3 was not deleted after scale-down"
+  sleep 2
+done
+
+log "kind e2e passed"
