@@ -158,6 +158,20 @@ fn number(json: &Value, keys: &[&str]) -> Option<u64> {
     }
 }
 
+/// Whether the duration under one of `keys` is `millis` (as a number of milliseconds) or
+/// `text` (as a humantime string).
+fn duration_is(json: &Value, keys: &[&str], millis: u64, text: &str) -> bool {
+    let Value::Object(map) = json else {
+        return false;
+    };
+    keys.iter().filter_map(|k| map.get(*k)).any(|v| {
+        v.as_u64() == Some(millis)
+            || v.as_str()
+                .and_then(|s| humantime::parse_duration(s).ok())
+                .is_some_and(|d| Some(d) == humantime::parse_duration(text).ok())
+    })
+}
+
 /// Whether any string in the JSON contains `needle`.
 fn has_string(json: &Value, needle: &str) -> bool {
     match json {
@@ -210,6 +224,19 @@ fn check_pods(prefix: &str) -> usize {
             if name == "demo-coordinator" {
                 assert_eq!(number(&json, &["port"]), Some(9000), "{ctx}");
                 assert_eq!(number(&json, &["clusters"]), Some(3), "{ctx}");
+                assert!(
+                    duration_is(
+                        &json,
+                        &["heartbeat_interval", "heartbeatInterval"],
+                        250,
+                        "250ms"
+                    ),
+                    "heartbeat interval: {ctx}"
+                );
+                assert!(
+                    duration_is(&json, &["failure_timeout", "failureTimeout"], 1000, "1s"),
+                    "failure timeout: {ctx}"
+                );
             } else if let Some(k) = name.strip_prefix("demo-tsd-") {
                 let k: u64 = k.parse().expect("cluster number");
                 assert_eq!(
@@ -277,7 +304,6 @@ fn tsd_pods_start_with_the_intended_configuration() {
 }
 
 #[test]
-#[ignore = "until the synchronizer binary exists; run with TINYSNS_BIN_DIR=... --ignored"]
 fn synchronizer_pods_start_with_the_intended_configuration() {
     // 3 clusters x 2 synchronizers
     assert_eq!(check_pods("demo-sync-"), 6);
