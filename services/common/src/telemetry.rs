@@ -9,7 +9,8 @@ pub fn init(default_level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(true);
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second init (tests starting several services in one process) is harmless.
     let _ = if json {
         builder.json().flatten_event(true).try_init()

@@ -1,0 +1,74 @@
+//! Parsing a command line the way the classic client does: the command word is
+//! case-insensitive, only FOLLOW and UNFOLLOW take an argument.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Follow(String),
+    UnFollow(String),
+    List,
+    Timeline,
+}
+
+/// What to do with one input line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Run(Command),
+    /// Print this message and prompt again.
+    Complain(&'static str),
+    /// A blank line: prompt again.
+    Nothing,
+}
+
+pub const INVALID_COMMAND: &str = "Invalid Command";
+pub const NO_ARGUMENTS: &str = "Invalid Input -- No Arguments Given";
+pub const ONLY_FOLLOW_TAKES_ARGUMENTS: &str = "Invalid Input -- Only FOLLOW and UNFOLLOW commands have Arguments";
+
+pub fn parse(line: &str) -> Parsed {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() {
+        return Parsed::Nothing;
+    }
+    match line.find(' ') {
+        Some(index) => {
+            let word = line[..index].to_ascii_uppercase();
+            let argument = line[index + 1..].trim();
+            if argument.is_empty() {
+                return Parsed::Complain(NO_ARGUMENTS);
+            }
+            match word.as_str() {
+                "FOLLOW" => Parsed::Run(Command::Follow(argument.to_string())),
+                "UNFOLLOW" => Parsed::Run(Command::UnFollow(argument.to_string())),
+                "LIST" | "TIMELINE" => Parsed::Complain(ONLY_FOLLOW_TAKES_ARGUMENTS),
+                _ => Parsed::Complain(INVALID_COMMAND),
+            }
+        }
+        None => match line.to_ascii_uppercase().as_str() {
+            "LIST" => Parsed::Run(Command::List),
+            "TIMELINE" => Parsed::Run(Command::Timeline),
+            _ => Parsed::Complain(INVALID_COMMAND),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_case_insensitive() {
+        assert_eq!(parse("list"), Parsed::Run(Command::List));
+        assert_eq!(parse("TimeLine\n"), Parsed::Run(Command::Timeline));
+        assert_eq!(parse("follow 3"), Parsed::Run(Command::Follow("3".into())));
+        assert_eq!(parse("UnFollow 12\r\n"), Parsed::Run(Command::UnFollow("12".into())));
+    }
+
+    #[test]
+    fn classic_complaints() {
+        assert_eq!(parse("FOLLOW "), Parsed::Complain(NO_ARGUMENTS));
+        assert_eq!(parse("FOLLOW"), Parsed::Complain(INVALID_COMMAND));
+        assert_eq!(parse("LIST 2"), Parsed::Complain(ONLY_FOLLOW_TAKES_ARGUMENTS));
+        assert_eq!(parse("JUMP 2"), Parsed::Complain(INVALID_COMMAND));
+        assert_eq!(parse("JUMP"), Parsed::Complain(INVALID_COMMAND));
+        assert_eq!(parse("   "), Parsed::Nothing);
+    }
+}
