@@ -49,6 +49,8 @@ pub struct ApiServer {
     pub lists: HashMap<&'static str, Vec<Value>>,
     /// Whether applied workloads report all replicas ready.
     pub ready: bool,
+    /// Applies to a path ending with this are refused with 422 Invalid.
+    pub reject: Option<String>,
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
@@ -87,6 +89,21 @@ impl ApiServer {
                 let mut sc = self.socialcluster.clone();
                 sc["status"] = r.body["status"].clone();
                 json_response(StatusCode::OK, &sc)
+            }
+            "PATCH"
+                if self
+                    .reject
+                    .as_ref()
+                    .is_some_and(|suffix| r.path.ends_with(suffix.as_str())) =>
+            {
+                json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &json!({
+                        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": "StatefulSet.apps \"demo-tsd-1\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                        "reason": "Invalid", "code": 422
+                    }),
+                )
             }
             "PATCH" => {
                 let mut obj = r.body.clone();

@@ -100,7 +100,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-/// Serves the routes until `shutdown` completes.
+/// Serves the routes on `addr` until `shutdown` completes.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -108,7 +108,69 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /healthz");
+    serve_on(listener, metrics, shutdown).await
+}
+
+/// Serves the routes on an already bound listener (tests bind port 0).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router(metrics))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("writes");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("reads");
+        response
+    }
+
+    #[tokio::test]
+    async fn serves_healthz_and_metrics_and_stops_on_shutdown() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("has an address");
+        let metrics = Arc::new(Metrics::new());
+        metrics.observe("ok", Duration::from_millis(1));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_on(listener, metrics, async {
+            let _ = stopped.await;
+        }));
+
+        let health = get(addr, "/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        assert!(health.ends_with("ok"), "{health}");
+        let scraped = get(addr, "/metrics").await;
+        assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+        assert!(
+            scraped.contains("application/openmetrics-text"),
+            "{scraped}"
+        );
+        assert!(
+            scraped.contains("tinysns_operator_reconciliations_total{result=\"ok\"} 1"),
+            "{scraped}"
+        );
+        assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+
+        stop.send(()).expect("server still running");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("stops after shutdown")
+            .expect("did not panic")
+            .expect("served without error");
+    }
 }

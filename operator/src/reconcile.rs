@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -224,23 +225,37 @@ pub async fn reconcile_inner(
     let children = build::build_all(&owner, &sc.spec, &password);
 
     // apply: Secret before the workloads that read it, Services before the pods that resolve them.
-    for secret in &children.secrets {
-        apply(&ctx.client, &ns, secret).await?;
-    }
-    for svc in &children.services {
-        apply(&ctx.client, &ns, svc).await?;
-    }
-    let mut deployments = Vec::new();
-    for d in &children.deployments {
-        deployments.push(apply(&ctx.client, &ns, d).await?);
-    }
-    let mut stateful_sets = Vec::new();
-    for s in &children.stateful_sets {
-        stateful_sets.push(apply(&ctx.client, &ns, s).await?);
-    }
-    for p in &children.pdbs {
-        apply(&ctx.client, &ns, p).await?;
-    }
+    let (deployments, stateful_sets) = match apply_children(&ctx.client, &ns, &children).await {
+        Ok(applied) => applied,
+        Err(Error::Kube(kube::Error::Api(rejected))) if is_rejection(&rejected) => {
+            // The API server refused an object (e.g. a changed storage size: StatefulSet
+            // volumeClaimTemplates are immutable). Retrying alone will not help, so tell the
+            // user in status and events; the error still goes to error_policy for backoff.
+            let message = format!(
+                "the API server rejected a child object: {}",
+                rejected.message
+            );
+            warn!(object = %object_key(sc), %message, "apply rejected");
+            if !status::already_reported_rejection(sc, &message) {
+                publish(
+                    ctx,
+                    sc,
+                    EventType::Warning,
+                    status::REASON_APPLY_REJECTED,
+                    "Apply",
+                    message.clone(),
+                )
+                .await;
+            }
+            if let Err(e) =
+                patch_status(ctx, sc, &ns, &status::apply_rejected(sc, &message, &now)).await
+            {
+                warn!(object = %object_key(sc), error = %e, "could not report the rejection in status");
+            }
+            return Err(Error::Kube(kube::Error::Api(rejected)));
+        }
+        Err(e) => return Err(e),
+    };
 
     // delete orphans: workloads first, so Services outlive the pods that use them.
     let mut deleted = Vec::new();
@@ -276,6 +291,39 @@ pub async fn reconcile_inner(
         RESYNC_PROGRESSING
     };
     Ok((Action::requeue(requeue), Outcome::Applied { ready }))
+}
+
+/// Applies every child in dependency order; returns the Deployments and StatefulSets as
+/// stored, whose status feeds the SocialCluster status.
+async fn apply_children(
+    client: &Client,
+    ns: &str,
+    children: &build::Children,
+) -> Result<(Vec<Deployment>, Vec<StatefulSet>), Error> {
+    for secret in &children.secrets {
+        apply(client, ns, secret).await?;
+    }
+    for svc in &children.services {
+        apply(client, ns, svc).await?;
+    }
+    let mut deployments = Vec::new();
+    for d in &children.deployments {
+        deployments.push(apply(client, ns, d).await?);
+    }
+    let mut stateful_sets = Vec::new();
+    for s in &children.stateful_sets {
+        stateful_sets.push(apply(client, ns, s).await?);
+    }
+    for p in &children.pdbs {
+        apply(client, ns, p).await?;
+    }
+    Ok((deployments, stateful_sets))
+}
+
+/// Whether an API error means "this object is not acceptable" rather than a transient
+/// failure: 400 Bad Request, 403 Forbidden (RBAC or admission), 422 Invalid.
+fn is_rejection(e: &kube::core::Status) -> bool {
+    matches!(e.code, 400 | 403 | 422)
 }
 
 /// Server-side apply of one child with the operator's field manager; returns the object as
@@ -329,7 +377,7 @@ where
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => deleted.push(format!("{}/{name}", K::kind(&()))),
             // Already gone (e.g. deleted by hand meanwhile): that is what we wanted.
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -19,6 +19,7 @@ pub const REASON_COMPLETE: &str = "ReconcileComplete";
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_PAUSED: &str = "Paused";
+pub const REASON_APPLY_REJECTED: &str = "ApplyRejected";
 
 /// A condition whose lastTransitionTime moves only when its status changes, as the API
 /// conventions ask: otherwise every reconcile would look like a transition.
@@ -247,6 +248,63 @@ pub fn invalid(sc: &SocialCluster, message: &str, now: &Time) -> SocialClusterSt
         ),
     ];
     status
+}
+
+/// Status when the API server rejected a child: Degraded/ApplyRejected. Ready keeps its
+/// value (the running pods are untouched), replica counts are kept from before.
+pub fn apply_rejected(sc: &SocialCluster, message: &str, now: &Time) -> SocialClusterStatus {
+    let generation = sc.metadata.generation;
+    let previous = previous_conditions(sc);
+    let mut status = sc.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    let ready = previous
+        .iter()
+        .find(|c| c.type_ == READY)
+        .cloned()
+        .unwrap_or_else(|| {
+            condition(
+                previous,
+                READY,
+                false,
+                REASON_APPLY_REJECTED,
+                message.to_owned(),
+                generation,
+                now,
+            )
+        });
+    status.conditions = vec![
+        ready,
+        condition(
+            previous,
+            PROGRESSING,
+            false,
+            REASON_APPLY_REJECTED,
+            "retrying with backoff; fix the spec or the object named in Degraded".to_owned(),
+            generation,
+            now,
+        ),
+        condition(
+            previous,
+            DEGRADED,
+            true,
+            REASON_APPLY_REJECTED,
+            message.to_owned(),
+            generation,
+            now,
+        ),
+    ];
+    status
+}
+
+/// Whether the status already reports this rejection for this generation.
+pub fn already_reported_rejection(sc: &SocialCluster, message: &str) -> bool {
+    previous_conditions(sc).iter().any(|c| {
+        c.type_ == DEGRADED
+            && c.status == "True"
+            && c.reason == REASON_APPLY_REJECTED
+            && c.message == message
+            && c.observed_generation == sc.metadata.generation
+    })
 }
 
 /// Status while paused: Progressing=False/Paused; Ready and Degraded keep what they were,

@@ -53,6 +53,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec) -> (StatefulSet, Service) 
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: Some(vec![super::tmp_volume()]),
                     security_context: Some(pod_security_context(TINYSNS_UID)),
                     automount_service_account_token: Some(false),
                     // Service links would inject e.g. TINYSNS_COORDINATOR_PORT=tcp://..

@@ -34,6 +34,8 @@ pub const SYNCHRONIZER_PORT: i32 = 9100;
 pub const AMQP_PORT: i32 = 5672;
 /// Where the tsd volume is mounted (passed as TINYSNS_DATA_DIR).
 pub const DATA_DIR: &str = "/var/lib/tinysns";
+/// Scratch volume at /tmp: the root filesystem of tinysns containers is read-only.
+pub const TMP_VOLUME: &str = "tmp";
 /// Name of the tsd volumeClaimTemplate.
 pub const DATA_VOLUME: &str = "data";
 /// Kubernetes cluster DNS domain used in advertised pod host names.
@@ -519,10 +521,25 @@ pub fn tinysns_container(
         liveness_probe: Some(liveness_probe(port)),
         readiness_probe: Some(readiness_probe(port)),
         resources: Some(resources_for(spec, role)),
+        // The root filesystem is read-only; /tmp is a scratch emptyDir (see tmp_volume).
         security_context: Some(container_security_context(true)),
-        // The binaries exit cleanly on SIGTERM; this is the default but stated for clarity.
+        volume_mounts: Some(vec![k8s_openapi::api::core::v1::VolumeMount {
+            name: TMP_VOLUME.to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..Default::default()
+        }]),
+        // Show the last log lines in `kubectl describe pod` when a binary fails to start.
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
+    }
+}
+
+/// The emptyDir behind /tmp of every tinysns container.
+pub fn tmp_volume() -> k8s_openapi::api::core::v1::Volume {
+    k8s_openapi::api::core::v1::Volume {
+        name: TMP_VOLUME.to_owned(),
+        empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),
+        ..Default::default()
     }
 }
 

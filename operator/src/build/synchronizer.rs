@@ -78,6 +78,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: Some(vec![super::tmp_volume()]),
                     security_context: Some(pod_security_context(TINYSNS_UID)),
                     automount_service_account_token: Some(false),
                     // See coordinator.rs: service links would clash with TINYSNS_* env.

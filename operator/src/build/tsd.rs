@@ -46,11 +46,14 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
     let name = owner.tsd_name(k);
     let role = Role::Tsd;
     let mut container = tinysns_container(spec, role, "tsd", TSD_PORT, container_env(owner, k));
-    container.volume_mounts = Some(vec![VolumeMount {
-        name: DATA_VOLUME.to_owned(),
-        mount_path: DATA_DIR.to_owned(),
-        ..VolumeMount::default()
-    }]);
+    container
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(VolumeMount {
+            name: DATA_VOLUME.to_owned(),
+            mount_path: DATA_DIR.to_owned(),
+            ..VolumeMount::default()
+        });
 
     let claim = PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -93,6 +96,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: Some(vec![super::tmp_volume()]),
                     security_context: Some(pod_security_context(TINYSNS_UID)),
                     automount_service_account_token: Some(false),
                     // See coordinator.rs: service links would clash with TINYSNS_* env.

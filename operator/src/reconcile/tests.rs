@@ -428,6 +428,47 @@ async fn invalid_spec_reports_degraded_without_touching_children() {
 }
 
 #[tokio::test]
+async fn rejected_apply_is_reported_in_status_and_retried() {
+    let sc = socialcluster(SocialClusterSpec::default());
+    let mut server = ApiServer::new(&sc);
+    server.secret = Some(existing_secret("KeepThisPasswordPlease0123456789"));
+    server.reject = Some("/statefulsets/demo-tsd-1".to_owned());
+    let (result, seen) = run(sc, server).await;
+    let err = result.expect_err("a rejected child fails the reconcile (for backoff)");
+    assert!(
+        matches!(&err, Error::Kube(kube::Error::Api(s)) if s.code == 422),
+        "{err}"
+    );
+
+    let rejected = seen
+        .iter()
+        .position(|r| r.path.ends_with("/statefulsets/demo-tsd-1"))
+        .expect("the rejected apply was attempted");
+    let after: Vec<String> = seen[rejected + 1..].iter().map(Recorded::line).collect();
+    assert_eq!(
+        after,
+        [
+            "POST /apis/events.k8s.io/v1/namespaces/ns1/events".to_owned(),
+            "PATCH /apis/tinysns.io/v1alpha1/namespaces/ns1/socialclusters/demo/status".to_owned(),
+        ],
+        "nothing else is applied or deleted after a rejection"
+    );
+    let event = &seen[rejected + 1];
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "ApplyRejected");
+    let status = status_patch(&seen);
+    let degraded = condition(&status.body, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "ApplyRejected");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Forbidden")),
+        "{degraded}"
+    );
+}
+
+#[tokio::test]
 async fn object_without_uid_is_invalid_not_a_crash() {
     let mut sc = socialcluster(SocialClusterSpec::default());
     sc.metadata.uid = None;
