@@ -55,12 +55,25 @@ fn previous_conditions(sc: &SocialCluster) -> &[Condition] {
         .unwrap_or(&[])
 }
 
-/// Ready replicas of a StatefulSet, capped at the desired count.
+/// Ready replicas of a StatefulSet that already run the current template, capped at the
+/// desired count. Counting only updated pods keeps Ready false during a rolling update
+/// (old pods are ready but not what the spec asks for); a status that predates the
+/// current generation counts nothing yet.
 fn sts_count(sts: Option<&StatefulSet>, desired: u32) -> ReplicaCount {
     let ready = sts
+        .filter(|s| {
+            status_is_current(
+                s.metadata.generation,
+                s.status.as_ref().and_then(|st| st.observed_generation),
+            )
+        })
         .and_then(|s| s.status.as_ref())
-        .and_then(|s| s.ready_replicas)
-        .and_then(|r| u32::try_from(r).ok())
+        .map(|st| {
+            let ready = count(st.ready_replicas);
+            // updatedReplicas is absent on a fresh status; then every pod is at the revision.
+            st.updated_replicas
+                .map_or(ready, |updated| ready.min(count(Some(updated))))
+        })
         .unwrap_or(0);
     ReplicaCount {
         ready: ready.min(desired),
@@ -70,13 +83,34 @@ fn sts_count(sts: Option<&StatefulSet>, desired: u32) -> ReplicaCount {
 
 fn deployment_count(d: Option<&Deployment>, desired: u32) -> ReplicaCount {
     let ready = d
+        .filter(|d| {
+            status_is_current(
+                d.metadata.generation,
+                d.status.as_ref().and_then(|st| st.observed_generation),
+            )
+        })
         .and_then(|d| d.status.as_ref())
-        .and_then(|s| s.ready_replicas)
-        .and_then(|r| u32::try_from(r).ok())
+        .map(|st| {
+            let ready = count(st.ready_replicas);
+            st.updated_replicas
+                .map_or(ready, |updated| ready.min(count(Some(updated))))
+        })
         .unwrap_or(0);
     ReplicaCount {
         ready: ready.min(desired),
         desired,
+    }
+}
+
+fn count(replicas: Option<i32>) -> u32 {
+    replicas.and_then(|r| u32::try_from(r).ok()).unwrap_or(0)
+}
+
+/// Whether a workload's status describes its current spec (unknown counts as current).
+fn status_is_current(generation: Option<i64>, observed: Option<i64>) -> bool {
+    match (generation, observed) {
+        (Some(g), Some(o)) => o >= g,
+        _ => true,
     }
 }
 
@@ -366,4 +400,75 @@ pub fn already_paused(sc: &SocialCluster) -> bool {
             && c.reason == REASON_PAUSED
             && c.observed_generation == sc.metadata.generation
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use kube::api::ObjectMeta;
+
+    fn sts(generation: i64, observed: i64, ready: i32, updated: Option<i32>) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(observed),
+                ready_replicas: Some(ready),
+                updated_replicas: updated,
+                replicas: 2,
+                ..StatefulSetStatus::default()
+            }),
+            ..StatefulSet::default()
+        }
+    }
+
+    #[test]
+    fn only_updated_ready_pods_of_the_current_generation_count() {
+        assert_eq!(sts_count(Some(&sts(2, 2, 2, Some(2))), 2).ready, 2);
+        assert_eq!(
+            sts_count(Some(&sts(2, 2, 2, Some(1))), 2).ready,
+            1,
+            "rolling update"
+        );
+        assert_eq!(
+            sts_count(Some(&sts(3, 2, 2, Some(2))), 2).ready,
+            0,
+            "status is stale"
+        );
+        assert_eq!(sts_count(Some(&sts(2, 2, 2, None)), 2).ready, 2);
+        assert_eq!(
+            sts_count(Some(&sts(2, 2, 5, Some(5))), 2).ready,
+            2,
+            "capped"
+        );
+        assert_eq!(
+            sts_count(None, 2),
+            ReplicaCount {
+                ready: 0,
+                desired: 2
+            }
+        );
+    }
+
+    #[test]
+    fn last_transition_time_moves_only_on_change() {
+        let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(1).expect("valid"));
+        let t2 = Time(k8s_openapi::jiff::Timestamp::from_second(2).expect("valid"));
+        let first = condition(&[], READY, false, "A", String::new(), Some(1), &t1);
+        let same = condition(
+            std::slice::from_ref(&first),
+            READY,
+            false,
+            "B",
+            "m".into(),
+            Some(2),
+            &t2,
+        );
+        assert_eq!(same.last_transition_time, t1);
+        let flipped = condition(&[first], READY, true, "C", String::new(), Some(2), &t2);
+        assert_eq!(flipped.last_transition_time, t2);
+    }
 }
