@@ -85,6 +85,22 @@ expect_tsc() {
   fail "user $user never saw '$want'"
 }
 
+# The server id of the current master of cluster $1, from the coordinator's
+# "new master kind=Server cluster=N master=ID" log lines (colour codes stripped); server 1
+# if none is found.
+master_of_cluster() {
+  local id
+  id="$("${KUBECTL[@]}" logs -n "$NS" "$SC-coordinator-0" 2>/dev/null \
+    | sed 's/\x1b\[[0-9;]*m//g' \
+    | grep -E "new master.*kind=Server.* cluster=$1 " \
+    | grep -oE 'master=[0-9]+' | tail -n 1 | cut -d= -f2 || true)"
+  if [ -z "$id" ]; then
+    echo "no master announcement for cluster $1 in the coordinator log; assuming server 1" >&2
+    id=1
+  fi
+  printf '%s\n' "$id"
+}
+
 log "creating kind cluster $KIND_CLUSTER"
 if kind get clusters | grep -qx "$KIND_CLUSTER"; then
   fail "a kind cluster named $KIND_CLUSTER already exists (delete it or set KIND_CLUSTER)"
@@ -161,15 +177,24 @@ expect_tsc 1 TIMELINE ">> $post" 180
 expect_tsc 1 TIMELINE "2 (" 30
 
 log "failover: deleting the master tsd of cluster 1"
-# Server 1 (ordinal 0) registers first and becomes master; the slave must take over.
-"${KUBECTL[@]}" delete pod -n "$NS" "$SC-tsd-1-0" --wait=false
+master="$(master_of_cluster 1)"
+master_pod="$SC-tsd-1-$((master - 1))"
+old_uid="$("${KUBECTL[@]}" get pod -n "$NS" "$master_pod" -o jsonpath='{.metadata.uid}')"
+echo "master of cluster 1 is server $master (pod $master_pod)"
+"${KUBECTL[@]}" delete pod -n "$NS" "$master_pod" --wait=false
 expect_tsc 1 LIST "Command completed successfully" 120
 # The follow and the replicated timeline survived the master's loss.
 expect_tsc 1 'FOLLOW 2' "Input username already exists" 60
 expect_tsc 1 TIMELINE ">> $post" 120
 
 log "the replacement pod rejoins and the SocialCluster is Ready again"
-"${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "pod/$SC-tsd-1-0" --timeout=180s
+deadline=$((SECONDS + 180))
+until uid="$("${KUBECTL[@]}" get pod -n "$NS" "$master_pod" -o jsonpath='{.metadata.uid}' 2>/dev/null)" \
+    && [ -n "$uid" ] && [ "$uid" != "$old_uid" ]; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "$master_pod was not recreated"
+  sleep 2
+done
+"${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "pod/$master_pod" --timeout=180s
 "${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "socialcluster/$SC" --timeout=5m
 
 log "scale down to 2 clusters: cluster 3's objects are removed"
