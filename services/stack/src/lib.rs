@@ -1,1 +1,27 @@
+//! A whole tinysns system as local processes, for the launcher (`tinysns-local`), the
+//! end-to-end tests and the benchmark: `rabbit` runs a private RabbitMQ broker, `process`
+//! supervises one service binary, `topology` starts and inspects the full system, and
+//! `client` drives it through the same session code the `tsc` binary uses.
 
+pub mod client;
+pub mod process;
+pub mod rabbit;
+pub mod topology;
+
+use std::path::PathBuf;
+
+/// Where the service binaries are: `TINYSNS_BIN_DIR`, else beside the running executable
+/// (or one level up, for test executables in `target/<profile>/deps`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TINYSNS_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    if dir.join("tsd").exists() { dir } else { dir.parent().map(PathBuf::from).unwrap_or(dir) }
+}
+
+/// A port nobody listens on right now (the OS picks it).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

@@ -3,7 +3,7 @@
 //! One durable fanout exchange carries every cluster's changes; each cluster has a durable
 //! queue bound to it, so a change published once reaches every cluster. Messages that can
 //! never be applied (undecodable, unknown version, refused by tsd) are dead-lettered to
-//! `tinysns.dead-letter` instead of blocking their queue.
+//! the dead-letter queue instead of blocking their queue.
 
 use lapin::options::{
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -13,16 +13,41 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use prost::Message;
 use tinysns_common::proto::internal::{BusEnvelope, RemoteChange};
 
-pub const EXCHANGE: &str = "tinysns.changes";
-pub const DEAD_EXCHANGE: &str = "tinysns.dead";
-pub const DEAD_QUEUE: &str = "tinysns.dead-letter";
 /// Version of [`BusEnvelope`] this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
 /// Deliveries a consumer may hold unacknowledged.
 pub const PREFETCH: u16 = 512;
 
-pub fn queue_name(cluster: u32) -> String {
-    format!("tinysns.cluster.{cluster}")
+/// The names of everything one tinysns deployment uses on the broker, under a namespace
+/// (default `tinysns`) so that several deployments can share one broker.
+#[derive(Debug, Clone)]
+pub struct Names {
+    namespace: String,
+}
+
+impl Names {
+    pub fn new(namespace: &str) -> Self {
+        Self { namespace: namespace.to_string() }
+    }
+
+    /// The fanout exchange every cluster's changes are published to.
+    pub fn exchange(&self) -> String {
+        format!("{}.changes", self.namespace)
+    }
+
+    pub fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.namespace)
+    }
+
+    /// Where poison messages end up.
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead-letter", self.namespace)
+    }
+
+    /// The queue a cluster consumes.
+    pub fn queue(&self, cluster: u32) -> String {
+        format!("{}.cluster.{cluster}", self.namespace)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,24 +100,25 @@ pub async fn connect(url: &str) -> Result<Connection, BusError> {
 /// Declares the exchanges and the queues of all `clusters` (idempotent). Every publisher
 /// declares every queue before its first publish, so no cluster misses a change published
 /// before its own synchronizer first started.
-pub async fn declare(channel: &Channel, clusters: u32) -> Result<(), BusError> {
+pub async fn declare(channel: &Channel, names: &Names, clusters: u32) -> Result<(), BusError> {
     let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-    channel.exchange_declare(EXCHANGE.into(), ExchangeKind::Fanout, durable, FieldTable::default()).await?;
-    channel.exchange_declare(DEAD_EXCHANGE.into(), ExchangeKind::Fanout, durable, FieldTable::default()).await?;
+    let none = FieldTable::default;
+    channel.exchange_declare(names.exchange().into(), ExchangeKind::Fanout, durable, none()).await?;
+    channel.exchange_declare(names.dead_exchange().into(), ExchangeKind::Fanout, durable, none()).await?;
     let queue = QueueDeclareOptions { durable: true, ..Default::default() };
-    channel.queue_declare(DEAD_QUEUE.into(), queue, FieldTable::default()).await?;
+    channel.queue_declare(names.dead_queue().into(), queue, none()).await?;
     channel
-        .queue_bind(DEAD_QUEUE.into(), DEAD_EXCHANGE.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(names.dead_queue().into(), names.dead_exchange().into(), "".into(), QueueBindOptions::default(), none())
         .await?;
     for cluster in 1..=clusters {
         let mut args = FieldTable::default();
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(DEAD_EXCHANGE.into()));
+        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(names.dead_exchange().into()));
         // Only one consumer at a time gets a cluster's changes, so they apply in order
         // even if two synchronizers briefly both believe they are master.
         args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-        channel.queue_declare(queue_name(cluster).into(), queue, args).await?;
+        channel.queue_declare(names.queue(cluster).into(), queue, args).await?;
         channel
-            .queue_bind(queue_name(cluster).into(), EXCHANGE.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(names.queue(cluster).into(), names.exchange().into(), "".into(), QueueBindOptions::default(), none())
             .await?;
     }
     Ok(())

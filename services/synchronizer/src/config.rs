@@ -35,6 +35,9 @@ pub struct Args {
     /// RabbitMQ URL.
     #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
+    /// Prefix of the exchanges and queues on the broker, so deployments can share a broker.
+    #[arg(long, env = "TINYSNS_AMQP_NAMESPACE", default_value = "tinysns")]
+    pub amqp_namespace: String,
     /// Print the resolved configuration as JSON (password masked) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -52,6 +55,7 @@ pub struct Config {
     pub advertise: String,
     #[serde(serialize_with = "masked")]
     pub amqp_url: String,
+    pub amqp_namespace: String,
 }
 
 fn masked<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -89,6 +93,7 @@ impl Args {
             bind: self.bind,
             advertise: format!("{}:{port}", self.advertise_host),
             amqp_url: self.amqp_url,
+            amqp_namespace: self.amqp_namespace,
         })
     }
 }

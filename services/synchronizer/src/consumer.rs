@@ -18,17 +18,23 @@ use tinysns_common::shutdown::Shutdown;
 /// Most changes handed to tsd in one call.
 const MAX_BATCH: usize = 256;
 
-pub async fn consume(link: &ClusterLink, channel: &Channel, consumer_tag: &str, stop: &Shutdown) -> Result<(), SyncError> {
+pub async fn consume(
+    link: &ClusterLink,
+    channel: &Channel,
+    names: &bus::Names,
+    consumer_tag: &str,
+    stop: &Shutdown,
+) -> Result<(), SyncError> {
     let mut deliveries = channel
         .basic_consume(
-            bus::queue_name(link.cluster).into(),
+            names.queue(link.cluster).into(),
             consumer_tag.into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
         .map_err(bus::BusError::from)?;
-    tracing::info!(cluster = link.cluster, queue = %bus::queue_name(link.cluster), "consuming other clusters' changes");
+    tracing::info!(cluster = link.cluster, queue = %names.queue(link.cluster), "consuming other clusters' changes");
     loop {
         let first = tokio::select! {
             d = deliveries.next() => d,
@@ -45,7 +51,7 @@ pub async fn consume(link: &ClusterLink, channel: &Channel, consumer_tag: &str, 
         let mut pending: Vec<(Delivery, RemoteChange)> = Vec::with_capacity(batch.len());
         for delivery in batch {
             match bus::decode(&delivery.data) {
-                Err(poison) => dead_letter(&delivery, &poison.to_string()).await?,
+                Err(poison) => dead_letter(&delivery, names, &poison.to_string()).await?,
                 Ok(change) if change.origin_cluster == link.cluster => {
                     delivery.ack(BasicAckOptions::default()).await.map_err(bus::BusError::from)?;
                 }
@@ -62,7 +68,7 @@ pub async fn consume(link: &ClusterLink, channel: &Channel, consumer_tag: &str, 
         };
         for (index, (delivery, _)) in pending.into_iter().enumerate() {
             if reply.rejected.contains(&(index as u32)) {
-                dead_letter(&delivery, "refused by tsd as invalid").await?;
+                dead_letter(&delivery, names, "refused by tsd as invalid").await?;
             } else {
                 delivery.ack(BasicAckOptions::default()).await.map_err(bus::BusError::from)?;
             }
@@ -96,9 +102,9 @@ async fn apply(
     }
 }
 
-async fn dead_letter(delivery: &Delivery, why: &str) -> Result<(), SyncError> {
+async fn dead_letter(delivery: &Delivery, names: &bus::Names, why: &str) -> Result<(), SyncError> {
     let id = delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
-    tracing::warn!(message_id = %id, bytes = delivery.data.len(), reason = why, "poison message moved to {}", bus::DEAD_QUEUE);
+    tracing::warn!(message_id = %id, bytes = delivery.data.len(), reason = why, queue = %names.dead_queue(), "poison message dead-lettered");
     delivery
         .nack(BasicNackOptions { requeue: false, ..Default::default() })
         .await

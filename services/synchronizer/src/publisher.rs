@@ -19,7 +19,7 @@ const MAX_UNCONFIRMED: usize = 256;
 /// How often the confirmed position is recorded in the cluster.
 const CURSOR_PERIOD: Duration = Duration::from_millis(200);
 
-pub async fn publish(link: &ClusterLink, channel: &Channel, stop: &Shutdown) -> Result<(), SyncError> {
+pub async fn publish(link: &ClusterLink, channel: &Channel, names: &bus::Names, stop: &Shutdown) -> Result<(), SyncError> {
     let mut tsd = link.master().await?;
     let mut feed = tsd.subscribe(ChangeFeedRequest { after_lsn: 0 }).await?.into_inner();
     tracing::info!(cluster = link.cluster, "publishing this cluster's changes");
@@ -40,7 +40,7 @@ pub async fn publish(link: &ClusterLink, channel: &Channel, stop: &Shutdown) -> 
                 };
                 let properties = bus::properties(&change);
                 let confirm = channel
-                    .basic_publish(bus::EXCHANGE.into(), "".into(), BasicPublishOptions::default(), &bus::encode(change), properties)
+                    .basic_publish(names.exchange().into(), "".into(), BasicPublishOptions::default(), &bus::encode(change), properties)
                     .await
                     .map_err(bus::BusError::from)?;
                 let lsn = item.lsn;

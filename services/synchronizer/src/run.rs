@@ -110,13 +110,14 @@ async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
 async fn session(config: &Config, link: &ClusterLink, clusters: u32, stop: &Shutdown) -> Result<(), SyncError> {
     let conn = bus::connect(&config.amqp_url).await?;
     let publish = bus::publisher_channel(&conn).await?;
-    bus::declare(&publish, clusters).await?;
+    let names = bus::Names::new(&config.amqp_namespace);
+    bus::declare(&publish, &names, clusters).await?;
     let consume = bus::consumer_channel(&conn).await?;
     tracing::info!(amqp = %mask_password(&config.amqp_url), "connected to RabbitMQ");
     let tag = format!("tinysns-synchronizer-{}", config.id);
     let result = tokio::select! {
-        r = publisher::publish(link, &publish, stop) => r,
-        r = consumer::consume(link, &consume, &tag, stop) => r,
+        r = publisher::publish(link, &publish, &names, stop) => r,
+        r = consumer::consume(link, &consume, &names, &tag, stop) => r,
     };
     // Closing returns unacknowledged deliveries to the queue for the next consumer.
     let _ = conn.close(200, "synchronizer stopping".into()).await;

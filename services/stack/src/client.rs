@@ -1,0 +1,157 @@
+//! A programmatic user, for tests and the benchmark: the same session code as `tsc`
+//! (coordinator lookup, login, failover), with results returned instead of printed.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tinysns_common::proto::social::{
+    FollowRequest, ListReply, ListRequest, NewPost, Post, PostAck, Status as Code, TimelineEvent, TimelineOpen,
+    TimelineRequest, timeline_event, timeline_request,
+};
+use tinysns_tsc::session::{ConnectError, Session};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+pub struct User {
+    session: Session,
+}
+
+fn code(status: i32) -> Code {
+    Code::try_from(status).unwrap_or(Code::FailureUnknown)
+}
+
+impl User {
+    pub async fn login(coordinator: &str, user: u64) -> Result<Self, ConnectError> {
+        Ok(Self { session: Session::connect(coordinator, user).await? })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.session.user
+    }
+
+    pub async fn follow(&mut self, target: &str) -> Result<Code, tonic::Status> {
+        self.relation(target, true).await
+    }
+
+    pub async fn unfollow(&mut self, target: &str) -> Result<Code, tonic::Status> {
+        self.relation(target, false).await
+    }
+
+    async fn relation(&mut self, target: &str, follow: bool) -> Result<Code, tonic::Status> {
+        let request = FollowRequest { user_id: self.id(), target: target.to_string() };
+        let reply = self
+            .session
+            .call(|mut c| {
+                let request = request.clone();
+                async move { if follow { c.follow(request).await } else { c.un_follow(request).await } }
+            })
+            .await?;
+        Ok(code(reply.status))
+    }
+
+    pub async fn list(&mut self) -> Result<ListReply, tonic::Status> {
+        let user_id = self.id();
+        self.session.call(|mut c| async move { c.list(ListRequest { user_id }).await }).await
+    }
+
+    /// Opens the timeline (history first, newest first) from the start, or resuming after
+    /// `resume_after`.
+    pub async fn timeline(&mut self, resume_after: u64) -> Result<Timeline, tonic::Status> {
+        let user_id = self.id();
+        let deadline = Instant::now() + tinysns_tsc::session::RETRY_FOR;
+        loop {
+            let mut client = self.session.client(deadline).await?;
+            let (tx, rx) = mpsc::channel(1024);
+            let open = TimelineOpen { user_id, resume_after };
+            let _ = tx.try_send(TimelineRequest { kind: Some(timeline_request::Kind::Open(open)) });
+            match client.timeline(ReceiverStream::new(rx)).await {
+                Ok(reply) => return Timeline::start(tx, reply.into_inner()).await,
+                Err(status) if tinysns_common::grpc::is_retryable(&status) && Instant::now() < deadline => {
+                    self.session.reset();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => return Err(status),
+            }
+        }
+    }
+
+    pub async fn logout(self) {
+        self.session.logout().await;
+    }
+}
+
+/// An open timeline stream.
+pub struct Timeline {
+    tx: mpsc::Sender<TimelineRequest>,
+    events: Streaming<TimelineEvent>,
+    /// The posts shown on opening, newest first.
+    pub history: Vec<Post>,
+    /// Where live delivery started (the resume cursor).
+    pub live_from: u64,
+    received: VecDeque<Post>,
+}
+
+impl Timeline {
+    async fn start(tx: mpsc::Sender<TimelineRequest>, mut events: Streaming<TimelineEvent>) -> Result<Self, tonic::Status> {
+        let mut history = Vec::new();
+        loop {
+            let event = events.message().await?.ok_or_else(|| tonic::Status::unavailable("timeline closed"))?;
+            match event.kind {
+                Some(timeline_event::Kind::Post(p)) => history.push(p),
+                Some(timeline_event::Kind::LiveFrom(from)) => {
+                    return Ok(Self { tx, events, history, live_from: from, received: VecDeque::new() });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Posts `text` and waits for its acknowledgement.
+    pub async fn post(&mut self, text: &str) -> Result<PostAck, tonic::Status> {
+        self.post_with_id(rand::random::<u64>() >> 1, text).await
+    }
+
+    pub async fn post_with_id(&mut self, post_id: u64, text: &str) -> Result<PostAck, tonic::Status> {
+        let request = TimelineRequest { kind: Some(timeline_request::Kind::Post(NewPost { post_id, text: text.to_string() })) };
+        self.tx.send(request).await.map_err(|_| tonic::Status::unavailable("timeline closed"))?;
+        loop {
+            let event = self.events.message().await?.ok_or_else(|| tonic::Status::unavailable("timeline closed"))?;
+            match event.kind {
+                Some(timeline_event::Kind::Ack(ack)) if ack.post_id == post_id => return Ok(ack),
+                Some(timeline_event::Kind::Post(p)) => self.received.push_back(p),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next live post, waiting up to `timeout`.
+    pub async fn next_post(&mut self, timeout: Duration) -> Result<Option<Post>, tonic::Status> {
+        if let Some(p) = self.received.pop_front() {
+            return Ok(Some(p));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.message()).await {
+                Err(_) => return Ok(None),
+                Ok(message) => match message?.and_then(|e| e.kind) {
+                    Some(timeline_event::Kind::Post(p)) => return Ok(Some(p)),
+                    Some(_) => {}
+                    None => return Err(tonic::Status::unavailable("timeline closed")),
+                },
+            }
+        }
+    }
+
+    /// Every live post that arrives within `window`.
+    pub async fn collect(&mut self, window: Duration) -> Result<Vec<Post>, tonic::Status> {
+        let deadline = Instant::now() + window;
+        let mut posts = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.next_post(left).await? {
+                Some(p) => posts.push(p),
+                None => break,
+            }
+        }
+        Ok(posts)
+    }
+}

@@ -1,0 +1,132 @@
+//! One supervised service process: started with its log in a file, and stopped, killed,
+//! paused or restarted on demand (the fault-injection tests need all of these).
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot start {name} ({bin}): {source}")]
+    Spawn { name: String, bin: String, source: std::io::Error },
+    #[error("cannot open log {path}: {source}")]
+    Log { path: String, source: std::io::Error },
+}
+
+pub struct Process {
+    pub name: String,
+    bin: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Process {
+    pub fn new(name: &str, bin: PathBuf, args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Self {
+        Self { name: name.to_string(), bin, args, env, log, child: None }
+    }
+
+    pub fn start(&mut self) -> Result<(), ProcessError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|source| ProcessError::Log { path: self.log.display().to_string(), source })?;
+        let err = log.try_clone().map_err(|source| ProcessError::Log { path: self.log.display().to_string(), source })?;
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            // Its own process group, so signals reach helpers it starts too (RabbitMQ's
+            // start script runs the Erlang VM as a child).
+            .process_group(0)
+            .spawn()
+            .map_err(|source| ProcessError::Spawn {
+                name: self.name.clone(),
+                bin: self.bin.display().to_string(),
+                source,
+            })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(-(pid as i32)), signal);
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        self.signal(Signal::SIGKILL);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`. Returns whether it exited
+    /// on its own.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        self.signal(Signal::SIGCONT);
+        self.signal(Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
+    }
+
+    /// SIGSTOP: the process stays alive but does nothing (a hung server).
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last lines of its log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop(Duration::from_secs(3));
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The whole system as local processes: broker, coordinator, and for every cluster its
+//! servers and synchronizers, with the classic port layout or free ports.
+
+use crate::process::{Process, ProcessError};
+use crate::rabbit::{RabbitError, RabbitMq};
+use crate::{bin_dir, free_port};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
+use tinysns_common::proto::coordinator::{ClusterView, ListClustersRequest};
+use tinysns_common::topology::{classic_server_port, classic_synchronizer_port, cluster_of_synchronizer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(transparent)]
+    Rabbit(#[from] RabbitError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the system was not ready within {0:?}: {1}")]
+    NotReady(Duration, String),
+    #[error("coordinator: {0}")]
+    Coordinator(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// coordinator 9000, servers 10000.., synchronizers 9001.., RabbitMQ 5672.
+    Classic,
+    /// Whatever the OS has free: for tests running side by side.
+    Free,
+}
+
+#[derive(Debug, Clone)]
+pub enum Broker {
+    /// Start a private RabbitMQ under the topology's directory.
+    Private,
+    /// Use a running broker at this URL, under a namespace of our own.
+    External(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub clusters: u32,
+    pub servers_per_cluster: u32,
+    pub synchronizers_per_cluster: u32,
+    pub ports: Ports,
+    pub broker: Broker,
+    pub heartbeat_interval: Option<String>,
+    pub failure_timeout: Option<String>,
+}
+
+impl Options {
+    /// The classic shape (3 clusters x 2 servers x 2 synchronizers) on free ports in `dir`,
+    /// using the broker named by `TINYSNS_TEST_AMQP_URL` if set, else a private one.
+    pub fn for_tests(dir: PathBuf) -> Self {
+        let broker = match std::env::var("TINYSNS_TEST_AMQP_URL") {
+            Ok(url) if !url.is_empty() => Broker::External(url),
+            _ => Broker::Private,
+        };
+        Self {
+            dir,
+            clusters: 3,
+            servers_per_cluster: 2,
+            synchronizers_per_cluster: 2,
+            ports: Ports::Free,
+            broker,
+            heartbeat_interval: None,
+            failure_timeout: None,
+        }
+    }
+}
+
+pub struct Member {
+    pub process: Process,
+    pub port: u16,
+    pub cluster: u32,
+}
+
+pub struct Topology {
+    pub options: Options,
+    pub rabbit: Option<RabbitMq>,
+    pub amqp_url: String,
+    pub namespace: String,
+    pub coordinator_port: u16,
+    pub coordinator: Process,
+    /// Keyed by (cluster, server id).
+    pub servers: BTreeMap<(u32, u32), Member>,
+    /// Keyed by synchronizer id.
+    pub synchronizers: BTreeMap<u32, Member>,
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+impl Topology {
+    /// Starts everything and waits until every cluster has its masters.
+    pub async fn start(options: Options) -> Result<Self, StackError> {
+        let mut topology = Self::prepare(options)?;
+        topology.start_broker().await?;
+        topology.start_services()?;
+        topology.wait_ready(Duration::from_secs(30)).await?;
+        Ok(topology)
+    }
+
+    /// Lays out the processes without starting any.
+    pub fn prepare(options: Options) -> Result<Self, StackError> {
+        std::fs::create_dir_all(options.dir.join("logs"))?;
+        let classic = options.ports == Ports::Classic;
+        let port = |classic_port: u16| if classic { Ok(classic_port) } else { free_port() };
+        let (rabbit, amqp_url, namespace) = match &options.broker {
+            Broker::Private => {
+                let rabbit = RabbitMq::new(&options.dir.join("rabbitmq"), port(5672)?, port(25672)?)?;
+                let url = rabbit.url();
+                (Some(rabbit), url, "tinysns".to_string())
+            }
+            Broker::External(url) => (None, url.clone(), format!("tinysns-{:08x}", rand::random::<u32>())),
+        };
+        let bins = bin_dir();
+        let log = |name: &str| options.dir.join("logs").join(format!("{name}.log"));
+        let coordinator_port = port(9000)?;
+        let mut args = strings(&["-p", &coordinator_port.to_string(), "--bind", "127.0.0.1", "--clusters", &options.clusters.to_string()]);
+        if let Some(h) = &options.heartbeat_interval {
+            args.extend(strings(&["--heartbeat-interval", h]));
+        }
+        if let Some(f) = &options.failure_timeout {
+            args.extend(strings(&["--failure-timeout", f]));
+        }
+        let coordinator = Process::new("coordinator", bins.join("coordinator"), args, Vec::new(), log("coordinator"));
+        let coord = coordinator_port.to_string();
+
+        let mut servers = BTreeMap::new();
+        for cluster in 1..=options.clusters {
+            for server in 1..=options.servers_per_cluster {
+                let p = port(classic_server_port(cluster, server, options.clusters))?;
+                let data = options.dir.join(format!("cluster{cluster}-server{server}"));
+                let args = strings(&[
+                    "-c", &cluster.to_string(), "-s", &server.to_string(), "-h", "127.0.0.1", "-k", &coord,
+                    "-p", &p.to_string(), "--bind", "127.0.0.1", "--data-dir", &data.display().to_string(),
+                ]);
+                let name = format!("tsd-c{cluster}-s{server}");
+                let process = Process::new(&name, bins.join("tsd"), args, Vec::new(), log(&name));
+                servers.insert((cluster, server), Member { process, port: p, cluster });
+            }
+        }
+        let mut synchronizers = BTreeMap::new();
+        for id in 1..=options.clusters * options.synchronizers_per_cluster {
+            let p = port(classic_synchronizer_port(id))?;
+            let args = strings(&["-h", "127.0.0.1", "-k", &coord, "-p", &p.to_string(), "-i", &id.to_string(), "--bind", "127.0.0.1"]);
+            let env = vec![
+                ("AMQP_URL".to_string(), amqp_url.clone()),
+                ("TINYSNS_AMQP_NAMESPACE".to_string(), namespace.clone()),
+            ];
+            let name = format!("synchronizer-{id}");
+            let process = Process::new(&name, bins.join("synchronizer"), args, env, log(&name));
+            let cluster = cluster_of_synchronizer(id, options.clusters).unwrap_or(1);
+            synchronizers.insert(id, Member { process, port: p, cluster });
+        }
+        Ok(Self { options, rabbit, amqp_url, namespace, coordinator_port, coordinator, servers, synchronizers })
+    }
+
+    pub async fn start_broker(&mut self) -> Result<(), StackError> {
+        if let Some(rabbit) = self.rabbit.as_mut() {
+            rabbit.start(Duration::from_secs(60)).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts every service process that is not running.
+    pub fn start_services(&mut self) -> Result<(), StackError> {
+        self.coordinator.start()?;
+        for member in self.servers.values_mut().chain(self.synchronizers.values_mut()) {
+            member.process.start()?;
+        }
+        Ok(())
+    }
+
+    /// Stops every service (SIGTERM) and the broker.
+    pub fn stop_all(&mut self) {
+        for member in self.synchronizers.values_mut().chain(self.servers.values_mut()) {
+            member.process.stop(Duration::from_secs(10));
+        }
+        self.coordinator.stop(Duration::from_secs(10));
+        if let Some(rabbit) = self.rabbit.as_mut() {
+            rabbit.stop();
+        }
+    }
+
+    pub fn coordinator_address(&self) -> String {
+        format!("127.0.0.1:{}", self.coordinator_port)
+    }
+
+    pub fn server(&mut self, cluster: u32, server: u32) -> &mut Process {
+        &mut self.servers.get_mut(&(cluster, server)).expect("no such server in this topology").process
+    }
+
+    pub fn synchronizer(&mut self, id: u32) -> &mut Process {
+        &mut self.synchronizers.get_mut(&id).expect("no such synchronizer in this topology").process
+    }
+
+    pub async fn views(&self) -> Result<Vec<ClusterView>, StackError> {
+        let channel = tinysns_common::grpc::channel(&self.coordinator_address(), Duration::from_millis(500))
+            .map_err(|e| StackError::Coordinator(e.to_string()))?;
+        let mut client = CoordinatorClient::new(channel);
+        let reply = client.list_clusters(ListClustersRequest {}).await.map_err(|s| StackError::Coordinator(s.message().to_string()))?;
+        Ok(reply.into_inner().views)
+    }
+
+    pub async fn view(&self, cluster: u32) -> Result<ClusterView, StackError> {
+        self.views()
+            .await?
+            .into_iter()
+            .find(|v| v.cluster_id == cluster)
+            .ok_or_else(|| StackError::Coordinator(format!("no view of cluster {cluster}")))
+    }
+
+    /// The id of the cluster's master server, if it has one.
+    pub async fn master_server(&self, cluster: u32) -> Option<u32> {
+        self.view(cluster).await.ok()?.master.map(|m| m.member_id)
+    }
+
+    pub async fn master_synchronizer(&self, cluster: u32) -> Option<u32> {
+        self.view(cluster).await.ok()?.sync_master.map(|m| m.member_id)
+    }
+
+    /// Waits until every cluster has a master and all its running members have joined.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), StackError> {
+        let started = Instant::now();
+        let mut last = String::from("coordinator not reachable");
+        while started.elapsed() < timeout {
+            match self.readiness().await {
+                Ok(None) => return Ok(()),
+                Ok(Some(missing)) => last = missing,
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(StackError::NotReady(timeout, last))
+    }
+
+    /// None when ready, else what is missing.
+    async fn readiness(&mut self) -> Result<Option<String>, StackError> {
+        let views = self.views().await?;
+        for cluster in 1..=self.options.clusters {
+            let Some(view) = views.iter().find(|v| v.cluster_id == cluster) else {
+                return Ok(Some(format!("cluster {cluster} unknown")));
+            };
+            let servers = self.servers.iter_mut().filter(|((c, _), _)| *c == cluster).map(|(_, m)| m.process.is_running()).filter(|up| *up).count();
+            let syncs = self.synchronizers.values_mut().filter(|m| m.cluster == cluster).map(|m| m.process.is_running()).filter(|up| *up).count();
+            let joined_servers = view.master.iter().count() + view.slaves.len();
+            let joined_syncs = view.sync_master.iter().count() + view.sync_slaves.len();
+            if view.master.is_none() || joined_servers < servers {
+                return Ok(Some(format!("cluster {cluster}: {joined_servers}/{servers} servers joined")));
+            }
+            if (syncs > 0 && view.sync_master.is_none()) || joined_syncs < syncs {
+                return Ok(Some(format!("cluster {cluster}: {joined_syncs}/{syncs} synchronizers joined")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One line per process: name, state, pid, port, log.
+    pub fn status_lines(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(rabbit) = self.rabbit.as_mut() {
+            let port = rabbit.port;
+            let state = if rabbit.is_running() { "running" } else { "STOPPED" };
+            lines.push(format!("{:<16} {:<8} port {:<6} log {}", "rabbitmq", state, port, rabbit.log().display()));
+        }
+        let coordinator_port = self.coordinator_port;
+        let line = |p: &mut Process, port: u16| {
+            let state = if p.is_running() { "running" } else { "STOPPED" };
+            format!("{:<16} {:<8} port {:<6} log {}", p.name, state, port, p.log_path().display())
+        };
+        lines.push(line(&mut self.coordinator, coordinator_port));
+        for m in self.servers.values_mut().chain(self.synchronizers.values_mut()) {
+            lines.push(line(&mut m.process, m.port));
+        }
+        lines
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
