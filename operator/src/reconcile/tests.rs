@@ -207,6 +207,46 @@ async fn all_replicas_ready_sets_ready_true() {
     );
 }
 
+/// A reconcile that finds nothing new writes the same status again (which the API server
+/// treats as a no-op), so the operator's own status write cannot retrigger it forever.
+#[tokio::test]
+async fn reconciling_twice_writes_an_identical_status() {
+    let mut sc = socialcluster(SocialClusterSpec::default());
+    let mut server = ApiServer::new(&sc);
+    server.ready = true;
+    server.secret = Some(existing_secret("KeepThisPasswordPlease0123456789"));
+    let (_, first) = run(sc.clone(), server.clone()).await;
+    let first = status_patch(&first).body.clone();
+    sc.status = serde_json::from_value(first["status"].clone()).expect("status parses");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, second) = run(sc, server).await;
+    assert_eq!(status_patch(&second).body, first);
+    // Children are applied identically too.
+    let (_, third) = run(
+        socialcluster(SocialClusterSpec::default()),
+        ApiServer {
+            secret: Some(existing_secret("KeepThisPasswordPlease0123456789")),
+            ..ApiServer::new(&socialcluster(SocialClusterSpec::default()))
+        },
+    )
+    .await;
+    let bodies = |seen: &[Recorded]| -> Vec<Value> {
+        seen.iter()
+            .filter(|r| r.method == "PATCH" && !r.path.ends_with("/status"))
+            .map(|r| r.body.clone())
+            .collect()
+    };
+    let (_, fourth) = run(
+        socialcluster(SocialClusterSpec::default()),
+        ApiServer {
+            secret: Some(existing_secret("KeepThisPasswordPlease0123456789")),
+            ..ApiServer::new(&socialcluster(SocialClusterSpec::default()))
+        },
+    )
+    .await;
+    assert_eq!(bodies(&third), bodies(&fourth));
+}
+
 #[tokio::test]
 async fn spec_change_updates_children_and_keeps_the_password() {
     let mut spec = SocialClusterSpec {
