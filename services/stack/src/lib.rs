@@ -7,6 +7,7 @@ pub mod client;
 pub mod process;
 pub mod rabbit;
 pub mod topology;
+pub mod tsc;
 
 use std::path::PathBuf;
 

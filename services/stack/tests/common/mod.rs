@@ -1,0 +1,76 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tinysns_common::proto::social::Post;
+use tinysns_stack::client::{Timeline, User};
+use tinysns_stack::topology::{Options, Topology};
+
+/// A fresh topology (3 clusters x 2 servers x 2 synchronizers) in its own directory.
+pub async fn start(name: &str) -> Topology {
+    start_with(name, |_| {}).await
+}
+
+pub async fn start_with(name: &str, adjust: impl FnOnce(&mut Options)) -> Topology {
+    tinysns_common::telemetry::init("warn");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut options = Options::for_tests(dir);
+    adjust(&mut options);
+    match Topology::start(options).await {
+        Ok(t) => t,
+        Err(e) => panic!("the topology did not start: {e}\n(run `cargo build --bins` first; logs under target/tmp/e2e-{name})"),
+    }
+}
+
+pub async fn login(t: &Topology, user: u64) -> User {
+    User::login(&t.coordinator_address(), user).await.unwrap_or_else(|e| panic!("user {user} cannot log in: {e}"))
+}
+
+/// Polls `check` every 50 ms until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `user` sees all of `ids` in LIST (changes crossed the clusters).
+pub async fn until_known(user: &mut User, ids: &[u64]) {
+    let me = user.id();
+    let user = std::cell::RefCell::new(user);
+    eventually(&format!("user {me} to know users {ids:?}"), Duration::from_secs(15), || async {
+        let list = user.borrow_mut().list().await.ok()?;
+        ids.iter().all(|id| list.all_users.contains(id)).then_some(())
+    })
+    .await
+}
+
+/// Waits until `user`'s followers are exactly `expected`.
+pub async fn until_followers(user: &mut User, expected: &[u64]) {
+    let me = user.id();
+    let user = std::cell::RefCell::new(user);
+    eventually(&format!("user {me} to have followers {expected:?}"), Duration::from_secs(15), || async {
+        let list = user.borrow_mut().list().await.ok()?;
+        (list.followers == expected).then_some(())
+    })
+    .await
+}
+
+/// The next live post on `timeline`, failing the test after `timeout`.
+pub async fn expect_post(timeline: &mut Timeline, timeout: Duration) -> Post {
+    timeline.next_post(timeout).await.expect("timeline stream failed").expect("no post arrived in time")
+}
+
+pub fn texts(posts: &[Post]) -> Vec<String> {
+    posts.iter().map(|p| p.text.clone()).collect()
+}

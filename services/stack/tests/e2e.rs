@@ -1,0 +1,205 @@
+//! End-to-end tests: the real binaries, real gRPC over loopback, a real RabbitMQ.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use tinysns_common::proto::social::Status as Code;
+use tinysns_common::proto::social::social_service_client::SocialServiceClient;
+use tinysns_common::proto::social::{ListRequest, LoginRequest, TimelineOpen, TimelineRequest, timeline_request};
+use tinysns_stack::tsc::Tsc;
+
+const DELIVERY: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_cluster_follow_list_and_timeline() {
+    let t = start("cross-cluster").await;
+    let (mut u1, mut u2, mut u3) = (login(&t, 1).await, login(&t, 2).await, login(&t, 3).await);
+    for u in [&mut u1, &mut u2, &mut u3] {
+        until_known(u, &[1, 2, 3]).await;
+    }
+    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
+    assert_eq!(u1.follow("3").await.unwrap(), Code::Success);
+    assert_eq!(u2.follow("1").await.unwrap(), Code::Success);
+    until_followers(&mut u2, &[1]).await;
+    until_followers(&mut u3, &[1]).await;
+    until_followers(&mut u1, &[2]).await;
+    let list = u1.list().await.unwrap();
+    assert_eq!(list.all_users, vec![1, 2, 3]);
+
+    let mut t1 = u1.timeline(0).await.unwrap();
+    assert!(t1.history.is_empty());
+    let mut t2 = u2.timeline(0).await.unwrap();
+    let mut t3 = u3.timeline(0).await.unwrap();
+
+    let posted = Instant::now();
+    assert_eq!(t2.post("hello from cluster 2").await.unwrap().status, Code::Success as i32);
+    let got = expect_post(&mut t1, DELIVERY).await;
+    println!("cross-cluster delivery 2 -> 1 took {:?}", posted.elapsed());
+    assert_eq!((got.author, got.text.as_str()), (2, "hello from cluster 2"));
+
+    assert_eq!(t3.post("hello from cluster 3").await.unwrap().status, Code::Success as i32);
+    let got = expect_post(&mut t1, DELIVERY).await;
+    assert_eq!((got.author, got.text.as_str()), (3, "hello from cluster 3"));
+
+    // User 1's own post reaches its follower (2) but is not echoed to 1.
+    assert_eq!(t1.post("hello from cluster 1").await.unwrap().status, Code::Success as i32);
+    let got = expect_post(&mut t2, DELIVERY).await;
+    assert_eq!((got.author, got.text.as_str()), (1, "hello from cluster 1"));
+    let extra = t1.collect(Duration::from_millis(500)).await.unwrap();
+    assert!(extra.is_empty(), "own post echoed or duplicate delivered: {:?}", texts(&extra));
+    // 3 does not follow 1 or 2: nothing arrives.
+    assert!(t3.collect(Duration::from_millis(300)).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_shows_last_20_newest_first_and_only_after_follow() {
+    let t = start("history").await;
+    let (mut u1, mut u2) = (login(&t, 1).await, login(&t, 2).await);
+    until_known(&mut u1, &[2]).await;
+    let mut t2 = u2.timeline(0).await.unwrap();
+    for i in 0..3 {
+        t2.post(&format!("before-{i}")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for i in 0..25 {
+        t2.post(&format!("after-{i}")).await.unwrap();
+    }
+    let expected: Vec<String> = (5..25).rev().map(|i| format!("after-{i}")).collect();
+    let u1 = std::cell::RefCell::new(&mut u1);
+    let history = eventually("the 25 posts to reach cluster 1", DELIVERY, || async {
+        let timeline = u1.borrow_mut().timeline(0).await.ok()?;
+        (texts(&timeline.history) == expected).then_some(timeline.history)
+    })
+    .await;
+    assert!(history.windows(2).all(|w| w[0].timestamp_ms >= w[1].timestamp_ms), "newest first");
+    assert!(history.iter().all(|p| !p.text.starts_with("before")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
+    let t = start("errors").await;
+    let (mut u1, u2) = (login(&t, 1).await, login(&t, 2).await);
+    let mut u3 = login(&t, 3).await;
+    until_known(&mut u1, &[2, 3]).await;
+
+    // A second concurrent login of the same user.
+    match tinysns_stack::client::User::login(&t.coordinator_address(), 1).await {
+        Err(tinysns_tsc::session::ConnectError::Refused { status, .. }) => assert_eq!(status, Code::FailureAlreadyExists),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("second concurrent login accepted"),
+    }
+    // Invalid user ids never reach a server.
+    assert!(tinysns_stack::client::User::login(&t.coordinator_address(), 0).await.is_err());
+
+    assert_eq!(u1.follow("1").await.unwrap(), Code::FailureInvalid, "follow yourself");
+    assert_eq!(u1.follow("99").await.unwrap(), Code::FailureNotExists, "unknown user");
+    for bad in ["abc", "-5", "0", "1.5", "99999999999999999999999"] {
+        assert_eq!(u1.follow(bad).await.unwrap(), Code::FailureInvalidUsername, "{bad}");
+    }
+    assert_eq!(u1.unfollow("3").await.unwrap(), Code::FailureNotAFollower);
+    assert_eq!(u1.unfollow("98").await.unwrap(), Code::FailureNotExists);
+    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
+    assert_eq!(u1.follow("2").await.unwrap(), Code::FailureAlreadyExists);
+    assert_eq!(u1.unfollow("2").await.unwrap(), Code::Success);
+    assert_eq!(u1.unfollow("2").await.unwrap(), Code::FailureNotAFollower);
+
+    // Talking to cluster 1's master directly: users of other clusters, unknown users.
+    let master = t.view(1).await.unwrap().master.unwrap();
+    let channel = tinysns_common::grpc::channel(&master.address, Duration::from_secs(1)).unwrap();
+    let mut direct = SocialServiceClient::new(channel);
+    let reply = direct.login(LoginRequest { user_id: 2, session_id: String::new() }).await.unwrap().into_inner();
+    assert_eq!(reply.status, Code::FailureInvalid as i32, "user 2 lives in cluster 2");
+    let reply = direct.list(ListRequest { user_id: 4 }).await.unwrap().into_inner();
+    assert_eq!(reply.status, Code::FailureNotExists as i32, "user 4 never logged in");
+    let open = TimelineRequest { kind: Some(timeline_request::Kind::Open(TimelineOpen { user_id: 4, resume_after: 0 })) };
+    let status = direct.timeline(tokio_stream::iter(vec![open])).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    // Posts: empty, oversized and control characters are refused and never delivered.
+    assert_eq!(u3.follow("1").await.unwrap(), Code::Success);
+    until_followers(&mut u1, &[3]).await;
+    let mut t3 = u3.timeline(0).await.unwrap();
+    let mut t1 = u1.timeline(0).await.unwrap();
+    let oversized = "x".repeat(tinysns_common::limits::MAX_POST_BYTES + 1);
+    for bad in ["", "   ", oversized.as_str(), "bell\u{7}", "two\nlines"] {
+        let ack = t1.post(bad).await.unwrap();
+        assert_eq!(ack.status, Code::FailureInvalid as i32, "{bad:?} accepted");
+    }
+    assert_eq!(t1.post("a fine post").await.unwrap().status, Code::Success as i32);
+    let got = expect_post(&mut t3, DELIVERY).await;
+    assert_eq!(got.text, "a fine post");
+    assert!(t3.collect(Duration::from_millis(500)).await.unwrap().is_empty());
+    drop(u2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tsc_binary_behaves_like_the_classic_client() {
+    let t = start("tsc").await;
+    let port = t.coordinator_port;
+    // Users 2 and 3 exist first.
+    for user in [2, 3] {
+        let (code, _) = Tsc::start(port, user).unwrap().finish(Duration::from_secs(10));
+        assert_eq!(code, Some(0));
+    }
+    let mut tsc1 = Tsc::start(port, 1).unwrap();
+    let banner = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n=====================================\n";
+    tsc1.wait_for("Cmd> ", 1, Duration::from_secs(10)).unwrap();
+    // Wait until users 2 and 3 are known in cluster 1.
+    let mut u1probe = 0;
+    loop {
+        tsc1.send("list\n");
+        u1probe += 1;
+        let out = tsc1.wait_for("Cmd> ", u1probe + 1, Duration::from_secs(10)).unwrap();
+        if out.contains("All users: 1, 2, 3, ") {
+            break;
+        }
+        assert!(u1probe < 100, "users never propagated:\n{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = tsc1.output();
+    tsc1.send("FOLLOW 2\nfollow 2\nFOLLOW 1\nfollow 42\nFollow abc\nUNFOLLOW 3\nLIST 2\nFOLLOW \nDANCE\nTIMELINE\n");
+    let out = tsc1.wait_for("Now you are in the timeline", 1, Duration::from_secs(10)).unwrap();
+    let transcript = &out[before.len()..];
+    assert_eq!(
+        transcript,
+        "Command completed successfully\nCmd> \
+         Input username already exists, command failed\nCmd> \
+         Command failed with invalid command\nCmd> \
+         Input username does not exists, command failed\nCmd> \
+         Command failed with invalid username\nCmd> \
+         Command failed with not a follower\nCmd> \
+         Invalid Input -- Only FOLLOW and UNFOLLOW commands have Arguments\nCmd> \
+         Invalid Input -- No Arguments Given\nCmd> \
+         Invalid Command\nCmd> \
+         Command completed successfully\nNow you are in the timeline\n"
+    );
+    assert!(out.starts_with(banner), "banner differs:\n{out}");
+
+    // User 2 posts through its own tsc (stdin piped, then closed).
+    let mut tsc2 = Tsc::start(port, 2).unwrap();
+    tsc2.send("TIMELINE\nhello through tsc\n");
+    tsc2.wait_for("Now you are in the timeline", 1, Duration::from_secs(10)).unwrap();
+    let (code, _) = tsc2.finish(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let out = tsc1.wait_for(">> hello through tsc\n", 1, DELIVERY).unwrap_or_else(|o| panic!("post never shown:\n{o}"));
+    let line = out.lines().find(|l| l.ends_with(">> hello through tsc")).unwrap();
+    // `2 (Sun Nov 22 01:53:24 2026) >> hello through tsc`
+    assert!(line.starts_with("2 ("), "{line}");
+    assert_eq!(line.find(") >> "), Some(2 + 1 + 24), "ctime is 24 characters: {line}");
+
+    // `exit` leaves timeline mode; the prompt comes back.
+    tsc1.send("exit\nLIST\n");
+    let (code, out) = tsc1.finish(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(out.ends_with("Command completed successfully\nAll users: 1, 2, 3, \nFollowers: \nCmd> "), "{out}");
+    assert_eq!(out.matches(">> hello through tsc").count(), 1);
+
+    // No coordinator there: the classic failure line.
+    let dead = tinysns_stack::free_port().unwrap();
+    let (code, out) = Tsc::start(dead, 1).unwrap().finish(Duration::from_secs(10));
+    assert_eq!(out, "connection failed: -1\n");
+    assert_eq!(code, Some(1));
+}
