@@ -3,6 +3,11 @@
 # only checks. Used by scripts/up.sh, scripts/test.sh and therefore .ci/run.
 set -euo pipefail
 
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing. Install Rust (1.85 or newer) with rustup: https://rustup.rs" >&2
+  exit 1
+fi
+
 need_apt=()
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)

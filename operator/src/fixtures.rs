@@ -116,20 +116,14 @@ impl ApiServer {
                 json_response(StatusCode::OK, &obj)
             }
             "GET" if r.query.contains("labelSelector") => {
-                let items = self
-                    .lists
-                    .get(segments.last().copied().unwrap_or(""))
-                    .cloned();
+                let items = self.lists.get(segments.last().copied().unwrap_or("")).cloned();
                 json_response(
                     StatusCode::OK,
                     &json!({"metadata": {"resourceVersion": "1"}, "items": items.unwrap_or_default()}),
                 )
             }
             "GET" if plural == "secrets" => match &self.secret {
-                Some(s) => json_response(
-                    StatusCode::OK,
-                    &serde_json::to_value(s).expect("secret serializes"),
-                ),
+                Some(s) => json_response(StatusCode::OK, &serde_json::to_value(s).expect("secret serializes")),
                 None => not_found(r.name()),
             },
             "DELETE" => json_response(
@@ -150,10 +144,7 @@ impl ApiServer {
             let mut seen = Vec::new();
             while let Some((request, send)) = handle.next_request().await {
                 let (parts, body) = request.into_parts();
-                let bytes = body
-                    .collect_bytes()
-                    .await
-                    .expect("request body is readable");
+                let bytes = body.collect_bytes().await.expect("request body is readable");
                 let body = if bytes.is_empty() {
                     Value::Null
                 } else {

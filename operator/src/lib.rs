@@ -36,8 +36,8 @@ mod crd_drift {
             "charts/tinysns-operator/crds/socialcluster.yaml",
         ] {
             let path = root.join(file);
-            let checked_in = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let checked_in =
+                std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
             assert!(
                 checked_in == generated,
                 "{file} is out of date: run `cargo run -q -p tinysns-operator --bin crdgen > {file}`"

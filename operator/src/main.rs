@@ -21,10 +21,7 @@ use tinysns_operator::metrics::{self, Metrics};
 use tinysns_operator::reconcile::{self, Context};
 
 #[derive(Parser, Debug)]
-#[command(
-    version,
-    about = "Kubernetes operator for tinysns SocialCluster resources"
-)]
+#[command(version, about = "Kubernetes operator for tinysns SocialCluster resources")]
 struct Args {
     /// Watch only this namespace (all namespaces when empty).
     #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
@@ -55,10 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if args.log_json {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .json()
-            .init();
+        tracing_subscriber::fmt().with_env_filter(filter).json().init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -83,9 +77,8 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Arc::new(Context::new(client.clone(), recorder, metrics.clone()));
 
     // Only watch children this operator labelled: above all, never cache every Secret.
-    let children = watcher::Config::default().labels(&format!(
-        "{LABEL_NAME}={APP_NAME},{LABEL_MANAGED_BY}={FIELD_MANAGER}"
-    ));
+    let children =
+        watcher::Config::default().labels(&format!("{LABEL_NAME}={APP_NAME},{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {

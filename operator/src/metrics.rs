@@ -128,9 +128,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(addr: SocketAddr, path: &str) -> String {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connects");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
         let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("writes");
         let mut response = String::new();
@@ -140,9 +138,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_healthz_and_metrics_and_stops_on_shutdown() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("has an address");
         let metrics = Arc::new(Metrics::new());
         metrics.observe("ok", Duration::from_millis(1));
@@ -156,10 +152,7 @@ mod tests {
         assert!(health.ends_with("ok"), "{health}");
         let scraped = get(addr, "/metrics").await;
         assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
-        assert!(
-            scraped.contains("application/openmetrics-text"),
-            "{scraped}"
-        );
+        assert!(scraped.contains("application/openmetrics-text"), "{scraped}");
         assert!(
             scraped.contains("tinysns_operator_reconciliations_total{result=\"ok\"} 1"),
             "{scraped}"

@@ -81,9 +81,7 @@ impl Context {
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
         // A panic while holding this lock cannot leave the map inconsistent (single
         // insert/remove), so a poisoned lock is still usable.
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -152,10 +150,7 @@ impl Outcome {
 }
 
 /// The pipeline; returns what to do next and how it ended.
-pub async fn reconcile_inner(
-    sc: &SocialCluster,
-    ctx: &Context,
-) -> Result<(Action, Outcome), Error> {
+pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Action, Outcome), Error> {
     if sc.metadata.deletion_timestamp.is_some() {
         // Children carry owner references: the garbage collector removes them.
         return Ok((Action::await_change(), Outcome::Deleting));
@@ -173,15 +168,7 @@ pub async fn reconcile_inner(
             let message = invalid.to_string();
             info!(object = %object_key(sc), %message, "invalid spec");
             if !status::already_reported_invalid(sc, &message) {
-                publish(
-                    ctx,
-                    sc,
-                    EventType::Warning,
-                    "InvalidSpec",
-                    "Validate",
-                    message.clone(),
-                )
-                .await;
+                publish(ctx, sc, EventType::Warning, "InvalidSpec", "Validate", message.clone()).await;
             }
             patch_status(ctx, sc, &ns, &status::invalid(sc, &message, &now)).await?;
             // Nothing changes until the user edits the spec, which triggers a reconcile.
@@ -231,10 +218,7 @@ pub async fn reconcile_inner(
             // The API server refused an object (e.g. a changed storage size: StatefulSet
             // volumeClaimTemplates are immutable). Retrying alone will not help, so tell the
             // user in status and events; the error still goes to error_policy for backoff.
-            let message = format!(
-                "the API server rejected a child object: {}",
-                rejected.message
-            );
+            let message = format!("the API server rejected a child object: {}", rejected.message);
             warn!(object = %object_key(sc), %message, "apply rejected");
             if !status::already_reported_rejection(sc, &message) {
                 publish(
@@ -247,9 +231,7 @@ pub async fn reconcile_inner(
                 )
                 .await;
             }
-            if let Err(e) =
-                patch_status(ctx, sc, &ns, &status::apply_rejected(sc, &message, &now)).await
-            {
+            if let Err(e) = patch_status(ctx, sc, &ns, &status::apply_rejected(sc, &message, &now)).await {
                 warn!(object = %object_key(sc), error = %e, "could not report the rejection in status");
             }
             return Err(Error::Kube(kube::Error::Api(rejected)));
@@ -285,11 +267,7 @@ pub async fn reconcile_inner(
         .any(|c| c.type_ == status::READY && c.status == "True");
     patch_status(ctx, sc, &ns, &new_status).await?;
     debug!(object = %object_key(sc), ready, "reconciled");
-    let requeue = if ready {
-        RESYNC_READY
-    } else {
-        RESYNC_PROGRESSING
-    };
+    let requeue = if ready { RESYNC_READY } else { RESYNC_PROGRESSING };
     Ok((Action::requeue(requeue), Outcome::Applied { ready }))
 }
 
@@ -330,11 +308,7 @@ fn is_rejection(e: &kube::core::Status) -> bool {
 /// stored (including its status, which feeds the SocialCluster status).
 async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
     let name = obj.meta().name.clone().ok_or(Error::UnnamedObject)?;
     let api: Api<K> = Api::namespaced(client.clone(), ns);
@@ -346,17 +320,9 @@ where
 /// Deletes children of kind K that carry this SocialCluster's labels and controller owner
 /// reference but were not built this time (e.g. the clusters removed by a scale-down, or the
 /// managed broker after switching to an external one). Returns "Kind/name" of each.
-async fn delete_orphans<K>(
-    client: &Client,
-    ns: &str,
-    owner: &Owner,
-    desired: &[K],
-) -> Result<Vec<String>, Error>
+async fn delete_orphans<K>(client: &Client, ns: &str, owner: &Owner, desired: &[K]) -> Result<Vec<String>, Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + DeserializeOwned,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
     let keep: HashSet<String> = desired.iter().map(ResourceExt::name_any).collect();
     let api: Api<K> = Api::namespaced(client.clone(), ns);
@@ -385,12 +351,7 @@ where
 }
 
 /// Writes the status subresource by server-side apply with the same field manager.
-async fn patch_status(
-    ctx: &Context,
-    sc: &SocialCluster,
-    ns: &str,
-    status: &SocialClusterStatus,
-) -> Result<(), Error> {
+async fn patch_status(ctx: &Context, sc: &SocialCluster, ns: &str, status: &SocialClusterStatus) -> Result<(), Error> {
     let api: Api<SocialCluster> = Api::namespaced(ctx.client.clone(), ns);
     let body = serde_json::json!({
         "apiVersion": SocialCluster::api_version(&()),
@@ -398,21 +359,13 @@ async fn patch_status(
         "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&sc.name_any(), &params, &Patch::Apply(&body))
-        .await?;
+    api.patch_status(&sc.name_any(), &params, &Patch::Apply(&body)).await?;
     Ok(())
 }
 
 /// Publishes an Event on the SocialCluster. Best effort: failing to record an event must
 /// not fail (and retry) the reconcile.
-async fn publish(
-    ctx: &Context,
-    sc: &SocialCluster,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
+async fn publish(ctx: &Context, sc: &SocialCluster, type_: EventType, reason: &str, action: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.to_owned(),

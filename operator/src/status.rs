@@ -49,10 +49,7 @@ pub fn condition(
 }
 
 fn previous_conditions(sc: &SocialCluster) -> &[Condition] {
-    sc.status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or(&[])
+    sc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[])
 }
 
 /// Ready replicas of a StatefulSet that already run the current template, capped at the
@@ -134,15 +131,10 @@ pub fn observed(
         .map(|k| ClusterStatus {
             id: k,
             tsd: sts_count(find_sts(&owner.tsd_name(k)), spec.servers_per_cluster),
-            synchronizer: sts_count(
-                find_sts(&owner.sync_name(k)),
-                spec.synchronizers_per_cluster,
-            ),
+            synchronizer: sts_count(find_sts(&owner.sync_name(k)), spec.synchronizers_per_cluster),
         })
         .collect();
-    let tsd = clusters
-        .iter()
-        .fold(ReplicaCount::default(), |acc, c| acc.plus(c.tsd));
+    let tsd = clusters.iter().fold(ReplicaCount::default(), |acc, c| acc.plus(c.tsd));
     let synchronizer = clusters
         .iter()
         .fold(ReplicaCount::default(), |acc, c| acc.plus(c.synchronizer));
@@ -291,21 +283,17 @@ pub fn apply_rejected(sc: &SocialCluster, message: &str, now: &Time) -> SocialCl
     let previous = previous_conditions(sc);
     let mut status = sc.status.clone().unwrap_or_default();
     status.observed_generation = generation;
-    let ready = previous
-        .iter()
-        .find(|c| c.type_ == READY)
-        .cloned()
-        .unwrap_or_else(|| {
-            condition(
-                previous,
-                READY,
-                false,
-                REASON_APPLY_REJECTED,
-                message.to_owned(),
-                generation,
-                now,
-            )
-        });
+    let ready = previous.iter().find(|c| c.type_ == READY).cloned().unwrap_or_else(|| {
+        condition(
+            previous,
+            READY,
+            false,
+            REASON_APPLY_REJECTED,
+            message.to_owned(),
+            generation,
+            now,
+        )
+    });
     status.conditions = vec![
         ready,
         condition(
@@ -349,21 +337,17 @@ pub fn paused(sc: &SocialCluster, now: &Time) -> SocialClusterStatus {
     let mut status = sc.status.clone().unwrap_or_default();
     status.observed_generation = generation;
     let keep = |type_: &str, default_reason: &str| {
-        previous
-            .iter()
-            .find(|c| c.type_ == type_)
-            .cloned()
-            .unwrap_or_else(|| {
-                condition(
-                    previous,
-                    type_,
-                    false,
-                    default_reason,
-                    "reconciliation is paused".to_owned(),
-                    generation,
-                    now,
-                )
-            })
+        previous.iter().find(|c| c.type_ == type_).cloned().unwrap_or_else(|| {
+            condition(
+                previous,
+                type_,
+                false,
+                default_reason,
+                "reconciliation is paused".to_owned(),
+                generation,
+                now,
+            )
+        })
     };
     status.conditions = vec![
         keep(READY, REASON_PAUSED),
@@ -395,11 +379,9 @@ pub fn already_reported_invalid(sc: &SocialCluster, message: &str) -> bool {
 
 /// Whether the status already says paused for this generation.
 pub fn already_paused(sc: &SocialCluster) -> bool {
-    previous_conditions(sc).iter().any(|c| {
-        c.type_ == PROGRESSING
-            && c.reason == REASON_PAUSED
-            && c.observed_generation == sc.metadata.generation
-    })
+    previous_conditions(sc)
+        .iter()
+        .any(|c| c.type_ == PROGRESSING && c.reason == REASON_PAUSED && c.observed_generation == sc.metadata.generation)
 }
 
 #[cfg(test)]
@@ -428,29 +410,11 @@ mod tests {
     #[test]
     fn only_updated_ready_pods_of_the_current_generation_count() {
         assert_eq!(sts_count(Some(&sts(2, 2, 2, Some(2))), 2).ready, 2);
-        assert_eq!(
-            sts_count(Some(&sts(2, 2, 2, Some(1))), 2).ready,
-            1,
-            "rolling update"
-        );
-        assert_eq!(
-            sts_count(Some(&sts(3, 2, 2, Some(2))), 2).ready,
-            0,
-            "status is stale"
-        );
+        assert_eq!(sts_count(Some(&sts(2, 2, 2, Some(1))), 2).ready, 1, "rolling update");
+        assert_eq!(sts_count(Some(&sts(3, 2, 2, Some(2))), 2).ready, 0, "status is stale");
         assert_eq!(sts_count(Some(&sts(2, 2, 2, None)), 2).ready, 2);
-        assert_eq!(
-            sts_count(Some(&sts(2, 2, 5, Some(5))), 2).ready,
-            2,
-            "capped"
-        );
-        assert_eq!(
-            sts_count(None, 2),
-            ReplicaCount {
-                ready: 0,
-                desired: 2
-            }
-        );
+        assert_eq!(sts_count(Some(&sts(2, 2, 5, Some(5))), 2).ready, 2, "capped");
+        assert_eq!(sts_count(None, 2), ReplicaCount { ready: 0, desired: 2 });
     }
 
     #[test]

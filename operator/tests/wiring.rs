@@ -20,8 +20,7 @@ use tinysns_operator::render;
 
 const NAMESPACE: &str = "tinysns-test";
 /// Stand-in for the Secret value the kubelet would inject as AMQP_URL.
-const FAKE_AMQP_URL: &str =
-    "amqp://tinysns:fakePassword123@demo-rabbitmq.tinysns-test.svc.cluster.local:5672/%2f";
+const FAKE_AMQP_URL: &str = "amqp://tinysns:fakePassword123@demo-rabbitmq.tinysns-test.svc.cluster.local:5672/%2f";
 
 /// `$TINYSNS_BIN_DIR`, else `$CARGO_TARGET_DIR/debug`, else `<workspace>/target/debug`:
 /// wherever `cargo build --bins` put the service binaries.
@@ -225,12 +224,7 @@ fn check_pods(prefix: &str) -> usize {
                 assert_eq!(number(&json, &["port"]), Some(9000), "{ctx}");
                 assert_eq!(number(&json, &["clusters"]), Some(3), "{ctx}");
                 assert!(
-                    duration_is(
-                        &json,
-                        &["heartbeat_interval", "heartbeatInterval"],
-                        250,
-                        "250ms"
-                    ),
+                    duration_is(&json, &["heartbeat_interval", "heartbeatInterval"], 250, "250ms"),
                     "heartbeat interval: {ctx}"
                 );
                 assert!(
@@ -239,11 +233,7 @@ fn check_pods(prefix: &str) -> usize {
                 );
             } else if let Some(k) = name.strip_prefix("demo-tsd-") {
                 let k: u64 = k.parse().expect("cluster number");
-                assert_eq!(
-                    number(&json, &["cluster", "cluster_id", "clusterId"]),
-                    Some(k),
-                    "{ctx}"
-                );
+                assert_eq!(number(&json, &["cluster", "cluster_id", "clusterId"]), Some(k), "{ctx}");
                 assert_eq!(
                     number(&json, &["server", "server_id", "serverId"]),
                     Some(ordinal + 1),
@@ -251,10 +241,7 @@ fn check_pods(prefix: &str) -> usize {
                 );
                 assert_eq!(number(&json, &["port"]), Some(10000), "{ctx}");
                 assert!(
-                    has_string(
-                        &json,
-                        &format!("{pod}.demo-tsd-{k}.{NAMESPACE}.svc.cluster.local")
-                    ),
+                    has_string(&json, &format!("{pod}.demo-tsd-{k}.{NAMESPACE}.svc.cluster.local")),
                     "advertises its stable DNS name: {ctx}"
                 );
                 assert!(has_string(&json, &coordinator_host), "{ctx}");
@@ -268,19 +255,13 @@ fn check_pods(prefix: &str) -> usize {
                 );
                 assert_eq!(number(&json, &["port"]), Some(9100), "{ctx}");
                 assert!(
-                    has_string(
-                        &json,
-                        &format!("{pod}.demo-sync-{k}.{NAMESPACE}.svc.cluster.local")
-                    ),
+                    has_string(&json, &format!("{pod}.demo-sync-{k}.{NAMESPACE}.svc.cluster.local")),
                     "advertises its stable DNS name: {ctx}"
                 );
                 assert!(has_string(&json, &coordinator_host), "{ctx}");
                 // The URL may be printed with the password masked; the broker host must be there.
                 assert!(
-                    has_string(
-                        &json,
-                        &format!("demo-rabbitmq.{NAMESPACE}.svc.cluster.local:5672")
-                    ),
+                    has_string(&json, &format!("demo-rabbitmq.{NAMESPACE}.svc.cluster.local:5672")),
                     "amqp url: {ctx}"
                 );
             } else {

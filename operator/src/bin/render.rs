@@ -15,23 +15,19 @@ fn run(out: &Path, inputs: &[PathBuf]) -> Result<(), String> {
         cases.push((name.to_owned(), render::object("demo", "default", spec)));
     }
     for (index, input) in inputs.iter().enumerate() {
-        let text = std::fs::read_to_string(input)
-            .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+        let text = std::fs::read_to_string(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
         // Through JSON: serde_yaml 0.9 wants YAML tags for enums, while Kubernetes (and
         // users) write the externally tagged `rabbitmq: {managed: {}}` as a plain map.
-        let value: serde_json::Value = serde_yaml::from_str(&text)
-            .map_err(|e| format!("{} is not YAML: {e}", input.display()))?;
-        let sc: SocialCluster = serde_json::from_value(value)
-            .map_err(|e| format!("{} is not a SocialCluster: {e}", input.display()))?;
+        let value: serde_json::Value =
+            serde_yaml::from_str(&text).map_err(|e| format!("{} is not YAML: {e}", input.display()))?;
+        let sc: SocialCluster =
+            serde_json::from_value(value).map_err(|e| format!("{} is not a SocialCluster: {e}", input.display()))?;
         let stem = input
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "input".to_owned());
         // The index keeps same-named manifests (e2e/ and the chart's) apart.
-        cases.push((
-            format!("example-{}-{stem}", index + 1),
-            render::complete(sc),
-        ));
+        cases.push((format!("example-{}-{stem}", index + 1), render::complete(sc)));
     }
     for (name, sc) in cases {
         let yaml = render::children_yaml(&sc).map_err(|e| format!("{name}: {e}"))?;

@@ -6,10 +6,7 @@ use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service, ServicePort,
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{
-    COORDINATOR_PORT, Owner, Role, TINYSNS_UID, env, log_env, pod_security_context,
-    tinysns_container,
-};
+use super::{COORDINATOR_PORT, Owner, Role, TINYSNS_UID, env, log_env, pod_security_context, tinysns_container};
 use crate::crd::SocialClusterSpec;
 
 /// The coordinator StatefulSet (1 replica: a StatefulSet, not a Deployment, so that a
@@ -26,14 +23,8 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec) -> (StatefulSet, Service) 
             env("TINYSNS_PORT", COORDINATOR_PORT.to_string()),
             env("TINYSNS_BIND", "0.0.0.0"),
             env("TINYSNS_CLUSTERS", spec.clusters.to_string()),
-            env(
-                "TINYSNS_HEARTBEAT_INTERVAL",
-                spec.timing.heartbeat_interval.clone(),
-            ),
-            env(
-                "TINYSNS_FAILURE_TIMEOUT",
-                spec.timing.failure_timeout.clone(),
-            ),
+            env("TINYSNS_HEARTBEAT_INTERVAL", spec.timing.heartbeat_interval.clone()),
+            env("TINYSNS_FAILURE_TIMEOUT", spec.timing.failure_timeout.clone()),
             log_env(),
         ],
     );

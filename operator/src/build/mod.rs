@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, GRPCAction, ObjectFieldSelector,
-    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, Secret, SecurityContext,
-    Service,
+    Capabilities, Container, EnvVar, EnvVarSource, GRPCAction, ObjectFieldSelector, PodSecurityContext, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecurityContext, Service,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -106,11 +105,7 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
     use crate::crd::{MAX_CLUSTERS, MAX_PER_CLUSTER};
     let ranges = [
         ("clusters", spec.clusters, MAX_CLUSTERS),
-        (
-            "serversPerCluster",
-            spec.servers_per_cluster,
-            MAX_PER_CLUSTER,
-        ),
+        ("serversPerCluster", spec.servers_per_cluster, MAX_PER_CLUSTER),
         (
             "synchronizersPerCluster",
             spec.synchronizers_per_cluster,
@@ -258,10 +253,7 @@ impl Owner {
     }
     /// The address tsc and every server use to reach the coordinator.
     pub fn coordinator_address(&self) -> String {
-        format!(
-            "{}:{COORDINATOR_PORT}",
-            self.service_host(&self.coordinator_name())
-        )
+        format!("{}:{COORDINATOR_PORT}", self.service_host(&self.coordinator_name()))
     }
 }
 
@@ -309,10 +301,7 @@ where
             "apiVersion".to_owned(),
             serde_json::Value::String(K::api_version(&()).into_owned()),
         );
-        map.insert(
-            "kind".to_owned(),
-            serde_json::Value::String(K::kind(&()).into_owned()),
-        );
+        map.insert("kind".to_owned(), serde_json::Value::String(K::kind(&()).into_owned()));
     }
     Ok(value)
 }
@@ -499,13 +488,7 @@ pub fn log_env() -> EnvVar {
 }
 
 /// A tinysns container with the shared settings (image, probes, security, resources).
-pub fn tinysns_container(
-    spec: &SocialClusterSpec,
-    role: Role,
-    binary: &str,
-    port: i32,
-    env: Vec<EnvVar>,
-) -> Container {
+pub fn tinysns_container(spec: &SocialClusterSpec, role: Role, binary: &str, port: i32, env: Vec<EnvVar>) -> Container {
     Container {
         name: role.as_str().to_owned(),
         image: Some(spec.image.reference()),
@@ -546,13 +529,7 @@ pub fn tmp_volume() -> k8s_openapi::api::core::v1::Volume {
 /// A headless Service in front of a StatefulSet: gives each pod the stable DNS name it
 /// advertises. Not-ready addresses are published because readiness means "registered with
 /// the coordinator", and peers must be able to resolve a pod before that.
-pub fn headless_service(
-    owner: &Owner,
-    name: String,
-    role: Role,
-    cluster: Option<u32>,
-    port: i32,
-) -> Service {
+pub fn headless_service(owner: &Owner, name: String, role: Role, cluster: Option<u32>, port: i32) -> Service {
     use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
     Service {
         metadata: owner.meta(name, role, cluster),

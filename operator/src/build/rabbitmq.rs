@@ -6,17 +6,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec,
-    Probe, Secret, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Probe, Secret,
+    SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use rand::Rng;
 
-use super::{
-    AMQP_PORT, Owner, Role, container_security_context, pod_security_context, resources_for,
-};
+use super::{AMQP_PORT, Owner, Role, container_security_context, pod_security_context, resources_for};
 use crate::crd::{ManagedRabbitMq, RabbitMqSpec, SocialClusterSpec};
 
 /// Broker user the synchronizers log in as.
@@ -120,18 +117,9 @@ pub fn build(
         metadata: owner.meta(secret_name.clone(), role, None),
         type_: Some("Opaque".to_owned()),
         data: Some(BTreeMap::from([
-            (
-                KEY_USERNAME.to_owned(),
-                ByteString(USERNAME.as_bytes().to_vec()),
-            ),
-            (
-                KEY_PASSWORD.to_owned(),
-                ByteString(password.as_bytes().to_vec()),
-            ),
-            (
-                KEY_URL.to_owned(),
-                ByteString(amqp_url(owner, password).into_bytes()),
-            ),
+            (KEY_USERNAME.to_owned(), ByteString(USERNAME.as_bytes().to_vec())),
+            (KEY_PASSWORD.to_owned(), ByteString(password.as_bytes().to_vec())),
+            (KEY_URL.to_owned(), ByteString(amqp_url(owner, password).into_bytes())),
         ])),
         ..Secret::default()
     };

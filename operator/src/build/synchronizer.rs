@@ -2,14 +2,12 @@
 //! Their id is derived by the binary from POD_NAME's ordinal, cluster and cluster count.
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{
-    EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector, Service,
-};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::{
-    COORDINATOR_PORT, Owner, Role, SYNCHRONIZER_PORT, TINYSNS_UID, env, headless_service, log_env,
-    pod_name_env, pod_security_context, rabbitmq, tinysns_container,
+    COORDINATOR_PORT, Owner, Role, SYNCHRONIZER_PORT, TINYSNS_UID, env, headless_service, log_env, pod_name_env,
+    pod_security_context, rabbitmq, tinysns_container,
 };
 use crate::crd::SocialClusterSpec;
 

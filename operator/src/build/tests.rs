@@ -65,11 +65,7 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
     validate(spec).expect("valid spec");
     let c = build_all(&o, spec, "p4ssw0rdp4ssw0rdp4ssw0rd");
     let k = spec.clusters as usize;
-    assert_eq!(
-        c.stateful_sets.len(),
-        1 + 2 * k,
-        "coordinator + tsd + sync per cluster"
-    );
+    assert_eq!(c.stateful_sets.len(), 1 + 2 * k, "coordinator + tsd + sync per cluster");
     assert_eq!(
         c.services.len(),
         2 + 2 * k,
@@ -118,15 +114,8 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
         let claims = tsd_spec.volume_claim_templates.as_ref().expect("claims");
         assert_eq!(claims.len(), 1);
         let tc = container(tsd);
-        assert_eq!(
-            env_value(tc, "TINYSNS_CLUSTER"),
-            Some(cluster.to_string().as_str())
-        );
-        assert_eq!(
-            env_value(tc, "TINYSNS_SERVER"),
-            None,
-            "derived from POD_NAME"
-        );
+        assert_eq!(env_value(tc, "TINYSNS_CLUSTER"), Some(cluster.to_string().as_str()));
+        assert_eq!(env_value(tc, "TINYSNS_SERVER"), None, "derived from POD_NAME");
         assert_eq!(
             env_value(tc, "TINYSNS_ADVERTISE_HOST"),
             Some(format!("$(POD_NAME).demo-tsd-{cluster}.ns1.svc.cluster.local").as_str())
@@ -141,10 +130,7 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
         let sync = sts(&c, &format!("demo-sync-{cluster}"));
         assert_eq!(replicas(sync), spec.synchronizers_per_cluster as i32);
         let sc = container(sync);
-        assert_eq!(
-            env_value(sc, "TINYSNS_CLUSTER"),
-            Some(cluster.to_string().as_str())
-        );
+        assert_eq!(env_value(sc, "TINYSNS_CLUSTER"), Some(cluster.to_string().as_str()));
         assert_eq!(
             env_value(sc, "TINYSNS_CLUSTERS"),
             Some(spec.clusters.to_string().as_str())
@@ -176,18 +162,11 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
     }
 
     for s in &c.stateful_sets {
-        let pod = s
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .expect("pod");
+        let pod = s.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod");
         let psc = pod.security_context.as_ref().expect("pod security context");
         assert_eq!(psc.run_as_non_root, Some(true));
         let container = &pod.containers[0];
-        let csc = container
-            .security_context
-            .as_ref()
-            .expect("container security context");
+        let csc = container.security_context.as_ref().expect("container security context");
         assert_eq!(csc.allow_privilege_escalation, Some(false));
         let live = container
             .liveness_probe
@@ -236,10 +215,7 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
 fn one_by_one() {
     let c = check_shape(&spec(1, 1, 1));
     assert_eq!(
-        c.stateful_sets
-            .iter()
-            .map(ResourceExt::name_any)
-            .collect::<Vec<_>>(),
+        c.stateful_sets.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
         ["demo-coordinator", "demo-tsd-1", "demo-sync-1"]
     );
 }
@@ -286,10 +262,7 @@ fn storage_and_image_come_from_the_spec() {
             .and_then(|r| r.get("storage")),
         Some(&Quantity("5Gi".to_owned()))
     );
-    assert_eq!(
-        container(tsd).image.as_deref(),
-        Some("registry.example/tinysns:v1")
-    );
+    assert_eq!(container(tsd).image.as_deref(), Some("registry.example/tinysns:v1"));
     assert_eq!(
         container(tsd).command.as_ref().expect("command")[0],
         "/usr/local/bin/tsd"
@@ -298,11 +271,7 @@ fn storage_and_image_come_from_the_spec() {
 
 #[test]
 fn managed_rabbitmq_secret_carries_the_given_password() {
-    let c = build_all(
-        &owner(),
-        &SocialClusterSpec::default(),
-        "abcdefghijklmnop1234",
-    );
+    let c = build_all(&owner(), &SocialClusterSpec::default(), "abcdefghijklmnop1234");
     let secret = &c.secrets[0];
     assert_eq!(secret.name_any(), "demo-rabbitmq-credentials");
     let data = secret.data.as_ref().expect("data");
@@ -327,9 +296,7 @@ fn managed_rabbitmq_secret_carries_the_given_password() {
         "credentials only via secretKeyRef"
     );
     assert_eq!(
-        pod.security_context
-            .as_ref()
-            .and_then(|s| s.run_as_non_root),
+        pod.security_context.as_ref().and_then(|s| s.run_as_non_root),
         Some(true)
     );
 }
@@ -385,10 +352,7 @@ fn validation_rejects_what_the_schema_cannot() {
     let zero = spec(0, 1, 1);
     assert!(matches!(
         validate(&zero),
-        Err(InvalidSpec::OutOfRange {
-            field: "clusters",
-            ..
-        })
+        Err(InvalidSpec::OutOfRange { field: "clusters", .. })
     ));
     assert!(validate(&spec(32, 8, 8)).is_ok());
     let mut edge = SocialClusterSpec::default();
@@ -406,10 +370,7 @@ fn owner_requires_uid_and_a_short_name() {
     );
     let long = "a".repeat(MAX_NAME_LEN + 1);
     let sc = render::object(&long, "ns1", SocialClusterSpec::default());
-    assert!(matches!(
-        Owner::from_object(&sc),
-        Err(InvalidSpec::NameTooLong(_))
-    ));
+    assert!(matches!(Owner::from_object(&sc), Err(InvalidSpec::NameTooLong(_))));
     let ok = "a".repeat(MAX_NAME_LEN);
     let sc = render::object(&ok, "ns1", SocialClusterSpec::default());
     let o = Owner::from_object(&sc).expect("max length is fine");
@@ -418,9 +379,8 @@ fn owner_requires_uid_and_a_short_name() {
 
 #[test]
 fn spec_defaults_apply_to_a_minimal_manifest() {
-    let sc: crate::crd::SocialCluster = serde_yaml::from_str(
-        "apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec: {}\n",
-    )
-    .expect("minimal manifest parses");
+    let sc: crate::crd::SocialCluster =
+        serde_yaml::from_str("apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec: {}\n")
+            .expect("minimal manifest parses");
     assert_eq!(sc.spec, SocialClusterSpec::default());
 }

@@ -1,19 +1,17 @@
 //! tsd servers of one cluster: a StatefulSet whose pods derive their server id from their
 //! ordinal (POD_NAME), each with its own volume, behind a headless Service.
 
-use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Service,
-    VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Service, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use std::collections::BTreeMap;
 
 use super::{
-    COORDINATOR_PORT, DATA_DIR, DATA_VOLUME, Owner, Role, TINYSNS_UID, TSD_PORT, env,
-    headless_service, log_env, pod_name_env, pod_security_context, tinysns_container,
+    COORDINATOR_PORT, DATA_DIR, DATA_VOLUME, Owner, Role, TINYSNS_UID, TSD_PORT, env, headless_service, log_env,
+    pod_name_env, pod_security_context, tinysns_container,
 };
 use crate::crd::SocialClusterSpec;
 
@@ -46,14 +44,11 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
     let name = owner.tsd_name(k);
     let role = Role::Tsd;
     let mut container = tinysns_container(spec, role, "tsd", TSD_PORT, container_env(owner, k));
-    container
-        .volume_mounts
-        .get_or_insert_with(Vec::new)
-        .push(VolumeMount {
-            name: DATA_VOLUME.to_owned(),
-            mount_path: DATA_DIR.to_owned(),
-            ..VolumeMount::default()
-        });
+    container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+        name: DATA_VOLUME.to_owned(),
+        mount_path: DATA_DIR.to_owned(),
+        ..VolumeMount::default()
+    });
 
     let claim = PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -65,10 +60,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
             access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
             storage_class_name: spec.storage.storage_class_name.clone(),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_owned(),
-                    spec.storage.size.clone(),
-                )])),
+                requests: Some(BTreeMap::from([("storage".to_owned(), spec.storage.size.clone())])),
                 ..VolumeResourceRequirements::default()
             }),
             ..PersistentVolumeClaimSpec::default()
@@ -108,12 +100,10 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
             volume_claim_templates: Some(vec![claim]),
             // User data lives in these volumes: keep them when the StatefulSet is scaled down
             // or deleted (scale back up and the servers find their data again).
-            persistent_volume_claim_retention_policy: Some(
-                StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some("Retain".to_owned()),
-                    when_scaled: Some("Retain".to_owned()),
-                },
-            ),
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some("Retain".to_owned()),
+                when_scaled: Some("Retain".to_owned()),
+            }),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()

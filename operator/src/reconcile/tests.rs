@@ -16,17 +16,12 @@ const NS: &str = "/namespaces/ns1/";
 
 fn writes(seen: &[Recorded]) -> Vec<&Recorded> {
     seen.iter()
-        .filter(|r| {
-            r.method != "GET" && !r.path.contains("/events") && !r.path.ends_with("/status")
-        })
+        .filter(|r| r.method != "GET" && !r.path.contains("/events") && !r.path.ends_with("/status"))
         .collect()
 }
 
 fn status_patch(seen: &[Recorded]) -> &Recorded {
-    let patches: Vec<_> = seen
-        .iter()
-        .filter(|r| r.path.ends_with("/status"))
-        .collect();
+    let patches: Vec<_> = seen.iter().filter(|r| r.path.ends_with("/status")).collect();
     assert_eq!(patches.len(), 1, "exactly one status write");
     let p = patches[0];
     assert_eq!(p.method, "PATCH");
@@ -79,9 +74,7 @@ async fn create_applies_every_child_then_writes_status() {
 
     let lines: Vec<String> = seen.iter().map(Recorded::line).collect();
     let mut expected = vec![format!("GET /api/v1{NS}secrets/demo-rabbitmq-credentials")];
-    expected.push(format!(
-        "PATCH /api/v1{NS}secrets/demo-rabbitmq-credentials"
-    ));
+    expected.push(format!("PATCH /api/v1{NS}secrets/demo-rabbitmq-credentials"));
     for svc in ["demo-coordinator", "demo-rabbitmq"] {
         expected.push(format!("PATCH /api/v1{NS}services/{svc}"));
     }
@@ -90,25 +83,17 @@ async fn create_applies_every_child_then_writes_status() {
         expected.push(format!("PATCH /api/v1{NS}services/demo-sync-{k}"));
     }
     expected.push(format!("PATCH /apis/apps/v1{NS}deployments/demo-rabbitmq"));
-    expected.push(format!(
-        "PATCH /apis/apps/v1{NS}statefulsets/demo-coordinator"
-    ));
+    expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-coordinator"));
     for k in 1..=3 {
         expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-tsd-{k}"));
         expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-sync-{k}"));
     }
     for pdb in ["demo-coordinator", "demo-rabbitmq"] {
-        expected.push(format!(
-            "PATCH /apis/policy/v1{NS}poddisruptionbudgets/{pdb}"
-        ));
+        expected.push(format!("PATCH /apis/policy/v1{NS}poddisruptionbudgets/{pdb}"));
     }
     for k in 1..=3 {
-        expected.push(format!(
-            "PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-tsd-{k}"
-        ));
-        expected.push(format!(
-            "PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-sync-{k}"
-        ));
+        expected.push(format!("PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-tsd-{k}"));
+        expected.push(format!("PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-sync-{k}"));
     }
     for list in [
         "/apis/apps/v1/namespaces/ns1/statefulsets",
@@ -119,9 +104,7 @@ async fn create_applies_every_child_then_writes_status() {
     ] {
         expected.push(format!("GET {list}"));
     }
-    expected.push(
-        "PATCH /apis/tinysns.io/v1alpha1/namespaces/ns1/socialclusters/demo/status".to_owned(),
-    );
+    expected.push("PATCH /apis/tinysns.io/v1alpha1/namespaces/ns1/socialclusters/demo/status".to_owned());
     assert_eq!(lines, expected);
 
     for r in seen.iter().filter(|r| r.method == "PATCH") {
@@ -150,16 +133,12 @@ async fn create_applies_every_child_then_writes_status() {
     // A fresh random password, stored in the Secret and in the URL.
     let secret = applied(&seen, "secrets", "demo-rabbitmq-credentials");
     let password: Secret = serde_json::from_value(secret.body.clone()).expect("a Secret");
-    let password =
-        crate::build::rabbitmq::password_from_secret(&password).expect("generated password");
+    let password = crate::build::rabbitmq::password_from_secret(&password).expect("generated password");
     assert_eq!(password.len(), 32);
 
     let tsd = applied(&seen, "statefulsets", "demo-tsd-2");
     assert_eq!(tsd.body["spec"]["replicas"], 2);
-    assert_eq!(
-        tsd.body["metadata"]["ownerReferences"][0]["uid"],
-        RENDER_UID
-    );
+    assert_eq!(tsd.body["metadata"]["ownerReferences"][0]["uid"], RENDER_UID);
 
     let status = status_patch(&seen);
     assert_eq!(status.body["status"]["observedGeneration"], 1);
@@ -277,10 +256,7 @@ async fn spec_change_updates_children_and_keeps_the_password() {
             "tinysns:v2"
         );
     }
-    assert!(
-        seen.iter().all(|r| r.method != "DELETE"),
-        "nothing to delete"
-    );
+    assert!(seen.iter().all(|r| r.method != "DELETE"), "nothing to delete");
     assert_eq!(status_patch(&seen).body["status"]["observedGeneration"], 2);
 }
 
@@ -303,10 +279,7 @@ async fn paused_writes_no_child() {
         seen.iter()
             .all(|r| !r.path.contains("/apps/") && !r.path.contains("/secrets"))
     );
-    let event = seen
-        .iter()
-        .find(|r| r.method == "POST")
-        .expect("a Paused event");
+    let event = seen.iter().find(|r| r.method == "POST").expect("a Paused event");
     assert_eq!(event.path, "/apis/events.k8s.io/v1/namespaces/ns1/events");
     assert_eq!(event.body["reason"], "Paused");
     let status = status_patch(&seen);
@@ -406,8 +379,7 @@ async fn scale_down_deletes_the_removed_clusters_children() {
         assert_eq!(d.body["propagationPolicy"], "Background");
     }
     assert!(
-        seen.iter()
-            .all(|r| !(r.method == "PATCH" && r.name().ends_with("-3"))),
+        seen.iter().all(|r| !(r.method == "PATCH" && r.name().ends_with("-3"))),
         "cluster 3 is not re-applied"
     );
     let event = seen
@@ -416,10 +388,7 @@ async fn scale_down_deletes_the_removed_clusters_children() {
         .expect("an event about the deletion");
     assert_eq!(event.body["reason"], "DeletedOrphans");
     let status = status_patch(&seen);
-    assert_eq!(
-        status.body["status"]["clusters"].as_array().map(Vec::len),
-        Some(2)
-    );
+    assert_eq!(status.body["status"]["clusters"].as_array().map(Vec::len), Some(2));
 }
 
 #[tokio::test]
@@ -501,9 +470,7 @@ async fn rejected_apply_is_reported_in_status_and_retried() {
     assert_eq!(degraded["status"], "True");
     assert_eq!(degraded["reason"], "ApplyRejected");
     assert!(
-        degraded["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("Forbidden")),
+        degraded["message"].as_str().is_some_and(|m| m.contains("Forbidden")),
         "{degraded}"
     );
 }
@@ -521,10 +488,8 @@ async fn object_without_uid_is_invalid_not_a_crash() {
 async fn api_errors_are_returned_for_retry() {
     // No mock answers: the verifier panics on nothing, but the client errors when the
     // service is dropped. Simulate by dropping the handle right away.
-    let (service, handle) = tower_test::mock::pair::<
-        http::Request<kube::client::Body>,
-        http::Response<kube::client::Body>,
-    >();
+    let (service, handle) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
     drop(handle);
     let client = Client::new(service, "default");
     let recorder = Recorder::new(client.clone(), "tinysns-operator".into());
@@ -552,8 +517,5 @@ fn metrics_encode_reconciliations() {
         text.contains("tinysns_operator_reconciliations_total{result=\"ok\"} 1"),
         "{text}"
     );
-    assert!(
-        text.contains("tinysns_operator_reconcile_duration_seconds"),
-        "{text}"
-    );
+    assert!(text.contains("tinysns_operator_reconcile_duration_seconds"), "{text}");
 }

@@ -14,7 +14,11 @@ pub struct AddressError {
 /// A lazily connecting channel to `address` (`host:port`). Never fails for an unreachable
 /// peer: the first call does, with UNAVAILABLE, after `connect_timeout`.
 pub fn channel(address: &str, connect_timeout: Duration) -> Result<Channel, AddressError> {
-    let uri = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+    let uri = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
     let endpoint = Endpoint::from_shared(uri).map_err(|source| AddressError {
         address: address.to_string(),
         source,

@@ -60,10 +60,13 @@ impl RoleHandle {
     pub fn current(&self) -> RoleView {
         let a = self.rx.borrow().clone();
         let newest = self.max_term.load(Ordering::SeqCst);
-        let master = a.role == Role::Master
-            && a.term >= newest
-            && a.lease_until.is_some_and(|until| Instant::now() < until);
-        RoleView { term: a.term, master, assignment: a }
+        let master =
+            a.role == Role::Master && a.term >= newest && a.lease_until.is_some_and(|until| Instant::now() < until);
+        RoleView {
+            term: a.term,
+            master,
+            assignment: a,
+        }
     }
 
     /// Records a term seen in a message from a peer; returns the highest term known. A
@@ -95,7 +98,10 @@ impl Default for Membership {
 impl Membership {
     pub fn new() -> Self {
         let (tx, rx) = watch::channel(Assignment::default());
-        let handle = RoleHandle { rx, max_term: Arc::new(AtomicU64::new(0)) };
+        let handle = RoleHandle {
+            rx,
+            max_term: Arc::new(AtomicU64::new(0)),
+        };
         Self { tx, handle }
     }
 

@@ -17,7 +17,9 @@ async fn main() -> anyhow::Result<()> {
     }
     telemetry::init("info");
     let addr = format!("{}:{}", config.bind, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
 

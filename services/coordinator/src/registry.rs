@@ -91,9 +91,22 @@ pub struct Assignment {
 /// A change worth a log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Joined { kind: Kind, cluster: u32, id: u32 },
-    Died { kind: Kind, cluster: u32, id: u32 },
-    MasterChanged { kind: Kind, cluster: u32, id: Option<u32>, term: u64 },
+    Joined {
+        kind: Kind,
+        cluster: u32,
+        id: u32,
+    },
+    Died {
+        kind: Kind,
+        cluster: u32,
+        id: u32,
+    },
+    MasterChanged {
+        kind: Kind,
+        cluster: u32,
+        id: Option<u32>,
+        term: u64,
+    },
 }
 
 pub struct Registry {
@@ -106,7 +119,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(clusters: u32, failure_timeout: Duration, now: Instant) -> Self {
-        Self { clusters, failure_timeout, started: now, groups: HashMap::new(), events: Vec::new() }
+        Self {
+            clusters,
+            failure_timeout,
+            started: now,
+            groups: HashMap::new(),
+            events: Vec::new(),
+        }
     }
 
     pub fn clusters(&self) -> u32 {
@@ -148,7 +167,11 @@ impl Registry {
         let is_new = !group.members.contains_key(&id);
         group.members.insert(
             id,
-            Alive { address: member.address.clone(), last_seen: now, applied_lsn },
+            Alive {
+                address: member.address.clone(),
+                last_seen: now,
+                applied_lsn,
+            },
         );
         if is_new {
             self.events.push(Event::Joined { kind, cluster, id });
@@ -198,7 +221,11 @@ impl Registry {
             .filter_map(|m| group.member(kind, cluster, *m))
             .collect();
         Assignment {
-            role: if group.master == Some(id) { Role::Master } else { Role::Slave },
+            role: if group.master == Some(id) {
+                Role::Master
+            } else {
+                Role::Slave
+            },
             term: group.term,
             member: group.member(kind, cluster, id).unwrap_or_default(),
             master,
@@ -219,7 +246,11 @@ impl Registry {
                 .collect();
             for id in dead {
                 group.members.remove(&id);
-                self.events.push(Event::Died { kind: *kind, cluster: *cluster, id });
+                self.events.push(Event::Died {
+                    kind: *kind,
+                    cluster: *cluster,
+                    id,
+                });
                 if group.master == Some(id) {
                     group.master = None;
                     group.master = group.best_candidate();
@@ -237,8 +268,7 @@ impl Registry {
 
     /// The master server of the user's cluster.
     pub fn server_for_user(&self, user_id: u64) -> Result<(u32, Member, u64), RegistryError> {
-        let cluster = topology::cluster_of_user(user_id, self.clusters)
-            .map_err(|_| RegistryError::InvalidUser)?;
+        let cluster = topology::cluster_of_user(user_id, self.clusters).map_err(|_| RegistryError::InvalidUser)?;
         let view = self.view(Kind::Server, cluster);
         match view.master {
             Some(master) => Ok((cluster, master, view.term)),
@@ -408,7 +438,10 @@ mod tests {
             RegistryError::NoSuchCluster(4, 3)
         );
         m = server(1, 0);
-        assert_eq!(r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(), RegistryError::InvalidMemberId);
+        assert_eq!(
+            r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(),
+            RegistryError::InvalidMemberId
+        );
         m = server(1, 1);
         m.address = "nohost".into();
         assert!(matches!(
@@ -417,6 +450,9 @@ mod tests {
         ));
         m = server(1, 1);
         m.kind = 0;
-        assert_eq!(r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(), RegistryError::UnknownKind);
+        assert_eq!(
+            r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(),
+            RegistryError::UnknownKind
+        );
     }
 }

@@ -57,9 +57,21 @@ fn log_events(events: Vec<Event>) {
     for event in events {
         match event {
             Event::Joined { kind, cluster, id } => tracing::info!(?kind, cluster, id, "member joined"),
-            Event::Died { kind, cluster, id } => tracing::warn!(?kind, cluster, id, "member missed its heartbeats, presumed dead"),
-            Event::MasterChanged { kind, cluster, id: Some(id), term } => tracing::info!(?kind, cluster, master = id, term, "new master"),
-            Event::MasterChanged { kind, cluster, id: None, term } => tracing::error!(?kind, cluster, term, "no live member left to be master"),
+            Event::Died { kind, cluster, id } => {
+                tracing::warn!(?kind, cluster, id, "member missed its heartbeats, presumed dead")
+            }
+            Event::MasterChanged {
+                kind,
+                cluster,
+                id: Some(id),
+                term,
+            } => tracing::info!(?kind, cluster, master = id, term, "new master"),
+            Event::MasterChanged {
+                kind,
+                cluster,
+                id: None,
+                term,
+            } => tracing::error!(?kind, cluster, term, "no live member left to be master"),
         }
     }
 }
@@ -88,7 +100,9 @@ fn view(registry: &Registry, cluster: u32) -> pb::ClusterView {
 impl Coordinator for CoordinatorService {
     async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatReply>, Status> {
         let req = request.into_inner();
-        let member = req.member.ok_or_else(|| Status::invalid_argument("member is required"))?;
+        let member = req
+            .member
+            .ok_or_else(|| Status::invalid_argument("member is required"))?;
         let believed = pb::Role::try_from(req.believed_role).unwrap_or(pb::Role::Unspecified);
         let (assignment, clusters) = self.with_registry(|r| {
             let a = r.heartbeat(&member, believed, req.believed_term, req.applied_lsn, Instant::now());
@@ -128,7 +142,10 @@ impl Coordinator for CoordinatorService {
         })
     }
 
-    async fn list_clusters(&self, _: Request<pb::ListClustersRequest>) -> Result<Response<pb::ListClustersReply>, Status> {
+    async fn list_clusters(
+        &self,
+        _: Request<pb::ListClustersRequest>,
+    ) -> Result<Response<pb::ListClustersReply>, Status> {
         Ok(Response::new(self.with_registry(|r| pb::ListClustersReply {
             clusters: r.clusters(),
             views: (1..=r.clusters()).map(|c| view(r, c)).collect(),

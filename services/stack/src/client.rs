@@ -22,7 +22,9 @@ fn code(status: i32) -> Code {
 
 impl User {
     pub async fn login(coordinator: &str, user: u64) -> Result<Self, ConnectError> {
-        Ok(Self { session: Session::connect(coordinator, user).await? })
+        Ok(Self {
+            session: Session::connect(coordinator, user).await?,
+        })
     }
 
     pub fn id(&self) -> u64 {
@@ -38,12 +40,21 @@ impl User {
     }
 
     async fn relation(&mut self, target: &str, follow: bool) -> Result<Code, tonic::Status> {
-        let request = FollowRequest { user_id: self.id(), target: target.to_string() };
+        let request = FollowRequest {
+            user_id: self.id(),
+            target: target.to_string(),
+        };
         let reply = self
             .session
             .call(|mut c| {
                 let request = request.clone();
-                async move { if follow { c.follow(request).await } else { c.un_follow(request).await } }
+                async move {
+                    if follow {
+                        c.follow(request).await
+                    } else {
+                        c.un_follow(request).await
+                    }
+                }
             })
             .await?;
         Ok(code(reply.status))
@@ -51,7 +62,9 @@ impl User {
 
     pub async fn list(&mut self) -> Result<ListReply, tonic::Status> {
         let user_id = self.id();
-        self.session.call(|mut c| async move { c.list(ListRequest { user_id }).await }).await
+        self.session
+            .call(|mut c| async move { c.list(ListRequest { user_id }).await })
+            .await
     }
 
     /// Opens the timeline (history first, newest first) from the start, or resuming after
@@ -63,7 +76,9 @@ impl User {
             let mut client = self.session.client(deadline).await?;
             let (tx, rx) = mpsc::channel(1024);
             let open = TimelineOpen { user_id, resume_after };
-            let _ = tx.try_send(TimelineRequest { kind: Some(timeline_request::Kind::Open(open)) });
+            let _ = tx.try_send(TimelineRequest {
+                kind: Some(timeline_request::Kind::Open(open)),
+            });
             match client.timeline(ReceiverStream::new(rx)).await {
                 Ok(reply) => return Timeline::start(tx, reply.into_inner()).await,
                 Err(status) if tinysns_common::grpc::is_retryable(&status) && Instant::now() < deadline => {
@@ -92,14 +107,26 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    async fn start(tx: mpsc::Sender<TimelineRequest>, mut events: Streaming<TimelineEvent>) -> Result<Self, tonic::Status> {
+    async fn start(
+        tx: mpsc::Sender<TimelineRequest>,
+        mut events: Streaming<TimelineEvent>,
+    ) -> Result<Self, tonic::Status> {
         let mut history = Vec::new();
         loop {
-            let event = events.message().await?.ok_or_else(|| tonic::Status::unavailable("timeline closed"))?;
+            let event = events
+                .message()
+                .await?
+                .ok_or_else(|| tonic::Status::unavailable("timeline closed"))?;
             match event.kind {
                 Some(timeline_event::Kind::Post(p)) => history.push(p),
                 Some(timeline_event::Kind::LiveFrom(from)) => {
-                    return Ok(Self { tx, events, history, live_from: from, received: VecDeque::new() });
+                    return Ok(Self {
+                        tx,
+                        events,
+                        history,
+                        live_from: from,
+                        received: VecDeque::new(),
+                    });
                 }
                 _ => {}
             }
@@ -112,10 +139,22 @@ impl Timeline {
     }
 
     pub async fn post_with_id(&mut self, post_id: u64, text: &str) -> Result<PostAck, tonic::Status> {
-        let request = TimelineRequest { kind: Some(timeline_request::Kind::Post(NewPost { post_id, text: text.to_string() })) };
-        self.tx.send(request).await.map_err(|_| tonic::Status::unavailable("timeline closed"))?;
+        let request = TimelineRequest {
+            kind: Some(timeline_request::Kind::Post(NewPost {
+                post_id,
+                text: text.to_string(),
+            })),
+        };
+        self.tx
+            .send(request)
+            .await
+            .map_err(|_| tonic::Status::unavailable("timeline closed"))?;
         loop {
-            let event = self.events.message().await?.ok_or_else(|| tonic::Status::unavailable("timeline closed"))?;
+            let event = self
+                .events
+                .message()
+                .await?
+                .ok_or_else(|| tonic::Status::unavailable("timeline closed"))?;
             match event.kind {
                 Some(timeline_event::Kind::Ack(ack)) if ack.post_id == post_id => return Ok(ack),
                 Some(timeline_event::Kind::Post(p)) => self.received.push_back(p),

@@ -19,7 +19,11 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    if dir.join("tsd").exists() { dir } else { dir.parent().map(PathBuf::from).unwrap_or(dir) }
+    if dir.join("tsd").exists() {
+        dir
+    } else {
+        dir.parent().map(PathBuf::from).unwrap_or(dir)
+    }
 }
 
 /// A port nobody listens on right now (the OS picks it).

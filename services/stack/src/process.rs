@@ -3,15 +3,19 @@
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("cannot start {name} ({bin}): {source}")]
-    Spawn { name: String, bin: String, source: std::io::Error },
+    Spawn {
+        name: String,
+        bin: String,
+        source: std::io::Error,
+    },
     #[error("cannot open log {path}: {source}")]
     Log { path: String, source: std::io::Error },
 }
@@ -27,7 +31,14 @@ pub struct Process {
 
 impl Process {
     pub fn new(name: &str, bin: PathBuf, args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Self {
-        Self { name: name.to_string(), bin, args, env, log, child: None }
+        Self {
+            name: name.to_string(),
+            bin,
+            args,
+            env,
+            log,
+            child: None,
+        }
     }
 
     pub fn start(&mut self) -> Result<(), ProcessError> {
@@ -38,8 +49,14 @@ impl Process {
             .create(true)
             .append(true)
             .open(&self.log)
-            .map_err(|source| ProcessError::Log { path: self.log.display().to_string(), source })?;
-        let err = log.try_clone().map_err(|source| ProcessError::Log { path: self.log.display().to_string(), source })?;
+            .map_err(|source| ProcessError::Log {
+                path: self.log.display().to_string(),
+                source,
+            })?;
+        let err = log.try_clone().map_err(|source| ProcessError::Log {
+            path: self.log.display().to_string(),
+            source,
+        })?;
         let child = Command::new(&self.bin)
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -31,14 +31,20 @@ impl RabbitMq {
             return Err(RabbitError::NotInstalled);
         }
         let mkdir = |p: PathBuf| {
-            std::fs::create_dir_all(&p).map_err(|source| RabbitError::Dir { path: p.display().to_string(), source })?;
+            std::fs::create_dir_all(&p).map_err(|source| RabbitError::Dir {
+                path: p.display().to_string(),
+                source,
+            })?;
             Ok::<_, RabbitError>(p)
         };
         let dir = mkdir(dir.to_path_buf())?;
         let mnesia = mkdir(dir.join("mnesia"))?;
         let logs = mkdir(dir.join("log"))?;
         let plugins = dir.join("enabled_plugins");
-        std::fs::write(&plugins, "[].\n").map_err(|source| RabbitError::Dir { path: plugins.display().to_string(), source })?;
+        std::fs::write(&plugins, "[].\n").map_err(|source| RabbitError::Dir {
+            path: plugins.display().to_string(),
+            source,
+        })?;
         let s = |p: &Path| p.display().to_string();
         let env = vec![
             ("HOME".to_string(), s(&dir)),
@@ -52,7 +58,13 @@ impl RabbitMq {
             ("RABBITMQ_FEATURE_FLAGS_FILE".to_string(), s(&dir.join("feature_flags"))),
             ("RABBITMQ_PID_FILE".to_string(), s(&dir.join("rabbitmq.pid"))),
         ];
-        let process = Process::new("rabbitmq", PathBuf::from(SERVER), Vec::new(), env, dir.join("rabbitmq.out"));
+        let process = Process::new(
+            "rabbitmq",
+            PathBuf::from(SERVER),
+            Vec::new(),
+            env,
+            dir.join("rabbitmq.out"),
+        );
         Ok(Self { port, process })
     }
 
@@ -65,12 +77,19 @@ impl RabbitMq {
         self.process.start()?;
         let started = Instant::now();
         while started.elapsed() < timeout {
-            if lapin::Connection::connect(&self.url(), lapin::ConnectionProperties::default()).await.is_ok() {
+            if lapin::Connection::connect(&self.url(), lapin::ConnectionProperties::default())
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        Err(RabbitError::NotReady { port: self.port, waited: timeout, log: self.process.log_tail(20) })
+        Err(RabbitError::NotReady {
+            port: self.port,
+            waited: timeout,
+            log: self.process.log_tail(20),
+        })
     }
 
     /// Graceful stop (the broker persists its queues).

@@ -123,14 +123,27 @@ impl Topology {
         let bins = bin_dir();
         let log = |name: &str| options.dir.join("logs").join(format!("{name}.log"));
         let coordinator_port = port(9000)?;
-        let mut args = strings(&["-p", &coordinator_port.to_string(), "--bind", "127.0.0.1", "--clusters", &options.clusters.to_string()]);
+        let mut args = strings(&[
+            "-p",
+            &coordinator_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--clusters",
+            &options.clusters.to_string(),
+        ]);
         if let Some(h) = &options.heartbeat_interval {
             args.extend(strings(&["--heartbeat-interval", h]));
         }
         if let Some(f) = &options.failure_timeout {
             args.extend(strings(&["--failure-timeout", f]));
         }
-        let coordinator = Process::new("coordinator", bins.join("coordinator"), args, Vec::new(), log("coordinator"));
+        let coordinator = Process::new(
+            "coordinator",
+            bins.join("coordinator"),
+            args,
+            Vec::new(),
+            log("coordinator"),
+        );
         let coord = coordinator_port.to_string();
 
         let mut servers = BTreeMap::new();
@@ -139,18 +152,48 @@ impl Topology {
                 let p = port(classic_server_port(cluster, server, options.clusters))?;
                 let data = options.dir.join(format!("cluster{cluster}-server{server}"));
                 let args = strings(&[
-                    "-c", &cluster.to_string(), "-s", &server.to_string(), "-h", "127.0.0.1", "-k", &coord,
-                    "-p", &p.to_string(), "--bind", "127.0.0.1", "--data-dir", &data.display().to_string(),
+                    "-c",
+                    &cluster.to_string(),
+                    "-s",
+                    &server.to_string(),
+                    "-h",
+                    "127.0.0.1",
+                    "-k",
+                    &coord,
+                    "-p",
+                    &p.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--data-dir",
+                    &data.display().to_string(),
                 ]);
                 let name = format!("tsd-c{cluster}-s{server}");
                 let process = Process::new(&name, bins.join("tsd"), args, Vec::new(), log(&name));
-                servers.insert((cluster, server), Member { process, port: p, cluster });
+                servers.insert(
+                    (cluster, server),
+                    Member {
+                        process,
+                        port: p,
+                        cluster,
+                    },
+                );
             }
         }
         let mut synchronizers = BTreeMap::new();
         for id in 1..=options.clusters * options.synchronizers_per_cluster {
             let p = port(classic_synchronizer_port(id))?;
-            let args = strings(&["-h", "127.0.0.1", "-k", &coord, "-p", &p.to_string(), "-i", &id.to_string(), "--bind", "127.0.0.1"]);
+            let args = strings(&[
+                "-h",
+                "127.0.0.1",
+                "-k",
+                &coord,
+                "-p",
+                &p.to_string(),
+                "-i",
+                &id.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ]);
             let env = vec![
                 ("AMQP_URL".to_string(), amqp_url.clone()),
                 ("TINYSNS_AMQP_NAMESPACE".to_string(), namespace.clone()),
@@ -158,9 +201,25 @@ impl Topology {
             let name = format!("synchronizer-{id}");
             let process = Process::new(&name, bins.join("synchronizer"), args, env, log(&name));
             let cluster = cluster_of_synchronizer(id, options.clusters).unwrap_or(1);
-            synchronizers.insert(id, Member { process, port: p, cluster });
+            synchronizers.insert(
+                id,
+                Member {
+                    process,
+                    port: p,
+                    cluster,
+                },
+            );
         }
-        Ok(Self { options, rabbit, amqp_url, namespace, coordinator_port, coordinator, servers, synchronizers })
+        Ok(Self {
+            options,
+            rabbit,
+            amqp_url,
+            namespace,
+            coordinator_port,
+            coordinator,
+            servers,
+            synchronizers,
+        })
     }
 
     pub async fn start_broker(&mut self) -> Result<(), StackError> {
@@ -195,18 +254,29 @@ impl Topology {
     }
 
     pub fn server(&mut self, cluster: u32, server: u32) -> &mut Process {
-        &mut self.servers.get_mut(&(cluster, server)).expect("no such server in this topology").process
+        &mut self
+            .servers
+            .get_mut(&(cluster, server))
+            .expect("no such server in this topology")
+            .process
     }
 
     pub fn synchronizer(&mut self, id: u32) -> &mut Process {
-        &mut self.synchronizers.get_mut(&id).expect("no such synchronizer in this topology").process
+        &mut self
+            .synchronizers
+            .get_mut(&id)
+            .expect("no such synchronizer in this topology")
+            .process
     }
 
     pub async fn views(&self) -> Result<Vec<ClusterView>, StackError> {
         let channel = tinysns_common::grpc::channel(&self.coordinator_address(), Duration::from_millis(500))
             .map_err(|e| StackError::Coordinator(e.to_string()))?;
         let mut client = CoordinatorClient::new(channel);
-        let reply = client.list_clusters(ListClustersRequest {}).await.map_err(|s| StackError::Coordinator(s.message().to_string()))?;
+        let reply = client
+            .list_clusters(ListClustersRequest {})
+            .await
+            .map_err(|s| StackError::Coordinator(s.message().to_string()))?;
         Ok(reply.into_inner().views)
     }
 
@@ -249,15 +319,31 @@ impl Topology {
             let Some(view) = views.iter().find(|v| v.cluster_id == cluster) else {
                 return Ok(Some(format!("cluster {cluster} unknown")));
             };
-            let servers = self.servers.iter_mut().filter(|((c, _), _)| *c == cluster).map(|(_, m)| m.process.is_running()).filter(|up| *up).count();
-            let syncs = self.synchronizers.values_mut().filter(|m| m.cluster == cluster).map(|m| m.process.is_running()).filter(|up| *up).count();
+            let servers = self
+                .servers
+                .iter_mut()
+                .filter(|((c, _), _)| *c == cluster)
+                .map(|(_, m)| m.process.is_running())
+                .filter(|up| *up)
+                .count();
+            let syncs = self
+                .synchronizers
+                .values_mut()
+                .filter(|m| m.cluster == cluster)
+                .map(|m| m.process.is_running())
+                .filter(|up| *up)
+                .count();
             let joined_servers = view.master.iter().count() + view.slaves.len();
             let joined_syncs = view.sync_master.iter().count() + view.sync_slaves.len();
             if view.master.is_none() || joined_servers < servers {
-                return Ok(Some(format!("cluster {cluster}: {joined_servers}/{servers} servers joined")));
+                return Ok(Some(format!(
+                    "cluster {cluster}: {joined_servers}/{servers} servers joined"
+                )));
             }
             if (syncs > 0 && view.sync_master.is_none()) || joined_syncs < syncs {
-                return Ok(Some(format!("cluster {cluster}: {joined_syncs}/{syncs} synchronizers joined")));
+                return Ok(Some(format!(
+                    "cluster {cluster}: {joined_syncs}/{syncs} synchronizers joined"
+                )));
             }
         }
         Ok(None)
@@ -269,12 +355,24 @@ impl Topology {
         if let Some(rabbit) = self.rabbit.as_mut() {
             let port = rabbit.port;
             let state = if rabbit.is_running() { "running" } else { "STOPPED" };
-            lines.push(format!("{:<16} {:<8} port {:<6} log {}", "rabbitmq", state, port, rabbit.log().display()));
+            lines.push(format!(
+                "{:<16} {:<8} port {:<6} log {}",
+                "rabbitmq",
+                state,
+                port,
+                rabbit.log().display()
+            ));
         }
         let coordinator_port = self.coordinator_port;
         let line = |p: &mut Process, port: u16| {
             let state = if p.is_running() { "running" } else { "STOPPED" };
-            format!("{:<16} {:<8} port {:<6} log {}", p.name, state, port, p.log_path().display())
+            format!(
+                "{:<16} {:<8} port {:<6} log {}",
+                p.name,
+                state,
+                port,
+                p.log_path().display()
+            )
         };
         lines.push(line(&mut self.coordinator, coordinator_port));
         for m in self.servers.values_mut().chain(self.synchronizers.values_mut()) {

@@ -14,7 +14,14 @@ pub struct Tsc {
 impl Tsc {
     pub fn start(coordinator_port: u16, user: u64) -> std::io::Result<Self> {
         let mut child = Command::new(crate::bin_dir().join("tsc"))
-            .args(["-h", "127.0.0.1", "-k", &coordinator_port.to_string(), "-u", &user.to_string()])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-k",
+                &coordinator_port.to_string(),
+                "-u",
+                &user.to_string(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -29,7 +36,9 @@ impl Tsc {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         Ok(Self { child, stdin, output })

@@ -33,21 +33,34 @@ async fn cross_cluster_follow_list_and_timeline() {
     let mut t3 = u3.timeline(0).await.unwrap();
 
     let posted = Instant::now();
-    assert_eq!(t2.post("hello from cluster 2").await.unwrap().status, Code::Success as i32);
+    assert_eq!(
+        t2.post("hello from cluster 2").await.unwrap().status,
+        Code::Success as i32
+    );
     let got = expect_post(&mut t1, DELIVERY).await;
     println!("cross-cluster delivery 2 -> 1 took {:?}", posted.elapsed());
     assert_eq!((got.author, got.text.as_str()), (2, "hello from cluster 2"));
 
-    assert_eq!(t3.post("hello from cluster 3").await.unwrap().status, Code::Success as i32);
+    assert_eq!(
+        t3.post("hello from cluster 3").await.unwrap().status,
+        Code::Success as i32
+    );
     let got = expect_post(&mut t1, DELIVERY).await;
     assert_eq!((got.author, got.text.as_str()), (3, "hello from cluster 3"));
 
     // User 1's own post reaches its follower (2) but is not echoed to 1.
-    assert_eq!(t1.post("hello from cluster 1").await.unwrap().status, Code::Success as i32);
+    assert_eq!(
+        t1.post("hello from cluster 1").await.unwrap().status,
+        Code::Success as i32
+    );
     let got = expect_post(&mut t2, DELIVERY).await;
     assert_eq!((got.author, got.text.as_str()), (1, "hello from cluster 1"));
     let extra = t1.collect(Duration::from_millis(500)).await.unwrap();
-    assert!(extra.is_empty(), "own post echoed or duplicate delivered: {:?}", texts(&extra));
+    assert!(
+        extra.is_empty(),
+        "own post echoed or duplicate delivered: {:?}",
+        texts(&extra)
+    );
     // 3 does not follow 1 or 2: nothing arrives.
     assert!(t3.collect(Duration::from_millis(300)).await.unwrap().is_empty());
 }
@@ -68,13 +81,14 @@ async fn timeline_shows_last_20_newest_first_and_only_after_follow() {
         t2.post(&format!("after-{i}")).await.unwrap();
     }
     let expected: Vec<String> = (5..25).rev().map(|i| format!("after-{i}")).collect();
-    let u1 = std::cell::RefCell::new(&mut u1);
-    let history = eventually("the 25 posts to reach cluster 1", DELIVERY, || async {
-        let timeline = u1.borrow_mut().timeline(0).await.ok()?;
+    let history = eventually!("the 25 posts to reach cluster 1", DELIVERY, async {
+        let timeline = u1.timeline(0).await.ok()?;
         (texts(&timeline.history) == expected).then_some(timeline.history)
-    })
-    .await;
-    assert!(history.windows(2).all(|w| w[0].timestamp_ms >= w[1].timestamp_ms), "newest first");
+    });
+    assert!(
+        history.windows(2).all(|w| w[0].timestamp_ms >= w[1].timestamp_ms),
+        "newest first"
+    );
     assert!(history.iter().all(|p| !p.text.starts_with("before")));
 }
 
@@ -87,12 +101,18 @@ async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
 
     // A second concurrent login of the same user.
     match tinysns_stack::client::User::login(&t.coordinator_address(), 1).await {
-        Err(tinysns_tsc::session::ConnectError::Refused { status, .. }) => assert_eq!(status, Code::FailureAlreadyExists),
+        Err(tinysns_tsc::session::ConnectError::Refused { status, .. }) => {
+            assert_eq!(status, Code::FailureAlreadyExists)
+        }
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("second concurrent login accepted"),
     }
     // Invalid user ids never reach a server.
-    assert!(tinysns_stack::client::User::login(&t.coordinator_address(), 0).await.is_err());
+    assert!(
+        tinysns_stack::client::User::login(&t.coordinator_address(), 0)
+            .await
+            .is_err()
+    );
 
     assert_eq!(u1.follow("1").await.unwrap(), Code::FailureInvalid, "follow yourself");
     assert_eq!(u1.follow("99").await.unwrap(), Code::FailureNotExists, "unknown user");
@@ -110,11 +130,23 @@ async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
     let master = t.view(1).await.unwrap().master.unwrap();
     let channel = tinysns_common::grpc::channel(&master.address, Duration::from_secs(1)).unwrap();
     let mut direct = SocialServiceClient::new(channel);
-    let reply = direct.login(LoginRequest { user_id: 2, session_id: String::new() }).await.unwrap().into_inner();
+    let reply = direct
+        .login(LoginRequest {
+            user_id: 2,
+            session_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(reply.status, Code::FailureInvalid as i32, "user 2 lives in cluster 2");
     let reply = direct.list(ListRequest { user_id: 4 }).await.unwrap().into_inner();
     assert_eq!(reply.status, Code::FailureNotExists as i32, "user 4 never logged in");
-    let open = TimelineRequest { kind: Some(timeline_request::Kind::Open(TimelineOpen { user_id: 4, resume_after: 0 })) };
+    let open = TimelineRequest {
+        kind: Some(timeline_request::Kind::Open(TimelineOpen {
+            user_id: 4,
+            resume_after: 0,
+        })),
+    };
     let status = direct.timeline(tokio_stream::iter(vec![open])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
 
@@ -161,7 +193,9 @@ async fn tsc_binary_behaves_like_the_classic_client() {
     }
     let before = tsc1.output();
     tsc1.send("FOLLOW 2\nfollow 2\nFOLLOW 1\nfollow 42\nFollow abc\nUNFOLLOW 3\nLIST 2\nFOLLOW \nDANCE\nTIMELINE\n");
-    let out = tsc1.wait_for("Now you are in the timeline", 1, Duration::from_secs(10)).unwrap();
+    let out = tsc1
+        .wait_for("Now you are in the timeline", 1, Duration::from_secs(10))
+        .unwrap();
     let transcript = &out[before.len()..];
     assert_eq!(
         transcript,
@@ -181,10 +215,13 @@ async fn tsc_binary_behaves_like_the_classic_client() {
     // User 2 posts through its own tsc (stdin piped, then closed).
     let mut tsc2 = Tsc::start(port, 2).unwrap();
     tsc2.send("TIMELINE\nhello through tsc\n");
-    tsc2.wait_for("Now you are in the timeline", 1, Duration::from_secs(10)).unwrap();
+    tsc2.wait_for("Now you are in the timeline", 1, Duration::from_secs(10))
+        .unwrap();
     let (code, _) = tsc2.finish(Duration::from_secs(10));
     assert_eq!(code, Some(0));
-    let out = tsc1.wait_for(">> hello through tsc\n", 1, DELIVERY).unwrap_or_else(|o| panic!("post never shown:\n{o}"));
+    let out = tsc1
+        .wait_for(">> hello through tsc\n", 1, DELIVERY)
+        .unwrap_or_else(|o| panic!("post never shown:\n{o}"));
     let line = out.lines().find(|l| l.ends_with(">> hello through tsc")).unwrap();
     // `2 (Sun Nov 22 01:53:24 2026) >> hello through tsc`
     assert!(line.starts_with("2 ("), "{line}");
@@ -194,7 +231,10 @@ async fn tsc_binary_behaves_like_the_classic_client() {
     tsc1.send("exit\nLIST\n");
     let (code, out) = tsc1.finish(Duration::from_secs(10));
     assert_eq!(code, Some(0));
-    assert!(out.ends_with("Command completed successfully\nAll users: 1, 2, 3, \nFollowers: \nCmd> "), "{out}");
+    assert!(
+        out.ends_with("Command completed successfully\nAll users: 1, 2, 3, \nFollowers: \nCmd> "),
+        "{out}"
+    );
     assert_eq!(out.matches(">> hello through tsc").count(), 1);
 
     // No coordinator there: the classic failure line.

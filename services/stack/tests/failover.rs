@@ -27,15 +27,17 @@ async fn every_process_restarted_and_nothing_lost() {
     }
     let want1: Vec<String> = (0..3).rev().map(|i| format!("two-{i}")).collect();
     let want3: Vec<String> = (0..2).rev().map(|i| format!("one-{i}")).collect();
-    let (c1, c3) = (std::cell::RefCell::new(&mut u1), std::cell::RefCell::new(&mut u3));
-    eventually("posts to cross clusters", DELIVERY, || async {
-        let h1 = c1.borrow_mut().timeline(0).await.ok()?.history;
-        let h3 = c3.borrow_mut().timeline(0).await.ok()?.history;
+    eventually!("posts to cross clusters", DELIVERY, async {
+        let h1 = u1.timeline(0).await.ok()?.history;
+        let h3 = u3.timeline(0).await.ok()?.history;
         (texts(&h1) == want1 && texts(&h3) == want3).then_some(())
-    })
-    .await;
+    });
     drop((t1, t2));
-    let lists_before = (u1.list().await.unwrap(), u2.list().await.unwrap(), u3.list().await.unwrap());
+    let lists_before = (
+        u1.list().await.unwrap(),
+        u2.list().await.unwrap(),
+        u3.list().await.unwrap(),
+    );
     for u in [u1, u2, u3] {
         u.logout().await;
     }
@@ -46,7 +48,11 @@ async fn every_process_restarted_and_nothing_lost() {
     t.wait_ready(Duration::from_secs(30)).await.unwrap();
 
     let (mut u1, mut u2, mut u3) = (login(&t, 1).await, login(&t, 2).await, login(&t, 3).await);
-    let lists_after = (u1.list().await.unwrap(), u2.list().await.unwrap(), u3.list().await.unwrap());
+    let lists_after = (
+        u1.list().await.unwrap(),
+        u2.list().await.unwrap(),
+        u3.list().await.unwrap(),
+    );
     assert_eq!(lists_before, lists_after);
     assert_eq!(texts(&u1.timeline(0).await.unwrap().history), want1);
     assert_eq!(texts(&u3.timeline(0).await.unwrap().history), want3);
@@ -68,18 +74,17 @@ async fn killed_master_tsd_is_replaced_by_its_slave_with_the_same_data() {
         t2.post(&format!("before-{i}")).await.unwrap();
     }
     let want: Vec<String> = (0..3).rev().map(|i| format!("before-{i}")).collect();
-    let c1 = std::cell::RefCell::new(&mut u1);
-    eventually("posts to reach cluster 1", DELIVERY, || async {
-        (texts(&c1.borrow_mut().timeline(0).await.ok()?.history) == want).then_some(())
-    })
-    .await;
+    eventually!("posts to reach cluster 1", DELIVERY, async {
+        (texts(&u1.timeline(0).await.ok()?.history) == want).then_some(())
+    });
     let mut t1 = u1.timeline(0).await.unwrap();
     let mine = t1.post("written before the failover").await.unwrap();
     assert_eq!(mine.status, Code::Success as i32);
     // A tsc in timeline mode rides through the failover too.
     let mut tsc = Tsc::start(t.coordinator_port, 4).unwrap();
     tsc.send("FOLLOW 2\nTIMELINE\n");
-    tsc.wait_for("Now you are in the timeline", 1, Duration::from_secs(10)).unwrap();
+    tsc.wait_for("Now you are in the timeline", 1, Duration::from_secs(10))
+        .unwrap();
     let list_before = u1.list().await.unwrap();
 
     let old = t.master_server(1).await.expect("cluster 1 has a master");
@@ -91,12 +96,17 @@ async fn killed_master_tsd_is_replaced_by_its_slave_with_the_same_data() {
     assert_ne!(new, old);
     let mut t1 = u1.timeline(0).await.unwrap();
     let ack = t1.post("written after the failover").await.unwrap();
-    println!("tsd failover: first write acknowledged by the new master {:?} after the kill", killed.elapsed());
+    println!(
+        "tsd failover: first write acknowledged by the new master {:?} after the kill",
+        killed.elapsed()
+    );
     assert_eq!(ack.status, Code::Success as i32);
     assert_eq!(texts(&t1.history), want);
     t2.post("live after the failover").await.unwrap();
     assert_eq!(expect_post(&mut t1, DELIVERY).await.text, "live after the failover");
-    let out = tsc.wait_for(">> live after the failover\n", 1, DELIVERY).unwrap_or_else(|o| panic!("tsc missed it:\n{o}"));
+    let out = tsc
+        .wait_for(">> live after the failover\n", 1, DELIVERY)
+        .unwrap_or_else(|o| panic!("tsc missed it:\n{o}"));
     assert_eq!(out.matches(">> live after the failover").count(), 1);
 
     // The killed server comes back as a slave and catches up; then it takes over again
@@ -110,9 +120,19 @@ async fn killed_master_tsd_is_replaced_by_its_slave_with_the_same_data() {
     let mut want = vec!["live after the failover".to_string()];
     want.extend((0..3).rev().map(|i| format!("before-{i}")));
     assert_eq!(texts(&t1.history), want);
-    assert_eq!(t1.post_with_id(mine.post_id, "written before the failover").await.unwrap().status, Code::Success as i32);
+    assert_eq!(
+        t1.post_with_id(mine.post_id, "written before the failover")
+            .await
+            .unwrap()
+            .status,
+        Code::Success as i32
+    );
     let (_, out) = tsc.finish(Duration::from_secs(10));
-    assert_eq!(out.matches(">> live after the failover").count(), 1, "duplicate after failover:\n{out}");
+    assert_eq!(
+        out.matches(">> live after the failover").count(),
+        1,
+        "duplicate after failover:\n{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,9 +152,14 @@ async fn killed_master_synchronizers_are_replaced_and_delivery_continues() {
     for cluster in [2, 1] {
         let old = t.master_synchronizer(cluster).await.expect("a master synchronizer");
         t.synchronizer(old).kill();
-        t2.post(&format!("after killing the master synchronizer of cluster {cluster}")).await.unwrap();
+        t2.post(&format!("after killing the master synchronizer of cluster {cluster}"))
+            .await
+            .unwrap();
         let got = expect_post(&mut t1, Duration::from_secs(20)).await;
-        assert_eq!(got.text, format!("after killing the master synchronizer of cluster {cluster}"));
+        assert_eq!(
+            got.text,
+            format!("after killing the master synchronizer of cluster {cluster}")
+        );
         let new = t.master_synchronizer(cluster).await.expect("a new master synchronizer");
         assert_ne!(new, old);
     }
@@ -147,14 +172,16 @@ async fn a_cluster_without_live_servers_is_reported_unavailable() {
     let mut t = start("no-servers").await;
     t.server(3, 1).kill();
     t.server(3, 2).kill();
-    let c = std::cell::RefCell::new(&mut t);
-    eventually("cluster 3 to lose its master", Duration::from_secs(10), || async {
-        c.borrow().master_server(3).await.is_none().then_some(())
-    })
-    .await;
-    let (code, out) = Tsc::start(t.coordinator_port, 3).unwrap().finish(Duration::from_secs(10));
+    eventually!("cluster 3 to lose its master", Duration::from_secs(10), async {
+        t.master_server(3).await.is_none().then_some(())
+    });
+    let (code, out) = Tsc::start(t.coordinator_port, 3)
+        .unwrap()
+        .finish(Duration::from_secs(10));
     assert_eq!((code, out.as_str()), (Some(1), "connection failed: -1\n"));
     // Other clusters are unaffected.
-    let (code, out) = Tsc::start(t.coordinator_port, 1).unwrap().finish(Duration::from_secs(10));
+    let (code, out) = Tsc::start(t.coordinator_port, 1)
+        .unwrap()
+        .finish(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{out}");
 }

@@ -27,7 +27,9 @@ pub struct Names {
 
 impl Names {
     pub fn new(namespace: &str) -> Self {
-        Self { namespace: namespace.to_string() }
+        Self {
+            namespace: namespace.to_string(),
+        }
     }
 
     /// The fanout exchange every cluster's changes are published to.
@@ -70,7 +72,11 @@ pub enum Poison {
 }
 
 pub fn encode(change: RemoteChange) -> Vec<u8> {
-    BusEnvelope { version: ENVELOPE_VERSION, change: Some(change) }.encode_to_vec()
+    BusEnvelope {
+        version: ENVELOPE_VERSION,
+        change: Some(change),
+    }
+    .encode_to_vec()
 }
 
 pub fn decode(bytes: &[u8]) -> Result<RemoteChange, Poison> {
@@ -94,31 +100,60 @@ pub fn properties(change: &RemoteChange) -> BasicProperties {
 }
 
 pub async fn connect(url: &str) -> Result<Connection, BusError> {
-    Ok(Connection::connect(url, ConnectionProperties::default().with_connection_name("tinysns-synchronizer".into())).await?)
+    Ok(Connection::connect(
+        url,
+        ConnectionProperties::default().with_connection_name("tinysns-synchronizer".into()),
+    )
+    .await?)
 }
 
 /// Declares the exchanges and the queues of all `clusters` (idempotent). Every publisher
 /// declares every queue before its first publish, so no cluster misses a change published
 /// before its own synchronizer first started.
 pub async fn declare(channel: &Channel, names: &Names, clusters: u32) -> Result<(), BusError> {
-    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     let none = FieldTable::default;
-    channel.exchange_declare(names.exchange().into(), ExchangeKind::Fanout, durable, none()).await?;
-    channel.exchange_declare(names.dead_exchange().into(), ExchangeKind::Fanout, durable, none()).await?;
-    let queue = QueueDeclareOptions { durable: true, ..Default::default() };
+    channel
+        .exchange_declare(names.exchange().into(), ExchangeKind::Fanout, durable, none())
+        .await?;
+    channel
+        .exchange_declare(names.dead_exchange().into(), ExchangeKind::Fanout, durable, none())
+        .await?;
+    let queue = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel.queue_declare(names.dead_queue().into(), queue, none()).await?;
     channel
-        .queue_bind(names.dead_queue().into(), names.dead_exchange().into(), "".into(), QueueBindOptions::default(), none())
+        .queue_bind(
+            names.dead_queue().into(),
+            names.dead_exchange().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            none(),
+        )
         .await?;
     for cluster in 1..=clusters {
         let mut args = FieldTable::default();
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(names.dead_exchange().into()));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(names.dead_exchange().into()),
+        );
         // Only one consumer at a time gets a cluster's changes, so they apply in order
         // even if two synchronizers briefly both believe they are master.
         args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
         channel.queue_declare(names.queue(cluster).into(), queue, args).await?;
         channel
-            .queue_bind(names.queue(cluster).into(), names.exchange().into(), "".into(), QueueBindOptions::default(), none())
+            .queue_bind(
+                names.queue(cluster).into(),
+                names.exchange().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                none(),
+            )
             .await?;
     }
     Ok(())
@@ -146,7 +181,13 @@ mod tests {
             origin_cluster: 2,
             origin_lsn: 7,
             timestamp_ms: 1,
-            change: Some(Change { kind: Some(change::Kind::Post(PostCreated { author: 2, post_id: 9, text: "hi".into() })) }),
+            change: Some(Change {
+                kind: Some(change::Kind::Post(PostCreated {
+                    author: 2,
+                    post_id: 9,
+                    text: "hi".into(),
+                })),
+            }),
         }
     }
 
@@ -158,9 +199,17 @@ mod tests {
     #[test]
     fn poison_is_recognised() {
         assert!(matches!(decode(b"\xff\xff\xff"), Err(Poison::Undecodable(_))));
-        let future = BusEnvelope { version: 2, change: Some(sample()) }.encode_to_vec();
+        let future = BusEnvelope {
+            version: 2,
+            change: Some(sample()),
+        }
+        .encode_to_vec();
         assert_eq!(decode(&future), Err(Poison::UnknownVersion(2)));
-        let empty = BusEnvelope { version: 1, change: None }.encode_to_vec();
+        let empty = BusEnvelope {
+            version: 1,
+            change: None,
+        }
+        .encode_to_vec();
         assert_eq!(decode(&empty), Err(Poison::Empty));
         assert_eq!(decode(b""), Err(Poison::UnknownVersion(0)));
     }

@@ -15,12 +15,17 @@ pub struct ClusterLink {
 impl ClusterLink {
     pub fn new(coordinator: &str, cluster: u32) -> Result<Self, tinysns_common::grpc::AddressError> {
         let channel = tinysns_common::grpc::channel(coordinator, Duration::from_secs(1))?;
-        Ok(Self { coordinator: CoordinatorClient::new(channel), cluster })
+        Ok(Self {
+            coordinator: CoordinatorClient::new(channel),
+            cluster,
+        })
     }
 
     /// A change-feed client on the cluster's current tsd master.
     pub async fn master(&self) -> Result<ChangeFeedClient<Channel>, tonic::Status> {
-        let mut call = tonic::Request::new(GetClusterRequest { cluster_id: self.cluster });
+        let mut call = tonic::Request::new(GetClusterRequest {
+            cluster_id: self.cluster,
+        });
         call.set_timeout(Duration::from_secs(2));
         let view = self.coordinator.clone().get_cluster(call).await?.into_inner();
         let master = view

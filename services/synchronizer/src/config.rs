@@ -5,7 +5,12 @@ use serde::Serialize;
 use tinysns_common::topology;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "synchronizer", version, about = "tinysns cross-cluster synchronizer", disable_help_flag = true)]
+#[command(
+    name = "synchronizer",
+    version,
+    about = "tinysns cross-cluster synchronizer",
+    disable_help_flag = true
+)]
 pub struct Args {
     /// Synchronizer id; its cluster is ((id - 1) % clusters) + 1. Derived from POD_NAME's
     /// ordinal with --cluster and --clusters when absent.
@@ -18,10 +23,20 @@ pub struct Args {
     #[arg(long, env = "TINYSNS_CLUSTERS", value_parser = clap::value_parser!(u32).range(1..))]
     pub clusters: Option<u32>,
     /// Coordinator host.
-    #[arg(short = 'h', long = "coordinator-host", env = "TINYSNS_COORDINATOR_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        short = 'h',
+        long = "coordinator-host",
+        env = "TINYSNS_COORDINATOR_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub coordinator_host: String,
     /// Coordinator port.
-    #[arg(short = 'k', long = "coordinator-port", env = "TINYSNS_COORDINATOR_PORT", default_value_t = 9000)]
+    #[arg(
+        short = 'k',
+        long = "coordinator-port",
+        env = "TINYSNS_COORDINATOR_PORT",
+        default_value_t = 9000
+    )]
     pub coordinator_port: u16,
     /// Port for health checks; defaults to 9000 + id.
     #[arg(short = 'p', long, env = "TINYSNS_PORT")]
@@ -64,8 +79,12 @@ fn masked<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
 
 /// `amqp://user:secret@host` -> `amqp://user:***@host`, for logs and --print-config.
 pub fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_string(),

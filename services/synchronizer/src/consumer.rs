@@ -7,10 +7,10 @@ use crate::bus;
 use crate::cluster::ClusterLink;
 use crate::run::SyncError;
 use futures_util::{FutureExt, StreamExt};
+use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
 use lapin::types::FieldTable;
-use lapin::Channel;
 use std::time::Duration;
 use tinysns_common::proto::internal::{ApplyRemoteRequest, RemoteChange};
 use tinysns_common::shutdown::Shutdown;
@@ -40,7 +40,9 @@ pub async fn consume(
             d = deliveries.next() => d,
             _ = stop.wait() => return Ok(()),
         };
-        let Some(first) = first else { return Err(SyncError::ConsumerEnded) };
+        let Some(first) = first else {
+            return Err(SyncError::ConsumerEnded);
+        };
         let mut batch = vec![first.map_err(bus::BusError::from)?];
         while batch.len() < MAX_BATCH {
             match deliveries.next().now_or_never() {
@@ -53,7 +55,10 @@ pub async fn consume(
             match bus::decode(&delivery.data) {
                 Err(poison) => dead_letter(&delivery, names, &poison.to_string()).await?,
                 Ok(change) if change.origin_cluster == link.cluster => {
-                    delivery.ack(BasicAckOptions::default()).await.map_err(bus::BusError::from)?;
+                    delivery
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map_err(bus::BusError::from)?;
                 }
                 Ok(change) => pending.push((delivery, change)),
             }
@@ -70,7 +75,10 @@ pub async fn consume(
             if reply.rejected.contains(&(index as u32)) {
                 dead_letter(&delivery, names, "refused by tsd as invalid").await?;
             } else {
-                delivery.ack(BasicAckOptions::default()).await.map_err(bus::BusError::from)?;
+                delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(bus::BusError::from)?;
             }
         }
     }
@@ -86,7 +94,10 @@ async fn apply(
     loop {
         let attempt = async {
             let mut tsd = link.master().await?;
-            tsd.apply_remote(ApplyRemoteRequest { changes: changes.clone() }).await
+            tsd.apply_remote(ApplyRemoteRequest {
+                changes: changes.clone(),
+            })
+            .await
         };
         match attempt.await {
             Ok(reply) => return Some(reply.into_inner()),
@@ -103,12 +114,19 @@ async fn apply(
 }
 
 async fn dead_letter(delivery: &Delivery, names: &bus::Names, why: &str) -> Result<(), SyncError> {
-    let id = delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+    let id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     tracing::warn!(message_id = %id, bytes = delivery.data.len(), reason = why, queue = %names.dead_queue(), "poison message dead-lettered");
     delivery
-        .nack(BasicNackOptions { requeue: false, ..Default::default() })
+        .nack(BasicNackOptions {
+            requeue: false,
+            ..Default::default()
+        })
         .await
         .map_err(bus::BusError::from)?;
     Ok(())
 }
-

@@ -19,7 +19,12 @@ const MAX_UNCONFIRMED: usize = 256;
 /// How often the confirmed position is recorded in the cluster.
 const CURSOR_PERIOD: Duration = Duration::from_millis(200);
 
-pub async fn publish(link: &ClusterLink, channel: &Channel, names: &bus::Names, stop: &Shutdown) -> Result<(), SyncError> {
+pub async fn publish(
+    link: &ClusterLink,
+    channel: &Channel,
+    names: &bus::Names,
+    stop: &Shutdown,
+) -> Result<(), SyncError> {
     let mut tsd = link.master().await?;
     let mut feed = tsd.subscribe(ChangeFeedRequest { after_lsn: 0 }).await?.into_inner();
     tracing::info!(cluster = link.cluster, "publishing this cluster's changes");

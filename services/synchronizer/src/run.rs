@@ -29,7 +29,9 @@ pub enum SyncError {
 
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let addr = format!("{}:{}", config.bind, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, id = config.id, amqp = %mask_password(&config.amqp_url), "synchronizer listening");
     let (health, health_service) = Health::new().await;
     let stop = shutdown.clone();
@@ -43,8 +45,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let membership = Membership::new();
     let mut role = membership.handle();
-    let me = Member { kind: MemberKind::Synchronizer as i32, cluster_id: 0, member_id: config.id, address: config.advertise.clone() };
-    tokio::spawn(membership.run(config.coordinator.clone(), me, Arc::new(AtomicU64::new(0)), shutdown.clone()));
+    let me = Member {
+        kind: MemberKind::Synchronizer as i32,
+        cluster_id: 0,
+        member_id: config.id,
+        address: config.advertise.clone(),
+    };
+    tokio::spawn(membership.run(
+        config.coordinator.clone(),
+        me,
+        Arc::new(AtomicU64::new(0)),
+        shutdown.clone(),
+    ));
 
     let mut working: Option<(Shutdown, tokio::task::JoinHandle<()>)> = None;
     while !shutdown.is_triggered() {

@@ -27,7 +27,11 @@ fn joined(ids: &[u64]) -> String {
 
 /// The two lines LIST prints after its status line.
 pub fn list_lines(reply: &ListReply) -> String {
-    format!("All users: {}\nFollowers: {}\n", joined(&reply.all_users), joined(&reply.followers))
+    format!(
+        "All users: {}\nFollowers: {}\n",
+        joined(&reply.all_users),
+        joined(&reply.followers)
+    )
 }
 
 /// `ctime(3)` without its trailing newline, in local time: `Sun Nov 22 01:53:24 2026`.
@@ -48,15 +52,27 @@ mod tests {
 
     #[test]
     fn list_format_matches_the_classic_client() {
-        let reply = ListReply { all_users: vec![1, 2, 3], followers: vec![2], ..Default::default() };
+        let reply = ListReply {
+            all_users: vec![1, 2, 3],
+            followers: vec![2],
+            ..Default::default()
+        };
         assert_eq!(list_lines(&reply), "All users: 1, 2, 3, \nFollowers: 2, \n");
-        let empty = ListReply { all_users: vec![1], ..Default::default() };
+        let empty = ListReply {
+            all_users: vec![1],
+            ..Default::default()
+        };
         assert_eq!(list_lines(&empty), "All users: 1, \nFollowers: \n");
     }
 
     #[test]
     fn posts_show_author_ctime_and_text() {
-        let post = Post { author: 7, text: "hello".into(), timestamp_ms: 0, ..Default::default() };
+        let post = Post {
+            author: 7,
+            text: "hello".into(),
+            timestamp_ms: 0,
+            ..Default::default()
+        };
         let line = post_line(&post);
         assert!(line.starts_with("7 ("), "{line}");
         assert!(line.ends_with(") >> hello\n"), "{line}");
@@ -69,7 +85,13 @@ mod tests {
     #[test]
     fn every_status_has_its_classic_message() {
         assert_eq!(status_line(Status::Success), "Command completed successfully");
-        assert_eq!(status_line(Status::FailureNotExists), "Input username does not exists, command failed");
-        assert_eq!(status_line(Status::FailureInvalidUsername), "Command failed with invalid username");
+        assert_eq!(
+            status_line(Status::FailureNotExists),
+            "Input username does not exists, command failed"
+        );
+        assert_eq!(
+            status_line(Status::FailureInvalidUsername),
+            "Command failed with invalid username"
+        );
     }
 }

@@ -11,10 +11,20 @@ use tokio::io::{AsyncBufReadExt, BufReader, Stdin};
 #[command(name = "tsc", version, about = "tinysns client", disable_help_flag = true)]
 struct Args {
     /// Coordinator host.
-    #[arg(short = 'h', long = "coordinator-host", env = "TINYSNS_COORDINATOR_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        short = 'h',
+        long = "coordinator-host",
+        env = "TINYSNS_COORDINATOR_HOST",
+        default_value = "127.0.0.1"
+    )]
     host: String,
     /// Coordinator port.
-    #[arg(short = 'k', long = "coordinator-port", env = "TINYSNS_COORDINATOR_PORT", default_value_t = 9000)]
+    #[arg(
+        short = 'k',
+        long = "coordinator-port",
+        env = "TINYSNS_COORDINATOR_PORT",
+        default_value_t = 9000
+    )]
     port: u16,
     /// Your user id (a positive integer).
     #[arg(short = 'u', long = "user", value_parser = clap::value_parser!(u64).range(1..))]
@@ -86,7 +96,10 @@ async fn main() {
         };
         let user = session.user;
         let status = match &command {
-            Command::List => match session.call(|mut c| async move { c.list(ListRequest { user_id: user }).await }).await {
+            Command::List => match session
+                .call(|mut c| async move { c.list(ListRequest { user_id: user }).await })
+                .await
+            {
                 Ok(reply) => {
                     let status = Code::try_from(reply.status).unwrap_or(Code::FailureUnknown);
                     print(&format!("{}\n", display::status_line(status)));
@@ -99,11 +112,20 @@ async fn main() {
             },
             Command::Follow(target) | Command::UnFollow(target) => {
                 let follow = matches!(command, Command::Follow(_));
-                let request = FollowRequest { user_id: user, target: target.clone() };
+                let request = FollowRequest {
+                    user_id: user,
+                    target: target.clone(),
+                };
                 session
                     .call(|mut c| {
                         let request = request.clone();
-                        async move { if follow { c.follow(request).await } else { c.un_follow(request).await } }
+                        async move {
+                            if follow {
+                                c.follow(request).await
+                            } else {
+                                c.un_follow(request).await
+                            }
+                        }
                     })
                     .await
                     .map(|reply| Code::try_from(reply.status).unwrap_or(Code::FailureUnknown))

@@ -36,7 +36,8 @@ pub struct Session {
 impl Session {
     /// Connects and logs in once; failure here is the classic "connection failed".
     pub async fn connect(coordinator: &str, user: u64) -> Result<Self, ConnectError> {
-        let coordinator = channel(coordinator, CONNECT_TIMEOUT).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let coordinator =
+            channel(coordinator, CONNECT_TIMEOUT).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (current, watcher) = watch::channel(None);
         let mut session = Self {
             coordinator: CoordinatorClient::new(coordinator),
@@ -55,17 +56,29 @@ impl Session {
         let unreachable = |s: tonic::Status| ConnectError::Unreachable(s.message().to_string());
         let mut call = tonic::Request::new(GetServerRequest { user_id: self.user });
         call.set_timeout(Duration::from_secs(2));
-        let server = self.coordinator.get_server(call).await.map_err(unreachable)?.into_inner();
-        let channel = channel(&server.address, CONNECT_TIMEOUT).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let server = self
+            .coordinator
+            .get_server(call)
+            .await
+            .map_err(unreachable)?
+            .into_inner();
+        let channel =
+            channel(&server.address, CONNECT_TIMEOUT).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let mut client = SocialServiceClient::new(channel);
         let reply = client
-            .login(LoginRequest { user_id: self.user, session_id: self.session_id.clone() })
+            .login(LoginRequest {
+                user_id: self.user,
+                session_id: self.session_id.clone(),
+            })
             .await
             .map_err(unreachable)?
             .into_inner();
         let status = Code::try_from(reply.status).unwrap_or(Code::FailureUnknown);
         if status != Code::Success {
-            return Err(ConnectError::Refused { status, message: reply.message });
+            return Err(ConnectError::Refused {
+                status,
+                message: reply.message,
+            });
         }
         tracing::debug!(server = %server.address, cluster = server.cluster_id, "logged in");
         self.session_id = reply.session_id;
@@ -124,7 +137,12 @@ impl Session {
         self.keepalive.abort();
         let client = self.current.borrow().clone();
         if let Some(mut client) = client {
-            let _ = client.logout(SessionRequest { user_id: self.user, session_id: self.session_id.clone() }).await;
+            let _ = client
+                .logout(SessionRequest {
+                    user_id: self.user,
+                    session_id: self.session_id.clone(),
+                })
+                .await;
         }
     }
 }
@@ -135,7 +153,12 @@ async fn keep_alive(mut current: watch::Receiver<Option<Client>>, user: u64, ses
         tick.tick().await;
         let client = current.borrow_and_update().clone();
         if let Some(mut client) = client {
-            let _ = client.keep_alive(SessionRequest { user_id: user, session_id: session_id.clone() }).await;
+            let _ = client
+                .keep_alive(SessionRequest {
+                    user_id: user,
+                    session_id: session_id.clone(),
+                })
+                .await;
         }
     }
 }

@@ -22,11 +22,21 @@ pub trait Lines {
 }
 
 fn open(user: u64, resume_after: u64) -> TimelineRequest {
-    TimelineRequest { kind: Some(timeline_request::Kind::Open(TimelineOpen { user_id: user, resume_after })) }
+    TimelineRequest {
+        kind: Some(timeline_request::Kind::Open(TimelineOpen {
+            user_id: user,
+            resume_after,
+        })),
+    }
 }
 
 fn post(post_id: u64, text: &str) -> TimelineRequest {
-    TimelineRequest { kind: Some(timeline_request::Kind::Post(NewPost { post_id, text: text.to_string() })) }
+    TimelineRequest {
+        kind: Some(timeline_request::Kind::Post(NewPost {
+            post_id,
+            text: text.to_string(),
+        })),
+    }
 }
 
 fn print(text: &str) {
@@ -118,7 +128,11 @@ pub async fn run(session: &mut Session, input: &mut impl Lines) -> Result<(), to
 }
 
 /// Notes that the server went away; fails once it has been gone for the whole retry window.
-fn retry_pause(session: &mut Session, down_since: &mut Option<Instant>, status: tonic::Status) -> Result<(), tonic::Status> {
+fn retry_pause(
+    session: &mut Session,
+    down_since: &mut Option<Instant>,
+    status: tonic::Status,
+) -> Result<(), tonic::Status> {
     session.reset();
     let since = *down_since.get_or_insert_with(Instant::now);
     if since.elapsed() > crate::session::RETRY_FOR {

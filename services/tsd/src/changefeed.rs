@@ -31,7 +31,11 @@ impl ChangeFeedService {
     }
 
     fn master(&self) -> Result<(), Status> {
-        if self.role.current().is_master() { Ok(()) } else { Err(not_master(format!("not the master of cluster {}", self.cluster))) }
+        if self.role.current().is_master() {
+            Ok(())
+        } else {
+            Err(not_master(format!("not the master of cluster {}", self.cluster)))
+        }
     }
 
     async fn stream(self, after: u64, tx: mpsc::Sender<Result<ChangeFeedItem, Status>>) {
@@ -61,7 +65,11 @@ impl ChangeFeedService {
                     continue;
                 }
                 if let Some(log_entry::Kind::Change(change)) = &entry.kind {
-                    let item = ChangeFeedItem { lsn: entry.lsn, timestamp_ms: entry.timestamp_ms, change: Some(change.clone()) };
+                    let item = ChangeFeedItem {
+                        lsn: entry.lsn,
+                        timestamp_ms: entry.timestamp_ms,
+                        change: Some(change.clone()),
+                    };
                     if tx.send(Ok(item)).await.is_err() {
                         return;
                     }
@@ -78,7 +86,11 @@ impl ChangeFeed for ChangeFeedService {
     async fn subscribe(&self, request: Request<ChangeFeedRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         self.master()?;
         let after = match request.into_inner().after_lsn {
-            0 => self.reader.with(store::sync_cursor).await.map_err(|e| Status::internal(e.to_string()))?,
+            0 => self
+                .reader
+                .with(store::sync_cursor)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?,
             n => n,
         };
         tracing::info!(after, "synchronizer subscribed to the change feed");
@@ -87,10 +99,16 @@ impl ChangeFeed for ChangeFeedService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn commit_cursor(&self, request: Request<CommitCursorRequest>) -> Result<Response<CommitCursorReply>, Status> {
+    async fn commit_cursor(
+        &self,
+        request: Request<CommitCursorRequest>,
+    ) -> Result<Response<CommitCursorReply>, Status> {
         self.master()?;
         let lsn = request.into_inner().lsn;
-        self.writer.submit(Command::SyncCursor(lsn)).await.map_err(WriteError::into_status)?;
+        self.writer
+            .submit(Command::SyncCursor(lsn))
+            .await
+            .map_err(WriteError::into_status)?;
         Ok(Response::new(CommitCursorReply {}))
     }
 
@@ -98,10 +116,8 @@ impl ChangeFeed for ChangeFeedService {
         self.master()?;
         let changes = request.into_inner().changes;
         // Submitted together so the writer commits them in one transaction.
-        let outcomes = futures_util::future::join_all(
-            changes.into_iter().map(|c| self.writer.submit(Command::Remote(c))),
-        )
-        .await;
+        let outcomes =
+            futures_util::future::join_all(changes.into_iter().map(|c| self.writer.submit(Command::Remote(c)))).await;
         let mut reply = ApplyRemoteReply::default();
         for (index, outcome) in outcomes.into_iter().enumerate() {
             match outcome.map_err(WriteError::into_status)? {

@@ -15,10 +15,20 @@ pub struct Args {
     #[arg(short = 's', long = "server", env = "TINYSNS_SERVER", value_parser = clap::value_parser!(u32).range(1..))]
     pub server: Option<u32>,
     /// Coordinator host.
-    #[arg(short = 'h', long = "coordinator-host", env = "TINYSNS_COORDINATOR_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        short = 'h',
+        long = "coordinator-host",
+        env = "TINYSNS_COORDINATOR_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub coordinator_host: String,
     /// Coordinator port.
-    #[arg(short = 'k', long = "coordinator-port", env = "TINYSNS_COORDINATOR_PORT", default_value_t = 9000)]
+    #[arg(
+        short = 'k',
+        long = "coordinator-port",
+        env = "TINYSNS_COORDINATOR_PORT",
+        default_value_t = 9000
+    )]
     pub coordinator_port: u16,
     /// Port to serve on; defaults to the classic layout 10000 + (cluster-1) + (server-1)*3.
     #[arg(short = 'p', long, env = "TINYSNS_PORT")]
@@ -88,6 +98,9 @@ impl Args {
     pub fn resolve_checked(self) -> Result<Resolved, String> {
         let print = self.print_config;
         let config = self.resolve()?;
-        Ok(Resolved { print_only: print.then(|| config.clone()), config })
+        Ok(Resolved {
+            print_only: print.then(|| config.clone()),
+            config,
+        })
     }
 }

@@ -41,7 +41,10 @@ impl Feed {
     /// A feed whose committed position is `last_lsn` (the store's last entry at start-up).
     pub fn new(last_lsn: u64) -> Self {
         Self {
-            ring: Arc::new(RwLock::new(Ring { entries: VecDeque::new(), last: last_lsn })),
+            ring: Arc::new(RwLock::new(Ring {
+                entries: VecDeque::new(),
+                last: last_lsn,
+            })),
             committed: Arc::new(watch::channel(last_lsn).0),
         }
     }
@@ -100,7 +103,12 @@ impl Feed {
 
     /// Follows the committed log from just after `after`.
     pub fn tail(&self, reader: Reader, after: u64) -> Tail {
-        Tail { feed: self.clone(), reader, cursor: after, changes: self.committed.subscribe() }
+        Tail {
+            feed: self.clone(),
+            reader,
+            cursor: after,
+            changes: self.committed.subscribe(),
+        }
     }
 }
 

@@ -15,7 +15,10 @@ pub struct Reader {
 impl Reader {
     /// Readers of the store in `dir` (which the writer has already created).
     pub fn new(dir: &std::path::Path) -> Self {
-        Self { path: Arc::new(dir.join("tsd.db")), idle: Arc::new(Mutex::new(Vec::new())) }
+        Self {
+            path: Arc::new(dir.join("tsd.db")),
+            idle: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 
     fn take(&self) -> Result<Connection, StoreError> {

@@ -36,7 +36,11 @@ impl ReplicationService {
 #[tonic::async_trait]
 impl Replication for ReplicationService {
     async fn append(&self, request: Request<AppendRequest>) -> Result<Response<AppendReply>, Status> {
-        self.writer.append(request.into_inner()).await.map(Response::new).map_err(WriteError::into_status)
+        self.writer
+            .append(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(WriteError::into_status)
     }
 }
 
@@ -57,7 +61,11 @@ impl SlaveLink {
     fn new(member: &Member) -> Option<Self> {
         let channel = tinysns_common::grpc::channel(&member.address, Duration::from_millis(500)).ok()?;
         let client = ReplicationClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
-        Some(Self { address: member.address.clone(), client, matched: None })
+        Some(Self {
+            address: member.address.clone(),
+            client,
+            matched: None,
+        })
     }
 
     /// Brings the slave up to `target`, sending what it lacks from our log.
@@ -70,7 +78,9 @@ impl SlaveLink {
                 None => target,
             };
             let entries = if self.matched.is_some() {
-                reader.with(move |c| store::entries_after(c, prev_lsn, target, CHUNK)).await
+                reader
+                    .with(move |c| store::entries_after(c, prev_lsn, target, CHUNK))
+                    .await
             } else {
                 Ok(Vec::new())
             };
@@ -80,7 +90,13 @@ impl SlaveLink {
                 (Err(e), _) | (_, Err(e)) => return Err(LinkError::Unreachable(format!("reading our log: {e}"))),
                 (_, Ok(None)) => return Err(LinkError::Unreachable(format!("our log has no entry {prev_lsn}"))),
             };
-            let mut call = Request::new(AppendRequest { term, master_id, prev_lsn, prev_term, entries });
+            let mut call = Request::new(AppendRequest {
+                term,
+                master_id,
+                prev_lsn,
+                prev_term,
+                entries,
+            });
             call.set_timeout(APPEND_TIMEOUT);
             let reply = self
                 .client
@@ -98,7 +114,11 @@ impl SlaveLink {
             } else {
                 let agreed = reply.last_lsn.min(prev_lsn);
                 // Refused without moving back: step back one entry to find agreement.
-                if agreed == prev_lsn { prev_lsn.saturating_sub(1) } else { agreed }
+                if agreed == prev_lsn {
+                    prev_lsn.saturating_sub(1)
+                } else {
+                    agreed
+                }
             });
         }
     }
@@ -115,7 +135,13 @@ pub struct Replicator {
 
 impl Replicator {
     pub fn new(role: RoleHandle, reader: Reader, feed: Feed, master_id: u32) -> Self {
-        Self { role, reader, feed, master_id, links: HashMap::new() }
+        Self {
+            role,
+            reader,
+            feed,
+            master_id,
+            links: HashMap::new(),
+        }
     }
 
     pub async fn run(mut self, mut batches: tokio::sync::mpsc::Receiver<Batch>) {
@@ -152,7 +178,9 @@ impl Replicator {
             }
             let (master_id, reader) = (self.master_id, &self.reader);
             let results = futures_util::future::join_all(
-                self.links.values_mut().map(|link| link.sync_to(term, master_id, target, reader)),
+                self.links
+                    .values_mut()
+                    .map(|link| link.sync_to(term, master_id, target, reader)),
             )
             .await;
             let mut pending = false;
@@ -180,7 +208,8 @@ impl Replicator {
     }
 
     fn refresh_links(&mut self, slaves: &[Member]) {
-        self.links.retain(|id, link| slaves.iter().any(|s| s.member_id == *id && s.address == link.address));
+        self.links
+            .retain(|id, link| slaves.iter().any(|s| s.member_id == *id && s.address == link.address));
         for slave in slaves {
             if !self.links.contains_key(&slave.member_id)
                 && let Some(link) = SlaveLink::new(slave)

@@ -18,7 +18,8 @@ use tinysns_common::proto::coordinator::{Member, MemberKind};
 use tinysns_common::shutdown::Shutdown;
 
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let conn = store::open(&config.data_dir).with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let conn = store::open(&config.data_dir)
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let last = store::last_lsn(&conn)?;
     tracing::info!(data_dir = %config.data_dir.display(), last_lsn = last, "store opened");
     let feed = Feed::new(last);
@@ -30,7 +31,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tokio::spawn(Replicator::new(role.clone(), reader.clone(), feed.clone(), config.server).run(batches));
 
     let addr = format!("{}:{}", config.bind, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, advertise = %config.advertise, cluster = config.cluster, server = config.server, "tsd listening");
 
     // Only once we listen may the coordinator route clients to us.
@@ -60,7 +63,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         role: role.clone(),
         sessions: Arc::new(Sessions::default()),
     };
-    let changefeed = ChangeFeedService { cluster: config.cluster, writer: writer.clone(), reader, feed, role };
+    let changefeed = ChangeFeedService {
+        cluster: config.cluster,
+        writer: writer.clone(),
+        reader,
+        feed,
+        role,
+    };
     let stop = shutdown.clone();
     tonic::transport::Server::builder()
         .add_service(health_service)

@@ -31,7 +31,11 @@ impl Sessions {
         {
             return Err(LoginError::AlreadyLoggedIn);
         }
-        let id = if session_id.is_empty() { format!("{:016x}", rand::random::<u64>()) } else { session_id.to_string() };
+        let id = if session_id.is_empty() {
+            format!("{:016x}", rand::random::<u64>())
+        } else {
+            session_id.to_string()
+        };
         live.insert(user, (id.clone(), now + LEASE));
         Ok(id)
     }

@@ -37,7 +37,10 @@ pub struct Social {
 }
 
 fn reply(status: Code, message: impl Into<String>) -> Reply {
-    Reply { status: status as i32, message: message.into() }
+    Reply {
+        status: status as i32,
+        message: message.into(),
+    }
 }
 
 impl Social {
@@ -47,7 +50,14 @@ impl Social {
 
     fn master(&self) -> Result<RoleView, Status> {
         let view = self.role.current();
-        if view.is_master() { Ok(view) } else { Err(not_master(format!("cluster {} is served by another server", self.cluster))) }
+        if view.is_master() {
+            Ok(view)
+        } else {
+            Err(not_master(format!(
+                "cluster {} is served by another server",
+                self.cluster
+            )))
+        }
     }
 
     /// Checks that `user` is a valid id whose home is this cluster.
@@ -55,10 +65,14 @@ impl Social {
         let view = self.master()?;
         let clusters = view.assignment.clusters.max(1);
         Ok(match cluster_of_user(user, clusters) {
-            Err(_) => Err(reply(Code::FailureInvalidUsername, format!("{user} is not a valid user id"))),
-            Ok(c) if c != self.cluster => {
-                Err(reply(Code::FailureInvalid, format!("user {user} belongs to cluster {c}, not {}", self.cluster)))
-            }
+            Err(_) => Err(reply(
+                Code::FailureInvalidUsername,
+                format!("{user} is not a valid user id"),
+            )),
+            Ok(c) if c != self.cluster => Err(reply(
+                Code::FailureInvalid,
+                format!("user {user} belongs to cluster {c}, not {}", self.cluster),
+            )),
             Ok(_) => Ok(()),
         })
     }
@@ -75,13 +89,22 @@ impl Social {
             return Ok(r);
         }
         let Some(target) = parse_user_id(&request.target) else {
-            return Ok(reply(Code::FailureInvalidUsername, format!("{:?} is not a valid user id", request.target)));
+            return Ok(reply(
+                Code::FailureInvalidUsername,
+                format!("{:?} is not a valid user id", request.target),
+            ));
         };
-        let command = Command::Follow { follower: request.user_id, followee: target, on };
-        Ok(match self.writer.submit(command).await.map_err(WriteError::into_status)? {
-            Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
-            Outcome::Rejected(status, message) => reply(status, message),
-        })
+        let command = Command::Follow {
+            follower: request.user_id,
+            followee: target,
+            on,
+        };
+        Ok(
+            match self.writer.submit(command).await.map_err(WriteError::into_status)? {
+                Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
+                Outcome::Rejected(status, message) => reply(status, message),
+            },
+        )
     }
 }
 
@@ -103,7 +126,13 @@ impl SocialService for Social {
         let session = match self.sessions.login(req.user_id, &req.session_id, Instant::now()) {
             Ok(id) => id,
             Err(_) => {
-                return Ok(answer(reply(Code::FailureAlreadyExists, format!("user {} is already logged in", req.user_id)), String::new()));
+                return Ok(answer(
+                    reply(
+                        Code::FailureAlreadyExists,
+                        format!("user {} is already logged in", req.user_id),
+                    ),
+                    String::new(),
+                ));
             }
         };
         match self.writer.submit(Command::CreateUser { user: req.user_id }).await {
@@ -121,11 +150,13 @@ impl SocialService for Social {
     async fn keep_alive(&self, request: Request<SessionRequest>) -> Result<Response<Reply>, Status> {
         self.master()?;
         let req = request.into_inner();
-        Ok(Response::new(if self.sessions.keep_alive(req.user_id, &req.session_id, Instant::now()) {
-            reply(Code::Success, "")
-        } else {
-            reply(Code::FailureAlreadyExists, "another session of this user is active")
-        }))
+        Ok(Response::new(
+            if self.sessions.keep_alive(req.user_id, &req.session_id, Instant::now()) {
+                reply(Code::Success, "")
+            } else {
+                reply(Code::FailureAlreadyExists, "another session of this user is active")
+            },
+        ))
     }
 
     async fn logout(&self, request: Request<SessionRequest>) -> Result<Response<Reply>, Status> {
@@ -137,7 +168,11 @@ impl SocialService for Social {
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListReply>, Status> {
         let user = request.into_inner().user_id;
         if let Err(r) = self.local_user(user)? {
-            return Ok(Response::new(ListReply { status: r.status, message: r.message, ..Default::default() }));
+            return Ok(Response::new(ListReply {
+                status: r.status,
+                message: r.message,
+                ..Default::default()
+            }));
         }
         let found = self
             .read(move |c| {
@@ -148,9 +183,12 @@ impl SocialService for Social {
             })
             .await?;
         Ok(Response::new(match found {
-            Some((all_users, followers)) => {
-                ListReply { status: Code::Success as i32, message: String::new(), all_users, followers }
-            }
+            Some((all_users, followers)) => ListReply {
+                status: Code::Success as i32,
+                message: String::new(),
+                all_users,
+                followers,
+            },
             None => ListReply {
                 status: Code::FailureNotExists as i32,
                 message: format!("user {user} has never logged in"),
@@ -160,16 +198,23 @@ impl SocialService for Social {
     }
 
     async fn follow(&self, request: Request<FollowRequest>) -> Result<Response<Reply>, Status> {
-        Social::follow(self, request.into_inner(), true).await.map(Response::new)
+        Social::follow(self, request.into_inner(), true)
+            .await
+            .map(Response::new)
     }
 
     async fn un_follow(&self, request: Request<FollowRequest>) -> Result<Response<Reply>, Status> {
-        Social::follow(self, request.into_inner(), false).await.map(Response::new)
+        Social::follow(self, request.into_inner(), false)
+            .await
+            .map(Response::new)
     }
 
     type TimelineStream = ReceiverStream<Result<TimelineEvent, Status>>;
 
-    async fn timeline(&self, request: Request<Streaming<TimelineRequest>>) -> Result<Response<Self::TimelineStream>, Status> {
+    async fn timeline(
+        &self,
+        request: Request<Streaming<TimelineRequest>>,
+    ) -> Result<Response<Self::TimelineStream>, Status> {
         let mut inbound = request.into_inner();
         let open = match inbound.message().await?.and_then(|m| m.kind) {
             Some(timeline_request::Kind::Open(open)) => open,
@@ -218,7 +263,11 @@ impl Social {
         } else {
             open.resume_after.min(committed)
         };
-        let mut following: HashMap<u64, i64> = self.read(move |c| store::following(c, user)).await?.into_iter().collect();
+        let mut following: HashMap<u64, i64> = self
+            .read(move |c| store::following(c, user))
+            .await?
+            .into_iter()
+            .collect();
         if tx.send(event(timeline_event::Kind::LiveFrom(cursor))).await.is_err() {
             return Ok(());
         }
@@ -231,7 +280,9 @@ impl Social {
                 _ = tx.closed() => return Ok(()),
             };
             for entry in entries {
-                let Some(log_entry::Kind::Change(c)) = &entry.kind else { continue };
+                let Some(log_entry::Kind::Change(c)) = &entry.kind else {
+                    continue;
+                };
                 match &c.kind {
                     Some(change::Kind::Follow(f)) if f.follower == user => {
                         if f.following {
@@ -240,18 +291,21 @@ impl Social {
                             following.remove(&f.followee);
                         }
                     }
-                    Some(change::Kind::Post(p)) if p.author != user => {
-                        if following.get(&p.author).is_some_and(|since| entry.timestamp_ms >= *since) {
-                            let post = Post {
-                                author: p.author,
-                                post_id: p.post_id,
-                                text: p.text.clone(),
-                                timestamp_ms: entry.timestamp_ms,
-                                seq: entry.lsn,
-                            };
-                            if tx.send(event(timeline_event::Kind::Post(post))).await.is_err() {
-                                return Ok(());
-                            }
+                    Some(change::Kind::Post(p))
+                        if p.author != user
+                            && following
+                                .get(&p.author)
+                                .is_some_and(|since| entry.timestamp_ms >= *since) =>
+                    {
+                        let post = Post {
+                            author: p.author,
+                            post_id: p.post_id,
+                            text: p.text.clone(),
+                            timestamp_ms: entry.timestamp_ms,
+                            seq: entry.lsn,
+                        };
+                        if tx.send(event(timeline_event::Kind::Post(post))).await.is_err() {
+                            return Ok(());
                         }
                     }
                     _ => {}
@@ -272,18 +326,46 @@ impl Social {
                 }
             };
             let Some(timeline_request::Kind::Post(NewPost { post_id, text })) = message.kind else {
-                let ack = PostAck { post_id: 0, status: Code::FailureInvalid as i32, message: "expected a post".into() };
+                let ack = PostAck {
+                    post_id: 0,
+                    status: Code::FailureInvalid as i32,
+                    message: "expected a post".into(),
+                };
                 if tx.send(event(timeline_event::Kind::Ack(ack))).await.is_err() {
                     return;
                 }
                 continue;
             };
-            let post_id = if post_id == 0 { rand::random::<u64>() >> 1 } else { post_id };
+            let post_id = if post_id == 0 {
+                rand::random::<u64>() >> 1
+            } else {
+                post_id
+            };
             let ack = match validate_post_text(&text) {
-                Err(problem) => PostAck { post_id, status: Code::FailureInvalid as i32, message: problem.to_string() },
-                Ok(()) => match self.writer.submit(Command::Post { author: user, post_id, text }).await {
-                    Ok(Outcome::Rejected(status, message)) => PostAck { post_id, status: status as i32, message },
-                    Ok(_) => PostAck { post_id, status: Code::Success as i32, message: String::new() },
+                Err(problem) => PostAck {
+                    post_id,
+                    status: Code::FailureInvalid as i32,
+                    message: problem.to_string(),
+                },
+                Ok(()) => match self
+                    .writer
+                    .submit(Command::Post {
+                        author: user,
+                        post_id,
+                        text,
+                    })
+                    .await
+                {
+                    Ok(Outcome::Rejected(status, message)) => PostAck {
+                        post_id,
+                        status: status as i32,
+                        message,
+                    },
+                    Ok(_) => PostAck {
+                        post_id,
+                        status: Code::Success as i32,
+                        message: String::new(),
+                    },
                     Err(error) => {
                         let _ = tx.send(Err(error.into_status())).await;
                         return;

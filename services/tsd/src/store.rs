@@ -45,7 +45,10 @@ const DERIVED_TABLES: [&str; 4] = ["users", "follows", "posts", "meta"];
 /// Opens (creating if needed) the database in `dir`. Writes are durable once committed:
 /// WAL with `synchronous=FULL` syncs the log on every commit.
 pub fn open(dir: &Path) -> Result<Connection> {
-    std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let conn = Connection::open(dir.join("tsd.db"))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -64,7 +67,9 @@ pub fn term_at(conn: &Connection, lsn: u64) -> Result<Option<u64>> {
         return Ok(Some(0));
     }
     Ok(conn
-        .query_row("SELECT term FROM log WHERE lsn = ?1", [lsn as i64], |r| r.get::<_, i64>(0))
+        .query_row("SELECT term FROM log WHERE lsn = ?1", [lsn as i64], |r| {
+            r.get::<_, i64>(0)
+        })
         .optional()?
         .map(|t| t as u64))
 }
@@ -73,7 +78,12 @@ pub fn term_at(conn: &Connection, lsn: u64) -> Result<Option<u64>> {
 pub fn append(conn: &Connection, entry: &LogEntry) -> Result<()> {
     conn.execute(
         "INSERT INTO log (lsn, term, origin_cluster, entry) VALUES (?1, ?2, ?3, ?4)",
-        params![entry.lsn as i64, entry.term as i64, entry.origin_cluster, entry.encode_to_vec()],
+        params![
+            entry.lsn as i64,
+            entry.term as i64,
+            entry.origin_cluster,
+            entry.encode_to_vec()
+        ],
     )?;
     apply(conn, entry)
 }
@@ -113,7 +123,13 @@ fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
             change::Kind::Post(p) => {
                 conn.execute(
                     "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![p.author as i64, p.post_id as i64, p.text, entry.timestamp_ms, entry.lsn as i64],
+                    params![
+                        p.author as i64,
+                        p.post_id as i64,
+                        p.text,
+                        entry.timestamp_ms,
+                        entry.lsn as i64
+                    ],
                 )?;
             }
         },
@@ -160,7 +176,8 @@ fn decode(lsn: u64, bytes: &[u8]) -> Result<LogEntry> {
 
 /// Up to `limit` entries after `after`, oldest first.
 pub fn entries_after(conn: &Connection, after: u64, upto: u64, limit: usize) -> Result<Vec<LogEntry>> {
-    let mut stmt = conn.prepare_cached("SELECT lsn, entry FROM log WHERE lsn > ?1 AND lsn <= ?2 ORDER BY lsn LIMIT ?3")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT lsn, entry FROM log WHERE lsn > ?1 AND lsn <= ?2 ORDER BY lsn LIMIT ?3")?;
     let rows = stmt.query_map(params![after as i64, bound(upto), limit as i64], |r| {
         Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
     })?;
@@ -178,16 +195,22 @@ pub fn user_exists(conn: &Connection, user: u64) -> Result<bool> {
 
 /// `(following, version)` of the relation, if it was ever recorded.
 pub fn follow_state(conn: &Connection, follower: u64, followee: u64) -> Result<Option<(bool, u64)>> {
-    let mut stmt = conn.prepare_cached("SELECT following, version FROM follows WHERE follower = ?1 AND followee = ?2")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT following, version FROM follows WHERE follower = ?1 AND followee = ?2")?;
     Ok(stmt
-        .query_row([follower as i64, followee as i64], |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)? as u64)))
+        .query_row([follower as i64, followee as i64], |r| {
+            Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)? as u64))
+        })
         .optional()?)
 }
 
 /// The log position of a post, if it is stored.
 pub fn post_seq(conn: &Connection, author: u64, post_id: u64) -> Result<Option<u64>> {
     let mut stmt = conn.prepare_cached("SELECT seq FROM posts WHERE author = ?1 AND post_id = ?2")?;
-    Ok(stmt.query_row([author as i64, post_id as i64], |r| r.get::<_, i64>(0)).optional()?.map(|s| s as u64))
+    Ok(stmt
+        .query_row([author as i64, post_id as i64], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|s| s as u64))
 }
 
 pub fn all_users(conn: &Connection) -> Result<Vec<u64>> {
@@ -197,14 +220,16 @@ pub fn all_users(conn: &Connection) -> Result<Vec<u64>> {
 }
 
 pub fn followers(conn: &Connection, user: u64) -> Result<Vec<u64>> {
-    let mut stmt = conn.prepare_cached("SELECT follower FROM follows WHERE followee = ?1 AND following = 1 ORDER BY follower")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT follower FROM follows WHERE followee = ?1 AND following = 1 ORDER BY follower")?;
     let rows = stmt.query_map([user as i64], |r| r.get::<_, i64>(0))?;
     Ok(rows.map(|r| r.map(|v| v as u64)).collect::<rusqlite::Result<_>>()?)
 }
 
 /// Who `user` follows, with the time each follow started.
 pub fn following(conn: &Connection, user: u64) -> Result<Vec<(u64, i64)>> {
-    let mut stmt = conn.prepare_cached("SELECT followee, since_ms FROM follows WHERE follower = ?1 AND following = 1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT followee, since_ms FROM follows WHERE follower = ?1 AND following = 1")?;
     let rows = stmt.query_map([user as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -232,7 +257,9 @@ pub fn timeline(conn: &Connection, user: u64, upto: u64, limit: usize) -> Result
 
 pub fn sync_cursor(conn: &Connection) -> Result<u64> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = 'sync_cursor'", [], |r| r.get::<_, i64>(0))
+        .query_row("SELECT value FROM meta WHERE key = 'sync_cursor'", [], |r| {
+            r.get::<_, i64>(0)
+        })
         .optional()?
         .unwrap_or(0) as u64)
 }
@@ -241,11 +268,13 @@ pub fn sync_cursor(conn: &Connection) -> Result<u64> {
 pub fn state_digest(conn: &Connection) -> Result<String> {
     let users = all_users(conn)?;
     let mut stmt = conn.prepare("SELECT follower, followee, following FROM follows ORDER BY follower, followee")?;
-    let follows: Vec<(i64, i64, bool)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    let follows: Vec<(i64, i64, bool)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut stmt = conn.prepare("SELECT author, post_id, seq FROM posts ORDER BY author, post_id")?;
-    let posts: Vec<(i64, i64, i64)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    let posts: Vec<(i64, i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(format!("users={users:?} follows={follows:?} posts={posts:?}"))
 }
 
@@ -274,11 +303,19 @@ mod tests {
     }
 
     fn follow(follower: u64, followee: u64, on: bool) -> change::Kind {
-        change::Kind::Follow(FollowChanged { follower, followee, following: on })
+        change::Kind::Follow(FollowChanged {
+            follower,
+            followee,
+            following: on,
+        })
     }
 
     fn post(author: u64, id: u64) -> change::Kind {
-        change::Kind::Post(PostCreated { author, post_id: id, text: format!("p{id}") })
+        change::Kind::Post(PostCreated {
+            author,
+            post_id: id,
+            text: format!("p{id}"),
+        })
     }
 
     #[test]
@@ -299,7 +336,10 @@ mod tests {
         assert_eq!(t.len(), 20);
         assert_eq!(t[0].post_id, 124);
         assert_eq!(t[19].post_id, 105);
-        assert!(t.iter().all(|p| p.post_id != 1), "post made before the follow must not show");
+        assert!(
+            t.iter().all(|p| p.post_id != 1),
+            "post made before the follow must not show"
+        );
         assert_eq!(followers(&c, 2).unwrap(), vec![1]);
         assert_eq!(all_users(&c).unwrap(), vec![1, 2]);
     }
@@ -308,7 +348,13 @@ mod tests {
     fn stale_follow_changes_lose_and_duplicates_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = open(dir.path()).unwrap();
-        write(&mut c, &[entry(1, 10, 7, follow(1, 2, true)), entry(2, 20, 9, follow(1, 2, false))]);
+        write(
+            &mut c,
+            &[
+                entry(1, 10, 7, follow(1, 2, true)),
+                entry(2, 20, 9, follow(1, 2, false)),
+            ],
+        );
         // A redelivered older change must not resurrect the follow.
         write(&mut c, &[entry(3, 10, 7, follow(1, 2, true))]);
         assert_eq!(follow_state(&c, 1, 2).unwrap(), Some((false, 9)));
@@ -320,7 +366,14 @@ mod tests {
     fn truncation_rebuilds_the_derived_state() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = open(dir.path()).unwrap();
-        write(&mut c, &[entry(1, 10, 1, follow(1, 2, true)), entry(2, 20, 2, post(2, 1)), entry(3, 30, 3, follow(1, 2, false))]);
+        write(
+            &mut c,
+            &[
+                entry(1, 10, 1, follow(1, 2, true)),
+                entry(2, 20, 2, post(2, 1)),
+                entry(3, 30, 3, follow(1, 2, false)),
+            ],
+        );
         truncate_after(&mut c, 2).unwrap();
         assert_eq!(last_lsn(&c).unwrap(), 2);
         assert_eq!(follow_state(&c, 1, 2).unwrap(), Some((true, 1)));

@@ -3,11 +3,11 @@
 //! for many writes) and hands the result on in order.
 
 use crate::feed::Feed;
-use tinysns_common::membership::RoleHandle;
 use crate::store;
 use rusqlite::Connection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tinysns_common::membership::RoleHandle;
 use tinysns_common::proto::internal::{
     AppendReply, AppendRequest, Change, FollowChanged, LogEntry, PostCreated, RemoteChange, SyncCursor, UserCreated,
     change, log_entry,
@@ -91,23 +91,39 @@ impl Writer {
     ) -> Result<(Self, mpsc::Receiver<Batch>), store::StoreError> {
         let (jobs_tx, jobs_rx) = mpsc::channel(4096);
         let (batches_tx, batches_rx) = mpsc::channel(64);
-        let mut state = State { conn, cluster, role, feed, batches: batches_tx, progress };
+        let mut state = State {
+            conn,
+            cluster,
+            role,
+            feed,
+            batches: batches_tx,
+            progress,
+        };
         std::thread::Builder::new()
             .name("tsd-writer".into())
             .spawn(move || state.run(jobs_rx))
-            .map_err(|e| store::StoreError::DataDir { path: "writer thread".into(), source: e })?;
+            .map_err(|e| store::StoreError::DataDir {
+                path: "writer thread".into(),
+                source: e,
+            })?;
         Ok((Self { jobs: jobs_tx }, batches_rx))
     }
 
     pub async fn submit(&self, command: Command) -> Result<Outcome, WriteError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(Job::Command(command, tx)).await.map_err(|_| WriteError::Stopped)?;
+        self.jobs
+            .send(Job::Command(command, tx))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 
     pub async fn append(&self, request: AppendRequest) -> Result<AppendReply, WriteError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(Job::Append(request, tx)).await.map_err(|_| WriteError::Stopped)?;
+        self.jobs
+            .send(Job::Append(request, tx))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 }
@@ -160,7 +176,12 @@ impl State {
             Ok((entries, outcomes)) => {
                 let last_lsn = entries.last().map(|e| e.lsn).unwrap_or(0);
                 let replies = commands.into_iter().map(|(_, r)| r).zip(outcomes).collect();
-                let batch = Batch { term: role.term, last_lsn, entries, replies };
+                let batch = Batch {
+                    term: role.term,
+                    last_lsn,
+                    entries,
+                    replies,
+                };
                 if let Err(mpsc::error::SendError(batch)) = self.batches.blocking_send(batch) {
                     for (reply, _) in batch.replies {
                         let _ = reply.send(Err(WriteError::Stopped));
@@ -190,8 +211,16 @@ impl State {
             let outcome = match decide(&tx, self.cluster, command)? {
                 Decision::Write { kind, origin } => {
                     lsn += 1;
-                    let (origin_cluster, origin_lsn, timestamp_ms) = origin.unwrap_or((self.cluster, lsn, tinysns_common::now_ms()));
-                    let entry = LogEntry { lsn, term, timestamp_ms, origin_cluster, origin_lsn, kind: Some(kind) };
+                    let (origin_cluster, origin_lsn, timestamp_ms) =
+                        origin.unwrap_or((self.cluster, lsn, tinysns_common::now_ms()));
+                    let entry = LogEntry {
+                        lsn,
+                        term,
+                        timestamp_ms,
+                        origin_cluster,
+                        origin_lsn,
+                        kind: Some(kind),
+                    };
                     store::append(&tx, &entry)?;
                     entries.push(entry);
                     Outcome::Written(lsn)
@@ -214,7 +243,13 @@ impl State {
     fn append(&mut self, req: AppendRequest) -> Result<AppendReply, WriteError> {
         let known_term = self.role.observe_term(req.term);
         let mut last = store::last_lsn(&self.conn)?;
-        let refuse = |last| Ok(AppendReply { accepted: false, last_lsn: last, term: known_term });
+        let refuse = |last| {
+            Ok(AppendReply {
+                accepted: false,
+                last_lsn: last,
+                term: known_term,
+            })
+        };
         if req.term < known_term {
             return refuse(last);
         }
@@ -238,7 +273,11 @@ impl State {
                 last = entry.lsn - 1;
             }
             if entry.lsn != last + 1 + fresh.len() as u64 {
-                return Err(store::StoreError::OutOfOrder { got: entry.lsn, last: last + fresh.len() as u64 }.into());
+                return Err(store::StoreError::OutOfOrder {
+                    got: entry.lsn,
+                    last: last + fresh.len() as u64,
+                }
+                .into());
             }
             fresh.push(entry);
         }
@@ -252,11 +291,18 @@ impl State {
         self.progress.store(store::last_lsn(&self.conn)?, Ordering::SeqCst);
         // Report the position that matches the master's log, not our own end: anything of
         // ours beyond it is unconfirmed and is checked entry by entry on the next call.
-        Ok(AppendReply { accepted: true, last_lsn: matched, term: known_term })
+        Ok(AppendReply {
+            accepted: true,
+            last_lsn: matched,
+            term: known_term,
+        })
     }
 
     fn truncate(&mut self, keep: u64) -> Result<(), store::StoreError> {
-        tracing::warn!(keep_up_to = keep, "dropping log entries the current master does not have");
+        tracing::warn!(
+            keep_up_to = keep,
+            "dropping log entries the current master does not have"
+        );
         store::truncate_after(&mut self.conn, keep)?;
         self.feed.reset(keep);
         self.progress.store(keep, Ordering::SeqCst);
@@ -265,7 +311,10 @@ impl State {
 }
 
 enum Decision {
-    Write { kind: log_entry::Kind, origin: Option<(u32, u64, i64)> },
+    Write {
+        kind: log_entry::Kind,
+        origin: Option<(u32, u64, i64)>,
+    },
     Done(Outcome),
 }
 
@@ -284,27 +333,43 @@ fn decide(conn: &Connection, cluster: u32, command: &Command) -> Result<Decision
             if store::user_exists(conn, *user)? {
                 Decision::Done(Outcome::Unchanged(None))
             } else {
-                Decision::Write { kind: change(change::Kind::User(UserCreated { user_id: *user })), origin: None }
+                Decision::Write {
+                    kind: change(change::Kind::User(UserCreated { user_id: *user })),
+                    origin: None,
+                }
             }
         }
         Command::Follow { follower, followee, on } => {
             let (follower, followee, on) = (*follower, *followee, *on);
             if follower == followee {
                 let what = if on { "follow" } else { "unfollow" };
-                return Ok(reject(Status::FailureInvalid, format!("users cannot {what} themselves")));
+                return Ok(reject(
+                    Status::FailureInvalid,
+                    format!("users cannot {what} themselves"),
+                ));
             }
             if !store::user_exists(conn, follower)? {
-                return Ok(reject(Status::FailureNotExists, format!("user {follower} has never logged in")));
+                return Ok(reject(
+                    Status::FailureNotExists,
+                    format!("user {follower} has never logged in"),
+                ));
             }
             if !store::user_exists(conn, followee)? {
-                return Ok(reject(Status::FailureNotExists, format!("user {followee} does not exist")));
+                return Ok(reject(
+                    Status::FailureNotExists,
+                    format!("user {followee} does not exist"),
+                ));
             }
             let following = store::follow_state(conn, follower, followee)?.is_some_and(|(f, _)| f);
             match (on, following) {
                 (true, true) => reject(Status::FailureAlreadyExists, format!("already following {followee}")),
                 (false, false) => reject(Status::FailureNotAFollower, format!("not following {followee}")),
                 _ => Decision::Write {
-                    kind: change(change::Kind::Follow(FollowChanged { follower, followee, following: on })),
+                    kind: change(change::Kind::Follow(FollowChanged {
+                        follower,
+                        followee,
+                        following: on,
+                    })),
                     origin: None,
                 },
             }
@@ -316,7 +381,11 @@ fn decide(conn: &Connection, cluster: u32, command: &Command) -> Result<Decision
                 reject(Status::FailureNotExists, format!("user {author} has never logged in"))
             } else {
                 Decision::Write {
-                    kind: change(change::Kind::Post(PostCreated { author: *author, post_id: *post_id, text: text.clone() })),
+                    kind: change(change::Kind::Post(PostCreated {
+                        author: *author,
+                        post_id: *post_id,
+                        text: text.clone(),
+                    })),
                     origin: None,
                 }
             }
@@ -325,7 +394,10 @@ fn decide(conn: &Connection, cluster: u32, command: &Command) -> Result<Decision
             if *lsn <= store::sync_cursor(conn)? {
                 Decision::Done(Outcome::Unchanged(None))
             } else {
-                Decision::Write { kind: log_entry::Kind::SyncCursor(SyncCursor { lsn: *lsn }), origin: None }
+                Decision::Write {
+                    kind: log_entry::Kind::SyncCursor(SyncCursor { lsn: *lsn }),
+                    origin: None,
+                }
             }
         }
         Command::Remote(remote) => decide_remote(conn, cluster, remote)?,
@@ -338,14 +410,18 @@ fn decide_remote(conn: &Connection, cluster: u32, remote: &RemoteChange) -> Resu
         return Ok(reject(Status::FailureInvalid, "remote change without content"));
     };
     if remote.origin_cluster == cluster || remote.origin_cluster == 0 {
-        return Ok(reject(Status::FailureInvalid, format!("change from cluster {} applied to itself", remote.origin_cluster)));
+        return Ok(reject(
+            Status::FailureInvalid,
+            format!("change from cluster {} applied to itself", remote.origin_cluster),
+        ));
     }
     let fresh = match &kind {
         change::Kind::User(u) => u.user_id > 0 && !store::user_exists(conn, u.user_id)?,
         change::Kind::Follow(f) => {
             f.follower > 0
                 && f.followee > 0
-                && store::follow_state(conn, f.follower, f.followee)?.is_none_or(|(_, version)| remote.origin_lsn > version)
+                && store::follow_state(conn, f.follower, f.followee)?
+                    .is_none_or(|(_, version)| remote.origin_lsn > version)
         }
         change::Kind::Post(p) => {
             if tinysns_common::limits::validate_post_text(&p.text).is_err() || p.author == 0 {

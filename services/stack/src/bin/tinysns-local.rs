@@ -51,14 +51,23 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_interval: args.heartbeat_interval,
         failure_timeout: args.failure_timeout,
     };
-    println!("Starting tinysns: {} clusters x {} servers x {} synchronizers, data and logs in {}", args.clusters, args.servers, args.synchronizers, args.dir.display());
+    println!(
+        "Starting tinysns: {} clusters x {} servers x {} synchronizers, data and logs in {}",
+        args.clusters,
+        args.servers,
+        args.synchronizers,
+        args.dir.display()
+    );
     let mut topology = Topology::prepare(options).context("cannot lay out the system")?;
     if topology.rabbit.is_some() {
         println!("Starting RabbitMQ (takes a few seconds)...");
     }
     topology.start_broker().await.context("RabbitMQ did not start")?;
     topology.start_services().context("cannot start the services")?;
-    topology.wait_ready(Duration::from_secs(30)).await.context("the system did not come up")?;
+    topology
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .context("the system did not come up")?;
     print_status(&mut topology).await;
     let tsc = tinysns_stack::bin_dir().join("tsc");
     println!("\nReady. Connect a client (one per user; users 1, 2, 3 live in clusters 1, 2, 3):");
@@ -92,11 +101,18 @@ async fn print_status(topology: &mut Topology) {
     if let Ok(views) = topology.views().await {
         for v in views {
             let name = |m: &Option<tinysns_common::proto::coordinator::Member>| {
-                m.as_ref().map(|m| format!("{}@{}", m.member_id, m.address)).unwrap_or_else(|| "none".into())
+                m.as_ref()
+                    .map(|m| format!("{}@{}", m.member_id, m.address))
+                    .unwrap_or_else(|| "none".into())
             };
             println!(
                 "  cluster {}: term {} master server {} ({} slave(s)), master synchronizer {} ({} standby)",
-                v.cluster_id, v.term, name(&v.master), v.slaves.len(), name(&v.sync_master), v.sync_slaves.len()
+                v.cluster_id,
+                v.term,
+                name(&v.master),
+                v.slaves.len(),
+                name(&v.sync_master),
+                v.sync_slaves.len()
             );
         }
     }

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tinysns_common::proto::social::Post;
 use tinysns_stack::client::{Timeline, User};
 use tinysns_stack::topology::{Options, Topology};
@@ -20,55 +20,72 @@ pub async fn start_with(name: &str, adjust: impl FnOnce(&mut Options)) -> Topolo
     adjust(&mut options);
     match Topology::start(options).await {
         Ok(t) => t,
-        Err(e) => panic!("the topology did not start: {e}\n(run `cargo build --bins` first; logs under target/tmp/e2e-{name})"),
+        Err(e) => panic!(
+            "the topology did not start: {e}\n(run `cargo build --bins` first; logs under target/tmp/e2e-{name})"
+        ),
     }
 }
 
 pub async fn login(t: &Topology, user: u64) -> User {
-    User::login(&t.coordinator_address(), user).await.unwrap_or_else(|e| panic!("user {user} cannot log in: {e}"))
+    User::login(&t.coordinator_address(), user)
+        .await
+        .unwrap_or_else(|e| panic!("user {user} cannot log in: {e}"))
 }
 
-/// Polls `check` every 50 ms until it returns Some or `timeout` passes.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
+/// Evaluates the async block every 50 ms until it yields `Some`, failing the test after
+/// the timeout. A macro rather than a function so the block may borrow test state mutably.
+#[macro_export]
+macro_rules! eventually {
+    ($what:expr, $timeout:expr, $check:expr) => {{
+        let timeout: std::time::Duration = $timeout;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(value) = $check.await {
+                break value;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for: {}",
+                $what
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    }};
 }
 
 /// Waits until `user` sees all of `ids` in LIST (changes crossed the clusters).
 pub async fn until_known(user: &mut User, ids: &[u64]) {
     let me = user.id();
-    let user = std::cell::RefCell::new(user);
-    eventually(&format!("user {me} to know users {ids:?}"), Duration::from_secs(15), || async {
-        let list = user.borrow_mut().list().await.ok()?;
-        ids.iter().all(|id| list.all_users.contains(id)).then_some(())
-    })
-    .await
+    eventually!(
+        format!("user {me} to know users {ids:?}"),
+        Duration::from_secs(15),
+        async {
+            let list = user.list().await.ok()?;
+            ids.iter().all(|id| list.all_users.contains(id)).then_some(())
+        }
+    )
 }
 
 /// Waits until `user`'s followers are exactly `expected`.
 pub async fn until_followers(user: &mut User, expected: &[u64]) {
     let me = user.id();
-    let user = std::cell::RefCell::new(user);
-    eventually(&format!("user {me} to have followers {expected:?}"), Duration::from_secs(15), || async {
-        let list = user.borrow_mut().list().await.ok()?;
-        (list.followers == expected).then_some(())
-    })
-    .await
+    eventually!(
+        format!("user {me} to have followers {expected:?}"),
+        Duration::from_secs(15),
+        async {
+            let list = user.list().await.ok()?;
+            (list.followers == expected).then_some(())
+        }
+    )
 }
 
 /// The next live post on `timeline`, failing the test after `timeout`.
 pub async fn expect_post(timeline: &mut Timeline, timeout: Duration) -> Post {
-    timeline.next_post(timeout).await.expect("timeline stream failed").expect("no post arrived in time")
+    timeline
+        .next_post(timeout)
+        .await
+        .expect("timeline stream failed")
+        .expect("no post arrived in time")
 }
 
 pub fn texts(posts: &[Post]) -> Vec<String> {
