@@ -101,6 +101,12 @@ impl RabbitMq {
         self.process.is_running()
     }
 
+    /// The pid of the start script, which leads the process group the broker runs in (the
+    /// Erlang VM is its child): for measuring its memory.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     pub fn log(&self) -> &Path {
         self.process.log_path()
     }

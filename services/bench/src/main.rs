@@ -1,0 +1,921 @@
+//! tinysns-bench: starts (or attaches to) a local tinysns system and drives it with a
+//! realistic workload — users spread over the clusters, a skewed follow graph, followers on
+//! open timeline streams, posters at a target rate — then reports acknowledgement latency,
+//! sustained throughput, delivery latency within and across clusters, failover time, lost
+//! posts and peak memory, each beside a floor measured in the same run.
+
+mod analysis;
+mod driver;
+mod floors;
+mod machine;
+mod report;
+mod stats;
+mod verify;
+mod workload;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use driver::{Command, Phase, Recorder, Router, UserHandle};
+use futures_util::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use machine::Machine;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use report::{
+    Compared, ComposedFloors, DeliveryFigure, DeliveryReport, FailoverReport, FloorPair, Lost, Report, Rss, Target,
+    Throughput,
+};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tinysns_common::proto::coordinator::ListClustersRequest;
+use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
+use tinysns_common::proto::social::{FollowRequest, ListRequest, LoginRequest, SessionRequest, Status as Code};
+use tinysns_stack::topology::{Broker, Options, Ports, Topology};
+use tokio::sync::oneshot;
+use workload::Graph;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tinysns-bench",
+    about = "Benchmarks a local tinysns system: throughput, ack and delivery latency, failover, memory",
+    after_help = "Full mode (the defaults) takes about 3 minutes; --quick about half a minute. \
+                  Results: a table on stdout and a JSON file (--out). See docs/benchmarks.md."
+)]
+struct Cli {
+    /// A few seconds of load with few users: a smoke run (the test uses it).
+    #[arg(long)]
+    quick: bool,
+    /// Drive an already running system through its coordinator (host:port) instead of
+    /// starting one. No failover and no service memory figures then.
+    #[arg(long, value_name = "HOST:PORT")]
+    attach: Option<String>,
+    /// The broker for the RabbitMQ floor when attaching (or to use instead of a private one).
+    #[arg(long, value_name = "URL", env = "TINYSNS_BENCH_AMQP_URL")]
+    amqp_url: Option<String>,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench-results.json")]
+    out: PathBuf,
+    /// Seed of the workload (follow graph, posters); random if not given, always printed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Data and logs of the started system, and the fdatasync floor's file [default: a
+    /// fresh directory under the system's temporary directory].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    clusters: u32,
+    #[arg(long, default_value_t = 2)]
+    servers: u32,
+    #[arg(long, default_value_t = 2)]
+    synchronizers: u32,
+    /// Users, spread round-robin over the clusters [full: 1000, quick: 60].
+    #[arg(long)]
+    users: Option<u64>,
+    /// Mean number of users each user follows [full: 10, quick: 4].
+    #[arg(long)]
+    follows: Option<usize>,
+    /// Zipf exponent of followee popularity.
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+    /// Seconds of load before measuring [full: 3, quick: 0.5].
+    #[arg(long)]
+    warmup_secs: Option<f64>,
+    /// Offered posts/s in the latency phase [full: 1000, quick: 200].
+    #[arg(long)]
+    latency_rate: Option<f64>,
+    #[arg(long)]
+    latency_secs: Option<f64>,
+    /// Users posting back to back in the throughput phase [full: 300, quick: 30].
+    #[arg(long)]
+    throughput_posters: Option<usize>,
+    #[arg(long)]
+    throughput_secs: Option<f64>,
+    /// Offered posts/s while a master is killed [full: 1000, quick: 200].
+    #[arg(long)]
+    failover_rate: Option<f64>,
+    /// Length of the failover phase; the kill comes after a third of it [full: 15, quick: 6].
+    #[arg(long)]
+    failover_secs: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    failover_cluster: u32,
+    #[arg(long)]
+    no_failover: bool,
+    /// The coordinator's failure timeout (started system only) [default: the coordinator's, 1s].
+    #[arg(long)]
+    failure_timeout: Option<String>,
+    /// The longest wait for outstanding deliveries after each phase.
+    #[arg(long)]
+    drain_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Settings {
+    mode: &'static str,
+    attach: Option<String>,
+    dir: PathBuf,
+    clusters: u32,
+    servers_per_cluster: u32,
+    synchronizers_per_cluster: u32,
+    users: u64,
+    follows_per_user: usize,
+    zipf_exponent: f64,
+    warmup_secs: f64,
+    latency_rate: f64,
+    latency_secs: f64,
+    throughput_posters: usize,
+    throughput_secs: f64,
+    failover: bool,
+    failover_rate: f64,
+    failover_secs: f64,
+    failover_cluster: u32,
+    failure_timeout: String,
+    drain_secs: f64,
+    #[serde(skip)]
+    floor_sizes: floors::Sizes,
+}
+
+impl Settings {
+    fn resolve(cli: &Cli) -> Self {
+        let q = cli.quick;
+        let pick = |v: Option<f64>, full: f64, quick: f64| v.unwrap_or(if q { quick } else { full });
+        let dir = cli
+            .dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("tinysns-bench-{}", std::process::id())));
+        Self {
+            mode: if q { "quick" } else { "full" },
+            attach: cli.attach.clone(),
+            dir,
+            clusters: cli.clusters,
+            servers_per_cluster: cli.servers,
+            synchronizers_per_cluster: cli.synchronizers,
+            users: cli.users.unwrap_or(if q { 60 } else { 1000 }),
+            follows_per_user: cli.follows.unwrap_or(if q { 4 } else { 10 }),
+            zipf_exponent: cli.zipf,
+            warmup_secs: pick(cli.warmup_secs, 3.0, 0.5),
+            latency_rate: pick(cli.latency_rate, 1000.0, 200.0),
+            latency_secs: pick(cli.latency_secs, 30.0, 3.0),
+            throughput_posters: cli.throughput_posters.unwrap_or(if q { 30 } else { 300 }),
+            throughput_secs: pick(cli.throughput_secs, 30.0, 2.0),
+            failover: !cli.no_failover && cli.attach.is_none(),
+            failover_rate: pick(cli.failover_rate, 1000.0, 200.0),
+            failover_secs: pick(cli.failover_secs, 15.0, 6.0),
+            failover_cluster: cli.failover_cluster,
+            failure_timeout: cli.failure_timeout.clone().unwrap_or_else(|| "1s".into()),
+            drain_secs: pick(cli.drain_secs, 30.0, 15.0),
+            floor_sizes: if q {
+                floors::Sizes {
+                    grpc: 300,
+                    rabbit: 100,
+                    fsync: 200,
+                    throughput_for: Duration::from_millis(500),
+                }
+            } else {
+                floors::Sizes {
+                    grpc: 3000,
+                    rabbit: 1000,
+                    fsync: 2000,
+                    throughput_for: Duration::from_secs(2),
+                }
+            },
+        }
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tinysns_common::telemetry::init("warn,tinysns_bench=info");
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tinysns-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A bar over a phase of `len` units with live counters.
+struct Progress {
+    bar: ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn timed(name: &str, duration: Duration, recorder: &Arc<Recorder>) -> Self {
+        let bar = ProgressBar::new(duration.as_millis() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {elapsed:>4} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(name.to_string());
+        let (b, recorder) = (bar.clone(), recorder.clone());
+        let started = Instant::now();
+        let ticker = tokio::spawn(async move {
+            let mut last = (Instant::now(), recorder.acked.load(Ordering::Relaxed));
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let acked = recorder.acked.load(Ordering::Relaxed);
+                let rate = (acked - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                last = (Instant::now(), acked);
+                b.set_position(started.elapsed().as_millis() as u64);
+                b.set_message(format!(
+                    "{rate:>6.0} posts/s  acked {acked}  delivered {}/{}  reconnects {}",
+                    recorder.delivered.load(Ordering::Relaxed),
+                    recorder.expected.load(Ordering::Relaxed),
+                    recorder.reconnects.load(Ordering::Relaxed)
+                ));
+            }
+        });
+        Self { bar, ticker }
+    }
+
+    fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish();
+    }
+}
+
+fn counter_bar(name: &str, len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_string());
+    bar
+}
+
+struct OpenLoop {
+    started: Instant,
+    ended: Instant,
+    offered: u64,
+    skipped: u64,
+}
+
+/// Offers `rate` posts/s for `duration`, each from a random user with no post in flight.
+async fn open_loop(
+    handles: &[UserHandle],
+    rate: f64,
+    duration: Duration,
+    phase: Phase,
+    rng: &mut StdRng,
+    ids: &AtomicU64,
+) -> OpenLoop {
+    let started = Instant::now();
+    let (mut offered, mut skipped) = (0u64, 0u64);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !handles.is_empty() {
+        tick.tick().await;
+        let elapsed = started.elapsed();
+        if elapsed >= duration {
+            break;
+        }
+        let due = (elapsed.as_secs_f64() * rate) as u64;
+        while offered < due {
+            offered += 1;
+            let idle = (0..32)
+                .map(|_| &handles[rng.random_range(0..handles.len())])
+                .find(|h| !h.busy.swap(true, Ordering::AcqRel));
+            let Some(handle) = idle else {
+                skipped += 1;
+                continue;
+            };
+            let post = Command::Post {
+                post_id: ids.fetch_add(1, Ordering::Relaxed),
+                phase,
+                done: None,
+            };
+            if handle.commands.try_send(post).is_err() {
+                handle.busy.store(false, Ordering::Release);
+                skipped += 1;
+            }
+        }
+    }
+    OpenLoop {
+        started,
+        ended: Instant::now(),
+        offered,
+        skipped,
+    }
+}
+
+/// Each poster posts back to back (the next post once the last is acknowledged).
+async fn closed_loop(posters: &[&UserHandle], duration: Duration, phase: Phase, ids: &AtomicU64) -> (Instant, Instant) {
+    let started = Instant::now();
+    let deadline = started + duration;
+    futures_util::future::join_all(posters.iter().map(|h| async move {
+        while Instant::now() < deadline {
+            let (done, acked) = oneshot::channel();
+            let post = Command::Post {
+                post_id: ids.fetch_add(1, Ordering::Relaxed),
+                phase,
+                done: Some(done),
+            };
+            if h.commands.send(post).await.is_err() {
+                return;
+            }
+            if !matches!(tokio::time::timeout(Duration::from_secs(30), acked).await, Ok(Ok(true))) {
+                return;
+            }
+        }
+    }))
+    .await;
+    (started, deadline)
+}
+
+/// Waits until the posts in flight are acknowledged and every expected delivery arrived,
+/// for at most `timeout`.
+async fn drain(handles: &[UserHandle], recorder: &Recorder, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while Instant::now() < deadline {
+        let idle = handles.iter().all(|h| !h.busy.load(Ordering::Acquire));
+        let delivered = recorder.delivered.load(Ordering::Relaxed) >= recorder.expected.load(Ordering::Relaxed);
+        if idle && delivered {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(
+        delivered = recorder.delivered.load(Ordering::Relaxed),
+        expected = recorder.expected.load(Ordering::Relaxed),
+        "deliveries still outstanding after {timeout:?}"
+    );
+}
+
+async fn count_clusters(coordinator: &str) -> Result<u32> {
+    let channel = tinysns_common::grpc::channel(coordinator, Duration::from_secs(1))?;
+    let views = CoordinatorClient::new(channel)
+        .list_clusters(ListClustersRequest {})
+        .await
+        .with_context(|| format!("cannot list the clusters at {coordinator}"))?
+        .into_inner()
+        .views;
+    anyhow::ensure!(!views.is_empty(), "the coordinator at {coordinator} knows no cluster");
+    Ok(views.len() as u32)
+}
+
+/// Creates every user, waits until every cluster knows them all, then creates the follows.
+async fn setup(router: &Router, graph: &Graph) -> Result<()> {
+    let bar = counter_bar("users", graph.users);
+    futures_util::stream::iter(1..=graph.users)
+        .map(|user| {
+            let bar = &bar;
+            async move {
+                let reply = router
+                    .call(user, |mut c| async move {
+                        c.login(LoginRequest {
+                            user_id: user,
+                            session_id: String::new(),
+                        })
+                        .await
+                    })
+                    .await?;
+                if reply.status == Code::Success as i32 {
+                    let session_id = reply.session_id;
+                    router
+                        .call(user, |mut c| {
+                            let session_id = session_id.clone();
+                            async move {
+                                c.logout(SessionRequest {
+                                    user_id: user,
+                                    session_id,
+                                })
+                                .await
+                            }
+                        })
+                        .await?;
+                } else if reply.status != Code::FailureAlreadyExists as i32 {
+                    bail!("user {user} cannot log in: {}", reply.message);
+                }
+                bar.inc(1);
+                Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await?;
+    bar.finish();
+
+    let everyone: HashSet<u64> = (1..=graph.users).collect();
+    for probe in 1..=u64::from(graph.clusters).min(graph.users) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let list = router
+                .call(
+                    probe,
+                    |mut c| async move { c.list(ListRequest { user_id: probe }).await },
+                )
+                .await?;
+            let known: HashSet<u64> = list.all_users.into_iter().collect();
+            if everyone.is_subset(&known) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "cluster {} knows only {} of the {} users after 60 s",
+                    graph.cluster_of(probe),
+                    everyone.intersection(&known).count(),
+                    graph.users
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let edges: Vec<(u64, u64)> = (1..=graph.users)
+        .flat_map(|f| graph.followees_of(f).iter().map(move |t| (f, *t)))
+        .collect();
+    let bar = counter_bar("follows", edges.len() as u64);
+    futures_util::stream::iter(edges)
+        .map(|(follower, target)| {
+            let bar = &bar;
+            async move {
+                let reply = router
+                    .call(follower, |mut c| async move {
+                        c.follow(FollowRequest {
+                            user_id: follower,
+                            target: target.to_string(),
+                        })
+                        .await
+                    })
+                    .await?;
+                if reply.status != Code::Success as i32 && reply.status != Code::FailureAlreadyExists as i32 {
+                    bail!("user {follower} cannot follow {target}: {}", reply.message);
+                }
+                bar.inc(1);
+                Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await?;
+    bar.finish();
+    Ok(())
+}
+
+/// VmHWM of every process of the system (and of the benchmark itself).
+fn rss_snapshot(topology: Option<&mut Topology>) -> Vec<Rss> {
+    let mut out = Vec::new();
+    let mut push = |role: &str, process: &str, pid: Option<u32>| {
+        if let Some(pid) = pid
+            && let Some(bytes) = machine::peak_rss(pid)
+        {
+            out.push(Rss {
+                role: role.into(),
+                process: process.into(),
+                pid,
+                peak_rss_bytes: bytes,
+            });
+        }
+    };
+    push("bench", "tinysns-bench", Some(std::process::id()));
+    let Some(t) = topology else {
+        return out;
+    };
+    push("coordinator", "coordinator", t.coordinator.pid());
+    for m in t.servers.values() {
+        push("tsd", &m.process.name, m.process.pid());
+    }
+    for m in t.synchronizers.values() {
+        push("synchronizer", &m.process.name, m.process.pid());
+    }
+    if let Some((pid, bytes)) = t
+        .rabbit
+        .as_ref()
+        .and_then(|r| r.pid())
+        .and_then(machine::peak_rss_of_group)
+    {
+        out.push(Rss {
+            role: "rabbitmq".into(),
+            process: "beam.smp".into(),
+            pid,
+            peak_rss_bytes: bytes,
+        });
+    }
+    out
+}
+
+/// Keeps, per process, the largest of two snapshots (a process killed in between keeps its
+/// last reading).
+fn merge_rss(before: Vec<Rss>, after: Vec<Rss>) -> Vec<Rss> {
+    let mut merged: Vec<Rss> = before;
+    for r in after {
+        match merged.iter_mut().find(|m| m.process == r.process) {
+            Some(m) if m.pid == r.pid => m.peak_rss_bytes = m.peak_rss_bytes.max(r.peak_rss_bytes),
+            Some(m) => *m = r,
+            None => merged.push(r),
+        }
+    }
+    merged
+}
+
+struct Failover {
+    cluster: u32,
+    killed: String,
+    port: u16,
+    at: Instant,
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::resolve(&cli);
+    let seed = cli.seed.unwrap_or_else(rand::random);
+    println!("seed: {seed} (repeat this workload with --seed {seed})");
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let machine = Machine::detect();
+    if settings.attach.is_none() {
+        let _ = std::fs::remove_dir_all(&settings.dir);
+    }
+    std::fs::create_dir_all(&settings.dir).with_context(|| format!("cannot create {}", settings.dir.display()))?;
+
+    // The system.
+    let mut topology: Option<Topology> = None;
+    let (coordinator, amqp_url, clusters) = match &settings.attach {
+        Some(address) => (address.clone(), cli.amqp_url.clone(), count_clusters(address).await?),
+        None => {
+            let spinner = ProgressBar::new_spinner();
+            spinner.enable_steady_tick(Duration::from_millis(200));
+            spinner.set_message(format!(
+                "starting RabbitMQ and {} clusters x ({} tsd + {} synchronizers) in {}",
+                settings.clusters,
+                settings.servers_per_cluster,
+                settings.synchronizers_per_cluster,
+                settings.dir.display()
+            ));
+            let options = Options {
+                dir: settings.dir.clone(),
+                clusters: settings.clusters,
+                servers_per_cluster: settings.servers_per_cluster,
+                synchronizers_per_cluster: settings.synchronizers_per_cluster,
+                ports: Ports::Free,
+                broker: match &cli.amqp_url {
+                    Some(url) => Broker::External(url.clone()),
+                    None => Broker::Private,
+                },
+                heartbeat_interval: None,
+                failure_timeout: cli.failure_timeout.clone(),
+            };
+            let t = Topology::start(options).await.with_context(|| {
+                format!(
+                    "the system did not start (binaries from {}; logs in {}/logs)",
+                    tinysns_stack::bin_dir().display(),
+                    settings.dir.display()
+                )
+            })?;
+            spinner.finish_with_message(format!("system up: coordinator {}", t.coordinator_address()));
+            let address = t.coordinator_address();
+            let url = t.amqp_url.clone();
+            topology = Some(t);
+            (address, Some(url), settings.clusters)
+        }
+    };
+
+    // Floors, on the quiet system.
+    let spinner = ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    spinner.set_message("measuring floors: gRPC round trip, RabbitMQ round trip, fdatasync");
+    let floors = floors::measure(&coordinator, amqp_url.as_deref(), &settings.dir, settings.floor_sizes).await?;
+    spinner.finish_with_message("floors measured");
+
+    // Users, follows, open timelines.
+    let graph = Arc::new(Graph::build(
+        settings.users,
+        clusters,
+        settings.follows_per_user,
+        settings.zipf_exponent,
+        seed,
+    ));
+    let router = Arc::new(Router::new(&coordinator, settings.users)?);
+    let recorder = Arc::new(Recorder::default());
+    setup(&router, &graph).await?;
+    let handles: Vec<UserHandle> = (1..=settings.users)
+        .map(|user| driver::spawn_user(user, router.clone(), recorder.clone(), graph.clone()))
+        .collect();
+    let bar = counter_bar("timelines", settings.users);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while recorder.ready.load(Ordering::Relaxed) < settings.users {
+        bar.set_position(recorder.ready.load(Ordering::Relaxed));
+        if Instant::now() > deadline || recorder.gave_up.load(Ordering::Relaxed) > 0 {
+            bail!(
+                "only {} of {} timelines opened",
+                recorder.ready.load(Ordering::Relaxed),
+                settings.users
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bar.finish();
+
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f90_57ab);
+    // Post ids are unique per author; a random base keeps reruns against one system apart.
+    let ids = AtomicU64::new((rand::random::<u64>() >> 4) + 1);
+    let drain_for = secs(settings.drain_secs);
+
+    if settings.warmup_secs > 0.0 {
+        let p = Progress::timed("warmup", secs(settings.warmup_secs), &recorder);
+        open_loop(
+            &handles,
+            settings.latency_rate,
+            secs(settings.warmup_secs),
+            Phase::Warmup,
+            &mut rng,
+            &ids,
+        )
+        .await;
+        drain(&handles, &recorder, drain_for).await;
+        p.finish();
+    }
+
+    let p = Progress::timed("latency", secs(settings.latency_secs), &recorder);
+    let latency = open_loop(
+        &handles,
+        settings.latency_rate,
+        secs(settings.latency_secs),
+        Phase::Latency,
+        &mut rng,
+        &ids,
+    )
+    .await;
+    drain(&handles, &recorder, drain_for).await;
+    p.finish();
+
+    let mut posters: Vec<&UserHandle> = handles.iter().collect();
+    posters.shuffle(&mut rng);
+    posters.truncate(settings.throughput_posters.max(1));
+    let p = Progress::timed("throughput", secs(settings.throughput_secs), &recorder);
+    let (tp_start, tp_end) = closed_loop(&posters, secs(settings.throughput_secs), Phase::Throughput, &ids).await;
+    let poster_count = posters.len();
+    drop(posters);
+    drain(&handles, &recorder, drain_for).await;
+    p.finish();
+
+    let mut rss_before_kill = Vec::new();
+    let mut failover: Option<Failover> = None;
+    let mut failover_error: Option<String> = None;
+    if settings.failover
+        && let Some(t) = topology.as_mut()
+    {
+        let duration = secs(settings.failover_secs);
+        let cluster = settings.failover_cluster;
+        let p = Progress::timed("failover", duration, &recorder);
+        let kill = async {
+            tokio::time::sleep(duration / 3).await;
+            let master = t
+                .master_server(cluster)
+                .await
+                .with_context(|| format!("cluster {cluster} has no master to kill"))?;
+            let member = t
+                .servers
+                .get(&(cluster, master))
+                .with_context(|| format!("the coordinator names server {master}, which this topology lacks"))?;
+            let (killed, port) = (member.process.name.clone(), member.port);
+            let before = rss_snapshot(Some(&mut *t));
+            let at = Instant::now();
+            t.server(cluster, master).kill();
+            tracing::info!(%killed, "killed the master (kill -9)");
+            Ok::<_, anyhow::Error>((
+                Failover {
+                    cluster,
+                    killed,
+                    port,
+                    at,
+                },
+                before,
+            ))
+        };
+        let (_load, killed) = tokio::join!(
+            open_loop(
+                &handles,
+                settings.failover_rate,
+                duration,
+                Phase::Failover,
+                &mut rng,
+                &ids
+            ),
+            kill
+        );
+        match killed {
+            Ok((f, before)) => {
+                failover = Some(f);
+                rss_before_kill = before;
+            }
+            Err(e) => failover_error = Some(format!("{e:#}")),
+        }
+        drain(&handles, &recorder, drain_for * 2).await;
+        p.finish();
+    }
+
+    // Close the streams, then re-read every follower's timeline.
+    let mut cursors = HashMap::new();
+    for handle in handles {
+        let user = handle.user;
+        cursors.insert(user, handle.stop().await);
+    }
+    let (acks, deliveries) = recorder.take();
+    let bar = counter_bar("re-read", settings.users);
+    let idle = if cli.quick {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(5)
+    };
+    let reread = verify::reread(&router, &graph, &acks, &cursors, idle, &bar).await;
+    bar.finish();
+
+    let rss = merge_rss(rss_before_kill, rss_snapshot(topology.as_mut()));
+
+    // Figures.
+    let f = &floors;
+    let failure_timeout_ms = humantime::parse_duration(&settings.failure_timeout)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(1000.0);
+    let composed = ComposedFloors {
+        post_ack: FloorPair {
+            p50_ms: 2.0 * f.grpc_unary.p50_ms + f.fdatasync.p50_ms,
+            p99_ms: 2.0 * f.grpc_unary.p99_ms + f.fdatasync.p99_ms,
+        },
+        same_cluster_delivery: FloorPair {
+            p50_ms: f.grpc_unary.p50_ms,
+            p99_ms: f.grpc_unary.p99_ms,
+        },
+        cross_cluster_delivery: f.rabbitmq_publish_confirm_consume.map(|r| FloorPair {
+            p50_ms: r.p50_ms + 2.0 * f.grpc_unary.p50_ms + f.fdatasync.p50_ms,
+            p99_ms: r.p99_ms + 2.0 * f.grpc_unary.p99_ms + f.fdatasync.p99_ms,
+        }),
+        failover_ms: failure_timeout_ms,
+    };
+    let by_phase = analysis::deliveries(&graph, &acks, &deliveries);
+    let headline = by_phase.get(&Phase::Latency).cloned().unwrap_or_default();
+    let (_, achieved) = analysis::rate(&acks, Phase::Latency, latency.started, latency.ended);
+    let steady_from = if settings.throughput_secs > 3.0 {
+        tp_start + Duration::from_secs(1)
+    } else {
+        tp_start
+    };
+    let (tp_posts, tp_rate) = analysis::rate(&acks, Phase::Throughput, steady_from, tp_end);
+    let undelivered_live: u64 = by_phase
+        .values()
+        .map(|d| d.same_cluster.undelivered + d.cross_cluster.undelivered)
+        .sum();
+    let failover_posts: HashSet<u64> = acks
+        .iter()
+        .filter(|a| a.ok && a.phase == Phase::Failover)
+        .map(|a| a.post_id)
+        .collect();
+    let failover_report = match &failover {
+        Some(fo) => {
+            let timing = analysis::failover(&graph, &acks, fo.cluster, fo.port, fo.at);
+            FailoverReport {
+                skipped: None,
+                cluster: Some(fo.cluster),
+                killed: Some(fo.killed.clone()),
+                ratio_to_floor: timing
+                    .time_to_first_ack_ms
+                    .and_then(|t| stats::ratio(t, failure_timeout_ms)),
+                timing: Some(timing),
+                floor_ms: failure_timeout_ms,
+                acknowledged_lost: reread.lost.intersection(&failover_posts).count() as u64,
+            }
+        }
+        None => FailoverReport {
+            skipped: Some(failover_error.clone().unwrap_or_else(|| {
+                if settings.attach.is_some() {
+                    "attached to a running system: its processes are not ours to kill".into()
+                } else {
+                    "--no-failover".into()
+                }
+            })),
+            cluster: None,
+            killed: None,
+            timing: None,
+            floor_ms: failure_timeout_ms,
+            ratio_to_floor: None,
+            acknowledged_lost: 0,
+        },
+    };
+    let same = DeliveryFigure::new(headline.same_cluster, Some(composed.same_cluster_delivery));
+    let cross = DeliveryFigure::new(headline.cross_cluster, composed.cross_cluster_delivery);
+    let post_ack = Compared::new(analysis::ack_latency(&acks, Phase::Latency), Some(composed.post_ack));
+    let throughput = Throughput {
+        posts_per_sec: tp_rate,
+        posts: tp_posts,
+        seconds: tp_end.saturating_duration_since(steady_from).as_secs_f64(),
+        posters: poster_count,
+        ack_latency: analysis::ack_latency(&acks, Phase::Throughput),
+        floor_calls_per_sec: f.grpc_unary_calls_per_sec,
+        ratio_to_floor: stats::ratio(tp_rate, f.grpc_unary_calls_per_sec),
+    };
+    let lost = Lost {
+        acknowledged_posts: acks.iter().filter(|a| a.ok).count() as u64,
+        refused_posts: acks.iter().filter(|a| !a.ok).count() as u64,
+        lost_posts: reread.lost.len() as u64,
+        checked_followers: reread.checked_followers,
+        checked_pairs: reread.checked_pairs,
+        missing_pairs: reread.missing_pairs,
+        undelivered_live,
+    };
+    let rate_note = format!("@ {:.0}/s", settings.latency_rate);
+    let p99 = |d: &DeliveryFigure| d.delivery.latency.map(|l| l.p99_ms);
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.1} ms")).unwrap_or_else(|| "-".into());
+    let mut targets = vec![
+        Target {
+            name: "sustained posts/s, 3 clusters, durable replication".into(),
+            target: ">= 5000/s".into(),
+            value: format!("{tp_rate:.0}/s"),
+            met: Some(tp_rate >= 5000.0),
+        },
+        Target {
+            name: format!("same-cluster delivery p99 {rate_note}"),
+            target: "< 10 ms @ 1000/s".into(),
+            value: ms(p99(&same)),
+            met: p99(&same).map(|v| v < 10.0),
+        },
+        Target {
+            name: format!("cross-cluster delivery p99 {rate_note}"),
+            target: "< 100 ms @ 1000/s".into(),
+            value: ms(p99(&cross)),
+            met: p99(&cross).map(|v| v < 100.0),
+        },
+        Target {
+            name: "undelivered live (post, follower) pairs".into(),
+            target: "0".into(),
+            value: undelivered_live.to_string(),
+            met: Some(undelivered_live == 0),
+        },
+        Target {
+            name: "acknowledged posts lost (re-read)".into(),
+            target: "0".into(),
+            value: lost.lost_posts.to_string(),
+            met: Some(lost.lost_posts == 0),
+        },
+    ];
+    if let Some(timing) = &failover_report.timing {
+        targets.push(Target {
+            name: "failover: kill -9 master -> first ack by new master".into(),
+            target: "< 3 s".into(),
+            value: ms(timing.time_to_first_ack_ms),
+            met: timing.time_to_first_ack_ms.map(|t| t < 3000.0),
+        });
+    }
+    let mut errors = recorder.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if latency.skipped > 0 {
+        errors.push(format!(
+            "latency phase: {} of {} offered posts skipped (every sampled user had a post in flight)",
+            latency.skipped, latency.offered
+        ));
+    }
+    let report = Report {
+        tool: "tinysns-bench",
+        version: env!("CARGO_PKG_VERSION"),
+        started_at,
+        mode: settings.mode.to_string(),
+        build: if cfg!(debug_assertions) { "debug" } else { "release" },
+        seed,
+        machine,
+        config: serde_json::to_value(&settings)?,
+        graph: graph.summary(),
+        floors: floors.clone(),
+        composed_floors: composed,
+        post_ack_latency: post_ack,
+        throughput,
+        delivery: DeliveryReport {
+            offered_posts_per_sec: settings.latency_rate,
+            achieved_posts_per_sec: achieved,
+            same_cluster: same,
+            cross_cluster: cross,
+            by_phase: report::phase_delivery_json(&by_phase),
+        },
+        failover: failover_report,
+        lost,
+        peak_rss_by_role: report::by_role(&rss),
+        peak_rss: rss,
+        targets,
+        errors,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&cli.out, json + "\n").with_context(|| format!("cannot write {}", cli.out.display()))?;
+    print!("{}", report.table());
+    println!(
+        "\nresults: {} (seed {seed}); system logs: {}/logs",
+        cli.out.display(),
+        settings.dir.display()
+    );
+    if let Some(mut t) = topology.take() {
+        tokio::task::spawn_blocking(move || t.stop_all())
+            .await
+            .context("stopping the system")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Runs the real benchmark binary in quick mode against a real system (the service binaries
+//! beside it, as `cargo build --bins` leaves them) and checks that every figure is in the
+//! JSON and that nothing was lost or left undelivered.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn number(json: &Value, pointer: &str) -> f64 {
+    json.pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{pointer} is missing or not a number in the results"))
+}
+
+#[test]
+fn quick_mode_reports_every_figure_and_loses_nothing() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-quick");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test directory");
+    let out = dir.join("results.json");
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_tinysns-bench"));
+    let bins = std::env::var_os("TINYSNS_BIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| bench.parent().map(PathBuf::from))
+        .expect("binary directory");
+    assert!(
+        bins.join("tsd").exists(),
+        "no tsd in {}: run `cargo build --bins` first",
+        bins.display()
+    );
+    let output = Command::new(&bench)
+        .args(["--quick", "--seed", "7", "--out"])
+        .arg(&out)
+        .arg("--dir")
+        .arg(dir.join("system"))
+        .env("TINYSNS_BIN_DIR", &bins)
+        .output()
+        .expect("run tinysns-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "tinysns-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("seed: 7"), "the seed is printed: {stdout}");
+
+    let text = std::fs::read_to_string(&out).expect("results file");
+    let json: Value = serde_json::from_str(&text).expect("results are JSON");
+    assert_eq!(json["seed"], 7);
+    assert_eq!(json["mode"], "quick");
+    for key in ["cores", "cpu_model", "memory_bytes", "kernel"] {
+        assert!(!json["machine"][key].is_null(), "machine.{key} missing");
+    }
+    assert!(number(&json, "/machine/cores") >= 1.0);
+
+    // Floors.
+    for pointer in [
+        "/floors/grpc_unary/p50_ms",
+        "/floors/grpc_unary/p99_ms",
+        "/floors/grpc_unary_calls_per_sec",
+        "/floors/rabbitmq_publish_confirm_consume/p50_ms",
+        "/floors/rabbitmq_publish_confirm_consume/p99_ms",
+        "/floors/fdatasync/p50_ms",
+        "/floors/fdatasync/p99_ms",
+    ] {
+        assert!(number(&json, pointer) > 0.0, "{pointer}");
+    }
+
+    // Figures, each with its ratio to the floor.
+    for figure in ["/post_ack_latency", "/delivery/same_cluster", "/delivery/cross_cluster"] {
+        for field in [
+            "/latency/p50_ms",
+            "/latency/p99_ms",
+            "/latency/max_ms",
+            "/ratio_p50",
+            "/ratio_p99",
+        ] {
+            number(&json, &format!("{figure}{field}"));
+        }
+    }
+    assert!(number(&json, "/throughput/posts_per_sec") > 0.0);
+    number(&json, "/throughput/ratio_to_floor");
+    assert!(number(&json, "/failover/time_to_first_ack_ms") > 0.0);
+    number(&json, "/failover/ratio_to_floor");
+    assert!(json["failover"]["skipped"].is_null());
+
+    // Nothing lost, nothing undelivered.
+    for pointer in [
+        "/delivery/same_cluster/undelivered",
+        "/delivery/cross_cluster/undelivered",
+        "/lost/undelivered_live",
+        "/lost/lost_posts",
+        "/lost/missing_pairs",
+        "/failover/acknowledged_lost",
+    ] {
+        assert_eq!(number(&json, pointer), 0.0, "{pointer} must be 0\n{text}");
+    }
+    assert!(number(&json, "/delivery/same_cluster/delivered") > 0.0);
+    assert!(number(&json, "/delivery/cross_cluster/delivered") > 0.0);
+    assert!(number(&json, "/lost/acknowledged_posts") > 0.0);
+    assert!(number(&json, "/lost/checked_pairs") > 0.0);
+
+    // Peak memory of every role.
+    let roles: Vec<&str> = json["peak_rss_by_role"]
+        .as_array()
+        .expect("peak_rss_by_role")
+        .iter()
+        .filter_map(|r| r["role"].as_str())
+        .collect();
+    for role in ["coordinator", "tsd", "synchronizer", "rabbitmq", "bench"] {
+        assert!(roles.contains(&role), "no peak RSS for {role}: {roles:?}");
+    }
+}
