@@ -7,8 +7,8 @@
 
 use crate::proto::coordinator::{HeartbeatRequest, Member, Role, coordinator_client::CoordinatorClient};
 use crate::shutdown::Shutdown;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -40,12 +40,48 @@ pub struct RoleView {
     pub assignment: Assignment,
     pub term: u64,
     master: bool,
+    lease: bool,
 }
 
 impl RoleView {
-    /// Master under the newest term we know of, with a valid lease.
+    /// Master under the newest term we know of. Enough to serve; to acknowledge a write
+    /// alone a master also needs [`RoleView::has_lease`].
     pub fn is_master(&self) -> bool {
         self.master
+    }
+
+    /// The coordinator answered recently enough that nobody else can have been made master:
+    /// a master may then acknowledge writes even without a slave. Without the lease (the
+    /// coordinator is unreachable) it may still acknowledge what a slave of its term has
+    /// stored, because a promoted slave refuses the old term.
+    pub fn has_lease(&self) -> bool {
+        self.lease
+    }
+}
+
+/// What a member reports about itself in each heartbeat.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Last log position durably stored.
+    pub applied_lsn: AtomicU64,
+    /// (Masters) slaves that hold the whole log.
+    pub in_sync_slaves: Mutex<Vec<u32>>,
+}
+
+impl Progress {
+    pub fn new(applied_lsn: u64) -> Arc<Self> {
+        Arc::new(Self {
+            applied_lsn: AtomicU64::new(applied_lsn),
+            in_sync_slaves: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn set_applied(&self, lsn: u64) {
+        self.applied_lsn.store(lsn, Ordering::SeqCst);
+    }
+
+    pub fn set_in_sync(&self, slaves: Vec<u32>) {
+        *self.in_sync_slaves.lock().unwrap_or_else(|p| p.into_inner()) = slaves;
     }
 }
 
@@ -60,11 +96,12 @@ impl RoleHandle {
     pub fn current(&self) -> RoleView {
         let a = self.rx.borrow().clone();
         let newest = self.max_term.load(Ordering::SeqCst);
-        let master =
-            a.role == Role::Master && a.term >= newest && a.lease_until.is_some_and(|until| Instant::now() < until);
+        let master = a.role == Role::Master && a.term >= newest;
+        let lease = master && a.lease_until.is_some_and(|until| Instant::now() < until);
         RoleView {
             term: a.term,
             master,
+            lease,
             assignment: a,
         }
     }
@@ -109,10 +146,9 @@ impl Membership {
         self.handle.clone()
     }
 
-    /// Heartbeats `me` to the coordinator at `coordinator` until shutdown. `progress` is the
-    /// member's applied log position, reported so the coordinator promotes the most
-    /// up-to-date slave.
-    pub async fn run(self, coordinator: String, me: Member, progress: Arc<AtomicU64>, shutdown: Shutdown) {
+    /// Heartbeats `me` to the coordinator at `coordinator` until shutdown, reporting
+    /// `progress` so the coordinator promotes only an up-to-date slave.
+    pub async fn run(self, coordinator: String, me: Member, progress: Arc<Progress>, shutdown: Shutdown) {
         let channel = match crate::grpc::channel(&coordinator, Duration::from_secs(1)) {
             Ok(c) => c,
             Err(error) => {
@@ -130,7 +166,12 @@ impl Membership {
                 member: Some(me.clone()),
                 believed_role: current.role as i32,
                 believed_term: current.term.max(self.handle.max_term.load(Ordering::SeqCst)),
-                applied_lsn: progress.load(Ordering::SeqCst),
+                applied_lsn: progress.applied_lsn.load(Ordering::SeqCst),
+                in_sync_slaves: progress
+                    .in_sync_slaves
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
             };
             let mut call = tonic::Request::new(request);
             call.set_timeout(interval * 2);

@@ -46,6 +46,9 @@ struct Alive {
     address: String,
     last_seen: Instant,
     applied_lsn: u64,
+    /// Holds the master's whole log (as the master last reported). Only such a slave may
+    /// be promoted; a member that (re)joins is not in sync until the master says so.
+    in_sync: bool,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +56,9 @@ struct Group {
     term: u64,
     master: Option<u32>,
     members: BTreeMap<u32, Alive>,
+    /// The master died with no slave in sync: only it may become master again, since it
+    /// alone may hold acknowledged writes.
+    blocked_on: Option<u32>,
 }
 
 impl Group {
@@ -68,11 +74,13 @@ impl Group {
         })
     }
 
-    /// The live non-master best placed to take over: the one that has stored the most.
-    fn best_candidate(&self) -> Option<u32> {
+    /// The live non-master best placed to take over: the one that has stored the most,
+    /// among those in sync if `in_sync_only`.
+    fn best_candidate(&self, in_sync_only: bool) -> Option<u32> {
         self.members
             .iter()
             .filter(|(id, _)| Some(**id) != self.master)
+            .filter(|(_, alive)| alive.in_sync || !in_sync_only)
             .max_by(|(ia, a), (ib, b)| a.applied_lsn.cmp(&b.applied_lsn).then(ib.cmp(ia)))
             .map(|(id, _)| *id)
     }
@@ -86,6 +94,16 @@ pub struct Assignment {
     pub member: Member,
     pub master: Option<Member>,
     pub slaves: Vec<Member>,
+}
+
+/// What a member says in a heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub member: Member,
+    pub believed_role: Role,
+    pub believed_term: u64,
+    pub applied_lsn: u64,
+    pub in_sync_slaves: Vec<u32>,
 }
 
 /// A change worth a log line.
@@ -138,14 +156,15 @@ impl Registry {
     }
 
     /// Records that a member is alive and tells it its role.
-    pub fn heartbeat(
-        &mut self,
-        member: &Member,
-        believed_role: Role,
-        believed_term: u64,
-        applied_lsn: u64,
-        now: Instant,
-    ) -> Result<Assignment, RegistryError> {
+    pub fn heartbeat(&mut self, report: &Report, now: Instant) -> Result<Assignment, RegistryError> {
+        let Report {
+            member,
+            believed_role,
+            believed_term,
+            applied_lsn,
+            in_sync_slaves,
+        } = report;
+        let (believed_role, believed_term, applied_lsn) = (*believed_role, *believed_term, *applied_lsn);
         let kind = Kind::from_proto(member.kind)?;
         if member.member_id == 0 {
             return Err(RegistryError::InvalidMemberId);
@@ -164,15 +183,17 @@ impl Registry {
         let in_grace = now.duration_since(self.started) < self.failure_timeout;
         let group = self.groups.entry((kind, cluster)).or_default();
         let id = member.member_id;
-        let is_new = !group.members.contains_key(&id);
-        group.members.insert(
-            id,
-            Alive {
-                address: member.address.clone(),
-                last_seen: now,
-                applied_lsn,
-            },
-        );
+        let previous = group.members.get(&id);
+        let is_new = previous.is_none();
+        // Synchronizers hold no data: any of them may take over.
+        let in_sync = kind == Kind::Synchronizer || previous.is_some_and(|p| p.in_sync);
+        let alive = Alive {
+            address: member.address.clone(),
+            last_seen: now,
+            applied_lsn,
+            in_sync,
+        };
+        group.members.insert(id, alive);
         if is_new {
             self.events.push(Event::Joined { kind, cluster, id });
         }
@@ -191,15 +212,30 @@ impl Registry {
                 group.master = Some(id);
                 true
             }
+            // Waiting for the master that died with no slave in sync.
+            None if group.blocked_on == Some(id) => {
+                group.term = group.term.max(believed_term) + 1;
+                group.master = Some(id);
+                group.blocked_on = None;
+                true
+            }
+            None if group.blocked_on.is_some() => false,
             // Nobody claims the group: elect, but right after a coordinator restart give the
             // real master one failure timeout to announce itself first.
             None if !(in_grace && believed_term > 0) => {
                 group.term = group.term.max(believed_term) + 1;
-                group.master = group.best_candidate().or(Some(id));
+                group.master = group.best_candidate(false).or(Some(id));
                 true
             }
             _ => false,
         };
+        if group.master == Some(id) && kind == Kind::Server {
+            for (other, alive) in group.members.iter_mut() {
+                if *other != id {
+                    alive.in_sync = in_sync_slaves.contains(other);
+                }
+            }
+        }
         if master_changed {
             self.events.push(Event::MasterChanged {
                 kind,
@@ -253,7 +289,10 @@ impl Registry {
                 });
                 if group.master == Some(id) {
                     group.master = None;
-                    group.master = group.best_candidate();
+                    group.master = group.best_candidate(true);
+                    if group.master.is_none() && *kind == Kind::Server {
+                        group.blocked_on = Some(id);
+                    }
                     group.term += 1;
                     self.events.push(Event::MasterChanged {
                         kind: *kind,
@@ -323,8 +362,23 @@ mod tests {
         }
     }
 
+    fn report(m: &Member, role: Role, term: u64, lsn: u64, in_sync: &[u32]) -> Report {
+        Report {
+            member: m.clone(),
+            believed_role: role,
+            believed_term: term,
+            applied_lsn: lsn,
+            in_sync_slaves: in_sync.to_vec(),
+        }
+    }
+
     fn beat(r: &mut Registry, m: &Member, now: Instant) -> Assignment {
-        r.heartbeat(m, Role::Unspecified, 0, 0, now).unwrap()
+        r.heartbeat(&report(m, Role::Unspecified, 0, 0, &[]), now).unwrap()
+    }
+
+    /// The master of a cluster says which slaves are in sync.
+    fn master_beat(r: &mut Registry, m: &Member, in_sync: &[u32], now: Instant) -> Assignment {
+        r.heartbeat(&report(m, Role::Master, 1, 0, in_sync), now).unwrap()
     }
 
     #[test]
@@ -346,6 +400,7 @@ mod tests {
         let mut r = Registry::new(3, TIMEOUT, t0);
         beat(&mut r, &server(2, 1), t0);
         beat(&mut r, &server(2, 2), t0);
+        master_beat(&mut r, &server(2, 1), &[2], t0);
         let t1 = t0 + Duration::from_millis(800);
         beat(&mut r, &server(2, 2), t1);
         r.expire(t0 + Duration::from_millis(1200));
@@ -367,13 +422,44 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registry::new(1, TIMEOUT, t0);
         beat(&mut r, &server(1, 1), t0);
-        r.heartbeat(&server(1, 2), Role::Slave, 1, 5, t0).unwrap();
-        r.heartbeat(&server(1, 3), Role::Slave, 1, 9, t0).unwrap();
+        r.heartbeat(&report(&server(1, 2), Role::Slave, 1, 5, &[]), t0).unwrap();
+        r.heartbeat(&report(&server(1, 3), Role::Slave, 1, 9, &[]), t0).unwrap();
+        master_beat(&mut r, &server(1, 1), &[2, 3], t0);
         let t1 = t0 + Duration::from_millis(900);
-        r.heartbeat(&server(1, 2), Role::Slave, 1, 5, t1).unwrap();
-        r.heartbeat(&server(1, 3), Role::Slave, 1, 9, t1).unwrap();
+        r.heartbeat(&report(&server(1, 2), Role::Slave, 1, 5, &[]), t1).unwrap();
+        r.heartbeat(&report(&server(1, 3), Role::Slave, 1, 9, &[]), t1).unwrap();
         r.expire(t0 + Duration::from_millis(1500));
         assert_eq!(r.server_for_user(1).unwrap().1.member_id, 3);
+    }
+
+    #[test]
+    fn a_slave_out_of_sync_is_never_promoted_and_the_old_master_gets_its_role_back() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(1, TIMEOUT, t0);
+        beat(&mut r, &server(1, 1), t0);
+        beat(&mut r, &server(1, 2), t0);
+        // The master reports its slave still catching up, then dies.
+        master_beat(&mut r, &server(1, 1), &[], t0);
+        let t1 = t0 + Duration::from_millis(900);
+        beat(&mut r, &server(1, 2), t1);
+        r.expire(t0 + Duration::from_millis(1500));
+        let s = beat(&mut r, &server(1, 2), t0 + Duration::from_millis(1600));
+        assert_eq!(s.role, Role::Slave, "an out-of-sync slave must not take over");
+        assert_eq!(r.server_for_user(1).unwrap_err(), RegistryError::Unavailable(1));
+        // The old master returns (it holds every acknowledged write) and leads again.
+        let m = r
+            .heartbeat(
+                &report(&server(1, 1), Role::Master, 1, 7, &[]),
+                t0 + Duration::from_millis(1700),
+            )
+            .unwrap();
+        assert_eq!((m.role, m.term), (Role::Master, 3));
+        // Once it reports the slave caught up, that slave may take over again.
+        master_beat(&mut r, &server(1, 1), &[2], t0 + Duration::from_millis(1700));
+        let t2 = t0 + Duration::from_millis(2500);
+        beat(&mut r, &server(1, 2), t2);
+        r.expire(t0 + Duration::from_millis(2800));
+        assert_eq!(r.server_for_user(1).unwrap().1.member_id, 2);
     }
 
     #[test]
@@ -392,12 +478,18 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registry::new(3, TIMEOUT, t0);
         // The slave happens to heartbeat first after the restart: no election during grace.
-        let s = r.heartbeat(&server(1, 2), Role::Slave, 4, 10, t0).unwrap();
+        let s = r
+            .heartbeat(&report(&server(1, 2), Role::Slave, 4, 10, &[]), t0)
+            .unwrap();
         assert_eq!(s.role, Role::Slave);
         assert!(s.master.is_none());
-        let m = r.heartbeat(&server(1, 1), Role::Master, 4, 10, t0).unwrap();
+        let m = r
+            .heartbeat(&report(&server(1, 1), Role::Master, 4, 10, &[]), t0)
+            .unwrap();
         assert_eq!((m.role, m.term), (Role::Master, 4));
-        let s = r.heartbeat(&server(1, 2), Role::Slave, 4, 10, t0).unwrap();
+        let s = r
+            .heartbeat(&report(&server(1, 2), Role::Slave, 4, 10, &[]), t0)
+            .unwrap();
         assert_eq!(s.master.unwrap().member_id, 1);
     }
 
@@ -406,7 +498,9 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registry::new(3, TIMEOUT, t0);
         let t1 = t0 + Duration::from_millis(1100);
-        let s = r.heartbeat(&server(1, 2), Role::Slave, 4, 10, t1).unwrap();
+        let s = r
+            .heartbeat(&report(&server(1, 2), Role::Slave, 4, 10, &[]), t1)
+            .unwrap();
         assert_eq!((s.role, s.term), (Role::Master, 5));
     }
 
@@ -434,24 +528,24 @@ mod tests {
         let mut r = Registry::new(3, TIMEOUT, t0);
         let mut m = server(4, 1);
         assert_eq!(
-            r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(),
+            r.heartbeat(&report(&m, Role::Unspecified, 0, 0, &[]), t0).unwrap_err(),
             RegistryError::NoSuchCluster(4, 3)
         );
         m = server(1, 0);
         assert_eq!(
-            r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(),
+            r.heartbeat(&report(&m, Role::Unspecified, 0, 0, &[]), t0).unwrap_err(),
             RegistryError::InvalidMemberId
         );
         m = server(1, 1);
         m.address = "nohost".into();
         assert!(matches!(
-            r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(),
+            r.heartbeat(&report(&m, Role::Unspecified, 0, 0, &[]), t0).unwrap_err(),
             RegistryError::InvalidAddress(_)
         ));
         m = server(1, 1);
         m.kind = 0;
         assert_eq!(
-            r.heartbeat(&m, Role::Unspecified, 0, 0, t0).unwrap_err(),
+            r.heartbeat(&report(&m, Role::Unspecified, 0, 0, &[]), t0).unwrap_err(),
             RegistryError::UnknownKind
         );
     }

@@ -1,7 +1,7 @@
 //! The coordinator's gRPC service and its failure detector.
 
 use crate::config::Config;
-use crate::registry::{Event, Kind, Registry, RegistryError};
+use crate::registry::{Event, Kind, Registry, RegistryError, Report};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tinysns_common::proto::coordinator as pb;
@@ -104,10 +104,14 @@ impl Coordinator for CoordinatorService {
             .member
             .ok_or_else(|| Status::invalid_argument("member is required"))?;
         let believed = pb::Role::try_from(req.believed_role).unwrap_or(pb::Role::Unspecified);
-        let (assignment, clusters) = self.with_registry(|r| {
-            let a = r.heartbeat(&member, believed, req.believed_term, req.applied_lsn, Instant::now());
-            (a, r.clusters())
-        });
+        let report = Report {
+            member,
+            believed_role: believed,
+            believed_term: req.believed_term,
+            applied_lsn: req.applied_lsn,
+            in_sync_slaves: req.in_sync_slaves,
+        };
+        let (assignment, clusters) = self.with_registry(|r| (r.heartbeat(&report, Instant::now()), r.clusters()));
         let a = assignment.map_err(to_status)?;
         Ok(Response::new(pb::HeartbeatReply {
             role: a.role as i32,

@@ -7,11 +7,9 @@ use crate::cluster::ClusterLink;
 use crate::config::{Config, mask_password};
 use crate::{consumer, publisher};
 use anyhow::Context;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tinysns_common::health::Health;
-use tinysns_common::membership::Membership;
+use tinysns_common::membership::{Membership, Progress};
 use tinysns_common::proto::coordinator::{Member, MemberKind};
 use tinysns_common::shutdown::Shutdown;
 
@@ -51,12 +49,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         member_id: config.id,
         address: config.advertise.clone(),
     };
-    tokio::spawn(membership.run(
-        config.coordinator.clone(),
-        me,
-        Arc::new(AtomicU64::new(0)),
-        shutdown.clone(),
-    ));
+    tokio::spawn(membership.run(config.coordinator.clone(), me, Progress::new(0), shutdown.clone()));
 
     let mut working: Option<(Shutdown, tokio::task::JoinHandle<()>)> = None;
     while !shutdown.is_triggered() {

@@ -80,6 +80,21 @@ impl Feed {
         self.committed.send_replace(last);
     }
 
+    /// Publishes what the store holds up to `lsn` beyond what was published.
+    pub async fn publish_through(&self, lsn: u64, reader: &Reader) {
+        let from = self.committed();
+        if lsn <= from {
+            return;
+        }
+        match reader
+            .with(move |c| store::entries_after(c, from, lsn, usize::MAX))
+            .await
+        {
+            Ok(entries) => self.publish(&entries),
+            Err(error) => tracing::warn!(%error, "cannot read the log to publish it"),
+        }
+    }
+
     /// Forgets everything after `lsn` (the log was truncated there).
     pub fn reset(&self, lsn: u64) {
         let mut ring = self.ring.write().unwrap_or_else(|p| p.into_inner());

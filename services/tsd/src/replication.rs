@@ -8,8 +8,9 @@ use crate::reader::Reader;
 use crate::store;
 use crate::writer::{Batch, WriteError, Writer};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tinysns_common::membership::RoleHandle;
+use tinysns_common::membership::{Progress, RoleHandle};
 use tinysns_common::proto::coordinator::Member;
 use tinysns_common::proto::internal::replication_client::ReplicationClient;
 use tinysns_common::proto::internal::replication_server::{Replication, ReplicationServer};
@@ -130,51 +131,120 @@ pub struct Replicator {
     reader: Reader,
     feed: Feed,
     master_id: u32,
+    progress: Arc<Progress>,
     links: HashMap<u32, SlaveLink>,
 }
 
+/// How often an idle master checks that its slaves hold its whole log (a slave that
+/// restarted or joined empty is caught up even when no client writes).
+const CATCH_UP_PERIOD: Duration = Duration::from_millis(100);
+
 impl Replicator {
-    pub fn new(role: RoleHandle, reader: Reader, feed: Feed, master_id: u32) -> Self {
+    pub fn new(role: RoleHandle, reader: Reader, feed: Feed, master_id: u32, progress: Arc<Progress>) -> Self {
         Self {
             role,
             reader,
             feed,
             master_id,
+            progress,
             links: HashMap::new(),
         }
     }
 
     pub async fn run(mut self, mut batches: tokio::sync::mpsc::Receiver<Batch>) {
-        while let Some(batch) = batches.recv().await {
-            match self.replicate(batch.term, batch.last_lsn).await {
-                Ok(()) => {
-                    self.feed.publish(&batch.entries);
-                    for (reply, outcome) in batch.replies {
-                        let _ = reply.send(Ok(outcome));
-                    }
+        let mut tick = tokio::time::interval(CATCH_UP_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                batch = batches.recv() => match batch {
+                    Some(batch) => self.acknowledge(batch).await,
+                    None => return,
+                },
+                _ = tick.tick() => self.catch_up().await,
+            }
+        }
+    }
+
+    async fn acknowledge(&mut self, batch: Batch) {
+        match self.replicate(batch.term, batch.last_lsn).await {
+            Ok(()) => {
+                self.feed.publish(&batch.entries);
+                for (reply, outcome) in batch.replies {
+                    let _ = reply.send(Ok(outcome));
                 }
-                Err(why) => {
-                    tracing::warn!(%why, lsn = batch.last_lsn, "write not acknowledged");
-                    for (reply, _) in batch.replies {
-                        let _ = reply.send(Err(WriteError::NotMaster(why.clone())));
-                    }
+            }
+            Err(why) => {
+                tracing::warn!(%why, lsn = batch.last_lsn, "write not acknowledged");
+                for (reply, _) in batch.replies {
+                    let _ = reply.send(Err(WriteError::NotMaster(why.clone())));
                 }
             }
         }
     }
 
+    /// Brings lagging slaves up to our log's end while no batch is waiting.
+    async fn catch_up(&mut self) {
+        let view = self.role.current();
+        if !view.is_master() {
+            self.links.clear();
+            self.progress.set_in_sync(Vec::new());
+            return;
+        }
+        self.refresh_links(&view.assignment.slaves);
+        let target = self.progress.applied_lsn.load(std::sync::atomic::Ordering::SeqCst);
+        if self.links.values().any(|l| l.matched.is_none_or(|m| m < target)) {
+            if self.replicate(view.term, target).await.is_err() {
+                return;
+            }
+        } else if self.links.is_empty() && !view.has_lease() {
+            return;
+        } else {
+            self.report_in_sync(target);
+        }
+        // Entries we hold but never acknowledged (their batch failed) are committed now
+        // that the slaves have them: make them visible.
+        if self.feed.committed() < target {
+            self.feed.publish_through(target, &self.reader).await;
+        }
+    }
+
+    fn report_in_sync(&self, target: u64) {
+        let ids = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.matched.is_some_and(|m| m >= target))
+            .map(|(id, _)| *id)
+            .collect();
+        self.progress.set_in_sync(ids);
+    }
+
     /// Waits until every live slave holds the log up to `target`, as long as we are master
-    /// under `term`.
+    /// under `term`. With the coordinator's lease we may go on alone when the coordinator
+    /// has dropped our slaves; without it (coordinator unreachable) only a slave of our
+    /// term storing the entries proves nobody else has been made master.
     async fn replicate(&mut self, term: u64, target: u64) -> Result<(), String> {
         let mut attempt = 0u32;
+        let mut lease_lost_at: Option<std::time::Instant> = None;
         loop {
             let view = self.role.current();
             if !view.is_master() || view.term != term {
+                self.progress.set_in_sync(Vec::new());
                 return Err(format!("no longer master of term {term}"));
             }
             self.refresh_links(&view.assignment.slaves);
+            if !view.has_lease() {
+                let since = *lease_lost_at.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > view.assignment.failure_timeout * 2 {
+                    return Err("cannot confirm mastership: coordinator unreachable".into());
+                }
+            }
             if target == 0 || self.links.is_empty() {
-                return Ok(());
+                if view.has_lease() {
+                    self.report_in_sync(target);
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
             }
             let (master_id, reader) = (self.master_id, &self.reader);
             let results = futures_util::future::join_all(
@@ -189,6 +259,7 @@ impl Replicator {
                     Ok(()) => {}
                     Err(LinkError::Deposed(newer)) => {
                         self.role.observe_term(newer);
+                        self.progress.set_in_sync(Vec::new());
                         return Err(format!("a slave knows the newer term {newer}"));
                     }
                     Err(LinkError::Unreachable(why)) => {
@@ -199,6 +270,7 @@ impl Replicator {
                     }
                 }
             }
+            self.report_in_sync(target);
             if !pending {
                 return Ok(());
             }

@@ -11,9 +11,8 @@ use crate::store;
 use crate::writer::Writer;
 use anyhow::Context;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use tinysns_common::health::Health;
-use tinysns_common::membership::Membership;
+use tinysns_common::membership::{Membership, Progress};
 use tinysns_common::proto::coordinator::{Member, MemberKind};
 use tinysns_common::shutdown::Shutdown;
 
@@ -23,12 +22,21 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let last = store::last_lsn(&conn)?;
     tracing::info!(data_dir = %config.data_dir.display(), last_lsn = last, "store opened");
     let feed = Feed::new(last);
-    let progress = Arc::new(AtomicU64::new(last));
+    let progress = Progress::new(last);
     let membership = Membership::new();
     let role = membership.handle();
     let (writer, batches) = Writer::start(conn, config.cluster, role.clone(), feed.clone(), progress.clone())?;
     let reader = Reader::new(&config.data_dir);
-    tokio::spawn(Replicator::new(role.clone(), reader.clone(), feed.clone(), config.server).run(batches));
+    tokio::spawn(
+        Replicator::new(
+            role.clone(),
+            reader.clone(),
+            feed.clone(),
+            config.server,
+            progress.clone(),
+        )
+        .run(batches),
+    );
 
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)

@@ -6,8 +6,7 @@ use crate::feed::Feed;
 use crate::store;
 use rusqlite::Connection;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tinysns_common::membership::RoleHandle;
+use tinysns_common::membership::{Progress, RoleHandle};
 use tinysns_common::proto::internal::{
     AppendReply, AppendRequest, Change, FollowChanged, LogEntry, PostCreated, RemoteChange, SyncCursor, UserCreated,
     change, log_entry,
@@ -87,7 +86,7 @@ impl Writer {
         cluster: u32,
         role: RoleHandle,
         feed: Feed,
-        progress: Arc<AtomicU64>,
+        progress: Arc<Progress>,
     ) -> Result<(Self, mpsc::Receiver<Batch>), store::StoreError> {
         let (jobs_tx, jobs_rx) = mpsc::channel(4096);
         let (batches_tx, batches_rx) = mpsc::channel(64);
@@ -135,7 +134,7 @@ struct State {
     feed: Feed,
     batches: mpsc::Sender<Batch>,
     /// Our last durable lsn, reported to the coordinator.
-    progress: Arc<AtomicU64>,
+    progress: Arc<Progress>,
 }
 
 impl State {
@@ -231,7 +230,7 @@ impl State {
         }
         tx.commit()?;
         if let Some(last) = entries.last() {
-            self.progress.store(last.lsn, Ordering::SeqCst);
+            self.progress.set_applied(last.lsn);
         }
         Ok((entries, outcomes))
     }
@@ -288,7 +287,7 @@ impl State {
         }
         tx.commit().map_err(store::StoreError::from)?;
         self.feed.publish(&fresh);
-        self.progress.store(store::last_lsn(&self.conn)?, Ordering::SeqCst);
+        self.progress.set_applied(store::last_lsn(&self.conn)?);
         // Report the position that matches the master's log, not our own end: anything of
         // ours beyond it is unconfirmed and is checked entry by entry on the next call.
         Ok(AppendReply {
@@ -305,7 +304,7 @@ impl State {
         );
         store::truncate_after(&mut self.conn, keep)?;
         self.feed.reset(keep);
-        self.progress.store(keep, Ordering::SeqCst);
+        self.progress.set_applied(keep);
         Ok(())
     }
 }
