@@ -8,6 +8,7 @@ pub mod process;
 pub mod rabbit;
 pub mod topology;
 pub mod tsc;
+pub mod workload;
 
 use std::path::PathBuf;
 

@@ -150,7 +150,7 @@ impl Topology {
         for cluster in 1..=options.clusters {
             for server in 1..=options.servers_per_cluster {
                 let p = port(classic_server_port(cluster, server, options.clusters))?;
-                let data = options.dir.join(format!("cluster{cluster}-server{server}"));
+                let data = options.dir.join(format!("cluster{cluster}-server{server}")); // see server_data_dir
                 let args = strings(&[
                     "-c",
                     &cluster.to_string(),
@@ -347,6 +347,25 @@ impl Topology {
             }
         }
         Ok(None)
+    }
+
+    /// A digest of each server's stored state (users, follows, posts and their log
+    /// positions), read from its data directory: replicas of a cluster must agree.
+    pub fn replica_digests(&self) -> BTreeMap<(u32, u32), Result<String, String>> {
+        self.servers
+            .keys()
+            .map(|&(cluster, server)| {
+                let dir = self.options.dir.join(format!("cluster{cluster}-server{server}"));
+                let digest = tinysns_tsd::store::open(&dir)
+                    .and_then(|c| tinysns_tsd::store::state_digest(&c))
+                    .map_err(|e| e.to_string());
+                ((cluster, server), digest)
+            })
+            .collect()
+    }
+
+    pub fn server_data_dir(&self, cluster: u32, server: u32) -> PathBuf {
+        self.options.dir.join(format!("cluster{cluster}-server{server}"))
     }
 
     /// One line per process: name, state, pid, port, log.

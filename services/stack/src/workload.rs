@@ -1,0 +1,280 @@
+//! A workload for fault-injection tests: users spread over the clusters follow each other
+//! (seeded, with cross-cluster edges), keep their timelines open and post at a steady pace,
+//! riding through failovers the way `tsc` does (resume after the last post seen, re-send an
+//! unacknowledged post under its id). Everything acknowledged and received is recorded so
+//! a test can check that every acknowledged post reached every follower exactly once.
+
+use crate::client::User;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tinysns_common::proto::social::Status as Code;
+use tinysns_common::shutdown::Shutdown;
+
+/// A post the system acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Acked {
+    pub author: u64,
+    pub post_id: u64,
+}
+
+#[derive(Default)]
+struct Record {
+    acked: BTreeSet<Acked>,
+    /// follower -> (author, post_id) -> times received
+    received: BTreeMap<u64, BTreeMap<(u64, u64), u32>>,
+    refused: Vec<String>,
+    reconnects: u64,
+}
+
+pub struct Workload {
+    pub seed: u64,
+    pub users: Vec<u64>,
+    /// follower -> followees
+    pub follows: BTreeMap<u64, BTreeSet<u64>>,
+    started: Instant,
+    record: Arc<Mutex<Record>>,
+    posting: Shutdown,
+    stop: Shutdown,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What the workload saw, and what it found wrong.
+#[derive(Debug)]
+pub struct Outcome {
+    pub acked: usize,
+    pub reconnects: u64,
+    pub missing: Vec<String>,
+    pub duplicates: Vec<String>,
+    pub refused: Vec<String>,
+}
+
+impl Workload {
+    /// Logs in `users_per_cluster` users per cluster, sets up a seeded follow graph, opens
+    /// every timeline and starts posting every `interval`.
+    pub async fn start(
+        coordinator: &str,
+        clusters: u32,
+        users_per_cluster: u64,
+        seed: u64,
+        interval: Duration,
+    ) -> Result<Self, String> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let users: Vec<u64> = (1..=u64::from(clusters) * users_per_cluster).collect();
+        let mut sessions = Vec::new();
+        for &u in &users {
+            sessions.push(
+                User::login(coordinator, u)
+                    .await
+                    .map_err(|e| format!("login {u}: {e}"))?,
+            );
+        }
+        // Everyone must know everyone before following across clusters.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for s in sessions.iter_mut() {
+            loop {
+                let list = s.list().await.map_err(|e| e.to_string())?;
+                if users.iter().all(|u| list.all_users.contains(u)) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("user {} never learned every user", s.id()));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let mut follows: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+        for s in sessions.iter_mut() {
+            let me = s.id();
+            let others: Vec<u64> = users.iter().copied().filter(|u| *u != me).collect();
+            let mut chosen = BTreeSet::new();
+            // At least one followee in another cluster, then a few at random.
+            let remote: Vec<u64> = others
+                .iter()
+                .copied()
+                .filter(|u| (u - 1) % u64::from(clusters) != (me - 1) % u64::from(clusters))
+                .collect();
+            if !remote.is_empty() {
+                chosen.insert(remote[rng.random_range(0..remote.len())]);
+            }
+            for _ in 0..2 {
+                chosen.insert(others[rng.random_range(0..others.len())]);
+            }
+            for f in &chosen {
+                let status = s.follow(&f.to_string()).await.map_err(|e| e.to_string())?;
+                if status != Code::Success {
+                    return Err(format!("{me} follow {f}: {status:?}"));
+                }
+            }
+            follows.insert(me, chosen);
+        }
+        let record = Arc::new(Mutex::new(Record::default()));
+        let (posting, stop) = (Shutdown::new(), Shutdown::new());
+        let mut tasks = Vec::new();
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(sessions.len());
+        for (index, session) in sessions.into_iter().enumerate() {
+            let task = run_user(
+                session,
+                seed.wrapping_add(index as u64),
+                interval,
+                record.clone(),
+                posting.clone(),
+                stop.clone(),
+                ready_tx.clone(),
+            );
+            tasks.push(tokio::spawn(task));
+        }
+        for _ in 0..tasks.len() {
+            ready_rx.recv().await;
+        }
+        Ok(Self {
+            seed,
+            users,
+            follows,
+            started: Instant::now(),
+            record,
+            posting,
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn acked(&self) -> usize {
+        self.record.lock().unwrap_or_else(|p| p.into_inner()).acked.len()
+    }
+
+    /// Stops posting, waits up to `drain` for every acknowledged post to reach every
+    /// follower, stops the readers, and reports.
+    pub async fn finish(mut self, drain: Duration) -> Outcome {
+        self.posting.trigger();
+        // Let in-flight posts settle (a post being retried through a failover completes).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let deadline = Instant::now() + drain;
+        loop {
+            let (missing, _) = self.check();
+            if missing.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.stop.trigger();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        let (missing, duplicates) = self.check();
+        let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        Outcome {
+            acked: record.acked.len(),
+            reconnects: record.reconnects,
+            missing,
+            duplicates,
+            refused: record.refused.clone(),
+        }
+    }
+
+    fn check(&self) -> (Vec<String>, Vec<String>) {
+        let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut missing, mut duplicates) = (Vec::new(), Vec::new());
+        for (follower, followees) in &self.follows {
+            let got = record.received.get(follower);
+            for post in record.acked.iter().filter(|p| followees.contains(&p.author)) {
+                match got.and_then(|g| g.get(&(post.author, post.post_id))) {
+                    None => missing.push(format!(
+                        "post {}/{} never reached follower {follower}",
+                        post.author, post.post_id
+                    )),
+                    Some(1) => {}
+                    Some(n) => duplicates.push(format!(
+                        "post {}/{} reached {follower} {n} times",
+                        post.author, post.post_id
+                    )),
+                }
+            }
+        }
+        (missing, duplicates)
+    }
+}
+
+async fn run_user(
+    mut user: User,
+    seed: u64,
+    interval: Duration,
+    record: Arc<Mutex<Record>>,
+    posting: Shutdown,
+    stop: Shutdown,
+    ready: tokio::sync::mpsc::Sender<()>,
+) {
+    let me = user.id();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut cursor = 0u64;
+    let mut pending: Option<u64> = None;
+    let mut announced = false;
+    let mut counter = 0u64;
+    while !stop.is_triggered() {
+        let mut timeline = match user.timeline(cursor).await {
+            Ok(t) => t,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        cursor = cursor.max(timeline.live_from);
+        if !announced {
+            let _ = ready.send(()).await;
+            announced = true;
+        }
+        let mut tick = tokio::time::interval(interval + Duration::from_millis(rng.random_range(0..5)));
+        let broken = loop {
+            tokio::select! {
+                _ = tick.tick(), if !posting.is_triggered() || pending.is_some() => {
+                    let post_id = *pending.get_or_insert_with(|| {
+                        counter += 1;
+                        (me << 32) | counter
+                    });
+                    match timeline.post_with_id(post_id, &format!("post {counter} by {me}")).await {
+                        Ok(ack) if ack.status == Code::Success as i32 => {
+                            record.lock().unwrap_or_else(|p| p.into_inner()).acked.insert(Acked { author: me, post_id });
+                            pending = None;
+                        }
+                        Ok(ack) => {
+                            record.lock().unwrap_or_else(|p| p.into_inner()).refused.push(format!("{me}/{post_id}: {}", ack.message));
+                            pending = None;
+                        }
+                        Err(_) => break true,
+                    }
+                }
+                post = timeline.next_post(Duration::from_millis(50)) => match post {
+                    Ok(Some(p)) => {
+                        cursor = cursor.max(p.seq);
+                        let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+                        *r.received.entry(me).or_default().entry((p.author, p.post_id)).or_insert(0) += 1;
+                    }
+                    Ok(None) => {}
+                    Err(_) => break true,
+                },
+                _ = stop.wait() => break false,
+            }
+            // Posts that arrived while we waited for an ack.
+            while let Ok(Some(p)) = timeline.next_post(Duration::ZERO).await {
+                cursor = cursor.max(p.seq);
+                let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+                *r.received
+                    .entry(me)
+                    .or_default()
+                    .entry((p.author, p.post_id))
+                    .or_insert(0) += 1;
+            }
+        };
+        if broken {
+            record.lock().unwrap_or_else(|p| p.into_inner()).reconnects += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    user.logout().await;
+}

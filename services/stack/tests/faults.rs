@@ -1,0 +1,217 @@
+//! Fault injection under load: each scenario runs a workload of follows and posts across
+//! all clusters, injects one fault, and then checks the invariants: every acknowledged post
+//! reached every follower exactly once, and both replicas of every cluster hold the same
+//! data. The seed and the timings are printed so a failure can be replayed
+//! (`TINYSNS_FAULT_SEED=<seed> cargo test -p tinysns-stack --test faults <name>`).
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use tinysns_common::proto::social::FollowRequest;
+use tinysns_common::proto::social::social_service_client::SocialServiceClient;
+use tinysns_stack::topology::{Broker, Topology};
+use tinysns_stack::workload::Workload;
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    KillMasterTsd,
+    PauseMasterTsd,
+    BrokerOutage,
+    CoordinatorRestart,
+    WipeReplica,
+    KillMasterSynchronizer,
+}
+
+fn seed() -> u64 {
+    std::env::var("TINYSNS_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random)
+}
+
+fn log(started: Instant, what: &str) {
+    println!("[{:>7.3}s] {what}", started.elapsed().as_secs_f64());
+}
+
+async fn scenario(name: &str, fault: Fault) {
+    let seed = seed();
+    println!("scenario {name}: fault {fault:?}, seed {seed}");
+    let mut t = start_with(name, |o| o.broker = Broker::Private).await;
+    let started = Instant::now();
+    let workload = Workload::start(&t.coordinator_address(), 3, 2, seed, Duration::from_millis(40))
+        .await
+        .unwrap_or_else(|e| panic!("workload did not start: {e}"));
+    log(started, &format!("workload running: follows {:?}", workload.follows));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cluster = (seed % 3) as u32 + 1;
+    let before = workload.acked();
+    log(
+        started,
+        &format!("injecting {fault:?} in cluster {cluster} after {before} acknowledged posts"),
+    );
+    inject(&mut t, fault, cluster, started).await;
+    log(started, "fault over; workload continues");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let outcome = workload.finish(Duration::from_secs(30)).await;
+    log(
+        started,
+        &format!(
+            "acknowledged {} posts, {} reconnects; checking invariants",
+            outcome.acked, outcome.reconnects
+        ),
+    );
+    assert!(outcome.acked > before, "no post was acknowledged after the fault");
+    assert!(outcome.refused.is_empty(), "posts refused: {:?}", outcome.refused);
+    assert!(
+        outcome.duplicates.is_empty(),
+        "seed {seed}: duplicates: {:?}",
+        outcome.duplicates
+    );
+    assert!(
+        outcome.missing.is_empty(),
+        "seed {seed}: {} missing, e.g. {:?}",
+        outcome.missing.len(),
+        &outcome.missing[..outcome.missing.len().min(5)]
+    );
+    // Replicas agree once the cluster is quiet (lagging slaves catch up in the background).
+    t.wait_ready(Duration::from_secs(20))
+        .await
+        .expect("every replica is back");
+    eventually!("replicas to converge", Duration::from_secs(20), async {
+        let digests = t.replica_digests();
+        (1..=3)
+            .all(|c| {
+                let (a, b) = (&digests[&(c, 1)], &digests[&(c, 2)]);
+                a.is_ok() && a == b
+            })
+            .then_some(())
+    });
+    log(started, "invariants hold");
+}
+
+async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) {
+    match fault {
+        Fault::KillMasterTsd => {
+            let master = t.master_server(cluster).await.expect("a master");
+            t.server(cluster, master).kill();
+            log(started, &format!("killed tsd {cluster}/{master} (kill -9)"));
+            wait_new_master(t, cluster, master).await;
+            log(started, "slave promoted");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            t.server(cluster, master).start().expect("restart");
+            log(started, "killed tsd restarted; it rejoins as slave");
+        }
+        Fault::PauseMasterTsd => {
+            let master = t.master_server(cluster).await.expect("a master");
+            let address = t.view(cluster).await.unwrap().master.unwrap().address;
+            t.server(cluster, master).pause();
+            log(started, &format!("paused tsd {cluster}/{master} (SIGSTOP)"));
+            wait_new_master(t, cluster, master).await;
+            log(started, "slave promoted; resuming the old master (SIGCONT)");
+            t.server(cluster, master).resume();
+            // The deposed master must not acknowledge a write, even before it hears from
+            // the coordinator: its client gets a retryable error.
+            let channel = tinysns_common::grpc::channel(&address, Duration::from_secs(1)).unwrap();
+            let mut old = SocialServiceClient::new(channel);
+            let user = u64::from(cluster);
+            let request = FollowRequest {
+                user_id: user,
+                target: (user % 3 + 1).to_string(),
+            };
+            match old.follow(request).await {
+                Ok(reply) => panic!("the deposed master acknowledged a write: {:?}", reply.into_inner()),
+                Err(status) => {
+                    assert!(tinysns_common::grpc::is_retryable(&status), "not retryable: {status:?}");
+                    log(
+                        started,
+                        &format!("deposed master refused the write: {}", status.message()),
+                    );
+                }
+            }
+        }
+        Fault::BrokerOutage => {
+            let rabbit = t.rabbit.as_mut().expect("a private broker");
+            rabbit.stop();
+            log(started, "RabbitMQ stopped for 30 s");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            t.start_broker().await.expect("broker restarts");
+            log(started, "RabbitMQ restarted");
+        }
+        Fault::CoordinatorRestart => {
+            let before = t.views().await.unwrap();
+            t.coordinator.kill();
+            log(started, "coordinator killed (kill -9) for 2 s");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            t.coordinator.start().expect("restart");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let after = t.views().await.unwrap();
+            for (b, a) in before.iter().zip(&after) {
+                let id = |v: &tinysns_common::proto::coordinator::ClusterView| v.master.as_ref().map(|m| m.member_id);
+                assert_eq!(
+                    (id(b), b.term),
+                    (id(a), a.term),
+                    "cluster {}: master or term changed",
+                    b.cluster_id
+                );
+            }
+            log(started, "coordinator restarted; every master kept its role and term");
+        }
+        Fault::WipeReplica => {
+            let master = t.master_server(cluster).await.expect("a master");
+            let slave = if master == 1 { 2 } else { 1 };
+            t.server(cluster, slave).stop(Duration::from_secs(10));
+            std::fs::remove_dir_all(t.server_data_dir(cluster, slave)).expect("wipe");
+            log(started, &format!("tsd {cluster}/{slave} stopped and its data wiped"));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            t.server(cluster, slave).start().expect("restart");
+            log(started, "wiped replica restarted empty; it catches up from the master");
+        }
+        Fault::KillMasterSynchronizer => {
+            let master = t.master_synchronizer(cluster).await.expect("a master synchronizer");
+            t.synchronizer(master).kill();
+            log(
+                started,
+                &format!("killed synchronizer {master} of cluster {cluster} (kill -9)"),
+            );
+        }
+    }
+}
+
+async fn wait_new_master(t: &Topology, cluster: u32, old: u32) {
+    eventually!(
+        format!("a new master in cluster {cluster}"),
+        Duration::from_secs(10),
+        async { t.master_server(cluster).await.filter(|m| *m != old).map(|_| ()) }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_master_tsd_under_load() {
+    scenario("fault-kill-tsd", Fault::KillMasterTsd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paused_master_is_fenced_under_load() {
+    scenario("fault-pause-tsd", Fault::PauseMasterTsd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_outage_under_load() {
+    scenario("fault-broker", Fault::BrokerOutage).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_restart_under_load() {
+    scenario("fault-coordinator", Fault::CoordinatorRestart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wiped_replica_rejoins_under_load() {
+    scenario("fault-wipe", Fault::WipeReplica).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_master_synchronizer_under_load() {
+    scenario("fault-kill-sync", Fault::KillMasterSynchronizer).await;
+}
