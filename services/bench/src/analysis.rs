@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Delivery {
     pub latency: Option<Summary>,
+    /// The same arrivals measured from when the author sent the post (never negative):
+    /// what a reader experiences end to end, acknowledgement included.
+    pub latency_from_send: Option<Summary>,
     /// (post, follower) pairs expected.
     pub expected: u64,
     pub delivered: u64,
@@ -33,6 +36,7 @@ pub struct PhaseDelivery {
 struct Acked {
     author: u64,
     phase: Phase,
+    sent: Instant,
     acked: Instant,
 }
 
@@ -47,6 +51,7 @@ pub fn deliveries(graph: &Graph, acks: &[AckRecord], deliveries: &[DeliveryRecor
                 Acked {
                     author: a.author,
                     phase: a.phase,
+                    sent: a.sent,
                     acked: a.acked,
                 },
             )
@@ -54,6 +59,7 @@ pub fn deliveries(graph: &Graph, acks: &[AckRecord], deliveries: &[DeliveryRecor
         .collect();
     let mut out: HashMap<Phase, PhaseDelivery> = HashMap::new();
     let mut samples: HashMap<(Phase, bool), Vec<Duration>> = HashMap::new();
+    let mut from_send: HashMap<(Phase, bool), Vec<Duration>> = HashMap::new();
     let mut seen: HashSet<(u64, u64)> = HashSet::with_capacity(deliveries.len());
     for d in deliveries {
         let Some(post) = posts.get(&d.post_id) else {
@@ -77,6 +83,10 @@ pub fn deliveries(graph: &Graph, acks: &[AckRecord], deliveries: &[DeliveryRecor
             .entry((post.phase, same))
             .or_default()
             .push(d.at.saturating_duration_since(post.acked));
+        from_send
+            .entry((post.phase, same))
+            .or_default()
+            .push(d.at.saturating_duration_since(post.sent));
     }
     for (post_id, post) in &posts {
         let figures = out.entry(post.phase).or_default();
@@ -106,6 +116,15 @@ pub fn deliveries(graph: &Graph, acks: &[AckRecord], deliveries: &[DeliveryRecor
             &mut figures.cross_cluster
         };
         f.latency = Summary::of(&mut s);
+    }
+    for ((phase, same), mut s) in from_send {
+        let figures = out.entry(phase).or_default();
+        let f = if same {
+            &mut figures.same_cluster
+        } else {
+            &mut figures.cross_cluster
+        };
+        f.latency_from_send = Summary::of(&mut s);
     }
     out
 }
@@ -237,6 +256,8 @@ mod tests {
         let latency = cross.latency.expect("latency");
         assert_eq!((latency.count, latency.max_ms), (2, 20.0));
         assert_eq!(latency.p50_ms, 0.0);
+        let from_send = cross.latency_from_send.expect("latency from send");
+        assert_eq!((from_send.p50_ms, from_send.max_ms), (1.0, 25.0));
     }
 
     fn deliveries_of(graph: &Graph, acks: &[AckRecord], d: &[DeliveryRecord]) -> HashMap<Phase, PhaseDelivery> {

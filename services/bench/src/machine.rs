@@ -56,6 +56,16 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
     field(&status, "VmHWM").and_then(kib_to_bytes)
 }
 
+/// CPU time (user + system) a live process has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command: state(3) ... utime(14) stime(15), 1-based.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture this runs on.
+    Some(ticks as f64 / 100.0)
+}
+
 /// The live processes in process group `pgid` (a service and any helpers it started).
 pub fn process_group(pgid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -72,12 +82,15 @@ pub fn process_group(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The largest peak RSS among the processes of group `pgid`, with its pid.
-pub fn peak_rss_of_group(pgid: u32) -> Option<(u32, u64)> {
-    process_group(pgid)
-        .into_iter()
+/// The largest peak RSS among the processes of group `pgid`, with its pid, and the CPU
+/// time of the whole group.
+pub fn peak_rss_of_group(pgid: u32) -> Option<(u32, u64, f64)> {
+    let pids = process_group(pgid);
+    let cpu = pids.iter().filter_map(|pid| cpu_seconds(*pid)).sum();
+    pids.into_iter()
         .filter_map(|pid| Some((pid, peak_rss(pid)?)))
         .max_by_key(|(_, rss)| *rss)
+        .map(|(pid, rss)| (pid, rss, cpu))
 }
 
 #[cfg(test)]
@@ -92,6 +105,11 @@ mod tests {
         assert!(!m.kernel.is_empty());
         let me = std::process::id();
         assert!(peak_rss(me).is_some_and(|b| b > 0));
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        assert!(cpu_seconds(me).is_some_and(|s| s > 0.0));
         assert_eq!(
             field("VmHWM:\t  1234 kB\n", "VmHWM").and_then(kib_to_bytes),
             Some(1234 * 1024)

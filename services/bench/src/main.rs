@@ -479,6 +479,7 @@ fn rss_snapshot(topology: Option<&mut Topology>) -> Vec<Rss> {
                 process: process.into(),
                 pid,
                 peak_rss_bytes: bytes,
+                cpu_seconds: machine::cpu_seconds(pid),
             });
         }
     };
@@ -493,7 +494,7 @@ fn rss_snapshot(topology: Option<&mut Topology>) -> Vec<Rss> {
     for m in t.synchronizers.values() {
         push("synchronizer", &m.process.name, m.process.pid());
     }
-    if let Some((pid, bytes)) = t
+    if let Some((pid, bytes, cpu)) = t
         .rabbit
         .as_ref()
         .and_then(|r| r.pid())
@@ -504,6 +505,7 @@ fn rss_snapshot(topology: Option<&mut Topology>) -> Vec<Rss> {
             process: "beam.smp".into(),
             pid,
             peak_rss_bytes: bytes,
+            cpu_seconds: Some(cpu),
         });
     }
     out
@@ -515,7 +517,10 @@ fn merge_rss(before: Vec<Rss>, after: Vec<Rss>) -> Vec<Rss> {
     let mut merged: Vec<Rss> = before;
     for r in after {
         match merged.iter_mut().find(|m| m.process == r.process) {
-            Some(m) if m.pid == r.pid => m.peak_rss_bytes = m.peak_rss_bytes.max(r.peak_rss_bytes),
+            Some(m) if m.pid == r.pid => {
+                m.peak_rss_bytes = m.peak_rss_bytes.max(r.peak_rss_bytes);
+                m.cpu_seconds = r.cpu_seconds.or(m.cpu_seconds);
+            }
             Some(m) => *m = r,
             None => merged.push(r),
         }

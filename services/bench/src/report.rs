@@ -151,6 +151,8 @@ pub struct Rss {
     pub process: String,
     pub pid: u32,
     pub peak_rss_bytes: u64,
+    /// CPU time used over the whole run (user + system), where that could be read.
+    pub cpu_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,6 +160,8 @@ pub struct RoleRss {
     pub role: String,
     pub processes: usize,
     pub max_peak_rss_bytes: u64,
+    /// CPU time of all the role's processes over the run.
+    pub cpu_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,11 +179,13 @@ pub fn by_role(rss: &[Rss]) -> Vec<RoleRss> {
             Some(x) => {
                 x.processes += 1;
                 x.max_peak_rss_bytes = x.max_peak_rss_bytes.max(r.peak_rss_bytes);
+                x.cpu_seconds += r.cpu_seconds.unwrap_or(0.0);
             }
             None => roles.push(RoleRss {
                 role: r.role.clone(),
                 processes: 1,
                 max_peak_rss_bytes: r.peak_rss_bytes,
+                cpu_seconds: r.cpu_seconds.unwrap_or(0.0),
             }),
         }
     }
@@ -305,6 +311,16 @@ impl Report {
                 fig.ratio_p99,
             );
         }
+        for (name, fig) in [("same cluster", &d.same_cluster), ("cross cluster", &d.cross_cluster)] {
+            row(
+                &mut t,
+                &format!("delivery sent -> follower, {name}"),
+                &fig.delivery.latency_from_send,
+                None,
+                None,
+                None,
+            );
+        }
         let tp = &self.throughput;
         row(
             &mut t,
@@ -359,14 +375,15 @@ impl Report {
             "re-read check: {} acknowledged posts, {} followers' timelines re-read, {} of {} (post, follower) pairs missing, {} posts lost",
             l.acknowledged_posts, l.checked_followers, l.missing_pairs, l.checked_pairs, l.lost_posts
         );
-        let _ = writeln!(t, "\npeak RSS (VmHWM) by role:");
+        let _ = writeln!(t, "\npeak RSS (VmHWM) and CPU time by role:");
         for r in &self.peak_rss_by_role {
             let _ = writeln!(
                 t,
-                "  {:<14} {:>8.1} MiB  (largest of {})",
+                "  {:<14} {:>8.1} MiB (largest of {}), {:>7.1} s CPU in all",
                 r.role,
                 r.max_peak_rss_bytes as f64 / (1u64 << 20) as f64,
-                r.processes
+                r.processes,
+                r.cpu_seconds
             );
         }
         let _ = writeln!(t, "\ntargets:");
