@@ -337,23 +337,27 @@ async fn closed_loop(posters: &[&UserHandle], duration: Duration, phase: Phase, 
 }
 
 /// Waits until the posts in flight are acknowledged and every expected delivery arrived,
-/// for at most `timeout`.
-async fn drain(handles: &[UserHandle], recorder: &Recorder, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+/// for at most `timeout`; returns how long that took (None: not within the timeout).
+async fn drain(handles: &[UserHandle], recorder: &Recorder, timeout: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let deadline = started + timeout;
     while Instant::now() < deadline {
         let idle = handles.iter().all(|h| !h.busy.load(Ordering::Acquire));
         let delivered = recorder.delivered.load(Ordering::Relaxed) >= recorder.expected.load(Ordering::Relaxed);
         if idle && delivered {
-            return;
+            let took = started.elapsed();
+            // Let stragglers (duplicates, late acks) land before the next phase.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Some(took);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tracing::warn!(
         delivered = recorder.delivered.load(Ordering::Relaxed),
         expected = recorder.expected.load(Ordering::Relaxed),
         "deliveries still outstanding after {timeout:?}"
     );
+    None
 }
 
 async fn count_clusters(coordinator: &str) -> Result<u32> {
@@ -664,7 +668,7 @@ async fn run(cli: Cli) -> Result<()> {
     let (tp_start, tp_end) = closed_loop(&posters, secs(settings.throughput_secs), Phase::Throughput, &ids).await;
     let poster_count = posters.len();
     drop(posters);
-    drain(&handles, &recorder, drain_for).await;
+    let tp_backlog = drain(&handles, &recorder, drain_for).await;
     p.finish();
 
     let mut rss_before_kill = Vec::new();
@@ -821,6 +825,7 @@ async fn run(cli: Cli) -> Result<()> {
         ack_latency: analysis::ack_latency(&acks, Phase::Throughput),
         floor_calls_per_sec: f.grpc_unary_calls_per_sec,
         ratio_to_floor: stats::ratio(tp_rate, f.grpc_unary_calls_per_sec),
+        delivery_backlog_secs: tp_backlog.map(|d| d.as_secs_f64()),
     };
     let lost = Lost {
         acknowledged_posts: acks.iter().filter(|a| a.ok).count() as u64,

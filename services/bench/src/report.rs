@@ -85,6 +85,10 @@ pub struct Throughput {
     /// Bare gRPC unary calls/s with 64 in flight: the ceiling for one RPC per post.
     pub floor_calls_per_sec: f64,
     pub ratio_to_floor: Option<f64>,
+    /// How long after the phase ended the last expected delivery arrived (None: not within
+    /// the drain timeout): the acknowledgement does not wait for other clusters, so a
+    /// backlog there shows here.
+    pub delivery_backlog_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -339,6 +343,11 @@ impl Report {
             tp.posters,
             tp.floor_calls_per_sec,
             x(tp.ratio_to_floor)
+        );
+        let _ = writeln!(
+            t,
+            "deliveries still outstanding when the throughput phase ended arrived within {}",
+            opt(tp.delivery_backlog_secs, " s")
         );
         let _ = writeln!(
             t,
