@@ -1,0 +1,122 @@
+//! Input no well-behaved client sends: bytes that are not UTF-8 where the protocol says
+//! text, and poison messages on the bus. Each gets a clear error or the dead-letter queue,
+//! never a crash, and nothing is stored.
+
+mod common;
+
+use common::*;
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use prost::Message;
+use std::time::Duration;
+use tinysns_common::proto::internal::BusEnvelope;
+use tinysns_common::proto::social::{Reply, Status as Code};
+use tinysns_stack::topology::Broker;
+
+/// `FollowRequest` with the target as raw bytes, to send what a string field forbids.
+#[derive(Clone, PartialEq, Message)]
+struct RawFollowRequest {
+    #[prost(uint64, tag = "1")]
+    user_id: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    target: Vec<u8>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_utf8_text_is_refused_and_the_server_keeps_serving() {
+    let t = start("non-utf8").await;
+    let mut u1 = login(&t, 1).await;
+    let master = t.view(1).await.unwrap().master.unwrap();
+    let channel = tinysns_common::grpc::channel(&master.address, Duration::from_secs(1)).unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<RawFollowRequest, Reply>::default();
+    let path = http::uri::PathAndQuery::from_static("/tinysns.social.v1.SocialService/Follow");
+    let request = tonic::Request::new(RawFollowRequest {
+        user_id: 1,
+        target: vec![0xff, 0xfe, b'2'],
+    });
+    let status = grpc
+        .unary(request, path, codec)
+        .await
+        .expect_err("invalid UTF-8 accepted");
+    println!("non-UTF-8 follow target: {:?} {}", status.code(), status.message());
+    // The server is fine and nothing was stored.
+    assert_eq!(u1.follow("2").await.unwrap(), Code::FailureNotExists);
+    assert_eq!(u1.list().await.unwrap().all_users, vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_and_never_block_the_queue() {
+    let t = start_with("poison", |o| o.broker = Broker::Private).await;
+    let (mut u1, mut u2) = (login(&t, 1).await, login(&t, 2).await);
+    until_known(&mut u1, &[2]).await;
+    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
+    let mut t1 = u1.timeline(0).await.unwrap();
+    let mut t2 = u2.timeline(0).await.unwrap();
+
+    let conn = Connection::connect(&t.amqp_url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let exchange = format!("{}.changes", t.namespace);
+    let poison = [
+        b"\xff\xff\xff not protobuf".to_vec(),
+        BusEnvelope {
+            version: 99,
+            change: None,
+        }
+        .encode_to_vec(),
+        BusEnvelope {
+            version: 1,
+            change: None,
+        }
+        .encode_to_vec(),
+    ];
+    for payload in &poison {
+        channel
+            .basic_publish(
+                exchange.as_str().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                payload,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // The queues keep flowing: a post made after the poison arrives.
+    t2.post("after the poison").await.unwrap();
+    assert_eq!(
+        expect_post(&mut t1, Duration::from_secs(15)).await.text,
+        "after the poison"
+    );
+    // Every cluster's consumer moved each poison message to the dead-letter queue.
+    let dead = format!("{}.dead-letter", t.namespace);
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let count = eventually!(
+        "poison messages in the dead-letter queue",
+        Duration::from_secs(15),
+        async {
+            let q = channel
+                .queue_declare(dead.as_str().into(), passive, FieldTable::default())
+                .await
+                .ok()?;
+            (q.message_count() as usize == poison.len() * 3).then_some(q.message_count())
+        }
+    );
+    println!("{count} poison deliveries dead-lettered");
+    let logs: String = (1..=6)
+        .map(|i| std::fs::read_to_string(t.options.dir.join(format!("logs/synchronizer-{i}.log"))).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.contains("poison message dead-lettered"),
+        "no log line for the poison messages"
+    );
+}
