@@ -27,6 +27,20 @@ impl User {
         })
     }
 
+    /// Logs in, retrying while the user's cluster has no reachable master (during a
+    /// failover or start-up) for up to `patience`. A refused login fails at once.
+    pub async fn login_within(coordinator: &str, user: u64, patience: Duration) -> Result<Self, ConnectError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            match Self::login(coordinator, user).await {
+                Err(ConnectError::Unreachable(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn id(&self) -> u64 {
         self.session.user
     }

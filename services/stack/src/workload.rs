@@ -65,11 +65,8 @@ impl Workload {
         let users: Vec<u64> = (1..=u64::from(clusters) * users_per_cluster).collect();
         let mut sessions = Vec::new();
         for &u in &users {
-            sessions.push(
-                User::login(coordinator, u)
-                    .await
-                    .map_err(|e| format!("login {u}: {e}"))?,
-            );
+            let user = User::login_within(coordinator, u, Duration::from_secs(20)).await;
+            sessions.push(user.map_err(|e| format!("login {u}: {e}"))?);
         }
         // Everyone must know everyone before following across clusters.
         let deadline = Instant::now() + Duration::from_secs(20);

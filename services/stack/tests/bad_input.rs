@@ -11,7 +11,11 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use prost::Message;
 use std::time::Duration;
 use tinysns_common::proto::internal::BusEnvelope;
-use tinysns_common::proto::social::{Reply, Status as Code};
+use tinysns_common::proto::social::social_service_client::SocialServiceClient;
+use tinysns_common::proto::social::{
+    FollowRequest, ListRequest, LoginRequest, Reply, SessionRequest, Status as Code, TimelineOpen, TimelineRequest,
+    timeline_request,
+};
 use tinysns_stack::topology::Broker;
 
 /// `FollowRequest` with the target as raw bytes, to send what a string field forbids.
@@ -24,7 +28,7 @@ struct RawFollowRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn non_utf8_text_is_refused_and_the_server_keeps_serving() {
+async fn malformed_requests_to_every_rpc_get_clear_errors_and_store_nothing() {
     let t = start("non-utf8").await;
     let mut u1 = login(&t, 1).await;
     let master = t.view(1).await.unwrap().master.unwrap();
@@ -42,6 +46,84 @@ async fn non_utf8_text_is_refused_and_the_server_keeps_serving() {
         .await
         .expect_err("invalid UTF-8 accepted");
     println!("non-UTF-8 follow target: {:?} {}", status.code(), status.message());
+
+    // Invalid user ids on every RPC, straight to the server.
+    let mut direct =
+        SocialServiceClient::new(tinysns_common::grpc::channel(&master.address, Duration::from_secs(1)).unwrap());
+    let invalid = Code::FailureInvalidUsername as i32;
+    let login = direct
+        .login(LoginRequest {
+            user_id: 0,
+            session_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(login.status, invalid);
+    assert!(login.session_id.is_empty());
+    assert_eq!(
+        direct
+            .list(ListRequest { user_id: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+            .status,
+        invalid
+    );
+    let follow = |user_id, target: &str| FollowRequest {
+        user_id,
+        target: target.to_string(),
+    };
+    assert_eq!(
+        direct.follow(follow(0, "1")).await.unwrap().into_inner().status,
+        invalid
+    );
+    assert_eq!(
+        direct.un_follow(follow(0, "")).await.unwrap().into_inner().status,
+        invalid
+    );
+    assert_eq!(direct.follow(follow(1, "")).await.unwrap().into_inner().status, invalid);
+    assert_eq!(
+        direct
+            .follow(follow(1, &"9".repeat(5000)))
+            .await
+            .unwrap()
+            .into_inner()
+            .status,
+        invalid
+    );
+    assert_eq!(
+        direct.follow(follow(1, "2\u{0}")).await.unwrap().into_inner().status,
+        invalid
+    );
+    let session = SessionRequest {
+        user_id: 0,
+        session_id: String::new(),
+    };
+    assert_eq!(
+        direct.keep_alive(session.clone()).await.unwrap().into_inner().status,
+        invalid
+    );
+    assert_eq!(direct.logout(session).await.unwrap().into_inner().status, invalid);
+    let open = |user_id| TimelineRequest {
+        kind: Some(timeline_request::Kind::Open(TimelineOpen {
+            user_id,
+            resume_after: 0,
+        })),
+    };
+    let status = direct.timeline(tokio_stream::iter(vec![open(0)])).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let post_first = TimelineRequest {
+        kind: Some(timeline_request::Kind::Post(Default::default())),
+    };
+    let status = direct.timeline(tokio_stream::iter(vec![post_first])).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let status = direct
+        .timeline(tokio_stream::iter(Vec::<TimelineRequest>::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
     // The server is fine and nothing was stored.
     assert_eq!(u1.follow("2").await.unwrap(), Code::FailureNotExists);
     assert_eq!(u1.list().await.unwrap().all_users, vec![1]);

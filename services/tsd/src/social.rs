@@ -148,8 +148,10 @@ impl SocialService for Social {
     }
 
     async fn keep_alive(&self, request: Request<SessionRequest>) -> Result<Response<Reply>, Status> {
-        self.master()?;
         let req = request.into_inner();
+        if let Err(r) = self.local_user(req.user_id)? {
+            return Ok(Response::new(r));
+        }
         Ok(Response::new(
             if self.sessions.keep_alive(req.user_id, &req.session_id, Instant::now()) {
                 reply(Code::Success, "")
@@ -161,6 +163,9 @@ impl SocialService for Social {
 
     async fn logout(&self, request: Request<SessionRequest>) -> Result<Response<Reply>, Status> {
         let req = request.into_inner();
+        if let Err(r) = self.local_user(req.user_id)? {
+            return Ok(Response::new(r));
+        }
         self.sessions.logout(req.user_id, &req.session_id);
         Ok(Response::new(reply(Code::Success, "")))
     }

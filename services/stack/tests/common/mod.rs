@@ -27,7 +27,7 @@ pub async fn start_with(name: &str, adjust: impl FnOnce(&mut Options)) -> Topolo
 }
 
 pub async fn login(t: &Topology, user: u64) -> User {
-    User::login(&t.coordinator_address(), user)
+    User::login_within(&t.coordinator_address(), user, Duration::from_secs(20))
         .await
         .unwrap_or_else(|e| panic!("user {user} cannot log in: {e}"))
 }
