@@ -269,6 +269,17 @@ impl Registry {
         }
     }
 
+    /// The coordinator itself did not run for `stall` (the machine was overloaded or the
+    /// process paused): heartbeats could not be received meanwhile, so that time must not
+    /// count against the members.
+    pub fn forgive(&mut self, stall: Duration) {
+        for group in self.groups.values_mut() {
+            for alive in group.members.values_mut() {
+                alive.last_seen += stall;
+            }
+        }
+    }
+
     /// Forgets members silent for longer than the failure timeout; a dead master's best
     /// slave takes over under a new term.
     pub fn expire(&mut self, now: Instant) {
@@ -460,6 +471,18 @@ mod tests {
         beat(&mut r, &server(1, 2), t2);
         r.expire(t0 + Duration::from_millis(2800));
         assert_eq!(r.server_for_user(1).unwrap().1.member_id, 2);
+    }
+
+    #[test]
+    fn time_the_coordinator_did_not_run_does_not_count_against_members() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(1, TIMEOUT, t0);
+        beat(&mut r, &server(1, 1), t0);
+        r.forgive(Duration::from_secs(2));
+        r.expire(t0 + Duration::from_millis(2500));
+        assert_eq!(r.server_for_user(1).unwrap().1.member_id, 1);
+        r.expire(t0 + Duration::from_millis(3100));
+        assert!(r.server_for_user(1).is_err());
     }
 
     #[test]

@@ -44,9 +44,24 @@ impl CoordinatorService {
         let period = std::time::Duration::from_millis(u64::from(self.heartbeat_interval_ms / 2).max(10));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = Instant::now();
         loop {
             tokio::select! {
-                _ = tick.tick() => self.with_registry(|r| r.expire(Instant::now())),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    // Ticks that came late mean we were not running: forgive that time.
+                    let stall = now.duration_since(last).saturating_sub(period * 2);
+                    if !stall.is_zero() {
+                        tracing::warn!(?stall, "coordinator was not scheduled; not counting that time against members");
+                    }
+                    last = now;
+                    self.with_registry(|r| {
+                        if !stall.is_zero() {
+                            r.forgive(stall);
+                        }
+                        r.expire(now)
+                    });
+                }
                 _ = shutdown.wait() => return,
             }
         }
