@@ -66,6 +66,28 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// CPU time all cores have spent busy (anything but idle and waiting for I/O) since boot,
+/// in seconds, from `/proc/stat`.
+pub fn busy_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is included in user).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle) as f64 / 100.0)
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The live processes in process group `pgid` (a service and any helpers it started).
 pub fn process_group(pgid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -110,6 +132,8 @@ mod tests {
             std::hint::black_box(0u64);
         }
         assert!(cpu_seconds(me).is_some_and(|s| s > 0.0));
+        assert!(busy_cpu_seconds().is_some_and(|s| s > 0.0));
+        assert!(load_average().is_some());
         assert_eq!(
             field("VmHWM:\t  1234 kB\n", "VmHWM").and_then(kib_to_bytes),
             Some(1234 * 1024)

@@ -545,6 +545,8 @@ async fn run(cli: Cli) -> Result<()> {
     println!("seed: {seed} (repeat this workload with --seed {seed})");
     let started_at = chrono::Utc::now().to_rfc3339();
     let machine = Machine::detect();
+    let (run_started, busy_at_start, load_at_start) =
+        (Instant::now(), machine::busy_cpu_seconds(), machine::load_average());
     if settings.attach.is_none() {
         let _ = std::fs::remove_dir_all(&settings.dir);
     }
@@ -744,6 +746,18 @@ async fn run(cli: Cli) -> Result<()> {
     bar.finish();
 
     let rss = merge_rss(rss_before_kill, rss_snapshot(topology.as_mut()));
+    let busy = busy_at_start
+        .zip(machine::busy_cpu_seconds())
+        .map(|(start, end)| end - start);
+    let ours: f64 = rss.iter().filter_map(|r| r.cpu_seconds).sum();
+    let machine_load = report::MachineLoad {
+        load_average_start: load_at_start,
+        load_average_end: machine::load_average(),
+        run_seconds: run_started.elapsed().as_secs_f64(),
+        busy_cpu_seconds: busy,
+        our_cpu_seconds: ours,
+        other_cpu_seconds: busy.map(|b| (b - ours).max(0.0)),
+    };
 
     // Figures.
     let f = &floors;
@@ -894,6 +908,7 @@ async fn run(cli: Cli) -> Result<()> {
         build: if cfg!(debug_assertions) { "debug" } else { "release" },
         seed,
         machine,
+        machine_load,
         config: serde_json::to_value(&settings)?,
         graph: graph.summary(),
         floors: floors.clone(),

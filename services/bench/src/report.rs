@@ -17,6 +17,8 @@ pub struct Report {
     pub build: &'static str,
     pub seed: u64,
     pub machine: Machine,
+    /// How busy the machine was: the benchmark shares it with whatever else runs.
+    pub machine_load: MachineLoad,
     pub config: serde_json::Value,
     pub graph: GraphSummary,
     pub floors: Floors,
@@ -31,6 +33,19 @@ pub struct Report {
     pub peak_rss_by_role: Vec<RoleRss>,
     pub targets: Vec<Target>,
     pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineLoad {
+    pub load_average_start: Option<f64>,
+    pub load_average_end: Option<f64>,
+    pub run_seconds: f64,
+    /// CPU time all cores spent busy during the run.
+    pub busy_cpu_seconds: Option<f64>,
+    /// Of which the processes of this run (the system and the benchmark).
+    pub our_cpu_seconds: f64,
+    /// The rest: other processes on the machine (and the kernel on their behalf).
+    pub other_cpu_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -250,6 +265,17 @@ impl Report {
             m.cpu_model,
             m.memory_bytes as f64 / (1u64 << 30) as f64,
             m.kernel
+        );
+        let l = &self.machine_load;
+        let _ = writeln!(
+            t,
+            "load: {:.1} s run; CPU busy {} s, of which this run {:.1} s and other processes {} s; load average {} -> {}\n",
+            l.run_seconds,
+            opt(l.busy_cpu_seconds, ""),
+            l.our_cpu_seconds,
+            opt(l.other_cpu_seconds, ""),
+            opt(l.load_average_start, ""),
+            opt(l.load_average_end, "")
         );
         let _ = writeln!(
             t,

@@ -52,6 +52,8 @@ fn quick_mode_reports_every_figure_and_loses_nothing() {
         assert!(!json["machine"][key].is_null(), "machine.{key} missing");
     }
     assert!(number(&json, "/machine/cores") >= 1.0);
+    assert!(number(&json, "/machine_load/run_seconds") > 0.0);
+    assert!(number(&json, "/machine_load/our_cpu_seconds") > 0.0);
 
     // Floors.
     for pointer in [
