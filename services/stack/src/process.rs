@@ -94,6 +94,12 @@ impl Process {
         }
     }
 
+    /// Whether any process of its group is still alive (helpers it started included).
+    fn group_alive(&self) -> bool {
+        self.pid()
+            .is_some_and(|pid| kill(Pid::from_raw(-(pid as i32)), None).is_ok())
+    }
+
     /// kill -9.
     pub fn kill(&mut self) {
         self.signal(Signal::SIGKILL);
@@ -109,7 +115,8 @@ impl Process {
         self.signal(Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if !self.is_running() {
+            // Done when the process and everything it started are gone.
+            if !self.is_running() && !self.group_alive() {
                 self.child = None;
                 return true;
             }

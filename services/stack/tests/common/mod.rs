@@ -15,6 +15,12 @@ pub async fn start(name: &str) -> Topology {
 pub async fn start_with(name: &str, adjust: impl FnOnce(&mut Options)) -> Topology {
     tinysns_common::telemetry::init("warn");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}"));
+    // A broker left behind by an interrupted earlier run of this test must not linger.
+    if let Ok(pid) = std::fs::read_to_string(dir.join("rabbitmq/rabbitmq.pid"))
+        && let Ok(pid) = pid.trim().parse::<i32>()
+    {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     let mut options = Options::for_tests(dir);
     adjust(&mut options);
