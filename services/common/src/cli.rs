@@ -19,3 +19,43 @@ pub fn ordinal_from_env(pod_name: Option<&str>) -> Result<u32, String> {
     let pod = pod_name.ok_or_else(|| "no id given and POD_NAME is not set".to_string())?;
     crate::topology::ordinal_from_pod_name(pod).map_err(|e| e.to_string())
 }
+
+/// The flags every cluster member (tsd, synchronizer) shares: where the coordinator is,
+/// where to listen, and the name others reach this member by.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MemberArgs {
+    /// Coordinator host.
+    #[arg(
+        short = 'h',
+        long = "coordinator-host",
+        env = "TINYSNS_COORDINATOR_HOST",
+        default_value = "127.0.0.1"
+    )]
+    pub coordinator_host: String,
+    /// Coordinator port.
+    #[arg(
+        short = 'k',
+        long = "coordinator-port",
+        env = "TINYSNS_COORDINATOR_PORT",
+        default_value_t = 9000
+    )]
+    pub coordinator_port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "TINYSNS_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Host name other processes use to reach this member (the pod's DNS name on Kubernetes).
+    #[arg(long, env = "TINYSNS_ADVERTISE_HOST", default_value = "127.0.0.1")]
+    pub advertise_host: String,
+}
+
+impl MemberArgs {
+    /// `host:port` of the coordinator.
+    pub fn coordinator(&self) -> String {
+        format!("{}:{}", self.coordinator_host, self.coordinator_port)
+    }
+
+    /// `host:port` this member advertises when it serves on `port`.
+    pub fn advertise(&self, port: u16) -> String {
+        format!("{}:{port}", self.advertise_host)
+    }
+}

@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{
-    FollowRequest, ListReply, ListRequest, NewPost, Post, PostAck, Status as Code, TimelineEvent, TimelineOpen,
-    TimelineRequest, timeline_event, timeline_request,
+    ListReply, NewPost, Post, PostAck, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event,
+    timeline_request,
 };
 use tinysns_tsc::session::{ConnectError, Session};
 use tokio::sync::mpsc;
@@ -14,10 +14,6 @@ use tonic::Streaming;
 
 pub struct User {
     session: Session,
-}
-
-fn code(status: i32) -> Code {
-    Code::try_from(status).unwrap_or(Code::FailureUnknown)
 }
 
 impl User {
@@ -46,39 +42,15 @@ impl User {
     }
 
     pub async fn follow(&mut self, target: &str) -> Result<Code, tonic::Status> {
-        self.relation(target, true).await
+        self.session.relation(target, true).await
     }
 
     pub async fn unfollow(&mut self, target: &str) -> Result<Code, tonic::Status> {
-        self.relation(target, false).await
-    }
-
-    async fn relation(&mut self, target: &str, follow: bool) -> Result<Code, tonic::Status> {
-        let request = FollowRequest {
-            user_id: self.id(),
-            target: target.to_string(),
-        };
-        let reply = self
-            .session
-            .call(|mut c| {
-                let request = request.clone();
-                async move {
-                    if follow {
-                        c.follow(request).await
-                    } else {
-                        c.un_follow(request).await
-                    }
-                }
-            })
-            .await?;
-        Ok(code(reply.status))
+        self.session.relation(target, false).await
     }
 
     pub async fn list(&mut self) -> Result<ListReply, tonic::Status> {
-        let user_id = self.id();
-        self.session
-            .call(|mut c| async move { c.list(ListRequest { user_id }).await })
-            .await
+        self.session.list().await
     }
 
     /// Opens the timeline (history first, newest first) from the start, or resuming after

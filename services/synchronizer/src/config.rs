@@ -22,37 +22,17 @@ pub struct Args {
     /// With POD_NAME: the number of clusters.
     #[arg(long, env = "TINYSNS_CLUSTERS", value_parser = clap::value_parser!(u32).range(1..))]
     pub clusters: Option<u32>,
-    /// Coordinator host.
-    #[arg(
-        short = 'h',
-        long = "coordinator-host",
-        env = "TINYSNS_COORDINATOR_HOST",
-        default_value = "127.0.0.1"
-    )]
-    pub coordinator_host: String,
-    /// Coordinator port.
-    #[arg(
-        short = 'k',
-        long = "coordinator-port",
-        env = "TINYSNS_COORDINATOR_PORT",
-        default_value_t = 9000
-    )]
-    pub coordinator_port: u16,
     /// Port for health checks; defaults to 9000 + id.
     #[arg(short = 'p', long, env = "TINYSNS_PORT")]
     pub port: Option<u16>,
-    /// Address to listen on.
-    #[arg(long, env = "TINYSNS_BIND", default_value = "0.0.0.0")]
-    pub bind: String,
-    /// Host name other processes use to reach this synchronizer.
-    #[arg(long, env = "TINYSNS_ADVERTISE_HOST", default_value = "127.0.0.1")]
-    pub advertise_host: String,
     /// RabbitMQ URL.
     #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
     /// Prefix of the exchanges and queues on the broker, so deployments can share a broker.
     #[arg(long, env = "TINYSNS_AMQP_NAMESPACE", default_value = "tinysns")]
     pub amqp_namespace: String,
+    #[command(flatten)]
+    pub member: tinysns_common::cli::MemberArgs,
     /// Print the resolved configuration as JSON (password masked) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -107,10 +87,10 @@ impl Args {
         let port = self.port.unwrap_or_else(|| topology::classic_synchronizer_port(id));
         Ok(Config {
             id,
-            coordinator: format!("{}:{}", self.coordinator_host, self.coordinator_port),
+            coordinator: self.member.coordinator(),
             port,
-            bind: self.bind,
-            advertise: format!("{}:{port}", self.advertise_host),
+            bind: self.member.bind.clone(),
+            advertise: self.member.advertise(port),
             amqp_url: self.amqp_url,
             amqp_namespace: self.amqp_namespace,
         })

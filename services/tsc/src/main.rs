@@ -1,6 +1,6 @@
 use clap::Parser;
 use std::io::Write;
-use tinysns_common::proto::social::{FollowRequest, ListRequest, Status as Code};
+use tinysns_common::proto::social::Status as Code;
 use tinysns_tsc::command::{self, Command, Parsed};
 use tinysns_tsc::display;
 use tinysns_tsc::session::Session;
@@ -94,12 +94,8 @@ async fn main() {
             }
             Parsed::Run(command) => command,
         };
-        let user = session.user;
         let status = match &command {
-            Command::List => match session
-                .call(|mut c| async move { c.list(ListRequest { user_id: user }).await })
-                .await
-            {
+            Command::List => match session.list().await {
                 Ok(reply) => {
                     let status = Code::try_from(reply.status).unwrap_or(Code::FailureUnknown);
                     print(&format!("{}\n", display::status_line(status)));
@@ -110,26 +106,8 @@ async fn main() {
                 }
                 Err(status) => Err(status),
             },
-            Command::Follow(target) | Command::UnFollow(target) => {
-                let follow = matches!(command, Command::Follow(_));
-                let request = FollowRequest {
-                    user_id: user,
-                    target: target.clone(),
-                };
-                session
-                    .call(|mut c| {
-                        let request = request.clone();
-                        async move {
-                            if follow {
-                                c.follow(request).await
-                            } else {
-                                c.un_follow(request).await
-                            }
-                        }
-                    })
-                    .await
-                    .map(|reply| Code::try_from(reply.status).unwrap_or(Code::FailureUnknown))
-            }
+            Command::Follow(target) => session.relation(target, true).await,
+            Command::UnFollow(target) => session.relation(target, false).await,
             Command::Timeline => Ok(Code::Success),
         };
         match status {

@@ -7,7 +7,9 @@ use tinysns_common::grpc::{channel, is_retryable};
 use tinysns_common::proto::coordinator::GetServerRequest;
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
-use tinysns_common::proto::social::{LoginRequest, SessionRequest, Status as Code};
+use tinysns_common::proto::social::{
+    FollowRequest, ListReply, ListRequest, LoginRequest, SessionRequest, Status as Code,
+};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
@@ -131,6 +133,34 @@ impl Session {
                 Err(status) => return Err(status),
             }
         }
+    }
+
+    /// FOLLOW (`follow` true) or UNFOLLOW `target`, following failovers.
+    pub async fn relation(&mut self, target: &str, follow: bool) -> Result<Code, tonic::Status> {
+        let request = FollowRequest {
+            user_id: self.user,
+            target: target.to_string(),
+        };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move {
+                    if follow {
+                        c.follow(request).await
+                    } else {
+                        c.un_follow(request).await
+                    }
+                }
+            })
+            .await?;
+        Ok(Code::try_from(reply.status).unwrap_or(Code::FailureUnknown))
+    }
+
+    /// LIST, following failovers.
+    pub async fn list(&mut self) -> Result<ListReply, tonic::Status> {
+        let user_id = self.user;
+        self.call(|mut c| async move { c.list(ListRequest { user_id }).await })
+            .await
     }
 
     pub async fn logout(self) {

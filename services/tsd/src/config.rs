@@ -14,34 +14,14 @@ pub struct Args {
     /// Server id within the cluster; derived from POD_NAME's ordinal (+1) when absent.
     #[arg(short = 's', long = "server", env = "TINYSNS_SERVER", value_parser = clap::value_parser!(u32).range(1..))]
     pub server: Option<u32>,
-    /// Coordinator host.
-    #[arg(
-        short = 'h',
-        long = "coordinator-host",
-        env = "TINYSNS_COORDINATOR_HOST",
-        default_value = "127.0.0.1"
-    )]
-    pub coordinator_host: String,
-    /// Coordinator port.
-    #[arg(
-        short = 'k',
-        long = "coordinator-port",
-        env = "TINYSNS_COORDINATOR_PORT",
-        default_value_t = 9000
-    )]
-    pub coordinator_port: u16,
     /// Port to serve on; defaults to the classic layout 10000 + (cluster-1) + (server-1)*3.
     #[arg(short = 'p', long, env = "TINYSNS_PORT")]
     pub port: Option<u16>,
-    /// Address to listen on.
-    #[arg(long, env = "TINYSNS_BIND", default_value = "0.0.0.0")]
-    pub bind: String,
-    /// Host name other processes use to reach this server (the pod's DNS name on Kubernetes).
-    #[arg(long, env = "TINYSNS_ADVERTISE_HOST", default_value = "127.0.0.1")]
-    pub advertise_host: String,
     /// Where the store lives; defaults to ./tinysns-data/cluster<c>-server<s>.
     #[arg(long, env = "TINYSNS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub member: tinysns_common::cli::MemberArgs,
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -78,10 +58,10 @@ impl Args {
         Ok(Config {
             cluster: self.cluster,
             server,
-            coordinator: format!("{}:{}", self.coordinator_host, self.coordinator_port),
+            coordinator: self.member.coordinator(),
             port,
-            advertise: format!("{}:{port}", self.advertise_host),
-            bind: self.bind,
+            advertise: self.member.advertise(port),
+            bind: self.member.bind.clone(),
             data_dir,
         })
     }
