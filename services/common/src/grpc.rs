@@ -50,3 +50,10 @@ pub fn is_retryable(status: &tonic::Status) -> bool {
 pub fn not_master(detail: impl std::fmt::Display) -> tonic::Status {
     tonic::Status::failed_precondition(format!("not master: {detail}"))
 }
+
+/// Accepted connections of a gRPC server, with Nagle's algorithm off: small replies (post
+/// acknowledgements, timeline posts, replication acks) must not wait for the peer's delayed
+/// ACK. tonic leaves `tcp_nodelay` unset on connections from a listener we bound ourselves.
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

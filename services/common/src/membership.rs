@@ -66,6 +66,9 @@ pub struct Progress {
     pub applied_lsn: AtomicU64,
     /// (Masters) slaves that hold the whole log.
     pub in_sync_slaves: Mutex<Vec<u32>>,
+    /// Wakes the heartbeat loop when the in-sync set changes, so the coordinator learns at
+    /// once which slaves may take over.
+    changed: tokio::sync::Notify,
 }
 
 impl Progress {
@@ -73,6 +76,7 @@ impl Progress {
         Arc::new(Self {
             applied_lsn: AtomicU64::new(applied_lsn),
             in_sync_slaves: Mutex::new(Vec::new()),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -80,8 +84,13 @@ impl Progress {
         self.applied_lsn.store(lsn, Ordering::SeqCst);
     }
 
-    pub fn set_in_sync(&self, slaves: Vec<u32>) {
-        *self.in_sync_slaves.lock().unwrap_or_else(|p| p.into_inner()) = slaves;
+    pub fn set_in_sync(&self, mut slaves: Vec<u32>) {
+        slaves.sort_unstable();
+        let mut current = self.in_sync_slaves.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != slaves {
+            *current = slaves;
+            self.changed.notify_one();
+        }
     }
 }
 
@@ -213,6 +222,7 @@ impl Membership {
             }
             tokio::select! {
                 _ = tokio::time::sleep_until((sent + interval).into()) => {}
+                _ = progress.changed.notified() => {}
                 _ = shutdown.wait() => return,
             }
         }

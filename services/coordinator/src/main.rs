@@ -34,9 +34,10 @@ async fn main() -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-            stop.wait().await
-        })
+        .serve_with_incoming_shutdown(
+            tinysns_common::grpc::incoming(listener),
+            async move { stop.wait().await },
+        )
         .await
         .context("gRPC server failed")?;
     shutdown.trigger();

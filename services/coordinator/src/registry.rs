@@ -94,6 +94,8 @@ pub struct Assignment {
     pub member: Member,
     pub master: Option<Member>,
     pub slaves: Vec<Member>,
+    /// Slaves that may be promoted.
+    pub in_sync: Vec<u32>,
 }
 
 /// What a member says in a heartbeat.
@@ -248,25 +250,15 @@ impl Registry {
     }
 
     fn assignment(&self, kind: Kind, cluster: u32, id: u32) -> Assignment {
+        let mut view = self.view(kind, cluster);
         let group = &self.groups[&(kind, cluster)];
-        let master = group.master.and_then(|m| group.member(kind, cluster, m));
-        let slaves = group
-            .members
-            .keys()
-            .filter(|m| Some(**m) != group.master)
-            .filter_map(|m| group.member(kind, cluster, *m))
-            .collect();
-        Assignment {
-            role: if group.master == Some(id) {
-                Role::Master
-            } else {
-                Role::Slave
-            },
-            term: group.term,
-            member: group.member(kind, cluster, id).unwrap_or_default(),
-            master,
-            slaves,
-        }
+        view.role = if group.master == Some(id) {
+            Role::Master
+        } else {
+            Role::Slave
+        };
+        view.member = group.member(kind, cluster, id).unwrap_or_default();
+        view
     }
 
     /// The coordinator itself did not run for `stall` (the machine was overloaded or the
@@ -328,27 +320,25 @@ impl Registry {
 
     /// Master, slaves and term of a group (an empty view for a group nobody joined yet).
     pub fn view(&self, kind: Kind, cluster: u32) -> Assignment {
-        match self.groups.get(&(kind, cluster)) {
-            Some(group) => Assignment {
-                role: Role::Unspecified,
-                term: group.term,
-                member: Member::default(),
-                master: group.master.and_then(|m| group.member(kind, cluster, m)),
-                slaves: group
-                    .members
-                    .keys()
-                    .filter(|m| Some(**m) != group.master)
-                    .filter_map(|m| group.member(kind, cluster, *m))
-                    .collect(),
-            },
-            None => Assignment {
-                role: Role::Unspecified,
-                term: 0,
-                member: Member::default(),
-                master: None,
-                slaves: Vec::new(),
-            },
+        let mut view = Assignment {
+            role: Role::Unspecified,
+            term: 0,
+            member: Member::default(),
+            master: None,
+            slaves: Vec::new(),
+            in_sync: Vec::new(),
+        };
+        if let Some(group) = self.groups.get(&(kind, cluster)) {
+            view.term = group.term;
+            view.master = group.master.and_then(|m| group.member(kind, cluster, m));
+            for (id, alive) in group.members.iter().filter(|(id, _)| Some(**id) != group.master) {
+                view.slaves.extend(group.member(kind, cluster, *id));
+                if alive.in_sync {
+                    view.in_sync.push(*id);
+                }
+            }
         }
+        view
     }
 }
 

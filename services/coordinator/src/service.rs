@@ -108,6 +108,7 @@ fn view(registry: &Registry, cluster: u32) -> pb::ClusterView {
         slaves: servers.slaves,
         sync_master: syncs.master,
         sync_slaves: syncs.slaves,
+        in_sync_slaves: servers.in_sync,
     }
 }
 

@@ -297,7 +297,8 @@ impl Topology {
         self.view(cluster).await.ok()?.sync_master.map(|m| m.member_id)
     }
 
-    /// Waits until every cluster has a master and all its running members have joined.
+    /// Waits until every cluster has a master, all its running members have joined, and
+    /// every slave holds its master's whole log.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), StackError> {
         let started = Instant::now();
         let mut last = String::from("coordinator not reachable");
@@ -339,6 +340,10 @@ impl Topology {
                 return Ok(Some(format!(
                     "cluster {cluster}: {joined_servers}/{servers} servers joined"
                 )));
+            }
+            if view.in_sync_slaves.len() < view.slaves.len() {
+                let behind = view.slaves.len() - view.in_sync_slaves.len();
+                return Ok(Some(format!("cluster {cluster}: {behind} slave(s) still catching up")));
             }
             if (syncs > 0 && view.sync_master.is_none()) || joined_syncs < syncs {
                 return Ok(Some(format!(

@@ -36,9 +36,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health_service)
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-                stop.wait().await
-            }),
+            .serve_with_incoming_shutdown(
+                tinysns_common::grpc::incoming(listener),
+                async move { stop.wait().await },
+            ),
     );
 
     let membership = Membership::new();

@@ -53,6 +53,10 @@ impl ChangeFeedService {
                 }
                 _ = tx.closed() => return,
             };
+            if let Err(status) = self.master() {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
             let entries = match entries {
                 Ok(e) => e,
                 Err(error) => {

@@ -20,6 +20,8 @@ use tonic::{Request, Response, Status};
 
 /// Entries sent per Append call.
 const CHUNK: usize = 512;
+/// Most committed batches replicated in one round.
+const MAX_BATCHES_PER_ROUND: usize = 64;
 /// How long one Append may take before the slave counts as unreachable for this round.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -157,7 +159,22 @@ impl Replicator {
         loop {
             tokio::select! {
                 batch = batches.recv() => match batch {
-                    Some(batch) => self.acknowledge(batch).await,
+                    Some(first) => {
+                        // Everything the writer committed meanwhile goes out in the same
+                        // round trip: under load, replication keeps up by batching.
+                        let mut group = vec![first];
+                        while group.len() < MAX_BATCHES_PER_ROUND {
+                            match batches.try_recv() {
+                                Ok(next) if next.term == group[0].term => group.push(next),
+                                Ok(next) => {
+                                    self.acknowledge(std::mem::take(&mut group)).await;
+                                    group.push(next);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        self.acknowledge(group).await;
+                    }
                     None => return,
                 },
                 _ = tick.tick() => self.catch_up().await,
@@ -165,18 +182,28 @@ impl Replicator {
         }
     }
 
-    async fn acknowledge(&mut self, batch: Batch) {
-        match self.replicate(batch.term, batch.last_lsn).await {
-            Ok(()) => {
-                self.feed.publish(&batch.entries);
-                for (reply, outcome) in batch.replies {
-                    let _ = reply.send(Ok(outcome));
+    /// Replicates batches of one term up to the newest, then answers their clients.
+    async fn acknowledge(&mut self, group: Vec<Batch>) {
+        let Some(term) = group.first().map(|b| b.term) else {
+            return;
+        };
+        let target = group.iter().map(|b| b.last_lsn).max().unwrap_or(0);
+        let result = self.replicate(term, target).await;
+        if let Err(why) = &result {
+            tracing::warn!(%why, lsn = target, "writes not acknowledged");
+        }
+        for batch in group {
+            match &result {
+                Ok(()) => {
+                    self.feed.publish(&batch.entries);
+                    for (reply, outcome) in batch.replies {
+                        let _ = reply.send(Ok(outcome));
+                    }
                 }
-            }
-            Err(why) => {
-                tracing::warn!(%why, lsn = batch.last_lsn, "write not acknowledged");
-                for (reply, _) in batch.replies {
-                    let _ = reply.send(Err(WriteError::NotMaster(why.clone())));
+                Err(why) => {
+                    for (reply, _) in batch.replies {
+                        let _ = reply.send(Err(WriteError::NotMaster(why.clone())));
+                    }
                 }
             }
         }
@@ -238,7 +265,7 @@ impl Replicator {
                     return Err("cannot confirm mastership: coordinator unreachable".into());
                 }
             }
-            if target == 0 || self.links.is_empty() {
+            if self.links.is_empty() {
                 if view.has_lease() {
                     self.report_in_sync(target);
                     return Ok(());

@@ -84,9 +84,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .add_service(social.server())
         .add_service(ReplicationService::server(writer))
         .add_service(changefeed.server())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-            stop.wait().await
-        })
+        .serve_with_incoming_shutdown(
+            tinysns_common::grpc::incoming(listener),
+            async move { stop.wait().await },
+        )
         .await
         .context("gRPC server failed")?;
     tracing::info!("tsd stopped");

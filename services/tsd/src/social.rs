@@ -284,6 +284,9 @@ impl Social {
                 _ = role.changed() => { self.master()?; continue; }
                 _ = tx.closed() => return Ok(()),
             };
+            // A master that has just learned of a newer term (from its new master's first
+            // Append) stops streaming at once: its log may be rewritten under it.
+            self.master()?;
             for entry in entries {
                 let Some(log_entry::Kind::Change(c)) = &entry.kind else {
                     continue;
