@@ -2,11 +2,11 @@
 //! hands the failure-detection timings to them in heartbeat replies.
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{COORDINATOR_PORT, Owner, Role, TINYSNS_UID, env, log_env, pod_security_context, tinysns_container};
+use super::{COORDINATOR_PORT, Owner, Role, env, log_env, tinysns_container, tinysns_pod_template};
 use crate::crd::SocialClusterSpec;
 
 /// The coordinator StatefulSet (1 replica: a StatefulSet, not a Deployment, so that a
@@ -37,23 +37,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec) -> (StatefulSet, Service) 
                 match_labels: Some(owner.selector_labels(role, None)),
                 ..LabelSelector::default()
             },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels(role, None)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(vec![super::tmp_volume()]),
-                    security_context: Some(pod_security_context(TINYSNS_UID)),
-                    automount_service_account_token: Some(false),
-                    // Service links would inject e.g. TINYSNS_COORDINATOR_PORT=tcp://..
-                    // for a SocialCluster named "tinysns", clashing with the binaries' env.
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(10),
-                    ..PodSpec::default()
-                }),
-            },
+            template: tinysns_pod_template(owner, role, None, container, 10),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()

@@ -518,6 +518,33 @@ pub fn tinysns_container(spec: &SocialClusterSpec, role: Role, binary: &str, por
 }
 
 /// The emptyDir behind /tmp of every tinysns container.
+/// The pod template every tinysns service runs in: one container, a scratch /tmp, non-root,
+/// no service-account token, and no service links (for a SocialCluster named "tinysns" they
+/// would inject e.g. TINYSNS_COORDINATOR_PORT=tcp://.., clashing with the binaries' env).
+pub fn tinysns_pod_template(
+    owner: &Owner,
+    role: Role,
+    cluster: Option<u32>,
+    container: k8s_openapi::api::core::v1::Container,
+    grace_seconds: i64,
+) -> k8s_openapi::api::core::v1::PodTemplateSpec {
+    k8s_openapi::api::core::v1::PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(owner.labels(role, cluster)),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(k8s_openapi::api::core::v1::PodSpec {
+            containers: vec![container],
+            volumes: Some(vec![tmp_volume()]),
+            security_context: Some(pod_security_context(TINYSNS_UID)),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(grace_seconds),
+            ..k8s_openapi::api::core::v1::PodSpec::default()
+        }),
+    }
+}
+
 pub fn tmp_volume() -> k8s_openapi::api::core::v1::Volume {
     k8s_openapi::api::core::v1::Volume {
         name: TMP_VOLUME.to_owned(),

@@ -2,12 +2,12 @@
 //! Their id is derived by the binary from POD_NAME's ordinal, cluster and cluster count.
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::{
-    COORDINATOR_PORT, Owner, Role, SYNCHRONIZER_PORT, TINYSNS_UID, env, headless_service, log_env, pod_name_env,
-    pod_security_context, rabbitmq, tinysns_container,
+    COORDINATOR_PORT, Owner, Role, SYNCHRONIZER_PORT, env, headless_service, log_env, pod_name_env, rabbitmq,
+    tinysns_container, tinysns_pod_template,
 };
 use crate::crd::SocialClusterSpec;
 
@@ -69,22 +69,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
                 match_labels: Some(owner.selector_labels(role, Some(k))),
                 ..LabelSelector::default()
             },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels(role, Some(k))),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(vec![super::tmp_volume()]),
-                    security_context: Some(pod_security_context(TINYSNS_UID)),
-                    automount_service_account_token: Some(false),
-                    // See coordinator.rs: service links would clash with TINYSNS_* env.
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
-                    ..PodSpec::default()
-                }),
-            },
+            template: tinysns_pod_template(owner, role, Some(k), container, 30),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()

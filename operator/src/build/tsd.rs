@@ -3,15 +3,14 @@
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Service, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use std::collections::BTreeMap;
 
 use super::{
-    COORDINATOR_PORT, DATA_DIR, DATA_VOLUME, Owner, Role, TINYSNS_UID, TSD_PORT, env, headless_service, log_env,
-    pod_name_env, pod_security_context, tinysns_container,
+    COORDINATOR_PORT, DATA_DIR, DATA_VOLUME, Owner, Role, TSD_PORT, env, headless_service, log_env, pod_name_env,
+    tinysns_container, tinysns_pod_template,
 };
 use crate::crd::SocialClusterSpec;
 
@@ -81,22 +80,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
                 match_labels: Some(owner.selector_labels(role, Some(k))),
                 ..LabelSelector::default()
             },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels(role, Some(k))),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(vec![super::tmp_volume()]),
-                    security_context: Some(pod_security_context(TINYSNS_UID)),
-                    automount_service_account_token: Some(false),
-                    // See coordinator.rs: service links would clash with TINYSNS_* env.
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
-                    ..PodSpec::default()
-                }),
-            },
+            template: tinysns_pod_template(owner, role, Some(k), container, 30),
             volume_claim_templates: Some(vec![claim]),
             // User data lives in these volumes: keep them when the StatefulSet is scaled down
             // or deleted (scale back up and the servers find their data again).
