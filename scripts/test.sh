@@ -20,7 +20,7 @@ step "build"
 cargo build --workspace --bins --locked
 
 step "tests (unit, end-to-end against real RabbitMQ, operator)"
-cargo test --workspace --locked -- --test-threads=2
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2
 
 step "Kubernetes manifests, Helm chart, CRD drift, shell scripts"
 bash scripts/k8s-checks.sh

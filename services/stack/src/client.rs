@@ -17,24 +17,17 @@ pub struct User {
 }
 
 impl User {
+    /// Logs in with no patience: fails at once if no server can take the user.
     pub async fn login(coordinator: &str, user: u64) -> Result<Self, ConnectError> {
-        Ok(Self {
-            session: Session::connect(coordinator, user).await?,
-        })
+        Self::login_within(coordinator, user, Duration::ZERO).await
     }
 
     /// Logs in, retrying while the user's cluster has no reachable master (during a
     /// failover or start-up) for up to `patience`. A refused login fails at once.
     pub async fn login_within(coordinator: &str, user: u64, patience: Duration) -> Result<Self, ConnectError> {
-        let deadline = Instant::now() + patience;
-        loop {
-            match Self::login(coordinator, user).await {
-                Err(ConnectError::Unreachable(_)) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => return other,
-            }
-        }
+        Ok(Self {
+            session: Session::connect(coordinator, user, patience).await?,
+        })
     }
 
     pub fn id(&self) -> u64 {

@@ -9,6 +9,8 @@ pub struct Tsc {
     child: Child,
     stdin: Option<ChildStdin>,
     output: Arc<Mutex<String>>,
+    /// tsc's log, kept so that a failing test can say why the client gave up.
+    log: Arc<Mutex<String>>,
 }
 
 impl Tsc {
@@ -24,24 +26,23 @@ impl Tsc {
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "tinysns=debug,tsc=debug,warn")
             .spawn()?;
         let stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
-        let output = Arc::new(Mutex::new(String::new()));
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Ok(Self { child, stdin, output })
+        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let stderr = child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?;
+        Ok(Self {
+            child,
+            stdin,
+            output: collect(stdout),
+            log: collect(stderr),
+        })
+    }
+
+    /// What tsc logged on stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Types `text` (include the newlines).
@@ -70,6 +71,8 @@ impl Tsc {
                 return Ok(out);
             }
             if Instant::now() > deadline {
+                // The test harness shows this only when the test fails.
+                eprintln!("tsc never printed {needle:?}; its log:\n{}", self.log());
                 return Err(out);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -91,8 +94,29 @@ impl Tsc {
             std::thread::sleep(Duration::from_millis(20));
         };
         std::thread::sleep(Duration::from_millis(50));
+        if code != Some(0) {
+            eprintln!("tsc exited with {code:?}; its log:\n{}", self.log());
+        }
         (code, self.output())
     }
+}
+
+/// Gathers everything `pipe` yields into a shared string, on a thread of its own.
+fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
 }
 
 impl Drop for Tsc {

@@ -29,6 +29,15 @@ struct Args {
     /// Your user id (a positive integer).
     #[arg(short = 'u', long = "user", value_parser = clap::value_parser!(u64).range(1..))]
     user: u64,
+    /// How long to keep trying to reach a server for the user (one may be failing over)
+    /// before giving up with `connection failed: -1`.
+    #[arg(
+        long,
+        env = "TINYSNS_CONNECT_TIMEOUT",
+        default_value = "3s",
+        value_parser = tinysns_common::cli::parse_duration
+    )]
+    connect_timeout: std::time::Duration,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -73,7 +82,7 @@ async fn main() {
     // classic client's.
     tinysns_common::telemetry::init("warn");
     let coordinator = format!("{}:{}", args.host, args.port);
-    let mut session = match Session::connect(&coordinator, args.user).await {
+    let mut session = match Session::connect(&coordinator, args.user, args.connect_timeout).await {
         Ok(s) => s,
         Err(error) => {
             eprintln!("{error}");

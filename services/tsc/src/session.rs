@@ -36,8 +36,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects and logs in once; failure here is the classic "connection failed".
-    pub async fn connect(coordinator: &str, user: u64) -> Result<Self, ConnectError> {
+    /// Connects and logs in, retrying for up to `patience` while no server can take the user
+    /// (a failover in progress); failure here is the classic "connection failed". A refusal
+    /// (the user is logged in elsewhere, or invalid) is final at once.
+    pub async fn connect(coordinator: &str, user: u64, patience: Duration) -> Result<Self, ConnectError> {
         let coordinator =
             channel(coordinator, CONNECT_TIMEOUT).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (current, watcher) = watch::channel(None);
@@ -48,7 +50,7 @@ impl Session {
             current,
             keepalive: tokio::spawn(async {}),
         };
-        session.attach().await?;
+        session.attach_until(Instant::now() + patience).await?;
         session.keepalive = tokio::spawn(keep_alive(watcher, user, session.session_id.clone()));
         Ok(session)
     }
@@ -93,18 +95,23 @@ impl Session {
         if let Some(client) = self.current.borrow().clone() {
             return Ok(client);
         }
+        self.attach_until(deadline).await.map_err(|error| match error {
+            ConnectError::Refused { message, .. } => tonic::Status::permission_denied(message),
+            ConnectError::Unreachable(why) => tonic::Status::unavailable(why),
+        })
+    }
+
+    /// [`Self::attach`], retried with backoff until `deadline` while no server can take us.
+    async fn attach_until(&mut self, deadline: Instant) -> Result<Client, ConnectError> {
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.attach().await {
-                Ok(client) => return Ok(client),
-                Err(ConnectError::Refused { message, .. }) => return Err(tonic::Status::permission_denied(message)),
-                Err(ConnectError::Unreachable(why)) if Instant::now() + backoff >= deadline => {
-                    return Err(tonic::Status::unavailable(why));
-                }
-                Err(ConnectError::Unreachable(_)) => {
+                Err(ConnectError::Unreachable(why)) if Instant::now() + backoff < deadline => {
+                    tracing::debug!(error = %why, "no server for the user yet, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
+                other => return other,
             }
         }
     }
@@ -165,6 +172,8 @@ impl Session {
 
     pub async fn logout(self) {
         self.keepalive.abort();
+        // Wait until the renewal task is gone, so no KeepAlive of ours is sent after Logout.
+        let _ = self.keepalive.await;
         let client = self.current.borrow().clone();
         if let Some(mut client) = client {
             let _ = client
@@ -178,7 +187,8 @@ impl Session {
 }
 
 async fn keep_alive(mut current: watch::Receiver<Option<Client>>, user: u64, session_id: String) {
-    let mut tick = tokio::time::interval(crate::session::KEEPALIVE);
+    // Login has just started the lease; the first renewal is due one period later.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     loop {
         tick.tick().await;
         let client = current.borrow_and_update().clone();
