@@ -59,3 +59,10 @@ impl MemberArgs {
         format!("{}:{port}", self.advertise_host)
     }
 }
+
+/// `#[serde(with = ...)]` for a `Duration` shown as whole milliseconds (`--print-config`).
+pub mod millis {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}

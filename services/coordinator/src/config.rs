@@ -19,11 +19,11 @@ pub struct Config {
     pub clusters: u32,
     /// How often servers and synchronizers heartbeat (handed to them in every reply).
     #[arg(long, env = "TINYSNS_HEARTBEAT_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
-    #[serde(with = "crate::config::millis")]
+    #[serde(with = "tinysns_common::cli::millis")]
     pub heartbeat_interval: Duration,
     /// A member silent for this long is dead; its slave takes over if it was master.
     #[arg(long, env = "TINYSNS_FAILURE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
-    #[serde(with = "crate::config::millis")]
+    #[serde(with = "tinysns_common::cli::millis")]
     pub failure_timeout: Duration,
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
@@ -44,11 +44,5 @@ impl Config {
             ));
         }
         Ok(())
-    }
-}
-
-pub(crate) mod millis {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
     }
 }

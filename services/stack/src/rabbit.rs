@@ -76,11 +76,12 @@ impl RabbitMq {
     pub async fn start(&mut self, timeout: Duration) -> Result<(), RabbitError> {
         self.process.start()?;
         let started = Instant::now();
+        let url = self.url();
         while started.elapsed() < timeout {
-            if lapin::Connection::connect(&self.url(), lapin::ConnectionProperties::default())
-                .await
-                .is_ok()
-            {
+            // Bounded: while the broker boots it can accept the socket and never answer.
+            let attempt = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+            if let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                let _ = conn.close(200, "ready".into()).await;
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

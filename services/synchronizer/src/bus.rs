@@ -1,9 +1,12 @@
 //! RabbitMQ: the topology tinysns uses and the format of its messages.
 //!
-//! One durable fanout exchange carries every cluster's changes; each cluster has a durable
-//! queue bound to it, so a change published once reaches every cluster. Messages that can
-//! never be applied (undecodable, unknown version, refused by tsd) are dead-lettered to
-//! the dead-letter queue instead of blocking their queue.
+//! One durable direct exchange carries every cluster's changes, routed by the cluster they
+//! come from; each cluster has a durable queue bound to every *other* cluster's key, so a
+//! message published once reaches each other cluster and never comes back to its own.
+//! A message carries a run of consecutive changes: the broker's cost is per message, so a
+//! busy cluster pays it once for many changes. Messages that can never be applied
+//! (undecodable, unknown version, refused by tsd) are dead-lettered to the dead-letter
+//! queue instead of blocking their queue.
 
 use lapin::options::{
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -13,8 +16,14 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use prost::Message;
 use tinysns_common::proto::internal::{BusEnvelope, RemoteChange};
 
-/// Version of [`BusEnvelope`] this build writes and reads.
-pub const ENVELOPE_VERSION: u32 = 1;
+/// Version of [`BusEnvelope`] this build writes: a batch of changes in `changes`.
+pub const ENVELOPE_VERSION: u32 = 2;
+/// The first version, one change per message in `change`; still read.
+const SINGLE_CHANGE_VERSION: u32 = 1;
+/// Most changes, and about the most bytes, one message carries (well under the gRPC
+/// message limit of the `ApplyRemote` call that applies it).
+pub const MAX_MESSAGE_CHANGES: usize = 512;
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Deliveries a consumer may hold unacknowledged.
 pub const PREFETCH: u16 = 512;
 
@@ -32,9 +41,16 @@ impl Names {
         }
     }
 
-    /// The fanout exchange every cluster's changes are published to.
+    /// The direct exchange every cluster's changes are published to. (Not `<ns>.changes`:
+    /// that was a fanout exchange before, and the broker refuses to redeclare a name with
+    /// another type.)
     pub fn exchange(&self) -> String {
-        format!("{}.changes", self.namespace)
+        format!("{}.changes-by-origin", self.namespace)
+    }
+
+    /// The routing key of changes that come from `cluster`.
+    pub fn origin_key(cluster: u32) -> String {
+        format!("from.{cluster}")
     }
 
     pub fn dead_exchange(&self) -> String {
@@ -58,6 +74,8 @@ pub enum BusError {
     Amqp(#[from] lapin::Error),
     #[error("the broker refused message {0}")]
     Nacked(u64),
+    #[error("the broker did not set up the connection within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// Why a message can never be applied.
@@ -65,41 +83,53 @@ pub enum BusError {
 pub enum Poison {
     #[error("undecodable message: {0}")]
     Undecodable(String),
-    #[error("unknown message version {0} (this build reads {ENVELOPE_VERSION})")]
+    #[error("unknown message version {0} (this build reads {SINGLE_CHANGE_VERSION} and {ENVELOPE_VERSION})")]
     UnknownVersion(u32),
     #[error("message without a change")]
     Empty,
 }
 
-pub fn encode(change: RemoteChange) -> Vec<u8> {
+pub fn encode(changes: Vec<RemoteChange>) -> Vec<u8> {
     BusEnvelope {
         version: ENVELOPE_VERSION,
-        change: Some(change),
+        change: None,
+        changes,
     }
     .encode_to_vec()
 }
 
-pub fn decode(bytes: &[u8]) -> Result<RemoteChange, Poison> {
+/// The changes of a message, in order; a message that holds none, or one without content,
+/// is poison as a whole.
+pub fn decode(bytes: &[u8]) -> Result<Vec<RemoteChange>, Poison> {
     let envelope = BusEnvelope::decode(bytes).map_err(|e| Poison::Undecodable(e.to_string()))?;
-    if envelope.version != ENVELOPE_VERSION {
-        return Err(Poison::UnknownVersion(envelope.version));
+    let changes = match envelope.version {
+        SINGLE_CHANGE_VERSION => envelope.change.into_iter().collect(),
+        ENVELOPE_VERSION => envelope.changes,
+        other => return Err(Poison::UnknownVersion(other)),
+    };
+    let complete = |c: &RemoteChange| c.change.as_ref().is_some_and(|c| c.kind.is_some());
+    if changes.is_empty() || !changes.iter().all(complete) {
+        return Err(Poison::Empty);
     }
-    match envelope.change {
-        Some(change) if change.change.as_ref().is_some_and(|c| c.kind.is_some()) => Ok(change),
-        _ => Err(Poison::Empty),
-    }
+    Ok(changes)
 }
 
-/// Persistent, typed, with an id that names the change (for tracing duplicates).
-pub fn properties(change: &RemoteChange) -> BasicProperties {
+/// Persistent, typed, with an id that names the changes (for tracing duplicates):
+/// `<origin cluster>-<first lsn>-<last lsn>`.
+pub fn properties(changes: &[RemoteChange]) -> BasicProperties {
+    let (first, last) = match (changes.first(), changes.last()) {
+        (Some(first), Some(last)) => (first.origin_lsn, last.origin_lsn),
+        _ => (0, 0),
+    };
+    let origin = changes.first().map(|c| c.origin_cluster).unwrap_or(0);
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/x-protobuf".into())
-        .with_type("tinysns.change.v1".into())
-        .with_message_id(format!("{}-{}", change.origin_cluster, change.origin_lsn).into())
+        .with_type("tinysns.changes.v2".into())
+        .with_message_id(format!("{origin}-{first}-{last}").into())
 }
 
-pub async fn connect(url: &str) -> Result<Connection, BusError> {
+async fn connect(url: &str) -> Result<Connection, BusError> {
     Ok(Connection::connect(
         url,
         ConnectionProperties::default().with_connection_name("tinysns-synchronizer".into()),
@@ -107,17 +137,39 @@ pub async fn connect(url: &str) -> Result<Connection, BusError> {
     .await?)
 }
 
-/// Declares the exchanges and the queues of all `clusters` (idempotent). Every publisher
+/// A connection with a confirming publisher channel and a consumer channel, on a broker
+/// whose topology is declared; given up after `timeout` (lapin itself waits forever on a
+/// broker that accepts the socket and never answers, as one does while it starts).
+pub async fn open(
+    url: &str,
+    names: &Names,
+    clusters: u32,
+    timeout: std::time::Duration,
+) -> Result<(Connection, Channel, Channel), BusError> {
+    let setup = async {
+        let conn = connect(url).await?;
+        let publish = publisher_channel(&conn).await?;
+        declare(&publish, names, clusters).await?;
+        let consume = consumer_channel(&conn).await?;
+        Ok((conn, publish, consume))
+    };
+    tokio::time::timeout(timeout, setup)
+        .await
+        .unwrap_or(Err(BusError::Timeout(timeout)))
+}
+
+/// Declares the exchanges and the queues of all `clusters` and binds each queue to every
+/// other cluster's key (idempotent). Every publisher
 /// declares every queue before its first publish, so no cluster misses a change published
 /// before its own synchronizer first started.
-pub async fn declare(channel: &Channel, names: &Names, clusters: u32) -> Result<(), BusError> {
+async fn declare(channel: &Channel, names: &Names, clusters: u32) -> Result<(), BusError> {
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
     };
     let none = FieldTable::default;
     channel
-        .exchange_declare(names.exchange().into(), ExchangeKind::Fanout, durable, none())
+        .exchange_declare(names.exchange().into(), ExchangeKind::Direct, durable, none())
         .await?;
     channel
         .exchange_declare(names.dead_exchange().into(), ExchangeKind::Fanout, durable, none())
@@ -146,26 +198,28 @@ pub async fn declare(channel: &Channel, names: &Names, clusters: u32) -> Result<
         // even if two synchronizers briefly both believe they are master.
         args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
         channel.queue_declare(names.queue(cluster).into(), queue, args).await?;
-        channel
-            .queue_bind(
-                names.queue(cluster).into(),
-                names.exchange().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                none(),
-            )
-            .await?;
+        for origin in (1..=clusters).filter(|origin| *origin != cluster) {
+            channel
+                .queue_bind(
+                    names.queue(cluster).into(),
+                    names.exchange().into(),
+                    Names::origin_key(origin).into(),
+                    QueueBindOptions::default(),
+                    none(),
+                )
+                .await?;
+        }
     }
     Ok(())
 }
 
-pub async fn publisher_channel(conn: &Connection) -> Result<Channel, BusError> {
+async fn publisher_channel(conn: &Connection) -> Result<Channel, BusError> {
     let channel = conn.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     Ok(channel)
 }
 
-pub async fn consumer_channel(conn: &Connection) -> Result<Channel, BusError> {
+async fn consumer_channel(conn: &Connection) -> Result<Channel, BusError> {
     let channel = conn.create_channel().await?;
     channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
     Ok(channel)
@@ -177,9 +231,13 @@ mod tests {
     use tinysns_common::proto::internal::{Change, PostCreated, change};
 
     fn sample() -> RemoteChange {
+        sample_at(7)
+    }
+
+    fn sample_at(lsn: u64) -> RemoteChange {
         RemoteChange {
             origin_cluster: 2,
-            origin_lsn: 7,
+            origin_lsn: lsn,
             timestamp_ms: 1,
             change: Some(Change {
                 kind: Some(change::Kind::Post(PostCreated {
@@ -192,25 +250,42 @@ mod tests {
     }
 
     #[test]
-    fn round_trip() {
-        assert_eq!(decode(&encode(sample())).unwrap(), sample());
+    fn round_trip_keeps_order() {
+        let batch = vec![sample_at(7), sample_at(8), sample_at(9)];
+        assert_eq!(decode(&encode(batch.clone())).unwrap(), batch);
+        assert_eq!(properties(&batch).message_id().as_ref().unwrap().as_str(), "2-7-9");
+    }
+
+    #[test]
+    fn messages_of_the_first_version_are_still_read() {
+        let v1 = BusEnvelope {
+            version: 1,
+            change: Some(sample()),
+            changes: vec![],
+        }
+        .encode_to_vec();
+        assert_eq!(decode(&v1).unwrap(), vec![sample()]);
     }
 
     #[test]
     fn poison_is_recognised() {
+        let envelope = |version, change, changes| BusEnvelope {
+            version,
+            change,
+            changes,
+        };
         assert!(matches!(decode(b"\xff\xff\xff"), Err(Poison::Undecodable(_))));
-        let future = BusEnvelope {
-            version: 2,
-            change: Some(sample()),
-        }
-        .encode_to_vec();
-        assert_eq!(decode(&future), Err(Poison::UnknownVersion(2)));
-        let empty = BusEnvelope {
-            version: 1,
+        let future = envelope(3, None, vec![sample()]).encode_to_vec();
+        assert_eq!(decode(&future), Err(Poison::UnknownVersion(3)));
+        assert_eq!(decode(&envelope(1, None, vec![]).encode_to_vec()), Err(Poison::Empty));
+        assert_eq!(decode(&envelope(2, None, vec![]).encode_to_vec()), Err(Poison::Empty));
+        // A batch with one hollow change is refused whole: nothing of it is half-applied.
+        let hollow = RemoteChange {
             change: None,
-        }
-        .encode_to_vec();
-        assert_eq!(decode(&empty), Err(Poison::Empty));
+            ..sample_at(8)
+        };
+        let partly = envelope(2, None, vec![sample(), hollow]).encode_to_vec();
+        assert_eq!(decode(&partly), Err(Poison::Empty));
         assert_eq!(decode(b""), Err(Poison::UnknownVersion(0)));
     }
 }

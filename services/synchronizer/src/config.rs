@@ -31,6 +31,15 @@ pub struct Args {
     /// Prefix of the exchanges and queues on the broker, so deployments can share a broker.
     #[arg(long, env = "TINYSNS_AMQP_NAMESPACE", default_value = "tinysns")]
     pub amqp_namespace: String,
+    /// Longest wait for the broker to accept a connection and set up channels and queues
+    /// (a broker that is still starting can accept the socket and then say nothing).
+    #[arg(
+        long,
+        env = "TINYSNS_AMQP_CONNECT_TIMEOUT",
+        default_value = "10s",
+        value_parser = tinysns_common::cli::parse_duration
+    )]
+    pub amqp_connect_timeout: std::time::Duration,
     #[command(flatten)]
     pub member: tinysns_common::cli::MemberArgs,
     /// Print the resolved configuration as JSON (password masked) and exit.
@@ -51,6 +60,8 @@ pub struct Config {
     #[serde(serialize_with = "masked")]
     pub amqp_url: String,
     pub amqp_namespace: String,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub amqp_connect_timeout: std::time::Duration,
 }
 
 fn masked<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -93,6 +104,7 @@ impl Args {
             advertise: self.member.advertise(port),
             amqp_url: self.amqp_url,
             amqp_namespace: self.amqp_namespace,
+            amqp_connect_timeout: self.amqp_connect_timeout,
         })
     }
 }

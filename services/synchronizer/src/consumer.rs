@@ -15,8 +15,10 @@ use std::time::Duration;
 use tinysns_common::proto::internal::{ApplyRemoteRequest, RemoteChange};
 use tinysns_common::shutdown::Shutdown;
 
-/// Most changes handed to tsd in one call.
-const MAX_BATCH: usize = 256;
+/// Most changes, and about the most bytes, handed to tsd in one call (the gRPC limit on a
+/// message is 4 MiB).
+const MAX_BATCH_CHANGES: usize = 1024;
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 pub async fn consume(
     link: &ClusterLink,
@@ -43,42 +45,78 @@ pub async fn consume(
         let Some(first) = first else {
             return Err(SyncError::ConsumerEnded);
         };
-        let mut batch = vec![first.map_err(bus::BusError::from)?];
-        while batch.len() < MAX_BATCH {
+        let mut batch = Batch::default();
+        batch
+            .add(first.map_err(bus::BusError::from)?, link.cluster, names)
+            .await?;
+        while !batch.is_full() {
             match deliveries.next().now_or_never() {
-                Some(Some(d)) => batch.push(d.map_err(bus::BusError::from)?),
+                Some(Some(d)) => batch.add(d.map_err(bus::BusError::from)?, link.cluster, names).await?,
                 _ => break,
             }
         }
-        let mut pending: Vec<(Delivery, RemoteChange)> = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            match bus::decode(&delivery.data) {
-                Err(poison) => dead_letter(&delivery, names, &poison.to_string()).await?,
-                Ok(change) if change.origin_cluster == link.cluster => {
-                    delivery
-                        .ack(BasicAckOptions::default())
-                        .await
-                        .map_err(bus::BusError::from)?;
-                }
-                Ok(change) => pending.push((delivery, change)),
-            }
-        }
-        if pending.is_empty() {
+        if batch.changes.is_empty() {
             continue;
         }
-        let changes: Vec<RemoteChange> = pending.iter().map(|(_, c)| c.clone()).collect();
-        let Some(reply) = apply(link, changes, stop).await else {
+        let Some(reply) = apply(link, std::mem::take(&mut batch.changes), stop).await else {
             // Stopping: the unacknowledged messages go back to the queue.
             return Ok(());
         };
-        for (index, (delivery, _)) in pending.into_iter().enumerate() {
-            if reply.rejected.contains(&(index as u32)) {
-                dead_letter(&delivery, names, "refused by tsd as invalid").await?;
+        for (delivery, changes) in batch.deliveries {
+            let refused = reply
+                .rejected
+                .iter()
+                .filter(|i| changes.contains(&(**i as usize)))
+                .count();
+            if refused > 0 {
+                // The rest of its changes are stored; the message is kept whole for a
+                // person to look at (replaying it is harmless: applying is idempotent).
+                let why = format!("tsd refused {refused} of its {} changes as invalid", changes.len());
+                dead_letter(&delivery, names, &why).await?;
             } else {
                 delivery
                     .ack(BasicAckOptions::default())
                     .await
                     .map_err(bus::BusError::from)?;
+            }
+        }
+    }
+}
+
+/// Deliveries taken together into one `ApplyRemote` call.
+#[derive(Default)]
+struct Batch {
+    /// Every change to apply, in delivery order.
+    changes: Vec<RemoteChange>,
+    /// Each delivery with the indexes (into `changes`) of the changes it carried.
+    deliveries: Vec<(Delivery, std::ops::Range<usize>)>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.changes.len() >= MAX_BATCH_CHANGES || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    /// Takes the changes of `delivery`; poison is dead-lettered at once, and changes that
+    /// came back to their own cluster are acknowledged and dropped.
+    async fn add(&mut self, delivery: Delivery, cluster: u32, names: &bus::Names) -> Result<(), SyncError> {
+        match bus::decode(&delivery.data) {
+            Err(poison) => dead_letter(&delivery, names, &poison.to_string()).await,
+            Ok(changes) if changes.iter().all(|c| c.origin_cluster == cluster) => {
+                delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(bus::BusError::from)?;
+                Ok(())
+            }
+            Ok(changes) => {
+                let start = self.changes.len();
+                self.bytes += delivery.data.len();
+                self.changes
+                    .extend(changes.into_iter().filter(|c| c.origin_cluster != cluster));
+                self.deliveries.push((delivery, start..self.changes.len()));
+                Ok(())
             }
         }
     }

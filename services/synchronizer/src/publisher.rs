@@ -1,21 +1,26 @@
 //! Publishes this cluster's own changes: tails the change feed of the tsd master, publishes
-//! each change persistently with publisher confirms, and records in the cluster how far the
-//! broker has confirmed, so a new master synchronizer resumes there. A change may be
-//! published twice around a failover; consumers apply idempotently.
+//! them persistently with publisher confirms, and records in the cluster how far the broker
+//! has confirmed, so a new master synchronizer resumes there. A change may be published
+//! twice around a failover; consumers apply idempotently.
+//!
+//! Whatever the feed has ready goes out as one message (up to a size limit): one change
+//! per message when the cluster is quiet, so nothing waits, and many when it is busy, so
+//! the broker keeps up.
 
 use crate::bus;
 use crate::cluster::ClusterLink;
 use crate::run::SyncError;
-use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 use lapin::Channel;
 use lapin::options::BasicPublishOptions;
 use std::time::Duration;
-use tinysns_common::proto::internal::{ChangeFeedRequest, CommitCursorRequest, RemoteChange};
+use tinysns_common::proto::internal::{ChangeFeedItem, ChangeFeedRequest, CommitCursorRequest, RemoteChange};
 use tinysns_common::shutdown::Shutdown;
+use tonic::Streaming;
 
-/// Published but not yet confirmed by the broker, at most.
-const MAX_UNCONFIRMED: usize = 256;
+/// Messages published but not yet confirmed by the broker, at most.
+const MAX_UNCONFIRMED: usize = 64;
 /// How often the confirmed position is recorded in the cluster.
 const CURSOR_PERIOD: Duration = Duration::from_millis(200);
 
@@ -37,18 +42,19 @@ pub async fn publish(
                 let Some(item) = item? else {
                     return Err(SyncError::FeedEnded);
                 };
-                let change = RemoteChange {
-                    origin_cluster: link.cluster,
-                    origin_lsn: item.lsn,
-                    timestamp_ms: item.timestamp_ms,
-                    change: item.change,
-                };
-                let properties = bus::properties(&change);
+                let changes = ready_changes(link.cluster, item, &mut feed)?;
+                let lsn = changes.last().map(|c| c.origin_lsn).unwrap_or_default();
+                let properties = bus::properties(&changes);
                 let confirm = channel
-                    .basic_publish(names.exchange().into(), "".into(), BasicPublishOptions::default(), &bus::encode(change), properties)
+                    .basic_publish(
+                        names.exchange().into(),
+                        bus::Names::origin_key(link.cluster).into(),
+                        BasicPublishOptions::default(),
+                        &bus::encode(changes),
+                        properties,
+                    )
                     .await
                     .map_err(bus::BusError::from)?;
-                let lsn = item.lsn;
                 unconfirmed.push_back(async move { (lsn, confirm.await) });
             }
             Some((lsn, confirmation)) = unconfirmed.next() => {
@@ -72,4 +78,33 @@ pub async fn publish(
             }
         }
     }
+}
+
+/// `first` and whatever else the feed has ready right now, up to one message's worth.
+fn ready_changes(
+    cluster: u32,
+    first: ChangeFeedItem,
+    feed: &mut Streaming<ChangeFeedItem>,
+) -> Result<Vec<RemoteChange>, SyncError> {
+    let change = |item: ChangeFeedItem| RemoteChange {
+        origin_cluster: cluster,
+        origin_lsn: item.lsn,
+        timestamp_ms: item.timestamp_ms,
+        change: item.change,
+    };
+    let mut bytes = prost::Message::encoded_len(&first);
+    let mut changes = vec![change(first)];
+    while changes.len() < bus::MAX_MESSAGE_CHANGES && bytes < bus::MAX_MESSAGE_BYTES {
+        match feed.message().now_or_never() {
+            Some(Ok(Some(item))) => {
+                bytes += prost::Message::encoded_len(&item);
+                changes.push(change(item));
+            }
+            // Nothing more yet, or the feed ended (the next read reports that).
+            Some(Ok(None)) | None => break,
+            // What was read is not confirmed, so a new master synchronizer publishes it again.
+            Some(Err(status)) => return Err(status.into()),
+        }
+    }
+    Ok(changes)
 }
