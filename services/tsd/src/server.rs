@@ -2,6 +2,7 @@
 
 use crate::changefeed::ChangeFeedService;
 use crate::config::Config;
+use crate::fanout::Fanout;
 use crate::feed::Feed;
 use crate::reader::Reader;
 use crate::replication::{ReplicationService, Replicator};
@@ -63,11 +64,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         }
     });
 
+    let fanout = Fanout::default();
+    tokio::spawn(fanout.clone().run(feed.tail(reader.clone(), feed.committed())));
     let social = Social {
         cluster: config.cluster,
         writer: writer.clone(),
         reader: reader.clone(),
         feed: feed.clone(),
+        fanout,
         role: role.clone(),
         sessions: Arc::new(Sessions::default()),
     };

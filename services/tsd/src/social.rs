@@ -1,17 +1,17 @@
 //! The client API: login, list, follow, unfollow and the timeline stream.
 
+use crate::fanout::{self, Fanout, Following, Handback, Subscription};
 use crate::feed::Feed;
 use crate::reader::Reader;
 use crate::sessions::{KEEPALIVE_INTERVAL, Sessions};
 use crate::store;
 use crate::writer::{Command, Outcome, WriteError, Writer};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tinysns_common::grpc::not_master;
 use tinysns_common::limits::{parse_user_id, validate_post_text};
 use tinysns_common::membership::{RoleHandle, RoleView};
-use tinysns_common::proto::internal::{change, log_entry};
+use tinysns_common::proto::internal::{LogEntry, change, log_entry};
 use tinysns_common::proto::social::social_service_server::{SocialService, SocialServiceServer};
 use tinysns_common::proto::social::{
     FollowRequest, ListReply, ListRequest, LoginReply, LoginRequest, NewPost, Post, PostAck, Reply, SessionRequest,
@@ -32,6 +32,7 @@ pub struct Social {
     pub writer: Writer,
     pub reader: Reader,
     pub feed: Feed,
+    pub fanout: Fanout,
     pub role: RoleHandle,
     pub sessions: Arc<Sessions>,
 }
@@ -241,6 +242,23 @@ impl SocialService for Social {
 
 type Events = mpsc::Sender<Result<TimelineEvent, Status>>;
 
+/// A post entry as the client sees it.
+fn shown_post(entry: &LogEntry) -> Option<Post> {
+    let Some(log_entry::Kind::Change(c)) = &entry.kind else {
+        return None;
+    };
+    let Some(change::Kind::Post(p)) = &c.kind else {
+        return None;
+    };
+    Some(Post {
+        author: p.author,
+        post_id: p.post_id,
+        text: p.text.clone(),
+        timestamp_ms: entry.timestamp_ms,
+        seq: entry.lsn,
+    })
+}
+
 fn event(kind: timeline_event::Kind) -> Result<TimelineEvent, Status> {
     Ok(TimelineEvent { kind: Some(kind) })
 }
@@ -268,7 +286,7 @@ impl Social {
         } else {
             open.resume_after.min(committed)
         };
-        let mut following: HashMap<u64, i64> = self
+        let following: Following = self
             .read(move |c| store::following(c, user))
             .await?
             .into_iter()
@@ -276,50 +294,87 @@ impl Social {
         if tx.send(event(timeline_event::Kind::LiveFrom(cursor))).await.is_err() {
             return Ok(());
         }
-        let mut tail = self.feed.tail(self.reader.clone(), cursor);
+        let mut place = Handback {
+            after: cursor,
+            following,
+        };
+        // Read the log on our own until the fan-out can take over; back to reading on our own
+        // whenever it lets go (we fell behind).
+        loop {
+            match self.fanout.join(user, place.after, &place.following) {
+                Some(subscription) => match self.served(subscription, tx).await? {
+                    Some(handback) => place = handback,
+                    None => return Ok(()),
+                },
+                None => {
+                    if !self.read_on(user, &mut place, tx).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shows what the fan-out routes to this timeline. `None` when the client went away,
+    /// else where to continue on our own.
+    async fn served(&self, mut subscription: Subscription, tx: &Events) -> Result<Option<Handback>, Status> {
         let mut role = self.role.clone();
         loop {
-            let entries = tokio::select! {
-                entries = tail.next() => entries.map_err(|e| Status::internal(e.to_string()))?,
+            let entry = tokio::select! {
+                routed = subscription.next() => match routed {
+                    Ok(entry) => entry,
+                    Err(Some(handback)) => return Ok(Some(handback)),
+                    Err(None) => return Err(Status::unavailable("the timeline lost its place; open it again to resume")),
+                },
                 _ = role.changed() => { self.master()?; continue; }
-                _ = tx.closed() => return Ok(()),
+                _ = tx.closed() => return Ok(None),
             };
             // A master that has just learned of a newer term (from its new master's first
             // Append) stops streaming at once: its log may be rewritten under it.
             self.master()?;
-            for entry in entries {
-                let Some(log_entry::Kind::Change(c)) = &entry.kind else {
-                    continue;
-                };
-                match &c.kind {
-                    Some(change::Kind::Follow(f)) if f.follower == user => {
-                        if f.following {
-                            following.entry(f.followee).or_insert(entry.timestamp_ms);
-                        } else {
-                            following.remove(&f.followee);
-                        }
-                    }
-                    Some(change::Kind::Post(p))
-                        if p.author != user
-                            && following
-                                .get(&p.author)
-                                .is_some_and(|since| entry.timestamp_ms >= *since) =>
-                    {
-                        let post = Post {
-                            author: p.author,
-                            post_id: p.post_id,
-                            text: p.text.clone(),
-                            timestamp_ms: entry.timestamp_ms,
-                            seq: entry.lsn,
-                        };
-                        if tx.send(event(timeline_event::Kind::Post(post))).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    _ => {}
-                }
+            if let Some(post) = shown_post(&entry)
+                && tx.send(event(timeline_event::Kind::Post(post))).await.is_err()
+            {
+                return Ok(None);
             }
         }
+    }
+
+    /// Reads one stretch of the log after `place` on our own, showing what the user follows
+    /// and moving `place` on. False when the client went away.
+    async fn read_on(&self, user: u64, place: &mut Handback, tx: &Events) -> Result<bool, Status> {
+        let mut tail = self.feed.tail(self.reader.clone(), place.after);
+        let mut role = self.role.clone();
+        let entries = loop {
+            tokio::select! {
+                entries = tail.next() => break entries.map_err(|e| Status::internal(e.to_string()))?,
+                _ = role.changed() => { self.master()?; }
+                _ = tx.closed() => return Ok(false),
+            }
+        };
+        self.master()?;
+        for entry in entries {
+            place.after = entry.lsn;
+            let Some(log_entry::Kind::Change(c)) = &entry.kind else {
+                continue;
+            };
+            match &c.kind {
+                Some(change::Kind::Follow(f)) if f.follower == user => {
+                    fanout::record_follow(&mut place.following, f.followee, f.following, &entry);
+                }
+                Some(change::Kind::Post(p)) if fanout::shows(&place.following, user, p.author, &entry) => {
+                    if let Some(post) = shown_post(&entry)
+                        && tx.send(event(timeline_event::Kind::Post(post))).await.is_err()
+                    {
+                        return Ok(false);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Where the tail is, also when it skipped back over a rewound log.
+        place.after = tail.cursor();
+        Ok(true)
     }
 
     /// Stores the posts the client sends on its timeline stream, acknowledging each.

@@ -1,0 +1,420 @@
+//! Routes each committed post to the open timelines of its author's followers.
+//!
+//! One task follows the committed log for the whole server and keeps an index of open
+//! timelines by the users they follow, so a post costs work only for the timelines that show
+//! it, instead of every open timeline waking up and scanning every entry.
+//!
+//! A timeline joins once it has read the log up to where the fan-out is (it catches up on
+//! its own before that), and leaves with its state handed back if it falls too far behind
+//! to keep up with its channel: it then reads the log on its own again, from exactly where
+//! the fan-out stopped serving it, so nothing is shown twice or missed.
+
+use crate::feed::Tail;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tinysns_common::proto::internal::{LogEntry, change, log_entry};
+use tokio::sync::mpsc;
+
+/// Posts queued for one timeline before it is considered too slow and left to catch up on
+/// its own.
+const QUEUE: usize = 1024;
+
+/// Who a timeline's user follows, and since when (ms; posts made earlier are not shown).
+pub type Following = HashMap<u64, i64>;
+
+/// Takes a follow (`on`) or unfollow of `followee` made at `entry` into `following`.
+pub fn record_follow(following: &mut Following, followee: u64, on: bool, entry: &LogEntry) {
+    if on {
+        following.entry(followee).or_insert(entry.timestamp_ms);
+    } else {
+        following.remove(&followee);
+    }
+}
+
+/// Whether `user`'s timeline shows the post of `author` at `entry`: someone else's post,
+/// made after the user followed them.
+pub fn shows(following: &Following, user: u64, author: u64, entry: &LogEntry) -> bool {
+    author != user && following.get(&author).is_some_and(|since| entry.timestamp_ms >= *since)
+}
+
+#[derive(Clone, Default)]
+pub struct Fanout {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The last lsn routed; timelines join at or after it.
+    position: u64,
+    timelines: HashMap<u64, Member>,
+    /// For each followed user, the timelines that show their posts.
+    by_followee: HashMap<u64, HashSet<u64>>,
+    /// For each user, their open timelines (a user may have more than one stream).
+    by_user: HashMap<u64, HashSet<u64>>,
+    next_id: u64,
+}
+
+struct Member {
+    user: u64,
+    following: Following,
+    /// Entries up to here were already read by the timeline itself before it joined.
+    joined_after: u64,
+    /// Everything up to here has been taken into account for this timeline.
+    done_through: u64,
+    tx: mpsc::Sender<Arc<LogEntry>>,
+    handback: Arc<Mutex<Option<Handback>>>,
+}
+
+/// A timeline's state when the fan-out stops serving it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handback {
+    /// Continue reading the log after this lsn ...
+    pub after: u64,
+    /// ... with this follow state, which is as of `after`.
+    pub following: Following,
+}
+
+/// A timeline served by the fan-out. Dropping it leaves.
+pub struct Subscription {
+    fanout: Fanout,
+    id: u64,
+    rx: mpsc::Receiver<Arc<LogEntry>>,
+    handback: Arc<Mutex<Option<Handback>>>,
+}
+
+impl Subscription {
+    /// The next post for this timeline; `Err` with where to continue once the fan-out has
+    /// stopped serving it (too slow, or the log was rewound). The fan-out leaves the handback
+    /// before it closes the channel, so `Err(None)` means a broken invariant.
+    pub async fn next(&mut self) -> Result<Arc<LogEntry>, Option<Handback>> {
+        match self.rx.recv().await {
+            Some(entry) => Ok(entry),
+            None => Err(lock(&self.handback).take()),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.fanout.state().remove(self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Fanout {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Joins `user`'s timeline, which has read the log through `after` with follow state
+    /// `following` — if the fan-out has not routed anything beyond `after` yet. Otherwise the
+    /// timeline must read further on its own first (`None`).
+    pub fn join(&self, user: u64, after: u64, following: &Following) -> Option<Subscription> {
+        let mut state = self.state();
+        if after < state.position {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let handback = Arc::new(Mutex::new(None));
+        let id = state.next_id;
+        state.next_id += 1;
+        for followee in following.keys() {
+            state.by_followee.entry(*followee).or_default().insert(id);
+        }
+        state.by_user.entry(user).or_default().insert(id);
+        state.timelines.insert(
+            id,
+            Member {
+                user,
+                following: following.clone(),
+                joined_after: after,
+                done_through: after,
+                tx,
+                handback: handback.clone(),
+            },
+        );
+        Some(Subscription {
+            fanout: self.clone(),
+            id,
+            rx,
+            handback,
+        })
+    }
+
+    /// Routes entries as they are committed, for as long as the server runs.
+    pub async fn run(self, mut tail: Tail) {
+        self.state().position = tail.cursor();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match tail.next().await {
+                Ok(entries) => {
+                    backoff = Duration::from_millis(50);
+                    self.route(&entries);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "fan-out cannot read the log");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Routes committed entries, which follow on from what was routed before.
+    pub fn route(&self, entries: &[Arc<LogEntry>]) {
+        let mut state = self.state();
+        let Some(first) = entries.first() else { return };
+        if first.lsn <= state.position {
+            // The log was rewound under us (a deposed master's suffix was replaced). Every
+            // timeline goes back to reading on its own, which copes with that.
+            state.release_all();
+        }
+        for entry in entries {
+            state.route(entry);
+            state.position = entry.lsn;
+        }
+    }
+}
+
+impl State {
+    fn route(&mut self, entry: &Arc<LogEntry>) {
+        let Some(log_entry::Kind::Change(c)) = &entry.kind else {
+            return;
+        };
+        match &c.kind {
+            Some(change::Kind::Follow(f)) => {
+                let ids: Vec<u64> = self.by_user.get(&f.follower).into_iter().flatten().copied().collect();
+                for id in ids {
+                    self.apply_follow(id, entry, f.followee, f.following);
+                }
+            }
+            Some(change::Kind::Post(p)) => {
+                let ids: Vec<u64> = self.by_followee.get(&p.author).into_iter().flatten().copied().collect();
+                for id in ids {
+                    self.offer(id, entry, p.author);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_follow(&mut self, id: u64, entry: &LogEntry, followee: u64, following: bool) {
+        let Some(member) = self.timelines.get_mut(&id) else {
+            return;
+        };
+        if entry.lsn <= member.joined_after {
+            return;
+        }
+        member.done_through = entry.lsn;
+        record_follow(&mut member.following, followee, following, entry);
+        if following {
+            self.by_followee.entry(followee).or_default().insert(id);
+        } else {
+            self.unindex(followee, id);
+        }
+    }
+
+    fn offer(&mut self, id: u64, entry: &Arc<LogEntry>, author: u64) {
+        let Some(member) = self.timelines.get_mut(&id) else {
+            return;
+        };
+        if entry.lsn <= member.joined_after || !shows(&member.following, member.user, author, entry) {
+            return;
+        }
+        match member.tx.try_send(entry.clone()) {
+            Ok(()) => member.done_through = entry.lsn,
+            // Too slow (or gone): it continues on its own just before this post.
+            Err(_) => self.release(id, entry.lsn - 1),
+        }
+    }
+
+    /// Stops serving timeline `id`, handing back its state as of `after`.
+    fn release(&mut self, id: u64, after: u64) {
+        if let Some(member) = self.remove(id) {
+            *lock(&member.handback) = Some(Handback {
+                after,
+                following: member.following,
+            });
+        }
+    }
+
+    fn release_all(&mut self) {
+        let all: Vec<(u64, u64)> = self
+            .timelines
+            .iter()
+            .map(|(id, m)| (*id, self.position.max(m.done_through)))
+            .collect();
+        for (id, after) in all {
+            self.release(id, after);
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Member> {
+        let member = self.timelines.remove(&id)?;
+        for followee in member.following.keys() {
+            self.unindex(*followee, id);
+        }
+        if let Some(set) = self.by_user.get_mut(&member.user) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_user.remove(&member.user);
+            }
+        }
+        Some(member)
+    }
+
+    fn unindex(&mut self, followee: u64, id: u64) {
+        if let Some(set) = self.by_followee.get_mut(&followee) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_followee.remove(&followee);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinysns_common::proto::internal::{Change, FollowChanged, PostCreated};
+
+    fn entry(lsn: u64, timestamp_ms: i64, kind: change::Kind) -> Arc<LogEntry> {
+        Arc::new(LogEntry {
+            lsn,
+            term: 1,
+            timestamp_ms,
+            origin_cluster: 1,
+            origin_lsn: lsn,
+            kind: Some(log_entry::Kind::Change(Change { kind: Some(kind) })),
+        })
+    }
+
+    fn post(lsn: u64, author: u64) -> Arc<LogEntry> {
+        entry(
+            lsn,
+            lsn as i64 * 10,
+            change::Kind::Post(PostCreated {
+                author,
+                post_id: lsn,
+                text: format!("post {lsn}"),
+            }),
+        )
+    }
+
+    fn follow(lsn: u64, follower: u64, followee: u64, following: bool) -> Arc<LogEntry> {
+        entry(
+            lsn,
+            lsn as i64 * 10,
+            change::Kind::Follow(FollowChanged {
+                follower,
+                followee,
+                following,
+            }),
+        )
+    }
+
+    /// Posts routed so far, by lsn.
+    fn received(sub: &mut Subscription) -> Vec<u64> {
+        std::iter::from_fn(|| sub.rx.try_recv().ok().map(|e| e.lsn)).collect()
+    }
+
+    #[test]
+    fn a_timeline_joins_only_once_it_has_read_as_far_as_the_fanout() {
+        let fanout = Fanout::default();
+        fanout.route(&[post(1, 2), post(2, 2), post(3, 2)]);
+        assert!(fanout.join(1, 2, &Following::new()).is_none());
+        assert!(fanout.join(1, 3, &Following::new()).is_some());
+        // Ahead of the fan-out (it is behind the committed log) is fine too.
+        assert!(fanout.join(1, 9, &Following::new()).is_some());
+    }
+
+    #[test]
+    fn posts_reach_exactly_the_followers_who_should_see_them() {
+        let fanout = Fanout::default();
+        let mut sub = fanout.join(1, 0, &Following::from([(2, 0)])).unwrap();
+        let mut other = fanout.join(5, 0, &Following::new()).unwrap();
+        fanout.route(&[
+            post(1, 2),             // followed: shown
+            post(2, 3),             // not followed
+            post(3, 1),             // the user's own post
+            follow(4, 1, 3, true),  // follows 3 from now on
+            post(5, 3),             // shown
+            follow(6, 1, 2, false), // unfollows 2
+            post(7, 2),             // not shown any more
+            follow(8, 5, 2, true),  // someone else follows 2
+            post(9, 2),
+        ]);
+        assert_eq!(received(&mut sub), vec![1, 5]);
+        assert_eq!(received(&mut other), vec![9]);
+    }
+
+    #[test]
+    fn posts_made_before_the_follow_are_not_shown() {
+        let fanout = Fanout::default();
+        let mut sub = fanout.join(1, 0, &Following::from([(2, 1000)])).unwrap();
+        fanout.route(&[post(1, 2), post(200, 2)]);
+        assert_eq!(received(&mut sub), vec![200]);
+    }
+
+    #[test]
+    fn entries_the_timeline_read_itself_are_not_routed_to_it_again() {
+        let fanout = Fanout::default();
+        fanout.route(&[post(1, 2)]);
+        // Joined ahead of the fan-out: it already showed 2 and 3, and saw the unfollow at 3.
+        let mut sub = fanout.join(1, 3, &Following::new()).unwrap();
+        fanout.route(&[post(2, 2), follow(3, 1, 2, false), post(4, 2)]);
+        assert_eq!(received(&mut sub), Vec::<u64>::new());
+        fanout.route(&[follow(5, 1, 2, true), post(6, 2)]);
+        assert_eq!(received(&mut sub), vec![6]);
+    }
+
+    #[tokio::test]
+    async fn a_timeline_too_slow_to_keep_up_gets_its_place_back() {
+        let fanout = Fanout::default();
+        let mut sub = fanout.join(1, 0, &Following::from([(2, 0)])).unwrap();
+        let posts: Vec<_> = (1..=QUEUE as u64).map(|lsn| post(lsn, 2)).collect();
+        fanout.route(&posts);
+        let overflow = QUEUE as u64 + 2;
+        fanout.route(&[
+            follow(QUEUE as u64 + 1, 1, 3, true),
+            post(overflow, 2),
+            post(overflow + 1, 2),
+        ]);
+        for lsn in 1..=QUEUE as u64 {
+            assert_eq!(sub.next().await.unwrap().lsn, lsn);
+        }
+        let back = sub.next().await.unwrap_err().unwrap();
+        // It continues just before the post that did not fit, with the follow it made.
+        assert_eq!(back.after, overflow - 1);
+        assert_eq!(
+            back.following.keys().copied().collect::<HashSet<_>>(),
+            HashSet::from([2, 3])
+        );
+        assert!(fanout.state().timelines.is_empty());
+        assert!(fanout.state().by_followee.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rewound_log_sends_every_timeline_back_to_reading_on_its_own() {
+        let fanout = Fanout::default();
+        let mut sub = fanout.join(1, 0, &Following::from([(2, 0)])).unwrap();
+        fanout.route(&[post(1, 2), post(2, 2)]);
+        fanout.route(&[post(2, 2)]);
+        assert_eq!(sub.next().await.unwrap().lsn, 1);
+        assert_eq!(sub.next().await.unwrap().lsn, 2);
+        assert_eq!(sub.next().await.unwrap_err().unwrap().after, 2);
+    }
+
+    #[test]
+    fn a_closed_timeline_leaves_no_trace() {
+        let fanout = Fanout::default();
+        let sub = fanout.join(1, 0, &Following::from([(2, 0), (3, 0)])).unwrap();
+        drop(sub);
+        let state = fanout.state();
+        assert!(state.timelines.is_empty() && state.by_followee.is_empty() && state.by_user.is_empty());
+    }
+}
