@@ -67,24 +67,21 @@ pub fn term_at(conn: &Connection, lsn: u64) -> Result<Option<u64>> {
         return Ok(Some(0));
     }
     Ok(conn
-        .query_row("SELECT term FROM log WHERE lsn = ?1", [lsn as i64], |r| {
-            r.get::<_, i64>(0)
-        })
+        .prepare_cached("SELECT term FROM log WHERE lsn = ?1")?
+        .query_row([lsn as i64], |r| r.get::<_, i64>(0))
         .optional()?
         .map(|t| t as u64))
 }
 
 /// Appends an entry and applies it. Call inside a transaction.
 pub fn append(conn: &Connection, entry: &LogEntry) -> Result<()> {
-    conn.execute(
-        "INSERT INTO log (lsn, term, origin_cluster, entry) VALUES (?1, ?2, ?3, ?4)",
-        params![
+    conn.prepare_cached("INSERT INTO log (lsn, term, origin_cluster, entry) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![
             entry.lsn as i64,
             entry.term as i64,
             entry.origin_cluster,
             entry.encode_to_vec()
-        ],
-    )?;
+        ])?;
     apply(conn, entry)
 }
 
@@ -94,15 +91,13 @@ fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
     match &entry.kind {
         Some(log_entry::Kind::Change(Change { kind: Some(change) })) => match change {
             change::Kind::User(u) => {
-                conn.execute(
-                    "INSERT OR IGNORE INTO users (user_id, created_ms) VALUES (?1, ?2)",
-                    params![u.user_id as i64, entry.timestamp_ms],
-                )?;
+                conn.prepare_cached("INSERT OR IGNORE INTO users (user_id, created_ms) VALUES (?1, ?2)")?
+                    .execute(params![u.user_id as i64, entry.timestamp_ms])?;
             }
             change::Kind::Follow(f) => {
                 // Last writer wins by the origin's log position: a follower's relations all
                 // originate in its home cluster, whose log orders them.
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT INTO follows (follower, followee, following, since_ms, version)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (follower, followee) DO UPDATE SET
@@ -111,34 +106,34 @@ fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                                         THEN follows.since_ms ELSE excluded.since_ms END,
                         version = excluded.version
                      WHERE excluded.version > follows.version",
-                    params![
-                        f.follower as i64,
-                        f.followee as i64,
-                        f.following,
-                        entry.timestamp_ms,
-                        entry.origin_lsn as i64
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    f.follower as i64,
+                    f.followee as i64,
+                    f.following,
+                    entry.timestamp_ms,
+                    entry.origin_lsn as i64
+                ])?;
             }
             change::Kind::Post(p) => {
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        p.author as i64,
-                        p.post_id as i64,
-                        p.text,
-                        entry.timestamp_ms,
-                        entry.lsn as i64
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    p.author as i64,
+                    p.post_id as i64,
+                    p.text,
+                    entry.timestamp_ms,
+                    entry.lsn as i64
+                ])?;
             }
         },
         Some(log_entry::Kind::SyncCursor(c)) => {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES ('sync_cursor', ?1)
                  ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
-                [c.lsn as i64],
-            )?;
+            )?
+            .execute([c.lsn as i64])?;
         }
         Some(log_entry::Kind::Change(Change { kind: None })) | None => {}
     }
