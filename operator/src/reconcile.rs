@@ -167,7 +167,7 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
         Err(invalid) => {
             let message = invalid.to_string();
             info!(object = %object_key(sc), %message, "invalid spec");
-            if !status::already_reported_invalid(sc, &message) {
+            if !status::already_degraded(sc, status::REASON_INVALID_SPEC, &message) {
                 publish(ctx, sc, EventType::Warning, "InvalidSpec", "Validate", message.clone()).await;
             }
             patch_status(ctx, sc, &ns, &status::invalid(sc, &message, &now)).await?;
@@ -220,7 +220,7 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
             // user in status and events; the error still goes to error_policy for backoff.
             let message = format!("the API server rejected a child object: {}", rejected.message);
             warn!(object = %object_key(sc), %message, "apply rejected");
-            if !status::already_reported_rejection(sc, &message) {
+            if !status::already_degraded(sc, status::REASON_APPLY_REJECTED, &message) {
                 publish(
                     ctx,
                     sc,

@@ -21,30 +21,45 @@ pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_PAUSED: &str = "Paused";
 pub const REASON_APPLY_REJECTED: &str = "ApplyRejected";
 
-/// A condition whose lastTransitionTime moves only when its status changes, as the API
-/// conventions ask: otherwise every reconcile would look like a transition.
-pub fn condition(
-    previous: &[Condition],
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
+/// Makes the conditions of one status update, against the conditions reported before.
+struct Conditions<'a> {
+    previous: &'a [Condition],
     generation: Option<i64>,
-    now: &Time,
-) -> Condition {
-    let status = if status { "True" } else { "False" }.to_owned();
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
-    Condition {
-        type_: type_.to_owned(),
-        status,
-        reason: reason.to_owned(),
-        message,
-        last_transition_time,
-        observed_generation: generation,
+    now: &'a Time,
+}
+
+impl<'a> Conditions<'a> {
+    fn of(sc: &'a SocialCluster, now: &'a Time) -> Self {
+        Self {
+            previous: previous_conditions(sc),
+            generation: sc.metadata.generation,
+            now,
+        }
+    }
+
+    /// A condition whose lastTransitionTime moves only when its status changes, as the API
+    /// conventions ask: otherwise every reconcile would look like a transition.
+    fn set(&self, type_: &str, status: bool, reason: &str, message: String) -> Condition {
+        let status = if status { "True" } else { "False" }.to_owned();
+        let last_transition_time = self
+            .previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| self.now.clone());
+        Condition {
+            type_: type_.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message,
+            last_transition_time,
+            observed_generation: self.generation,
+        }
+    }
+
+    /// The condition of `type_` as reported before, if any.
+    fn previous(&self, type_: &str) -> Option<Condition> {
+        self.previous.iter().find(|c| c.type_ == type_).cloned()
     }
 }
 
@@ -57,42 +72,43 @@ fn previous_conditions(sc: &SocialCluster) -> &[Condition] {
 /// (old pods are ready but not what the spec asks for); a status that predates the
 /// current generation counts nothing yet.
 fn sts_count(sts: Option<&StatefulSet>, desired: u32) -> ReplicaCount {
-    let ready = sts
-        .filter(|s| {
-            status_is_current(
-                s.metadata.generation,
-                s.status.as_ref().and_then(|st| st.observed_generation),
-            )
-        })
-        .and_then(|s| s.status.as_ref())
-        .map(|st| {
-            let ready = count(st.ready_replicas);
-            // updatedReplicas is absent on a fresh status; then every pod is at the revision.
-            st.updated_replicas
-                .map_or(ready, |updated| ready.min(count(Some(updated))))
-        })
-        .unwrap_or(0);
-    ReplicaCount {
-        ready: ready.min(desired),
-        desired,
-    }
+    let fields = sts.and_then(|s| {
+        let st = s.status.as_ref()?;
+        Some((
+            s.metadata.generation,
+            st.observed_generation,
+            st.ready_replicas,
+            st.updated_replicas,
+        ))
+    });
+    workload_count(fields, desired)
 }
 
+/// The same for a Deployment.
 fn deployment_count(d: Option<&Deployment>, desired: u32) -> ReplicaCount {
-    let ready = d
-        .filter(|d| {
-            status_is_current(
-                d.metadata.generation,
-                d.status.as_ref().and_then(|st| st.observed_generation),
-            )
-        })
-        .and_then(|d| d.status.as_ref())
-        .map(|st| {
-            let ready = count(st.ready_replicas);
-            st.updated_replicas
-                .map_or(ready, |updated| ready.min(count(Some(updated))))
-        })
-        .unwrap_or(0);
+    let fields = d.and_then(|d| {
+        let st = d.status.as_ref()?;
+        Some((
+            d.metadata.generation,
+            st.observed_generation,
+            st.ready_replicas,
+            st.updated_replicas,
+        ))
+    });
+    workload_count(fields, desired)
+}
+
+/// From a workload's (generation, observedGeneration, readyReplicas, updatedReplicas),
+/// which StatefulSets and Deployments share.
+fn workload_count(fields: Option<(Option<i64>, Option<i64>, Option<i32>, Option<i32>)>, desired: u32) -> ReplicaCount {
+    let ready = match fields {
+        Some((generation, observed, ready, updated)) if status_is_current(generation, observed) => {
+            let ready = count(ready);
+            // updatedReplicas is absent on a fresh status; then every pod is at the revision.
+            updated.map_or(ready, |updated| ready.min(count(Some(updated))))
+        }
+        _ => 0,
+    };
     ReplicaCount {
         ready: ready.min(desired),
         desired,
@@ -158,67 +174,24 @@ pub fn observed(
     let all_ready = not_ready.is_empty();
 
     let generation = sc.metadata.generation;
-    let previous = previous_conditions(sc);
+    let builder = Conditions::of(sc, now);
     let conditions = if all_ready {
         vec![
-            condition(
-                previous,
+            builder.set(
                 READY,
                 true,
                 REASON_ALL_READY,
                 format!("all {} clusters are ready", spec.clusters),
-                generation,
-                now,
             ),
-            condition(
-                previous,
-                PROGRESSING,
-                false,
-                REASON_COMPLETE,
-                "every replica is ready".to_owned(),
-                generation,
-                now,
-            ),
-            condition(
-                previous,
-                DEGRADED,
-                false,
-                REASON_AS_EXPECTED,
-                String::new(),
-                generation,
-                now,
-            ),
+            builder.set(PROGRESSING, false, REASON_COMPLETE, "every replica is ready".to_owned()),
+            builder.set(DEGRADED, false, REASON_AS_EXPECTED, String::new()),
         ]
     } else {
         let message = format!("waiting for {}", not_ready.join(", "));
         vec![
-            condition(
-                previous,
-                READY,
-                false,
-                REASON_NOT_READY,
-                message.clone(),
-                generation,
-                now,
-            ),
-            condition(
-                previous,
-                PROGRESSING,
-                true,
-                REASON_ROLLING_OUT,
-                message,
-                generation,
-                now,
-            ),
-            condition(
-                previous,
-                DEGRADED,
-                false,
-                REASON_AS_EXPECTED,
-                String::new(),
-                generation,
-                now,
-            ),
+            builder.set(READY, false, REASON_NOT_READY, message.clone()),
+            builder.set(PROGRESSING, true, REASON_ROLLING_OUT, message),
+            builder.set(DEGRADED, false, REASON_AS_EXPECTED, String::new()),
         ]
     };
 
@@ -240,38 +213,23 @@ pub fn observed(
 /// Status of a spec the operator refuses to build: Degraded/InvalidSpec with the reason,
 /// replica counts kept from before (nothing was changed).
 pub fn invalid(sc: &SocialCluster, message: &str, now: &Time) -> SocialClusterStatus {
-    let generation = sc.metadata.generation;
-    let previous = previous_conditions(sc);
+    let conditions = Conditions::of(sc, now);
     let mut status = sc.status.clone().unwrap_or_default();
-    status.observed_generation = generation;
+    status.observed_generation = sc.metadata.generation;
     status.conditions = vec![
-        condition(
-            previous,
+        conditions.set(
             READY,
             false,
             REASON_INVALID_SPEC,
             format!("the spec is invalid: {message}"),
-            generation,
-            now,
         ),
-        condition(
-            previous,
+        conditions.set(
             PROGRESSING,
             false,
             REASON_INVALID_SPEC,
             "fix the spec to continue".to_owned(),
-            generation,
-            now,
         ),
-        condition(
-            previous,
-            DEGRADED,
-            true,
-            REASON_INVALID_SPEC,
-            message.to_owned(),
-            generation,
-            now,
-        ),
+        conditions.set(DEGRADED, true, REASON_INVALID_SPEC, message.to_owned()),
     ];
     status
 }
@@ -279,51 +237,32 @@ pub fn invalid(sc: &SocialCluster, message: &str, now: &Time) -> SocialClusterSt
 /// Status when the API server rejected a child: Degraded/ApplyRejected. Ready keeps its
 /// value (the running pods are untouched), replica counts are kept from before.
 pub fn apply_rejected(sc: &SocialCluster, message: &str, now: &Time) -> SocialClusterStatus {
-    let generation = sc.metadata.generation;
-    let previous = previous_conditions(sc);
+    let conditions = Conditions::of(sc, now);
     let mut status = sc.status.clone().unwrap_or_default();
-    status.observed_generation = generation;
-    let ready = previous.iter().find(|c| c.type_ == READY).cloned().unwrap_or_else(|| {
-        condition(
-            previous,
-            READY,
-            false,
-            REASON_APPLY_REJECTED,
-            message.to_owned(),
-            generation,
-            now,
-        )
-    });
+    status.observed_generation = sc.metadata.generation;
+    let ready = conditions
+        .previous(READY)
+        .unwrap_or_else(|| conditions.set(READY, false, REASON_APPLY_REJECTED, message.to_owned()));
     status.conditions = vec![
         ready,
-        condition(
-            previous,
+        conditions.set(
             PROGRESSING,
             false,
             REASON_APPLY_REJECTED,
             "retrying with backoff; fix the spec or the object named in Degraded".to_owned(),
-            generation,
-            now,
         ),
-        condition(
-            previous,
-            DEGRADED,
-            true,
-            REASON_APPLY_REJECTED,
-            message.to_owned(),
-            generation,
-            now,
-        ),
+        conditions.set(DEGRADED, true, REASON_APPLY_REJECTED, message.to_owned()),
     ];
     status
 }
 
-/// Whether the status already reports this rejection for this generation.
-pub fn already_reported_rejection(sc: &SocialCluster, message: &str) -> bool {
+/// Whether the status already says Degraded for `reason` with this exact message for this
+/// generation (so a Warning event is published once per problem, not on every resync).
+pub fn already_degraded(sc: &SocialCluster, reason: &str, message: &str) -> bool {
     previous_conditions(sc).iter().any(|c| {
         c.type_ == DEGRADED
             && c.status == "True"
-            && c.reason == REASON_APPLY_REJECTED
+            && c.reason == reason
             && c.message == message
             && c.observed_generation == sc.metadata.generation
     })
@@ -332,49 +271,25 @@ pub fn already_reported_rejection(sc: &SocialCluster, message: &str) -> bool {
 /// Status while paused: Progressing=False/Paused; Ready and Degraded keep what they were,
 /// since the children keep running untouched.
 pub fn paused(sc: &SocialCluster, now: &Time) -> SocialClusterStatus {
-    let generation = sc.metadata.generation;
-    let previous = previous_conditions(sc);
+    let conditions = Conditions::of(sc, now);
     let mut status = sc.status.clone().unwrap_or_default();
-    status.observed_generation = generation;
+    status.observed_generation = sc.metadata.generation;
     let keep = |type_: &str, default_reason: &str| {
-        previous.iter().find(|c| c.type_ == type_).cloned().unwrap_or_else(|| {
-            condition(
-                previous,
-                type_,
-                false,
-                default_reason,
-                "reconciliation is paused".to_owned(),
-                generation,
-                now,
-            )
-        })
+        conditions
+            .previous(type_)
+            .unwrap_or_else(|| conditions.set(type_, false, default_reason, "reconciliation is paused".to_owned()))
     };
     status.conditions = vec![
         keep(READY, REASON_PAUSED),
-        condition(
-            previous,
+        conditions.set(
             PROGRESSING,
             false,
             REASON_PAUSED,
             "spec.paused is true: child objects are not changed".to_owned(),
-            generation,
-            now,
         ),
         keep(DEGRADED, REASON_AS_EXPECTED),
     ];
     status
-}
-
-/// Whether the status already reports this exact invalid-spec message for this generation
-/// (so the Warning event is published once per problem, not on every resync).
-pub fn already_reported_invalid(sc: &SocialCluster, message: &str) -> bool {
-    previous_conditions(sc).iter().any(|c| {
-        c.type_ == DEGRADED
-            && c.status == "True"
-            && c.reason == REASON_INVALID_SPEC
-            && c.message == message
-            && c.observed_generation == sc.metadata.generation
-    })
 }
 
 /// Whether the status already says paused for this generation.
@@ -421,18 +336,21 @@ mod tests {
     fn last_transition_time_moves_only_on_change() {
         let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(1).expect("valid"));
         let t2 = Time(k8s_openapi::jiff::Timestamp::from_second(2).expect("valid"));
-        let first = condition(&[], READY, false, "A", String::new(), Some(1), &t1);
-        let same = condition(
-            std::slice::from_ref(&first),
-            READY,
-            false,
-            "B",
-            "m".into(),
-            Some(2),
-            &t2,
-        );
+        let first = Conditions {
+            previous: &[],
+            generation: Some(1),
+            now: &t1,
+        }
+        .set(READY, false, "A", String::new());
+        let history = [first];
+        let later = Conditions {
+            previous: &history,
+            generation: Some(2),
+            now: &t2,
+        };
+        let same = later.set(READY, false, "B", "m".into());
         assert_eq!(same.last_transition_time, t1);
-        let flipped = condition(&[first], READY, true, "C", String::new(), Some(2), &t2);
+        let flipped = later.set(READY, true, "C", String::new());
         assert_eq!(flipped.last_transition_time, t2);
     }
 }

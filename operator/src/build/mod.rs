@@ -517,7 +517,6 @@ pub fn tinysns_container(spec: &SocialClusterSpec, role: Role, binary: &str, por
     }
 }
 
-/// The emptyDir behind /tmp of every tinysns container.
 /// The pod template every tinysns service runs in: one container, a scratch /tmp, non-root,
 /// no service-account token, and no service links (for a SocialCluster named "tinysns" they
 /// would inject e.g. TINYSNS_COORDINATOR_PORT=tcp://.., clashing with the binaries' env).
@@ -545,6 +544,37 @@ pub fn tinysns_pod_template(
     }
 }
 
+/// The StatefulSet of one cluster's members of `role` (servers or synchronizers), `replicas`
+/// pods behind the headless Service `name`. Pods start and are replaced in parallel: the
+/// members of a cluster recover independently, and after losing every pod at once
+/// OrderedReady would wait forever on a pod that needs its peers.
+pub fn cluster_stateful_set(
+    owner: &Owner,
+    name: String,
+    role: Role,
+    cluster: u32,
+    replicas: u32,
+    container: Container,
+) -> StatefulSet {
+    use k8s_openapi::api::apps::v1::StatefulSetSpec;
+    StatefulSet {
+        metadata: owner.meta(name.clone(), role, Some(cluster)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
+            service_name: Some(name),
+            pod_management_policy: Some("Parallel".to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(owner.selector_labels(role, Some(cluster))),
+                ..LabelSelector::default()
+            },
+            template: tinysns_pod_template(owner, role, Some(cluster), container, 30),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// The emptyDir behind /tmp of every tinysns container.
 pub fn tmp_volume() -> k8s_openapi::api::core::v1::Volume {
     k8s_openapi::api::core::v1::Volume {
         name: TMP_VOLUME.to_owned(),

@@ -1,13 +1,12 @@
 //! Synchronizers of one cluster: they move follow/post events between clusters over RabbitMQ.
 //! Their id is derived by the binary from POD_NAME's ordinal, cluster and cluster count.
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::{
-    COORDINATOR_PORT, Owner, Role, SYNCHRONIZER_PORT, env, headless_service, log_env, pod_name_env, rabbitmq,
-    tinysns_container, tinysns_pod_template,
+    COORDINATOR_PORT, Owner, Role, SYNCHRONIZER_PORT, cluster_stateful_set, env, headless_service, log_env,
+    pod_name_env, rabbitmq, tinysns_container,
 };
 use crate::crd::SocialClusterSpec;
 
@@ -58,22 +57,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
         SYNCHRONIZER_PORT,
         container_env(owner, spec, k),
     );
-    let sts = StatefulSet {
-        metadata: owner.meta(name.clone(), role, Some(k)),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(i32::try_from(spec.synchronizers_per_cluster).unwrap_or(i32::MAX)),
-            service_name: Some(name.clone()),
-            // Synchronizers are independent of each other: start and replace them in parallel.
-            pod_management_policy: Some("Parallel".to_owned()),
-            selector: LabelSelector {
-                match_labels: Some(owner.selector_labels(role, Some(k))),
-                ..LabelSelector::default()
-            },
-            template: tinysns_pod_template(owner, role, Some(k), container, 30),
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    };
+    let sts = cluster_stateful_set(owner, name.clone(), role, k, spec.synchronizers_per_cluster, container);
     let svc = headless_service(owner, name, role, Some(k), SYNCHRONIZER_PORT);
     (sts, svc)
 }

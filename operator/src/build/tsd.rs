@@ -1,16 +1,16 @@
 //! tsd servers of one cluster: a StatefulSet whose pods derive their server id from their
 //! ordinal (POD_NAME), each with its own volume, behind a headless Service.
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, VolumeMount, VolumeResourceRequirements,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
 use super::{
-    COORDINATOR_PORT, DATA_DIR, DATA_VOLUME, Owner, Role, TSD_PORT, env, headless_service, log_env, pod_name_env,
-    tinysns_container, tinysns_pod_template,
+    COORDINATOR_PORT, DATA_DIR, DATA_VOLUME, Owner, Role, TSD_PORT, cluster_stateful_set, env, headless_service,
+    log_env, pod_name_env, tinysns_container,
 };
 use crate::crd::SocialClusterSpec;
 
@@ -67,31 +67,16 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
         ..PersistentVolumeClaim::default()
     };
 
-    let sts = StatefulSet {
-        metadata: owner.meta(name.clone(), role, Some(k)),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(i32::try_from(spec.servers_per_cluster).unwrap_or(i32::MAX)),
-            service_name: Some(name.clone()),
-            // Servers of a cluster replicate from each other and recover independently; there
-            // is no reason to start them one by one, and after losing all pods at once
-            // OrderedReady would wait forever on a pod that needs its peers.
-            pod_management_policy: Some("Parallel".to_owned()),
-            selector: LabelSelector {
-                match_labels: Some(owner.selector_labels(role, Some(k))),
-                ..LabelSelector::default()
-            },
-            template: tinysns_pod_template(owner, role, Some(k), container, 30),
-            volume_claim_templates: Some(vec![claim]),
-            // User data lives in these volumes: keep them when the StatefulSet is scaled down
-            // or deleted (scale back up and the servers find their data again).
-            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
-                when_deleted: Some("Retain".to_owned()),
-                when_scaled: Some("Retain".to_owned()),
-            }),
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    };
+    let mut sts = cluster_stateful_set(owner, name.clone(), role, k, spec.servers_per_cluster, container);
+    if let Some(sts_spec) = sts.spec.as_mut() {
+        sts_spec.volume_claim_templates = Some(vec![claim]);
+        // User data lives in these volumes: keep them when the StatefulSet is scaled down
+        // or deleted (scale back up and the servers find their data again).
+        sts_spec.persistent_volume_claim_retention_policy = Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+            when_deleted: Some("Retain".to_owned()),
+            when_scaled: Some("Retain".to_owned()),
+        });
+    }
     let svc = headless_service(owner, name, role, Some(k), TSD_PORT);
     (sts, svc)
 }
