@@ -72,37 +72,48 @@ fn previous_conditions(sc: &SocialCluster) -> &[Condition] {
 /// (old pods are ready but not what the spec asks for); a status that predates the
 /// current generation counts nothing yet.
 fn sts_count(sts: Option<&StatefulSet>, desired: u32) -> ReplicaCount {
-    let fields = sts.and_then(|s| {
+    let rollout = sts.and_then(|s| {
         let st = s.status.as_ref()?;
-        Some((
-            s.metadata.generation,
-            st.observed_generation,
-            st.ready_replicas,
-            st.updated_replicas,
-        ))
+        Some(Rollout {
+            generation: s.metadata.generation,
+            observed: st.observed_generation,
+            ready: st.ready_replicas,
+            updated: st.updated_replicas,
+        })
     });
-    workload_count(fields, desired)
+    workload_count(rollout, desired)
 }
 
 /// The same for a Deployment.
 fn deployment_count(d: Option<&Deployment>, desired: u32) -> ReplicaCount {
-    let fields = d.and_then(|d| {
+    let rollout = d.and_then(|d| {
         let st = d.status.as_ref()?;
-        Some((
-            d.metadata.generation,
-            st.observed_generation,
-            st.ready_replicas,
-            st.updated_replicas,
-        ))
+        Some(Rollout {
+            generation: d.metadata.generation,
+            observed: st.observed_generation,
+            ready: st.ready_replicas,
+            updated: st.updated_replicas,
+        })
     });
-    workload_count(fields, desired)
+    workload_count(rollout, desired)
 }
 
-/// From a workload's (generation, observedGeneration, readyReplicas, updatedReplicas),
-/// which StatefulSets and Deployments share.
-fn workload_count(fields: Option<(Option<i64>, Option<i64>, Option<i32>, Option<i32>)>, desired: u32) -> ReplicaCount {
-    let ready = match fields {
-        Some((generation, observed, ready, updated)) if status_is_current(generation, observed) => {
+/// The status fields StatefulSets and Deployments share.
+struct Rollout {
+    generation: Option<i64>,
+    observed: Option<i64>,
+    ready: Option<i32>,
+    updated: Option<i32>,
+}
+
+fn workload_count(rollout: Option<Rollout>, desired: u32) -> ReplicaCount {
+    let ready = match rollout {
+        Some(Rollout {
+            generation,
+            observed,
+            ready,
+            updated,
+        }) if status_is_current(generation, observed) => {
             let ready = count(ready);
             // updatedReplicas is absent on a fresh status; then every pod is at the revision.
             updated.map_or(ready, |updated| ready.min(count(Some(updated))))
