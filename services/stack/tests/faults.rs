@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use std::time::{Duration, Instant};
-use tinysns_common::proto::social::FollowRequest;
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
+use tinysns_common::proto::social::{FollowRequest, ListRequest};
 use tinysns_stack::topology::{Broker, Topology};
 use tinysns_stack::workload::Workload;
 
@@ -110,25 +110,43 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) 
             t.server(cluster, master).pause();
             log(started, &format!("paused tsd {cluster}/{master} (SIGSTOP)"));
             wait_new_master(t, cluster, master).await;
-            log(started, "slave promoted; resuming the old master (SIGCONT)");
+            // The coordinator has chosen the slave; it takes over once it hears so (its next
+            // heartbeat). Until then the old master may still replicate through it, rightly:
+            // the slave stores what it acknowledges. Fencing is about the time after.
+            let user = u64::from(cluster);
+            let new_address = t.view(cluster).await.unwrap().master.unwrap().address;
+            let channel = tinysns_common::grpc::channel(&new_address, Duration::from_secs(1)).unwrap();
+            let new_master = SocialServiceClient::new(channel);
+            eventually!("the new master to take over", Duration::from_secs(10), async {
+                new_master
+                    .clone()
+                    .list(ListRequest { user_id: user })
+                    .await
+                    .ok()
+                    .map(|_| ())
+            });
+            log(started, "slave took over; resuming the old master (SIGCONT)");
             t.server(cluster, master).resume();
-            // The deposed master must not acknowledge a write, even before it hears from
-            // the coordinator: its client gets a retryable error.
+            // The deposed master must not answer a write, even before it hears from the
+            // coordinator — neither acknowledge it nor refuse it on its possibly stale data
+            // (an unknown user; a follow that may already exist): its client gets a
+            // retryable error.
             let channel = tinysns_common::grpc::channel(&address, Duration::from_secs(1)).unwrap();
             let mut old = SocialServiceClient::new(channel);
-            let user = u64::from(cluster);
-            let request = FollowRequest {
-                user_id: user,
-                target: (user % 3 + 1).to_string(),
-            };
-            match old.follow(request).await {
-                Ok(reply) => panic!("the deposed master acknowledged a write: {:?}", reply.into_inner()),
-                Err(status) => {
-                    assert!(tinysns_common::grpc::is_retryable(&status), "not retryable: {status:?}");
-                    log(
-                        started,
-                        &format!("deposed master refused the write: {}", status.message()),
-                    );
+            for target in [user % 3 + 1, 1_000_000] {
+                let request = FollowRequest {
+                    user_id: user,
+                    target: target.to_string(),
+                };
+                match old.follow(request).await {
+                    Ok(reply) => panic!("the deposed master answered a write: {:?}", reply.into_inner()),
+                    Err(status) => {
+                        assert!(tinysns_common::grpc::is_retryable(&status), "not retryable: {status:?}");
+                        log(
+                            started,
+                            &format!("deposed master refused the write: {}", status.message()),
+                        );
+                    }
                 }
             }
         }

@@ -71,11 +71,21 @@ impl SlaveLink {
         })
     }
 
-    /// Brings the slave up to `target`, sending what it lacks from our log.
-    async fn sync_to(&mut self, term: u64, master_id: u32, target: u64, reader: &Reader) -> Result<(), LinkError> {
+    /// Brings the slave up to `target`, sending what it lacks from our log. With `confirm`
+    /// it is contacted at least once even if it has everything, which proves it has not
+    /// seen a newer term (it would refuse us).
+    async fn sync_to(
+        &mut self,
+        term: u64,
+        master_id: u32,
+        target: u64,
+        reader: &Reader,
+        confirm: bool,
+    ) -> Result<(), LinkError> {
+        let mut contacted = false;
         loop {
             let prev_lsn = match self.matched {
-                Some(m) if m >= target => return Ok(()),
+                Some(m) if m >= target && (contacted || !confirm) => return Ok(()),
                 Some(m) => m,
                 // First contact: probe at our end; the reply says where the slave stands.
                 None => target,
@@ -110,6 +120,7 @@ impl SlaveLink {
             if reply.term > term {
                 return Err(LinkError::Deposed(reply.term));
             }
+            contacted = true;
             // Accepted: matched up to what we sent. Refused: the reply is where its log
             // agrees with ours at most; continue from there.
             self.matched = Some(if reply.accepted {
@@ -187,7 +198,14 @@ impl Replicator {
         let Some(term) = group.first().map(|b| b.term) else {
             return;
         };
-        let target = group.iter().map(|b| b.last_lsn).max().unwrap_or(0);
+        // A batch that wrote nothing (only refusals) still waits for what was committed
+        // before it: its answers were decided on that state.
+        let target = group
+            .iter()
+            .map(|b| b.last_lsn)
+            .max()
+            .unwrap_or(0)
+            .max(self.feed.committed());
         let result = self.replicate(term, target).await;
         if let Err(why) = &result {
             tracing::warn!(%why, lsn = target, "writes not acknowledged");
@@ -267,17 +285,21 @@ impl Replicator {
             }
             if self.links.is_empty() {
                 if view.has_lease() {
+                    tracing::debug!(term, target, "no slave; acknowledged under the lease");
                     self.report_in_sync(target);
                     return Ok(());
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
+            // Without the lease even a reply that writes nothing (a refusal decided on our
+            // data) waits for a slave to confirm our term: it could be stale otherwise.
+            let confirm = !view.has_lease();
             let (master_id, reader) = (self.master_id, &self.reader);
             let results = futures_util::future::join_all(
                 self.links
                     .values_mut()
-                    .map(|link| link.sync_to(term, master_id, target, reader)),
+                    .map(|link| link.sync_to(term, master_id, target, reader, confirm)),
             )
             .await;
             let mut pending = false;
@@ -299,6 +321,7 @@ impl Replicator {
             }
             self.report_in_sync(target);
             if !pending {
+                tracing::debug!(term, target, confirm, slaves = self.links.len(), "replicated");
                 return Ok(());
             }
             attempt += 1;
