@@ -11,7 +11,6 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use prost::Message;
 use std::time::Duration;
 use tinysns_common::proto::internal::{BusEnvelope, Change, PostCreated, RemoteChange, change};
-use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{
     FollowRequest, ListRequest, LoginRequest, Reply, SessionRequest, Status as Code, TimelineOpen, TimelineRequest,
     timeline_request,
@@ -48,8 +47,7 @@ async fn malformed_requests_to_every_rpc_get_clear_errors_and_store_nothing() {
     println!("non-UTF-8 follow target: {:?} {}", status.code(), status.message());
 
     // Invalid user ids on every RPC, straight to the server.
-    let mut direct =
-        SocialServiceClient::new(tinysns_common::grpc::channel(&master.address, Duration::from_secs(1)).unwrap());
+    let mut direct = social_client(&master.address);
     let invalid = Code::FailureInvalidUsername as i32;
     let login = direct
         .login(LoginRequest {

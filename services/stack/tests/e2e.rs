@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::Status as Code;
-use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{ListRequest, LoginRequest, TimelineOpen, TimelineRequest, timeline_request};
 use tinysns_stack::tsc::Tsc;
 
@@ -128,8 +127,7 @@ async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
 
     // Talking to cluster 1's master directly: users of other clusters, unknown users.
     let master = t.view(1).await.unwrap().master.unwrap();
-    let channel = tinysns_common::grpc::channel(&master.address, Duration::from_secs(1)).unwrap();
-    let mut direct = SocialServiceClient::new(channel);
+    let mut direct = social_client(&master.address);
     let reply = direct
         .login(LoginRequest {
             user_id: 2,

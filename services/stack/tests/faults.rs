@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use std::time::{Duration, Instant};
-use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{FollowRequest, ListRequest};
 use tinysns_stack::topology::{Broker, Topology};
 use tinysns_stack::workload::Workload;
@@ -114,9 +113,7 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) 
             // heartbeat). Until then the old master may still replicate through it, rightly:
             // the slave stores what it acknowledges. Fencing is about the time after.
             let user = u64::from(cluster);
-            let new_address = t.view(cluster).await.unwrap().master.unwrap().address;
-            let channel = tinysns_common::grpc::channel(&new_address, Duration::from_secs(1)).unwrap();
-            let new_master = SocialServiceClient::new(channel);
+            let new_master = social_client(&t.view(cluster).await.unwrap().master.unwrap().address);
             eventually!("the new master to take over", Duration::from_secs(10), async {
                 new_master
                     .clone()
@@ -131,8 +128,7 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) 
             // coordinator — neither acknowledge it nor refuse it on its possibly stale data
             // (an unknown user; a follow that may already exist): its client gets a
             // retryable error.
-            let channel = tinysns_common::grpc::channel(&address, Duration::from_secs(1)).unwrap();
-            let mut old = SocialServiceClient::new(channel);
+            let mut old = social_client(&address);
             for target in [user % 3 + 1, 1_000_000] {
                 let request = FollowRequest {
                     user_id: user,

@@ -117,11 +117,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<RemoteChange>, Poison> {
 /// Persistent, typed, with an id that names the changes (for tracing duplicates):
 /// `<origin cluster>-<first lsn>-<last lsn>`.
 pub fn properties(changes: &[RemoteChange]) -> BasicProperties {
-    let (first, last) = match (changes.first(), changes.last()) {
-        (Some(first), Some(last)) => (first.origin_lsn, last.origin_lsn),
-        _ => (0, 0),
+    let (origin, first, last) = match (changes.first(), changes.last()) {
+        (Some(first), Some(last)) => (first.origin_cluster, first.origin_lsn, last.origin_lsn),
+        _ => (0, 0, 0),
     };
-    let origin = changes.first().map(|c| c.origin_cluster).unwrap_or(0);
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/x-protobuf".into())

@@ -38,6 +38,22 @@ pub fn shows(following: &Following, user: u64, author: u64, entry: &LogEntry) ->
     author != user && following.get(&author).is_some_and(|since| entry.timestamp_ms >= *since)
 }
 
+/// Takes `entry` into the state of `user`'s timeline; true if it is a post the timeline
+/// shows. What a timeline reading the log on its own does with each entry.
+pub fn step(following: &mut Following, user: u64, entry: &LogEntry) -> bool {
+    let Some(log_entry::Kind::Change(c)) = &entry.kind else {
+        return false;
+    };
+    match &c.kind {
+        Some(change::Kind::Follow(f)) if f.follower == user => {
+            record_follow(following, f.followee, f.following, entry);
+            false
+        }
+        Some(change::Kind::Post(p)) => shows(following, user, p.author, entry),
+        _ => false,
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Fanout {
     state: Arc<Mutex<State>>,
@@ -60,8 +76,6 @@ struct Member {
     following: Following,
     /// Entries up to here were already read by the timeline itself before it joined.
     joined_after: u64,
-    /// Everything up to here has been taken into account for this timeline.
-    done_through: u64,
     tx: mpsc::Sender<Arc<LogEntry>>,
     handback: Arc<Mutex<Option<Handback>>>,
 }
@@ -132,7 +146,6 @@ impl Fanout {
                 user,
                 following: following.clone(),
                 joined_after: after,
-                done_through: after,
                 tx,
                 handback: handback.clone(),
             },
@@ -209,7 +222,6 @@ impl State {
         if entry.lsn <= member.joined_after {
             return;
         }
-        member.done_through = entry.lsn;
         record_follow(&mut member.following, followee, following, entry);
         if following {
             self.by_followee.entry(followee).or_default().insert(id);
@@ -225,10 +237,9 @@ impl State {
         if entry.lsn <= member.joined_after || !shows(&member.following, member.user, author, entry) {
             return;
         }
-        match member.tx.try_send(entry.clone()) {
-            Ok(()) => member.done_through = entry.lsn,
+        if member.tx.try_send(entry.clone()).is_err() {
             // Too slow (or gone): it continues on its own just before this post.
-            Err(_) => self.release(id, entry.lsn - 1),
+            self.release(id, entry.lsn - 1);
         }
     }
 
@@ -243,10 +254,12 @@ impl State {
     }
 
     fn release_all(&mut self) {
+        // Everything routed so far is in each timeline's state, and a timeline that joined
+        // ahead of the fan-out had read up to where it joined.
         let all: Vec<(u64, u64)> = self
             .timelines
             .iter()
-            .map(|(id, m)| (*id, self.position.max(m.done_through)))
+            .map(|(id, m)| (*id, self.position.max(m.joined_after)))
             .collect();
         for (id, after) in all {
             self.release(id, after);

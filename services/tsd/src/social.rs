@@ -354,22 +354,11 @@ impl Social {
         };
         self.master()?;
         for entry in entries {
-            place.after = entry.lsn;
-            let Some(log_entry::Kind::Change(c)) = &entry.kind else {
-                continue;
-            };
-            match &c.kind {
-                Some(change::Kind::Follow(f)) if f.follower == user => {
-                    fanout::record_follow(&mut place.following, f.followee, f.following, &entry);
-                }
-                Some(change::Kind::Post(p)) if fanout::shows(&place.following, user, p.author, &entry) => {
-                    if let Some(post) = shown_post(&entry)
-                        && tx.send(event(timeline_event::Kind::Post(post))).await.is_err()
-                    {
-                        return Ok(false);
-                    }
-                }
-                _ => {}
+            if fanout::step(&mut place.following, user, &entry)
+                && let Some(post) = shown_post(&entry)
+                && tx.send(event(timeline_event::Kind::Post(post))).await.is_err()
+            {
+                return Ok(false);
             }
         }
         // Where the tail is, also when it skipped back over a rewound log.

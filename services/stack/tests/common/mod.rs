@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 use tinysns_common::proto::social::Post;
+use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_stack::client::{Timeline, User};
 use tinysns_stack::topology::{Options, Topology};
 
@@ -30,6 +31,13 @@ pub async fn start_with(name: &str, adjust: impl FnOnce(&mut Options)) -> Topolo
             "the topology did not start: {e}\n(run `cargo build --bins` first; logs under target/tmp/e2e-{name})"
         ),
     }
+}
+
+/// A raw client of the server at `address`: for requests no well-behaved client sends, or
+/// to talk to one particular server.
+pub fn social_client(address: &str) -> SocialServiceClient<tonic::transport::Channel> {
+    let channel = tinysns_common::grpc::channel(address, Duration::from_secs(1)).expect("a valid address");
+    SocialServiceClient::new(channel)
 }
 
 pub async fn login(t: &Topology, user: u64) -> User {
