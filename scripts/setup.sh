@@ -4,7 +4,7 @@
 set -euo pipefail
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo is missing. Install Rust (1.85 or newer) with rustup: https://rustup.rs" >&2
+  echo "setup: cargo is missing. Install Rust (1.89 or newer) with rustup: https://rustup.rs" >&2
   exit 1
 fi
 
