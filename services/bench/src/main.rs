@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tinysns_common::proto::coordinator::ListClustersRequest;
+use tinysns_common::proto::coordinator::GetServerRequest;
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::social::{FollowRequest, ListRequest, LoginRequest, SessionRequest, Status as Code};
 use tinysns_stack::topology::{Broker, Options, Ports, Topology};
@@ -360,16 +360,17 @@ async fn drain(handles: &[UserHandle], recorder: &Recorder, timeout: Duration) -
     None
 }
 
+/// The number of clusters, as the client API tells it (with the server of user 1).
 async fn count_clusters(coordinator: &str) -> Result<u32> {
     let channel = tinysns_common::grpc::channel(coordinator, Duration::from_secs(1))?;
-    let views = CoordinatorClient::new(channel)
-        .list_clusters(ListClustersRequest {})
+    let clusters = CoordinatorClient::new(channel)
+        .get_server(GetServerRequest { user_id: 1 })
         .await
-        .with_context(|| format!("cannot list the clusters at {coordinator}"))?
+        .with_context(|| format!("cannot ask the coordinator at {coordinator} for a server"))?
         .into_inner()
-        .views;
-    anyhow::ensure!(!views.is_empty(), "the coordinator at {coordinator} knows no cluster");
-    Ok(views.len() as u32)
+        .clusters;
+    anyhow::ensure!(clusters > 0, "the coordinator at {coordinator} knows no cluster");
+    Ok(clusters)
 }
 
 /// Creates every user, waits until every cluster knows them all, then creates the follows.

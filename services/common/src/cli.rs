@@ -1,5 +1,7 @@
 //! Command-line helpers shared by the service binaries.
 
+use crate::secret::ClusterSecret;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Parses `250ms`, `1s`, `2m`... for timing flags.
@@ -46,12 +48,78 @@ pub struct MemberArgs {
     /// Host name other processes use to reach this member (the pod's DNS name on Kubernetes).
     #[arg(long, env = "TINYSNS_ADVERTISE_HOST", default_value = "127.0.0.1")]
     pub advertise_host: String,
+    /// Port of the coordinator's internal (member) API; defaults to its port + 20000.
+    #[arg(long, env = "TINYSNS_COORDINATOR_INTERNAL_PORT")]
+    pub coordinator_internal_port: Option<u16>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// How a process proves membership to, and checks it of, the other members.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct SecretArgs {
+    /// File holding the cluster secret (32-256 printable ASCII characters, the same for every
+    /// member). Without it, internal APIs listen on loopback only.
+    #[arg(long, env = "TINYSNS_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    /// Reads the secret, if one is configured.
+    pub fn load(&self) -> Result<Option<ClusterSecret>, String> {
+        self.cluster_secret_file
+            .as_deref()
+            .map(ClusterSecret::from_file)
+            .transpose()
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Internal APIs listen on the client port plus this, unless told otherwise.
+pub const INTERNAL_PORT_OFFSET: u16 = 20000;
+
+/// The internal port: as given, or the client port + [`INTERNAL_PORT_OFFSET`].
+pub fn internal_port(client_port: u16, given: Option<u16>) -> Result<u16, String> {
+    match given {
+        Some(port) if port == client_port => {
+            Err(format!("the internal port must differ from the client port ({port})"))
+        }
+        Some(port) => Ok(port),
+        None => client_port.checked_add(INTERNAL_PORT_OFFSET).ok_or_else(|| {
+            format!("port {client_port} leaves no room for the default internal port; set --internal-port")
+        }),
+    }
+}
+
+/// Where the internal API listens: on `bind` when callers must present a secret, on loopback
+/// only when there is none (nobody else could prove membership anyway).
+pub fn internal_bind(bind: &str, secret: Option<&ClusterSecret>) -> String {
+    match secret {
+        Some(_) => bind.to_string(),
+        None => "127.0.0.1".to_string(),
+    }
+}
+
+/// Logs the warning a process without a cluster secret owes its operator.
+pub fn warn_if_no_secret(secret: Option<&ClusterSecret>) {
+    if secret.is_none() {
+        tracing::warn!(
+            "no cluster secret (--cluster-secret-file): internal APIs listen on 127.0.0.1 only, \
+             so members on other hosts cannot join"
+        );
+    }
 }
 
 impl MemberArgs {
     /// `host:port` of the coordinator.
     pub fn coordinator(&self) -> String {
         format!("{}:{}", self.coordinator_host, self.coordinator_port)
+    }
+
+    /// `host:port` of the coordinator's internal (member) API.
+    pub fn coordinator_internal(&self) -> Result<String, String> {
+        let port = internal_port(self.coordinator_port, self.coordinator_internal_port)?;
+        Ok(format!("{}:{port}", self.coordinator_host))
     }
 
     /// `host:port` this member advertises when it serves on `port`.

@@ -1,7 +1,11 @@
 //! gRPC channels with the timeouts every internal call needs, so that a dead peer costs a
 //! bounded wait instead of a hang.
 
+use crate::secret::{ClusterSecret, SECRET_HEADER};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,4 +60,93 @@ pub fn not_master(detail: impl std::fmt::Display) -> tonic::Status {
 /// ACK. tonic leaves `tcp_nodelay` unset on connections from a listener we bound ourselves.
 pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// The client side of an internal call: every request carries the cluster secret (when the
+/// deployment has one; without one the internal API listens on loopback only).
+#[derive(Clone, Debug, Default)]
+pub struct PresentSecret(Option<ClusterSecret>);
+
+impl PresentSecret {
+    pub fn new(secret: Option<ClusterSecret>) -> Self {
+        Self(secret)
+    }
+}
+
+impl tonic::service::Interceptor for PresentSecret {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(secret) = &self.0 {
+            request.metadata_mut().insert(SECRET_HEADER, secret.header_value());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel to another member's internal API.
+pub type InternalChannel = InterceptedService<Channel, PresentSecret>;
+
+/// [`channel`] to a member's internal API, presenting `secret` on every call.
+pub fn internal_channel(
+    address: &str,
+    connect_timeout: Duration,
+    secret: &PresentSecret,
+) -> Result<InternalChannel, AddressError> {
+    Ok(InterceptedService::new(
+        channel(address, connect_timeout)?,
+        secret.clone(),
+    ))
+}
+
+/// The server side of the internal API: refuses every call that does not carry the cluster
+/// secret, with UNAUTHENTICATED, and logs each refused peer once.
+#[derive(Clone, Debug)]
+pub struct RequireSecret {
+    secret: Option<ClusterSecret>,
+    warned: Arc<Mutex<HashSet<std::net::IpAddr>>>,
+}
+
+/// Peers remembered as already warned about; past this the set starts over (bounded memory).
+const WARNED_PEERS: usize = 1024;
+
+impl RequireSecret {
+    /// With `None`, calls are let through: the caller binds the listener to loopback.
+    pub fn new(secret: Option<ClusterSecret>) -> Self {
+        Self {
+            secret,
+            warned: Arc::default(),
+        }
+    }
+
+    /// Whether `metadata` proves membership.
+    pub fn admits(&self, metadata: &tonic::metadata::MetadataMap) -> bool {
+        match &self.secret {
+            None => true,
+            Some(secret) => metadata
+                .get(SECRET_HEADER)
+                .is_some_and(|presented| secret.matches(presented.as_bytes())),
+        }
+    }
+
+    fn warn_once(&self, peer: Option<std::net::SocketAddr>) {
+        let ip = peer.map(|p| p.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let mut warned = crate::lock(&self.warned);
+        if warned.len() >= WARNED_PEERS {
+            warned.clear();
+        }
+        if warned.insert(ip) {
+            tracing::warn!(peer = %ip, "refused an internal call without the cluster secret (logged once per peer)");
+        }
+    }
+}
+
+impl tonic::service::Interceptor for RequireSecret {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if self.admits(request.metadata()) {
+            return Ok(request);
+        }
+        self.warn_once(request.remote_addr());
+        Err(tonic::Status::unauthenticated(
+            "internal API: the cluster secret is missing or wrong",
+        ))
+    }
 }

@@ -7,6 +7,7 @@ pub mod health;
 pub mod limits;
 pub mod membership;
 pub mod proto;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topology;
@@ -17,4 +18,10 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Locks `mutex`, also after a panic in another holder: every structure guarded this way is
+/// left consistent between statements, so serving on beats stopping.
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

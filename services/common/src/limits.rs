@@ -31,6 +31,14 @@ pub fn validate_post_text(text: &str) -> Result<(), PostTextError> {
     Ok(())
 }
 
+/// Highest term any member may claim. Terms grow by one per election, so no real deployment
+/// comes near it; a larger one is forged or corrupt, and accepting it would overflow.
+pub const MAX_TERM: u64 = 1 << 53;
+
+/// Highest log position accepted from the network (positions are stored as SQLite's signed
+/// 64-bit integers, and a log grows by far less than 2^53 entries in any lifetime).
+pub const MAX_LSN: u64 = 1 << 53;
+
 /// Parses a user name as the positive integer user id it must be.
 pub fn parse_user_id(text: &str) -> Option<u64> {
     let t = text.trim();

@@ -5,7 +5,8 @@
 //! else. A master whose lease ran out (paused, partitioned from the coordinator) stops
 //! acting as master on its own, before its successor starts.
 
-use crate::proto::coordinator::{HeartbeatRequest, Member, Role, coordinator_client::CoordinatorClient};
+use crate::grpc::PresentSecret;
+use crate::proto::coordinator::{HeartbeatRequest, Member, Role, membership_client::MembershipClient};
 use crate::shutdown::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -155,17 +156,25 @@ impl Membership {
         self.handle.clone()
     }
 
-    /// Heartbeats `me` to the coordinator at `coordinator` until shutdown, reporting
-    /// `progress` so the coordinator promotes only an up-to-date slave.
-    pub async fn run(self, coordinator: String, me: Member, progress: Arc<Progress>, shutdown: Shutdown) {
-        let channel = match crate::grpc::channel(&coordinator, Duration::from_secs(1)) {
+    /// Heartbeats `me` to the coordinator's internal API at `coordinator` until shutdown,
+    /// presenting `secret` and reporting `progress` so the coordinator promotes only an
+    /// up-to-date slave.
+    pub async fn run(
+        self,
+        coordinator: String,
+        secret: PresentSecret,
+        me: Member,
+        progress: Arc<Progress>,
+        shutdown: Shutdown,
+    ) {
+        let channel = match crate::grpc::internal_channel(&coordinator, Duration::from_secs(1), &secret) {
             Ok(c) => c,
             Err(error) => {
                 tracing::error!(%error, "cannot heartbeat: bad coordinator address");
                 return;
             }
         };
-        let mut client = CoordinatorClient::new(channel);
+        let mut client = MembershipClient::new(channel);
         let mut interval = Duration::from_millis(250);
         let mut reachable = true;
         loop {

@@ -14,6 +14,12 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "TINYSNS_BIND", default_value = "0.0.0.0")]
     pub bind: String,
+    /// Port of the members' API (heartbeats, cluster views); defaults to --port + 20000.
+    /// Never served on the client port; every call must carry the cluster secret.
+    #[arg(long, env = "TINYSNS_INTERNAL_PORT")]
+    pub internal_port: Option<u16>,
+    #[command(flatten)]
+    pub secret: tinysns_common::cli::SecretArgs,
     /// Number of clusters users are spread over.
     #[arg(long, env = "TINYSNS_CLUSTERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub clusters: u32,
@@ -32,7 +38,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The internal port, resolved.
+    pub fn resolved_internal_port(&self) -> Result<u16, String> {
+        tinysns_common::cli::internal_port(self.port, self.internal_port)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        self.resolved_internal_port()?;
+        self.secret.load()?;
         if self.heartbeat_interval.is_zero() {
             return Err("--heartbeat-interval must be positive".into());
         }

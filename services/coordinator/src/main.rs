@@ -1,25 +1,42 @@
 use anyhow::Context;
 use clap::Parser;
+use tinysns_common::grpc::RequireSecret;
 use tinysns_common::{health::Health, shutdown::Shutdown, telemetry};
 use tinysns_coordinator::config::Config;
 use tinysns_coordinator::service::CoordinatorService;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    if let Err(problem) = config.validate() {
-        eprintln!("error: {problem}");
-        std::process::exit(2);
-    }
+    let mut config = Config::parse();
+    let checked = config.validate().and_then(|()| {
+        let internal_port = config.resolved_internal_port()?;
+        Ok((internal_port, config.secret.load()?))
+    });
+    let (internal_port, secret) = match checked {
+        Ok(ok) => ok,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            std::process::exit(2);
+        }
+    };
+    config.internal_port = Some(internal_port);
     if config.print_config {
         tinysns_common::cli::print_config(&config)?;
         return Ok(());
     }
     telemetry::init("info");
+    tinysns_common::cli::warn_if_no_secret(secret.as_ref());
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let internal_addr = format!(
+        "{}:{internal_port}",
+        tinysns_common::cli::internal_bind(&config.bind, secret.as_ref())
+    );
+    let internal_listener = tokio::net::TcpListener::bind(&internal_addr)
+        .await
+        .with_context(|| format!("cannot listen on {internal_addr}"))?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
 
@@ -27,20 +44,27 @@ async fn main() -> anyhow::Result<()> {
     let detector = tokio::spawn(service.clone().run_failure_detector(shutdown.clone()));
     let (health, health_service) = Health::new().await;
     health.set_ready(true).await;
-    tracing::info!(%addr, clusters = config.clusters, heartbeat = ?config.heartbeat_interval,
+    tracing::info!(%addr, %internal_addr, clusters = config.clusters, heartbeat = ?config.heartbeat_interval,
         failure_timeout = ?config.failure_timeout, "coordinator listening");
 
     let stop = shutdown.clone();
-    tonic::transport::Server::builder()
+    let members = tonic::transport::Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(RequireSecret::new(secret)))
+        .add_service(service.clone().into_membership_server())
+        .serve_with_incoming_shutdown(tinysns_common::grpc::incoming(internal_listener), async move {
+            stop.wait().await
+        });
+    let stop = shutdown.clone();
+    let clients = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(
             tinysns_common::grpc::incoming(listener),
             async move { stop.wait().await },
-        )
-        .await
-        .context("gRPC server failed")?;
+        );
+    let served = tokio::try_join!(clients, members);
     shutdown.trigger();
+    served.context("gRPC server failed")?;
     let _ = detector.await;
     tracing::info!("coordinator stopped");
     Ok(())

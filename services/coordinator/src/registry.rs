@@ -23,7 +23,17 @@ pub enum RegistryError {
     InvalidUser,
     #[error("cluster {0} has no live server")]
     Unavailable(u32),
+    #[error("term {0} is beyond any term a real member can reach (limit {MAX_TERM})")]
+    TermOutOfRange(u64),
+    #[error("member {id} of cluster {cluster} is alive at {address}; another process claims its id")]
+    DuplicateMember { cluster: u32, id: u32, address: String },
+    #[error("member address is {0} bytes; the limit is {MAX_ADDRESS_LEN}")]
+    AddressTooLong(usize),
 }
+
+pub use tinysns_common::limits::MAX_TERM;
+/// Longest `host:port` accepted.
+pub const MAX_ADDRESS_LEN: usize = 255;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -44,6 +54,7 @@ impl Kind {
 #[derive(Debug, Clone)]
 struct Alive {
     address: String,
+    internal_address: String,
     last_seen: Instant,
     applied_lsn: u64,
     /// Holds the master's whole log (as the master last reported). Only such a slave may
@@ -71,6 +82,7 @@ impl Group {
             cluster_id: cluster,
             member_id: id,
             address: alive.address.clone(),
+            internal_address: alive.internal_address.clone(),
         })
     }
 
@@ -171,8 +183,20 @@ impl Registry {
         if member.member_id == 0 {
             return Err(RegistryError::InvalidMemberId);
         }
+        for address in [&member.address, &member.internal_address] {
+            if address.len() > MAX_ADDRESS_LEN {
+                return Err(RegistryError::AddressTooLong(address.len()));
+            }
+        }
         if !valid_address(&member.address) {
             return Err(RegistryError::InvalidAddress(member.address.clone()));
+        }
+        // Servers serve replication on their internal address; synchronizers serve nothing.
+        if (kind == Kind::Server || !member.internal_address.is_empty()) && !valid_address(&member.internal_address) {
+            return Err(RegistryError::InvalidAddress(member.internal_address.clone()));
+        }
+        if believed_term > MAX_TERM {
+            return Err(RegistryError::TermOutOfRange(believed_term));
         }
         let cluster = match kind {
             Kind::Server => member.cluster_id,
@@ -186,11 +210,23 @@ impl Registry {
         let group = self.groups.entry((kind, cluster)).or_default();
         let id = member.member_id;
         let previous = group.members.get(&id);
+        // Two live processes with one id would take turns being this member.
+        if let Some(p) = previous
+            && (p.address != member.address || p.internal_address != member.internal_address)
+            && now.duration_since(p.last_seen) < self.failure_timeout
+        {
+            return Err(RegistryError::DuplicateMember {
+                cluster,
+                id,
+                address: p.address.clone(),
+            });
+        }
         let is_new = previous.is_none();
         // Synchronizers hold no data: any of them may take over.
         let in_sync = kind == Kind::Synchronizer || previous.is_some_and(|p| p.in_sync);
         let alive = Alive {
             address: member.address.clone(),
+            internal_address: member.internal_address.clone(),
             last_seen: now,
             applied_lsn,
             in_sync,
@@ -360,6 +396,7 @@ mod tests {
             cluster_id: cluster,
             member_id: id,
             address: format!("127.0.0.1:{}", 10000 + id),
+            internal_address: format!("127.0.0.1:{}", 30000 + id),
         }
     }
 
@@ -526,6 +563,7 @@ mod tests {
             cluster_id: 0,
             member_id: id,
             address: format!("127.0.0.1:{}", 9000 + id),
+            internal_address: String::new(),
         };
         let a = beat(&mut r, &sync(1), t0);
         let b = beat(&mut r, &sync(4), t0);
@@ -560,6 +598,64 @@ mod tests {
         assert_eq!(
             r.heartbeat(&report(&m, Role::Unspecified, 0, 0, &[]), t0).unwrap_err(),
             RegistryError::UnknownKind
+        );
+    }
+
+    #[test]
+    fn a_forged_term_near_the_maximum_is_refused_and_changes_nothing() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        let m = beat(&mut r, &server(1, 1), t0 + TIMEOUT * 2);
+        assert_eq!((m.role, m.term), (Role::Master, 1));
+        let mut attacker = server(1, 2);
+        attacker.address = "evil.example:1".into();
+        for term in [MAX_TERM + 1, u64::MAX - 1, u64::MAX] {
+            assert_eq!(
+                r.heartbeat(&report(&attacker, Role::Master, term, 99, &[]), t0 + TIMEOUT * 2)
+                    .unwrap_err(),
+                RegistryError::TermOutOfRange(term)
+            );
+        }
+        let view = r.view(Kind::Server, 1);
+        assert_eq!(view.term, 1);
+        assert_eq!(view.master.unwrap().address, server(1, 1).address);
+        assert!(view.slaves.is_empty(), "the refused member must not have joined");
+    }
+
+    #[test]
+    fn a_live_member_id_cannot_move_to_another_address() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        beat(&mut r, &server(1, 1), t0 + TIMEOUT * 2);
+        let mut moved = server(1, 1);
+        moved.address = "10.0.0.9:10000".into();
+        let t1 = t0 + TIMEOUT * 2 + Duration::from_millis(100);
+        assert!(matches!(
+            r.heartbeat(&report(&moved, Role::Master, 5, 0, &[]), t1).unwrap_err(),
+            RegistryError::DuplicateMember { id: 1, .. }
+        ));
+        assert_eq!(r.server_for_user(1).unwrap().1.address, server(1, 1).address);
+        // Once the old process is gone for a failure timeout, the id is free to move.
+        let later = t1 + TIMEOUT * 2;
+        r.expire(later);
+        assert_eq!(beat(&mut r, &moved, later).member.address, "10.0.0.9:10000");
+    }
+
+    #[test]
+    fn servers_need_an_internal_address_and_addresses_are_bounded() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(3, TIMEOUT, t0);
+        let mut m = server(1, 1);
+        m.internal_address = String::new();
+        assert!(matches!(
+            r.heartbeat(&report(&m, Role::Unspecified, 0, 0, &[]), t0).unwrap_err(),
+            RegistryError::InvalidAddress(_)
+        ));
+        m = server(1, 1);
+        m.address = format!("{}:1", "h".repeat(300));
+        assert_eq!(
+            r.heartbeat(&report(&m, Role::Unspecified, 0, 0, &[]), t0).unwrap_err(),
+            RegistryError::AddressTooLong(302)
         );
     }
 }

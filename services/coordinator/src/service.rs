@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tinysns_common::proto::coordinator as pb;
 use tinysns_common::proto::coordinator::coordinator_server::{Coordinator, CoordinatorServer};
+use tinysns_common::proto::coordinator::membership_server::{Membership, MembershipServer};
 use tinysns_common::shutdown::Shutdown;
 use tonic::{Request, Response, Status};
 
@@ -26,8 +27,14 @@ impl CoordinatorService {
         }
     }
 
+    /// The client API (client port).
     pub fn into_server(self) -> CoordinatorServer<Self> {
         CoordinatorServer::new(self)
+    }
+
+    /// The members' API (internal port, behind the cluster secret).
+    pub fn into_membership_server(self) -> MembershipServer<Self> {
+        MembershipServer::new(self)
     }
 
     fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
@@ -94,6 +101,7 @@ fn log_events(events: Vec<Event>) {
 fn to_status(error: RegistryError) -> Status {
     match error {
         RegistryError::Unavailable(_) => Status::unavailable(error.to_string()),
+        RegistryError::DuplicateMember { .. } => Status::already_exists(error.to_string()),
         _ => Status::invalid_argument(error.to_string()),
     }
 }
@@ -114,6 +122,22 @@ fn view(registry: &Registry, cluster: u32) -> pb::ClusterView {
 
 #[tonic::async_trait]
 impl Coordinator for CoordinatorService {
+    async fn get_server(&self, request: Request<pb::GetServerRequest>) -> Result<Response<pb::ServerInfo>, Status> {
+        let user = request.into_inner().user_id;
+        let (found, clusters) = self.with_registry(|r| (r.server_for_user(user), r.clusters()));
+        let (cluster, master, term) = found.map_err(to_status)?;
+        Ok(Response::new(pb::ServerInfo {
+            cluster_id: cluster,
+            server_id: master.member_id,
+            address: master.address,
+            term,
+            clusters,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Membership for CoordinatorService {
     async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatReply>, Status> {
         let req = request.into_inner();
         let member = req
@@ -138,17 +162,6 @@ impl Coordinator for CoordinatorService {
             clusters,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             failure_timeout_ms: self.failure_timeout_ms,
-        }))
-    }
-
-    async fn get_server(&self, request: Request<pb::GetServerRequest>) -> Result<Response<pb::ServerInfo>, Status> {
-        let user = request.into_inner().user_id;
-        let (cluster, master, term) = self.with_registry(|r| r.server_for_user(user)).map_err(to_status)?;
-        Ok(Response::new(pb::ServerInfo {
-            cluster_id: cluster,
-            server_id: master.member_id,
-            address: master.address,
-            term,
         }))
     }
 

@@ -7,8 +7,10 @@ use crate::{bin_dir, free_port};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
+use tinysns_common::grpc::PresentSecret;
+use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::coordinator::{ClusterView, ListClustersRequest};
+use tinysns_common::secret::ClusterSecret;
 use tinysns_common::topology::{classic_server_port, classic_synchronizer_port, cluster_of_synchronizer};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,8 @@ impl Options {
 pub struct Member {
     pub process: Process,
     pub port: u16,
+    /// The internal API (tsd only; 0 for synchronizers, which serve none).
+    pub internal_port: u16,
     pub cluster: u32,
 }
 
@@ -86,7 +90,11 @@ pub struct Topology {
     pub amqp_url: String,
     pub namespace: String,
     pub coordinator_port: u16,
+    pub coordinator_internal_port: u16,
     pub coordinator: Process,
+    /// The cluster secret every member reads from `secret_file`.
+    pub secret: ClusterSecret,
+    pub secret_file: PathBuf,
     /// Keyed by (cluster, server id).
     pub servers: BTreeMap<(u32, u32), Member>,
     /// Keyed by synchronizer id.
@@ -122,14 +130,28 @@ impl Topology {
         };
         let bins = bin_dir();
         let log = |name: &str| options.dir.join("logs").join(format!("{name}.log"));
+        let (secret, secret_file) = write_secret(&options.dir)?;
+        let secret_arg = secret_file.display().to_string();
+        let internal = |client_port: u16| {
+            if classic {
+                tinysns_common::cli::internal_port(client_port, None).map_err(std::io::Error::other)
+            } else {
+                free_port()
+            }
+        };
         let coordinator_port = port(9000)?;
+        let coordinator_internal_port = internal(coordinator_port)?;
         let mut args = strings(&[
             "-p",
             &coordinator_port.to_string(),
+            "--internal-port",
+            &coordinator_internal_port.to_string(),
             "--bind",
             "127.0.0.1",
             "--clusters",
             &options.clusters.to_string(),
+            "--cluster-secret-file",
+            &secret_arg,
         ]);
         if let Some(h) = &options.heartbeat_interval {
             args.extend(strings(&["--heartbeat-interval", h]));
@@ -145,11 +167,13 @@ impl Topology {
             log("coordinator"),
         );
         let coord = coordinator_port.to_string();
+        let coord_internal = coordinator_internal_port.to_string();
 
         let mut servers = BTreeMap::new();
         for cluster in 1..=options.clusters {
             for server in 1..=options.servers_per_cluster {
                 let p = port(classic_server_port(cluster, server, options.clusters))?;
+                let internal_port = internal(p)?;
                 let data = options.dir.join(format!("cluster{cluster}-server{server}")); // see server_data_dir
                 let args = strings(&[
                     "-c",
@@ -160,10 +184,16 @@ impl Topology {
                     "127.0.0.1",
                     "-k",
                     &coord,
+                    "--coordinator-internal-port",
+                    &coord_internal,
                     "-p",
                     &p.to_string(),
+                    "--internal-port",
+                    &internal_port.to_string(),
                     "--bind",
                     "127.0.0.1",
+                    "--cluster-secret-file",
+                    &secret_arg,
                     "--data-dir",
                     &data.display().to_string(),
                 ]);
@@ -174,6 +204,7 @@ impl Topology {
                     Member {
                         process,
                         port: p,
+                        internal_port,
                         cluster,
                     },
                 );
@@ -187,12 +218,16 @@ impl Topology {
                 "127.0.0.1",
                 "-k",
                 &coord,
+                "--coordinator-internal-port",
+                &coord_internal,
                 "-p",
                 &p.to_string(),
                 "-i",
                 &id.to_string(),
                 "--bind",
                 "127.0.0.1",
+                "--cluster-secret-file",
+                &secret_arg,
             ]);
             let env = vec![
                 ("AMQP_URL".to_string(), amqp_url.clone()),
@@ -206,6 +241,7 @@ impl Topology {
                 Member {
                     process,
                     port: p,
+                    internal_port: 0,
                     cluster,
                 },
             );
@@ -216,7 +252,10 @@ impl Topology {
             amqp_url,
             namespace,
             coordinator_port,
+            coordinator_internal_port,
             coordinator,
+            secret,
+            secret_file,
             servers,
             synchronizers,
         })
@@ -269,10 +308,24 @@ impl Topology {
             .process
     }
 
+    /// `host:port` of the coordinator's members' API.
+    pub fn coordinator_internal_address(&self) -> String {
+        format!("127.0.0.1:{}", self.coordinator_internal_port)
+    }
+
+    /// What members present on internal calls.
+    pub fn member_credentials(&self) -> PresentSecret {
+        PresentSecret::new(Some(self.secret.clone()))
+    }
+
     pub async fn views(&self) -> Result<Vec<ClusterView>, StackError> {
-        let channel = tinysns_common::grpc::channel(&self.coordinator_address(), Duration::from_millis(500))
-            .map_err(|e| StackError::Coordinator(e.to_string()))?;
-        let mut client = CoordinatorClient::new(channel);
+        let channel = tinysns_common::grpc::internal_channel(
+            &self.coordinator_internal_address(),
+            Duration::from_millis(500),
+            &self.member_credentials(),
+        )
+        .map_err(|e| StackError::Coordinator(e.to_string()))?;
+        let mut client = MembershipClient::new(channel);
         let reply = client
             .list_clusters(ListClustersRequest {})
             .await
@@ -404,6 +457,27 @@ impl Topology {
         }
         lines
     }
+}
+
+/// Creates the run's cluster secret (readable by this user only) unless `dir` has one, so
+/// that processes restarted from the same directory keep proving membership.
+pub fn write_secret(dir: &std::path::Path) -> Result<(ClusterSecret, PathBuf), StackError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("cluster-secret");
+    if !path.exists() {
+        let text: String = (0..48)
+            .map(|_| char::from(b"0123456789abcdef"[rand::random_range(0..16usize)]))
+            .collect();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(format!("{text}\n").as_bytes())?;
+    }
+    let secret = ClusterSecret::from_file(&path).map_err(|e| StackError::Io(std::io::Error::other(e)))?;
+    Ok((secret, path))
 }
 
 impl Drop for Topology {

@@ -15,7 +15,9 @@ use tinysns_common::proto::social::{
     FollowRequest, ListRequest, LoginRequest, Reply, SessionRequest, Status as Code, TimelineOpen, TimelineRequest,
     timeline_request,
 };
+use tinysns_common::secret::ClusterSecret;
 use tinysns_stack::topology::Broker;
+use tinysns_synchronizer::bus::signature;
 
 /// `FollowRequest` with the target as raw bytes, to send what a string field forbids.
 #[derive(Clone, PartialEq, Message)]
@@ -163,7 +165,9 @@ async fn poison_messages_are_dead_lettered_and_never_block_the_queue() {
         change,
         changes,
     };
-    let poison = [
+    // Signed with the cluster secret, as a member would: they pass the signature check and
+    // must be caught by decoding and by tsd.
+    let signed_poison = [
         b"\xff\xff\xff not protobuf".to_vec(),
         envelope(99, None, vec![post(1_000_001, "from the future")]).encode_to_vec(),
         envelope(1, None, vec![]).encode_to_vec(),
@@ -177,15 +181,25 @@ async fn poison_messages_are_dead_lettered_and_never_block_the_queue() {
         )
         .encode_to_vec(),
     ];
+    // Valid changes from someone who can publish to the broker but lacks the secret: unsigned,
+    // and signed with another secret.
+    let forged = envelope(2, None, vec![post(1_000_004, "forged")]).encode_to_vec();
+    let wrong_secret = ClusterSecret::new(&"f".repeat(40)).unwrap();
+    let mut poison: Vec<(Vec<u8>, Option<&ClusterSecret>)> =
+        signed_poison.into_iter().map(|p| (p, Some(&t.secret))).collect();
+    poison.push((forged.clone(), None));
+    poison.push((forged, Some(&wrong_secret)));
     // Published as if by cluster 2: clusters 1 and 3 get each message.
-    for payload in &poison {
+    for (payload, secret) in &poison {
         channel
             .basic_publish(
                 exchange.as_str().into(),
                 "from.2".into(),
                 BasicPublishOptions::default(),
                 payload,
-                BasicProperties::default().with_delivery_mode(2),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(signature(payload, *secret)),
             )
             .await
             .unwrap()
@@ -200,7 +214,8 @@ async fn poison_messages_are_dead_lettered_and_never_block_the_queue() {
     t2.post("after the poison").await.unwrap();
     assert_eq!(
         expect_post(&mut t1, Duration::from_secs(15)).await.text,
-        "after the poison"
+        "after the poison",
+        "the forged post must never show"
     );
     assert!(t1.collect(Duration::from_millis(300)).await.unwrap().is_empty());
     // Both consumers moved each poison message to the dead-letter queue.

@@ -15,6 +15,11 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use prost::Message;
 use tinysns_common::proto::internal::{BusEnvelope, RemoteChange};
+use tinysns_common::secret::ClusterSecret;
+
+/// AMQP header holding the hex HMAC-SHA256 of the message body under the cluster secret:
+/// only a member can publish a change other clusters will apply.
+pub const SIGNATURE_HEADER: &str = "x-tinysns-hmac";
 
 /// Version of [`BusEnvelope`] this build writes: a batch of changes in `changes`.
 pub const ENVELOPE_VERSION: u32 = 2;
@@ -87,6 +92,10 @@ pub enum Poison {
     UnknownVersion(u32),
     #[error("message without a change")]
     Empty,
+    #[error("message is not signed with the cluster secret")]
+    Unsigned,
+    #[error("message signature does not match its body (forged or corrupted)")]
+    BadSignature,
 }
 
 pub fn encode(changes: Vec<RemoteChange>) -> Vec<u8> {
@@ -114,9 +123,54 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<RemoteChange>, Poison> {
     Ok(changes)
 }
 
-/// Persistent, typed, with an id that names the changes (for tracing duplicates):
-/// `<origin cluster>-<first lsn>-<last lsn>`.
-pub fn properties(changes: &[RemoteChange]) -> BasicProperties {
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The signature headers of `body` (none without a secret).
+pub fn signature(body: &[u8], secret: Option<&ClusterSecret>) -> FieldTable {
+    let mut headers = FieldTable::default();
+    if let Some(secret) = secret {
+        headers.insert(
+            SIGNATURE_HEADER.into(),
+            AMQPValue::LongString(hex(&secret.sign(body)).into()),
+        );
+    }
+    headers
+}
+
+/// Checks the signature of a delivered `body` against its `headers`. Without a secret
+/// (a loopback-only local system) nothing is checked.
+pub fn verify(body: &[u8], headers: Option<&FieldTable>, secret: Option<&ClusterSecret>) -> Result<(), Poison> {
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    let value = headers.and_then(|h| h.inner().get(SIGNATURE_HEADER));
+    let text = match value {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        _ => return Err(Poison::Unsigned),
+    };
+    let tag = unhex(&text).ok_or(Poison::BadSignature)?;
+    if secret.verify(body, &tag) {
+        Ok(())
+    } else {
+        Err(Poison::BadSignature)
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Persistent, typed, signed (see [`SIGNATURE_HEADER`]), with an id that names the changes
+/// (for tracing duplicates): `<origin cluster>-<first lsn>-<last lsn>`.
+pub fn properties(changes: &[RemoteChange], body: &[u8], secret: Option<&ClusterSecret>) -> BasicProperties {
     let (origin, first, last) = match (changes.first(), changes.last()) {
         (Some(first), Some(last)) => (first.origin_cluster, first.origin_lsn, last.origin_lsn),
         _ => (0, 0, 0),
@@ -126,6 +180,7 @@ pub fn properties(changes: &[RemoteChange]) -> BasicProperties {
         .with_content_type("application/x-protobuf".into())
         .with_type("tinysns.changes.v2".into())
         .with_message_id(format!("{origin}-{first}-{last}").into())
+        .with_headers(signature(body, secret))
 }
 
 async fn connect(url: &str) -> Result<Connection, BusError> {
@@ -251,8 +306,12 @@ mod tests {
     #[test]
     fn round_trip_keeps_order() {
         let batch = vec![sample_at(7), sample_at(8), sample_at(9)];
-        assert_eq!(decode(&encode(batch.clone())).unwrap(), batch);
-        assert_eq!(properties(&batch).message_id().as_ref().unwrap().as_str(), "2-7-9");
+        let body = encode(batch.clone());
+        assert_eq!(decode(&body).unwrap(), batch);
+        assert_eq!(
+            properties(&batch, &body, None).message_id().as_ref().unwrap().as_str(),
+            "2-7-9"
+        );
     }
 
     #[test]
@@ -286,5 +345,33 @@ mod tests {
         let partly = envelope(2, None, vec![sample(), hollow]).encode_to_vec();
         assert_eq!(decode(&partly), Err(Poison::Empty));
         assert_eq!(decode(b""), Err(Poison::UnknownVersion(0)));
+    }
+
+    #[test]
+    fn only_messages_signed_with_the_secret_verify() {
+        let secret = ClusterSecret::new("0123456789abcdef0123456789abcdef").unwrap();
+        let other = ClusterSecret::new("fedcba9876543210fedcba9876543210").unwrap();
+        let body = encode(vec![sample()]);
+        let signed = properties(&[sample()], &body, Some(&secret));
+        assert_eq!(verify(&body, signed.headers().as_ref(), Some(&secret)), Ok(()));
+        // Forged by someone who can publish to the broker but lacks the secret.
+        assert_eq!(verify(&body, None, Some(&secret)), Err(Poison::Unsigned));
+        let forged = properties(&[sample()], &body, Some(&other));
+        assert_eq!(
+            verify(&body, forged.headers().as_ref(), Some(&secret)),
+            Err(Poison::BadSignature)
+        );
+        // A signed message whose body was changed.
+        let mut tampered = body.clone();
+        tampered.push(0);
+        assert_eq!(
+            verify(&tampered, signed.headers().as_ref(), Some(&secret)),
+            Err(Poison::BadSignature)
+        );
+        let mut garbage = FieldTable::default();
+        garbage.insert(SIGNATURE_HEADER.into(), AMQPValue::LongString("zz".into()));
+        assert_eq!(verify(&body, Some(&garbage), Some(&secret)), Err(Poison::BadSignature));
+        // Without a secret (loopback-only local system) nothing is checked.
+        assert_eq!(verify(&body, None, None), Ok(()));
     }
 }

@@ -1,28 +1,34 @@
-//! Finding this cluster's tsd master through the coordinator.
+//! Finding this cluster's tsd master through the coordinator's members' API.
 
 use std::time::Duration;
+use tinysns_common::grpc::{InternalChannel, PresentSecret, internal_channel};
 use tinysns_common::proto::coordinator::GetClusterRequest;
-use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
+use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::internal::change_feed_client::ChangeFeedClient;
-use tonic::transport::Channel;
 
 #[derive(Clone)]
 pub struct ClusterLink {
-    coordinator: CoordinatorClient<Channel>,
+    coordinator: MembershipClient<InternalChannel>,
+    secret: PresentSecret,
     pub cluster: u32,
 }
 
 impl ClusterLink {
-    pub fn new(coordinator: &str, cluster: u32) -> Result<Self, tinysns_common::grpc::AddressError> {
-        let channel = tinysns_common::grpc::channel(coordinator, Duration::from_secs(1))?;
+    pub fn new(
+        coordinator: &str,
+        secret: PresentSecret,
+        cluster: u32,
+    ) -> Result<Self, tinysns_common::grpc::AddressError> {
+        let channel = internal_channel(coordinator, Duration::from_secs(1), &secret)?;
         Ok(Self {
-            coordinator: CoordinatorClient::new(channel),
+            coordinator: MembershipClient::new(channel),
+            secret,
             cluster,
         })
     }
 
-    /// A change-feed client on the cluster's current tsd master.
-    pub async fn master(&self) -> Result<ChangeFeedClient<Channel>, tonic::Status> {
+    /// A change-feed client on the cluster's current tsd master (its internal API).
+    pub async fn master(&self) -> Result<ChangeFeedClient<InternalChannel>, tonic::Status> {
         let mut call = tonic::Request::new(GetClusterRequest {
             cluster_id: self.cluster,
         });
@@ -31,7 +37,7 @@ impl ClusterLink {
         let master = view
             .master
             .ok_or_else(|| tonic::Status::unavailable(format!("cluster {} has no live server", self.cluster)))?;
-        let channel = tinysns_common::grpc::channel(&master.address, Duration::from_secs(1))
+        let channel = internal_channel(&master.internal_address, Duration::from_secs(1), &self.secret)
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         Ok(ChangeFeedClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
     }

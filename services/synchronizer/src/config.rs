@@ -53,7 +53,11 @@ pub struct Args {
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub id: u32,
-    pub coordinator: String,
+    /// The coordinator's members' API (the synchronizer needs nothing else of it).
+    pub coordinator_internal: String,
+    pub cluster_secret_file: Option<std::path::PathBuf>,
+    #[serde(skip)]
+    pub secret: Option<tinysns_common::secret::ClusterSecret>,
     pub port: u16,
     pub bind: String,
     pub advertise: String,
@@ -98,7 +102,9 @@ impl Args {
         let port = self.port.unwrap_or_else(|| topology::classic_synchronizer_port(id));
         Ok(Config {
             id,
-            coordinator: self.member.coordinator(),
+            coordinator_internal: self.member.coordinator_internal()?,
+            cluster_secret_file: self.member.secret.cluster_secret_file.clone(),
+            secret: self.member.secret.load()?,
             port,
             bind: self.member.bind.clone(),
             advertise: self.member.advertise(port),

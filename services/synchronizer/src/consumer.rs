@@ -13,6 +13,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
 use lapin::types::FieldTable;
 use std::time::Duration;
 use tinysns_common::proto::internal::{ApplyRemoteRequest, RemoteChange};
+use tinysns_common::secret::ClusterSecret;
 use tinysns_common::shutdown::Shutdown;
 
 /// Most changes, and about the most bytes, handed to tsd in one call (the gRPC limit on a
@@ -24,6 +25,7 @@ pub async fn consume(
     link: &ClusterLink,
     channel: &Channel,
     names: &bus::Names,
+    secret: Option<&ClusterSecret>,
     consumer_tag: &str,
     stop: &Shutdown,
 ) -> Result<(), SyncError> {
@@ -47,11 +49,15 @@ pub async fn consume(
         };
         let mut batch = Batch::default();
         batch
-            .add(first.map_err(bus::BusError::from)?, link.cluster, names)
+            .add(first.map_err(bus::BusError::from)?, link.cluster, names, secret)
             .await?;
         while !batch.is_full() {
             match deliveries.next().now_or_never() {
-                Some(Some(d)) => batch.add(d.map_err(bus::BusError::from)?, link.cluster, names).await?,
+                Some(Some(d)) => {
+                    batch
+                        .add(d.map_err(bus::BusError::from)?, link.cluster, names, secret)
+                        .await?
+                }
                 _ => break,
             }
         }
@@ -100,8 +106,15 @@ impl Batch {
 
     /// Takes the changes of `delivery`; poison is dead-lettered at once, and changes that
     /// came back to their own cluster are acknowledged and dropped.
-    async fn add(&mut self, delivery: Delivery, cluster: u32, names: &bus::Names) -> Result<(), SyncError> {
-        match bus::decode(&delivery.data) {
+    async fn add(
+        &mut self,
+        delivery: Delivery,
+        cluster: u32,
+        names: &bus::Names,
+        secret: Option<&ClusterSecret>,
+    ) -> Result<(), SyncError> {
+        let signed = bus::verify(&delivery.data, delivery.properties.headers().as_ref(), secret);
+        match signed.and_then(|()| bus::decode(&delivery.data)) {
             Err(poison) => dead_letter(&delivery, names, &poison.to_string()).await,
             Ok(changes) if changes.iter().all(|c| c.origin_cluster == cluster) => {
                 delivery

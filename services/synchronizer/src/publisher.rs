@@ -16,6 +16,7 @@ use lapin::Channel;
 use lapin::options::BasicPublishOptions;
 use std::time::Duration;
 use tinysns_common::proto::internal::{ChangeFeedItem, ChangeFeedRequest, CommitCursorRequest, RemoteChange};
+use tinysns_common::secret::ClusterSecret;
 use tinysns_common::shutdown::Shutdown;
 use tonic::Streaming;
 
@@ -28,6 +29,7 @@ pub async fn publish(
     link: &ClusterLink,
     channel: &Channel,
     names: &bus::Names,
+    secret: Option<&ClusterSecret>,
     stop: &Shutdown,
 ) -> Result<(), SyncError> {
     let mut tsd = link.master().await?;
@@ -44,13 +46,14 @@ pub async fn publish(
                 };
                 let changes = ready_changes(link.cluster, item, &mut feed)?;
                 let lsn = changes.last().map(|c| c.origin_lsn).unwrap_or_default();
-                let properties = bus::properties(&changes);
+                let body = bus::encode(changes.clone());
+                let properties = bus::properties(&changes, &body, secret);
                 let confirm = channel
                     .basic_publish(
                         names.exchange().into(),
                         bus::Names::origin_key(link.cluster).into(),
                         BasicPublishOptions::default(),
-                        &bus::encode(changes),
+                        &body,
                         properties,
                     )
                     .await

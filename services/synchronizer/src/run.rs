@@ -8,6 +8,7 @@ use crate::config::{Config, mask_password};
 use crate::{consumer, publisher};
 use anyhow::Context;
 use std::time::Duration;
+use tinysns_common::grpc::PresentSecret;
 use tinysns_common::health::Health;
 use tinysns_common::membership::{Membership, Progress};
 use tinysns_common::proto::coordinator::{Member, MemberKind};
@@ -49,8 +50,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         cluster_id: 0,
         member_id: config.id,
         address: config.advertise.clone(),
+        internal_address: String::new(),
     };
-    tokio::spawn(membership.run(config.coordinator.clone(), me, Progress::new(0), shutdown.clone()));
+    tokio::spawn(membership.run(
+        config.coordinator_internal.clone(),
+        PresentSecret::new(config.secret.clone()),
+        me,
+        Progress::new(0),
+        shutdown.clone(),
+    ));
 
     let mut working: Option<(Shutdown, tokio::task::JoinHandle<()>)> = None;
     while !shutdown.is_triggered() {
@@ -89,7 +97,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// Syncs until `stop`, reconnecting after any failure.
 async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
-    let link = match ClusterLink::new(&config.coordinator, cluster) {
+    let link = match ClusterLink::new(
+        &config.coordinator_internal,
+        PresentSecret::new(config.secret.clone()),
+        cluster,
+    ) {
         Ok(l) => l,
         Err(error) => {
             tracing::error!(%error, "bad coordinator address");
@@ -119,8 +131,8 @@ async fn session(config: &Config, link: &ClusterLink, clusters: u32, stop: &Shut
     tracing::info!(amqp = %mask_password(&config.amqp_url), "connected to RabbitMQ");
     let tag = format!("tinysns-synchronizer-{}", config.id);
     let result = tokio::select! {
-        r = publisher::publish(link, &publish, &names, stop) => r,
-        r = consumer::consume(link, &consume, &names, &tag, stop) => r,
+        r = publisher::publish(link, &publish, &names, config.secret.as_ref(), stop) => r,
+        r = consumer::consume(link, &consume, &names, config.secret.as_ref(), &tag, stop) => r,
     };
     // Closing returns unacknowledged deliveries to the queue for the next consumer.
     let _ = conn.close(200, "synchronizer stopping".into()).await;

@@ -3,6 +3,7 @@
 
 use crate::feed::Feed;
 use crate::reader::Reader;
+use crate::remote::check_remote;
 use crate::store;
 use crate::writer::{Command, Outcome, WriteError, Writer};
 use tinysns_common::grpc::not_master;
@@ -30,9 +31,11 @@ impl ChangeFeedService {
         ChangeFeedServer::new(self)
     }
 
-    fn master(&self) -> Result<(), Status> {
-        if self.role.current().is_master() {
-            Ok(())
+    /// Ok with the number of clusters while we are master.
+    fn master(&self) -> Result<u32, Status> {
+        let view = self.role.current();
+        if view.is_master() {
+            Ok(view.assignment.clusters.max(1))
         } else {
             Err(not_master(format!("not the master of cluster {}", self.cluster)))
         }
@@ -109,6 +112,13 @@ impl ChangeFeed for ChangeFeedService {
     ) -> Result<Response<CommitCursorReply>, Status> {
         self.master()?;
         let lsn = request.into_inner().lsn;
+        // The synchronizer can only have published what the feed served it.
+        let committed = self.feed.committed();
+        if lsn > committed {
+            return Err(Status::invalid_argument(format!(
+                "cursor {lsn} is past the end of the committed log ({committed})"
+            )));
+        }
         self.writer
             .submit(Command::SyncCursor(lsn))
             .await
@@ -117,13 +127,28 @@ impl ChangeFeed for ChangeFeedService {
     }
 
     async fn apply_remote(&self, request: Request<ApplyRemoteRequest>) -> Result<Response<ApplyRemoteReply>, Status> {
-        self.master()?;
+        let clusters = self.master()?;
         let changes = request.into_inner().changes;
-        // Submitted together so the writer commits them in one transaction.
-        let outcomes =
-            futures_util::future::join_all(changes.into_iter().map(|c| self.writer.submit(Command::Remote(c)))).await;
+        let now = tinysns_common::now_ms();
         let mut reply = ApplyRemoteReply::default();
-        for (index, outcome) in outcomes.into_iter().enumerate() {
+        let mut valid = Vec::with_capacity(changes.len());
+        for (index, change) in changes.into_iter().enumerate() {
+            match check_remote(&change, self.cluster, clusters, now) {
+                Ok(()) => valid.push((index, change)),
+                Err(why) => {
+                    tracing::warn!(index, %why, "remote change refused");
+                    reply.rejected.push(index as u32);
+                }
+            }
+        }
+        // Submitted together so the writer commits them in one transaction.
+        let outcomes = futures_util::future::join_all(
+            valid
+                .into_iter()
+                .map(|(index, c)| async move { (index, self.writer.submit(Command::Remote(c)).await) }),
+        )
+        .await;
+        for (index, outcome) in outcomes {
             match outcome.map_err(WriteError::into_status)? {
                 Outcome::Written(_) => reply.applied += 1,
                 Outcome::Unchanged(_) => {}
@@ -133,6 +158,7 @@ impl ChangeFeed for ChangeFeedService {
                 }
             }
         }
+        reply.rejected.sort_unstable();
         Ok(Response::new(reply))
     }
 }

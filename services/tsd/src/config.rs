@@ -3,6 +3,7 @@
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
+use tinysns_common::secret::ClusterSecret;
 use tinysns_common::topology;
 
 #[derive(Debug, Clone, Parser)]
@@ -17,6 +18,10 @@ pub struct Args {
     /// Port to serve on; defaults to the classic layout 10000 + (cluster-1) + (server-1)*3.
     #[arg(short = 'p', long, env = "TINYSNS_PORT")]
     pub port: Option<u16>,
+    /// Port of the internal API (replication, change feed): other members only, each call
+    /// proven with the cluster secret. Defaults to the client port + 20000.
+    #[arg(long, env = "TINYSNS_INTERNAL_PORT")]
+    pub internal_port: Option<u16>,
     /// Where the store lives; defaults to ./tinysns-data/cluster<c>-server<s>.
     #[arg(long, env = "TINYSNS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -36,9 +41,18 @@ pub struct Config {
     pub cluster: u32,
     pub server: u32,
     pub coordinator: String,
+    /// The coordinator's members' API.
+    pub coordinator_internal: String,
     pub port: u16,
     pub bind: String,
     pub advertise: String,
+    pub internal_port: u16,
+    /// Loopback unless there is a cluster secret.
+    pub internal_bind: String,
+    pub internal_advertise: String,
+    pub cluster_secret_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub secret: Option<ClusterSecret>,
     pub data_dir: PathBuf,
 }
 
@@ -55,13 +69,21 @@ impl Args {
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(format!("tinysns-data/cluster{}-server{server}", self.cluster)));
+        let internal_port = tinysns_common::cli::internal_port(port, self.internal_port)?;
+        let secret = self.member.secret.load()?;
         Ok(Config {
             cluster: self.cluster,
             server,
             coordinator: self.member.coordinator(),
+            coordinator_internal: self.member.coordinator_internal()?,
             port,
             advertise: self.member.advertise(port),
             bind: self.member.bind.clone(),
+            internal_port,
+            internal_bind: tinysns_common::cli::internal_bind(&self.member.bind, secret.as_ref()),
+            internal_advertise: self.member.advertise(internal_port),
+            cluster_secret_file: self.member.secret.cluster_secret_file.clone(),
+            secret,
             data_dir,
         })
     }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod fanout;
 pub mod feed;
 pub mod reader;
+pub mod remote;
 pub mod replication;
 pub mod server;
 pub mod sessions;

@@ -10,12 +10,13 @@ use crate::writer::{Batch, WriteError, Writer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tinysns_common::grpc::{InternalChannel, PresentSecret, internal_channel};
+use tinysns_common::limits::{MAX_LSN, MAX_TERM};
 use tinysns_common::membership::{Progress, RoleHandle};
 use tinysns_common::proto::coordinator::Member;
 use tinysns_common::proto::internal::replication_client::ReplicationClient;
 use tinysns_common::proto::internal::replication_server::{Replication, ReplicationServer};
 use tinysns_common::proto::internal::{AppendReply, AppendRequest};
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// Entries sent per Append call.
@@ -36,11 +37,71 @@ impl ReplicationService {
     }
 }
 
+/// Why an Append is malformed: no master sends it, so it is refused before it touches the log.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AppendError {
+    #[error("term {0} is out of range (1..={MAX_TERM})")]
+    Term(u64),
+    #[error("prev_lsn {0} is out of range (0..={MAX_LSN})")]
+    PrevLsn(u64),
+    #[error("prev_term {prev_term} is above the request's term {term}")]
+    PrevTerm { prev_term: u64, term: u64 },
+    #[error("entry {index} has lsn {got}; entries must follow prev_lsn without gaps (expected {expected})")]
+    Gap { index: usize, got: u64, expected: u64 },
+    #[error("entry {index} has term {got}, outside {low}..={high} (terms never fall along the log)")]
+    EntryTerm {
+        index: usize,
+        got: u64,
+        low: u64,
+        high: u64,
+    },
+}
+
+/// Checks that an Append is one a master could have sent: terms in range and never above the
+/// sender's, entries consecutive after `prev_lsn` with non-decreasing terms.
+pub fn check_append(req: &AppendRequest) -> Result<(), AppendError> {
+    if req.term == 0 || req.term > MAX_TERM {
+        return Err(AppendError::Term(req.term));
+    }
+    if req.prev_lsn > MAX_LSN {
+        return Err(AppendError::PrevLsn(req.prev_lsn));
+    }
+    if req.prev_term > req.term {
+        return Err(AppendError::PrevTerm {
+            prev_term: req.prev_term,
+            term: req.term,
+        });
+    }
+    let mut low = req.prev_term.max(1);
+    for (index, entry) in req.entries.iter().enumerate() {
+        let expected = req.prev_lsn + 1 + index as u64;
+        if entry.lsn != expected || entry.lsn > MAX_LSN {
+            return Err(AppendError::Gap {
+                index,
+                got: entry.lsn,
+                expected,
+            });
+        }
+        if entry.term < low || entry.term > req.term {
+            return Err(AppendError::EntryTerm {
+                index,
+                got: entry.term,
+                low,
+                high: req.term,
+            });
+        }
+        low = entry.term;
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl Replication for ReplicationService {
     async fn append(&self, request: Request<AppendRequest>) -> Result<Response<AppendReply>, Status> {
+        let request = request.into_inner();
+        check_append(&request).map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.writer
-            .append(request.into_inner())
+            .append(request)
             .await
             .map(Response::new)
             .map_err(WriteError::into_status)
@@ -55,17 +116,17 @@ enum LinkError {
 
 struct SlaveLink {
     address: String,
-    client: ReplicationClient<Channel>,
+    client: ReplicationClient<InternalChannel>,
     /// Position up to which the slave's log is known to equal ours.
     matched: Option<u64>,
 }
 
 impl SlaveLink {
-    fn new(member: &Member) -> Option<Self> {
-        let channel = tinysns_common::grpc::channel(&member.address, Duration::from_millis(500)).ok()?;
+    fn new(member: &Member, secret: &PresentSecret) -> Option<Self> {
+        let channel = internal_channel(&member.internal_address, Duration::from_millis(500), secret).ok()?;
         let client = ReplicationClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
         Some(Self {
-            address: member.address.clone(),
+            address: member.internal_address.clone(),
             client,
             matched: None,
         })
@@ -145,6 +206,7 @@ pub struct Replicator {
     feed: Feed,
     master_id: u32,
     progress: Arc<Progress>,
+    secret: PresentSecret,
     links: HashMap<u32, SlaveLink>,
 }
 
@@ -153,13 +215,21 @@ pub struct Replicator {
 const CATCH_UP_PERIOD: Duration = Duration::from_millis(100);
 
 impl Replicator {
-    pub fn new(role: RoleHandle, reader: Reader, feed: Feed, master_id: u32, progress: Arc<Progress>) -> Self {
+    pub fn new(
+        role: RoleHandle,
+        reader: Reader,
+        feed: Feed,
+        master_id: u32,
+        progress: Arc<Progress>,
+        secret: PresentSecret,
+    ) -> Self {
         Self {
             role,
             reader,
             feed,
             master_id,
             progress,
+            secret,
             links: HashMap::new(),
         }
     }
@@ -330,15 +400,90 @@ impl Replicator {
     }
 
     fn refresh_links(&mut self, slaves: &[Member]) {
-        self.links
-            .retain(|id, link| slaves.iter().any(|s| s.member_id == *id && s.address == link.address));
+        self.links.retain(|id, link| {
+            slaves
+                .iter()
+                .any(|s| s.member_id == *id && s.internal_address == link.address)
+        });
         for slave in slaves {
             if !self.links.contains_key(&slave.member_id)
-                && let Some(link) = SlaveLink::new(slave)
+                && let Some(link) = SlaveLink::new(slave, &self.secret)
             {
-                tracing::info!(slave = slave.member_id, address = %slave.address, "replicating to slave");
+                tracing::info!(slave = slave.member_id, address = %slave.internal_address, "replicating to slave");
                 self.links.insert(slave.member_id, link);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinysns_common::proto::internal::LogEntry;
+
+    fn entry(lsn: u64, term: u64) -> LogEntry {
+        LogEntry {
+            lsn,
+            term,
+            ..Default::default()
+        }
+    }
+
+    fn append(term: u64, prev_lsn: u64, prev_term: u64, entries: Vec<LogEntry>) -> AppendRequest {
+        AppendRequest {
+            term,
+            master_id: 1,
+            prev_lsn,
+            prev_term,
+            entries,
+        }
+    }
+
+    #[test]
+    fn appends_a_master_sends_pass() {
+        assert_eq!(check_append(&append(3, 0, 0, vec![])), Ok(()));
+        assert_eq!(check_append(&append(3, 0, 0, vec![entry(1, 1), entry(2, 3)])), Ok(()));
+        assert_eq!(check_append(&append(3, 7, 2, vec![entry(8, 2), entry(9, 2)])), Ok(()));
+    }
+
+    #[test]
+    fn malformed_appends_are_refused() {
+        // lsn 0 (the old code underflowed computing lsn - 1), a gap, a repeat.
+        assert!(matches!(
+            check_append(&append(1, 0, 0, vec![entry(0, 1)])),
+            Err(AppendError::Gap { got: 0, .. })
+        ));
+        assert!(matches!(
+            check_append(&append(1, 0, 0, vec![entry(1, 1), entry(3, 1)])),
+            Err(AppendError::Gap { index: 1, .. })
+        ));
+        assert!(matches!(
+            check_append(&append(1, 4, 1, vec![entry(4, 1)])),
+            Err(AppendError::Gap { .. })
+        ));
+        // Terms out of range, above the sender's, or falling along the log.
+        for term in [0, MAX_TERM + 1, u64::MAX] {
+            assert_eq!(check_append(&append(term, 0, 0, vec![])), Err(AppendError::Term(term)));
+        }
+        assert!(matches!(
+            check_append(&append(2, 0, 0, vec![entry(1, 3)])),
+            Err(AppendError::EntryTerm { got: 3, .. })
+        ));
+        assert!(matches!(
+            check_append(&append(3, 0, 0, vec![entry(1, 2), entry(2, 1)])),
+            Err(AppendError::EntryTerm { index: 1, .. })
+        ));
+        assert!(matches!(
+            check_append(&append(3, 5, 2, vec![entry(6, 1)])),
+            Err(AppendError::EntryTerm { .. })
+        ));
+        assert_eq!(
+            check_append(&append(2, 1, 3, vec![])),
+            Err(AppendError::PrevTerm { prev_term: 3, term: 2 })
+        );
+        assert_eq!(
+            check_append(&append(2, u64::MAX, 1, vec![])),
+            Err(AppendError::PrevLsn(u64::MAX))
+        );
     }
 }

@@ -12,6 +12,7 @@ use crate::store;
 use crate::writer::Writer;
 use anyhow::Context;
 use std::sync::Arc;
+use tinysns_common::grpc::{PresentSecret, RequireSecret};
 use tinysns_common::health::Health;
 use tinysns_common::membership::{Membership, Progress};
 use tinysns_common::proto::coordinator::{Member, MemberKind};
@@ -35,15 +36,21 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             feed.clone(),
             config.server,
             progress.clone(),
+            PresentSecret::new(config.secret.clone()),
         )
         .run(batches),
     );
 
+    tinysns_common::cli::warn_if_no_secret(config.secret.as_ref());
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, advertise = %config.advertise, cluster = config.cluster, server = config.server, "tsd listening");
+    let internal_addr = format!("{}:{}", config.internal_bind, config.internal_port);
+    let internal_listener = tokio::net::TcpListener::bind(&internal_addr)
+        .await
+        .with_context(|| format!("cannot listen on {internal_addr}"))?;
+    tracing::info!(%addr, %internal_addr, advertise = %config.advertise, cluster = config.cluster, server = config.server, "tsd listening");
 
     // Only once we listen may the coordinator route clients to us.
     let me = Member {
@@ -51,8 +58,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         cluster_id: config.cluster,
         member_id: config.server,
         address: config.advertise.clone(),
+        internal_address: config.internal_advertise.clone(),
     };
-    tokio::spawn(membership.run(config.coordinator.clone(), me, progress, shutdown.clone()));
+    tokio::spawn(membership.run(
+        config.coordinator_internal.clone(),
+        PresentSecret::new(config.secret.clone()),
+        me,
+        progress,
+        shutdown.clone(),
+    ));
 
     let (health, health_service) = Health::new().await;
     let mut watch = role.clone();
@@ -83,17 +97,26 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         role,
     };
     let stop = shutdown.clone();
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(social.server())
+    let members = tonic::transport::Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(RequireSecret::new(
+            config.secret.clone(),
+        )))
         .add_service(ReplicationService::server(writer))
         .add_service(changefeed.server())
+        .serve_with_incoming_shutdown(tinysns_common::grpc::incoming(internal_listener), async move {
+            stop.wait().await
+        });
+    let stop = shutdown.clone();
+    let clients = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(social.server())
         .serve_with_incoming_shutdown(
             tinysns_common::grpc::incoming(listener),
             async move { stop.wait().await },
-        )
-        .await
-        .context("gRPC server failed")?;
+        );
+    let served = tokio::try_join!(clients, members);
+    shutdown.trigger();
+    served.context("gRPC server failed")?;
     tracing::info!("tsd stopped");
     Ok(())
 }

@@ -207,7 +207,7 @@ impl State {
         let mut entries = Vec::new();
         let mut outcomes = Vec::with_capacity(commands.len());
         for (command, _) in commands {
-            let outcome = match decide(&tx, self.cluster, command)? {
+            let outcome = match decide(&tx, command)? {
                 Decision::Write { kind, origin } => {
                     lsn += 1;
                     let (origin_cluster, origin_lsn, timestamp_ms) =
@@ -326,7 +326,7 @@ fn reject(status: Status, message: impl Into<String>) -> Decision {
 }
 
 /// Checks a command against the current state (including earlier writes of the same batch).
-fn decide(conn: &Connection, cluster: u32, command: &Command) -> Result<Decision, store::StoreError> {
+fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::StoreError> {
     Ok(match command {
         Command::CreateUser { user } => {
             if store::user_exists(conn, *user)? {
@@ -399,35 +399,22 @@ fn decide(conn: &Connection, cluster: u32, command: &Command) -> Result<Decision
                 }
             }
         }
-        Command::Remote(remote) => decide_remote(conn, cluster, remote)?,
+        Command::Remote(remote) => decide_remote(conn, remote)?,
     })
 }
 
-/// Idempotent apply of another cluster's change: anything already reflected is skipped.
-fn decide_remote(conn: &Connection, cluster: u32, remote: &RemoteChange) -> Result<Decision, store::StoreError> {
+/// Idempotent apply of another cluster's change (checked by [`crate::remote::check_remote`]
+/// before it was submitted): anything already reflected is skipped.
+fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, store::StoreError> {
     let Some(kind) = remote.change.as_ref().and_then(|c| c.kind.clone()) else {
         return Ok(reject(Status::FailureInvalid, "remote change without content"));
     };
-    if remote.origin_cluster == cluster || remote.origin_cluster == 0 {
-        return Ok(reject(
-            Status::FailureInvalid,
-            format!("change from cluster {} applied to itself", remote.origin_cluster),
-        ));
-    }
     let fresh = match &kind {
-        change::Kind::User(u) => u.user_id > 0 && !store::user_exists(conn, u.user_id)?,
+        change::Kind::User(u) => !store::user_exists(conn, u.user_id)?,
         change::Kind::Follow(f) => {
-            f.follower > 0
-                && f.followee > 0
-                && store::follow_state(conn, f.follower, f.followee)?
-                    .is_none_or(|(_, version)| remote.origin_lsn > version)
+            store::follow_state(conn, f.follower, f.followee)?.is_none_or(|(_, version)| remote.origin_lsn > version)
         }
-        change::Kind::Post(p) => {
-            if tinysns_common::limits::validate_post_text(&p.text).is_err() || p.author == 0 {
-                return Ok(reject(Status::FailureInvalid, "remote post fails validation"));
-            }
-            store::post_seq(conn, p.author, p.post_id)?.is_none()
-        }
+        change::Kind::Post(p) => store::post_seq(conn, p.author, p.post_id)?.is_none(),
     };
     Ok(if fresh {
         Decision::Write {

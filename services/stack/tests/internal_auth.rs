@@ -1,0 +1,244 @@
+//! Internal APIs are for members only. Each attack below worked against the system before
+//! the internal port and the cluster secret existed (one forged Append emptied a replica, one
+//! heartbeat sent a cluster's users to any address, one ApplyRemote wrote a post in another
+//! user's name). Now each is refused with a clear status, and the stored state of every
+//! replica and the coordinator's routing are unchanged afterwards.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use tinysns_common::grpc::{InternalChannel, PresentSecret, internal_channel};
+use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
+use tinysns_common::proto::coordinator::membership_client::MembershipClient;
+use tinysns_common::proto::coordinator::{
+    GetServerRequest, HeartbeatRequest, ListClustersRequest, Member, MemberKind, Role,
+};
+use tinysns_common::proto::internal::change_feed_client::ChangeFeedClient;
+use tinysns_common::proto::internal::replication_client::ReplicationClient;
+use tinysns_common::proto::internal::{
+    AppendRequest, ApplyRemoteRequest, Change, ChangeFeedRequest, CommitCursorRequest, LogEntry, PostCreated,
+    RemoteChange, change, log_entry,
+};
+use tinysns_common::secret::ClusterSecret;
+use tinysns_stack::topology::Topology;
+use tonic::Code;
+
+/// The three ways to knock: on the client port, on the internal port without the secret,
+/// and with a wrong one.
+fn outsiders(client: u16, internal: u16) -> Vec<(&'static str, InternalChannel, Code)> {
+    let wrong = PresentSecret::new(Some(ClusterSecret::new(&"0".repeat(48)).unwrap()));
+    let at = |port: u16, secret: &PresentSecret| {
+        internal_channel(&format!("127.0.0.1:{port}"), Duration::from_secs(1), secret).unwrap()
+    };
+    vec![
+        (
+            "client port",
+            at(client, &PresentSecret::default()),
+            Code::Unimplemented,
+        ),
+        (
+            "internal port, no secret",
+            at(internal, &PresentSecret::default()),
+            Code::Unauthenticated,
+        ),
+        (
+            "internal port, wrong secret",
+            at(internal, &wrong),
+            Code::Unauthenticated,
+        ),
+    ]
+}
+
+fn forged_entry(lsn: u64, term: u64) -> LogEntry {
+    LogEntry {
+        lsn,
+        term,
+        timestamp_ms: 1,
+        origin_cluster: 1,
+        origin_lsn: lsn,
+        kind: Some(log_entry::Kind::Change(Change {
+            kind: Some(change::Kind::Post(PostCreated {
+                author: 1,
+                post_id: 666,
+                text: "forged".into(),
+            })),
+        })),
+    }
+}
+
+/// The old attack: `lsn = 0` and a term far ahead truncated the slave's whole log.
+fn forged_append() -> AppendRequest {
+    AppendRequest {
+        term: u64::MAX - 1,
+        master_id: 9,
+        prev_lsn: 0,
+        prev_term: 0,
+        entries: vec![forged_entry(0, u64::MAX - 1)],
+    }
+}
+
+/// A post in user 1's name (home cluster 1) claimed to come from cluster 2.
+fn forged_remote_post() -> ApplyRemoteRequest {
+    ApplyRemoteRequest {
+        changes: vec![RemoteChange {
+            origin_cluster: 2,
+            origin_lsn: 5,
+            timestamp_ms: tinysns_common::now_ms(),
+            change: Some(Change {
+                kind: Some(change::Kind::Post(PostCreated {
+                    author: 1,
+                    post_id: 667,
+                    text: "in someone else's name".into(),
+                })),
+            }),
+        }],
+    }
+}
+
+/// The old hijack: a heartbeat claiming mastership of cluster 1 at a higher term.
+fn hijack(term: u64, id: u32, address: &str) -> HeartbeatRequest {
+    HeartbeatRequest {
+        member: Some(Member {
+            kind: MemberKind::Server as i32,
+            cluster_id: 1,
+            member_id: id,
+            address: address.into(),
+            internal_address: address.into(),
+        }),
+        believed_role: Role::Master as i32,
+        believed_term: term,
+        applied_lsn: u64::MAX / 2,
+        in_sync_slaves: vec![],
+    }
+}
+
+async fn route_of_user_1(t: &Topology) -> (String, u64) {
+    let channel = tinysns_common::grpc::channel(&t.coordinator_address(), Duration::from_secs(1)).unwrap();
+    let info = CoordinatorClient::new(channel)
+        .get_server(GetServerRequest { user_id: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    (info.address, info.term)
+}
+
+/// Every replica's stored state once it has stopped changing (the bus has delivered).
+async fn settled_digests(t: &Topology) -> std::collections::BTreeMap<(u32, u32), Result<String, String>> {
+    let mut last = t.replica_digests();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = t.replica_digests();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+fn code<T>(result: Result<T, tonic::Status>) -> Code {
+    match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_apis_refuse_outsiders_and_malformed_calls() {
+    let t = start_with("internal-auth", |o| o.synchronizers_per_cluster = 1).await;
+    let mut u1 = login(&t, 1).await;
+    let mut timeline = u1.timeline(0).await.unwrap();
+    timeline.post("before the attacks").await.unwrap();
+    let digests = settled_digests(&t).await;
+    let route = route_of_user_1(&t).await;
+
+    let master = t.master_server(1).await.unwrap();
+    let m = &t.servers[&(1, master)];
+    let slave = &t.servers[&(1, 3 - master)];
+    let c3 = &t.servers[&(3, t.master_server(3).await.unwrap())];
+
+    // Outsiders: every internal RPC of tsd (slave and master) and of the coordinator.
+    for (server, name) in [(slave, "slave"), (m, "master")] {
+        for (how, channel, expected) in outsiders(server.port, server.internal_port) {
+            let mut replication = ReplicationClient::new(channel.clone());
+            assert_eq!(
+                code(replication.append(forged_append()).await),
+                expected,
+                "{name} Append, {how}"
+            );
+            let mut feed = ChangeFeedClient::new(channel);
+            let cursor = CommitCursorRequest { lsn: i64::MAX as u64 };
+            assert_eq!(
+                code(feed.commit_cursor(cursor).await),
+                expected,
+                "{name} CommitCursor, {how}"
+            );
+            assert_eq!(
+                code(feed.apply_remote(forged_remote_post()).await),
+                expected,
+                "{name} ApplyRemote, {how}"
+            );
+            let subscribe = feed.subscribe(ChangeFeedRequest { after_lsn: 0 }).await;
+            assert_eq!(code(subscribe), expected, "{name} Subscribe, {how}");
+        }
+    }
+    for (how, channel, expected) in outsiders(t.coordinator_port, t.coordinator_internal_port) {
+        let mut members = MembershipClient::new(channel);
+        let beat = members.heartbeat(hijack(1 << 40, 9, "evil.example:1")).await;
+        assert_eq!(code(beat), expected, "Heartbeat, {how}");
+        assert_eq!(
+            code(members.list_clusters(ListClustersRequest {}).await),
+            expected,
+            "ListClusters, {how}"
+        );
+    }
+
+    // Members' credentials do not make malformed calls acceptable.
+    let member = |port: u16| {
+        internal_channel(
+            &format!("127.0.0.1:{port}"),
+            Duration::from_secs(1),
+            &t.member_credentials(),
+        )
+        .unwrap()
+    };
+    let mut replication = ReplicationClient::new(member(slave.internal_port));
+    assert_eq!(
+        code(replication.append(forged_append()).await),
+        Code::InvalidArgument,
+        "lsn 0"
+    );
+    let mut gap = forged_append();
+    gap.term = 1;
+    gap.entries = vec![forged_entry(1, 1), forged_entry(3, 1)];
+    assert_eq!(code(replication.append(gap).await), Code::InvalidArgument, "a gap");
+    let mut feed = ChangeFeedClient::new(member(m.internal_port));
+    let cursor = CommitCursorRequest { lsn: i64::MAX as u64 };
+    assert_eq!(
+        code(feed.commit_cursor(cursor).await),
+        Code::InvalidArgument,
+        "cursor past the log"
+    );
+    let mut feed3 = ChangeFeedClient::new(member(c3.internal_port));
+    let reply = feed3.apply_remote(forged_remote_post()).await.unwrap().into_inner();
+    assert_eq!(
+        (reply.applied, reply.rejected),
+        (0, vec![0]),
+        "post in another cluster's user's name"
+    );
+    let mut members = MembershipClient::new(member(t.coordinator_internal_port));
+    let near_max = members.heartbeat(hijack(u64::MAX - 1, 9, "evil.example:1")).await;
+    assert_eq!(code(near_max), Code::InvalidArgument, "term near u64::MAX");
+    let moved = members.heartbeat(hijack(1, master, "evil.example:1")).await;
+    assert_eq!(code(moved), Code::AlreadyExists, "a live member's id at a new address");
+
+    // Nothing changed: stored state, routing, service.
+    assert_eq!(settled_digests(&t).await, digests, "a replica's stored state changed");
+    assert_eq!(route_of_user_1(&t).await, route, "the coordinator's routing changed");
+    timeline.post("after the attacks").await.unwrap();
+    let log = std::fs::read_to_string(m.process.log_path()).unwrap();
+    let warnings = log
+        .matches("refused an internal call without the cluster secret")
+        .count();
+    assert_eq!(warnings, 1, "each refused peer is logged once:\n{log}");
+}

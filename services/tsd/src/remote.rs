@@ -1,0 +1,170 @@
+//! What another cluster may hand us: the checks on a change from the bus before it is
+//! applied. A synchronizer only forwards what it consumed from the broker, so anything that
+//! can reach the broker could otherwise write into every cluster; each change must be one
+//! its origin cluster could really have made.
+
+use tinysns_common::limits::{MAX_LSN, validate_post_text};
+use tinysns_common::proto::internal::{RemoteChange, change};
+use tinysns_common::topology::cluster_of_user;
+
+/// How far in the future a change's timestamp may be (clock skew between clusters).
+pub const MAX_FUTURE_SKEW_MS: i64 = 10 * 60 * 1000;
+/// How old a change may be: a year covers any broker outage or dead-letter replay.
+pub const MAX_AGE_MS: i64 = 366 * 24 * 60 * 60 * 1000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RemoteError {
+    #[error("origin cluster {origin} is not another cluster of 1..={clusters} (this is {here})")]
+    Origin { origin: u32, here: u32, clusters: u32 },
+    #[error("origin position {0} is out of range (1..={MAX_LSN})")]
+    Position(u64),
+    #[error("timestamp {ts} is outside the window around now ({now})")]
+    Timestamp { ts: i64, now: i64 },
+    #[error("the change is empty")]
+    Empty,
+    #[error("user {user} lives in cluster {home}, so cluster {origin} cannot make this change")]
+    NotHome { user: u64, home: u32, origin: u32 },
+    #[error("{0}")]
+    Content(String),
+}
+
+/// Checks `remote` as applied in cluster `here` of `clusters` at `now_ms`.
+pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64) -> Result<(), RemoteError> {
+    let origin = remote.origin_cluster;
+    if origin == 0 || origin > clusters || origin == here {
+        return Err(RemoteError::Origin { origin, here, clusters });
+    }
+    if remote.origin_lsn == 0 || remote.origin_lsn > MAX_LSN {
+        return Err(RemoteError::Position(remote.origin_lsn));
+    }
+    let ts = remote.timestamp_ms;
+    if ts <= 0 || ts > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) || ts < now_ms.saturating_sub(MAX_AGE_MS) {
+        return Err(RemoteError::Timestamp { ts, now: now_ms });
+    }
+    let Some(kind) = remote.change.as_ref().and_then(|c| c.kind.as_ref()) else {
+        return Err(RemoteError::Empty);
+    };
+    // Every change is made in the home cluster of the user who acts.
+    let (actor, content) = match kind {
+        change::Kind::User(u) => (u.user_id, Ok(())),
+        change::Kind::Follow(f) => (
+            f.follower,
+            match f.followee {
+                0 => Err("followee 0 is not a user".to_string()),
+                x if x == f.follower => Err("a user cannot follow themselves".to_string()),
+                _ => Ok(()),
+            },
+        ),
+        change::Kind::Post(p) => (p.author, validate_post_text(&p.text).map_err(|e| e.to_string())),
+    };
+    content.map_err(RemoteError::Content)?;
+    let home = cluster_of_user(actor, clusters).map_err(|e| RemoteError::Content(e.to_string()))?;
+    if home != origin {
+        return Err(RemoteError::NotHome {
+            user: actor,
+            home,
+            origin,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinysns_common::proto::internal::{Change, FollowChanged, PostCreated, UserCreated};
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn remote(origin: u32, kind: change::Kind) -> RemoteChange {
+        RemoteChange {
+            origin_cluster: origin,
+            origin_lsn: 5,
+            timestamp_ms: NOW,
+            change: Some(Change { kind: Some(kind) }),
+        }
+    }
+
+    fn post(author: u64, text: &str) -> change::Kind {
+        change::Kind::Post(PostCreated {
+            author,
+            post_id: 1,
+            text: text.into(),
+        })
+    }
+
+    fn follow(follower: u64, followee: u64) -> change::Kind {
+        change::Kind::Follow(FollowChanged {
+            follower,
+            followee,
+            following: true,
+        })
+    }
+
+    #[test]
+    fn changes_made_in_the_actors_home_cluster_pass() {
+        // 3 clusters: user 2 lives in cluster 2, user 4 in cluster 1.
+        assert_eq!(check_remote(&remote(2, post(2, "hi")), 1, 3, NOW), Ok(()));
+        assert_eq!(check_remote(&remote(1, follow(4, 2)), 2, 3, NOW), Ok(()));
+        let user = change::Kind::User(UserCreated { user_id: 3 });
+        assert_eq!(check_remote(&remote(3, user), 1, 3, NOW), Ok(()));
+    }
+
+    #[test]
+    fn forged_changes_are_refused() {
+        // A post by user 1 (cluster 1) claimed to come from cluster 2.
+        assert_eq!(
+            check_remote(&remote(2, post(1, "forged")), 3, 3, NOW),
+            Err(RemoteError::NotHome {
+                user: 1,
+                home: 1,
+                origin: 2
+            })
+        );
+        // A follow pinned by a position no log reaches.
+        let mut pinned = remote(2, follow(2, 1));
+        pinned.origin_lsn = i64::MAX as u64;
+        assert_eq!(
+            check_remote(&pinned, 1, 3, NOW),
+            Err(RemoteError::Position(i64::MAX as u64))
+        );
+        pinned.origin_lsn = 0;
+        assert_eq!(check_remote(&pinned, 1, 3, NOW), Err(RemoteError::Position(0)));
+        // Timestamps far in the future or the past, or none.
+        for ts in [NOW + MAX_FUTURE_SKEW_MS + 1, NOW - MAX_AGE_MS - 1, 0, -5, i64::MAX] {
+            let mut r = remote(2, post(2, "t"));
+            r.timestamp_ms = ts;
+            assert!(
+                matches!(check_remote(&r, 1, 3, NOW), Err(RemoteError::Timestamp { .. })),
+                "{ts}"
+            );
+        }
+        // Origins that are us, zero or beyond the clusters.
+        for origin in [0, 1, 4] {
+            assert!(matches!(
+                check_remote(&remote(origin, post(2, "x")), 1, 3, NOW),
+                Err(RemoteError::Origin { .. })
+            ));
+        }
+        // Content: empty, self-follow, bad text, user 0.
+        let mut empty = remote(2, post(2, "x"));
+        empty.change = None;
+        assert_eq!(check_remote(&empty, 1, 3, NOW), Err(RemoteError::Empty));
+        assert!(matches!(
+            check_remote(&remote(2, follow(2, 2)), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+        assert!(matches!(
+            check_remote(&remote(2, follow(2, 0)), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+        assert!(matches!(
+            check_remote(&remote(2, post(2, "a\nb")), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+        assert!(matches!(
+            check_remote(&remote(2, post(0, "x")), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+    }
+}
