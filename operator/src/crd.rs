@@ -69,6 +69,16 @@ pub struct SocialClusterSpec {
     #[serde(default)]
     pub rabbitmq: RabbitMqSpec,
 
+    /// How users log in: `password` (accounts with passwords) or `open` (any user id, as the
+    /// classic client does). Passed to every tinysns binary as TINYSNS_AUTH.
+    #[serde(default)]
+    pub auth: AuthMode,
+
+    /// TLS for every tinysns process, from a `kubernetes.io/tls` Secret the user provides
+    /// (e.g. by cert-manager). Plaintext when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+
     /// While true the operator changes no child object (it still reports status).
     #[serde(default)]
     pub paused: bool,
@@ -95,6 +105,8 @@ impl Default for SocialClusterSpec {
             storage: StorageSpec::default(),
             resources: RoleResources::default(),
             rabbitmq: RabbitMqSpec::default(),
+            auth: AuthMode::default(),
+            tls: None,
             paused: false,
         }
     }
@@ -155,6 +167,40 @@ impl PullPolicy {
             PullPolicy::Never => "Never",
         }
     }
+}
+
+/// How users prove who they are.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Password,
+    Open,
+}
+
+impl AuthMode {
+    /// The value of TINYSNS_AUTH.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Password => "password",
+            AuthMode::Open => "open",
+        }
+    }
+}
+
+/// Longest Secret name Kubernetes accepts (a DNS subdomain).
+pub const MAX_SECRET_NAME_LEN: usize = 253;
+
+/// Where the TLS certificate, key and CA come from.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// A Secret of type kubernetes.io/tls in the SocialCluster's namespace with the keys
+    /// tls.crt, tls.key and ca.crt (what a cert-manager Certificate writes). The operator
+    /// mounts it read-only into every tinysns pod; it neither creates nor changes it.
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub secret_name: String,
 }
 
 /// Durations in humantime syntax ("250ms", "1s", "1m30s").

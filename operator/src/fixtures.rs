@@ -43,8 +43,8 @@ impl Recorded {
 pub struct ApiServer {
     /// The SocialCluster returned by status patches (needs a full object to deserialize).
     pub socialcluster: Value,
-    /// The credentials Secret, if it already exists.
-    pub secret: Option<Secret>,
+    /// Secrets that already exist, by name (the credentials, the cluster secret).
+    pub secrets: HashMap<String, Secret>,
     /// Items returned by label-selector lists, by resource plural ("statefulsets", ...).
     pub lists: HashMap<&'static str, Vec<Value>>,
     /// Whether applied workloads report all replicas ready.
@@ -78,6 +78,13 @@ impl ApiServer {
             socialcluster: serde_json::to_value(sc).expect("fixture serializes"),
             ..Self::default()
         }
+    }
+
+    /// The same server, holding `secret` as well (named by its metadata).
+    pub fn with_secret(mut self, secret: Secret) -> Self {
+        let name = secret.metadata.name.clone().expect("fixture secrets are named");
+        self.secrets.insert(name, secret);
+        self
     }
 
     fn answer(&self, r: &Recorded) -> Response<Body> {
@@ -122,7 +129,7 @@ impl ApiServer {
                     &json!({"metadata": {"resourceVersion": "1"}, "items": items.unwrap_or_default()}),
                 )
             }
-            "GET" if plural == "secrets" => match &self.secret {
+            "GET" if plural == "secrets" => match self.secrets.get(r.name()) {
                 Some(s) => json_response(StatusCode::OK, &serde_json::to_value(s).expect("secret serializes")),
                 None => not_found(r.name()),
             },

@@ -20,7 +20,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::build::{self, FIELD_MANAGER, Owner, rabbitmq};
+use crate::build::security::{self, UnusableSecret};
+use crate::build::{self, Credentials, FIELD_MANAGER, InvalidSpec, Owner, rabbitmq};
 use crate::crd::{SocialCluster, SocialClusterStatus};
 use crate::metrics::Metrics;
 use crate::status;
@@ -134,6 +135,7 @@ pub fn backoff(failures: u32) -> Duration {
 pub enum Outcome {
     Applied { ready: bool },
     InvalidSpec,
+    InvalidClusterSecret,
     Paused,
     Deleting,
 }
@@ -143,10 +145,56 @@ impl Outcome {
         match self {
             Outcome::Applied { .. } => "ok",
             Outcome::InvalidSpec => "invalid_spec",
+            Outcome::InvalidClusterSecret => "invalid_cluster_secret",
             Outcome::Paused => "paused",
             Outcome::Deleting => "deleting",
         }
     }
+}
+
+/// Why nothing can be built until the user acts: reported as Degraded with its reason and a
+/// Warning event; nothing is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+enum Blocked {
+    #[error(transparent)]
+    Spec(#[from] InvalidSpec),
+    #[error(
+        "{0}. Correct it, or delete it to have a new one generated and then restart every tinysns pod of this SocialCluster"
+    )]
+    ClusterSecret(#[from] UnusableSecret),
+}
+
+impl Blocked {
+    fn reason(&self) -> &'static str {
+        match self {
+            Blocked::Spec(_) => status::REASON_INVALID_SPEC,
+            Blocked::ClusterSecret(_) => status::REASON_INVALID_CLUSTER_SECRET,
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self {
+            Blocked::Spec(_) => Outcome::InvalidSpec,
+            Blocked::ClusterSecret(_) => Outcome::InvalidClusterSecret,
+        }
+    }
+
+    /// An edit of the spec triggers a reconcile. A Secret created by hand carries none of the
+    /// labels the operator watches, so fixing or deleting it is only noticed by looking again.
+    fn action(&self) -> Action {
+        match self {
+            Blocked::Spec(_) => Action::await_change(),
+            Blocked::ClusterSecret(_) => Action::requeue(RESYNC_PROGRESSING),
+        }
+    }
+}
+
+/// One reconcile of one SocialCluster: what every step needs.
+struct Run<'a> {
+    ctx: &'a Context,
+    sc: &'a SocialCluster,
+    ns: String,
+    now: Time,
 }
 
 /// The pipeline; returns what to do next and how it ended.
@@ -155,147 +203,206 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
         // Children carry owner references: the garbage collector removes them.
         return Ok((Action::await_change(), Outcome::Deleting));
     }
-    let ns = sc.namespace().ok_or(Error::MissingNamespace)?;
-    let now = Time(Timestamp::now());
-
-    // validate
-    let owner = match Owner::from_object(sc).and_then(|owner| {
-        build::validate(&sc.spec)?;
-        Ok(owner)
-    }) {
-        Ok(owner) => owner,
-        Err(invalid) => {
-            let message = invalid.to_string();
-            info!(object = %object_key(sc), %message, "invalid spec");
-            if !status::already_degraded(sc, status::REASON_INVALID_SPEC, &message) {
-                publish(ctx, sc, EventType::Warning, "InvalidSpec", "Validate", message.clone()).await;
-            }
-            patch_status(ctx, sc, &ns, &status::invalid(sc, &message, &now)).await?;
-            // Nothing changes until the user edits the spec, which triggers a reconcile.
-            return Ok((Action::await_change(), Outcome::InvalidSpec));
-        }
+    let run = Run {
+        ctx,
+        sc,
+        ns: sc.namespace().ok_or(Error::MissingNamespace)?,
+        now: Time(Timestamp::now()),
     };
-
+    let owner = match build::check(sc) {
+        Ok(owner) => owner,
+        Err(invalid) => return run.blocked(invalid.into()).await,
+    };
     if sc.spec.paused {
-        if !status::already_paused(sc) {
-            publish(
-                ctx,
-                sc,
-                EventType::Normal,
-                "Paused",
-                "Reconcile",
-                "spec.paused is true: child objects are left as they are".to_owned(),
+        return run.paused().await;
+    }
+    let credentials = match run.credentials(&owner).await? {
+        Ok(credentials) => credentials,
+        Err(unusable) => return run.blocked(unusable.into()).await,
+    };
+    let children = build::build_all(&owner, &sc.spec, &credentials);
+    let (deployments, stateful_sets) = run.apply(&children).await?;
+    run.delete_orphans(&owner, &children).await?;
+    let new_status = status::observed(sc, &owner, &stateful_sets, &deployments, &run.now);
+    run.observed(new_status).await
+}
+
+impl Run<'_> {
+    fn key(&self) -> String {
+        object_key(self.sc)
+    }
+
+    /// Reports why nothing is built (once per problem as an event, always in status).
+    async fn blocked(&self, blocked: Blocked) -> Result<(Action, Outcome), Error> {
+        let message = blocked.to_string();
+        let reason = blocked.reason();
+        info!(object = %self.key(), reason, %message, "cannot build the children");
+        if !status::already_degraded(self.sc, reason, &message) {
+            self.publish(EventType::Warning, reason, "Validate", message.clone())
+                .await;
+        }
+        self.patch_status(&status::invalid(self.sc, reason, &message, &self.now))
+            .await?;
+        Ok((blocked.action(), blocked.outcome()))
+    }
+
+    async fn paused(&self) -> Result<(Action, Outcome), Error> {
+        if !status::already_paused(self.sc) {
+            let note = "spec.paused is true: child objects are left as they are".to_owned();
+            self.publish(EventType::Normal, "Paused", "Reconcile", note).await;
+        }
+        self.patch_status(&status::paused(self.sc, &self.now)).await?;
+        Ok((Action::await_change(), Outcome::Paused))
+    }
+
+    /// The generated values, read back from their Secrets so they never change; generated
+    /// only when their Secret is absent. An existing cluster secret the binaries would refuse
+    /// is reported rather than replaced: replacing it under running members would split them.
+    async fn credentials(&self, owner: &Owner) -> Result<Result<Credentials, UnusableSecret>, Error> {
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let cluster_secret = match secrets.get_opt(&owner.cluster_secret_name()).await? {
+            Some(existing) => match security::cluster_secret_from(&existing) {
+                Ok(value) => value,
+                Err(unusable) => return Ok(Err(unusable)),
+            },
+            None => {
+                info!(object = %self.key(), "generating the cluster secret");
+                security::generate_cluster_secret()
+            }
+        };
+        let rabbitmq_password = match rabbitmq::managed(&self.sc.spec) {
+            Some(_) => {
+                let existing = secrets.get_opt(&owner.rabbitmq_secret_name()).await?;
+                existing
+                    .as_ref()
+                    .and_then(rabbitmq::password_from_secret)
+                    .unwrap_or_else(|| {
+                        info!(object = %self.key(), "generating RabbitMQ credentials");
+                        rabbitmq::generate_password()
+                    })
+            }
+            None => String::new(),
+        };
+        Ok(Ok(Credentials {
+            rabbitmq_password,
+            cluster_secret,
+        }))
+    }
+
+    /// Applies every child; a rejection by the API server is reported in status and events
+    /// and still returned, so error_policy retries with backoff.
+    async fn apply(&self, children: &build::Children) -> Result<(Vec<Deployment>, Vec<StatefulSet>), Error> {
+        match apply_children(&self.ctx.client, &self.ns, children).await {
+            Err(Error::Kube(kube::Error::Api(rejected))) if is_rejection(&rejected) => {
+                self.report_rejection(&rejected).await;
+                Err(Error::Kube(kube::Error::Api(rejected)))
+            }
+            other => other,
+        }
+    }
+
+    /// The API server refused an object (e.g. a changed storage size: StatefulSet
+    /// volumeClaimTemplates are immutable). Retrying alone will not help, so tell the user.
+    async fn report_rejection(&self, rejected: &kube::core::Status) {
+        let message = format!("the API server rejected a child object: {}", rejected.message);
+        warn!(object = %self.key(), %message, "apply rejected");
+        if !status::already_degraded(self.sc, status::REASON_APPLY_REJECTED, &message) {
+            self.publish(
+                EventType::Warning,
+                status::REASON_APPLY_REJECTED,
+                "Apply",
+                message.clone(),
             )
             .await;
         }
-        patch_status(ctx, sc, &ns, &status::paused(sc, &now)).await?;
-        return Ok((Action::await_change(), Outcome::Paused));
+        let rejected_status = status::apply_rejected(self.sc, &message, &self.now);
+        if let Err(e) = self.patch_status(&rejected_status).await {
+            warn!(object = %self.key(), error = %e, "could not report the rejection in status");
+        }
     }
 
-    // credentials: generated once, then read back so the password never changes.
-    let password = match rabbitmq::managed(&sc.spec) {
-        Some(_) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-            let existing = secrets.get_opt(&owner.rabbitmq_secret_name()).await?;
-            match existing.as_ref().and_then(rabbitmq::password_from_secret) {
-                Some(p) => p,
-                None => {
-                    info!(object = %object_key(sc), "generating RabbitMQ credentials");
-                    rabbitmq::generate_password()
-                }
-            }
-        }
-        None => String::new(),
-    };
-
-    // build
-    let children = build::build_all(&owner, &sc.spec, &password);
-
-    // apply: Secret before the workloads that read it, Services before the pods that resolve them.
-    let (deployments, stateful_sets) = match apply_children(&ctx.client, &ns, &children).await {
-        Ok(applied) => applied,
-        Err(Error::Kube(kube::Error::Api(rejected))) if is_rejection(&rejected) => {
-            // The API server refused an object (e.g. a changed storage size: StatefulSet
-            // volumeClaimTemplates are immutable). Retrying alone will not help, so tell the
-            // user in status and events; the error still goes to error_policy for backoff.
-            let message = format!("the API server rejected a child object: {}", rejected.message);
-            warn!(object = %object_key(sc), %message, "apply rejected");
-            if !status::already_degraded(sc, status::REASON_APPLY_REJECTED, &message) {
-                publish(
-                    ctx,
-                    sc,
-                    EventType::Warning,
-                    status::REASON_APPLY_REJECTED,
-                    "Apply",
-                    message.clone(),
-                )
+    /// Deletes orphaned children: workloads first, so Services outlive the pods that use
+    /// them, and Secrets last.
+    async fn delete_orphans(&self, owner: &Owner, children: &build::Children) -> Result<(), Error> {
+        // Exhaustive: a new kind of child that is not cleaned up does not compile.
+        let build::Children {
+            stateful_sets,
+            deployments,
+            services,
+            secrets,
+            pdbs,
+        } = children;
+        let (client, ns) = (&self.ctx.client, self.ns.as_str());
+        let mut deleted = Vec::new();
+        deleted.extend(delete_orphans(client, ns, owner, stateful_sets).await?);
+        deleted.extend(delete_orphans(client, ns, owner, deployments).await?);
+        deleted.extend(delete_orphans(client, ns, owner, pdbs).await?);
+        deleted.extend(delete_orphans(client, ns, owner, services).await?);
+        deleted.extend(delete_orphans(client, ns, owner, secrets).await?);
+        if !deleted.is_empty() {
+            info!(object = %self.key(), ?deleted, "deleted orphaned children");
+            let note = format!("deleted {}", deleted.join(", "));
+            self.publish(EventType::Normal, "DeletedOrphans", "Reconcile", note)
                 .await;
-            }
-            if let Err(e) = patch_status(ctx, sc, &ns, &status::apply_rejected(sc, &message, &now)).await {
-                warn!(object = %object_key(sc), error = %e, "could not report the rejection in status");
-            }
-            return Err(Error::Kube(kube::Error::Api(rejected)));
         }
-        Err(e) => return Err(e),
-    };
-
-    // delete orphans: workloads first, so Services outlive the pods that use them.
-    let mut deleted = Vec::new();
-    deleted.extend(delete_orphans(&ctx.client, &ns, &owner, &children.stateful_sets).await?);
-    deleted.extend(delete_orphans(&ctx.client, &ns, &owner, &children.deployments).await?);
-    deleted.extend(delete_orphans(&ctx.client, &ns, &owner, &children.pdbs).await?);
-    deleted.extend(delete_orphans(&ctx.client, &ns, &owner, &children.services).await?);
-    deleted.extend(delete_orphans(&ctx.client, &ns, &owner, &children.secrets).await?);
-    if !deleted.is_empty() {
-        info!(object = %object_key(sc), ?deleted, "deleted orphaned children");
-        publish(
-            ctx,
-            sc,
-            EventType::Normal,
-            "DeletedOrphans",
-            "Reconcile",
-            format!("deleted {}", deleted.join(", ")),
-        )
-        .await;
+        Ok(())
     }
 
-    // status
-    let new_status = status::observed(sc, &owner, &stateful_sets, &deployments, &now);
-    let ready = new_status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == status::READY && c.status == "True");
-    patch_status(ctx, sc, &ns, &new_status).await?;
-    debug!(object = %object_key(sc), ready, "reconciled");
-    let requeue = if ready { RESYNC_READY } else { RESYNC_PROGRESSING };
-    Ok((Action::requeue(requeue), Outcome::Applied { ready }))
+    /// Writes the observed status; requeues sooner while replicas are coming up.
+    async fn observed(&self, new_status: SocialClusterStatus) -> Result<(Action, Outcome), Error> {
+        let ready = new_status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == status::READY && c.status == "True");
+        self.patch_status(&new_status).await?;
+        debug!(object = %self.key(), ready, "reconciled");
+        let requeue = if ready { RESYNC_READY } else { RESYNC_PROGRESSING };
+        Ok((Action::requeue(requeue), Outcome::Applied { ready }))
+    }
+
+    async fn patch_status(&self, status: &SocialClusterStatus) -> Result<(), Error> {
+        patch_status(self.ctx, self.sc, &self.ns, status).await
+    }
+
+    async fn publish(&self, type_: EventType, reason: &str, action: &str, note: String) {
+        publish(self.ctx, self.sc, type_, reason, action, note).await;
+    }
 }
 
 /// Applies every child in dependency order; returns the Deployments and StatefulSets as
-/// stored, whose status feeds the SocialCluster status.
+/// stored, whose status feeds the SocialCluster status. Secrets go first (pods mount them),
+/// Services before the pods that resolve them.
 async fn apply_children(
     client: &Client,
     ns: &str,
     children: &build::Children,
 ) -> Result<(Vec<Deployment>, Vec<StatefulSet>), Error> {
-    for secret in &children.secrets {
+    // Exhaustive: a new kind of child that is not applied does not compile.
+    let build::Children {
+        stateful_sets,
+        deployments,
+        services,
+        secrets,
+        pdbs,
+    } = children;
+    for secret in secrets {
         apply(client, ns, secret).await?;
     }
-    for svc in &children.services {
+    for svc in services {
         apply(client, ns, svc).await?;
     }
-    let mut deployments = Vec::new();
-    for d in &children.deployments {
-        deployments.push(apply(client, ns, d).await?);
+    let mut applied_deployments = Vec::new();
+    for d in deployments {
+        applied_deployments.push(apply(client, ns, d).await?);
     }
-    let mut stateful_sets = Vec::new();
-    for s in &children.stateful_sets {
-        stateful_sets.push(apply(client, ns, s).await?);
+    let mut applied_stateful_sets = Vec::new();
+    for s in stateful_sets {
+        applied_stateful_sets.push(apply(client, ns, s).await?);
     }
-    for p in &children.pdbs {
+    for p in pdbs {
         apply(client, ns, p).await?;
     }
-    Ok((deployments, stateful_sets))
+    Ok((applied_deployments, applied_stateful_sets))
 }
 
 /// Whether an API error means "this object is not acceptable" rather than a transient

@@ -3,13 +3,23 @@
 
 use kube::api::ObjectMeta;
 
-use crate::build::{self, InvalidSpec, Owner};
-use crate::crd::{SocialCluster, SocialClusterSpec};
+use crate::build::{self, Credentials, InvalidSpec};
+use crate::crd::{AuthMode, SocialCluster, SocialClusterSpec, TlsSpec};
 
 /// Fake uid given to objects that did not come from an API server (owner references need one).
 pub const RENDER_UID: &str = "00000000-0000-4000-8000-000000000001";
 /// Stand-in broker password for rendering (the real one is generated in the cluster).
 pub const RENDER_PASSWORD: &str = "renderedPassword0123456789abcdef";
+/// Stand-in cluster secret for rendering (the real one is generated in the cluster).
+pub const RENDER_CLUSTER_SECRET: &str = "renderedClusterSecret0123456789abcdefghijklmnop";
+
+/// The stand-in credentials every offline rendering uses.
+pub fn credentials() -> Credentials {
+    Credentials {
+        rabbitmq_password: RENDER_PASSWORD.to_owned(),
+        cluster_secret: RENDER_CLUSTER_SECRET.to_owned(),
+    }
+}
 
 /// Why rendering failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +62,8 @@ pub fn complete(mut sc: SocialCluster) -> SocialCluster {
 
 /// Every child object of `sc`, validated and built, as JSON values with apiVersion and kind.
 pub fn children(sc: &SocialCluster) -> Result<Vec<serde_json::Value>, RenderError> {
-    let owner = Owner::from_object(sc)?;
-    build::validate(&sc.spec)?;
-    Ok(build::build_all(&owner, &sc.spec, RENDER_PASSWORD).to_values()?)
+    let owner = build::check(sc)?;
+    Ok(build::build_all(&owner, &sc.spec, &credentials()).to_values()?)
 }
 
 /// The children as one multi-document YAML stream.
@@ -67,7 +76,8 @@ pub fn children_yaml(sc: &SocialCluster) -> Result<String, RenderError> {
     Ok(out)
 }
 
-/// The spec shapes every check covers: smallest, default and a larger one.
+/// The spec shapes every check covers: smallest, default, a larger one, and one with every
+/// optional setting (TLS, open login).
 pub fn standard_specs() -> Vec<(&'static str, SocialClusterSpec)> {
     vec![
         (
@@ -86,6 +96,17 @@ pub fn standard_specs() -> Vec<(&'static str, SocialClusterSpec)> {
                 clusters: 5,
                 servers_per_cluster: 3,
                 synchronizers_per_cluster: 2,
+                ..SocialClusterSpec::default()
+            },
+        ),
+        (
+            "tls-open",
+            SocialClusterSpec {
+                clusters: 2,
+                auth: AuthMode::Open,
+                tls: Some(TlsSpec {
+                    secret_name: "demo-tls".to_owned(),
+                }),
                 ..SocialClusterSpec::default()
             },
         ),

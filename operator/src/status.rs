@@ -18,6 +18,8 @@ pub const REASON_ROLLING_OUT: &str = "RollingOut";
 pub const REASON_COMPLETE: &str = "ReconcileComplete";
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// `<name>-cluster-secret` exists but holds nothing the binaries accept.
+pub const REASON_INVALID_CLUSTER_SECRET: &str = "InvalidClusterSecret";
 pub const REASON_PAUSED: &str = "Paused";
 pub const REASON_APPLY_REJECTED: &str = "ApplyRejected";
 
@@ -221,26 +223,22 @@ pub fn observed(
     }
 }
 
-/// Status of a spec the operator refuses to build: Degraded/InvalidSpec with the reason,
-/// replica counts kept from before (nothing was changed).
-pub fn invalid(sc: &SocialCluster, message: &str, now: &Time) -> SocialClusterStatus {
+/// Status of a SocialCluster the operator refuses to build (`reason`: InvalidSpec or
+/// InvalidClusterSecret): Degraded with the message, replica counts kept from before
+/// (nothing was changed).
+pub fn invalid(sc: &SocialCluster, reason: &str, message: &str, now: &Time) -> SocialClusterStatus {
     let conditions = Conditions::of(sc, now);
     let mut status = sc.status.clone().unwrap_or_default();
     status.observed_generation = sc.metadata.generation;
+    let (summary, fix) = if reason == REASON_INVALID_SPEC {
+        ("the spec is invalid", "fix the spec to continue")
+    } else {
+        ("cannot build the children", "fix what Degraded names to continue")
+    };
     status.conditions = vec![
-        conditions.set(
-            READY,
-            false,
-            REASON_INVALID_SPEC,
-            format!("the spec is invalid: {message}"),
-        ),
-        conditions.set(
-            PROGRESSING,
-            false,
-            REASON_INVALID_SPEC,
-            "fix the spec to continue".to_owned(),
-        ),
-        conditions.set(DEGRADED, true, REASON_INVALID_SPEC, message.to_owned()),
+        conditions.set(READY, false, reason, format!("{summary}: {message}")),
+        conditions.set(PROGRESSING, false, reason, fix.to_owned()),
+        conditions.set(DEGRADED, true, reason, message.to_owned()),
     ];
     status
 }

@@ -1,19 +1,22 @@
 //! Wiring test: the pod templates the operator renders must start the real binaries with the
 //! intended configuration. For the default spec it fakes what the kubelet provides (POD_NAME,
-//! Secret values, `$(VAR)` expansion), runs `$TINYSNS_BIN_DIR/<binary> --print-config` with
-//! exactly the rendered command, args and env, and checks the JSON each binary prints.
+//! Secret values, Secret volumes projected as files, `$(VAR)` expansion), runs
+//! `$TINYSNS_BIN_DIR/<binary> --print-config` with exactly the rendered command, args and env,
+//! and checks the JSON each binary prints.
 //!
 //! Needs the service binaries: `cargo build --bins` first (scripts/test.sh does).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Secret, SecretVolumeSource};
 use kube::ResourceExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use tinysns_operator::build::security::CLUSTER_SECRET_FILE;
 use tinysns_operator::build::{self, Owner};
 use tinysns_operator::crd::SocialClusterSpec;
 use tinysns_operator::render;
@@ -102,8 +105,106 @@ fn pod_env(container: &Container, pod_name: &str) -> BTreeMap<String, String> {
     env
 }
 
-/// Runs the container's binary with its rendered command line and env plus --print-config.
-fn print_config(container: &Container, pod_name: &str) -> Value {
+/// A directory standing in for a pod's filesystem: every Secret volume the container mounts
+/// is projected under it as the kubelet would (one file per item, with the volume's mode,
+/// from the Secret the operator built), and env values naming a path inside a mount are
+/// mapped to the projected file. Removed on drop.
+struct Mounts {
+    root: PathBuf,
+    /// (path in the container, path on this machine)
+    mounts: Vec<(String, PathBuf)>,
+}
+
+impl Mounts {
+    /// Projects the Secret volumes of `sts`'s container for pod `pod_name`; `secrets` are the
+    /// Secrets that exist (those the operator built, plus any a test provides).
+    fn project(sts: &StatefulSet, secrets: &[Secret], pod_name: &str) -> Self {
+        let spec = sts.spec.as_ref().expect("StatefulSet spec");
+        let pod = spec.template.spec.as_ref().expect("pod template");
+        let root = std::env::temp_dir().join(format!("tinysns-wiring-{}-{pod_name}", std::process::id()));
+        // Leftovers of a killed earlier run with the same pid.
+        let _ = std::fs::remove_dir_all(&root);
+        let mut mounts = Mounts {
+            root,
+            mounts: Vec::new(),
+        };
+        for m in pod.containers[0].volume_mounts.iter().flatten() {
+            let claims = spec.volume_claim_templates.iter().flatten();
+            if claims
+                .map(|c| c.metadata.name.as_deref())
+                .any(|n| n == Some(m.name.as_str()))
+            {
+                continue; // a PersistentVolumeClaim: nothing to read at start
+            }
+            let volume = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == m.name)
+                .unwrap_or_else(|| panic!("{pod_name}: mount {} has no volume", m.name));
+            let Some(source) = &volume.secret else {
+                continue; // emptyDir: nothing to read at start
+            };
+            assert_eq!(
+                m.read_only,
+                Some(true),
+                "{pod_name}: Secret {} mounted read-only",
+                m.name
+            );
+            let dir = mounts.root.join(m.mount_path.trim_start_matches('/'));
+            write_secret_files(&dir, source, secrets);
+            mounts.mounts.push((m.mount_path.clone(), dir));
+        }
+        mounts
+    }
+
+    /// Where `path` (inside the container) is on this machine, if it is inside a Secret mount.
+    fn host_path(&self, path: &str) -> Option<PathBuf> {
+        self.mounts.iter().find_map(|(mount, dir)| {
+            let rest = path.strip_prefix(mount.as_str())?.strip_prefix('/')?;
+            Some(dir.join(rest))
+        })
+    }
+
+    /// Maps env values that are paths inside a Secret mount to the projected files.
+    fn map_env(&self, env: &mut BTreeMap<String, String>) {
+        for value in env.values_mut() {
+            if let Some(host) = self.host_path(value) {
+                *value = host.display().to_string();
+            }
+        }
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Writes each item of a Secret volume to `dir` with the volume's file mode, as the kubelet does.
+fn write_secret_files(dir: &Path, source: &SecretVolumeSource, secrets: &[Secret]) {
+    let name = source.secret_name.as_deref().expect("a Secret volume names its Secret");
+    let secret = secrets
+        .iter()
+        .find(|s| s.name_any() == name)
+        .unwrap_or_else(|| panic!("the pod needs Secret {name}, which does not exist"));
+    std::fs::create_dir_all(dir).expect("temp dir is writable");
+    for item in source.items.iter().flatten() {
+        let data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&item.key))
+            .unwrap_or_else(|| panic!("Secret {name} has no key {}", item.key));
+        let file = dir.join(&item.path);
+        std::fs::write(&file, &data.0).expect("temp file is writable");
+        let mode = u32::try_from(item.mode.or(source.default_mode).unwrap_or(0o644)).expect("a file mode");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+}
+
+/// Runs the container's binary with its rendered command line, `env` and --print-config.
+fn print_config(container: &Container, env: &BTreeMap<String, String>) -> Value {
     let command = container.command.clone().unwrap_or_default();
     let image_path = command.first().expect("the container names its binary");
     let binary = image_path
@@ -116,7 +217,6 @@ fn print_config(container: &Container, pod_name: &str) -> Value {
          TINYSNS_BIN_DIR at the directory holding coordinator, tsd and synchronizer",
         path.display()
     );
-    let env = pod_env(container, pod_name);
     let mut args: Vec<String> = command[1..].to_vec();
     args.extend(container.args.clone().unwrap_or_default());
     args.push("--print-config".to_owned());
@@ -124,7 +224,7 @@ fn print_config(container: &Container, pod_name: &str) -> Value {
         .args(&args)
         // Only what the pod would have: no TINYSNS_* from the developer's shell.
         .env_clear()
-        .envs(&env)
+        .envs(env)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -140,35 +240,6 @@ fn print_config(container: &Container, pod_name: &str) -> Value {
         .find(|l| l.trim_start().starts_with('{'))
         .unwrap_or_else(|| panic!("{binary} printed no JSON object: {stdout}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{binary} printed bad JSON ({e}): {line}"))
-}
-
-/// The first number found under any of `keys` (the binaries' JSON is flat or nested).
-fn number(json: &Value, keys: &[&str]) -> Option<u64> {
-    match json {
-        Value::Object(map) => {
-            for k in keys {
-                if let Some(n) = map.get(*k).and_then(Value::as_u64) {
-                    return Some(n);
-                }
-            }
-            map.values().find_map(|v| number(v, keys))
-        }
-        _ => None,
-    }
-}
-
-/// Whether the duration under one of `keys` is `millis` (as a number of milliseconds) or
-/// `text` (as a humantime string).
-fn duration_is(json: &Value, keys: &[&str], millis: u64, text: &str) -> bool {
-    let Value::Object(map) = json else {
-        return false;
-    };
-    keys.iter().filter_map(|k| map.get(*k)).any(|v| {
-        v.as_u64() == Some(millis)
-            || v.as_str()
-                .and_then(|s| humantime::parse_duration(s).ok())
-                .is_some_and(|d| Some(d) == humantime::parse_duration(text).ok())
-    })
 }
 
 /// Whether any string in the JSON contains `needle`.
@@ -198,14 +269,97 @@ fn expand_follows_kubernetes_rules() {
     assert_eq!(expand("a$b", &defined), "a$b");
 }
 
+/// Asserts that each JSON pointer of `expected` holds its value in what a binary printed.
+fn expect_fields(json: &Value, expected: &[(&str, Value)], ctx: &str) {
+    for (pointer, want) in expected {
+        assert_eq!(json.pointer(pointer), Some(want), "{pointer}: {ctx}");
+    }
+}
+
+/// What a pod is and where its Secret files landed, for the per-role expectations.
+struct PodUnderTest<'a> {
+    pod: &'a str,
+    ordinal: u64,
+    mounts: &'a Mounts,
+}
+
+impl PodUnderTest<'_> {
+    /// The projected cluster secret file, where the rendered TINYSNS_CLUSTER_SECRET_FILE
+    /// points inside the pod.
+    fn secret_file(&self) -> Value {
+        let host = self
+            .mounts
+            .host_path(CLUSTER_SECRET_FILE)
+            .unwrap_or_else(|| panic!("{}: {CLUSTER_SECRET_FILE} is not inside a Secret mount", self.pod));
+        let content = std::fs::read_to_string(&host).expect("the projected secret file exists");
+        assert_eq!(
+            content,
+            render::RENDER_CLUSTER_SECRET,
+            "{}: the built Secret's value",
+            self.pod
+        );
+        json!(host.display().to_string())
+    }
+}
+
+fn coordinator_host() -> String {
+    format!("demo-coordinator.{NAMESPACE}.svc.cluster.local")
+}
+
+/// Fields of the coordinator's --print-config that the operator sets, one line per setting.
+fn coordinator_fields(p: &PodUnderTest) -> Vec<(&'static str, Value)> {
+    vec![
+        ("/port", json!(9000)),
+        ("/internal_port", json!(29000)),
+        ("/bind", json!("0.0.0.0")),
+        ("/clusters", json!(3)),
+        ("/heartbeat_interval", json!(250)),
+        ("/failure_timeout", json!(1000)),
+        ("/secret/cluster_secret_file", p.secret_file()),
+        ("/auth", json!("password")),
+    ]
+}
+
+/// Fields of a tsd of cluster `k`.
+fn tsd_fields(p: &PodUnderTest, k: u64) -> Vec<(&'static str, Value)> {
+    let host = format!("{}.demo-tsd-{k}.{NAMESPACE}.svc.cluster.local", p.pod);
+    vec![
+        ("/cluster", json!(k)),
+        ("/server", json!(p.ordinal + 1)),
+        ("/port", json!(10000)),
+        ("/advertise", json!(format!("{host}:10000"))),
+        ("/internal_port", json!(30000)),
+        // Not loopback: the secret file was read, so other pods can reach the internal port.
+        ("/internal_bind", json!("0.0.0.0")),
+        ("/internal_advertise", json!(format!("{host}:30000"))),
+        ("/coordinator", json!(format!("{}:9000", coordinator_host()))),
+        ("/coordinator_internal", json!(format!("{}:29000", coordinator_host()))),
+        ("/cluster_secret_file", p.secret_file()),
+        ("/data_dir", json!("/var/lib/tinysns")),
+        ("/auth", json!("password")),
+    ]
+}
+
+/// Fields of a synchronizer of cluster `k`.
+fn synchronizer_fields(p: &PodUnderTest, k: u64) -> Vec<(&'static str, Value)> {
+    let host = format!("{}.demo-sync-{k}.{NAMESPACE}.svc.cluster.local", p.pod);
+    vec![
+        ("/id", json!(k + p.ordinal * 3)),
+        ("/port", json!(9100)),
+        ("/advertise", json!(format!("{host}:9100"))),
+        ("/coordinator_internal", json!(format!("{}:29000", coordinator_host()))),
+        ("/cluster_secret_file", p.secret_file()),
+        ("/auth", json!("password")),
+    ]
+}
+
 /// Checks every pod of the default spec's StatefulSets whose name starts with `prefix`;
 /// returns how many pods were checked.
 fn check_pods(prefix: &str) -> usize {
     let spec = SocialClusterSpec::default();
     let sc = render::object("demo", NAMESPACE, spec.clone());
     let owner = Owner::from_object(&sc).expect("fixture is complete");
-    let children = build::build_all(&owner, &spec, render::RENDER_PASSWORD);
-    let coordinator_host = format!("demo-coordinator.{NAMESPACE}.svc.cluster.local");
+    let children = build::build_all(&owner, &spec, &render::credentials());
     let mut checked = 0;
 
     for sts in &children.stateful_sets {
@@ -217,56 +371,37 @@ fn check_pods(prefix: &str) -> usize {
         let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         for ordinal in 0..replicas {
             let pod = format!("{name}-{ordinal}");
-            let json = print_config(c, &pod);
-            let ordinal = u64::try_from(ordinal).expect("non-negative");
+            let mounts = Mounts::project(sts, &children.secrets, &pod);
+            let mut env = pod_env(c, &pod);
+            assert_eq!(
+                env.get("TINYSNS_CLUSTER_SECRET_FILE").map(String::as_str),
+                Some(CLUSTER_SECRET_FILE),
+                "{pod}"
+            );
+            mounts.map_env(&mut env);
+            let json = print_config(c, &env);
             let ctx = format!("{pod}: {json}");
-            if name == "demo-coordinator" {
-                assert_eq!(number(&json, &["port"]), Some(9000), "{ctx}");
-                assert_eq!(number(&json, &["clusters"]), Some(3), "{ctx}");
-                assert!(
-                    duration_is(&json, &["heartbeat_interval", "heartbeatInterval"], 250, "250ms"),
-                    "heartbeat interval: {ctx}"
-                );
-                assert!(
-                    duration_is(&json, &["failure_timeout", "failureTimeout"], 1000, "1s"),
-                    "failure timeout: {ctx}"
-                );
+            let under_test = PodUnderTest {
+                pod: &pod,
+                ordinal: u64::try_from(ordinal).expect("non-negative"),
+                mounts: &mounts,
+            };
+            let expected = if name == "demo-coordinator" {
+                coordinator_fields(&under_test)
             } else if let Some(k) = name.strip_prefix("demo-tsd-") {
-                let k: u64 = k.parse().expect("cluster number");
-                assert_eq!(number(&json, &["cluster", "cluster_id", "clusterId"]), Some(k), "{ctx}");
-                assert_eq!(
-                    number(&json, &["server", "server_id", "serverId"]),
-                    Some(ordinal + 1),
-                    "server id = ordinal + 1: {ctx}"
-                );
-                assert_eq!(number(&json, &["port"]), Some(10000), "{ctx}");
-                assert!(
-                    has_string(&json, &format!("{pod}.demo-tsd-{k}.{NAMESPACE}.svc.cluster.local")),
-                    "advertises its stable DNS name: {ctx}"
-                );
-                assert!(has_string(&json, &coordinator_host), "{ctx}");
-                assert!(has_string(&json, "/var/lib/tinysns"), "data dir: {ctx}");
+                tsd_fields(&under_test, k.parse().expect("cluster number"))
             } else if let Some(k) = name.strip_prefix("demo-sync-") {
-                let k: u64 = k.parse().expect("cluster number");
-                assert_eq!(
-                    number(&json, &["id", "synch_id", "synchId", "sync_id"]),
-                    Some(k + ordinal * 3),
-                    "synch id = cluster + ordinal * clusters: {ctx}"
-                );
-                assert_eq!(number(&json, &["port"]), Some(9100), "{ctx}");
-                assert!(
-                    has_string(&json, &format!("{pod}.demo-sync-{k}.{NAMESPACE}.svc.cluster.local")),
-                    "advertises its stable DNS name: {ctx}"
-                );
-                assert!(has_string(&json, &coordinator_host), "{ctx}");
+                let fields = synchronizer_fields(&under_test, k.parse().expect("cluster number"));
                 // The URL may be printed with the password masked; the broker host must be there.
                 assert!(
                     has_string(&json, &format!("demo-rabbitmq.{NAMESPACE}.svc.cluster.local:5672")),
                     "amqp url: {ctx}"
                 );
+                fields
             } else {
                 panic!("unexpected StatefulSet {name}");
-            }
+            };
+            expect_fields(&json, &expected, &ctx);
             checked += 1;
         }
     }

@@ -1,5 +1,5 @@
 //! Writes every object the operator builds to YAML files, for offline validation:
-//! `render OUT_DIR [SOCIALCLUSTER.yaml ...]` writes OUT_DIR/{1x1,default,5x3}.yaml and one
+//! `render OUT_DIR [SOCIALCLUSTER.yaml ...]` writes OUT_DIR/{1x1,default,5x3,tls-open}.yaml and one
 //! file per given SocialCluster manifest (example-N-<file stem>.yaml).
 
 use std::path::{Path, PathBuf};

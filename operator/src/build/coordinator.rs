@@ -2,32 +2,42 @@
 //! hands the failure-detection timings to them in heartbeat replies.
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{EnvVar, Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{COORDINATOR_PORT, Owner, Role, env, log_env, tinysns_container, tinysns_pod_template};
+use super::{
+    COORDINATOR_INTERNAL_PORT, COORDINATOR_PORT, Owner, Ports, Role, env, log_env, tinysns_container,
+    tinysns_pod_template,
+};
 use crate::crd::SocialClusterSpec;
 
+/// Client port (GetServer, health) and internal port (the members' API).
+pub const PORTS: Ports = Ports {
+    client: COORDINATOR_PORT,
+    internal: Some(COORDINATOR_INTERNAL_PORT),
+};
+
+/// Environment of the coordinator (the shared security variables are added by
+/// `tinysns_container`).
+pub fn container_env(spec: &SocialClusterSpec) -> Vec<EnvVar> {
+    vec![
+        env("TINYSNS_PORT", COORDINATOR_PORT.to_string()),
+        env("TINYSNS_INTERNAL_PORT", COORDINATOR_INTERNAL_PORT.to_string()),
+        env("TINYSNS_BIND", "0.0.0.0"),
+        env("TINYSNS_CLUSTERS", spec.clusters.to_string()),
+        env("TINYSNS_HEARTBEAT_INTERVAL", spec.timing.heartbeat_interval.clone()),
+        env("TINYSNS_FAILURE_TIMEOUT", spec.timing.failure_timeout.clone()),
+        log_env(),
+    ]
+}
+
 /// The coordinator StatefulSet (1 replica: a StatefulSet, not a Deployment, so that a
-/// rolling update never runs two coordinators at once) and its ClusterIP Service.
+/// rolling update never runs two coordinators at once) and its ClusterIP Service, which
+/// exposes both ports: clients use the first, members the second.
 pub fn build(owner: &Owner, spec: &SocialClusterSpec) -> (StatefulSet, Service) {
     let name = owner.coordinator_name();
     let role = Role::Coordinator;
-    let container = tinysns_container(
-        spec,
-        role,
-        "coordinator",
-        COORDINATOR_PORT,
-        vec![
-            env("TINYSNS_PORT", COORDINATOR_PORT.to_string()),
-            env("TINYSNS_BIND", "0.0.0.0"),
-            env("TINYSNS_CLUSTERS", spec.clusters.to_string()),
-            env("TINYSNS_HEARTBEAT_INTERVAL", spec.timing.heartbeat_interval.clone()),
-            env("TINYSNS_FAILURE_TIMEOUT", spec.timing.failure_timeout.clone()),
-            log_env(),
-        ],
-    );
+    let container = tinysns_container(spec, role, "coordinator", PORTS, container_env(spec));
     let sts = StatefulSet {
         metadata: owner.meta(name.clone(), role, None),
         spec: Some(StatefulSetSpec {
@@ -37,7 +47,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec) -> (StatefulSet, Service) 
                 match_labels: Some(owner.selector_labels(role, None)),
                 ..LabelSelector::default()
             },
-            template: tinysns_pod_template(owner, role, None, container, 10),
+            template: tinysns_pod_template(owner, spec, role, None, container, 10),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
@@ -47,13 +57,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec) -> (StatefulSet, Service) 
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(owner.selector_labels(role, None)),
-            ports: Some(vec![ServicePort {
-                name: Some("grpc".to_owned()),
-                port: COORDINATOR_PORT,
-                target_port: Some(IntOrString::String("grpc".to_owned())),
-                protocol: Some("TCP".to_owned()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(PORTS.service_ports()),
             ..ServiceSpec::default()
         }),
         ..Service::default()

@@ -4,6 +4,7 @@
 
 pub mod coordinator;
 pub mod rabbitmq;
+pub mod security;
 pub mod synchronizer;
 pub mod tsd;
 
@@ -12,8 +13,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, GRPCAction, ObjectFieldSelector, PodSecurityContext, Probe,
-    ResourceRequirements, SeccompProfile, Secret, SecurityContext, Service,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, GRPCAction,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    Secret, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -21,14 +23,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{SocialCluster, SocialClusterSpec};
+use crate::crd::{SocialCluster, SocialClusterSpec, TlsSpec};
+pub use security::Credentials;
 
 /// The single field manager for every server-side apply, children and status alike, so the
 /// operator never fights itself over field ownership.
 pub const FIELD_MANAGER: &str = "tinysns-operator";
 
+/// Client ports: what tsc and health probes use.
 pub const COORDINATOR_PORT: i32 = 9000;
 pub const TSD_PORT: i32 = 10000;
+/// Internal ports: the members' API (coordinator heartbeats, replication, change feed),
+/// served only to callers presenting the cluster secret. The binaries' default is the
+/// client port + 20000; the operator sets them explicitly.
+pub const COORDINATOR_INTERNAL_PORT: i32 = 29000;
+pub const TSD_INTERNAL_PORT: i32 = 30000;
 pub const SYNCHRONIZER_PORT: i32 = 9100;
 pub const AMQP_PORT: i32 = 5672;
 /// Where the tsd volume is mounted (passed as TINYSNS_DATA_DIR).
@@ -97,6 +106,10 @@ pub enum InvalidSpec {
     NameTooLong(String),
     #[error("the SocialCluster has no {0} (it must come from the API server)")]
     MissingMetadata(&'static str),
+    #[error("{field}: {value:?} is not a Secret name (lowercase letters, digits, '-' and '.', at most 253)")]
+    BadSecretName { field: &'static str, value: String },
+    #[error("{field}: {value:?} is a Secret the operator manages for this SocialCluster; name your own Secret")]
+    ReservedSecretName { field: &'static str, value: String },
 }
 
 /// Checks what the CRD schema cannot express. The API server already enforces ranges and
@@ -134,7 +147,44 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
             failure: spec.timing.failure_timeout.clone(),
         });
     }
+    if let Some(TlsSpec { secret_name }) = &spec.tls
+        && !is_dns_subdomain(secret_name)
+    {
+        return Err(InvalidSpec::BadSecretName {
+            field: "tls.secretName",
+            value: secret_name.clone(),
+        });
+    }
     Ok(())
+}
+
+/// The owner of a SocialCluster whose spec can be built: metadata complete, spec valid, and
+/// no Secret it references is one the operator writes itself.
+pub fn check(sc: &SocialCluster) -> Result<Owner, InvalidSpec> {
+    let owner = Owner::from_object(sc)?;
+    validate(&sc.spec)?;
+    if let Some(TlsSpec { secret_name }) = &sc.spec.tls
+        && owner.managed_secret_names().contains(secret_name)
+    {
+        return Err(InvalidSpec::ReservedSecretName {
+            field: "tls.secretName",
+            value: secret_name.clone(),
+        });
+    }
+    Ok(owner)
+}
+
+/// Whether `name` is a valid Secret name: an RFC 1123 DNS subdomain.
+fn is_dns_subdomain(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    name.len() <= crate::crd::MAX_SECRET_NAME_LEN && name.split('.').all(label_ok)
 }
 
 fn parse_duration(field: &'static str, value: &str) -> Result<Duration, InvalidSpec> {
@@ -231,6 +281,20 @@ impl Owner {
         }
     }
 
+    /// Metadata of a child shared by every role (the cluster secret): instance labels plus
+    /// `component`.
+    pub fn shared_meta(&self, name: String, component: &str) -> ObjectMeta {
+        let mut labels = self.instance_labels();
+        labels.insert(LABEL_COMPONENT.to_owned(), component.to_owned());
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![self.owner_ref.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
     pub fn coordinator_name(&self) -> String {
         format!("{}-coordinator", self.name)
     }
@@ -246,6 +310,14 @@ impl Owner {
     /// The generated broker credentials (username, password, url).
     pub fn rabbitmq_secret_name(&self) -> String {
         format!("{}-rabbitmq-credentials", self.name)
+    }
+    /// The generated cluster secret every member reads (key `secret`).
+    pub fn cluster_secret_name(&self) -> String {
+        format!("{}-cluster-secret", self.name)
+    }
+    /// Every Secret the operator writes for this SocialCluster.
+    pub fn managed_secret_names(&self) -> [String; 2] {
+        [self.cluster_secret_name(), self.rabbitmq_secret_name()]
     }
     /// Fully qualified DNS name of a Service of this SocialCluster.
     pub fn service_host(&self, service: &str) -> String {
@@ -270,22 +342,20 @@ pub struct Children {
 impl Children {
     /// Every object as YAML-able JSON values, in apply order (used by `render`).
     pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        // Exhaustive: a new field that is not rendered does not compile.
+        let Children {
+            stateful_sets,
+            deployments,
+            services,
+            secrets,
+            pdbs,
+        } = self;
         let mut out = Vec::new();
-        for s in &self.secrets {
-            out.push(typed_value(s)?);
-        }
-        for s in &self.services {
-            out.push(typed_value(s)?);
-        }
-        for d in &self.deployments {
-            out.push(typed_value(d)?);
-        }
-        for s in &self.stateful_sets {
-            out.push(typed_value(s)?);
-        }
-        for p in &self.pdbs {
-            out.push(typed_value(p)?);
-        }
+        out.extend(secrets.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
+        out.extend(services.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
+        out.extend(deployments.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
+        out.extend(stateful_sets.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
+        out.extend(pdbs.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
         Ok(out)
     }
 }
@@ -306,10 +376,14 @@ where
     Ok(value)
 }
 
-/// Builds every child object. `rabbitmq_password` is the broker password to keep (generated
-/// once by the reconciler and read back on later reconciles); ignored for external brokers.
-pub fn build_all(owner: &Owner, spec: &SocialClusterSpec, rabbitmq_password: &str) -> Children {
+/// Builds every child object. `credentials` are the values to keep (generated once by the
+/// reconciler and read back on later reconciles); the broker password is ignored for
+/// external brokers.
+pub fn build_all(owner: &Owner, spec: &SocialClusterSpec, credentials: &Credentials) -> Children {
     let mut children = Children::default();
+    children
+        .secrets
+        .push(security::cluster_secret(owner, &credentials.cluster_secret));
 
     let (sts, svc) = coordinator::build(owner, spec);
     children.stateful_sets.push(sts);
@@ -317,7 +391,7 @@ pub fn build_all(owner: &Owner, spec: &SocialClusterSpec, rabbitmq_password: &st
     children.pdbs.push(pdb(owner, Role::Coordinator, None));
 
     if let Some(managed) = rabbitmq::managed(spec) {
-        let (deploy, svc, secret) = rabbitmq::build(owner, spec, managed, rabbitmq_password);
+        let (deploy, svc, secret) = rabbitmq::build(owner, spec, managed, &credentials.rabbitmq_password);
         children.deployments.push(deploy);
         children.services.push(svc);
         children.secrets.push(secret);
@@ -487,76 +561,146 @@ pub fn log_env() -> EnvVar {
     env("RUST_LOG", "info")
 }
 
-/// A tinysns container with the shared settings (image, probes, security, resources).
-pub fn tinysns_container(spec: &SocialClusterSpec, role: Role, binary: &str, port: i32, env: Vec<EnvVar>) -> Container {
+/// The ports of a tinysns process: the client port (client API, health probes) and, for the
+/// coordinator and tsd, the internal port only members may call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub client: i32,
+    pub internal: Option<i32>,
+}
+
+/// Port names shared by containers and Services (Services target ports by name).
+pub const PORT_NAME_CLIENT: &str = "grpc";
+pub const PORT_NAME_INTERNAL: &str = "internal";
+
+impl Ports {
+    /// (name, port) of each port, client first.
+    pub fn named(self) -> Vec<(&'static str, i32)> {
+        let mut ports = vec![(PORT_NAME_CLIENT, self.client)];
+        ports.extend(self.internal.map(|p| (PORT_NAME_INTERNAL, p)));
+        ports
+    }
+
+    fn container_ports(self) -> Vec<ContainerPort> {
+        self.named()
+            .into_iter()
+            .map(|(name, port)| ContainerPort {
+                name: Some(name.to_owned()),
+                container_port: port,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            })
+            .collect()
+    }
+
+    /// Service ports, each targeting the container port of the same name.
+    pub fn service_ports(self) -> Vec<ServicePort> {
+        self.named()
+            .into_iter()
+            .map(|(name, port)| ServicePort {
+                name: Some(name.to_owned()),
+                port,
+                target_port: Some(IntOrString::String(name.to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            })
+            .collect()
+    }
+}
+
+/// A tinysns container with the shared settings (image, probes, security, resources), the
+/// cluster secret and TLS mounts, and `env` followed by the shared security environment.
+pub fn tinysns_container(
+    spec: &SocialClusterSpec,
+    role: Role,
+    binary: &str,
+    ports: Ports,
+    mut env: Vec<EnvVar>,
+) -> Container {
+    env.extend(security::env_vars(spec));
+    let mut volume_mounts = vec![VolumeMount {
+        name: TMP_VOLUME.to_owned(),
+        mount_path: "/tmp".to_owned(),
+        ..VolumeMount::default()
+    }];
+    volume_mounts.extend(security::mounts(spec));
     Container {
         name: role.as_str().to_owned(),
         image: Some(spec.image.reference()),
         image_pull_policy: Some(spec.image.pull_policy.as_str().to_owned()),
         command: Some(vec![format!("/usr/local/bin/{binary}")]),
         env: Some(env),
-        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
-            name: Some("grpc".to_owned()),
-            container_port: port,
-            protocol: Some("TCP".to_owned()),
-            ..Default::default()
-        }]),
-        liveness_probe: Some(liveness_probe(port)),
-        readiness_probe: Some(readiness_probe(port)),
+        ports: Some(ports.container_ports()),
+        liveness_probe: Some(liveness_probe(ports.client)),
+        readiness_probe: Some(readiness_probe(ports.client)),
         resources: Some(resources_for(spec, role)),
         // The root filesystem is read-only; /tmp is a scratch emptyDir (see tmp_volume).
         security_context: Some(container_security_context(true)),
-        volume_mounts: Some(vec![k8s_openapi::api::core::v1::VolumeMount {
-            name: TMP_VOLUME.to_owned(),
-            mount_path: "/tmp".to_owned(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(volume_mounts),
         // Show the last log lines in `kubectl describe pod` when a binary fails to start.
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     }
 }
 
-/// The pod template every tinysns service runs in: one container, a scratch /tmp, non-root,
-/// no service-account token, and no service links (for a SocialCluster named "tinysns" they
-/// would inject e.g. TINYSNS_COORDINATOR_PORT=tcp://.., clashing with the binaries' env).
+/// The pod template every tinysns service runs in: one container, a scratch /tmp, the
+/// cluster secret (and TLS) volumes, non-root, no service-account token, and no service
+/// links (for a SocialCluster named "tinysns" they would inject e.g.
+/// TINYSNS_COORDINATOR_PORT=tcp://.., clashing with the binaries' env).
 pub fn tinysns_pod_template(
     owner: &Owner,
+    spec: &SocialClusterSpec,
     role: Role,
     cluster: Option<u32>,
-    container: k8s_openapi::api::core::v1::Container,
+    container: Container,
     grace_seconds: i64,
-) -> k8s_openapi::api::core::v1::PodTemplateSpec {
-    k8s_openapi::api::core::v1::PodTemplateSpec {
+) -> PodTemplateSpec {
+    let mut volumes = vec![tmp_volume()];
+    volumes.extend(security::volumes(owner, spec));
+    PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(owner.labels(role, cluster)),
             ..ObjectMeta::default()
         }),
-        spec: Some(k8s_openapi::api::core::v1::PodSpec {
+        spec: Some(PodSpec {
             containers: vec![container],
-            volumes: Some(vec![tmp_volume()]),
+            volumes: Some(volumes),
             security_context: Some(pod_security_context(TINYSNS_UID)),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             termination_grace_period_seconds: Some(grace_seconds),
-            ..k8s_openapi::api::core::v1::PodSpec::default()
+            ..PodSpec::default()
         }),
     }
 }
 
-/// The StatefulSet of one cluster's members of `role` (servers or synchronizers), `replicas`
-/// pods behind the headless Service `name`. Pods start and are replaced in parallel: the
-/// members of a cluster recover independently, and after losing every pod at once
-/// OrderedReady would wait forever on a pod that needs its peers.
+/// One cluster's members of a role (servers or synchronizers): how many, and the name of
+/// their StatefulSet and headless Service.
+#[derive(Clone, Debug)]
+pub struct ClusterMembers {
+    pub name: String,
+    pub role: Role,
+    pub cluster: u32,
+    pub replicas: u32,
+}
+
+/// The StatefulSet of one cluster's members, pods behind the headless Service of the same
+/// name. Pods start and are replaced in parallel: the members of a cluster recover
+/// independently, and after losing every pod at once OrderedReady would wait forever on a
+/// pod that needs its peers.
 pub fn cluster_stateful_set(
     owner: &Owner,
-    name: String,
-    role: Role,
-    cluster: u32,
-    replicas: u32,
+    spec: &SocialClusterSpec,
+    members: ClusterMembers,
     container: Container,
 ) -> StatefulSet {
     use k8s_openapi::api::apps::v1::StatefulSetSpec;
+    let ClusterMembers {
+        name,
+        role,
+        cluster,
+        replicas,
+    } = members;
     StatefulSet {
         metadata: owner.meta(name.clone(), role, Some(cluster)),
         spec: Some(StatefulSetSpec {
@@ -567,7 +711,7 @@ pub fn cluster_stateful_set(
                 match_labels: Some(owner.selector_labels(role, Some(cluster))),
                 ..LabelSelector::default()
             },
-            template: tinysns_pod_template(owner, role, Some(cluster), container, 30),
+            template: tinysns_pod_template(owner, spec, role, Some(cluster), container, 30),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
@@ -575,32 +719,25 @@ pub fn cluster_stateful_set(
 }
 
 /// The emptyDir behind /tmp of every tinysns container.
-pub fn tmp_volume() -> k8s_openapi::api::core::v1::Volume {
-    k8s_openapi::api::core::v1::Volume {
+pub fn tmp_volume() -> Volume {
+    Volume {
         name: TMP_VOLUME.to_owned(),
-        empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),
-        ..Default::default()
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
     }
 }
 
 /// A headless Service in front of a StatefulSet: gives each pod the stable DNS name it
 /// advertises. Not-ready addresses are published because readiness means "registered with
 /// the coordinator", and peers must be able to resolve a pod before that.
-pub fn headless_service(owner: &Owner, name: String, role: Role, cluster: Option<u32>, port: i32) -> Service {
-    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+pub fn headless_service(owner: &Owner, name: String, role: Role, cluster: Option<u32>, ports: Ports) -> Service {
     Service {
         metadata: owner.meta(name, role, cluster),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
             selector: Some(owner.selector_labels(role, cluster)),
-            ports: Some(vec![ServicePort {
-                name: Some("grpc".to_owned()),
-                port,
-                target_port: Some(IntOrString::String("grpc".to_owned())),
-                protocol: Some("TCP".to_owned()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(ports.service_ports()),
             ..ServiceSpec::default()
         }),
         ..Service::default()

@@ -5,13 +5,20 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector, Service};
 
 use super::{
-    COORDINATOR_PORT, Owner, Role, SYNCHRONIZER_PORT, cluster_stateful_set, env, headless_service, log_env,
-    pod_name_env, rabbitmq, tinysns_container,
+    COORDINATOR_INTERNAL_PORT, COORDINATOR_PORT, ClusterMembers, Owner, Ports, Role, SYNCHRONIZER_PORT,
+    cluster_stateful_set, env, headless_service, log_env, pod_name_env, rabbitmq, tinysns_container,
 };
 use crate::crd::SocialClusterSpec;
 
+/// Health only: a synchronizer serves no API, it calls tsd and the coordinator.
+pub const PORTS: Ports = Ports {
+    client: SYNCHRONIZER_PORT,
+    internal: None,
+};
+
 /// Environment of a synchronizer of cluster `k`; AMQP_URL comes from a Secret so the broker
-/// password never appears in the StatefulSet.
+/// password never appears in the StatefulSet. The shared security variables are added by
+/// `tinysns_container`.
 pub fn container_env(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> Vec<EnvVar> {
     let service = owner.sync_name(k);
     let (secret, key) = rabbitmq::url_secret(owner, spec);
@@ -24,6 +31,10 @@ pub fn container_env(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> Vec<Env
             owner.service_host(&owner.coordinator_name()),
         ),
         env("TINYSNS_COORDINATOR_PORT", COORDINATOR_PORT.to_string()),
+        env(
+            "TINYSNS_COORDINATOR_INTERNAL_PORT",
+            COORDINATOR_INTERNAL_PORT.to_string(),
+        ),
         env("TINYSNS_PORT", SYNCHRONIZER_PORT.to_string()),
         env("TINYSNS_BIND", "0.0.0.0"),
         env(
@@ -50,14 +61,14 @@ pub fn container_env(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> Vec<Env
 pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, Service) {
     let name = owner.sync_name(k);
     let role = Role::Synchronizer;
-    let container = tinysns_container(
-        spec,
+    let container = tinysns_container(spec, role, "synchronizer", PORTS, container_env(owner, spec, k));
+    let members = ClusterMembers {
+        name: name.clone(),
         role,
-        "synchronizer",
-        SYNCHRONIZER_PORT,
-        container_env(owner, spec, k),
-    );
-    let sts = cluster_stateful_set(owner, name.clone(), role, k, spec.synchronizers_per_cluster, container);
-    let svc = headless_service(owner, name, role, Some(k), SYNCHRONIZER_PORT);
+        cluster: k,
+        replicas: spec.synchronizers_per_cluster,
+    };
+    let sts = cluster_stateful_set(owner, spec, members, container);
+    let svc = headless_service(owner, name, role, Some(k), PORTS);
     (sts, svc)
 }

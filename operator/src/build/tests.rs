@@ -4,9 +4,22 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use kube::ResourceExt;
 
+use super::security::{
+    CLUSTER_SECRET_DIR, CLUSTER_SECRET_FILE, CLUSTER_SECRET_KEY, CLUSTER_SECRET_VOLUME, TLS_DIR, TLS_VOLUME,
+    UnusableSecret,
+};
 use super::*;
-use crate::crd::{ExternalRabbitMq, RabbitMqSpec, SecretKeyRef, SocialClusterSpec};
+use crate::crd::{AuthMode, ExternalRabbitMq, RabbitMqSpec, SecretKeyRef, SocialClusterSpec, TlsSpec};
 use crate::render::{self, RENDER_UID};
+
+const CLUSTER_SECRET: &str = "clusterSecretForTests0123456789abcdefghijklmnopq";
+
+fn credentials(password: &str) -> Credentials {
+    Credentials {
+        rabbitmq_password: password.to_owned(),
+        cluster_secret: CLUSTER_SECRET.to_owned(),
+    }
+}
 
 fn owner() -> Owner {
     let sc = render::object("demo", "ns1", SocialClusterSpec::default());
@@ -63,7 +76,7 @@ fn replicas(s: &StatefulSet) -> i32 {
 fn check_shape(spec: &SocialClusterSpec) -> Children {
     let o = owner();
     validate(spec).expect("valid spec");
-    let c = build_all(&o, spec, "p4ssw0rdp4ssw0rdp4ssw0rd");
+    let c = build_all(&o, spec, &credentials("p4ssw0rdp4ssw0rdp4ssw0rd"));
     let k = spec.clusters as usize;
     assert_eq!(c.stateful_sets.len(), 1 + 2 * k, "coordinator + tsd + sync per cluster");
     assert_eq!(
@@ -72,7 +85,7 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
         "coordinator, rabbitmq, tsd + sync per cluster"
     );
     assert_eq!(c.deployments.len(), 1);
-    assert_eq!(c.secrets.len(), 1);
+    assert_eq!(c.secrets.len(), 2, "cluster secret + broker credentials");
     assert_eq!(c.pdbs.len(), 2 + 2 * k);
 
     for value in c.to_values().expect("serializable") {
@@ -208,7 +221,171 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
         let spec = p.spec.as_ref().expect("pdb spec");
         assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
     }
+    check_ports(&c, spec);
+    for s in &c.stateful_sets {
+        check_security(s, spec);
+    }
     c
+}
+
+fn service<'a>(c: &'a Children, name: &str) -> &'a Service {
+    c.services
+        .iter()
+        .find(|s| s.name_any() == name)
+        .unwrap_or_else(|| panic!("no Service {name}"))
+}
+
+/// (name, port, targetPort) of each port of a Service.
+fn service_ports(svc: &Service) -> Vec<(String, i32, String)> {
+    let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).expect("ports");
+    ports
+        .iter()
+        .map(|p| {
+            let target = match &p.target_port {
+                Some(IntOrString::String(t)) => t.clone(),
+                other => panic!("targets a named port, not {other:?}"),
+            };
+            (p.name.clone().unwrap_or_default(), p.port, target)
+        })
+        .collect()
+}
+
+/// (name, port) of each container port.
+fn container_ports(c: &Container) -> Vec<(String, i32)> {
+    c.ports
+        .as_ref()
+        .expect("ports")
+        .iter()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect()
+}
+
+fn named(ports: &[(&str, i32)]) -> Vec<(String, i32)> {
+    ports.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect()
+}
+
+fn targeted(ports: &[(&str, i32)]) -> Vec<(String, i32, String)> {
+    ports
+        .iter()
+        .map(|(n, p)| ((*n).to_owned(), *p, (*n).to_owned()))
+        .collect()
+}
+
+/// Client and internal ports on containers, Services and in the environment.
+fn check_ports(c: &Children, spec: &SocialClusterSpec) {
+    let coordinator = [("grpc", 9000), ("internal", 29000)];
+    let tsd = [("grpc", 10000), ("internal", 30000)];
+    let sync = [("grpc", 9100)];
+    let cc = container(sts(c, "demo-coordinator"));
+    assert_eq!(container_ports(cc), named(&coordinator));
+    assert_eq!(service_ports(service(c, "demo-coordinator")), targeted(&coordinator));
+    assert_eq!(env_value(cc, "TINYSNS_INTERNAL_PORT"), Some("29000"));
+    for k in 1..=spec.clusters {
+        let tc = container(sts(c, &format!("demo-tsd-{k}")));
+        assert_eq!(container_ports(tc), named(&tsd));
+        assert_eq!(service_ports(service(c, &format!("demo-tsd-{k}"))), targeted(&tsd));
+        assert_eq!(env_value(tc, "TINYSNS_PORT"), Some("10000"));
+        assert_eq!(env_value(tc, "TINYSNS_INTERNAL_PORT"), Some("30000"));
+        assert_eq!(env_value(tc, "TINYSNS_COORDINATOR_PORT"), Some("9000"));
+        assert_eq!(env_value(tc, "TINYSNS_COORDINATOR_INTERNAL_PORT"), Some("29000"));
+        let sc = container(sts(c, &format!("demo-sync-{k}")));
+        assert_eq!(container_ports(sc), named(&sync));
+        assert_eq!(service_ports(service(c, &format!("demo-sync-{k}"))), targeted(&sync));
+        assert_eq!(
+            env_value(sc, "TINYSNS_INTERNAL_PORT"),
+            None,
+            "a synchronizer serves no API"
+        );
+        assert_eq!(env_value(sc, "TINYSNS_COORDINATOR_INTERNAL_PORT"), Some("29000"));
+    }
+    // Probes use the client port (health is served there).
+    for s in &c.stateful_sets {
+        let probe = container(s).readiness_probe.as_ref().and_then(|p| p.grpc.as_ref());
+        let client = container_ports(container(s))[0].1;
+        assert_eq!(probe.map(|g| g.port), Some(client), "{}", s.name_any());
+    }
+}
+
+fn pod(s: &StatefulSet) -> &PodSpec {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+}
+
+fn volume<'a>(s: &'a StatefulSet, name: &str) -> Option<&'a Volume> {
+    pod(s).volumes.as_ref()?.iter().find(|v| v.name == name)
+}
+
+fn mount<'a>(c: &'a Container, name: &str) -> Option<&'a VolumeMount> {
+    c.volume_mounts.as_ref()?.iter().find(|m| m.name == name)
+}
+
+/// (secretName, keys projected, defaultMode) of a Secret volume.
+fn secret_volume(v: &Volume) -> (String, Vec<String>, Option<i32>) {
+    let source = v.secret.as_ref().expect("a Secret volume");
+    assert_eq!(source.optional, Some(false), "pods wait for the Secret");
+    let keys = source.items.iter().flatten().map(|i| i.key.clone()).collect();
+    (
+        source.secret_name.clone().unwrap_or_default(),
+        keys,
+        source.default_mode,
+    )
+}
+
+/// The cluster secret mount, TINYSNS_AUTH and the TLS wiring (only with spec.tls) of one
+/// StatefulSet's pods.
+fn check_security(s: &StatefulSet, spec: &SocialClusterSpec) {
+    let name = s.name_any();
+    let c = container(s);
+    let v = volume(s, CLUSTER_SECRET_VOLUME).unwrap_or_else(|| panic!("{name}: cluster secret volume"));
+    assert_eq!(
+        secret_volume(v),
+        ("demo-cluster-secret".to_owned(), vec!["secret".to_owned()], Some(0o440)),
+        "{name}"
+    );
+    let m = mount(c, CLUSTER_SECRET_VOLUME).unwrap_or_else(|| panic!("{name}: cluster secret mount"));
+    assert_eq!(
+        (m.mount_path.as_str(), m.read_only),
+        (CLUSTER_SECRET_DIR, Some(true)),
+        "{name}"
+    );
+    assert_eq!(
+        env_value(c, "TINYSNS_CLUSTER_SECRET_FILE"),
+        Some("/etc/tinysns/cluster-secret/secret"),
+        "{name}"
+    );
+    assert_eq!(env_value(c, "TINYSNS_AUTH"), Some(spec.auth.as_str()), "{name}");
+    // The group of the secret files is the pods' fsGroup, which the process runs in.
+    let psc = pod(s).security_context.as_ref().expect("pod security context");
+    assert_eq!((psc.fs_group, psc.run_as_group), (Some(TINYSNS_UID), Some(TINYSNS_UID)));
+
+    let tls_env = ["TINYSNS_TLS_CERT", "TINYSNS_TLS_KEY", "TINYSNS_TLS_CA"].map(|v| env_value(c, v));
+    match &spec.tls {
+        None => {
+            assert!(
+                volume(s, TLS_VOLUME).is_none() && mount(c, TLS_VOLUME).is_none(),
+                "{name}"
+            );
+            assert_eq!(tls_env, [None; 3], "{name}");
+        }
+        Some(TlsSpec { secret_name }) => {
+            let v = volume(s, TLS_VOLUME).unwrap_or_else(|| panic!("{name}: tls volume"));
+            let keys = ["tls.crt", "tls.key", "ca.crt"].map(str::to_owned).to_vec();
+            assert_eq!(secret_volume(v), (secret_name.clone(), keys, Some(0o440)), "{name}");
+            let m = mount(c, TLS_VOLUME).unwrap_or_else(|| panic!("{name}: tls mount"));
+            assert_eq!((m.mount_path.as_str(), m.read_only), (TLS_DIR, Some(true)), "{name}");
+            assert_eq!(
+                tls_env,
+                [
+                    Some("/etc/tinysns/tls/tls.crt"),
+                    Some("/etc/tinysns/tls/tls.key"),
+                    Some("/etc/tinysns/tls/ca.crt")
+                ],
+                "{name}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -229,6 +406,14 @@ fn default_spec_is_three_clusters_of_two() {
 }
 
 #[test]
+fn every_standard_spec_has_the_shape() {
+    for (name, spec) in render::standard_specs() {
+        let c = check_shape(&spec);
+        assert!(!c.stateful_sets.is_empty(), "{name}");
+    }
+}
+
+#[test]
 fn five_by_three() {
     let c = check_shape(&spec(5, 3, 2));
     assert_eq!(replicas(sts(&c, "demo-tsd-5")), 3);
@@ -245,7 +430,7 @@ fn storage_and_image_come_from_the_spec() {
     s.storage.storage_class_name = Some("fast".to_owned());
     s.image.repository = "registry.example/tinysns".to_owned();
     s.image.tag = "v1".to_owned();
-    let c = build_all(&owner(), &s, "x");
+    let c = build_all(&owner(), &s, &credentials("x"));
     let tsd = sts(&c, "demo-tsd-1");
     let claim = &tsd
         .spec
@@ -271,8 +456,16 @@ fn storage_and_image_come_from_the_spec() {
 
 #[test]
 fn managed_rabbitmq_secret_carries_the_given_password() {
-    let c = build_all(&owner(), &SocialClusterSpec::default(), "abcdefghijklmnop1234");
-    let secret = &c.secrets[0];
+    let c = build_all(
+        &owner(),
+        &SocialClusterSpec::default(),
+        &credentials("abcdefghijklmnop1234"),
+    );
+    let secret = c
+        .secrets
+        .iter()
+        .find(|s| s.name_any() == "demo-rabbitmq-credentials")
+        .expect("credentials Secret");
     assert_eq!(secret.name_any(), "demo-rabbitmq-credentials");
     let data = secret.data.as_ref().expect("data");
     assert_eq!(data["password"].0, b"abcdefghijklmnop1234");
@@ -322,9 +515,13 @@ fn external_rabbitmq_has_no_broker_and_uses_the_given_secret() {
         }),
         ..SocialClusterSpec::default()
     };
-    let c = build_all(&owner(), &s, "");
+    let c = build_all(&owner(), &s, &credentials(""));
     assert!(c.deployments.is_empty());
-    assert!(c.secrets.is_empty());
+    assert_eq!(
+        c.secrets.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
+        ["demo-cluster-secret"],
+        "only the cluster secret"
+    );
     assert!(c.services.iter().all(|s| s.name_any() != "demo-rabbitmq"));
     assert!(c.pdbs.iter().all(|p| p.name_any() != "demo-rabbitmq"));
     let amqp = env_var(container(sts(&c, "demo-sync-2")), "AMQP_URL");
@@ -383,4 +580,191 @@ fn spec_defaults_apply_to_a_minimal_manifest() {
         serde_yaml::from_str("apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec: {}\n")
             .expect("minimal manifest parses");
     assert_eq!(sc.spec, SocialClusterSpec::default());
+}
+
+#[test]
+fn cluster_secret_object_is_immutable_shared_and_owned() {
+    let c = build_all(&owner(), &SocialClusterSpec::default(), &credentials("p"));
+    let secret = &c.secrets[0];
+    assert_eq!(secret.name_any(), "demo-cluster-secret", "applied first");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    assert_eq!(secret.immutable, Some(true));
+    let data = secret.data.as_ref().expect("data");
+    assert_eq!(data.keys().collect::<Vec<_>>(), [CLUSTER_SECRET_KEY]);
+    assert_eq!(data[CLUSTER_SECRET_KEY].0, CLUSTER_SECRET.as_bytes());
+    let labels = secret.labels();
+    assert_eq!(labels[LABEL_COMPONENT], "cluster-secret");
+    assert_eq!(labels[LABEL_INSTANCE], "demo");
+    assert_eq!(secret.owner_references()[0].controller, Some(true));
+    assert_eq!(security::cluster_secret_from(secret).as_deref(), Ok(CLUSTER_SECRET));
+    assert_eq!(
+        CLUSTER_SECRET_FILE,
+        format!("{CLUSTER_SECRET_DIR}/{CLUSTER_SECRET_KEY}"),
+        "the file the binaries read is the projected key"
+    );
+}
+
+#[test]
+fn generated_cluster_secrets_are_random_and_accepted_by_the_binaries() {
+    let a = security::generate_cluster_secret();
+    let b = security::generate_cluster_secret();
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 48);
+    assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    let secret = security::cluster_secret(&owner(), &a);
+    assert_eq!(security::cluster_secret_from(&secret), Ok(a));
+}
+
+#[test]
+fn only_a_cluster_secret_the_binaries_accept_is_reused() {
+    let stored = |value: &[u8]| Secret {
+        metadata: ObjectMeta {
+            name: Some("demo-cluster-secret".to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "secret".to_owned(),
+            k8s_openapi::ByteString(value.to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    let name = "demo-cluster-secret".to_owned();
+    let ok = format!("{}\n", "x".repeat(32));
+    assert_eq!(
+        security::cluster_secret_from(&stored(ok.as_bytes())),
+        Ok(ok),
+        "kept as stored"
+    );
+    let b64 = "c2VjcmV0IHZhbHVlIHRoYXQgaXMgbG9uZyBlbm91Z2g+/w==";
+    assert_eq!(
+        security::cluster_secret_from(&stored(b64.as_bytes())).as_deref(),
+        Ok(b64)
+    );
+    assert_eq!(
+        security::cluster_secret_from(&stored(b"short")),
+        Err(UnusableSecret::Length {
+            name: name.clone(),
+            len: 5
+        })
+    );
+    assert!(matches!(
+        security::cluster_secret_from(&stored("y".repeat(257).as_bytes())),
+        Err(UnusableSecret::Length { len: 257, .. })
+    ));
+    let spaced = format!("{} {}", "a".repeat(20), "b".repeat(20));
+    assert_eq!(
+        security::cluster_secret_from(&stored(spaced.as_bytes())),
+        Err(UnusableSecret::Alphabet { name: name.clone() })
+    );
+    assert_eq!(
+        security::cluster_secret_from(&stored(&[0xff; 40])),
+        Err(UnusableSecret::NotText { name: name.clone() })
+    );
+    let mut empty = stored(b"");
+    empty.data = None;
+    assert_eq!(
+        security::cluster_secret_from(&empty),
+        Err(UnusableSecret::MissingKey { name })
+    );
+    let err = security::cluster_secret_from(&stored(spaced.as_bytes())).expect_err("unusable");
+    assert!(!err.to_string().contains(&spaced), "errors never carry the value");
+}
+
+#[test]
+fn credentials_debug_hides_the_values() {
+    let shown = format!("{:?}", credentials("brokerPassword1234"));
+    assert!(
+        !shown.contains(CLUSTER_SECRET) && !shown.contains("brokerPassword1234"),
+        "{shown}"
+    );
+    assert!(shown.contains("48 characters"), "{shown}");
+}
+
+#[test]
+fn tls_is_wired_only_when_spec_tls_is_set() {
+    let plain = build_all(&owner(), &SocialClusterSpec::default(), &credentials("p"));
+    let tls = SocialClusterSpec {
+        tls: Some(TlsSpec {
+            secret_name: "demo-tls".to_owned(),
+        }),
+        ..SocialClusterSpec::default()
+    };
+    let secured = build_all(&owner(), &tls, &credentials("p"));
+    for s in &plain.stateful_sets {
+        check_security(s, &SocialClusterSpec::default());
+    }
+    for s in &secured.stateful_sets {
+        check_security(s, &tls);
+    }
+    // The operator references the TLS Secret; it never writes it.
+    assert!(secured.secrets.iter().all(|s| s.name_any() != "demo-tls"));
+    assert_eq!(plain.secrets.len(), secured.secrets.len());
+}
+
+#[test]
+fn auth_mode_reaches_every_binary() {
+    for auth in [AuthMode::Password, AuthMode::Open] {
+        let s = SocialClusterSpec {
+            auth,
+            ..SocialClusterSpec::default()
+        };
+        let c = build_all(&owner(), &s, &credentials("p"));
+        assert_eq!(c.stateful_sets.len(), 7);
+        for sts in &c.stateful_sets {
+            assert_eq!(
+                env_value(container(sts), "TINYSNS_AUTH"),
+                Some(auth.as_str()),
+                "{}",
+                sts.name_any()
+            );
+        }
+    }
+    assert_eq!(AuthMode::default(), AuthMode::Password);
+}
+
+#[test]
+fn tls_secret_name_is_validated() {
+    let with_tls = |name: &str| SocialClusterSpec {
+        tls: Some(TlsSpec {
+            secret_name: name.to_owned(),
+        }),
+        ..SocialClusterSpec::default()
+    };
+    for good in ["demo-tls", "a", "tls.example-1", &"a".repeat(253)] {
+        assert_eq!(validate(&with_tls(good)), Ok(()), "{good}");
+    }
+    for bad in ["", "Demo", "-tls", "tls-", "a..b", "a_b", &"a".repeat(254)] {
+        assert_eq!(
+            validate(&with_tls(bad)),
+            Err(InvalidSpec::BadSecretName {
+                field: "tls.secretName",
+                value: bad.to_owned()
+            }),
+            "{bad}"
+        );
+    }
+    for reserved in ["demo-cluster-secret", "demo-rabbitmq-credentials"] {
+        let sc = render::object("demo", "ns1", with_tls(reserved));
+        assert!(
+            matches!(check(&sc), Err(InvalidSpec::ReservedSecretName { .. })),
+            "{reserved}"
+        );
+    }
+    let sc = render::object("demo", "ns1", with_tls("demo-tls"));
+    assert_eq!(check(&sc).map(|o| o.name), Ok("demo".to_owned()));
+}
+
+#[test]
+fn auth_and_tls_parse_from_a_manifest() {
+    let sc: crate::crd::SocialCluster = serde_yaml::from_str(
+        "apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\n\
+         spec: {auth: open, tls: {secretName: x-tls}}\n",
+    )
+    .expect("manifest parses");
+    assert_eq!(sc.spec.auth, AuthMode::Open);
+    assert_eq!(sc.spec.tls.map(|t| t.secret_name).as_deref(), Some("x-tls"));
+    let bad: Result<crate::crd::SocialCluster, _> = serde_yaml::from_str(
+        "apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec: {auth: none}\n",
+    );
+    assert!(bad.is_err(), "only password and open");
 }

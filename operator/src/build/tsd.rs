@@ -9,13 +9,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
 use super::{
-    COORDINATOR_PORT, DATA_DIR, DATA_VOLUME, Owner, Role, TSD_PORT, cluster_stateful_set, env, headless_service,
-    log_env, pod_name_env, tinysns_container,
+    COORDINATOR_INTERNAL_PORT, COORDINATOR_PORT, ClusterMembers, DATA_DIR, DATA_VOLUME, Owner, Ports, Role,
+    TSD_INTERNAL_PORT, TSD_PORT, cluster_stateful_set, env, headless_service, log_env, pod_name_env, tinysns_container,
 };
 use crate::crd::SocialClusterSpec;
 
+/// Client port (SocialService, health) and internal port (replication, change feed).
+pub const PORTS: Ports = Ports {
+    client: TSD_PORT,
+    internal: Some(TSD_INTERNAL_PORT),
+};
+
 /// Environment of a tsd container of cluster `k`. The server id is not set: the binary
 /// derives it from POD_NAME's ordinal (+1), so all pods of the StatefulSet share one template.
+/// The shared security variables are added by `tinysns_container`.
 pub fn container_env(owner: &Owner, k: u32) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
     let service = owner.tsd_name(k);
     vec![
@@ -26,7 +33,12 @@ pub fn container_env(owner: &Owner, k: u32) -> Vec<k8s_openapi::api::core::v1::E
             owner.service_host(&owner.coordinator_name()),
         ),
         env("TINYSNS_COORDINATOR_PORT", COORDINATOR_PORT.to_string()),
+        env(
+            "TINYSNS_COORDINATOR_INTERNAL_PORT",
+            COORDINATOR_INTERNAL_PORT.to_string(),
+        ),
         env("TINYSNS_PORT", TSD_PORT.to_string()),
+        env("TINYSNS_INTERNAL_PORT", TSD_INTERNAL_PORT.to_string()),
         env("TINYSNS_BIND", "0.0.0.0"),
         // $(POD_NAME) is expanded by the kubelet; POD_NAME is defined first for that reason.
         env(
@@ -42,7 +54,7 @@ pub fn container_env(owner: &Owner, k: u32) -> Vec<k8s_openapi::api::core::v1::E
 pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, Service) {
     let name = owner.tsd_name(k);
     let role = Role::Tsd;
-    let mut container = tinysns_container(spec, role, "tsd", TSD_PORT, container_env(owner, k));
+    let mut container = tinysns_container(spec, role, "tsd", PORTS, container_env(owner, k));
     container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
         name: DATA_VOLUME.to_owned(),
         mount_path: DATA_DIR.to_owned(),
@@ -67,7 +79,13 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
         ..PersistentVolumeClaim::default()
     };
 
-    let mut sts = cluster_stateful_set(owner, name.clone(), role, k, spec.servers_per_cluster, container);
+    let members = ClusterMembers {
+        name: name.clone(),
+        role,
+        cluster: k,
+        replicas: spec.servers_per_cluster,
+    };
+    let mut sts = cluster_stateful_set(owner, spec, members, container);
     if let Some(sts_spec) = sts.spec.as_mut() {
         sts_spec.volume_claim_templates = Some(vec![claim]);
         // User data lives in these volumes: keep them when the StatefulSet is scaled down
@@ -77,6 +95,6 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, S
             when_scaled: Some("Retain".to_owned()),
         });
     }
-    let svc = headless_service(owner, name, role, Some(k), TSD_PORT);
+    let svc = headless_service(owner, name, role, Some(k), PORTS);
     (sts, svc)
 }

@@ -49,19 +49,48 @@ fn applied<'a>(seen: &'a [Recorded], plural: &str, name: &str) -> &'a Recorded {
         .unwrap_or_else(|| panic!("{plural}/{name} was not applied"))
 }
 
-fn existing_secret(password: &str) -> Secret {
+fn stored_secret(name: &str, key: &str, value: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
-            name: Some("demo-rabbitmq-credentials".to_owned()),
+            name: Some(name.to_owned()),
             namespace: Some("ns1".to_owned()),
             ..ObjectMeta::default()
         },
         data: Some(BTreeMap::from([(
-            "password".to_owned(),
-            ByteString(password.as_bytes().to_vec()),
+            key.to_owned(),
+            ByteString(value.as_bytes().to_vec()),
         )])),
         ..Secret::default()
     }
+}
+
+fn existing_secret(password: &str) -> Secret {
+    stored_secret("demo-rabbitmq-credentials", "password", password)
+}
+
+const KEPT_PASSWORD: &str = "KeepThisPasswordPlease0123456789";
+const KEPT_CLUSTER_SECRET: &str = "KeepThisClusterSecretPlease0123456789abcdefghijk";
+
+fn existing_cluster_secret(value: &str) -> Secret {
+    stored_secret("demo-cluster-secret", "secret", value)
+}
+
+/// A server on which both generated Secrets already exist (a second reconcile).
+fn existing(sc: &crate::crd::SocialCluster) -> ApiServer {
+    ApiServer::new(sc)
+        .with_secret(existing_secret(KEPT_PASSWORD))
+        .with_secret(existing_cluster_secret(KEPT_CLUSTER_SECRET))
+}
+
+/// The value of `key` in the Secret applied as `name`.
+fn applied_secret_value(seen: &[Recorded], name: &str, key: &str) -> String {
+    let secret: Secret = serde_json::from_value(applied(seen, "secrets", name).body.clone()).expect("a Secret");
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .unwrap_or_else(|| panic!("{name} has no {key}"));
+    String::from_utf8(bytes.0.clone()).expect("UTF-8")
 }
 
 #[tokio::test]
@@ -73,8 +102,12 @@ async fn create_applies_every_child_then_writes_status() {
     assert_eq!(action, Action::requeue(RESYNC_PROGRESSING));
 
     let lines: Vec<String> = seen.iter().map(Recorded::line).collect();
-    let mut expected = vec![format!("GET /api/v1{NS}secrets/demo-rabbitmq-credentials")];
-    expected.push(format!("PATCH /api/v1{NS}secrets/demo-rabbitmq-credentials"));
+    let mut expected = vec![
+        format!("GET /api/v1{NS}secrets/demo-cluster-secret"),
+        format!("GET /api/v1{NS}secrets/demo-rabbitmq-credentials"),
+        format!("PATCH /api/v1{NS}secrets/demo-cluster-secret"),
+        format!("PATCH /api/v1{NS}secrets/demo-rabbitmq-credentials"),
+    ];
     for svc in ["demo-coordinator", "demo-rabbitmq"] {
         expected.push(format!("PATCH /api/v1{NS}services/{svc}"));
     }
@@ -193,7 +226,9 @@ async fn reconciling_twice_writes_an_identical_status() {
     let mut sc = socialcluster(SocialClusterSpec::default());
     let mut server = ApiServer::new(&sc);
     server.ready = true;
-    server.secret = Some(existing_secret("KeepThisPasswordPlease0123456789"));
+    server = server
+        .with_secret(existing_secret(KEPT_PASSWORD))
+        .with_secret(existing_cluster_secret(KEPT_CLUSTER_SECRET));
     let (_, first) = run(sc.clone(), server.clone()).await;
     let first = status_patch(&first).body.clone();
     sc.status = serde_json::from_value(first["status"].clone()).expect("status parses");
@@ -201,28 +236,15 @@ async fn reconciling_twice_writes_an_identical_status() {
     let (_, second) = run(sc, server).await;
     assert_eq!(status_patch(&second).body, first);
     // Children are applied identically too.
-    let (_, third) = run(
-        socialcluster(SocialClusterSpec::default()),
-        ApiServer {
-            secret: Some(existing_secret("KeepThisPasswordPlease0123456789")),
-            ..ApiServer::new(&socialcluster(SocialClusterSpec::default()))
-        },
-    )
-    .await;
+    let fresh = socialcluster(SocialClusterSpec::default());
+    let (_, third) = run(fresh.clone(), existing(&fresh)).await;
     let bodies = |seen: &[Recorded]| -> Vec<Value> {
         seen.iter()
             .filter(|r| r.method == "PATCH" && !r.path.ends_with("/status"))
             .map(|r| r.body.clone())
             .collect()
     };
-    let (_, fourth) = run(
-        socialcluster(SocialClusterSpec::default()),
-        ApiServer {
-            secret: Some(existing_secret("KeepThisPasswordPlease0123456789")),
-            ..ApiServer::new(&socialcluster(SocialClusterSpec::default()))
-        },
-    )
-    .await;
+    let (_, fourth) = run(fresh.clone(), existing(&fresh)).await;
     assert_eq!(bodies(&third), bodies(&fourth));
 }
 
@@ -235,9 +257,8 @@ async fn spec_change_updates_children_and_keeps_the_password() {
     spec.image.tag = "v2".to_owned();
     let mut sc = socialcluster(spec);
     sc.metadata.generation = Some(2);
-    let mut server = ApiServer::new(&sc);
-    let kept = "KeepThisPasswordPlease0123456789";
-    server.secret = Some(existing_secret(kept));
+    let server = existing(&sc);
+    let kept = KEPT_PASSWORD;
     let (result, seen) = run(sc, server).await;
     result.expect("reconcile succeeds");
 
@@ -246,6 +267,10 @@ async fn spec_change_updates_children_and_keeps_the_password() {
     assert_eq!(
         crate::build::rabbitmq::password_from_secret(&secret).as_deref(),
         Some(kept)
+    );
+    assert_eq!(
+        applied_secret_value(&seen, "demo-cluster-secret", "secret"),
+        KEPT_CLUSTER_SECRET
     );
 
     for k in 1..=3 {
@@ -258,6 +283,150 @@ async fn spec_change_updates_children_and_keeps_the_password() {
     }
     assert!(seen.iter().all(|r| r.method != "DELETE"), "nothing to delete");
     assert_eq!(status_patch(&seen).body["status"]["observedGeneration"], 2);
+}
+
+#[tokio::test]
+async fn cluster_secret_is_generated_when_absent_and_mounted_everywhere() {
+    let sc = socialcluster(SocialClusterSpec::default());
+    let (result, seen) = run(sc.clone(), ApiServer::new(&sc)).await;
+    result.expect("reconcile succeeds");
+
+    let value = applied_secret_value(&seen, "demo-cluster-secret", "secret");
+    assert_eq!(value.len(), 48);
+    assert!(value.chars().all(|c| c.is_ascii_alphanumeric()), "alphanumeric");
+    let body = &applied(&seen, "secrets", "demo-cluster-secret").body;
+    assert_eq!(body["immutable"], true);
+    assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], RENDER_UID);
+    assert_eq!(
+        body["metadata"]["labels"]["app.kubernetes.io/component"],
+        "cluster-secret"
+    );
+    // It is applied before any workload that mounts it.
+    let position = |suffix: &str| {
+        seen.iter()
+            .position(|r| r.method == "PATCH" && r.path.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} not applied"))
+    };
+    let secret_at = position("/secrets/demo-cluster-secret");
+    for sts in ["demo-coordinator", "demo-tsd-1", "demo-sync-1"] {
+        assert!(secret_at < position(&format!("/statefulsets/{sts}")), "{sts}");
+        let pod = &applied(&seen, "statefulsets", sts).body["spec"]["template"]["spec"];
+        let volumes = pod["volumes"].as_array().expect("volumes");
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v["secret"]["secretName"] == "demo-cluster-secret"),
+            "{sts} mounts the cluster secret: {volumes:?}"
+        );
+    }
+
+    // The next reconcile finds it and applies the very same value.
+    let (result, again) = run(
+        sc.clone(),
+        ApiServer::new(&sc).with_secret(existing_cluster_secret(&value)),
+    )
+    .await;
+    result.expect("reconcile succeeds");
+    assert_eq!(applied_secret_value(&again, "demo-cluster-secret", "secret"), value);
+}
+
+#[tokio::test]
+async fn existing_cluster_secret_is_never_regenerated() {
+    let sc = socialcluster(SocialClusterSpec::default());
+    // Not what the operator generates (base64 with a trailing newline), but what the binaries
+    // accept: kept exactly as stored, so re-applying changes nothing in the immutable Secret.
+    let stored = "dGhpcyBpcyBhIHByZS1zaGFyZWQgY2x1c3RlciBzZWNyZXQ+/=\n";
+    for value in [KEPT_CLUSTER_SECRET, stored] {
+        let server = ApiServer::new(&sc).with_secret(existing_cluster_secret(value));
+        let (result, seen) = run(sc.clone(), server).await;
+        result.expect("reconcile succeeds");
+        assert_eq!(applied_secret_value(&seen, "demo-cluster-secret", "secret"), value);
+        let patches = seen
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with("/secrets/demo-cluster-secret"))
+            .count();
+        assert_eq!(patches, 1);
+    }
+}
+
+#[tokio::test]
+async fn unusable_cluster_secret_is_reported_not_replaced() {
+    let sc = socialcluster(SocialClusterSpec::default());
+    let short = "tooShortToBeASecret";
+    let server = ApiServer::new(&sc).with_secret(existing_cluster_secret(short));
+    let (result, seen) = run(sc.clone(), server).await;
+    let (action, outcome) = result.expect("reported in status, not an error");
+    assert_eq!(outcome, Outcome::InvalidClusterSecret);
+    // A hand-made Secret is not watched: look again rather than wait for an event.
+    assert_eq!(action, Action::requeue(RESYNC_PROGRESSING));
+    assert!(
+        seen.iter().all(|r| r.method != "PATCH" || r.path.ends_with("/status")),
+        "nothing is applied: {:?}",
+        seen.iter().map(Recorded::line).collect::<Vec<_>>()
+    );
+    assert!(seen.iter().all(|r| r.method != "DELETE"));
+    let event = seen.iter().find(|r| r.method == "POST").expect("a Warning event");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "InvalidClusterSecret");
+    let status = status_patch(&seen);
+    let degraded = condition(&status.body, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "InvalidClusterSecret");
+    let message = degraded["message"].as_str().expect("a message");
+    assert!(
+        message.contains("demo-cluster-secret") && message.contains("19 characters"),
+        "{message}"
+    );
+    for r in &seen {
+        assert!(
+            !r.body.to_string().contains(short),
+            "the value is never echoed: {}",
+            r.line()
+        );
+    }
+}
+
+#[tokio::test]
+async fn external_broker_keeps_the_cluster_secret_and_drops_the_credentials() {
+    let spec = SocialClusterSpec {
+        rabbitmq: crate::crd::RabbitMqSpec::External(crate::crd::ExternalRabbitMq {
+            url_secret_ref: crate::crd::SecretKeyRef {
+                name: "my-amqp".to_owned(),
+                key: "url".to_owned(),
+            },
+        }),
+        ..SocialClusterSpec::default()
+    };
+    let sc = socialcluster(spec);
+    let mut server = existing(&sc);
+    server.lists.insert(
+        "secrets",
+        ["demo-cluster-secret", "demo-rabbitmq-credentials"]
+            .iter()
+            .map(|n| owned("Secret", "v1", n, RENDER_UID, json!({})))
+            .collect(),
+    );
+    let (result, seen) = run(sc, server).await;
+    result.expect("reconcile succeeds");
+    let gets: Vec<String> = seen
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/secrets/"))
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(gets, [format!("GET /api/v1{NS}secrets/demo-cluster-secret")]);
+    assert_eq!(
+        applied_secret_value(&seen, "demo-cluster-secret", "secret"),
+        KEPT_CLUSTER_SECRET
+    );
+    let deleted: Vec<String> = seen
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(
+        deleted,
+        [format!("DELETE /api/v1{NS}secrets/demo-rabbitmq-credentials")]
+    );
 }
 
 #[tokio::test]
@@ -325,8 +494,7 @@ async fn scale_down_deletes_the_removed_clusters_children() {
         ..SocialClusterSpec::default()
     };
     let sc = socialcluster(spec);
-    let mut server = ApiServer::new(&sc);
-    server.secret = Some(existing_secret("KeepThisPasswordPlease0123456789"));
+    let mut server = existing(&sc);
     let mut statefulsets: Vec<Value> = [
         "demo-coordinator",
         "demo-tsd-1",
@@ -354,6 +522,14 @@ async fn scale_down_deletes_the_removed_clusters_children() {
         ["demo-tsd-3", "demo-sync-3", "demo-rabbitmq"]
             .iter()
             .map(|n| owned("PodDisruptionBudget", "policy/v1", n, RENDER_UID, json!({})))
+            .collect(),
+    );
+    // The generated Secrets are still wanted: never deleted as orphans.
+    server.lists.insert(
+        "secrets",
+        ["demo-cluster-secret", "demo-rabbitmq-credentials"]
+            .iter()
+            .map(|n| owned("Secret", "v1", n, RENDER_UID, json!({})))
             .collect(),
     );
     let (result, seen) = run(sc, server).await;
@@ -439,8 +615,7 @@ async fn invalid_spec_reports_degraded_without_touching_children() {
 #[tokio::test]
 async fn rejected_apply_is_reported_in_status_and_retried() {
     let sc = socialcluster(SocialClusterSpec::default());
-    let mut server = ApiServer::new(&sc);
-    server.secret = Some(existing_secret("KeepThisPasswordPlease0123456789"));
+    let mut server = existing(&sc);
     server.reject = Some("/statefulsets/demo-tsd-1".to_owned());
     let (result, seen) = run(sc, server).await;
     let err = result.expect_err("a rejected child fails the reconcile (for backoff)");

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tinysns_common::auth::Bearer;
 use tinysns_common::proto::coordinator::GetServerRequest;
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
@@ -20,9 +21,11 @@ use tinysns_common::proto::social::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub type SocialClient = SocialServiceClient<Channel>;
+/// A client that presents one user's session token.
+pub type SocialClient = SocialServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// How long an actor keeps trying to reach its user's cluster before giving up.
 const REOPEN_FOR: Duration = Duration::from_secs(60);
@@ -89,11 +92,13 @@ impl Recorder {
     }
 }
 
-/// Finds a user's server through the coordinator and hands out connections to it.
+/// Finds a user's server through the coordinator and hands out connections to it, each
+/// presenting the user's session token.
 pub struct Router {
     coordinator: CoordinatorClient<Channel>,
     pools: Mutex<HashMap<String, Vec<Channel>>>,
     connections: usize,
+    tokens: Mutex<HashMap<u64, Bearer>>,
 }
 
 impl Router {
@@ -103,13 +108,34 @@ impl Router {
             coordinator: CoordinatorClient::new(channel),
             pools: Mutex::new(HashMap::new()),
             connections: users.div_ceil(STREAMS_PER_CONNECTION).clamp(1, 16) as usize,
+            tokens: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The address of `user`'s master and a client for it.
+    /// Remembers `user`'s session token for its later calls.
+    pub fn set_token(&self, user: u64, token: &str) -> Result<()> {
+        let bearer = Bearer::new(token).context("the server issued an unusable token")?;
+        tinysns_common::lock(&self.tokens).insert(user, bearer);
+        Ok(())
+    }
+
+    /// The address of `user`'s master and a client for it (with the user's token, if any).
     pub async fn resolve(&self, user: u64) -> Result<(String, SocialClient), tonic::Status> {
+        let (address, channel) = self.resolve_channel(user).await?;
+        let bearer = tinysns_common::lock(&self.tokens)
+            .get(&user)
+            .cloned()
+            .or_else(|| Bearer::new("none"))
+            .ok_or_else(|| tonic::Status::internal("no bearer"))?;
+        Ok((address, SocialServiceClient::with_interceptor(channel, bearer)))
+    }
+
+    async fn resolve_channel(&self, user: u64) -> Result<(String, Channel), tonic::Status> {
         let mut coordinator = self.coordinator.clone();
-        let mut request = tonic::Request::new(GetServerRequest { user_id: user });
+        let mut request = tonic::Request::new(GetServerRequest {
+            user_id: user,
+            username: String::new(),
+        });
         request.set_timeout(Duration::from_secs(2));
         let address = coordinator.get_server(request).await?.into_inner().address;
         let channel = {
@@ -126,7 +152,7 @@ impl Router {
             };
             pool[(user as usize) % pool.len()].clone()
         };
-        Ok((address, SocialServiceClient::new(channel)))
+        Ok((address, channel))
     }
 
     /// Calls `call` on `user`'s master, re-resolving on retryable errors for up to 30 s.
@@ -245,10 +271,7 @@ pub async fn open_timeline(
     let (address, mut client) = router.resolve(user).await?;
     let (tx, rx) = mpsc::channel(256);
     let open = TimelineRequest {
-        kind: Some(timeline_request::Kind::Open(TimelineOpen {
-            user_id: user,
-            resume_after,
-        })),
+        kind: Some(timeline_request::Kind::Open(TimelineOpen { resume_after })),
     };
     tx.try_send(open)
         .map_err(|_| tonic::Status::internal("cannot queue the open request"))?;

@@ -32,9 +32,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tinysns_common::auth::AuthMode;
 use tinysns_common::proto::coordinator::GetServerRequest;
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
-use tinysns_common::proto::social::{FollowRequest, ListRequest, LoginRequest, SessionRequest, Status as Code};
+use tinysns_common::proto::social::{
+    FollowRequest, ListRequest, LoginReply, LoginRequest, RegisterRequest, Status as Code,
+};
+use tinysns_stack::accounts::{PASSWORD, username_for};
 use tinysns_stack::topology::{Broker, Options, Ports, Topology};
 use tokio::sync::oneshot;
 use workload::Graph;
@@ -105,6 +109,9 @@ struct Cli {
     failover_cluster: u32,
     #[arg(long)]
     no_failover: bool,
+    /// How the started system logs users in (attaching: whatever the system says).
+    #[command(flatten)]
+    auth: tinysns_common::auth::AuthArgs,
     /// The coordinator's failure timeout (started system only) [default: the coordinator's, 1s].
     #[arg(long)]
     failure_timeout: Option<String>,
@@ -360,72 +367,75 @@ async fn drain(handles: &[UserHandle], recorder: &Recorder, timeout: Duration) -
     None
 }
 
-/// The number of clusters, as the client API tells it (with the server of user 1).
-async fn count_clusters(coordinator: &str) -> Result<u32> {
+/// The number of clusters and the auth mode, as the client API tells them.
+async fn system_shape(coordinator: &str) -> Result<(u32, AuthMode)> {
     let channel = tinysns_common::grpc::channel(coordinator, Duration::from_secs(1))?;
-    let clusters = CoordinatorClient::new(channel)
-        .get_server(GetServerRequest { user_id: 1 })
+    let info = CoordinatorClient::new(channel)
+        .get_server(GetServerRequest {
+            user_id: 1,
+            username: String::new(),
+        })
         .await
         .with_context(|| format!("cannot ask the coordinator at {coordinator} for a server"))?
-        .into_inner()
-        .clusters;
-    anyhow::ensure!(clusters > 0, "the coordinator at {coordinator} knows no cluster");
-    Ok(clusters)
+        .into_inner();
+    anyhow::ensure!(info.clusters > 0, "the coordinator at {coordinator} knows no cluster");
+    let auth = AuthMode::from_proto(info.auth).context("the coordinator names no auth mode")?;
+    Ok((info.clusters, auth))
 }
 
-/// Creates every user, waits until every cluster knows them all, then creates the follows.
-async fn setup(router: &Router, graph: &Graph) -> Result<()> {
+/// Gives every user a session, waits until every cluster knows them all, then creates the
+/// follows.
+async fn setup(router: &Router, graph: &Graph, auth: AuthMode) -> Result<()> {
     let bar = counter_bar("users", graph.users);
-    futures_util::stream::iter(1..=graph.users)
-        .map(|user| {
-            let bar = &bar;
-            async move {
-                let reply = router
-                    .call(user, |mut c| async move {
-                        c.login(LoginRequest {
+    match auth {
+        AuthMode::Open => {
+            futures_util::stream::iter(1..=graph.users)
+                .map(|user| {
+                    let bar = &bar;
+                    async move {
+                        let request = LoginRequest {
                             user_id: user,
-                            session_id: String::new(),
-                        })
-                        .await
-                    })
-                    .await?;
-                if reply.status == Code::Success as i32 {
-                    let session_id = reply.session_id;
-                    router
-                        .call(user, |mut c| {
-                            let session_id = session_id.clone();
-                            async move {
-                                c.logout(SessionRequest {
-                                    user_id: user,
-                                    session_id,
-                                })
-                                .await
-                            }
-                        })
-                        .await?;
-                } else if reply.status != Code::FailureAlreadyExists as i32 {
-                    bail!("user {user} cannot log in: {}", reply.message);
+                            ..Default::default()
+                        };
+                        let reply = router
+                            .call(user, |mut c| {
+                                let request = request.clone();
+                                async move { c.login(request).await }
+                            })
+                            .await?;
+                        session_for(router, user, reply)?;
+                        bar.inc(1);
+                        Ok::<(), anyhow::Error>(())
+                    }
+                })
+                .buffer_unordered(32)
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
+        AuthMode::Password => {
+            // Each cluster hands out ids in the order it registers accounts: register each
+            // cluster's users in ascending order (clusters in parallel) so ids match.
+            let per_cluster = (1..=graph.clusters).map(|cluster| {
+                let bar = &bar;
+                async move {
+                    for user in (1..=graph.users).filter(|u| graph.cluster_of(*u) == cluster) {
+                        let reply = register_or_log_in(router, user, graph.clusters).await?;
+                        session_for(router, user, reply)?;
+                        bar.inc(1);
+                    }
+                    Ok::<(), anyhow::Error>(())
                 }
-                bar.inc(1);
-                Ok(())
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await?;
+            });
+            futures_util::future::try_join_all(per_cluster).await?;
+        }
+    }
     bar.finish();
 
     let everyone: HashSet<u64> = (1..=graph.users).collect();
     for probe in 1..=u64::from(graph.clusters).min(graph.users) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let list = router
-                .call(
-                    probe,
-                    |mut c| async move { c.list(ListRequest { user_id: probe }).await },
-                )
-                .await?;
-            let known: HashSet<u64> = list.all_users.into_iter().collect();
+            let known = known_users(router, probe).await?;
             if everyone.is_subset(&known) {
                 break;
             }
@@ -451,11 +461,11 @@ async fn setup(router: &Router, graph: &Graph) -> Result<()> {
             async move {
                 let reply = router
                     .call(follower, |mut c| async move {
-                        c.follow(FollowRequest {
-                            user_id: follower,
-                            target: target.to_string(),
-                        })
-                        .await
+                        let target = match auth {
+                            AuthMode::Open => target.to_string(),
+                            AuthMode::Password => username_for(target, graph.clusters),
+                        };
+                        c.follow(FollowRequest { target }).await
                     })
                     .await?;
                 if reply.status != Code::Success as i32 && reply.status != Code::FailureAlreadyExists as i32 {
@@ -470,6 +480,68 @@ async fn setup(router: &Router, graph: &Graph) -> Result<()> {
         .await?;
     bar.finish();
     Ok(())
+}
+
+/// Registers `user`'s generated account (or logs in to it, on a system that has it).
+async fn register_or_log_in(router: &Router, user: u64, clusters: u32) -> Result<LoginReply> {
+    let username = username_for(user, clusters);
+    let register = RegisterRequest {
+        username: username.clone(),
+        password: PASSWORD.to_string(),
+    };
+    let reply = router
+        .call(user, |mut c| {
+            let register = register.clone();
+            async move { c.register(register).await }
+        })
+        .await?;
+    if reply.status != Code::FailureAlreadyExists as i32 {
+        return Ok(reply);
+    }
+    let login = LoginRequest {
+        user_id: 0,
+        username,
+        password: PASSWORD.to_string(),
+    };
+    router
+        .call(user, |mut c| {
+            let login = login.clone();
+            async move { c.login(login).await }
+        })
+        .await
+}
+
+/// Keeps the token of a successful login or registration as `user`'s.
+fn session_for(router: &Router, user: u64, reply: LoginReply) -> Result<()> {
+    if reply.status != Code::Success as i32 {
+        bail!("user {user} cannot log in: {}", reply.message);
+    }
+    if reply.user_id != user {
+        bail!(
+            "user {user} got id {}: attach only to a fresh system (ids are handed out in order)",
+            reply.user_id
+        );
+    }
+    router.set_token(user, &reply.token)
+}
+
+/// Every user id `probe`'s cluster knows (all pages of LIST).
+async fn known_users(router: &Router, probe: u64) -> Result<HashSet<u64>> {
+    let mut known = HashSet::new();
+    let mut after = 0;
+    loop {
+        let request = ListRequest {
+            users_after: after,
+            followers_after: u64::MAX,
+            ..Default::default()
+        };
+        let list = router.call(probe, |mut c| async move { c.list(request).await }).await?;
+        known.extend(list.all_users.iter().map(|u| u.id));
+        if list.next_users_after == 0 {
+            return Ok(known);
+        }
+        after = list.next_users_after;
+    }
 }
 
 /// VmHWM of every process of the system (and of the benchmark itself).
@@ -555,8 +627,11 @@ async fn run(cli: Cli) -> Result<()> {
 
     // The system.
     let mut topology: Option<Topology> = None;
-    let (coordinator, amqp_url, clusters) = match &settings.attach {
-        Some(address) => (address.clone(), cli.amqp_url.clone(), count_clusters(address).await?),
+    let (coordinator, amqp_url, clusters, auth) = match &settings.attach {
+        Some(address) => {
+            let (clusters, auth) = system_shape(address).await?;
+            (address.clone(), cli.amqp_url.clone(), clusters, auth)
+        }
         None => {
             let spinner = ProgressBar::new_spinner();
             spinner.enable_steady_tick(Duration::from_millis(200));
@@ -579,6 +654,8 @@ async fn run(cli: Cli) -> Result<()> {
                 },
                 heartbeat_interval: None,
                 failure_timeout: cli.failure_timeout.clone(),
+                auth: cli.auth.auth,
+                tsd_args: Vec::new(),
             };
             let t = Topology::start(options).await.with_context(|| {
                 format!(
@@ -591,7 +668,7 @@ async fn run(cli: Cli) -> Result<()> {
             let address = t.coordinator_address();
             let url = t.amqp_url.clone();
             topology = Some(t);
-            (address, Some(url), settings.clusters)
+            (address, Some(url), settings.clusters, cli.auth.auth)
         }
     };
 
@@ -612,7 +689,7 @@ async fn run(cli: Cli) -> Result<()> {
     ));
     let router = Arc::new(Router::new(&coordinator, settings.users)?);
     let recorder = Arc::new(Recorder::default());
-    setup(&router, &graph).await?;
+    setup(&router, &graph, auth).await?;
     let handles: Vec<UserHandle> = (1..=settings.users)
         .map(|user| driver::spawn_user(user, router.clone(), recorder.clone(), graph.clone()))
         .collect();

@@ -1,6 +1,7 @@
 //! Shared by every tinysns process: the generated protocol code, the cluster arithmetic,
 //! input limits, and the plumbing for logging, health, shutdown and gRPC connections.
 
+pub mod auth;
 pub mod cli;
 pub mod grpc;
 pub mod health;

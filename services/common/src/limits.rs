@@ -31,6 +31,41 @@ pub fn validate_post_text(text: &str) -> Result<(), PostTextError> {
     Ok(())
 }
 
+/// Longest username, in characters of `[a-z0-9_]`.
+pub const MAX_USERNAME_LEN: usize = 32;
+/// Password length bounds, in bytes of UTF-8.
+pub const MIN_PASSWORD_BYTES: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 128;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AccountInputError {
+    #[error("a username is 1 to {MAX_USERNAME_LEN} characters of a-z, 0-9 and _")]
+    Username,
+    #[error("a password is {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes")]
+    PasswordLength,
+}
+
+/// The canonical (lower-case) form of a username, or why it is not one. Usernames are
+/// case-insensitive: `Alice` and `alice` are one account.
+pub fn canonical_username(text: &str) -> Result<String, AccountInputError> {
+    let ok = !text.is_empty()
+        && text.len() <= MAX_USERNAME_LEN
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(AccountInputError::Username)
+    }
+}
+
+pub fn validate_password(password: &str) -> Result<(), AccountInputError> {
+    if (MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(AccountInputError::PasswordLength)
+    }
+}
+
 /// Highest term any member may claim. Terms grow by one per election, so no real deployment
 /// comes near it; a larger one is forged or corrupt, and accepting it would overflow.
 pub const MAX_TERM: u64 = 1 << 53;
@@ -61,6 +96,21 @@ mod tests {
         let long = "é".repeat(MAX_POST_BYTES / 2 + 1);
         assert_eq!(validate_post_text(&long), Err(PostTextError::TooLong(long.len())));
         assert_eq!(validate_post_text(&"x".repeat(MAX_POST_BYTES)), Ok(()));
+    }
+
+    #[test]
+    fn usernames_and_passwords() {
+        assert_eq!(canonical_username("Alice_42").unwrap(), "alice_42");
+        assert_eq!(canonical_username(&"a".repeat(32)).unwrap(), "a".repeat(32));
+        for bad in ["", "a b", "ali-ce", "é", &"a".repeat(33), "a\u{0}"] {
+            assert_eq!(canonical_username(bad), Err(AccountInputError::Username), "{bad:?}");
+        }
+        assert_eq!(validate_password("12345678"), Ok(()));
+        assert_eq!(validate_password("1234567"), Err(AccountInputError::PasswordLength));
+        assert_eq!(
+            validate_password(&"p".repeat(129)),
+            Err(AccountInputError::PasswordLength)
+        );
     }
 
     #[test]

@@ -25,6 +25,33 @@ pub fn cluster_of_user(user_id: u64, clusters: u32) -> Result<u32, TopologyError
     Ok(((user_id - 1) % u64::from(clusters)) as u32 + 1)
 }
 
+/// The cluster that owns a username: it alone registers the name (so two registrations of
+/// one name always meet in one writer, without any global lock) and allocates the user's id
+/// in its own residue class, so [`cluster_of_user`] of that id is this cluster too.
+/// FNV-1a of the canonical name: fixed forever, since changing it would move every account.
+pub fn cluster_of_username(canonical: &str, clusters: u32) -> Result<u32, TopologyError> {
+    if clusters == 0 {
+        return Err(TopologyError::NoClusters);
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in canonical.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Ok((hash % u64::from(clusters)) as u32 + 1)
+}
+
+/// The id the cluster allocates after `highest` (its highest id so far, 0 for none): the
+/// next number of its residue class, so `cluster_of_user` maps it back to `cluster`.
+pub fn next_user_id(highest: u64, cluster: u32, clusters: u32) -> u64 {
+    let (cluster, clusters) = (u64::from(cluster), u64::from(clusters.max(1)));
+    if highest < cluster {
+        cluster
+    } else {
+        highest + clusters - (highest - cluster) % clusters
+    }
+}
+
 /// Synchronizers follow the same rule as users: `((synch_id - 1) % clusters) + 1`.
 pub fn cluster_of_synchronizer(synch_id: u32, clusters: u32) -> Result<u32, TopologyError> {
     cluster_of_user(u64::from(synch_id), clusters)
@@ -92,5 +119,32 @@ mod tests {
         assert_eq!(classic_server_port(1, 2, 3), 10003);
         assert_eq!(classic_server_port(3, 2, 3), 10005);
         assert_eq!(classic_synchronizer_port(6), 9006);
+    }
+
+    #[test]
+    fn usernames_own_a_fixed_cluster_and_ids_stay_in_its_residue_class() {
+        // Fixed forever: these values must never change.
+        assert_eq!(cluster_of_username("alice", 3), Ok(3));
+        assert_eq!(cluster_of_username("bob", 3), Ok(1));
+        assert_eq!(cluster_of_username("carol", 3), Ok(2));
+        assert_eq!(cluster_of_username("alice", 5), Ok(4));
+        let spread: std::collections::BTreeSet<u32> = (0..100)
+            .map(|i| cluster_of_username(&format!("user{i}"), 3).unwrap())
+            .collect();
+        assert_eq!(spread.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(cluster_of_username("x", 0), Err(TopologyError::NoClusters));
+        for cluster in 1..=3 {
+            let mut highest = 0;
+            for _ in 0..5 {
+                let id = next_user_id(highest, cluster, 3);
+                assert!(id > highest);
+                assert_eq!(cluster_of_user(id, 3), Ok(cluster));
+                highest = id;
+            }
+        }
+        assert_eq!(next_user_id(0, 2, 3), 2);
+        assert_eq!(next_user_id(2, 2, 3), 5);
+        // An id of another class in the store (open-mode leftovers) is skipped over.
+        assert_eq!(next_user_id(6, 2, 3), 8);
     }
 }

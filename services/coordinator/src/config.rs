@@ -20,6 +20,9 @@ pub struct Config {
     pub internal_port: Option<u16>,
     #[command(flatten)]
     pub secret: tinysns_common::cli::SecretArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub auth: tinysns_common::auth::AuthArgs,
     /// Number of clusters users are spread over.
     #[arg(long, env = "TINYSNS_CLUSTERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub clusters: u32,

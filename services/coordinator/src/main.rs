@@ -5,6 +5,9 @@ use tinysns_common::{health::Health, shutdown::Shutdown, telemetry};
 use tinysns_coordinator::config::Config;
 use tinysns_coordinator::service::CoordinatorService;
 
+/// No call to the coordinator takes long; one that does is cut off rather than held forever.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut config = Config::parse();
@@ -20,6 +23,13 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     config.internal_port = Some(internal_port);
+    if config.auth.auth == tinysns_common::auth::AuthMode::Password && secret.is_none() {
+        eprintln!(
+            "error: --auth password needs a cluster secret (--cluster-secret-file); \
+             use --auth open for a classic local system without one"
+        );
+        std::process::exit(2);
+    }
     if config.print_config {
         tinysns_common::cli::print_config(&config)?;
         return Ok(());
@@ -44,11 +54,12 @@ async fn main() -> anyhow::Result<()> {
     let detector = tokio::spawn(service.clone().run_failure_detector(shutdown.clone()));
     let (health, health_service) = Health::new().await;
     health.set_ready(true).await;
-    tracing::info!(%addr, %internal_addr, clusters = config.clusters, heartbeat = ?config.heartbeat_interval,
+    tracing::info!(%addr, %internal_addr, auth = %config.auth.auth, clusters = config.clusters, heartbeat = ?config.heartbeat_interval,
         failure_timeout = ?config.failure_timeout, "coordinator listening");
 
     let stop = shutdown.clone();
     let members = tonic::transport::Server::builder()
+        .timeout(CALL_TIMEOUT)
         .layer(tonic::service::InterceptorLayer::new(RequireSecret::new(secret)))
         .add_service(service.clone().into_membership_server())
         .serve_with_incoming_shutdown(tinysns_common::grpc::incoming(internal_listener), async move {
@@ -56,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         });
     let stop = shutdown.clone();
     let clients = tonic::transport::Server::builder()
+        .timeout(CALL_TIMEOUT)
         .add_service(health_service)
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(

@@ -347,6 +347,17 @@ impl Registry {
     /// The master server of the user's cluster.
     pub fn server_for_user(&self, user_id: u64) -> Result<(u32, Member, u64), RegistryError> {
         let cluster = topology::cluster_of_user(user_id, self.clusters).map_err(|_| RegistryError::InvalidUser)?;
+        self.server_of_cluster(cluster)
+    }
+
+    /// The master server of the cluster that owns a username (given in canonical form).
+    pub fn server_for_username(&self, canonical: &str) -> Result<(u32, Member, u64), RegistryError> {
+        let cluster =
+            topology::cluster_of_username(canonical, self.clusters).map_err(|_| RegistryError::InvalidUser)?;
+        self.server_of_cluster(cluster)
+    }
+
+    fn server_of_cluster(&self, cluster: u32) -> Result<(u32, Member, u64), RegistryError> {
         let view = self.view(Kind::Server, cluster);
         match view.master {
             Some(master) => Ok((cluster, master, view.term)),

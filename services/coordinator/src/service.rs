@@ -4,6 +4,8 @@ use crate::config::Config;
 use crate::registry::{Event, Kind, Registry, RegistryError, Report};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tinysns_common::auth::AuthMode;
+use tinysns_common::limits::canonical_username;
 use tinysns_common::proto::coordinator as pb;
 use tinysns_common::proto::coordinator::coordinator_server::{Coordinator, CoordinatorServer};
 use tinysns_common::proto::coordinator::membership_server::{Membership, MembershipServer};
@@ -13,6 +15,7 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct CoordinatorService {
     registry: Arc<Mutex<Registry>>,
+    auth: AuthMode,
     heartbeat_interval_ms: u32,
     failure_timeout_ms: u32,
 }
@@ -22,6 +25,7 @@ impl CoordinatorService {
         let registry = Registry::new(config.clusters, config.failure_timeout, Instant::now());
         Self {
             registry: Arc::new(Mutex::new(registry)),
+            auth: config.auth.auth,
             heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u32,
             failure_timeout_ms: config.failure_timeout.as_millis() as u32,
         }
@@ -123,8 +127,20 @@ fn view(registry: &Registry, cluster: u32) -> pb::ClusterView {
 #[tonic::async_trait]
 impl Coordinator for CoordinatorService {
     async fn get_server(&self, request: Request<pb::GetServerRequest>) -> Result<Response<pb::ServerInfo>, Status> {
-        let user = request.into_inner().user_id;
-        let (found, clusters) = self.with_registry(|r| (r.server_for_user(user), r.clusters()));
+        let request = request.into_inner();
+        let username = if request.username.is_empty() {
+            None
+        } else {
+            let name = canonical_username(&request.username).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Some(name)
+        };
+        let (found, clusters) = self.with_registry(|r| {
+            let found = match &username {
+                Some(name) => r.server_for_username(name),
+                None => r.server_for_user(request.user_id),
+            };
+            (found, r.clusters())
+        });
         let (cluster, master, term) = found.map_err(to_status)?;
         Ok(Response::new(pb::ServerInfo {
             cluster_id: cluster,
@@ -132,6 +148,7 @@ impl Coordinator for CoordinatorService {
             address: master.address,
             term,
             clusters,
+            auth: self.auth.to_proto() as i32,
         }))
     }
 }

@@ -4,10 +4,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{
-    ListReply, NewPost, Post, PostAck, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event,
+    NewPost, Post, PostAck, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event,
     timeline_request,
 };
-use tinysns_tsc::session::{ConnectError, Session};
+use tinysns_tsc::session::{ConnectError, Credentials, Listing, Session};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -17,21 +17,40 @@ pub struct User {
 }
 
 impl User {
-    /// Logs in with no patience: fails at once if no server can take the user.
-    pub async fn login(coordinator: &str, user: u64) -> Result<Self, ConnectError> {
-        Self::login_within(coordinator, user, Duration::ZERO).await
+    /// Logs in (or registers), retrying while the user's cluster has no reachable master
+    /// (during a failover or start-up) for up to `patience`. A refused login fails at once.
+    pub async fn connect(
+        coordinator: &str,
+        credentials: Credentials,
+        patience: Duration,
+    ) -> Result<Self, ConnectError> {
+        Ok(Self {
+            session: Session::connect(coordinator, credentials, patience).await?,
+        })
     }
 
-    /// Logs in, retrying while the user's cluster has no reachable master (during a
-    /// failover or start-up) for up to `patience`. A refused login fails at once.
-    pub async fn login_within(coordinator: &str, user: u64, patience: Duration) -> Result<Self, ConnectError> {
-        Ok(Self {
-            session: Session::connect(coordinator, user, patience).await?,
-        })
+    /// Open mode: logs in as `user` with no patience (fails at once if no server can take it).
+    pub async fn login(coordinator: &str, user: u64) -> Result<Self, ConnectError> {
+        Self::connect(coordinator, Credentials::Open(user), Duration::ZERO).await
     }
 
     pub fn id(&self) -> u64 {
         self.session.user
+    }
+
+    /// The session token, for raw calls as this user.
+    pub fn token(&self) -> &str {
+        self.session.token()
+    }
+
+    /// Empty in open mode.
+    pub fn username(&self) -> &str {
+        &self.session.username
+    }
+
+    /// PASSWORD: (status, server's detail).
+    pub async fn change_password(&mut self, current: &str, new: &str) -> Result<(Code, String), tonic::Status> {
+        self.session.change_password(current, new).await
     }
 
     pub async fn follow(&mut self, target: &str) -> Result<Code, tonic::Status> {
@@ -42,19 +61,22 @@ impl User {
         self.session.relation(target, false).await
     }
 
-    pub async fn list(&mut self) -> Result<ListReply, tonic::Status> {
-        self.session.list().await
+    /// LIST, every page. A refused LIST is an error with the status's name.
+    pub async fn list(&mut self) -> Result<Listing, tonic::Status> {
+        self.session
+            .list()
+            .await?
+            .map_err(|status| tonic::Status::failed_precondition(format!("LIST refused: {status:?}")))
     }
 
     /// Opens the timeline (history first, newest first) from the start, or resuming after
     /// `resume_after`.
     pub async fn timeline(&mut self, resume_after: u64) -> Result<Timeline, tonic::Status> {
-        let user_id = self.id();
         let deadline = Instant::now() + tinysns_tsc::session::RETRY_FOR;
         loop {
             let mut client = self.session.client(deadline).await?;
             let (tx, rx) = mpsc::channel(1024);
-            let open = TimelineOpen { user_id, resume_after };
+            let open = TimelineOpen { resume_after };
             let _ = tx.try_send(TimelineRequest {
                 kind: Some(timeline_request::Kind::Open(open)),
             });

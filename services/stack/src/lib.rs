@@ -3,6 +3,7 @@
 //! supervises one service binary, `topology` starts and inspects the full system, and
 //! `client` drives it through the same session code the `tsc` binary uses.
 
+pub mod accounts;
 pub mod client;
 pub mod ports;
 pub mod process;

@@ -1,17 +1,20 @@
 //! The whole system as local processes: broker, coordinator, and for every cluster its
 //! servers and synchronizers, with the classic port layout or free ports.
 
+use crate::accounts;
 use crate::process::{Process, ProcessError};
 use crate::rabbit::{RabbitError, RabbitMq};
 use crate::{bin_dir, free_port};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tinysns_common::auth::AuthMode;
 use tinysns_common::grpc::PresentSecret;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::coordinator::{ClusterView, ListClustersRequest};
 use tinysns_common::secret::ClusterSecret;
 use tinysns_common::topology::{classic_server_port, classic_synchronizer_port, cluster_of_synchronizer};
+use tinysns_tsc::session::Credentials;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -53,6 +56,10 @@ pub struct Options {
     pub broker: Broker,
     pub heartbeat_interval: Option<String>,
     pub failure_timeout: Option<String>,
+    /// How users log in (`--auth`); password accounts unless a test asks for the classic mode.
+    pub auth: AuthMode,
+    /// Extra flags for every tsd (e.g. `--session-ttl 5s`).
+    pub tsd_args: Vec<String>,
 }
 
 impl Options {
@@ -72,6 +79,8 @@ impl Options {
             broker,
             heartbeat_interval: None,
             failure_timeout: None,
+            auth: AuthMode::Password,
+            tsd_args: Vec::new(),
         }
     }
 }
@@ -95,6 +104,8 @@ pub struct Topology {
     /// The cluster secret every member reads from `secret_file`.
     pub secret: ClusterSecret,
     pub secret_file: PathBuf,
+    /// Password mode: users 1..=this have accounts (see `accounts`).
+    registered: tokio::sync::Mutex<u64>,
     /// Keyed by (cluster, server id).
     pub servers: BTreeMap<(u32, u32), Member>,
     /// Keyed by synchronizer id.
@@ -152,6 +163,8 @@ impl Topology {
             &options.clusters.to_string(),
             "--cluster-secret-file",
             &secret_arg,
+            "--auth",
+            &options.auth.to_string(),
         ]);
         if let Some(h) = &options.heartbeat_interval {
             args.extend(strings(&["--heartbeat-interval", h]));
@@ -194,9 +207,12 @@ impl Topology {
                     "127.0.0.1",
                     "--cluster-secret-file",
                     &secret_arg,
+                    "--auth",
+                    &options.auth.to_string(),
                     "--data-dir",
                     &data.display().to_string(),
                 ]);
+                let args = args.into_iter().chain(options.tsd_args.iter().cloned()).collect();
                 let name = format!("tsd-c{cluster}-s{server}");
                 let process = Process::new(&name, bins.join("tsd"), args, Vec::new(), log(&name));
                 servers.insert(
@@ -228,6 +244,8 @@ impl Topology {
                 "127.0.0.1",
                 "--cluster-secret-file",
                 &secret_arg,
+                "--auth",
+                &options.auth.to_string(),
             ]);
             let env = vec![
                 ("AMQP_URL".to_string(), amqp_url.clone()),
@@ -256,6 +274,7 @@ impl Topology {
             coordinator,
             secret,
             secret_file,
+            registered: tokio::sync::Mutex::new(0),
             servers,
             synchronizers,
         })
@@ -306,6 +325,31 @@ impl Topology {
             .get_mut(&id)
             .expect("no such synchronizer in this topology")
             .process
+    }
+
+    /// How user `k` logs in: its numeric id in open mode; in password mode its generated
+    /// account, registered (with users before it, so ids come out as `k`) on first need.
+    pub async fn credentials(&self, k: u64) -> Result<Credentials, StackError> {
+        if self.options.auth == AuthMode::Open {
+            return Ok(Credentials::Open(k));
+        }
+        let mut registered = self.registered.lock().await;
+        if *registered < k {
+            accounts::register_in_order(&self.coordinator_address(), self.options.clusters, *registered + 1, k)
+                .await
+                .map_err(StackError::Coordinator)?;
+            *registered = k;
+        }
+        Ok(accounts::credentials(k, self.options.clusters, false))
+    }
+
+    /// How other users name user `k` (FOLLOW's argument, LIST's entries): its username in
+    /// password mode, its id in open mode.
+    pub fn name(&self, k: u64) -> String {
+        match self.options.auth {
+            AuthMode::Open => k.to_string(),
+            AuthMode::Password => accounts::username_for(k, self.options.clusters),
+        }
     }
 
     /// `host:port` of the coordinator's members' API.

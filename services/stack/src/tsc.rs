@@ -14,16 +14,18 @@ pub struct Tsc {
 }
 
 impl Tsc {
+    /// `tsc -u <user>` (the classic login, open mode).
     pub fn start(coordinator_port: u16, user: u64) -> std::io::Result<Self> {
+        Self::start_with(coordinator_port, &["-u", &user.to_string()], &[])
+    }
+
+    /// tsc with `args` after the coordinator's address, and `env` set (e.g. the password).
+    pub fn start_with(coordinator_port: u16, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Self> {
         let mut child = Command::new(crate::bin_dir().join("tsc"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-k",
-                &coordinator_port.to_string(),
-                "-u",
-                &user.to_string(),
-            ])
+            .args(["-h", "127.0.0.1", "-k", &coordinator_port.to_string()])
+            .args(args)
+            .env_remove("TINYSNS_PASSWORD")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -51,6 +53,12 @@ impl Tsc {
             let _ = stdin.write_all(text.as_bytes());
             let _ = stdin.flush();
         }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Closes stdin (end of input).

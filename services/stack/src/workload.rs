@@ -5,6 +5,7 @@
 //! a test can check that every acknowledged post reached every follower exactly once.
 
 use crate::client::User;
+use crate::topology::Topology;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,18 +55,15 @@ pub struct Outcome {
 impl Workload {
     /// Logs in `users_per_cluster` users per cluster, sets up a seeded follow graph, opens
     /// every timeline and starts posting every `interval`.
-    pub async fn start(
-        coordinator: &str,
-        clusters: u32,
-        users_per_cluster: u64,
-        seed: u64,
-        interval: Duration,
-    ) -> Result<Self, String> {
+    pub async fn start(t: &Topology, users_per_cluster: u64, seed: u64, interval: Duration) -> Result<Self, String> {
+        let clusters = t.options.clusters;
+        let coordinator = t.coordinator_address();
         let mut rng = StdRng::seed_from_u64(seed);
         let users: Vec<u64> = (1..=u64::from(clusters) * users_per_cluster).collect();
         let mut sessions = Vec::new();
         for &u in &users {
-            let user = User::login_within(coordinator, u, Duration::from_secs(20)).await;
+            let credentials = t.credentials(u).await.map_err(|e| e.to_string())?;
+            let user = User::connect(&coordinator, credentials, Duration::from_secs(20)).await;
             sessions.push(user.map_err(|e| format!("login {u}: {e}"))?);
         }
         // Everyone must know everyone before following across clusters.
@@ -73,7 +71,7 @@ impl Workload {
         for s in sessions.iter_mut() {
             loop {
                 let list = s.list().await.map_err(|e| e.to_string())?;
-                if users.iter().all(|u| list.all_users.contains(u)) {
+                if users.iter().all(|u| list.user_ids().contains(u)) {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -100,7 +98,7 @@ impl Workload {
                 chosen.insert(others[rng.random_range(0..others.len())]);
             }
             for f in &chosen {
-                let status = s.follow(&f.to_string()).await.map_err(|e| e.to_string())?;
+                let status = s.follow(&t.name(*f)).await.map_err(|e| e.to_string())?;
                 if status != Code::Success {
                     return Err(format!("{me} follow {f}: {status:?}"));
                 }

@@ -10,36 +10,36 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use prost::Message;
 use std::time::Duration;
+use tinysns_common::auth::{AuthMode, Bearer};
 use tinysns_common::proto::internal::{BusEnvelope, Change, PostCreated, RemoteChange, change};
 use tinysns_common::proto::social::{
-    FollowRequest, ListRequest, LoginRequest, Reply, SessionRequest, Status as Code, TimelineOpen, TimelineRequest,
-    timeline_request,
+    FollowRequest, LoginRequest, Reply, Status as Code, TimelineRequest, timeline_request,
 };
 use tinysns_common::secret::ClusterSecret;
 use tinysns_stack::topology::Broker;
 use tinysns_synchronizer::bus::signature;
+use tonic::service::interceptor::InterceptedService;
 
 /// `FollowRequest` with the target as raw bytes, to send what a string field forbids.
 #[derive(Clone, PartialEq, Message)]
 struct RawFollowRequest {
-    #[prost(uint64, tag = "1")]
-    user_id: u64,
     #[prost(bytes = "vec", tag = "2")]
     target: Vec<u8>,
 }
 
+/// Open mode (numeric ids): malformed ids and targets, over raw gRPC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_to_every_rpc_get_clear_errors_and_store_nothing() {
-    let t = start("non-utf8").await;
+    let t = start_with("non-utf8", |o| o.auth = AuthMode::Open).await;
     let mut u1 = login(&t, 1).await;
     let master = t.view(1).await.unwrap().master.unwrap();
+    let token = login_token(&master.address, 4).await;
     let channel = tinysns_common::grpc::channel(&master.address, Duration::from_secs(1)).unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(InterceptedService::new(channel, Bearer::new(&token).unwrap()));
     grpc.ready().await.unwrap();
     let codec = tonic_prost::ProstCodec::<RawFollowRequest, Reply>::default();
     let path = http::uri::PathAndQuery::from_static("/tinysns.social.v1.SocialService/Follow");
     let request = tonic::Request::new(RawFollowRequest {
-        user_id: 1,
         target: vec![0xff, 0xfe, b'2'],
     });
     let status = grpc
@@ -48,71 +48,35 @@ async fn malformed_requests_to_every_rpc_get_clear_errors_and_store_nothing() {
         .expect_err("invalid UTF-8 accepted");
     println!("non-UTF-8 follow target: {:?} {}", status.code(), status.message());
 
-    // Invalid user ids on every RPC, straight to the server.
-    let mut direct = social_client(&master.address);
+    // Invalid ids and targets on every RPC, straight to the server.
+    let mut anonymous = social_client(&master.address);
     let invalid = Code::FailureInvalidUsername as i32;
-    let login = direct
+    let login = anonymous
         .login(LoginRequest {
             user_id: 0,
-            session_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(login.status, invalid);
-    assert!(login.session_id.is_empty());
-    assert_eq!(
-        direct
-            .list(ListRequest { user_id: 0 })
-            .await
-            .unwrap()
-            .into_inner()
-            .status,
-        invalid
-    );
-    let follow = |user_id, target: &str| FollowRequest {
-        user_id,
+    assert!(login.token.is_empty());
+    let mut direct = authed_client(&master.address, &token);
+    let follow = |target: &str| FollowRequest {
         target: target.to_string(),
     };
-    assert_eq!(
-        direct.follow(follow(0, "1")).await.unwrap().into_inner().status,
-        invalid
-    );
-    assert_eq!(
-        direct.un_follow(follow(0, "")).await.unwrap().into_inner().status,
-        invalid
-    );
-    assert_eq!(direct.follow(follow(1, "")).await.unwrap().into_inner().status, invalid);
-    assert_eq!(
-        direct
-            .follow(follow(1, &"9".repeat(5000)))
-            .await
-            .unwrap()
-            .into_inner()
-            .status,
-        invalid
-    );
-    assert_eq!(
-        direct.follow(follow(1, "2\u{0}")).await.unwrap().into_inner().status,
-        invalid
-    );
-    let session = SessionRequest {
-        user_id: 0,
-        session_id: String::new(),
-    };
-    assert_eq!(
-        direct.keep_alive(session.clone()).await.unwrap().into_inner().status,
-        invalid
-    );
-    assert_eq!(direct.logout(session).await.unwrap().into_inner().status, invalid);
-    let open = |user_id| TimelineRequest {
-        kind: Some(timeline_request::Kind::Open(TimelineOpen {
-            user_id,
-            resume_after: 0,
-        })),
-    };
-    let status = direct.timeline(tokio_stream::iter(vec![open(0)])).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    for target in ["", "0", &"9".repeat(5000), "2\u{0}", "abc", "-1"] {
+        assert_eq!(
+            direct.follow(follow(target)).await.unwrap().into_inner().status,
+            invalid,
+            "{target:?}"
+        );
+        assert_eq!(
+            direct.un_follow(follow(target)).await.unwrap().into_inner().status,
+            invalid,
+            "{target:?}"
+        );
+    }
     let post_first = TimelineRequest {
         kind: Some(timeline_request::Kind::Post(Default::default())),
     };
@@ -123,10 +87,29 @@ async fn malformed_requests_to_every_rpc_get_clear_errors_and_store_nothing() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    // A message over the client API's size limit.
+    let huge = FollowRequest {
+        target: "x".repeat(100 * 1024),
+    };
+    assert_eq!(direct.follow(huge).await.unwrap_err().code(), tonic::Code::OutOfRange);
 
     // The server is fine and nothing was stored.
     assert_eq!(u1.follow("2").await.unwrap(), Code::FailureNotExists);
-    assert_eq!(u1.list().await.unwrap().all_users, vec![1]);
+    assert_eq!(u1.list().await.unwrap().user_ids(), vec![1, 4]);
+}
+
+/// Open-mode login of `user` straight at `address`: its session token.
+async fn login_token(address: &str, user: u64) -> String {
+    let reply = social_client(address)
+        .login(LoginRequest {
+            user_id: user,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.status, Code::Success as i32, "{}", reply.message);
+    reply.token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +117,7 @@ async fn poison_messages_are_dead_lettered_and_never_block_the_queue() {
     let t = start_with("poison", |o| o.broker = Broker::Private).await;
     let (mut u1, mut u2) = (login(&t, 1).await, login(&t, 2).await);
     until_known(&mut u1, &[2]).await;
-    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
     let mut t1 = u1.timeline(0).await.unwrap();
     let mut t2 = u2.timeline(0).await.unwrap();
 
@@ -157,6 +140,7 @@ async fn poison_messages_are_dead_lettered_and_never_block_the_queue() {
                 author: 2,
                 post_id: lsn,
                 text: text.into(),
+                author_name: String::new(),
             })),
         }),
     };

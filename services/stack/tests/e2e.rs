@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use std::time::{Duration, Instant};
+use tinysns_common::auth::AuthMode;
 use tinysns_common::proto::social::Status as Code;
 use tinysns_common::proto::social::{ListRequest, LoginRequest, TimelineOpen, TimelineRequest, timeline_request};
 use tinysns_stack::tsc::Tsc;
@@ -17,14 +18,16 @@ async fn cross_cluster_follow_list_and_timeline() {
     for u in [&mut u1, &mut u2, &mut u3] {
         until_known(u, &[1, 2, 3]).await;
     }
-    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
-    assert_eq!(u1.follow("3").await.unwrap(), Code::Success);
-    assert_eq!(u2.follow("1").await.unwrap(), Code::Success);
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
+    assert_eq!(u1.follow(&t.name(3)).await.unwrap(), Code::Success);
+    assert_eq!(u2.follow(&t.name(1)).await.unwrap(), Code::Success);
     until_followers(&mut u2, &[1]).await;
     until_followers(&mut u3, &[1]).await;
     until_followers(&mut u1, &[2]).await;
     let list = u1.list().await.unwrap();
-    assert_eq!(list.all_users, vec![1, 2, 3]);
+    assert_eq!(list.user_ids(), vec![1, 2, 3]);
+    let names: Vec<String> = list.all_users.iter().map(|u| u.username.clone()).collect();
+    assert_eq!(names, vec![t.name(1), t.name(2), t.name(3)], "LIST shows usernames");
 
     let mut t1 = u1.timeline(0).await.unwrap();
     assert!(t1.history.is_empty());
@@ -39,6 +42,7 @@ async fn cross_cluster_follow_list_and_timeline() {
     let got = expect_post(&mut t1, DELIVERY).await;
     println!("cross-cluster delivery 2 -> 1 took {:?}", posted.elapsed());
     assert_eq!((got.author, got.text.as_str()), (2, "hello from cluster 2"));
+    assert_eq!(got.author_name, t.name(2), "posts carry their author's username");
 
     assert_eq!(
         t3.post("hello from cluster 3").await.unwrap().status,
@@ -74,7 +78,7 @@ async fn timeline_shows_last_20_newest_first_and_only_after_follow() {
         t2.post(&format!("before-{i}")).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
     tokio::time::sleep(Duration::from_millis(20)).await;
     for i in 0..25 {
         t2.post(&format!("after-{i}")).await.unwrap();
@@ -93,7 +97,8 @@ async fn timeline_shows_last_20_newest_first_and_only_after_follow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
-    let t = start("errors").await;
+    // The classic system: numeric ids, one login per user at a time.
+    let t = start_with("errors", |o| o.auth = AuthMode::Open).await;
     let (mut u1, u2) = (login(&t, 1).await, login(&t, 2).await);
     let mut u3 = login(&t, 3).await;
     until_known(&mut u1, &[2, 3]).await;
@@ -125,28 +130,26 @@ async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
     assert_eq!(u1.unfollow("2").await.unwrap(), Code::Success);
     assert_eq!(u1.unfollow("2").await.unwrap(), Code::FailureNotAFollower);
 
-    // Talking to cluster 1's master directly: users of other clusters, unknown users.
+    // Talking to cluster 1's master directly: a user of another cluster cannot log in
+    // there, and nobody without a session gets anything.
     let master = t.view(1).await.unwrap().master.unwrap();
     let mut direct = social_client(&master.address);
     let reply = direct
         .login(LoginRequest {
             user_id: 2,
-            session_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(reply.status, Code::FailureInvalid as i32, "user 2 lives in cluster 2");
-    let reply = direct.list(ListRequest { user_id: 4 }).await.unwrap().into_inner();
-    assert_eq!(reply.status, Code::FailureNotExists as i32, "user 4 never logged in");
+    let status = direct.list(ListRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
     let open = TimelineRequest {
-        kind: Some(timeline_request::Kind::Open(TimelineOpen {
-            user_id: 4,
-            resume_after: 0,
-        })),
+        kind: Some(timeline_request::Kind::Open(TimelineOpen { resume_after: 0 })),
     };
     let status = direct.timeline(tokio_stream::iter(vec![open])).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
 
     // Posts: empty, oversized and control characters are refused and never delivered.
     assert_eq!(u3.follow("1").await.unwrap(), Code::Success);
@@ -167,7 +170,7 @@ async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tsc_binary_behaves_like_the_classic_client() {
-    let t = start("tsc").await;
+    let t = start_with("tsc", |o| o.auth = AuthMode::Open).await;
     let port = t.coordinator_port;
     // Users 2 and 3 exist first.
     for user in [2, 3] {
@@ -190,7 +193,9 @@ async fn tsc_binary_behaves_like_the_classic_client() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let before = tsc1.output();
-    tsc1.send("FOLLOW 2\nfollow 2\nFOLLOW 1\nfollow 42\nFollow abc\nUNFOLLOW 3\nLIST 2\nFOLLOW \nDANCE\nTIMELINE\n");
+    // FOLLOW 2 twice, FOLLOW yourself, an unknown user, a malformed one, UNFOLLOW someone
+    // not followed and someone unknown: the classic messages for each.
+    tsc1.send("FOLLOW 2\nfollow 2\nFOLLOW 1\nfollow 42\nFollow abc\nUNFOLLOW 3\nunfollow 77\nLIST 2\nFOLLOW \nDANCE\nTIMELINE\n");
     let out = tsc1
         .wait_for("Now you are in the timeline", 1, Duration::from_secs(10))
         .unwrap();
@@ -199,10 +204,11 @@ async fn tsc_binary_behaves_like_the_classic_client() {
         transcript,
         "Command completed successfully\nCmd> \
          Input username already exists, command failed\nCmd> \
-         Command failed with invalid command\nCmd> \
-         Input username does not exists, command failed\nCmd> \
+         Input username already exists, command failed\nCmd> \
          Command failed with invalid username\nCmd> \
-         Command failed with not a follower\nCmd> \
+         Command failed with invalid username\nCmd> \
+         Command failed with invalid username\nCmd> \
+         Command failed with invalid username\nCmd> \
          Invalid Input -- Only FOLLOW and UNFOLLOW commands have Arguments\nCmd> \
          Invalid Input -- No Arguments Given\nCmd> \
          Invalid Command\nCmd> \
@@ -234,6 +240,21 @@ async fn tsc_binary_behaves_like_the_classic_client() {
         "{out}"
     );
     assert_eq!(out.matches(">> hello through tsc").count(), 1);
+
+    // A client killed with SIGKILL frees its user at once: its connection closes, so its
+    // session's stream ends. A restarted client logs in straight away (within the old 4 s
+    // lease, which would have refused it).
+    let mut crashed = Tsc::start(port, 3).unwrap();
+    crashed.wait_for("Cmd> ", 1, Duration::from_secs(10)).unwrap();
+    crashed.kill();
+    let started = Instant::now();
+    let restarted = Tsc::start(port, 3).unwrap();
+    let out = restarted
+        .wait_for("Cmd> ", 1, Duration::from_secs(10))
+        .unwrap_or_else(|o| panic!("the restarted client did not get in:\n{o}"));
+    assert!(!out.contains("connection failed"), "{out}");
+    println!("restart after kill -9 logged in after {:?}", started.elapsed());
+    drop(restarted);
 
     // No coordinator there: the classic failure line.
     let dead = tinysns_stack::free_port().unwrap();

@@ -15,8 +15,8 @@ async fn every_process_restarted_and_nothing_lost() {
     let (mut u1, mut u2, mut u3) = (login(&t, 1).await, login(&t, 2).await, login(&t, 3).await);
     until_known(&mut u1, &[2, 3]).await;
     until_known(&mut u3, &[1, 2]).await;
-    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
-    assert_eq!(u3.follow("1").await.unwrap(), Code::Success);
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
+    assert_eq!(u3.follow(&t.name(1)).await.unwrap(), Code::Success);
     let mut t2 = u2.timeline(0).await.unwrap();
     for i in 0..3 {
         t2.post(&format!("two-{i}")).await.unwrap();
@@ -68,7 +68,7 @@ async fn killed_master_tsd_is_replaced_by_its_slave_with_the_same_data() {
     let mut t = start("tsd-failover").await;
     let (mut u1, mut u2) = (login(&t, 1).await, login(&t, 2).await);
     until_known(&mut u1, &[2]).await;
-    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
     let mut t2 = u2.timeline(0).await.unwrap();
     for i in 0..3 {
         t2.post(&format!("before-{i}")).await.unwrap();
@@ -81,8 +81,8 @@ async fn killed_master_tsd_is_replaced_by_its_slave_with_the_same_data() {
     let mine = t1.post("written before the failover").await.unwrap();
     assert_eq!(mine.status, Code::Success as i32);
     // A tsc in timeline mode rides through the failover too.
-    let mut tsc = Tsc::start(t.coordinator_port, 4).unwrap();
-    tsc.send("FOLLOW 2\nTIMELINE\n");
+    let mut tsc = tsc_for(&t, 4).await;
+    tsc.send(&format!("FOLLOW {}\nTIMELINE\n", t.name(2)));
     tsc.wait_for("Now you are in the timeline", 1, Duration::from_secs(10))
         .unwrap();
     let list_before = u1.list().await.unwrap();
@@ -140,7 +140,7 @@ async fn killed_master_synchronizers_are_replaced_and_delivery_continues() {
     let mut t = start("sync-failover").await;
     let (mut u1, mut u2) = (login(&t, 1).await, login(&t, 2).await);
     until_known(&mut u1, &[2]).await;
-    assert_eq!(u1.follow("2").await.unwrap(), Code::Success);
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
     until_followers(&mut u2, &[1]).await;
     let mut t1 = u1.timeline(0).await.unwrap();
     let mut t2 = u2.timeline(0).await.unwrap();
@@ -175,13 +175,15 @@ async fn a_cluster_without_live_servers_is_reported_unavailable() {
     eventually!("cluster 3 to lose its master", Duration::from_secs(10), async {
         t.master_server(3).await.is_none().then_some(())
     });
-    let (code, out) = Tsc::start(t.coordinator_port, 3)
-        .unwrap()
-        .finish(Duration::from_secs(10));
+    let (code, out) = Tsc::start_with(
+        t.coordinator_port,
+        &["-u", &t.name(3)],
+        &[("TINYSNS_PASSWORD", tinysns_stack::accounts::PASSWORD)],
+    )
+    .unwrap()
+    .finish(Duration::from_secs(10));
     assert_eq!((code, out.as_str()), (Some(1), "connection failed: -1\n"));
     // Other clusters are unaffected.
-    let (code, out) = Tsc::start(t.coordinator_port, 1)
-        .unwrap()
-        .finish(Duration::from_secs(10));
+    let (code, out) = tsc_for(&t, 1).await.finish(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{out}");
 }

@@ -38,7 +38,7 @@ async fn scenario(name: &str, fault: Fault) {
     println!("scenario {name}: fault {fault:?}, seed {seed}");
     let mut t = start_with(name, |o| o.broker = Broker::Private).await;
     let started = Instant::now();
-    let workload = Workload::start(&t.coordinator_address(), 3, 2, seed, Duration::from_millis(40))
+    let workload = Workload::start(&t, 2, seed, Duration::from_millis(40))
         .await
         .unwrap_or_else(|e| panic!("workload did not start: {e}"));
     log(started, &format!("workload running: follows {:?}", workload.follows));
@@ -104,6 +104,9 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) 
             log(started, "killed tsd restarted; it rejoins as slave");
         }
         Fault::PauseMasterTsd => {
+            // A session of the cluster's first user, for raw calls to one server or the other.
+            let user = u64::from(cluster);
+            let token = login(t, user).await.token().to_string();
             let master = t.master_server(cluster).await.expect("a master");
             let address = t.view(cluster).await.unwrap().master.unwrap().address;
             t.server(cluster, master).pause();
@@ -112,15 +115,9 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) 
             // The coordinator has chosen the slave; it takes over once it hears so (its next
             // heartbeat). Until then the old master may still replicate through it, rightly:
             // the slave stores what it acknowledges. Fencing is about the time after.
-            let user = u64::from(cluster);
-            let new_master = social_client(&t.view(cluster).await.unwrap().master.unwrap().address);
+            let new_master = authed_client(&t.view(cluster).await.unwrap().master.unwrap().address, &token);
             eventually!("the new master to take over", Duration::from_secs(10), async {
-                new_master
-                    .clone()
-                    .list(ListRequest { user_id: user })
-                    .await
-                    .ok()
-                    .map(|_| ())
+                new_master.clone().list(ListRequest::default()).await.ok().map(|_| ())
             });
             log(started, "slave took over; resuming the old master (SIGCONT)");
             t.server(cluster, master).resume();
@@ -128,12 +125,9 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) 
             // coordinator — neither acknowledge it nor refuse it on its possibly stale data
             // (an unknown user; a follow that may already exist): its client gets a
             // retryable error.
-            let mut old = social_client(&address);
-            for target in [user % 3 + 1, 1_000_000] {
-                let request = FollowRequest {
-                    user_id: user,
-                    target: target.to_string(),
-                };
+            let mut old = authed_client(&address, &token);
+            for target in [t.name(user % 3 + 1), "nosuchuser".to_string()] {
+                let request = FollowRequest { target };
                 match old.follow(request).await {
                     Ok(reply) => panic!("the deposed master answered a write: {:?}", reply.into_inner()),
                     Err(status) => {

@@ -62,6 +62,7 @@ fn forged_entry(lsn: u64, term: u64) -> LogEntry {
                 author: 1,
                 post_id: 666,
                 text: "forged".into(),
+                author_name: String::new(),
             })),
         })),
     }
@@ -90,6 +91,7 @@ fn forged_remote_post() -> ApplyRemoteRequest {
                     author: 1,
                     post_id: 667,
                     text: "in someone else's name".into(),
+                    author_name: String::new(),
                 })),
             }),
         }],
@@ -116,24 +118,14 @@ fn hijack(term: u64, id: u32, address: &str) -> HeartbeatRequest {
 async fn route_of_user_1(t: &Topology) -> (String, u64) {
     let channel = tinysns_common::grpc::channel(&t.coordinator_address(), Duration::from_secs(1)).unwrap();
     let info = CoordinatorClient::new(channel)
-        .get_server(GetServerRequest { user_id: 1 })
+        .get_server(GetServerRequest {
+            user_id: 1,
+            username: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
     (info.address, info.term)
-}
-
-/// Every replica's stored state once it has stopped changing (the bus has delivered).
-async fn settled_digests(t: &Topology) -> std::collections::BTreeMap<(u32, u32), Result<String, String>> {
-    let mut last = t.replica_digests();
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = t.replica_digests();
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
 }
 
 fn code<T>(result: Result<T, tonic::Status>) -> Code {

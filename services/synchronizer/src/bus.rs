@@ -298,6 +298,7 @@ mod tests {
                     author: 2,
                     post_id: 9,
                     text: "hi".into(),
+                    author_name: String::new(),
                 })),
             }),
         }

@@ -42,6 +42,8 @@ pub struct Args {
     pub amqp_connect_timeout: std::time::Duration,
     #[command(flatten)]
     pub member: tinysns_common::cli::MemberArgs,
+    #[command(flatten)]
+    pub auth: tinysns_common::auth::AuthArgs,
     /// Print the resolved configuration as JSON (password masked) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -58,6 +60,7 @@ pub struct Config {
     pub cluster_secret_file: Option<std::path::PathBuf>,
     #[serde(skip)]
     pub secret: Option<tinysns_common::secret::ClusterSecret>,
+    pub auth: tinysns_common::auth::AuthMode,
     pub port: u16,
     pub bind: String,
     pub advertise: String,
@@ -104,7 +107,15 @@ impl Args {
             id,
             coordinator_internal: self.member.coordinator_internal()?,
             cluster_secret_file: self.member.secret.cluster_secret_file.clone(),
-            secret: self.member.secret.load()?,
+            secret: match (self.member.secret.load()?, self.auth.auth) {
+                (None, tinysns_common::auth::AuthMode::Password) => {
+                    return Err("--auth password needs a cluster secret (--cluster-secret-file); \
+                                use --auth open for a classic local system"
+                        .into());
+                }
+                (secret, _) => secret,
+            },
+            auth: self.auth.auth,
             port,
             bind: self.member.bind.clone(),
             advertise: self.member.advertise(port),

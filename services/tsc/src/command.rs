@@ -7,6 +7,8 @@ pub enum Command {
     UnFollow(String),
     List,
     Timeline,
+    /// Change the password (password mode): reads the current and the new one.
+    Password,
 }
 
 /// What to do with one input line.
@@ -38,13 +40,14 @@ pub fn parse(line: &str) -> Parsed {
             match word.as_str() {
                 "FOLLOW" => Parsed::Run(Command::Follow(argument.to_string())),
                 "UNFOLLOW" => Parsed::Run(Command::UnFollow(argument.to_string())),
-                "LIST" | "TIMELINE" => Parsed::Complain(ONLY_FOLLOW_TAKES_ARGUMENTS),
+                "LIST" | "TIMELINE" | "PASSWORD" => Parsed::Complain(ONLY_FOLLOW_TAKES_ARGUMENTS),
                 _ => Parsed::Complain(INVALID_COMMAND),
             }
         }
         None => match line.to_ascii_uppercase().as_str() {
             "LIST" => Parsed::Run(Command::List),
             "TIMELINE" => Parsed::Run(Command::Timeline),
+            "PASSWORD" => Parsed::Run(Command::Password),
             _ => Parsed::Complain(INVALID_COMMAND),
         },
     }
@@ -60,6 +63,7 @@ mod tests {
         assert_eq!(parse("TimeLine\n"), Parsed::Run(Command::Timeline));
         assert_eq!(parse("follow 3"), Parsed::Run(Command::Follow("3".into())));
         assert_eq!(parse("UnFollow 12\r\n"), Parsed::Run(Command::UnFollow("12".into())));
+        assert_eq!(parse("password"), Parsed::Run(Command::Password));
     }
 
     #[test]

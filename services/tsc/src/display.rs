@@ -1,7 +1,8 @@
 //! Output, byte for byte as the classic client prints it.
 
+use crate::session::Listing;
 use chrono::{Local, TimeZone};
-use tinysns_common::proto::social::{ListReply, Post, Status};
+use tinysns_common::proto::social::{Post, Status, UserRef};
 
 pub const BANNER: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n=====================================\n";
 pub const PROMPT: &str = "Cmd> ";
@@ -21,16 +22,44 @@ pub fn status_line(status: Status) -> &'static str {
     }
 }
 
-fn joined(ids: &[u64]) -> String {
-    ids.iter().map(|id| format!("{id}, ")).collect()
+/// The classic message after FOLLOW (`follow`) or UNFOLLOW. The server's statuses are
+/// finer than the classic client's; these are the messages the classic client showed:
+/// following yourself or someone you follow already "exists"; an unknown user, and
+/// unfollowing anyone you do not follow, is an "invalid username".
+pub fn relation_line(follow: bool, status: Status) -> &'static str {
+    match (follow, status) {
+        (_, Status::Success) => status_line(Status::Success),
+        (true, Status::FailureInvalid | Status::FailureAlreadyExists) => status_line(Status::FailureAlreadyExists),
+        (true, Status::FailureNotExists | Status::FailureInvalidUsername) => {
+            status_line(Status::FailureInvalidUsername)
+        }
+        (false, Status::FailureNotAFollower | Status::FailureNotExists | Status::FailureInvalidUsername) => {
+            status_line(Status::FailureInvalidUsername)
+        }
+        (false, Status::FailureInvalid) => status_line(Status::FailureInvalidUsername),
+        (_, other) => status_line(other),
+    }
+}
+
+/// A user as the classic output shows it: the username in password mode, else the id.
+fn shown(user: &UserRef) -> String {
+    if user.username.is_empty() {
+        user.id.to_string()
+    } else {
+        user.username.clone()
+    }
+}
+
+fn joined(users: &[UserRef]) -> String {
+    users.iter().map(|u| format!("{}, ", shown(u))).collect()
 }
 
 /// The two lines LIST prints after its status line.
-pub fn list_lines(reply: &ListReply) -> String {
+pub fn list_lines(listing: &Listing) -> String {
     format!(
         "All users: {}\nFollowers: {}\n",
-        joined(&reply.all_users),
-        joined(&reply.followers)
+        joined(&listing.all_users),
+        joined(&listing.followers)
     )
 }
 
@@ -43,26 +72,69 @@ pub fn ctime(timestamp_ms: i64) -> String {
 }
 
 pub fn post_line(post: &Post) -> String {
-    format!("{} ({}) >> {}\n", post.author, ctime(post.timestamp_ms), post.text)
+    let author = if post.author_name.is_empty() {
+        post.author.to_string()
+    } else {
+        post.author_name.clone()
+    };
+    format!("{author} ({}) >> {}\n", ctime(post.timestamp_ms), post.text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ids(ids: &[u64]) -> Vec<UserRef> {
+        ids.iter()
+            .map(|&id| UserRef {
+                id,
+                username: String::new(),
+            })
+            .collect()
+    }
+
     #[test]
     fn list_format_matches_the_classic_client() {
-        let reply = ListReply {
-            all_users: vec![1, 2, 3],
-            followers: vec![2],
-            ..Default::default()
+        let listing = Listing {
+            all_users: ids(&[1, 2, 3]),
+            followers: ids(&[2]),
         };
-        assert_eq!(list_lines(&reply), "All users: 1, 2, 3, \nFollowers: 2, \n");
-        let empty = ListReply {
-            all_users: vec![1],
-            ..Default::default()
+        assert_eq!(list_lines(&listing), "All users: 1, 2, 3, \nFollowers: 2, \n");
+        let empty = Listing {
+            all_users: ids(&[1]),
+            followers: vec![],
         };
         assert_eq!(list_lines(&empty), "All users: 1, \nFollowers: \n");
+        let named = Listing {
+            all_users: vec![UserRef {
+                id: 3,
+                username: "alice".into(),
+            }],
+            followers: vec![],
+        };
+        assert_eq!(list_lines(&named), "All users: alice, \nFollowers: \n");
+    }
+
+    #[test]
+    fn follow_and_unfollow_show_the_classic_messages() {
+        const EXISTS: &str = "Input username already exists, command failed";
+        const INVALID: &str = "Command failed with invalid username";
+        // FOLLOW <self>, FOLLOW <someone followed already>.
+        assert_eq!(relation_line(true, Status::FailureInvalid), EXISTS);
+        assert_eq!(relation_line(true, Status::FailureAlreadyExists), EXISTS);
+        // FOLLOW <unknown>, FOLLOW <malformed>.
+        assert_eq!(relation_line(true, Status::FailureNotExists), INVALID);
+        assert_eq!(relation_line(true, Status::FailureInvalidUsername), INVALID);
+        // UNFOLLOW <not followed>, <unknown>, <malformed>, <self>.
+        for status in [
+            Status::FailureNotAFollower,
+            Status::FailureNotExists,
+            Status::FailureInvalidUsername,
+            Status::FailureInvalid,
+        ] {
+            assert_eq!(relation_line(false, status), INVALID, "{status:?}");
+        }
+        assert_eq!(relation_line(false, Status::Success), "Command completed successfully");
     }
 
     #[test]
@@ -75,6 +147,11 @@ mod tests {
         };
         let line = post_line(&post);
         assert!(line.starts_with("7 ("), "{line}");
+        let named = Post {
+            author_name: "alice".into(),
+            ..post.clone()
+        };
+        assert!(post_line(&named).starts_with("alice ("));
         assert!(line.ends_with(") >> hello\n"), "{line}");
         // ctime: weekday, month, space-padded day, time, year.
         let t = ctime(1_700_000_000_000);

@@ -1,9 +1,10 @@
 use clap::Parser;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use tinysns_common::proto::social::Status as Code;
 use tinysns_tsc::command::{self, Command, Parsed};
 use tinysns_tsc::display;
-use tinysns_tsc::session::Session;
+use tinysns_tsc::password;
+use tinysns_tsc::session::{Credentials, Session};
 use tinysns_tsc::timeline::{self, Lines};
 use tokio::io::{AsyncBufReadExt, BufReader, Stdin};
 
@@ -26,9 +27,15 @@ struct Args {
         default_value_t = 9000
     )]
     port: u16,
-    /// Your user id (a positive integer).
-    #[arg(short = 'u', long = "user", value_parser = clap::value_parser!(u64).range(1..))]
-    user: u64,
+    /// Your username (password mode), or your numeric user id (open mode: the classic system).
+    #[arg(short = 'u', long = "user")]
+    user: String,
+    /// Create the account first (password mode), then log in.
+    #[arg(long)]
+    register: bool,
+    /// Read the password from this file (first line) instead of TINYSNS_PASSWORD or the terminal.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<std::path::PathBuf>,
     /// How long to keep trying to reach a server for the user (one may be failing over)
     /// before giving up with `connection failed: -1`.
     #[arg(
@@ -75,6 +82,44 @@ fn grpc_failed(status: &tonic::Status) {
     print(&format!("grpc failed: {}\n", status.message()));
 }
 
+/// Who logs in: a numeric id is the classic open-mode login unless a password is given or
+/// asked for; anything else is a username with its password.
+fn credentials(args: &Args) -> Result<Credentials, String> {
+    let numeric = tinysns_common::limits::parse_user_id(&args.user);
+    let have_password = args.password_file.is_some() || std::env::var_os(password::ENV).is_some();
+    if let Some(id) = numeric
+        && !args.register
+        && !have_password
+    {
+        return Ok(Credentials::Open(id));
+    }
+    let password = password::read(args.password_file.as_deref(), "Password: ")?;
+    Ok(Credentials::Password {
+        username: args.user.clone(),
+        password,
+        register: args.register,
+    })
+}
+
+/// PASSWORD: the current and the new password, from the terminal (without echo) or, when
+/// input is piped, from the next two lines.
+async fn change_password(session: &mut Session, input: &mut StdinLines) -> Result<&'static str, tonic::Status> {
+    let (current, new) = if std::io::stdin().is_terminal() {
+        let ask = |prompt: &str| rpassword::prompt_password(prompt).unwrap_or_default();
+        (ask("Current password: "), ask("New password: "))
+    } else {
+        (
+            input.next_line().await.unwrap_or_default(),
+            input.next_line().await.unwrap_or_default(),
+        )
+    };
+    let (status, message) = session.change_password(&current, &new).await?;
+    if status != Code::Success {
+        eprintln!("password not changed: {message}");
+    }
+    Ok(display::status_line(status))
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -82,7 +127,15 @@ async fn main() {
     // classic client's.
     tinysns_common::telemetry::init("warn");
     let coordinator = format!("{}:{}", args.host, args.port);
-    let mut session = match Session::connect(&coordinator, args.user, args.connect_timeout).await {
+    let credentials = match credentials(&args) {
+        Ok(c) => c,
+        Err(problem) => {
+            eprintln!("{problem}");
+            print("connection failed: -1\n");
+            std::process::exit(1);
+        }
+    };
+    let mut session = match Session::connect(&coordinator, credentials, args.connect_timeout).await {
         Ok(s) => s,
         Err(error) => {
             eprintln!("{error}");
@@ -103,24 +156,29 @@ async fn main() {
             }
             Parsed::Run(command) => command,
         };
-        let status = match &command {
+        let line = match &command {
             Command::List => match session.list().await {
-                Ok(reply) => {
-                    let status = Code::try_from(reply.status).unwrap_or(Code::FailureUnknown);
-                    print(&format!("{}\n", display::status_line(status)));
-                    if status == Code::Success {
-                        print(&display::list_lines(&reply));
-                    }
+                Ok(Ok(listing)) => {
+                    print(&format!("{}\n", display::status_line(Code::Success)));
+                    print(&display::list_lines(&listing));
                     continue;
                 }
+                Ok(Err(status)) => Ok(display::status_line(status)),
                 Err(status) => Err(status),
             },
-            Command::Follow(target) => session.relation(target, true).await,
-            Command::UnFollow(target) => session.relation(target, false).await,
-            Command::Timeline => Ok(Code::Success),
+            Command::Follow(target) => session
+                .relation(target, true)
+                .await
+                .map(|s| display::relation_line(true, s)),
+            Command::UnFollow(target) => session
+                .relation(target, false)
+                .await
+                .map(|s| display::relation_line(false, s)),
+            Command::Timeline => Ok(display::status_line(Code::Success)),
+            Command::Password => change_password(&mut session, &mut input).await,
         };
-        match status {
-            Ok(status) => print(&format!("{}\n", display::status_line(status))),
+        match line {
+            Ok(line) => print(&format!("{line}\n")),
             Err(status) => {
                 grpc_failed(&status);
                 continue;

@@ -1,23 +1,45 @@
 //! The client's link to its server. Finds the master of the user's cluster through the
-//! coordinator, logs in, keeps the session alive, and when the server fails over finds the
-//! new master and re-attaches the same session, so commands simply take a little longer.
+//! coordinator, registers or logs in once (getting a session token), holds the session
+//! present with an Attach stream, and when the server fails over finds the new master and
+//! carries on with the same token (sessions are replicated), so commands simply take a
+//! little longer.
 
 use std::time::{Duration, Instant};
+use tinysns_common::auth::{AuthMode, Bearer};
 use tinysns_common::grpc::{channel, is_retryable};
-use tinysns_common::proto::coordinator::GetServerRequest;
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
+use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{
-    FollowRequest, ListReply, ListRequest, LoginRequest, SessionRequest, Status as Code,
+    ChangePasswordRequest, Empty, FollowRequest, ListRequest, LoginReply, LoginRequest, RegisterRequest,
+    Status as Code, UserRef,
 };
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// How long a command keeps retrying through a failover before it reports failure.
 pub const RETRY_FOR: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long login waits for the Attach stream to be up.
+const ATTACH_WAIT: Duration = Duration::from_secs(2);
 
-pub type Client = SocialServiceClient<Channel>;
+/// A client of the current master that presents the session token on every call.
+pub type Client = SocialServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Who logs in, and how.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// Open mode: a numeric user id, no password.
+    Open(u64),
+    /// Password mode.
+    Password {
+        username: String,
+        password: String,
+        /// Create the account first.
+        register: bool,
+    },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -27,65 +49,116 @@ pub enum ConnectError {
     Refused { status: Code, message: String },
 }
 
+/// All pages of LIST, put together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    pub all_users: Vec<UserRef>,
+    pub followers: Vec<UserRef>,
+}
+
+impl Listing {
+    pub fn user_ids(&self) -> Vec<u64> {
+        self.all_users.iter().map(|u| u.id).collect()
+    }
+
+    pub fn follower_ids(&self) -> Vec<u64> {
+        self.followers.iter().map(|u| u.id).collect()
+    }
+}
+
 pub struct Session {
     coordinator: CoordinatorClient<Channel>,
+    credentials: Credentials,
     pub user: u64,
-    session_id: String,
+    /// Empty in open mode.
+    pub username: String,
+    token: String,
     current: watch::Sender<Option<Client>>,
-    keepalive: tokio::task::JoinHandle<()>,
+    presence: tokio::task::JoinHandle<()>,
 }
 
 impl Session {
-    /// Connects and logs in, retrying for up to `patience` while no server can take the user
-    /// (a failover in progress); failure here is the classic "connection failed". A refusal
-    /// (the user is logged in elsewhere, or invalid) is final at once.
-    pub async fn connect(coordinator: &str, user: u64, patience: Duration) -> Result<Self, ConnectError> {
+    /// Connects and logs in (registering first if asked), retrying for up to `patience`
+    /// while no server can take the user (a failover in progress); failure here is the
+    /// classic "connection failed". A refusal (wrong password, taken name, logged in
+    /// elsewhere in open mode) is final at once.
+    pub async fn connect(
+        coordinator: &str,
+        credentials: Credentials,
+        patience: Duration,
+    ) -> Result<Self, ConnectError> {
         let coordinator =
             channel(coordinator, CONNECT_TIMEOUT).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (current, watcher) = watch::channel(None);
+        let user = match &credentials {
+            Credentials::Open(id) => *id,
+            Credentials::Password { .. } => 0,
+        };
         let mut session = Self {
             coordinator: CoordinatorClient::new(coordinator),
+            credentials,
             user,
-            session_id: String::new(),
+            username: String::new(),
+            token: String::new(),
             current,
-            keepalive: tokio::spawn(async {}),
+            presence: tokio::spawn(async {}),
         };
         session.attach_until(Instant::now() + patience).await?;
-        session.keepalive = tokio::spawn(keep_alive(watcher, user, session.session_id.clone()));
+        let (attached_tx, attached) = tokio::sync::oneshot::channel();
+        session.presence = tokio::spawn(hold_presence(watcher, attached_tx));
+        // Present by stream before going on, so that a crash from here on frees the user at
+        // once (until then only the login's short lease holds it).
+        let _ = tokio::time::timeout(ATTACH_WAIT, attached).await;
         Ok(session)
     }
 
-    /// Resolves the user's server and logs in (re-attaching our session if we have one).
-    async fn attach(&mut self) -> Result<Client, ConnectError> {
-        let unreachable = |s: tonic::Status| ConnectError::Unreachable(s.message().to_string());
-        let mut call = tonic::Request::new(GetServerRequest { user_id: self.user });
+    /// The session token (for tools and tests that make raw calls as this user).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Where the user's server is, and how the system logs users in.
+    async fn locate(&mut self) -> Result<ServerInfo, ConnectError> {
+        let request = match (&self.credentials, self.user) {
+            (Credentials::Password { username, .. }, 0) => GetServerRequest {
+                user_id: 0,
+                username: username.clone(),
+            },
+            (_, user) => GetServerRequest {
+                user_id: user,
+                username: String::new(),
+            },
+        };
+        let mut call = tonic::Request::new(request);
         call.set_timeout(Duration::from_secs(2));
-        let server = self
-            .coordinator
-            .get_server(call)
-            .await
-            .map_err(unreachable)?
-            .into_inner();
+        let info = self.coordinator.get_server(call).await;
+        info.map(tonic::Response::into_inner).map_err(|s| match s.code() {
+            tonic::Code::InvalidArgument => ConnectError::Refused {
+                status: Code::FailureInvalidUsername,
+                message: s.message().to_string(),
+            },
+            _ => ConnectError::Unreachable(s.message().to_string()),
+        })
+    }
+
+    /// Resolves the user's server; the first time, also logs in for a token.
+    async fn attach(&mut self) -> Result<Client, ConnectError> {
+        let server = self.locate().await?;
         let channel =
             channel(&server.address, CONNECT_TIMEOUT).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-        let mut client = SocialServiceClient::new(channel);
-        let reply = client
-            .login(LoginRequest {
-                user_id: self.user,
-                session_id: self.session_id.clone(),
-            })
-            .await
-            .map_err(unreachable)?
-            .into_inner();
-        let status = Code::try_from(reply.status).unwrap_or(Code::FailureUnknown);
-        if status != Code::Success {
-            return Err(ConnectError::Refused {
-                status,
-                message: reply.message,
-            });
+        if self.token.is_empty() {
+            let mode = AuthMode::from_proto(server.auth).unwrap_or(AuthMode::Password);
+            let reply = log_in(SocialServiceClient::new(channel.clone()), &self.credentials, mode).await?;
+            self.user = reply.user_id;
+            self.username = reply.username;
+            self.token = reply.token;
         }
-        tracing::debug!(server = %server.address, cluster = server.cluster_id, "logged in");
-        self.session_id = reply.session_id;
+        let bearer = Bearer::new(&self.token).ok_or_else(|| ConnectError::Refused {
+            status: Code::FailureUnknown,
+            message: "the server issued an unusable token".into(),
+        })?;
+        let client = SocialServiceClient::with_interceptor(channel, bearer);
+        tracing::debug!(server = %server.address, cluster = server.cluster_id, "attached");
         self.current.send_replace(Some(client.clone()));
         Ok(client)
     }
@@ -145,7 +218,6 @@ impl Session {
     /// FOLLOW (`follow` true) or UNFOLLOW `target`, following failovers.
     pub async fn relation(&mut self, target: &str, follow: bool) -> Result<Code, tonic::Status> {
         let request = FollowRequest {
-            user_id: self.user,
             target: target.to_string(),
         };
         let reply = self
@@ -163,45 +235,141 @@ impl Session {
         Ok(Code::try_from(reply.status).unwrap_or(Code::FailureUnknown))
     }
 
-    /// LIST, following failovers.
-    pub async fn list(&mut self) -> Result<ListReply, tonic::Status> {
-        let user_id = self.user;
-        self.call(|mut c| async move { c.list(ListRequest { user_id }).await })
-            .await
+    /// LIST, every page, following failovers; Ok(Err(status)) for a refused LIST.
+    pub async fn list(&mut self) -> Result<Result<Listing, Code>, tonic::Status> {
+        let mut listing = Listing::default();
+        // Where each list continues; None once it is complete.
+        let (mut users_after, mut followers_after) = (Some(0u64), Some(0u64));
+        while users_after.is_some() || followers_after.is_some() {
+            let request = ListRequest {
+                page_size: 0,
+                users_after: users_after.unwrap_or(u64::MAX),
+                followers_after: followers_after.unwrap_or(u64::MAX),
+            };
+            let reply = self.call(|mut c| async move { c.list(request).await }).await?;
+            let status = Code::try_from(reply.status).unwrap_or(Code::FailureUnknown);
+            if status != Code::Success {
+                return Ok(Err(status));
+            }
+            if users_after.is_some() {
+                listing.all_users.extend(reply.all_users);
+                users_after = Some(reply.next_users_after).filter(|n| *n != 0);
+            }
+            if followers_after.is_some() {
+                listing.followers.extend(reply.followers);
+                followers_after = Some(reply.next_followers_after).filter(|n| *n != 0);
+            }
+        }
+        Ok(Ok(listing))
+    }
+
+    /// Changes the password (password mode); other sessions of the user end.
+    pub async fn change_password(&mut self, current: &str, new: &str) -> Result<(Code, String), tonic::Status> {
+        let request = ChangePasswordRequest {
+            current_password: current.to_string(),
+            new_password: new.to_string(),
+        };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.change_password(request).await }
+            })
+            .await?;
+        Ok((
+            Code::try_from(reply.status).unwrap_or(Code::FailureUnknown),
+            reply.message,
+        ))
     }
 
     pub async fn logout(self) {
-        self.keepalive.abort();
-        // Wait until the renewal task is gone, so no KeepAlive of ours is sent after Logout.
-        let _ = self.keepalive.await;
+        self.presence.abort();
+        // Wait until the presence task is gone, so its stream ends before the Logout.
+        let _ = self.presence.await;
         let client = self.current.borrow().clone();
         if let Some(mut client) = client {
-            let _ = client
-                .logout(SessionRequest {
-                    user_id: self.user,
-                    session_id: self.session_id.clone(),
-                })
-                .await;
+            let _ = client.logout(Empty {}).await;
         }
     }
 }
 
-async fn keep_alive(mut current: watch::Receiver<Option<Client>>, user: u64, session_id: String) {
-    // Login has just started the lease; the first renewal is due one period later.
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+/// Register or Login on a server that runs in `mode`.
+async fn log_in(
+    mut client: SocialServiceClient<Channel>,
+    credentials: &Credentials,
+    mode: AuthMode,
+) -> Result<LoginReply, ConnectError> {
+    let unreachable = |s: tonic::Status| ConnectError::Unreachable(s.message().to_string());
+    let reply = match (credentials, mode) {
+        (Credentials::Open(user), AuthMode::Open) => client.login(LoginRequest {
+            user_id: *user,
+            ..Default::default()
+        }),
+        (
+            Credentials::Password {
+                username,
+                password,
+                register,
+            },
+            AuthMode::Password,
+        ) => {
+            if *register {
+                let request = RegisterRequest {
+                    username: username.clone(),
+                    password: password.clone(),
+                };
+                let reply = client.register(request).await.map_err(unreachable)?.into_inner();
+                return accepted(reply);
+            }
+            client.login(LoginRequest {
+                user_id: 0,
+                username: username.clone(),
+                password: password.clone(),
+            })
+        }
+        (_, mode) => {
+            return Err(ConnectError::Refused {
+                status: Code::FailureInvalid,
+                message: match mode {
+                    AuthMode::Open => "this system runs in open mode: give a numeric user id".into(),
+                    AuthMode::Password => "this system uses accounts: give a username and a password".into(),
+                },
+            });
+        }
+    }
+    .await
+    .map_err(unreachable)?
+    .into_inner();
+    accepted(reply)
+}
+
+fn accepted(reply: LoginReply) -> Result<LoginReply, ConnectError> {
+    match Code::try_from(reply.status).unwrap_or(Code::FailureUnknown) {
+        Code::Success => Ok(reply),
+        status => Err(ConnectError::Refused {
+            status,
+            message: reply.message,
+        }),
+    }
+}
+
+/// Holds an Attach stream open on whichever server is current, so the session counts as
+/// present while this process lives (and stops counting the moment it dies).
+async fn hold_presence(mut current: watch::Receiver<Option<Client>>, attached: tokio::sync::oneshot::Sender<()>) {
+    let mut attached = Some(attached);
     loop {
-        tick.tick().await;
         let client = current.borrow_and_update().clone();
-        if let Some(mut client) = client {
-            let _ = client
-                .keep_alive(SessionRequest {
-                    user_id: user,
-                    session_id: session_id.clone(),
-                })
-                .await;
+        if let Some(mut client) = client
+            && let Ok(reply) = client.attach(Empty {}).await
+        {
+            let mut stream = reply.into_inner();
+            while let Ok(Some(_)) = stream.message().await {
+                if let Some(first) = attached.take() {
+                    let _ = first.send(());
+                }
+            }
         }
+        // The stream ended (failover, or a server restart): wait for the next server, or
+        // retry on the same one shortly.
+        let _ = tokio::time::timeout(Duration::from_millis(500), current.changed()).await;
     }
 }
-
-/// How often the session is renewed (the server's lease is several times longer).
-pub const KEEPALIVE: Duration = Duration::from_secs(1);

@@ -21,12 +21,9 @@ pub trait Lines {
     fn next_line(&mut self) -> impl Future<Output = Option<String>>;
 }
 
-fn open(user: u64, resume_after: u64) -> TimelineRequest {
+fn open(resume_after: u64) -> TimelineRequest {
     TimelineRequest {
-        kind: Some(timeline_request::Kind::Open(TimelineOpen {
-            user_id: user,
-            resume_after,
-        })),
+        kind: Some(timeline_request::Kind::Open(TimelineOpen { resume_after })),
     }
 }
 
@@ -48,7 +45,6 @@ fn print(text: &str) {
 /// Runs timeline mode until `exit` or the end of input; Err if the server could not be
 /// reached again within the retry window.
 pub async fn run(session: &mut Session, input: &mut impl Lines) -> Result<(), tonic::Status> {
-    let user = session.user;
     let mut shown: HashSet<(u64, u64)> = HashSet::new();
     let mut cursor = 0u64;
     let mut live = false;
@@ -58,7 +54,7 @@ pub async fn run(session: &mut Session, input: &mut impl Lines) -> Result<(), to
     loop {
         let (tx, rx) = mpsc::channel(256);
         // The channel is fresh and large enough for these, so the sends cannot block.
-        let _ = tx.try_send(open(user, cursor));
+        let _ = tx.try_send(open(cursor));
         for (id, text) in &unacked {
             let _ = tx.send(post(*id, text)).await;
         }

@@ -1,21 +1,39 @@
 //! The tsd side of cross-cluster sync: the synchronizer reads this cluster's own changes
 //! from here (and records how far it has published), and hands in other clusters' changes.
 
+use crate::command::{Command, Outcome};
 use crate::feed::Feed;
 use crate::reader::Reader;
 use crate::remote::check_remote;
 use crate::store;
-use crate::writer::{Command, Outcome, WriteError, Writer};
+use crate::writer::{WriteError, Writer};
 use tinysns_common::grpc::not_master;
 use tinysns_common::membership::RoleHandle;
 use tinysns_common::proto::internal::change_feed_server::{ChangeFeed, ChangeFeedServer};
 use tinysns_common::proto::internal::{
-    ApplyRemoteReply, ApplyRemoteRequest, ChangeFeedItem, ChangeFeedRequest, CommitCursorReply, CommitCursorRequest,
-    log_entry,
+    AccountChange, ApplyRemoteReply, ApplyRemoteRequest, Change, ChangeFeedItem, ChangeFeedRequest, CommitCursorReply,
+    CommitCursorRequest, LogEntry, UserCreated, account_change, change, log_entry,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+
+/// What other clusters learn of one of our entries: social changes as they are, a new
+/// account as a user with its name (never its password hash), sessions nothing.
+pub fn published_change(entry: &LogEntry) -> Option<Change> {
+    match entry.kind.as_ref()? {
+        log_entry::Kind::Change(change) => Some(change.clone()),
+        log_entry::Kind::Account(AccountChange {
+            kind: Some(account_change::Kind::Registered(r)),
+        }) => Some(Change {
+            kind: Some(change::Kind::User(UserCreated {
+                user_id: r.user_id,
+                username: r.username.clone(),
+            })),
+        }),
+        log_entry::Kind::Account(_) | log_entry::Kind::SyncCursor(_) => None,
+    }
+}
 
 #[derive(Clone)]
 pub struct ChangeFeedService {
@@ -71,11 +89,11 @@ impl ChangeFeedService {
                 if entry.origin_cluster != self.cluster {
                     continue;
                 }
-                if let Some(log_entry::Kind::Change(change)) = &entry.kind {
+                if let Some(change) = published_change(&entry) {
                     let item = ChangeFeedItem {
                         lsn: entry.lsn,
                         timestamp_ms: entry.timestamp_ms,
-                        change: Some(change.clone()),
+                        change: Some(change),
                     };
                     if tx.send(Ok(item)).await.is_err() {
                         return;
@@ -160,5 +178,42 @@ impl ChangeFeed for ChangeFeedService {
         }
         reply.rejected.sort_unstable();
         Ok(Response::new(reply))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinysns_common::proto::internal::{Registered, SessionStarted};
+
+    fn account(kind: account_change::Kind) -> LogEntry {
+        LogEntry {
+            kind: Some(log_entry::Kind::Account(AccountChange { kind: Some(kind) })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn other_clusters_learn_accounts_without_their_secrets() {
+        let registered = account(account_change::Kind::Registered(Registered {
+            user_id: 4,
+            username: "alice".into(),
+            password_phc: "$argon2id$secret".into(),
+        }));
+        let published = published_change(&registered).unwrap();
+        assert_eq!(
+            published.kind,
+            Some(change::Kind::User(UserCreated {
+                user_id: 4,
+                username: "alice".into()
+            }))
+        );
+        assert!(!format!("{published:?}").contains("argon2"));
+        let session = account(account_change::Kind::SessionStarted(SessionStarted {
+            user_id: 4,
+            token_hash: vec![1; 32],
+            expires_ms: 1,
+        }));
+        assert_eq!(published_change(&session), None, "sessions never leave their cluster");
     }
 }

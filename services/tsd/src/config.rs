@@ -1,8 +1,11 @@
 //! Command line of tsd (classic: `tsd -c <clusterId> -s <serverId> -h <host> -k <port> -p <port>`).
 
+use crate::accounts::HashCost;
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::time::Duration;
+use tinysns_common::auth::AuthMode;
 use tinysns_common::secret::ClusterSecret;
 use tinysns_common::topology;
 
@@ -27,6 +30,23 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub member: tinysns_common::cli::MemberArgs,
+    #[command(flatten)]
+    pub auth: tinysns_common::auth::AuthArgs,
+    /// How long a session token stays valid after login (password mode; logout and a
+    /// password change end it sooner).
+    #[arg(long, env = "TINYSNS_SESSION_TTL", default_value = "7d", value_parser = tinysns_common::cli::parse_duration)]
+    pub session_ttl: Duration,
+    /// Argon2id memory cost of new password hashes, in KiB (stored hashes keep theirs).
+    #[arg(long, env = "TINYSNS_ARGON2_MEMORY_KIB", default_value_t = HashCost::DEFAULT.memory_kib,
+          value_parser = clap::value_parser!(u32).range(8..=4 * 1024 * 1024))]
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes over memory for new password hashes.
+    #[arg(long, env = "TINYSNS_ARGON2_ITERATIONS", default_value_t = HashCost::DEFAULT.iterations,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub argon2_iterations: u32,
+    /// Longest a unary call (or the opening of a stream) may take before the server gives up.
+    #[arg(long, env = "TINYSNS_REQUEST_TIMEOUT", default_value = "30s", value_parser = tinysns_common::cli::parse_duration)]
+    pub request_timeout: Duration,
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -54,6 +74,12 @@ pub struct Config {
     #[serde(skip)]
     pub secret: Option<ClusterSecret>,
     pub data_dir: PathBuf,
+    pub auth: AuthMode,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub session_ttl: Duration,
+    pub argon2: HashCost,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub request_timeout: Duration,
 }
 
 impl Args {
@@ -71,6 +97,17 @@ impl Args {
             .unwrap_or_else(|| PathBuf::from(format!("tinysns-data/cluster{}-server{server}", self.cluster)));
         let internal_port = tinysns_common::cli::internal_port(port, self.internal_port)?;
         let secret = self.member.secret.load()?;
+        if self.auth.auth == AuthMode::Password && secret.is_none() {
+            return Err(
+                "--auth password needs a cluster secret (--cluster-secret-file): without one \
+                        anybody on the host could write into replicas; use --auth open for a classic \
+                        local system"
+                    .into(),
+            );
+        }
+        if self.session_ttl < Duration::from_secs(1) {
+            return Err("--session-ttl must be at least 1s".into());
+        }
         Ok(Config {
             cluster: self.cluster,
             server,
@@ -85,6 +122,13 @@ impl Args {
             cluster_secret_file: self.member.secret.cluster_secret_file.clone(),
             secret,
             data_dir,
+            auth: self.auth.auth,
+            session_ttl: self.session_ttl,
+            argon2: HashCost {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+            },
+            request_timeout: self.request_timeout,
         })
     }
 }

@@ -314,6 +314,7 @@ mod tests {
                 author,
                 post_id: lsn,
                 text: format!("post {lsn}"),
+                author_name: String::new(),
             }),
         )
     }

@@ -3,9 +3,9 @@
 //! can reach the broker could otherwise write into every cluster; each change must be one
 //! its origin cluster could really have made.
 
-use tinysns_common::limits::{MAX_LSN, validate_post_text};
+use tinysns_common::limits::{MAX_LSN, canonical_username, validate_post_text};
 use tinysns_common::proto::internal::{RemoteChange, change};
-use tinysns_common::topology::cluster_of_user;
+use tinysns_common::topology::{cluster_of_user, cluster_of_username};
 
 /// How far in the future a change's timestamp may be (clock skew between clusters).
 pub const MAX_FUTURE_SKEW_MS: i64 = 10 * 60 * 1000;
@@ -28,6 +28,21 @@ pub enum RemoteError {
     Content(String),
 }
 
+/// A user's name (if any) must be canonical and owned by the cluster that registered it.
+fn check_username(username: &str, origin: u32, clusters: u32) -> Result<(), String> {
+    if username.is_empty() {
+        return Ok(());
+    }
+    match canonical_username(username) {
+        Ok(canonical) if canonical == username => {}
+        _ => return Err(format!("{username:?} is not a canonical username")),
+    }
+    match cluster_of_username(username, clusters) {
+        Ok(owner) if owner == origin => Ok(()),
+        _ => Err(format!("the username {username} is not cluster {origin}'s to register")),
+    }
+}
+
 /// Checks `remote` as applied in cluster `here` of `clusters` at `now_ms`.
 pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64) -> Result<(), RemoteError> {
     let origin = remote.origin_cluster;
@@ -46,7 +61,7 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
     };
     // Every change is made in the home cluster of the user who acts.
     let (actor, content) = match kind {
-        change::Kind::User(u) => (u.user_id, Ok(())),
+        change::Kind::User(u) => (u.user_id, check_username(&u.username, origin, clusters)),
         change::Kind::Follow(f) => (
             f.follower,
             match f.followee {
@@ -90,6 +105,7 @@ mod tests {
             author,
             post_id: 1,
             text: text.into(),
+            author_name: String::new(),
         })
     }
 
@@ -106,8 +122,23 @@ mod tests {
         // 3 clusters: user 2 lives in cluster 2, user 4 in cluster 1.
         assert_eq!(check_remote(&remote(2, post(2, "hi")), 1, 3, NOW), Ok(()));
         assert_eq!(check_remote(&remote(1, follow(4, 2)), 2, 3, NOW), Ok(()));
-        let user = change::Kind::User(UserCreated { user_id: 3 });
-        assert_eq!(check_remote(&remote(3, user), 1, 3, NOW), Ok(()));
+        let user = |user_id, name: &str| {
+            change::Kind::User(UserCreated {
+                user_id,
+                username: name.into(),
+            })
+        };
+        assert_eq!(check_remote(&remote(3, user(3, "")), 1, 3, NOW), Ok(()));
+        // "alice" belongs to cluster 3 of 3, "bob" to cluster 1.
+        assert_eq!(check_remote(&remote(3, user(3, "alice")), 1, 3, NOW), Ok(()));
+        assert!(matches!(
+            check_remote(&remote(3, user(3, "bob")), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+        assert!(matches!(
+            check_remote(&remote(3, user(3, "Alice")), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
     }
 
     #[test]

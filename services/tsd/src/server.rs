@@ -1,22 +1,29 @@
 //! Wires a tsd together: store, writer, replication, feed, membership and the gRPC services.
 
+use crate::accounts::Hasher;
 use crate::changefeed::ChangeFeedService;
 use crate::config::Config;
 use crate::fanout::Fanout;
 use crate::feed::Feed;
+use crate::presence::{Presence, Sharing};
 use crate::reader::Reader;
 use crate::replication::{ReplicationService, Replicator};
-use crate::sessions::Sessions;
 use crate::social::Social;
 use crate::store;
 use crate::writer::Writer;
 use anyhow::Context;
 use std::sync::Arc;
+use tinysns_common::auth::AuthMode;
 use tinysns_common::grpc::{PresentSecret, RequireSecret};
 use tinysns_common::health::Health;
 use tinysns_common::membership::{Membership, Progress};
 use tinysns_common::proto::coordinator::{Member, MemberKind};
 use tinysns_common::shutdown::Shutdown;
+
+/// Password hashes computed at once (each holds the Argon2 memory cost).
+const HASHING_CONCURRENCY: usize = 4;
+const CLIENT_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const CLIENT_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let conn = store::open(&config.data_dir)
@@ -50,7 +57,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let internal_listener = tokio::net::TcpListener::bind(&internal_addr)
         .await
         .with_context(|| format!("cannot listen on {internal_addr}"))?;
-    tracing::info!(%addr, %internal_addr, advertise = %config.advertise, cluster = config.cluster, server = config.server, "tsd listening");
+    tracing::info!(%addr, %internal_addr, auth = %config.auth, advertise = %config.advertise, cluster = config.cluster, server = config.server, "tsd listening");
 
     // Only once we listen may the coordinator route clients to us.
     let me = Member {
@@ -80,14 +87,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let fanout = Fanout::default();
     tokio::spawn(fanout.clone().run(feed.tail(reader.clone(), feed.committed())));
+    let sharing = match config.auth {
+        AuthMode::Open => Sharing::Exclusive,
+        AuthMode::Password => Sharing::Shared,
+    };
     let social = Social {
         cluster: config.cluster,
+        auth: config.auth,
         writer: writer.clone(),
         reader: reader.clone(),
         feed: feed.clone(),
         fanout,
         role: role.clone(),
-        sessions: Arc::new(Sessions::default()),
+        presence: Arc::new(Presence::new(sharing)),
+        hasher: Hasher::new(config.argon2, HASHING_CONCURRENCY)?,
+        failed_logins: Arc::default(),
+        session_ttl: config.session_ttl,
     };
     let changefeed = ChangeFeedService {
         cluster: config.cluster,
@@ -98,6 +113,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     };
     let stop = shutdown.clone();
     let members = tonic::transport::Server::builder()
+        .timeout(config.request_timeout)
         .layer(tonic::service::InterceptorLayer::new(RequireSecret::new(
             config.secret.clone(),
         )))
@@ -108,6 +124,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         });
     let stop = shutdown.clone();
     let clients = tonic::transport::Server::builder()
+        .timeout(config.request_timeout)
+        // A client whose host vanished without closing its connection is noticed by these
+        // pings, which ends its Attach stream and so its presence.
+        .http2_keepalive_interval(Some(CLIENT_PING_INTERVAL))
+        .http2_keepalive_timeout(Some(CLIENT_PING_TIMEOUT))
         .add_service(health_service)
         .add_service(social.server())
         .serve_with_incoming_shutdown(

@@ -6,8 +6,8 @@
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
-use tinysns_common::proto::internal::{Change, LogEntry, change, log_entry};
-use tinysns_common::proto::social::Post;
+use tinysns_common::proto::internal::{AccountChange, Change, LogEntry, account_change, change, log_entry};
+use tinysns_common::proto::social::{Post, UserRef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,20 +27,46 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log (lsn INTEGER PRIMARY KEY, term INTEGER NOT NULL, origin_cluster INTEGER NOT NULL, entry BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL, username TEXT);
 CREATE TABLE IF NOT EXISTS follows (
     follower INTEGER NOT NULL, followee INTEGER NOT NULL, following INTEGER NOT NULL,
     since_ms INTEGER NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (follower, followee));
 CREATE INDEX IF NOT EXISTS follows_by_followee ON follows (followee, following);
 CREATE TABLE IF NOT EXISTS posts (
     author INTEGER NOT NULL, post_id INTEGER NOT NULL, text TEXT NOT NULL, ts_ms INTEGER NOT NULL,
-    seq INTEGER NOT NULL, PRIMARY KEY (author, post_id));
+    seq INTEGER NOT NULL, author_name TEXT NOT NULL DEFAULT '', PRIMARY KEY (author, post_id));
 CREATE INDEX IF NOT EXISTS posts_by_author_time ON posts (author, ts_ms);
 CREATE INDEX IF NOT EXISTS posts_by_seq ON posts (seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS credentials (user_id INTEGER PRIMARY KEY, phc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (token_hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
 ";
 
-const DERIVED_TABLES: [&str; 4] = ["users", "follows", "posts", "meta"];
+/// Columns added after the first release, for stores created before them.
+const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
+    ("users", "username", "TEXT"),
+    ("posts", "author_name", "TEXT NOT NULL DEFAULT ''"),
+];
+
+/// Indexes on added columns (created once the columns exist).
+const LATE_INDEXES: &str = "
+CREATE UNIQUE INDEX IF NOT EXISTS users_by_name ON users (username) WHERE username IS NOT NULL;
+";
+
+const DERIVED_TABLES: [&str; 6] = ["users", "follows", "posts", "meta", "credentials", "sessions"];
+
+fn add_missing_columns(conn: &Connection) -> Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let exists: bool = conn
+            .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+            .exists([column])?;
+        if !exists {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
+}
 
 /// Opens (creating if needed) the database in `dir`. Writes are durable once committed:
 /// WAL with `synchronous=FULL` syncs the log on every commit.
@@ -54,6 +80,8 @@ pub fn open(dir: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
+    add_missing_columns(&conn)?;
+    conn.execute_batch(LATE_INDEXES)?;
     Ok(conn)
 }
 
@@ -90,10 +118,7 @@ pub fn append(conn: &Connection, entry: &LogEntry) -> Result<()> {
 fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
     match &entry.kind {
         Some(log_entry::Kind::Change(Change { kind: Some(change) })) => match change {
-            change::Kind::User(u) => {
-                conn.prepare_cached("INSERT OR IGNORE INTO users (user_id, created_ms) VALUES (?1, ?2)")?
-                    .execute(params![u.user_id as i64, entry.timestamp_ms])?;
-            }
+            change::Kind::User(u) => insert_user(conn, u.user_id, &u.username, entry.timestamp_ms)?,
             change::Kind::Follow(f) => {
                 // Last writer wins by the origin's log position: a follower's relations all
                 // originate in its home cluster, whose log orders them.
@@ -117,14 +142,16 @@ fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
             }
             change::Kind::Post(p) => {
                 conn.prepare_cached(
-                    "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     p.author as i64,
                     p.post_id as i64,
                     p.text,
                     entry.timestamp_ms,
-                    entry.lsn as i64
+                    entry.lsn as i64,
+                    p.author_name
                 ])?;
             }
         },
@@ -135,7 +162,52 @@ fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
             )?
             .execute([c.lsn as i64])?;
         }
-        Some(log_entry::Kind::Change(Change { kind: None })) | None => {}
+        Some(log_entry::Kind::Account(AccountChange { kind: Some(account) })) => apply_account(conn, entry, account)?,
+        Some(log_entry::Kind::Change(Change { kind: None }))
+        | Some(log_entry::Kind::Account(AccountChange { kind: None }))
+        | None => {}
+    }
+    Ok(())
+}
+
+fn insert_user(conn: &Connection, user: u64, username: &str, created_ms: i64) -> Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO users (user_id, created_ms, username) VALUES (?1, ?2, NULLIF(?3, ''))")?
+        .execute(params![user as i64, created_ms, username])?;
+    Ok(())
+}
+
+fn apply_account(conn: &Connection, entry: &LogEntry, account: &account_change::Kind) -> Result<()> {
+    match account {
+        account_change::Kind::Registered(r) => {
+            insert_user(conn, r.user_id, &r.username, entry.timestamp_ms)?;
+            conn.prepare_cached("INSERT OR REPLACE INTO credentials (user_id, phc) VALUES (?1, ?2)")?
+                .execute(params![r.user_id as i64, r.password_phc])?;
+            conn.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('highest_registered', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+            )?
+            .execute([r.user_id as i64])?;
+        }
+        account_change::Kind::Password(p) => {
+            conn.prepare_cached("UPDATE credentials SET phc = ?2 WHERE user_id = ?1")?
+                .execute(params![p.user_id as i64, p.password_phc])?;
+            conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2")?
+                .execute(params![p.user_id as i64, p.keep_session])?;
+        }
+        account_change::Kind::SessionStarted(s) => {
+            // Sessions of the user that expired by this entry's time go (deterministic: every
+            // replica applies the same entry with the same timestamp).
+            conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND expires_ms <= ?2")?
+                .execute(params![s.user_id as i64, entry.timestamp_ms])?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO sessions (token_hash, user_id, expires_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![s.token_hash, s.user_id as i64, s.expires_ms])?;
+        }
+        account_change::Kind::SessionEnded(e) => {
+            conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+                .execute([&e.token_hash])?;
+        }
     }
     Ok(())
 }
@@ -208,6 +280,73 @@ pub fn post_seq(conn: &Connection, author: u64, post_id: u64) -> Result<Option<u
         .map(|s| s as u64))
 }
 
+/// The id of the account with this (canonical) username.
+pub fn user_by_name(conn: &Connection, username: &str) -> Result<Option<u64>> {
+    let mut stmt = conn.prepare_cached("SELECT user_id FROM users WHERE username = ?1")?;
+    Ok(stmt
+        .query_row([username], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|id| id as u64))
+}
+
+pub fn username_of(conn: &Connection, user: u64) -> Result<Option<String>> {
+    let mut stmt = conn.prepare_cached("SELECT username FROM users WHERE user_id = ?1")?;
+    Ok(stmt
+        .query_row([user as i64], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
+/// The stored password hash (PHC string) of a user of this cluster.
+pub fn password_hash(conn: &Connection, user: u64) -> Result<Option<String>> {
+    let mut stmt = conn.prepare_cached("SELECT phc FROM credentials WHERE user_id = ?1")?;
+    Ok(stmt.query_row([user as i64], |r| r.get(0)).optional()?)
+}
+
+/// `(user, expires_ms)` of the session whose token hashes to `token_hash`.
+pub fn session(conn: &Connection, token_hash: &[u8]) -> Result<Option<(u64, i64)>> {
+    let mut stmt = conn.prepare_cached("SELECT user_id, expires_ms FROM sessions WHERE token_hash = ?1")?;
+    Ok(stmt
+        .query_row([token_hash], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .optional()?)
+}
+
+/// The highest id this cluster has registered (0 for none).
+pub fn highest_registered(conn: &Connection) -> Result<u64> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = 'highest_registered'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .unwrap_or(0) as u64)
+}
+
+fn user_refs(stmt: &mut rusqlite::CachedStatement<'_>, args: impl rusqlite::Params) -> Result<Vec<UserRef>> {
+    let rows = stmt.query_map(args, |r| {
+        Ok(UserRef {
+            id: r.get::<_, i64>(0)? as u64,
+            username: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Up to `limit` users with ids above `after`, ascending.
+pub fn users_page(conn: &Connection, after: u64, limit: usize) -> Result<Vec<UserRef>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT user_id, username FROM users WHERE user_id > ?1 ORDER BY user_id LIMIT ?2")?;
+    user_refs(&mut stmt, params![bound(after), limit as i64])
+}
+
+/// Up to `limit` followers of `user` with ids above `after`, ascending.
+pub fn followers_page(conn: &Connection, user: u64, after: u64, limit: usize) -> Result<Vec<UserRef>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.follower, u.username FROM follows f LEFT JOIN users u ON u.user_id = f.follower
+         WHERE f.followee = ?1 AND f.following = 1 AND f.follower > ?2 ORDER BY f.follower LIMIT ?3",
+    )?;
+    user_refs(&mut stmt, params![user as i64, bound(after), limit as i64])
+}
+
 pub fn all_users(conn: &Connection) -> Result<Vec<u64>> {
     let mut stmt = conn.prepare_cached("SELECT user_id FROM users ORDER BY user_id")?;
     let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
@@ -233,7 +372,7 @@ pub fn following(conn: &Connection, user: u64) -> Result<Vec<(u64, i64)>> {
 /// started, stored at or before `upto`.
 pub fn timeline(conn: &Connection, user: u64, upto: u64, limit: usize) -> Result<Vec<Post>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT p.author, p.post_id, p.text, p.ts_ms, p.seq FROM posts p
+        "SELECT p.author, p.post_id, p.text, p.ts_ms, p.seq, p.author_name FROM posts p
          JOIN follows f ON f.followee = p.author AND f.follower = ?1 AND f.following = 1
          WHERE p.ts_ms >= f.since_ms AND p.seq <= ?2 AND p.author != ?1
          ORDER BY p.ts_ms DESC, p.seq DESC LIMIT ?3",
@@ -245,6 +384,7 @@ pub fn timeline(conn: &Connection, user: u64, upto: u64, limit: usize) -> Result
             text: r.get(2)?,
             timestamp_ms: r.get(3)?,
             seq: r.get::<_, i64>(4)? as u64,
+            author_name: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -270,7 +410,17 @@ pub fn state_digest(conn: &Connection) -> Result<String> {
     let posts: Vec<(i64, i64, i64)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(format!("users={users:?} follows={follows:?} posts={posts:?}"))
+    let mut stmt = conn.prepare("SELECT user_id, phc FROM credentials ORDER BY user_id")?;
+    let credentials: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare("SELECT user_id, hex(token_hash) FROM sessions ORDER BY token_hash")?;
+    let sessions: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(format!(
+        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?}"
+    ))
 }
 
 #[cfg(test)]
@@ -310,6 +460,7 @@ mod tests {
             author,
             post_id: id,
             text: format!("p{id}"),
+            author_name: String::new(),
         })
     }
 
@@ -318,8 +469,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = open(dir.path()).unwrap();
         let mut es = vec![
-            entry(1, 10, 1, change::Kind::User(UserCreated { user_id: 1 })),
-            entry(2, 10, 2, change::Kind::User(UserCreated { user_id: 2 })),
+            entry(
+                1,
+                10,
+                1,
+                change::Kind::User(UserCreated {
+                    user_id: 1,
+                    username: String::new(),
+                }),
+            ),
+            entry(
+                2,
+                10,
+                2,
+                change::Kind::User(UserCreated {
+                    user_id: 2,
+                    username: String::new(),
+                }),
+            ),
             entry(3, 20, 3, post(2, 1)),
             entry(4, 30, 4, follow(1, 2, true)),
         ];
@@ -375,5 +542,64 @@ mod tests {
         assert_eq!(entries_after(&c, 0, u64::MAX, 10).unwrap().len(), 2);
         assert_eq!(term_at(&c, 2).unwrap(), Some(1));
         assert_eq!(term_at(&c, 3).unwrap(), None);
+    }
+
+    #[test]
+    fn a_store_from_before_accounts_gains_their_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let old = Connection::open(dir.path().join("tsd.db")).unwrap();
+            old.execute_batch(
+                "CREATE TABLE users (user_id INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL);
+                 CREATE TABLE posts (author INTEGER NOT NULL, post_id INTEGER NOT NULL, text TEXT NOT NULL,
+                     ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (author, post_id));
+                 INSERT INTO users VALUES (7, 1);",
+            )
+            .unwrap();
+        }
+        let mut c = open(dir.path()).unwrap();
+        assert_eq!(username_of(&c, 7).unwrap(), None);
+        write(&mut c, &[entry(1, 10, 1, post(7, 1))]);
+        assert_eq!(timeline(&c, 7, u64::MAX, 5).unwrap().len(), 0);
+        assert_eq!(post_seq(&c, 7, 1).unwrap(), Some(1));
+        // Opening again leaves it as it is.
+        drop(c);
+        assert!(open(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn users_and_followers_come_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open(dir.path()).unwrap();
+        let mut es: Vec<LogEntry> = (1..=2500u64)
+            .map(|u| {
+                entry(
+                    u,
+                    1,
+                    u,
+                    change::Kind::User(UserCreated {
+                        user_id: u,
+                        username: format!("u{u}"),
+                    }),
+                )
+            })
+            .collect();
+        es.extend((2..=1201u64).map(|f| entry(2500 + f, 2, 2500 + f, follow(f, 1, true))));
+        write(&mut c, &es);
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = users_page(&c, after, 1000).unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            seen.extend(page.iter().map(|u| u.id));
+        }
+        assert_eq!(seen, (1..=2500).collect::<Vec<_>>());
+        assert_eq!(users_page(&c, 0, 3).unwrap()[2].username, "u3");
+        let first = followers_page(&c, 1, 0, 1000).unwrap();
+        let rest = followers_page(&c, 1, first.last().unwrap().id, 1000).unwrap();
+        assert_eq!((first.len(), rest.len()), (1000, 200));
+        assert_eq!(rest.last().unwrap().id, 1201);
+        assert!(users_page(&c, u64::MAX, 10).unwrap().is_empty());
     }
 }

@@ -2,41 +2,17 @@
 //! pass through one thread, which batches whatever is queued into one transaction (one fsync
 //! for many writes) and hands the result on in order.
 
+use crate::command::{Command, Decision, Outcome, decide};
 use crate::feed::Feed;
 use crate::store;
 use rusqlite::Connection;
 use std::sync::Arc;
 use tinysns_common::membership::{Progress, RoleHandle};
-use tinysns_common::proto::internal::{
-    AppendReply, AppendRequest, Change, FollowChanged, LogEntry, PostCreated, RemoteChange, SyncCursor, UserCreated,
-    change, log_entry,
-};
-use tinysns_common::proto::social::Status;
+use tinysns_common::proto::internal::{AppendReply, AppendRequest, LogEntry};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
-
-/// A write a master accepts.
-#[derive(Debug, Clone)]
-pub enum Command {
-    CreateUser { user: u64 },
-    Follow { follower: u64, followee: u64, on: bool },
-    Post { author: u64, post_id: u64, text: String },
-    Remote(RemoteChange),
-    SyncCursor(u64),
-}
-
-/// What became of a command.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Written as the entry at this lsn.
-    Written(u64),
-    /// Nothing to write: already so. For a post, the lsn at which it was stored.
-    Unchanged(Option<u64>),
-    /// Refused, with the status and detail for the client.
-    Rejected(Status, String),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -307,121 +283,4 @@ impl State {
         self.progress.set_applied(keep);
         Ok(())
     }
-}
-
-enum Decision {
-    Write {
-        kind: log_entry::Kind,
-        origin: Option<(u32, u64, i64)>,
-    },
-    Done(Outcome),
-}
-
-fn change(kind: change::Kind) -> log_entry::Kind {
-    log_entry::Kind::Change(Change { kind: Some(kind) })
-}
-
-fn reject(status: Status, message: impl Into<String>) -> Decision {
-    Decision::Done(Outcome::Rejected(status, message.into()))
-}
-
-/// Checks a command against the current state (including earlier writes of the same batch).
-fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::StoreError> {
-    Ok(match command {
-        Command::CreateUser { user } => {
-            if store::user_exists(conn, *user)? {
-                Decision::Done(Outcome::Unchanged(None))
-            } else {
-                Decision::Write {
-                    kind: change(change::Kind::User(UserCreated { user_id: *user })),
-                    origin: None,
-                }
-            }
-        }
-        Command::Follow { follower, followee, on } => {
-            let (follower, followee, on) = (*follower, *followee, *on);
-            if follower == followee {
-                let what = if on { "follow" } else { "unfollow" };
-                return Ok(reject(
-                    Status::FailureInvalid,
-                    format!("users cannot {what} themselves"),
-                ));
-            }
-            if !store::user_exists(conn, follower)? {
-                return Ok(reject(
-                    Status::FailureNotExists,
-                    format!("user {follower} has never logged in"),
-                ));
-            }
-            if !store::user_exists(conn, followee)? {
-                return Ok(reject(
-                    Status::FailureNotExists,
-                    format!("user {followee} does not exist"),
-                ));
-            }
-            let following = store::follow_state(conn, follower, followee)?.is_some_and(|(f, _)| f);
-            match (on, following) {
-                (true, true) => reject(Status::FailureAlreadyExists, format!("already following {followee}")),
-                (false, false) => reject(Status::FailureNotAFollower, format!("not following {followee}")),
-                _ => Decision::Write {
-                    kind: change(change::Kind::Follow(FollowChanged {
-                        follower,
-                        followee,
-                        following: on,
-                    })),
-                    origin: None,
-                },
-            }
-        }
-        Command::Post { author, post_id, text } => {
-            if let Some(seq) = store::post_seq(conn, *author, *post_id)? {
-                Decision::Done(Outcome::Unchanged(Some(seq)))
-            } else if !store::user_exists(conn, *author)? {
-                reject(Status::FailureNotExists, format!("user {author} has never logged in"))
-            } else {
-                Decision::Write {
-                    kind: change(change::Kind::Post(PostCreated {
-                        author: *author,
-                        post_id: *post_id,
-                        text: text.clone(),
-                    })),
-                    origin: None,
-                }
-            }
-        }
-        Command::SyncCursor(lsn) => {
-            if *lsn <= store::sync_cursor(conn)? {
-                Decision::Done(Outcome::Unchanged(None))
-            } else {
-                Decision::Write {
-                    kind: log_entry::Kind::SyncCursor(SyncCursor { lsn: *lsn }),
-                    origin: None,
-                }
-            }
-        }
-        Command::Remote(remote) => decide_remote(conn, remote)?,
-    })
-}
-
-/// Idempotent apply of another cluster's change (checked by [`crate::remote::check_remote`]
-/// before it was submitted): anything already reflected is skipped.
-fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, store::StoreError> {
-    let Some(kind) = remote.change.as_ref().and_then(|c| c.kind.clone()) else {
-        return Ok(reject(Status::FailureInvalid, "remote change without content"));
-    };
-    let fresh = match &kind {
-        change::Kind::User(u) => !store::user_exists(conn, u.user_id)?,
-        change::Kind::Follow(f) => {
-            store::follow_state(conn, f.follower, f.followee)?.is_none_or(|(_, version)| remote.origin_lsn > version)
-        }
-        change::Kind::Post(p) => store::post_seq(conn, p.author, p.post_id)?.is_none(),
-    };
-    Ok(if fresh {
-        Decision::Write {
-            kind: change(kind),
-            origin: Some((remote.origin_cluster, remote.origin_lsn, remote.timestamp_ms)),
-        }
-    } else {
-        Decision::Done(Outcome::Unchanged(None))
-    })
 }

@@ -35,6 +35,8 @@ struct Args {
     /// Silence after which a member is presumed dead.
     #[arg(long)]
     failure_timeout: Option<String>,
+    #[command(flatten)]
+    auth: tinysns_common::auth::AuthArgs,
 }
 
 #[tokio::main]
@@ -50,9 +52,12 @@ async fn main() -> anyhow::Result<()> {
         broker: args.amqp_url.map(Broker::External).unwrap_or(Broker::Private),
         heartbeat_interval: args.heartbeat_interval,
         failure_timeout: args.failure_timeout,
+        auth: args.auth.auth,
+        tsd_args: Vec::new(),
     };
     println!(
-        "Starting tinysns: {} clusters x {} servers x {} synchronizers, data and logs in {}",
+        "Starting tinysns ({} accounts): {} clusters x {} servers x {} synchronizers, data and logs in {}",
+        args.auth.auth,
         args.clusters,
         args.servers,
         args.synchronizers,
@@ -70,8 +75,20 @@ async fn main() -> anyhow::Result<()> {
         .context("the system did not come up")?;
     print_status(&mut topology).await;
     let tsc = tinysns_stack::bin_dir().join("tsc");
-    println!("\nReady. Connect a client (one per user; users 1, 2, 3 live in clusters 1, 2, 3):");
-    println!("  {} -h 127.0.0.1 -k {} -u 1", tsc.display(), topology.coordinator_port);
+    let (tsc, port) = (tsc.display(), topology.coordinator_port);
+    match args.auth.auth {
+        tinysns_common::auth::AuthMode::Password => {
+            println!("\nReady. Create an account, then log in with it (tsc asks for the password):");
+            println!("  {tsc} -h 127.0.0.1 -k {port} --register -u alice");
+            println!("  {tsc} -h 127.0.0.1 -k {port} -u alice");
+            println!("(scripts can set TINYSNS_PASSWORD or pass --password-file)");
+        }
+        tinysns_common::auth::AuthMode::Open => {
+            println!("\nReady. Connect a client (one per user; users 1, 2, 3 live in clusters 1, 2, 3):");
+            println!("  {tsc} -h 127.0.0.1 -k {port} -u 1");
+        }
+    }
+    println!("The cluster secret is in {}.", topology.secret_file.display());
     println!("Press Ctrl-C to stop everything.\n");
 
     let mut last = topology.status_lines();

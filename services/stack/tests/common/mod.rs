@@ -3,10 +3,14 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use tinysns_common::auth::Bearer;
 use tinysns_common::proto::social::Post;
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_stack::client::{Timeline, User};
 use tinysns_stack::topology::{Options, Topology};
+use tinysns_stack::tsc::Tsc;
+use tinysns_tsc::session::Credentials;
+use tonic::service::interceptor::InterceptedService;
 
 /// A fresh topology (3 clusters x 2 servers x 2 synchronizers) in its own directory.
 pub async fn start(name: &str) -> Topology {
@@ -40,10 +44,41 @@ pub fn social_client(address: &str) -> SocialServiceClient<tonic::transport::Cha
     SocialServiceClient::new(channel)
 }
 
+/// Logs in user `k` (in password mode its generated account, registered on first need).
 pub async fn login(t: &Topology, user: u64) -> User {
-    User::login_within(&t.coordinator_address(), user, Duration::from_secs(20))
+    let credentials = t
+        .credentials(user)
+        .await
+        .unwrap_or_else(|e| panic!("no account for user {user}: {e}"));
+    User::connect(&t.coordinator_address(), credentials, Duration::from_secs(20))
         .await
         .unwrap_or_else(|e| panic!("user {user} cannot log in: {e}"))
+}
+
+/// The real `tsc` logged in as user `k` (its account, in password mode; its id, in open mode).
+pub async fn tsc_for(t: &Topology, k: u64) -> Tsc {
+    let port = t.coordinator_port;
+    match t
+        .credentials(k)
+        .await
+        .unwrap_or_else(|e| panic!("no account for user {k}: {e}"))
+    {
+        Credentials::Open(id) => Tsc::start(port, id),
+        Credentials::Password { username, password, .. } => {
+            Tsc::start_with(port, &["-u", &username], &[("TINYSNS_PASSWORD", &password)])
+        }
+    }
+    .expect("tsc starts")
+}
+
+/// A raw client of the server at `address` presenting `token`: to send requests no
+/// well-behaved client sends, or to talk to one particular server.
+pub fn authed_client(
+    address: &str,
+    token: &str,
+) -> SocialServiceClient<InterceptedService<tonic::transport::Channel, Bearer>> {
+    let channel = tinysns_common::grpc::channel(address, Duration::from_secs(1)).expect("a valid address");
+    SocialServiceClient::with_interceptor(channel, Bearer::new(token).expect("a header-safe token"))
 }
 
 /// Evaluates the async block every 50 ms until it yields `Some`, failing the test after
@@ -75,7 +110,7 @@ pub async fn until_known(user: &mut User, ids: &[u64]) {
         Duration::from_secs(15),
         async {
             let list = user.list().await.ok()?;
-            ids.iter().all(|id| list.all_users.contains(id)).then_some(())
+            ids.iter().all(|id| list.user_ids().contains(id)).then_some(())
         }
     )
 }
@@ -88,7 +123,7 @@ pub async fn until_followers(user: &mut User, expected: &[u64]) {
         Duration::from_secs(15),
         async {
             let list = user.list().await.ok()?;
-            (list.followers == expected).then_some(())
+            (list.follower_ids() == expected).then_some(())
         }
     )
 }
@@ -104,4 +139,17 @@ pub async fn expect_post(timeline: &mut Timeline, timeout: Duration) -> Post {
 
 pub fn texts(posts: &[Post]) -> Vec<String> {
     posts.iter().map(|p| p.text.clone()).collect()
+}
+
+/// Every replica's stored state once it has stopped changing (the bus has delivered).
+pub async fn settled_digests(t: &Topology) -> std::collections::BTreeMap<(u32, u32), Result<String, String>> {
+    let mut last = t.replica_digests();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = t.replica_digests();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
 }

@@ -1,0 +1,404 @@
+//! What each write means: a command checked against the current state becomes a log entry
+//! to write, or an outcome without one (already so, or refused). Pure with respect to the
+//! store it reads, so it is unit-tested against a temporary store; the writer thread only
+//! batches and commits.
+
+use crate::store;
+use rusqlite::Connection;
+use tinysns_common::proto::internal::{
+    AccountChange, Change, FollowChanged, PasswordSet, PostCreated, Registered, RemoteChange, SessionEnded,
+    SessionStarted, SyncCursor, UserCreated, account_change, change, log_entry,
+};
+use tinysns_common::proto::social::Status;
+
+/// A write a master accepts.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Open mode: the user's first login creates it.
+    CreateUser {
+        user: u64,
+    },
+    Follow {
+        follower: u64,
+        followee: u64,
+        on: bool,
+    },
+    Post {
+        author: u64,
+        author_name: String,
+        post_id: u64,
+        text: String,
+    },
+    Remote(RemoteChange),
+    SyncCursor(u64),
+    /// Password mode: a new account, with the next id of this cluster's residue class.
+    Register(Registration),
+    SetPassword {
+        user: u64,
+        password_phc: String,
+        keep_session: Vec<u8>,
+    },
+    StartSession {
+        user: u64,
+        token_hash: Vec<u8>,
+        expires_ms: i64,
+    },
+    EndSession {
+        token_hash: Vec<u8>,
+    },
+    /// A refusal decided from this replica's data (an unknown username): it still goes
+    /// through the writer so that it is fenced like any other answer, and a deposed master
+    /// cannot answer from stale data.
+    Refuse {
+        status: Status,
+        message: String,
+    },
+}
+
+/// What registering an account needs (the username canonical, the password hashed).
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub username: String,
+    pub password_phc: String,
+    pub cluster: u32,
+    pub clusters: u32,
+}
+
+/// What became of a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Written as the entry at this lsn.
+    Written(u64),
+    /// Nothing to write: already so. For a post, the lsn at which it was stored.
+    Unchanged(Option<u64>),
+    /// Refused, with the status and detail for the client.
+    Rejected(Status, String),
+}
+
+pub enum Decision {
+    Write {
+        kind: log_entry::Kind,
+        origin: Option<(u32, u64, i64)>,
+    },
+    Done(Outcome),
+}
+
+fn change(kind: change::Kind) -> log_entry::Kind {
+    log_entry::Kind::Change(Change { kind: Some(kind) })
+}
+
+fn reject(status: Status, message: impl Into<String>) -> Decision {
+    Decision::Done(Outcome::Rejected(status, message.into()))
+}
+
+/// Checks a command against the current state (including earlier writes of the same batch).
+pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::StoreError> {
+    Ok(match command {
+        Command::CreateUser { user } => {
+            if store::user_exists(conn, *user)? {
+                Decision::Done(Outcome::Unchanged(None))
+            } else {
+                Decision::Write {
+                    kind: change(change::Kind::User(UserCreated {
+                        user_id: *user,
+                        username: String::new(),
+                    })),
+                    origin: None,
+                }
+            }
+        }
+        Command::Follow { follower, followee, on } => {
+            let (follower, followee, on) = (*follower, *followee, *on);
+            if follower == followee {
+                let what = if on { "follow" } else { "unfollow" };
+                return Ok(reject(
+                    Status::FailureInvalid,
+                    format!("users cannot {what} themselves"),
+                ));
+            }
+            if !store::user_exists(conn, follower)? {
+                return Ok(reject(
+                    Status::FailureNotExists,
+                    format!("user {follower} has never logged in"),
+                ));
+            }
+            if !store::user_exists(conn, followee)? {
+                return Ok(reject(
+                    Status::FailureNotExists,
+                    format!("user {followee} does not exist"),
+                ));
+            }
+            let following = store::follow_state(conn, follower, followee)?.is_some_and(|(f, _)| f);
+            match (on, following) {
+                (true, true) => reject(Status::FailureAlreadyExists, format!("already following {followee}")),
+                (false, false) => reject(Status::FailureNotAFollower, format!("not following {followee}")),
+                _ => Decision::Write {
+                    kind: change(change::Kind::Follow(FollowChanged {
+                        follower,
+                        followee,
+                        following: on,
+                    })),
+                    origin: None,
+                },
+            }
+        }
+        Command::Post {
+            author,
+            author_name,
+            post_id,
+            text,
+        } => {
+            if let Some(seq) = store::post_seq(conn, *author, *post_id)? {
+                Decision::Done(Outcome::Unchanged(Some(seq)))
+            } else if !store::user_exists(conn, *author)? {
+                reject(Status::FailureNotExists, format!("user {author} has never logged in"))
+            } else {
+                Decision::Write {
+                    kind: change(change::Kind::Post(PostCreated {
+                        author: *author,
+                        post_id: *post_id,
+                        text: text.clone(),
+                        author_name: author_name.clone(),
+                    })),
+                    origin: None,
+                }
+            }
+        }
+        Command::SyncCursor(lsn) => {
+            if *lsn <= store::sync_cursor(conn)? {
+                Decision::Done(Outcome::Unchanged(None))
+            } else {
+                Decision::Write {
+                    kind: log_entry::Kind::SyncCursor(SyncCursor { lsn: *lsn }),
+                    origin: None,
+                }
+            }
+        }
+        Command::Remote(remote) => decide_remote(conn, remote)?,
+        Command::Register(registration) => decide_registration(conn, registration)?,
+        Command::Refuse { status, message } => reject(*status, message.clone()),
+        Command::SetPassword {
+            user,
+            password_phc,
+            keep_session,
+        } => {
+            if store::password_hash(conn, *user)?.is_none() {
+                reject(Status::FailureNotExists, format!("user {user} has no account here"))
+            } else {
+                account(account_change::Kind::Password(PasswordSet {
+                    user_id: *user,
+                    password_phc: password_phc.clone(),
+                    keep_session: keep_session.clone(),
+                }))
+            }
+        }
+        Command::StartSession {
+            user,
+            token_hash,
+            expires_ms,
+        } => {
+            if store::user_exists(conn, *user)? {
+                account(account_change::Kind::SessionStarted(SessionStarted {
+                    user_id: *user,
+                    token_hash: token_hash.clone(),
+                    expires_ms: *expires_ms,
+                }))
+            } else {
+                reject(Status::FailureNotExists, format!("user {user} does not exist"))
+            }
+        }
+        Command::EndSession { token_hash } => {
+            if store::session(conn, token_hash)?.is_some() {
+                account(account_change::Kind::SessionEnded(SessionEnded {
+                    token_hash: token_hash.clone(),
+                }))
+            } else {
+                Decision::Done(Outcome::Unchanged(None))
+            }
+        }
+    })
+}
+
+fn account(kind: account_change::Kind) -> Decision {
+    Decision::Write {
+        kind: log_entry::Kind::Account(AccountChange { kind: Some(kind) }),
+        origin: None,
+    }
+}
+
+/// A username is taken at most once: every registration of a name is decided here, in the
+/// one cluster that owns the name, by its single writer.
+fn decide_registration(conn: &Connection, r: &Registration) -> Result<Decision, store::StoreError> {
+    if store::user_by_name(conn, &r.username)?.is_some() {
+        return Ok(reject(
+            Status::FailureAlreadyExists,
+            format!("the username {} is taken", r.username),
+        ));
+    }
+    let highest = store::highest_registered(conn)?;
+    let mut user_id = tinysns_common::topology::next_user_id(highest, r.cluster, r.clusters);
+    // An id already present (an open-mode user of an earlier life of this store) is skipped.
+    while store::user_exists(conn, user_id)? {
+        user_id += u64::from(r.clusters.max(1));
+    }
+    Ok(account(account_change::Kind::Registered(Registered {
+        user_id,
+        username: r.username.clone(),
+        password_phc: r.password_phc.clone(),
+    })))
+}
+
+/// Idempotent apply of another cluster's change (checked by [`crate::remote::check_remote`]
+/// before it was submitted): anything already reflected is skipped.
+fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, store::StoreError> {
+    let Some(kind) = remote.change.as_ref().and_then(|c| c.kind.clone()) else {
+        return Ok(reject(Status::FailureInvalid, "remote change without content"));
+    };
+    let fresh = match &kind {
+        change::Kind::User(u) => !store::user_exists(conn, u.user_id)?,
+        change::Kind::Follow(f) => {
+            store::follow_state(conn, f.follower, f.followee)?.is_none_or(|(_, version)| remote.origin_lsn > version)
+        }
+        change::Kind::Post(p) => store::post_seq(conn, p.author, p.post_id)?.is_none(),
+    };
+    Ok(if fresh {
+        Decision::Write {
+            kind: change(kind),
+            origin: Some((remote.origin_cluster, remote.origin_lsn, remote.timestamp_ms)),
+        }
+    } else {
+        Decision::Done(Outcome::Unchanged(None))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinysns_common::proto::internal::LogEntry;
+
+    /// Decides `command` on `conn` and, if it writes, appends and applies the entry.
+    fn run(conn: &mut Connection, command: Command) -> Outcome {
+        let tx = conn.transaction().unwrap();
+        let lsn = store::last_lsn(&tx).unwrap() + 1;
+        let outcome = match decide(&tx, &command).unwrap() {
+            Decision::Write { kind, .. } => {
+                let entry = LogEntry {
+                    lsn,
+                    term: 1,
+                    timestamp_ms: 1_000,
+                    origin_cluster: 2,
+                    origin_lsn: lsn,
+                    kind: Some(kind),
+                };
+                store::append(&tx, &entry).unwrap();
+                Outcome::Written(lsn)
+            }
+            Decision::Done(outcome) => outcome,
+        };
+        tx.commit().unwrap();
+        outcome
+    }
+
+    fn register(name: &str) -> Command {
+        Command::Register(Registration {
+            username: name.into(),
+            password_phc: format!("$phc-of-{name}"),
+            cluster: 2,
+            clusters: 3,
+        })
+    }
+
+    fn session(user: u64, token: u8, expires_ms: i64) -> Command {
+        Command::StartSession {
+            user,
+            token_hash: vec![token; 32],
+            expires_ms,
+        }
+    }
+
+    #[test]
+    fn a_name_is_registered_once_with_ids_of_the_clusters_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        assert!(matches!(run(&mut c, register("alice")), Outcome::Written(_)));
+        assert!(matches!(run(&mut c, register("bob")), Outcome::Written(_)));
+        assert!(matches!(
+            run(&mut c, register("alice")),
+            Outcome::Rejected(Status::FailureAlreadyExists, _)
+        ));
+        // Cluster 2 of 3 hands out 2, 5, 8...
+        assert_eq!(store::user_by_name(&c, "alice").unwrap(), Some(2));
+        assert_eq!(store::user_by_name(&c, "bob").unwrap(), Some(5));
+        assert_eq!(store::password_hash(&c, 2).unwrap().as_deref(), Some("$phc-of-alice"));
+        // An id taken by someone else (an open-mode user) is skipped.
+        run(&mut c, Command::CreateUser { user: 8 });
+        run(&mut c, register("carol"));
+        assert_eq!(store::user_by_name(&c, "carol").unwrap(), Some(11));
+    }
+
+    #[test]
+    fn sessions_end_by_logout_and_by_a_password_change_except_the_changers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        run(&mut c, register("alice"));
+        for token in [1, 2, 3] {
+            assert!(matches!(run(&mut c, session(2, token, 5_000)), Outcome::Written(_)));
+        }
+        assert!(matches!(
+            run(&mut c, session(99, 4, 5_000)),
+            Outcome::Rejected(Status::FailureNotExists, _)
+        ));
+        run(
+            &mut c,
+            Command::EndSession {
+                token_hash: vec![1; 32],
+            },
+        );
+        assert_eq!(store::session(&c, &[1; 32]).unwrap(), None);
+        assert_eq!(
+            run(
+                &mut c,
+                Command::EndSession {
+                    token_hash: vec![1; 32]
+                }
+            ),
+            Outcome::Unchanged(None)
+        );
+        let change = Command::SetPassword {
+            user: 2,
+            password_phc: "$new".into(),
+            keep_session: vec![3; 32],
+        };
+        assert!(matches!(run(&mut c, change), Outcome::Written(_)));
+        assert_eq!(store::session(&c, &[2; 32]).unwrap(), None, "other sessions end");
+        assert_eq!(store::session(&c, &[3; 32]).unwrap(), Some((2, 5_000)));
+        assert_eq!(store::password_hash(&c, 2).unwrap().as_deref(), Some("$new"));
+    }
+
+    #[test]
+    fn expired_sessions_are_swept_when_the_user_logs_in_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        run(&mut c, register("alice"));
+        // Expired before the entries' timestamp (1 000).
+        run(&mut c, session(2, 1, 500));
+        run(&mut c, session(2, 2, 5_000));
+        assert_eq!(store::session(&c, &[1; 32]).unwrap(), None);
+        assert!(store::session(&c, &[2; 32]).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_refusal_is_an_answer_without_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        let refuse = Command::Refuse {
+            status: Status::FailureNotExists,
+            message: "no user is named x".into(),
+        };
+        assert_eq!(
+            run(&mut c, refuse),
+            Outcome::Rejected(Status::FailureNotExists, "no user is named x".into())
+        );
+        assert_eq!(store::last_lsn(&c).unwrap(), 0);
+    }
+}

@@ -1,0 +1,240 @@
+//! The timeline stream: history (or what was missed), then live posts of the users the
+//! caller follows; every post the client sends on the stream is stored under the caller's
+//! name and acknowledged.
+
+use crate::command::{Command, Outcome};
+use crate::fanout::{self, Following, Handback, Subscription};
+use crate::presence::TimelineSlot;
+use crate::social::{Caller, Social};
+use crate::store;
+use std::net::SocketAddr;
+use tinysns_common::limits::validate_post_text;
+use tinysns_common::proto::internal::{LogEntry, change, log_entry};
+use tinysns_common::proto::social::{
+    NewPost, Post, PostAck, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event,
+    timeline_request,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+/// Posts shown when a timeline opens.
+pub const HISTORY: usize = 20;
+
+impl Social {
+    /// Starts the caller's timeline on the stream whose first message is `open`.
+    pub(crate) async fn open_timeline(
+        &self,
+        caller: Caller,
+        connection: Option<SocketAddr>,
+        mut inbound: Streaming<TimelineRequest>,
+    ) -> Result<ReceiverStream<Result<TimelineEvent, Status>>, Status> {
+        let slot = self
+            .presence
+            .open_timeline(caller.user, connection)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let open = match inbound.message().await?.and_then(|m| m.kind) {
+            Some(timeline_request::Kind::Open(open)) => open,
+            _ => return Err(Status::invalid_argument("the first timeline message must be `open`")),
+        };
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(self.clone().deliver(caller.user, open, tx.clone(), slot));
+        tokio::spawn(self.clone().accept_posts(caller, inbound, tx));
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+type Events = mpsc::Sender<Result<TimelineEvent, Status>>;
+
+/// A post entry as the client sees it.
+fn shown_post(entry: &LogEntry) -> Option<Post> {
+    let Some(log_entry::Kind::Change(c)) = &entry.kind else {
+        return None;
+    };
+    let Some(change::Kind::Post(p)) = &c.kind else {
+        return None;
+    };
+    Some(Post {
+        author: p.author,
+        post_id: p.post_id,
+        text: p.text.clone(),
+        timestamp_ms: entry.timestamp_ms,
+        seq: entry.lsn,
+        author_name: p.author_name.clone(),
+    })
+}
+
+fn event(kind: timeline_event::Kind) -> Result<TimelineEvent, Status> {
+    Ok(TimelineEvent { kind: Some(kind) })
+}
+
+impl Social {
+    /// Streams the timeline: history (or what was missed), then live posts, until the client
+    /// goes away or this server stops being master.
+    /// `slot` counts the open timeline until the stream ends.
+    async fn deliver(self, user: u64, open: TimelineOpen, tx: Events, slot: TimelineSlot) {
+        if let Err(status) = self.try_deliver(user, open, &tx).await {
+            let _ = tx.send(Err(status)).await;
+        }
+        drop(slot);
+    }
+
+    async fn try_deliver(&self, user: u64, open: TimelineOpen, tx: &Events) -> Result<(), Status> {
+        let committed = self.feed.committed();
+        let cursor = if open.resume_after == 0 {
+            let history = self.read(move |c| store::timeline(c, user, committed, HISTORY)).await?;
+            for post in history {
+                if tx.send(event(timeline_event::Kind::Post(post))).await.is_err() {
+                    return Ok(());
+                }
+            }
+            committed
+        } else {
+            open.resume_after.min(committed)
+        };
+        let following: Following = self
+            .read(move |c| store::following(c, user))
+            .await?
+            .into_iter()
+            .collect();
+        if tx.send(event(timeline_event::Kind::LiveFrom(cursor))).await.is_err() {
+            return Ok(());
+        }
+        let mut place = Handback {
+            after: cursor,
+            following,
+        };
+        // Read the log on our own until the fan-out can take over; back to reading on our own
+        // whenever it lets go (we fell behind).
+        loop {
+            match self.fanout.join(user, place.after, &place.following) {
+                Some(subscription) => match self.served(subscription, tx).await? {
+                    Some(handback) => place = handback,
+                    None => return Ok(()),
+                },
+                None => {
+                    if !self.read_on(user, &mut place, tx).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shows what the fan-out routes to this timeline. `None` when the client went away,
+    /// else where to continue on our own.
+    async fn served(&self, mut subscription: Subscription, tx: &Events) -> Result<Option<Handback>, Status> {
+        let mut role = self.role.clone();
+        loop {
+            let entry = tokio::select! {
+                routed = subscription.next() => match routed {
+                    Ok(entry) => entry,
+                    Err(Some(handback)) => return Ok(Some(handback)),
+                    Err(None) => return Err(Status::unavailable("the timeline lost its place; open it again to resume")),
+                },
+                _ = role.changed() => { self.master()?; continue; }
+                _ = tx.closed() => return Ok(None),
+            };
+            // A master that has just learned of a newer term (from its new master's first
+            // Append) stops streaming at once: its log may be rewritten under it.
+            self.master()?;
+            if let Some(post) = shown_post(&entry)
+                && tx.send(event(timeline_event::Kind::Post(post))).await.is_err()
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads one stretch of the log after `place` on our own, showing what the user follows
+    /// and moving `place` on. False when the client went away.
+    async fn read_on(&self, user: u64, place: &mut Handback, tx: &Events) -> Result<bool, Status> {
+        let mut tail = self.feed.tail(self.reader.clone(), place.after);
+        let mut role = self.role.clone();
+        let entries = loop {
+            tokio::select! {
+                entries = tail.next() => break entries.map_err(|e| Status::internal(e.to_string()))?,
+                _ = role.changed() => { self.master()?; }
+                _ = tx.closed() => return Ok(false),
+            }
+        };
+        self.master()?;
+        for entry in entries {
+            if fanout::step(&mut place.following, user, &entry)
+                && let Some(post) = shown_post(&entry)
+                && tx.send(event(timeline_event::Kind::Post(post))).await.is_err()
+            {
+                return Ok(false);
+            }
+        }
+        // Where the tail is, also when it skipped back over a rewound log.
+        place.after = tail.cursor();
+        Ok(true)
+    }
+
+    /// Stores the posts the client sends on its timeline stream, acknowledging each.
+    async fn accept_posts(self, caller: Caller, mut inbound: Streaming<TimelineRequest>, tx: Events) {
+        let user = caller.user;
+        loop {
+            let message = match inbound.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(status) => {
+                    tracing::debug!(user, error = %status, "timeline stream ended");
+                    return;
+                }
+            };
+            let Some(timeline_request::Kind::Post(NewPost { post_id, text })) = message.kind else {
+                let ack = PostAck {
+                    post_id: 0,
+                    status: Code::FailureInvalid as i32,
+                    message: "expected a post".into(),
+                };
+                if tx.send(event(timeline_event::Kind::Ack(ack))).await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let post_id = if post_id == 0 {
+                rand::random::<u64>() >> 1
+            } else {
+                post_id
+            };
+            let ack = match validate_post_text(&text) {
+                Err(problem) => PostAck {
+                    post_id,
+                    status: Code::FailureInvalid as i32,
+                    message: problem.to_string(),
+                },
+                Ok(()) => match self
+                    .writer
+                    .submit(Command::Post {
+                        author: user,
+                        author_name: caller.username.clone(),
+                        post_id,
+                        text,
+                    })
+                    .await
+                {
+                    Ok(Outcome::Rejected(status, message)) => PostAck {
+                        post_id,
+                        status: status as i32,
+                        message,
+                    },
+                    Ok(_) => PostAck {
+                        post_id,
+                        status: Code::Success as i32,
+                        message: String::new(),
+                    },
+                    Err(error) => {
+                        let _ = tx.send(Err(error.into_status())).await;
+                        return;
+                    }
+                },
+            };
+            if tx.send(event(timeline_event::Kind::Ack(ack))).await.is_err() {
+                return;
+            }
+        }
+    }
+}
