@@ -53,6 +53,8 @@ pub struct MemberArgs {
     pub coordinator_internal_port: Option<u16>,
     #[command(flatten)]
     pub secret: SecretArgs,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// How a process proves membership to, and checks it of, the other members.
@@ -133,4 +135,24 @@ pub mod millis {
     pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
+}
+
+/// Starts a plaintext gRPC server with only `health` on `bind:port`: Kubernetes' gRPC probes
+/// cannot speak TLS, so a process whose client port uses TLS answers them here.
+pub async fn serve_plain_health(
+    bind: &str,
+    port: u16,
+    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    shutdown: crate::shutdown::Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
+    let listener = tokio::net::TcpListener::bind(format!("{bind}:{port}")).await?;
+    Ok(tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(crate::grpc::incoming(listener), async move { shutdown.wait().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the health port stopped");
+        }
+    }))
 }

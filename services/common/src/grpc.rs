@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid address {address:?}: {source}")]
@@ -15,18 +15,33 @@ pub struct AddressError {
     source: tonic::transport::Error,
 }
 
-/// A lazily connecting channel to `address` (`host:port`). Never fails for an unreachable
-/// peer: the first call does, with UNAVAILABLE, after `connect_timeout`.
+/// A lazily connecting plaintext channel to `address` (`host:port`). Never fails for an
+/// unreachable peer: the first call does, with UNAVAILABLE, after `connect_timeout`.
 pub fn channel(address: &str, connect_timeout: Duration) -> Result<Channel, AddressError> {
+    secure_channel(address, connect_timeout, None)
+}
+
+/// [`channel`], over TLS when `tls` is given (the server is checked against its CA, and our
+/// certificate presented if the config has one).
+pub fn secure_channel(
+    address: &str,
+    connect_timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Channel, AddressError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let uri = if address.contains("://") {
         address.to_string()
     } else {
-        format!("http://{address}")
+        format!("{scheme}://{address}")
     };
-    let endpoint = Endpoint::from_shared(uri).map_err(|source| AddressError {
+    let error = |source| AddressError {
         address: address.to_string(),
         source,
-    })?;
+    };
+    let mut endpoint = Endpoint::from_shared(uri).map_err(error)?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(error)?;
+    }
     Ok(endpoint
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -62,20 +77,24 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// The client side of an internal call: every request carries the cluster secret (when the
-/// deployment has one; without one the internal API listens on loopback only).
+/// What a member proves itself with when it calls another: the cluster secret on every
+/// request (when the deployment has one; without one the internal API listens on loopback
+/// only) and, with TLS, its certificate.
 #[derive(Clone, Debug, Default)]
-pub struct PresentSecret(Option<ClusterSecret>);
+pub struct MemberCredentials {
+    secret: Option<ClusterSecret>,
+    tls: Option<ClientTlsConfig>,
+}
 
-impl PresentSecret {
-    pub fn new(secret: Option<ClusterSecret>) -> Self {
-        Self(secret)
+impl MemberCredentials {
+    pub fn new(secret: Option<ClusterSecret>, tls: Option<ClientTlsConfig>) -> Self {
+        Self { secret, tls }
     }
 }
 
-impl tonic::service::Interceptor for PresentSecret {
+impl tonic::service::Interceptor for MemberCredentials {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(secret) = &self.0 {
+        if let Some(secret) = &self.secret {
             request.metadata_mut().insert(SECRET_HEADER, secret.header_value());
         }
         Ok(request)
@@ -83,18 +102,16 @@ impl tonic::service::Interceptor for PresentSecret {
 }
 
 /// A channel to another member's internal API.
-pub type InternalChannel = InterceptedService<Channel, PresentSecret>;
+pub type InternalChannel = InterceptedService<Channel, MemberCredentials>;
 
-/// [`channel`] to a member's internal API, presenting `secret` on every call.
+/// [`channel`] to a member's internal API, presenting `credentials` on every call.
 pub fn internal_channel(
     address: &str,
     connect_timeout: Duration,
-    secret: &PresentSecret,
+    credentials: &MemberCredentials,
 ) -> Result<InternalChannel, AddressError> {
-    Ok(InterceptedService::new(
-        channel(address, connect_timeout)?,
-        secret.clone(),
-    ))
+    let channel = secure_channel(address, connect_timeout, credentials.tls.as_ref())?;
+    Ok(InterceptedService::new(channel, credentials.clone()))
 }
 
 /// The server side of the internal API: refuses every call that does not carry the cluster

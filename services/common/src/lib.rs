@@ -11,6 +11,7 @@ pub mod proto;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod topology;
 
 /// Milliseconds since the Unix epoch, the one timestamp unit used on the wire and on disk.

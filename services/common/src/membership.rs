@@ -5,7 +5,7 @@
 //! else. A master whose lease ran out (paused, partitioned from the coordinator) stops
 //! acting as master on its own, before its successor starts.
 
-use crate::grpc::PresentSecret;
+use crate::grpc::MemberCredentials;
 use crate::proto::coordinator::{HeartbeatRequest, Member, Role, membership_client::MembershipClient};
 use crate::shutdown::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -162,7 +162,7 @@ impl Membership {
     pub async fn run(
         self,
         coordinator: String,
-        secret: PresentSecret,
+        secret: MemberCredentials,
         me: Member,
         progress: Arc<Progress>,
         shutdown: Shutdown,

@@ -23,6 +23,12 @@ pub struct Config {
     #[command(flatten)]
     #[serde(flatten)]
     pub auth: tinysns_common::auth::AuthArgs,
+    #[command(flatten)]
+    pub tls: tinysns_common::tls::TlsArgs,
+    /// Also serve the gRPC health service, in plaintext, on this port (for Kubernetes probes
+    /// when the client port uses TLS).
+    #[arg(long, env = "TINYSNS_HEALTH_PORT")]
+    pub health_port: Option<u16>,
     /// Number of clusters users are spread over.
     #[arg(long, env = "TINYSNS_CLUSTERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub clusters: u32,
@@ -49,6 +55,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.resolved_internal_port()?;
         self.secret.load()?;
+        self.tls.load().map_err(|e| e.to_string())?;
         if self.heartbeat_interval.is_zero() {
             return Err("--heartbeat-interval must be positive".into());
         }

@@ -1,6 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
 use tinysns_common::grpc::RequireSecret;
+use tinysns_common::tls::with_tls;
 use tinysns_common::{health::Health, shutdown::Shutdown, telemetry};
 use tinysns_coordinator::config::Config;
 use tinysns_coordinator::service::CoordinatorService;
@@ -13,9 +14,10 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::parse();
     let checked = config.validate().and_then(|()| {
         let internal_port = config.resolved_internal_port()?;
-        Ok((internal_port, config.secret.load()?))
+        let tls = config.tls.load().map_err(|e| e.to_string())?;
+        Ok((internal_port, config.secret.load()?, tls))
     });
-    let (internal_port, secret) = match checked {
+    let (internal_port, secret, tls) = match checked {
         Ok(ok) => ok,
         Err(problem) => {
             eprintln!("error: {problem}");
@@ -54,11 +56,20 @@ async fn main() -> anyhow::Result<()> {
     let detector = tokio::spawn(service.clone().run_failure_detector(shutdown.clone()));
     let (health, health_service) = Health::new().await;
     health.set_ready(true).await;
+    if let Some(port) = config.health_port {
+        tinysns_common::cli::serve_plain_health(&config.bind, port, health_service.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("cannot serve health on port {port}"))?;
+    }
+    let (client_tls, internal_tls) = match &tls {
+        Some(tls) => (tls.client_api(), tls.internal_api()?),
+        None => (None, None),
+    };
     tracing::info!(%addr, %internal_addr, auth = %config.auth.auth, clusters = config.clusters, heartbeat = ?config.heartbeat_interval,
         failure_timeout = ?config.failure_timeout, "coordinator listening");
 
     let stop = shutdown.clone();
-    let members = tonic::transport::Server::builder()
+    let members = with_tls(tonic::transport::Server::builder(), internal_tls)?
         .timeout(CALL_TIMEOUT)
         .layer(tonic::service::InterceptorLayer::new(RequireSecret::new(secret)))
         .add_service(service.clone().into_membership_server())
@@ -66,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
             stop.wait().await
         });
     let stop = shutdown.clone();
-    let clients = tonic::transport::Server::builder()
+    let clients = with_tls(tonic::transport::Server::builder(), client_tls)?
         .timeout(CALL_TIMEOUT)
         .add_service(health_service)
         .add_service(service.into_server())

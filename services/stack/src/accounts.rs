@@ -6,7 +6,7 @@
 use crate::client::User;
 use std::time::Duration;
 use tinysns_common::topology::{cluster_of_user, cluster_of_username};
-use tinysns_tsc::session::Credentials;
+use tinysns_tsc::session::{Connection, Credentials};
 
 /// The password of every generated account.
 pub const PASSWORD: &str = "tinysns-test-password";
@@ -31,16 +31,20 @@ pub fn credentials(k: u64, clusters: u32, register: bool) -> Credentials {
 
 /// Registers users `from..=through` in order (clusters in parallel, each cluster's users in
 /// ascending order), checking that each got id `k`.
-pub async fn register_in_order(coordinator: &str, clusters: u32, from: u64, through: u64) -> Result<(), String> {
+pub async fn register_in_order(connection: &Connection, clusters: u32, from: u64, through: u64) -> Result<(), String> {
     let per_cluster = (1..=clusters).map(|c| {
         let ks: Vec<u64> = (from..=through)
             .filter(|k| cluster_of_user(*k, clusters) == Ok(c))
             .collect();
         async move {
             for k in ks {
-                let user = User::connect(coordinator, credentials(k, clusters, true), Duration::from_secs(20))
-                    .await
-                    .map_err(|e| format!("register user {k}: {e}"))?;
+                let user = User::connect(
+                    connection.clone(),
+                    credentials(k, clusters, true),
+                    Duration::from_secs(20),
+                )
+                .await
+                .map_err(|e| format!("register user {k}: {e}"))?;
                 if user.id() != k {
                     return Err(format!(
                         "user {k} was registered as id {}: accounts must be made in order on a fresh system",

@@ -7,7 +7,7 @@ use tinysns_common::proto::social::{
     NewPost, Post, PostAck, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event,
     timeline_request,
 };
-use tinysns_tsc::session::{ConnectError, Credentials, Listing, Session};
+use tinysns_tsc::session::{ConnectError, Connection, Credentials, Listing, Session};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -20,12 +20,12 @@ impl User {
     /// Logs in (or registers), retrying while the user's cluster has no reachable master
     /// (during a failover or start-up) for up to `patience`. A refused login fails at once.
     pub async fn connect(
-        coordinator: &str,
+        connection: impl Into<Connection>,
         credentials: Credentials,
         patience: Duration,
     ) -> Result<Self, ConnectError> {
         Ok(Self {
-            session: Session::connect(coordinator, credentials, patience).await?,
+            session: Session::connect(connection, credentials, patience).await?,
         })
     }
 

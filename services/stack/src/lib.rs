@@ -4,6 +4,7 @@
 //! `client` drives it through the same session code the `tsc` binary uses.
 
 pub mod accounts;
+pub mod certs;
 pub mod client;
 pub mod ports;
 pub mod process;

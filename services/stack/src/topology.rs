@@ -2,6 +2,7 @@
 //! servers and synchronizers, with the classic port layout or free ports.
 
 use crate::accounts;
+use crate::certs::CertFiles;
 use crate::process::{Process, ProcessError};
 use crate::rabbit::{RabbitError, RabbitMq};
 use crate::{bin_dir, free_port};
@@ -9,12 +10,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tinysns_common::auth::AuthMode;
-use tinysns_common::grpc::PresentSecret;
+use tinysns_common::grpc::MemberCredentials;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::coordinator::{ClusterView, ListClustersRequest};
 use tinysns_common::secret::ClusterSecret;
+use tinysns_common::tls::TlsArgs;
 use tinysns_common::topology::{classic_server_port, classic_synchronizer_port, cluster_of_synchronizer};
-use tinysns_tsc::session::Credentials;
+use tinysns_tsc::session::{Connection, Credentials};
+use tonic::transport::ClientTlsConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -60,6 +63,8 @@ pub struct Options {
     pub auth: AuthMode,
     /// Extra flags for every tsd (e.g. `--session-ttl 5s`).
     pub tsd_args: Vec<String>,
+    /// Every listener and channel over TLS, with certificates of a private CA made per run.
+    pub tls: bool,
 }
 
 impl Options {
@@ -81,6 +86,7 @@ impl Options {
             failure_timeout: None,
             auth: AuthMode::Password,
             tsd_args: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -100,10 +106,14 @@ pub struct Topology {
     pub namespace: String,
     pub coordinator_port: u16,
     pub coordinator_internal_port: u16,
+    /// The coordinator's plaintext health port (with `Options::tls`).
+    pub coordinator_health_port: Option<u16>,
     pub coordinator: Process,
     /// The cluster secret every member reads from `secret_file`.
     pub secret: ClusterSecret,
     pub secret_file: PathBuf,
+    /// The PEM files every process uses, with `Options::tls`.
+    pub certs: Option<CertFiles>,
     /// Password mode: users 1..=this have accounts (see `accounts`).
     registered: tokio::sync::Mutex<u64>,
     /// Keyed by (cluster, server id).
@@ -143,6 +153,15 @@ impl Topology {
         let log = |name: &str| options.dir.join("logs").join(format!("{name}.log"));
         let (secret, secret_file) = write_secret(&options.dir)?;
         let secret_arg = secret_file.display().to_string();
+        let certs = if options.tls {
+            Some(
+                crate::certs::write_local_certs(&options.dir.join("tls"))
+                    .map_err(|e| StackError::Io(std::io::Error::other(e)))?,
+            )
+        } else {
+            None
+        };
+        let tls_args = certs.as_ref().map(CertFiles::args).unwrap_or_default();
         let internal = |client_port: u16| {
             if classic {
                 tinysns_common::cli::internal_port(client_port, None).map_err(std::io::Error::other)
@@ -166,6 +185,13 @@ impl Topology {
             "--auth",
             &options.auth.to_string(),
         ]);
+        args.extend(tls_args.iter().cloned());
+        // With TLS on its client port, the coordinator answers health checks in plaintext on
+        // a port of their own, as probes on Kubernetes need.
+        let coordinator_health_port = if options.tls { Some(free_port()?) } else { None };
+        if let Some(p) = coordinator_health_port {
+            args.extend(strings(&["--health-port", &p.to_string()]));
+        }
         if let Some(h) = &options.heartbeat_interval {
             args.extend(strings(&["--heartbeat-interval", h]));
         }
@@ -212,7 +238,11 @@ impl Topology {
                     "--data-dir",
                     &data.display().to_string(),
                 ]);
-                let args = args.into_iter().chain(options.tsd_args.iter().cloned()).collect();
+                let args = args
+                    .into_iter()
+                    .chain(options.tsd_args.iter().cloned())
+                    .chain(tls_args.iter().cloned())
+                    .collect();
                 let name = format!("tsd-c{cluster}-s{server}");
                 let process = Process::new(&name, bins.join("tsd"), args, Vec::new(), log(&name));
                 servers.insert(
@@ -247,6 +277,7 @@ impl Topology {
                 "--auth",
                 &options.auth.to_string(),
             ]);
+            let args = args.into_iter().chain(tls_args.iter().cloned()).collect();
             let env = vec![
                 ("AMQP_URL".to_string(), amqp_url.clone()),
                 ("TINYSNS_AMQP_NAMESPACE".to_string(), namespace.clone()),
@@ -271,9 +302,11 @@ impl Topology {
             namespace,
             coordinator_port,
             coordinator_internal_port,
+            coordinator_health_port,
             coordinator,
             secret,
             secret_file,
+            certs,
             registered: tokio::sync::Mutex::new(0),
             servers,
             synchronizers,
@@ -335,7 +368,7 @@ impl Topology {
         }
         let mut registered = self.registered.lock().await;
         if *registered < k {
-            accounts::register_in_order(&self.coordinator_address(), self.options.clusters, *registered + 1, k)
+            accounts::register_in_order(&self.connection(), self.options.clusters, *registered + 1, k)
                 .await
                 .map_err(StackError::Coordinator)?;
             *registered = k;
@@ -358,8 +391,27 @@ impl Topology {
     }
 
     /// What members present on internal calls.
-    pub fn member_credentials(&self) -> PresentSecret {
-        PresentSecret::new(Some(self.secret.clone()))
+    pub fn member_credentials(&self) -> MemberCredentials {
+        MemberCredentials::new(Some(self.secret.clone()), self.client_tls(true))
+    }
+
+    /// TLS for a client of this system (`member`: presenting the members' certificate).
+    pub fn client_tls(&self, member: bool) -> Option<ClientTlsConfig> {
+        let files = self.certs.as_ref()?;
+        let args = TlsArgs {
+            tls_cert: member.then(|| files.cert.clone()),
+            tls_key: member.then(|| files.key.clone()),
+            tls_ca: Some(files.ca.clone()),
+        };
+        args.load().ok().flatten().map(|tls| tls.client())
+    }
+
+    /// How clients reach the system (the coordinator's address, and TLS if it uses it).
+    pub fn connection(&self) -> Connection {
+        Connection {
+            coordinator: self.coordinator_address(),
+            tls: self.client_tls(false),
+        }
     }
 
     pub async fn views(&self) -> Result<Vec<ClusterView>, StackError> {

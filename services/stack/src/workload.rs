@@ -57,13 +57,13 @@ impl Workload {
     /// every timeline and starts posting every `interval`.
     pub async fn start(t: &Topology, users_per_cluster: u64, seed: u64, interval: Duration) -> Result<Self, String> {
         let clusters = t.options.clusters;
-        let coordinator = t.coordinator_address();
+        let connection = t.connection();
         let mut rng = StdRng::seed_from_u64(seed);
         let users: Vec<u64> = (1..=u64::from(clusters) * users_per_cluster).collect();
         let mut sessions = Vec::new();
         for &u in &users {
             let credentials = t.credentials(u).await.map_err(|e| e.to_string())?;
-            let user = User::connect(&coordinator, credentials, Duration::from_secs(20)).await;
+            let user = User::connect(connection.clone(), credentials, Duration::from_secs(20)).await;
             sessions.push(user.map_err(|e| format!("login {u}: {e}"))?);
         }
         // Everyone must know everyone before following across clusters.

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use tinysns_common::grpc::{InternalChannel, PresentSecret, internal_channel};
+use tinysns_common::grpc::{InternalChannel, MemberCredentials, internal_channel};
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::coordinator::{
@@ -27,19 +27,19 @@ use tonic::Code;
 /// The three ways to knock: on the client port, on the internal port without the secret,
 /// and with a wrong one.
 fn outsiders(client: u16, internal: u16) -> Vec<(&'static str, InternalChannel, Code)> {
-    let wrong = PresentSecret::new(Some(ClusterSecret::new(&"0".repeat(48)).unwrap()));
-    let at = |port: u16, secret: &PresentSecret| {
+    let wrong = MemberCredentials::new(Some(ClusterSecret::new(&"0".repeat(48)).unwrap()), None);
+    let at = |port: u16, secret: &MemberCredentials| {
         internal_channel(&format!("127.0.0.1:{port}"), Duration::from_secs(1), secret).unwrap()
     };
     vec![
         (
             "client port",
-            at(client, &PresentSecret::default()),
+            at(client, &MemberCredentials::default()),
             Code::Unimplemented,
         ),
         (
             "internal port, no secret",
-            at(internal, &PresentSecret::default()),
+            at(internal, &MemberCredentials::default()),
             Code::Unauthenticated,
         ),
         (

@@ -1,7 +1,7 @@
 //! Finding this cluster's tsd master through the coordinator's members' API.
 
 use std::time::Duration;
-use tinysns_common::grpc::{InternalChannel, PresentSecret, internal_channel};
+use tinysns_common::grpc::{InternalChannel, MemberCredentials, internal_channel};
 use tinysns_common::proto::coordinator::GetClusterRequest;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::internal::change_feed_client::ChangeFeedClient;
@@ -9,14 +9,14 @@ use tinysns_common::proto::internal::change_feed_client::ChangeFeedClient;
 #[derive(Clone)]
 pub struct ClusterLink {
     coordinator: MembershipClient<InternalChannel>,
-    secret: PresentSecret,
+    secret: MemberCredentials,
     pub cluster: u32,
 }
 
 impl ClusterLink {
     pub fn new(
         coordinator: &str,
-        secret: PresentSecret,
+        secret: MemberCredentials,
         cluster: u32,
     ) -> Result<Self, tinysns_common::grpc::AddressError> {
         let channel = internal_channel(coordinator, Duration::from_secs(1), &secret)?;

@@ -61,6 +61,11 @@ pub struct Config {
     #[serde(skip)]
     pub secret: Option<tinysns_common::secret::ClusterSecret>,
     pub auth: tinysns_common::auth::AuthMode,
+    /// The PEM files (paths): the synchronizer presents its certificate to tsd and the
+    /// coordinator and checks theirs.
+    pub tls_files: tinysns_common::tls::TlsArgs,
+    #[serde(skip)]
+    pub tls: Option<tinysns_common::tls::Tls>,
     pub port: u16,
     pub bind: String,
     pub advertise: String,
@@ -116,6 +121,8 @@ impl Args {
                 (secret, _) => secret,
             },
             auth: self.auth.auth,
+            tls: self.member.tls.load().map_err(|e| e.to_string())?,
+            tls_files: self.member.tls.clone(),
             port,
             bind: self.member.bind.clone(),
             advertise: self.member.advertise(port),

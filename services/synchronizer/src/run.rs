@@ -8,11 +8,12 @@ use crate::config::{Config, mask_password};
 use crate::{consumer, publisher};
 use anyhow::Context;
 use std::time::Duration;
-use tinysns_common::grpc::PresentSecret;
+use tinysns_common::grpc::MemberCredentials;
 use tinysns_common::health::Health;
 use tinysns_common::membership::{Membership, Progress};
 use tinysns_common::proto::coordinator::{Member, MemberKind};
 use tinysns_common::shutdown::Shutdown;
+use tinysns_common::tls::Tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -54,7 +55,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     };
     tokio::spawn(membership.run(
         config.coordinator_internal.clone(),
-        PresentSecret::new(config.secret.clone()),
+        MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client)),
         me,
         Progress::new(0),
         shutdown.clone(),
@@ -99,7 +100,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
     let link = match ClusterLink::new(
         &config.coordinator_internal,
-        PresentSecret::new(config.secret.clone()),
+        MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client)),
         cluster,
     ) {
         Ok(l) => l,

@@ -1,10 +1,11 @@
 use clap::Parser;
 use std::io::{IsTerminal, Write};
 use tinysns_common::proto::social::Status as Code;
+use tinysns_common::tls::TlsArgs;
 use tinysns_tsc::command::{self, Command, Parsed};
 use tinysns_tsc::display;
 use tinysns_tsc::password;
-use tinysns_tsc::session::{Credentials, Session};
+use tinysns_tsc::session::{Connection, Credentials, Session};
 use tinysns_tsc::timeline::{self, Lines};
 use tokio::io::{AsyncBufReadExt, BufReader, Stdin};
 
@@ -33,6 +34,9 @@ struct Args {
     /// Create the account first (password mode), then log in.
     #[arg(long)]
     register: bool,
+    /// Connect over TLS, checking the servers' certificates against this PEM CA file.
+    #[arg(long, env = "TINYSNS_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
     /// Read the password from this file (first line) instead of TINYSNS_PASSWORD or the terminal.
     #[arg(long, value_name = "FILE")]
     password_file: Option<std::path::PathBuf>,
@@ -126,7 +130,21 @@ async fn main() {
     // Logs go to stderr and are quiet unless RUST_LOG asks, so stdout is exactly the
     // classic client's.
     tinysns_common::telemetry::init("warn");
-    let coordinator = format!("{}:{}", args.host, args.port);
+    let tls = TlsArgs {
+        tls_ca: args.tls_ca.clone(),
+        ..TlsArgs::default()
+    };
+    let connection = match tls.load() {
+        Ok(tls) => Connection {
+            coordinator: format!("{}:{}", args.host, args.port),
+            tls: tls.map(|t| t.client()),
+        },
+        Err(problem) => {
+            eprintln!("{problem}");
+            print("connection failed: -1\n");
+            std::process::exit(1);
+        }
+    };
     let credentials = match credentials(&args) {
         Ok(c) => c,
         Err(problem) => {
@@ -135,7 +153,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let mut session = match Session::connect(&coordinator, credentials, args.connect_timeout).await {
+    let mut session = match Session::connect(connection, credentials, args.connect_timeout).await {
         Ok(s) => s,
         Err(error) => {
             eprintln!("{error}");

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 use tinysns_common::auth::{AuthMode, Bearer};
-use tinysns_common::grpc::{channel, is_retryable};
+use tinysns_common::grpc::{is_retryable, secure_channel};
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
@@ -16,7 +16,7 @@ use tinysns_common::proto::social::{
 };
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 /// How long a command keeps retrying through a failover before it reports failure.
 pub const RETRY_FOR: Duration = Duration::from_secs(20);
@@ -26,6 +26,29 @@ const ATTACH_WAIT: Duration = Duration::from_secs(2);
 
 /// A client of the current master that presents the session token on every call.
 pub type Client = SocialServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Where the coordinator is, and the TLS (if any) the coordinator and the servers are
+/// reached with.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub coordinator: String,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl From<&str> for Connection {
+    fn from(coordinator: &str) -> Self {
+        Self {
+            coordinator: coordinator.to_string(),
+            tls: None,
+        }
+    }
+}
+
+impl From<&String> for Connection {
+    fn from(coordinator: &String) -> Self {
+        coordinator.as_str().into()
+    }
+}
 
 /// Who logs in, and how.
 #[derive(Clone, Debug)]
@@ -68,6 +91,7 @@ impl Listing {
 
 pub struct Session {
     coordinator: CoordinatorClient<Channel>,
+    tls: Option<ClientTlsConfig>,
     credentials: Credentials,
     pub user: u64,
     /// Empty in open mode.
@@ -83,12 +107,13 @@ impl Session {
     /// classic "connection failed". A refusal (wrong password, taken name, logged in
     /// elsewhere in open mode) is final at once.
     pub async fn connect(
-        coordinator: &str,
+        connection: impl Into<Connection>,
         credentials: Credentials,
         patience: Duration,
     ) -> Result<Self, ConnectError> {
-        let coordinator =
-            channel(coordinator, CONNECT_TIMEOUT).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let Connection { coordinator, tls } = connection.into();
+        let coordinator = secure_channel(&coordinator, CONNECT_TIMEOUT, tls.as_ref())
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (current, watcher) = watch::channel(None);
         let user = match &credentials {
             Credentials::Open(id) => *id,
@@ -96,6 +121,7 @@ impl Session {
         };
         let mut session = Self {
             coordinator: CoordinatorClient::new(coordinator),
+            tls,
             credentials,
             user,
             username: String::new(),
@@ -144,8 +170,8 @@ impl Session {
     /// Resolves the user's server; the first time, also logs in for a token.
     async fn attach(&mut self) -> Result<Client, ConnectError> {
         let server = self.locate().await?;
-        let channel =
-            channel(&server.address, CONNECT_TIMEOUT).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let channel = secure_channel(&server.address, CONNECT_TIMEOUT, self.tls.as_ref())
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         if self.token.is_empty() {
             let mode = AuthMode::from_proto(server.auth).unwrap_or(AuthMode::Password);
             let reply = log_in(SocialServiceClient::new(channel.clone()), &self.credentials, mode).await?;

@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -21,6 +20,8 @@ pub enum CredentialError {
     Hash(String),
     #[error("the password hashing pool has stopped")]
     Stopped,
+    #[error("too many logins at once: try again shortly")]
+    Busy,
 }
 
 /// Argon2id cost, from tsd's flags. New hashes use it; stored hashes keep their own.
@@ -38,26 +39,49 @@ impl HashCost {
     };
 }
 
-/// Hashes and verifies passwords off the async threads, a bounded number at a time (each
-/// hash holds `memory_kib` of memory: unbounded concurrency would be a memory bomb).
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies passwords on a few threads of its own, off the async threads. Each
+/// hash holds `memory_kib` of memory, so they are bounded twice: at most `threads` at once,
+/// and on at most `threads` threads, so the allocator keeps at most that many arenas' worth
+/// of freed hash memory (on the shared blocking pool every thread would keep its own).
 #[derive(Clone)]
 pub struct Hasher {
     argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
     /// A hash of a random password, verified against when a username does not exist so that
     /// a login's duration does not tell whether the account exists.
     decoy: Arc<str>,
 }
 
 impl Hasher {
-    pub fn new(cost: HashCost, concurrency: usize) -> Result<Self, CredentialError> {
+    pub fn new(cost: HashCost, threads: usize) -> Result<Self, CredentialError> {
         let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
             .map_err(|e| CredentialError::Params(e.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let decoy = hash_with(&argon2, &hex(&rand::random::<[u8; 16]>()))?;
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1024);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("tsd-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is released before the job runs, so the threads hash in
+                        // parallel; the loop ends when every Hasher (every sender) is gone.
+                        let next = tinysns_common::lock(&queue).recv();
+                        match next {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| CredentialError::Hash(format!("cannot start a hashing thread: {e}")))?;
+        }
         Ok(Self {
             argon2,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            jobs,
             decoy: decoy.into(),
         })
     }
@@ -85,10 +109,13 @@ impl Hasher {
     }
 
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, CredentialError> {
-        let _permit = self.permits.acquire().await.map_err(|_| CredentialError::Stopped)?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|_| CredentialError::Stopped)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        // A full queue means hundreds of logins waiting already: refuse rather than pile up.
+        self.jobs.try_send(job).map_err(|_| CredentialError::Busy)?;
+        rx.await.map_err(|_| CredentialError::Stopped)
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tinysns_common::auth::AuthMode;
 use tinysns_common::secret::ClusterSecret;
+use tinysns_common::tls::{Tls, TlsArgs};
 use tinysns_common::topology;
 
 #[derive(Debug, Clone, Parser)]
@@ -44,6 +45,10 @@ pub struct Args {
     #[arg(long, env = "TINYSNS_ARGON2_ITERATIONS", default_value_t = HashCost::DEFAULT.iterations,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub argon2_iterations: u32,
+    /// Also serve the gRPC health service, in plaintext, on this port (for Kubernetes probes
+    /// when the client port uses TLS).
+    #[arg(long, env = "TINYSNS_HEALTH_PORT")]
+    pub health_port: Option<u16>,
     /// Longest a unary call (or the opening of a stream) may take before the server gives up.
     #[arg(long, env = "TINYSNS_REQUEST_TIMEOUT", default_value = "30s", value_parser = tinysns_common::cli::parse_duration)]
     pub request_timeout: Duration,
@@ -80,6 +85,11 @@ pub struct Config {
     pub argon2: HashCost,
     #[serde(with = "tinysns_common::cli::millis")]
     pub request_timeout: Duration,
+    pub health_port: Option<u16>,
+    /// The PEM files (paths).
+    pub tls_files: TlsArgs,
+    #[serde(skip)]
+    pub tls: Option<Tls>,
 }
 
 impl Args {
@@ -129,6 +139,9 @@ impl Args {
                 iterations: self.argon2_iterations,
             },
             request_timeout: self.request_timeout,
+            health_port: self.health_port,
+            tls: self.member.tls.load().map_err(|e| e.to_string())?,
+            tls_files: self.member.tls.clone(),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! change a password. What a token is and how passwords are hashed is in `accounts`;
 //! who is connected is in `presence`.
 
-use crate::accounts::{new_token, token_hash};
+use crate::accounts::{CredentialError, new_token, token_hash};
 use crate::command::{Command, Outcome, Registration};
 use crate::presence::KEEPALIVE_INTERVAL;
 use crate::presence::PresenceError;
@@ -287,6 +287,9 @@ impl Social {
     }
 }
 
-fn internal(error: impl std::fmt::Display) -> Status {
-    Status::internal(error.to_string())
+fn internal(error: CredentialError) -> Status {
+    match error {
+        CredentialError::Busy => Status::resource_exhausted(error.to_string()),
+        other => Status::internal(other.to_string()),
+    }
 }

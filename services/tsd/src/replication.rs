@@ -10,7 +10,7 @@ use crate::writer::{Batch, WriteError, Writer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tinysns_common::grpc::{InternalChannel, PresentSecret, internal_channel};
+use tinysns_common::grpc::{InternalChannel, MemberCredentials, internal_channel};
 use tinysns_common::limits::{MAX_LSN, MAX_TERM};
 use tinysns_common::membership::{Progress, RoleHandle};
 use tinysns_common::proto::coordinator::Member;
@@ -122,7 +122,7 @@ struct SlaveLink {
 }
 
 impl SlaveLink {
-    fn new(member: &Member, secret: &PresentSecret) -> Option<Self> {
+    fn new(member: &Member, secret: &MemberCredentials) -> Option<Self> {
         let channel = internal_channel(&member.internal_address, Duration::from_millis(500), secret).ok()?;
         let client = ReplicationClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
         Some(Self {
@@ -206,7 +206,7 @@ pub struct Replicator {
     feed: Feed,
     master_id: u32,
     progress: Arc<Progress>,
-    secret: PresentSecret,
+    secret: MemberCredentials,
     links: HashMap<u32, SlaveLink>,
 }
 
@@ -221,7 +221,7 @@ impl Replicator {
         feed: Feed,
         master_id: u32,
         progress: Arc<Progress>,
-        secret: PresentSecret,
+        secret: MemberCredentials,
     ) -> Self {
         Self {
             role,

@@ -14,14 +14,16 @@ use crate::writer::Writer;
 use anyhow::Context;
 use std::sync::Arc;
 use tinysns_common::auth::AuthMode;
-use tinysns_common::grpc::{PresentSecret, RequireSecret};
+use tinysns_common::grpc::{MemberCredentials, RequireSecret};
 use tinysns_common::health::Health;
 use tinysns_common::membership::{Membership, Progress};
 use tinysns_common::proto::coordinator::{Member, MemberKind};
 use tinysns_common::shutdown::Shutdown;
+use tinysns_common::tls::{Tls, with_tls};
 
-/// Password hashes computed at once (each holds the Argon2 memory cost).
-const HASHING_CONCURRENCY: usize = 4;
+/// Password hashes computed at once, on threads of their own (each holds the Argon2 memory
+/// cost: 4 x 19 MiB by default).
+const HASHING_THREADS: usize = 4;
 const CLIENT_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 const CLIENT_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
@@ -32,6 +34,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir.display(), last_lsn = last, "store opened");
     let feed = Feed::new(last);
     let progress = Progress::new(last);
+    let credentials = MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client));
     let membership = Membership::new();
     let role = membership.handle();
     let (writer, batches) = Writer::start(conn, config.cluster, role.clone(), feed.clone(), progress.clone())?;
@@ -43,7 +46,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             feed.clone(),
             config.server,
             progress.clone(),
-            PresentSecret::new(config.secret.clone()),
+            credentials.clone(),
         )
         .run(batches),
     );
@@ -69,13 +72,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     };
     tokio::spawn(membership.run(
         config.coordinator_internal.clone(),
-        PresentSecret::new(config.secret.clone()),
+        credentials,
         me,
         progress,
         shutdown.clone(),
     ));
 
     let (health, health_service) = Health::new().await;
+    if let Some(port) = config.health_port {
+        tinysns_common::cli::serve_plain_health(&config.bind, port, health_service.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("cannot serve health on port {port}"))?;
+    }
     let mut watch = role.clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -100,7 +108,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         fanout,
         role: role.clone(),
         presence: Arc::new(Presence::new(sharing)),
-        hasher: Hasher::new(config.argon2, HASHING_CONCURRENCY)?,
+        hasher: Hasher::new(config.argon2, HASHING_THREADS)?,
         failed_logins: Arc::default(),
         session_ttl: config.session_ttl,
     };
@@ -112,7 +120,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         role,
     };
     let stop = shutdown.clone();
-    let members = tonic::transport::Server::builder()
+    let (client_tls, internal_tls) = match &config.tls {
+        Some(tls) => (tls.client_api(), tls.internal_api()?),
+        None => (None, None),
+    };
+    let members = with_tls(tonic::transport::Server::builder(), internal_tls)?
         .timeout(config.request_timeout)
         .layer(tonic::service::InterceptorLayer::new(RequireSecret::new(
             config.secret.clone(),
@@ -123,7 +135,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             stop.wait().await
         });
     let stop = shutdown.clone();
-    let clients = tonic::transport::Server::builder()
+    let clients = with_tls(tonic::transport::Server::builder(), client_tls)?
         .timeout(config.request_timeout)
         // A client whose host vanished without closing its connection is noticed by these
         // pings, which ends its Attach stream and so its presence.

@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         failure_timeout: args.failure_timeout,
         auth: args.auth.auth,
         tsd_args: Vec::new(),
+        tls: false,
     };
     println!(
         "Starting tinysns ({} accounts): {} clusters x {} servers x {} synchronizers, data and logs in {}",

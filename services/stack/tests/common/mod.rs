@@ -50,7 +50,7 @@ pub async fn login(t: &Topology, user: u64) -> User {
         .credentials(user)
         .await
         .unwrap_or_else(|e| panic!("no account for user {user}: {e}"));
-    User::connect(&t.coordinator_address(), credentials, Duration::from_secs(20))
+    User::connect(t.connection(), credentials, Duration::from_secs(20))
         .await
         .unwrap_or_else(|e| panic!("user {user} cannot log in: {e}"))
 }
