@@ -39,6 +39,9 @@ pub const TSD_PORT: i32 = 10000;
 pub const COORDINATOR_INTERNAL_PORT: i32 = 29000;
 pub const TSD_INTERNAL_PORT: i32 = 30000;
 pub const SYNCHRONIZER_PORT: i32 = 9100;
+/// With TLS, coordinator and tsd answer health probes in plaintext here (kubelet's gRPC
+/// probes cannot speak TLS); the synchronizer's port serves only health and stays plaintext.
+pub const HEALTH_PORT: i32 = 9090;
 pub const AMQP_PORT: i32 = 5672;
 /// Where the tsd volume is mounted (passed as TINYSNS_DATA_DIR).
 pub const DATA_DIR: &str = "/var/lib/tinysns";
@@ -572,6 +575,7 @@ pub struct Ports {
 /// Port names shared by containers and Services (Services target ports by name).
 pub const PORT_NAME_CLIENT: &str = "grpc";
 pub const PORT_NAME_INTERNAL: &str = "internal";
+pub const PORT_NAME_HEALTH: &str = "health";
 
 impl Ports {
     /// (name, port) of each port, client first.
@@ -581,9 +585,15 @@ impl Ports {
         ports
     }
 
-    fn container_ports(self) -> Vec<ContainerPort> {
+    /// The plaintext health port of a coordinator or tsd whose client port uses TLS.
+    pub fn health(self, spec: &SocialClusterSpec) -> Option<i32> {
+        (spec.tls.is_some() && self.internal.is_some()).then_some(HEALTH_PORT)
+    }
+
+    fn container_ports(self, health: Option<i32>) -> Vec<ContainerPort> {
         self.named()
             .into_iter()
+            .chain(health.map(|p| (PORT_NAME_HEALTH, p)))
             .map(|(name, port)| ContainerPort {
                 name: Some(name.to_owned()),
                 container_port: port,
@@ -618,6 +628,11 @@ pub fn tinysns_container(
     mut env: Vec<EnvVar>,
 ) -> Container {
     env.extend(security::env_vars(spec));
+    let health = ports.health(spec);
+    if let Some(port) = health {
+        env.push(self::env("TINYSNS_HEALTH_PORT", port.to_string()));
+    }
+    let probe_port = health.unwrap_or(ports.client);
     let mut volume_mounts = vec![VolumeMount {
         name: TMP_VOLUME.to_owned(),
         mount_path: "/tmp".to_owned(),
@@ -630,9 +645,9 @@ pub fn tinysns_container(
         image_pull_policy: Some(spec.image.pull_policy.as_str().to_owned()),
         command: Some(vec![format!("/usr/local/bin/{binary}")]),
         env: Some(env),
-        ports: Some(ports.container_ports()),
-        liveness_probe: Some(liveness_probe(ports.client)),
-        readiness_probe: Some(readiness_probe(ports.client)),
+        ports: Some(ports.container_ports(health)),
+        liveness_probe: Some(liveness_probe(probe_port)),
+        readiness_probe: Some(readiness_probe(probe_port)),
         resources: Some(resources_for(spec, role)),
         // The root filesystem is read-only; /tmp is a scratch emptyDir (see tmp_volume).
         security_context: Some(container_security_context(true)),

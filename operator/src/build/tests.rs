@@ -271,18 +271,26 @@ fn targeted(ports: &[(&str, i32)]) -> Vec<(String, i32, String)> {
         .collect()
 }
 
-/// Client and internal ports on containers, Services and in the environment.
+/// Client and internal ports on containers, Services and in the environment (and, with TLS,
+/// the plaintext health port on the containers only).
 fn check_ports(c: &Children, spec: &SocialClusterSpec) {
     let coordinator = [("grpc", 9000), ("internal", 29000)];
     let tsd = [("grpc", 10000), ("internal", 30000)];
     let sync = [("grpc", 9100)];
+    let with_health = |ports: &[(&'static str, i32)]| {
+        let mut all = ports.to_vec();
+        if spec.tls.is_some() {
+            all.push(("health", HEALTH_PORT));
+        }
+        named(&all)
+    };
     let cc = container(sts(c, "demo-coordinator"));
-    assert_eq!(container_ports(cc), named(&coordinator));
+    assert_eq!(container_ports(cc), with_health(&coordinator));
     assert_eq!(service_ports(service(c, "demo-coordinator")), targeted(&coordinator));
     assert_eq!(env_value(cc, "TINYSNS_INTERNAL_PORT"), Some("29000"));
     for k in 1..=spec.clusters {
         let tc = container(sts(c, &format!("demo-tsd-{k}")));
-        assert_eq!(container_ports(tc), named(&tsd));
+        assert_eq!(container_ports(tc), with_health(&tsd));
         assert_eq!(service_ports(service(c, &format!("demo-tsd-{k}"))), targeted(&tsd));
         assert_eq!(env_value(tc, "TINYSNS_PORT"), Some("10000"));
         assert_eq!(env_value(tc, "TINYSNS_INTERNAL_PORT"), Some("30000"));
@@ -298,11 +306,12 @@ fn check_ports(c: &Children, spec: &SocialClusterSpec) {
         );
         assert_eq!(env_value(sc, "TINYSNS_COORDINATOR_INTERNAL_PORT"), Some("29000"));
     }
-    // Probes use the client port (health is served there).
+    // Probes use the health port when there is one (TLS), else the client port.
     for s in &c.stateful_sets {
         let probe = container(s).readiness_probe.as_ref().and_then(|p| p.grpc.as_ref());
-        let client = container_ports(container(s))[0].1;
-        assert_eq!(probe.map(|g| g.port), Some(client), "{}", s.name_any());
+        let ports = container_ports(container(s));
+        let health = ports.iter().find(|(n, _)| n == "health").unwrap_or(&ports[0]).1;
+        assert_eq!(probe.map(|g| g.port), Some(health), "{}", s.name_any());
     }
 }
 
@@ -699,6 +708,29 @@ fn tls_is_wired_only_when_spec_tls_is_set() {
     // The operator references the TLS Secret; it never writes it.
     assert!(secured.secrets.iter().all(|s| s.name_any() != "demo-tls"));
     assert_eq!(plain.secrets.len(), secured.secrets.len());
+    // Probes cannot speak TLS: with it, coordinator and tsd answer them on a plaintext health
+    // port; the synchronizer's port only ever serves health, in plaintext.
+    for (children, tls) in [(&plain, false), (&secured, true)] {
+        for s in &children.stateful_sets {
+            let (name, c) = (s.name_any(), container(s));
+            let synchronizer = name.starts_with("demo-sync");
+            let expected = match (tls, synchronizer) {
+                (true, false) => HEALTH_PORT,
+                (_, true) => SYNCHRONIZER_PORT,
+                (false, false) if name == "demo-coordinator" => COORDINATOR_PORT,
+                (false, false) => TSD_PORT,
+            };
+            let probe = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+                p.as_ref().and_then(|p| p.grpc.as_ref()).map(|g| g.port)
+            };
+            assert_eq!(probe(&c.liveness_probe), Some(expected), "{name} liveness");
+            assert_eq!(probe(&c.readiness_probe), Some(expected), "{name} readiness");
+            let health_env = env_value(c, "TINYSNS_HEALTH_PORT");
+            assert_eq!(health_env.is_some(), tls && !synchronizer, "{name}");
+            let has_port = c.ports.iter().flatten().any(|p| p.name.as_deref() == Some("health"));
+            assert_eq!(has_port, tls && !synchronizer, "{name}");
+        }
+    }
 }
 
 #[test]

@@ -23,8 +23,9 @@ pub struct Config {
     #[command(flatten)]
     #[serde(flatten)]
     pub auth: tinysns_common::auth::AuthArgs,
+    /// The PEM files (paths).
     #[command(flatten)]
-    pub tls: tinysns_common::tls::TlsArgs,
+    pub tls_files: tinysns_common::tls::TlsArgs,
     /// Also serve the gRPC health service, in plaintext, on this port (for Kubernetes probes
     /// when the client port uses TLS).
     #[arg(long, env = "TINYSNS_HEALTH_PORT")]
@@ -55,7 +56,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.resolved_internal_port()?;
         self.secret.load()?;
-        self.tls.load().map_err(|e| e.to_string())?;
+        self.tls_files.load().map_err(|e| e.to_string())?;
         if self.heartbeat_interval.is_zero() {
             return Err("--heartbeat-interval must be positive".into());
         }

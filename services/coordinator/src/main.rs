@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::parse();
     let checked = config.validate().and_then(|()| {
         let internal_port = config.resolved_internal_port()?;
-        let tls = config.tls.load().map_err(|e| e.to_string())?;
+        let tls = config.tls_files.load().map_err(|e| e.to_string())?;
         Ok((internal_port, config.secret.load()?, tls))
     });
     let (internal_port, secret, tls) = match checked {

@@ -5,8 +5,8 @@
 //! hashes verifiable). Tokens are 256 random bits, handed to the client once and stored only
 //! as their SHA-256. Failed logins per username are limited.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,15 +39,16 @@ impl HashCost {
     };
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A job for a hashing thread, given the thread's Argon2 working memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 /// Hashes and verifies passwords on a few threads of its own, off the async threads. Each
-/// hash holds `memory_kib` of memory, so they are bounded twice: at most `threads` at once,
-/// and on at most `threads` threads, so the allocator keeps at most that many arenas' worth
-/// of freed hash memory (on the shared blocking pool every thread would keep its own).
+/// thread owns its Argon2 working memory (`memory_kib`) and reuses it for every hash: memory
+/// stays at `threads` x `memory_kib`, and no hash allocates (freeing a 19 MiB block would
+/// also raise glibc's mmap threshold for the whole process).
 #[derive(Clone)]
 pub struct Hasher {
-    argon2: Argon2<'static>,
+    params: Params,
     jobs: std::sync::mpsc::SyncSender<Job>,
     /// A hash of a random password, verified against when a username does not exist so that
     /// a login's duration does not tell whether the account exists.
@@ -58,21 +59,22 @@ impl Hasher {
     pub fn new(cost: HashCost, threads: usize) -> Result<Self, CredentialError> {
         let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
             .map_err(|e| CredentialError::Params(e.to_string()))?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let decoy = hash_with(&argon2, &hex(&rand::random::<[u8; 16]>()))?;
+        let decoy = hash_into(&params, hex(&rand::random::<[u8; 16]>()).as_bytes(), &mut Vec::new())?;
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1024);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads.max(1) {
             let queue = queue.clone();
+            let blocks = params.block_count();
             std::thread::Builder::new()
                 .name(format!("tsd-hash-{i}"))
                 .spawn(move || {
+                    let mut memory = vec![Block::default(); blocks];
                     loop {
                         // The lock is released before the job runs, so the threads hash in
                         // parallel; the loop ends when every Hasher (every sender) is gone.
                         let next = tinysns_common::lock(&queue).recv();
                         match next {
-                            Ok(job) => job(),
+                            Ok(job) => job(&mut memory),
                             Err(_) => return,
                         }
                     }
@@ -80,7 +82,7 @@ impl Hasher {
                 .map_err(|e| CredentialError::Hash(format!("cannot start a hashing thread: {e}")))?;
         }
         Ok(Self {
-            argon2,
+            params,
             jobs,
             decoy: decoy.into(),
         })
@@ -88,8 +90,9 @@ impl Hasher {
 
     /// The PHC string of `password` under a fresh random salt.
     pub async fn hash(&self, password: String) -> Result<String, CredentialError> {
-        let argon2 = self.argon2.clone();
-        self.blocking(move || hash_with(&argon2, &password)).await?
+        let params = self.params.clone();
+        self.on_thread(move |memory| hash_into(&params, password.as_bytes(), memory))
+            .await?
     }
 
     /// Whether `password` matches `phc` (None: check against the decoy, and fail).
@@ -97,21 +100,19 @@ impl Hasher {
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, CredentialError> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.decoy.to_string());
-        let argon2 = self.argon2.clone();
         let matches = self
-            .blocking(move || {
-                PasswordHash::new(&phc)
-                    .map(|parsed| argon2.verify_password(password.as_bytes(), &parsed).is_ok())
-                    .unwrap_or(false)
-            })
+            .on_thread(move |memory| verify_with(&phc, password.as_bytes(), memory))
             .await?;
         Ok(known && matches)
     }
 
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, CredentialError> {
+    async fn on_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, CredentialError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
+        let job: Job = Box::new(move |memory| {
+            let _ = tx.send(f(memory));
         });
         // A full queue means hundreds of logins waiting already: refuse rather than pile up.
         self.jobs.try_send(job).map_err(|_| CredentialError::Busy)?;
@@ -119,12 +120,63 @@ impl Hasher {
     }
 }
 
-fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String, CredentialError> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| CredentialError::Hash(e.to_string()))?;
-    argon2
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| CredentialError::Hash(e.to_string()))
+/// The first `params.block_count()` blocks of `memory`, grown if a stored hash needs more.
+fn blocks<'a>(memory: &'a mut Vec<Block>, params: &Params) -> &'a mut [Block] {
+    let needed = params.block_count();
+    if memory.len() < needed {
+        memory.resize(needed, Block::default());
+    }
+    &mut memory[..needed]
+}
+
+/// Argon2id of `password` under a fresh salt, as a PHC string.
+fn hash_into(params: &Params, password: &[u8], memory: &mut Vec<Block>) -> Result<String, CredentialError> {
+    let failed = |e: &dyn std::fmt::Display| CredentialError::Hash(e.to_string());
+    let salt_bytes = rand::random::<[u8; 16]>();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| failed(&e))?;
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password, &salt_bytes, &mut out, blocks(memory, params))
+        .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` hashes to `phc` under the algorithm, parameters and salt it names.
+fn verify_with(phc: &str, password: &[u8], memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed)) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_buffer = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buffer) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let hashed = Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
+        password,
+        salt_bytes,
+        &mut out,
+        blocks(memory, &params),
+    );
+    // Output's equality is constant-time.
+    hashed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -211,6 +263,15 @@ mod tests {
         assert!(!h.verify("x".into(), Some("not a phc string".into())).await.unwrap());
         // An unknown account never verifies, not even with the decoy's password.
         assert!(!h.verify("anything".into(), None).await.unwrap());
+        // Hashes made by the argon2 crate's own PHC path verify, and ours verify there.
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse", &SaltString::encode_b64(b"0123456789abcdef").unwrap())
+            .unwrap()
+            .to_string();
+        assert!(h.verify("correct horse".into(), Some(theirs)).await.unwrap());
+        let parsed = PasswordHash::new(&a).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
         // Raising the cost later leaves stored hashes verifiable.
         let stronger = Hasher::new(
             HashCost {
