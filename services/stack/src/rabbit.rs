@@ -1,6 +1,7 @@
 //! A private RabbitMQ broker (Debian's `rabbitmq-server`), with its own node name, ports and
 //! data under one directory, so it never touches a system broker or another test's.
 
+use crate::certs::CertFiles;
 use crate::process::{Process, ProcessError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,12 +22,15 @@ pub enum RabbitError {
 
 pub struct RabbitMq {
     pub port: u16,
+    /// The TLS (amqps) port, when the broker has one.
+    pub tls_port: Option<u16>,
     process: Process,
 }
 
 impl RabbitMq {
-    /// Prepares (but does not start) a broker on `port` keeping its state in `dir`.
-    pub fn new(dir: &Path, port: u16, dist_port: u16) -> Result<Self, RabbitError> {
+    /// Prepares (but does not start) a broker on `port` keeping its state in `dir`; with
+    /// `tls`, it also listens for amqps on the given port with those certificates.
+    pub fn new(dir: &Path, port: u16, dist_port: u16, tls: Option<(CertFiles, u16)>) -> Result<Self, RabbitError> {
         if !Path::new(SERVER).exists() {
             return Err(RabbitError::NotInstalled);
         }
@@ -46,7 +50,28 @@ impl RabbitMq {
             source,
         })?;
         let s = |p: &Path| p.display().to_string();
+        let config = dir.join("rabbitmq.conf");
+        let tls_port = tls.as_ref().map(|(_, p)| *p);
+        let conf = match &tls {
+            Some((files, tls_port)) => format!(
+                "listeners.ssl.1 = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                s(&files.ca),
+                s(&files.cert),
+                s(&files.key)
+            ),
+            None => String::new(),
+        };
+        std::fs::write(&config, conf).map_err(|source| RabbitError::Dir {
+            path: config.display().to_string(),
+            source,
+        })?;
         let env = vec![
+            ("RABBITMQ_CONFIG_FILE".to_string(), s(&config)),
             ("HOME".to_string(), s(&dir)),
             ("RABBITMQ_NODENAME".to_string(), format!("tinysns-{port}@localhost")),
             ("RABBITMQ_NODE_IP_ADDRESS".to_string(), "127.0.0.1".to_string()),
@@ -65,11 +90,25 @@ impl RabbitMq {
             env,
             dir.join("rabbitmq.out"),
         );
-        Ok(Self { port, process })
+        Ok(Self {
+            port,
+            tls_port,
+            process,
+        })
     }
 
+    /// The plain AMQP URL (the harness's readiness probe, tests poking at the broker).
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// What the synchronizers use: amqps when the broker has TLS (the certificate names
+    /// `localhost`), else the plain URL.
+    pub fn client_url(&self) -> String {
+        match self.tls_port {
+            Some(port) => format!("amqps://guest:guest@localhost:{port}/%2f"),
+            None => self.url(),
+        }
     }
 
     /// Starts the broker and waits until it accepts AMQP connections.

@@ -141,16 +141,6 @@ impl Topology {
         std::fs::create_dir_all(options.dir.join("logs"))?;
         let classic = options.ports == Ports::Classic;
         let port = |classic_port: u16| if classic { Ok(classic_port) } else { free_port() };
-        let (rabbit, amqp_url, namespace) = match &options.broker {
-            Broker::Private => {
-                let rabbit = RabbitMq::new(&options.dir.join("rabbitmq"), port(5672)?, port(25672)?)?;
-                let url = rabbit.url();
-                (Some(rabbit), url, "tinysns".to_string())
-            }
-            Broker::External(url) => (None, url.clone(), format!("tinysns-{:08x}", rand::random::<u32>())),
-        };
-        let bins = bin_dir();
-        let log = |name: &str| options.dir.join("logs").join(format!("{name}.log"));
         let (secret, secret_file) = write_secret(&options.dir)?;
         let secret_arg = secret_file.display().to_string();
         let certs = if options.tls {
@@ -161,6 +151,22 @@ impl Topology {
         } else {
             None
         };
+        // With TLS, synchronizers reach a private broker over amqps:// (checked against the
+        // run's CA); its plain port stays for the harness's own probes.
+        let (rabbit, amqp_url, namespace) = match &options.broker {
+            Broker::Private => {
+                let amqps = match &certs {
+                    Some(files) => Some((files.clone(), port(5671)?)),
+                    None => None,
+                };
+                let rabbit = RabbitMq::new(&options.dir.join("rabbitmq"), port(5672)?, port(25672)?, amqps)?;
+                let url = rabbit.client_url();
+                (Some(rabbit), url, "tinysns".to_string())
+            }
+            Broker::External(url) => (None, url.clone(), format!("tinysns-{:08x}", rand::random::<u32>())),
+        };
+        let bins = bin_dir();
+        let log = |name: &str| options.dir.join("logs").join(format!("{name}.log"));
         let tls_args = certs.as_ref().map(CertFiles::args).unwrap_or_default();
         let internal = |client_port: u16| {
             if classic {
@@ -278,10 +284,13 @@ impl Topology {
                 &options.auth.to_string(),
             ]);
             let args = args.into_iter().chain(tls_args.iter().cloned()).collect();
-            let env = vec![
+            let mut env = vec![
                 ("AMQP_URL".to_string(), amqp_url.clone()),
                 ("TINYSNS_AMQP_NAMESPACE".to_string(), namespace.clone()),
             ];
+            if let Some(files) = &certs {
+                env.push(("TINYSNS_AMQP_CA_FILE".to_string(), files.ca.display().to_string()));
+            }
             let name = format!("synchronizer-{id}");
             let process = Process::new(&name, bins.join("synchronizer"), args, env, log(&name));
             let cluster = cluster_of_synchronizer(id, options.clusters).unwrap_or(1);

@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::Status as Code;
-use tinysns_stack::tsc::Tsc;
 
 const DELIVERY: Duration = Duration::from_secs(15);
 
@@ -175,13 +174,7 @@ async fn a_cluster_without_live_servers_is_reported_unavailable() {
     eventually!("cluster 3 to lose its master", Duration::from_secs(10), async {
         t.master_server(3).await.is_none().then_some(())
     });
-    let (code, out) = Tsc::start_with(
-        t.coordinator_port,
-        &["-u", &t.name(3)],
-        &[("TINYSNS_PASSWORD", tinysns_stack::accounts::PASSWORD)],
-    )
-    .unwrap()
-    .finish(Duration::from_secs(10));
+    let (code, out) = tsc_as(&t, 3, &[]).finish(Duration::from_secs(10));
     assert_eq!((code, out.as_str()), (Some(1), "connection failed: -1\n"));
     // Other clusters are unaffected.
     let (code, out) = tsc_for(&t, 1).await.finish(Duration::from_secs(10));

@@ -1,6 +1,7 @@
 //! The whole system over TLS: clients check servers against the CA, members authenticate
-//! each other with certificates (mutual TLS) on top of the cluster secret, and a plaintext
-//! client or a member without a certificate gets nowhere.
+//! each other with certificates (mutual TLS) on top of the cluster secret, synchronizers
+//! reach the broker over amqps://, and a plaintext client or a member without a certificate
+//! gets nowhere.
 
 mod common;
 
@@ -10,7 +11,6 @@ use tinysns_common::grpc::{MemberCredentials, internal_channel};
 use tinysns_common::proto::coordinator::ListClustersRequest;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::social::{LoginRequest, Status as Code};
-use tinysns_stack::tsc::Tsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_system_runs_over_tls_and_refuses_plaintext_and_certificateless_peers() {
@@ -19,8 +19,10 @@ async fn the_system_runs_over_tls_and_refuses_plaintext_and_certificateless_peer
         o.synchronizers_per_cluster = 1;
     })
     .await;
-    // Clients over TLS, and a post crossing clusters: tsd, coordinator, synchronizers and the
-    // replication between members all spoke TLS to get it there.
+    // Clients over TLS, and a post crossing clusters: tsd, coordinator, synchronizers, the
+    // replication between members and the broker (amqps://, checked against the run's CA via
+    // --amqp-ca-file) all spoke TLS to get it there.
+    assert!(t.amqp_url.starts_with("amqps://"), "{}", t.amqp_url);
     let (mut u1, mut u2) = (login(&t, 1).await, login(&t, 2).await);
     until_known(&mut u1, &[2]).await;
     assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
@@ -69,22 +71,10 @@ async fn the_system_runs_over_tls_and_refuses_plaintext_and_certificateless_peer
     // tsc with --tls-ca.
     let files = t.certs.clone().expect("certificates");
     let ca = files.ca.display().to_string();
-    let (code, out) = Tsc::start_with(
-        t.coordinator_port,
-        &["-u", &t.name(1), "--tls-ca", &ca],
-        &[("TINYSNS_PASSWORD", tinysns_stack::accounts::PASSWORD)],
-    )
-    .unwrap()
-    .finish(Duration::from_secs(20));
+    let (code, out) = tsc_as(&t, 1, &["--tls-ca", &ca]).finish(Duration::from_secs(20));
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("Cmd> "), "{out}");
     // Without it, tsc cannot reach a TLS system.
-    let (code, out) = Tsc::start_with(
-        t.coordinator_port,
-        &["-u", &t.name(1)],
-        &[("TINYSNS_PASSWORD", tinysns_stack::accounts::PASSWORD)],
-    )
-    .unwrap()
-    .finish(Duration::from_secs(20));
+    let (code, out) = tsc_as(&t, 1, &[]).finish(Duration::from_secs(20));
     assert_eq!((code, out.as_str()), (Some(1), "connection failed: -1\n"));
 }

@@ -183,12 +183,15 @@ pub fn properties(changes: &[RemoteChange], body: &[u8], secret: Option<&Cluster
         .with_headers(signature(body, secret))
 }
 
-async fn connect(url: &str) -> Result<Connection, BusError> {
-    Ok(Connection::connect(
-        url,
-        ConnectionProperties::default().with_connection_name("tinysns-synchronizer".into()),
-    )
-    .await?)
+/// Connects to `url`; an `amqps://` broker is checked against the system's CAs and `ca`.
+async fn connect(url: &str, ca: Option<&str>) -> Result<Connection, BusError> {
+    let properties = ConnectionProperties::default().with_connection_name("tinysns-synchronizer".into());
+    let tls = lapin::tcp::OwnedTLSConfig {
+        identity: None,
+        cert_chain: ca.map(str::to_string),
+    };
+    let runtime = lapin::runtime::default_runtime()?;
+    Ok(Connection::connect_with_config(url, properties, tls, runtime).await?)
 }
 
 /// A connection with a confirming publisher channel and a consumer channel, on a broker
@@ -196,12 +199,13 @@ async fn connect(url: &str) -> Result<Connection, BusError> {
 /// broker that accepts the socket and never answers, as one does while it starts).
 pub async fn open(
     url: &str,
+    ca: Option<&str>,
     names: &Names,
     clusters: u32,
     timeout: std::time::Duration,
 ) -> Result<(Connection, Channel, Channel), BusError> {
     let setup = async {
-        let conn = connect(url).await?;
+        let conn = connect(url, ca).await?;
         let publish = publisher_channel(&conn).await?;
         declare(&publish, names, clusters).await?;
         let consume = consumer_channel(&conn).await?;

@@ -28,6 +28,9 @@ pub struct Args {
     /// RabbitMQ URL.
     #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
+    /// PEM CA certificate(s) to check an `amqps://` broker against, besides the system's.
+    #[arg(long, env = "TINYSNS_AMQP_CA_FILE", value_name = "FILE")]
+    pub amqp_ca_file: Option<std::path::PathBuf>,
     /// Prefix of the exchanges and queues on the broker, so deployments can share a broker.
     #[arg(long, env = "TINYSNS_AMQP_NAMESPACE", default_value = "tinysns")]
     pub amqp_namespace: String,
@@ -71,6 +74,10 @@ pub struct Config {
     pub advertise: String,
     #[serde(serialize_with = "masked")]
     pub amqp_url: String,
+    pub amqp_ca_file: Option<std::path::PathBuf>,
+    /// The PEM text of `amqp_ca_file`.
+    #[serde(skip)]
+    pub amqp_ca: Option<String>,
     pub amqp_namespace: String,
     #[serde(with = "tinysns_common::cli::millis")]
     pub amqp_connect_timeout: std::time::Duration,
@@ -127,6 +134,12 @@ impl Args {
             bind: self.member.bind.clone(),
             advertise: self.member.advertise(port),
             amqp_url: self.amqp_url,
+            amqp_ca: self
+                .amqp_ca_file
+                .as_deref()
+                .map(|path| std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display())))
+                .transpose()?,
+            amqp_ca_file: self.amqp_ca_file,
             amqp_namespace: self.amqp_namespace,
             amqp_connect_timeout: self.amqp_connect_timeout,
         })

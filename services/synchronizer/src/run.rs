@@ -128,7 +128,14 @@ async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
 /// One broker connection's worth of work: returns Ok only when asked to stop.
 async fn session(config: &Config, link: &ClusterLink, clusters: u32, stop: &Shutdown) -> Result<(), SyncError> {
     let names = bus::Names::new(&config.amqp_namespace);
-    let (conn, publish, consume) = bus::open(&config.amqp_url, &names, clusters, config.amqp_connect_timeout).await?;
+    let (conn, publish, consume) = bus::open(
+        &config.amqp_url,
+        config.amqp_ca.as_deref(),
+        &names,
+        clusters,
+        config.amqp_connect_timeout,
+    )
+    .await?;
     tracing::info!(amqp = %mask_password(&config.amqp_url), "connected to RabbitMQ");
     let tag = format!("tinysns-synchronizer-{}", config.id);
     let result = tokio::select! {

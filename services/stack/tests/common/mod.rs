@@ -71,6 +71,19 @@ pub async fn tsc_for(t: &Topology, k: u64) -> Tsc {
     .expect("tsc starts")
 }
 
+/// `tsc -u <user k's name> <extra>` with the generated accounts' password, without
+/// registering anything first (for a user whose cluster may be down).
+pub fn tsc_as(t: &Topology, k: u64, extra: &[&str]) -> Tsc {
+    let name = t.name(k);
+    let args: Vec<&str> = ["-u", name.as_str()].into_iter().chain(extra.iter().copied()).collect();
+    Tsc::start_with(
+        t.coordinator_port,
+        &args,
+        &[("TINYSNS_PASSWORD", tinysns_stack::accounts::PASSWORD)],
+    )
+    .expect("tsc starts")
+}
+
 /// A raw client of the server at `address` presenting `token`: to send requests no
 /// well-behaved client sends, or to talk to one particular server.
 pub fn authed_client(
