@@ -32,7 +32,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, id = config.id, amqp = %mask_password(&config.amqp_url), "synchronizer listening");
+    tracing::info!(%addr, id = config.id, auth = %config.auth, amqp = %mask_password(&config.amqp_url), "synchronizer listening");
     let (health, health_service) = Health::new().await;
     let stop = shutdown.clone();
     let server = tokio::spawn(
