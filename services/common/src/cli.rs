@@ -136,23 +136,3 @@ pub mod millis {
         s.serialize_u64(d.as_millis() as u64)
     }
 }
-
-/// Starts a plaintext gRPC server with only `health` on `bind:port`: Kubernetes' gRPC probes
-/// cannot speak TLS, so a process whose client port uses TLS answers them here.
-pub async fn serve_plain_health(
-    bind: &str,
-    port: u16,
-    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-    shutdown: crate::shutdown::Shutdown,
-) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
-    let listener = tokio::net::TcpListener::bind(format!("{bind}:{port}")).await?;
-    Ok(tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
-            .add_service(health)
-            .serve_with_incoming_shutdown(crate::grpc::incoming(listener), async move { shutdown.wait().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "the health port stopped");
-        }
-    }))
-}

@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     let (health, health_service) = Health::new().await;
     health.set_ready(true).await;
     if let Some(port) = config.health_port {
-        tinysns_common::cli::serve_plain_health(&config.bind, port, health_service.clone(), shutdown.clone())
+        tinysns_common::health::serve_plain(&config.bind, port, health_service.clone(), shutdown.clone())
             .await
             .with_context(|| format!("cannot serve health on port {port}"))?;
     }

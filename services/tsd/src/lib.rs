@@ -3,11 +3,12 @@
 //! A client call is authenticated from its session token (`social`; accounts and sessions in
 //! `login` and `accounts`, presence in `presence`). A write's path: `social` validates the
 //! request and hands a [`command::Command`] to the single `writer` thread, which decides what
-//! it means (`command`), turns it into a `LogEntry`, applies it to the `store` and commits; the `replication` stage ships the entry to the slave and, once the slave has
-//! stored it, acknowledges the client and publishes it on the in-memory `feed`. Timelines
-//! (`timeline`) and the synchronizer's `changefeed` tail that feed; `fanout` routes each post to the open
-//! timelines of its author's followers. The server's role comes from
-//! `tinysns_common::membership` (heartbeats to the coordinator).
+//! it means (`command`), turns it into a `LogEntry`, applies it to the `store` and commits;
+//! the `replication` stage ships the entry to the slave and, once the slave has stored it,
+//! acknowledges the client and publishes it on the in-memory `feed`. Timelines (`timeline`)
+//! and the synchronizer's `changefeed` tail that feed; `fanout` routes each post to the open
+//! timelines of its author's followers; `remote` checks what other clusters send. The
+//! server's role comes from `tinysns_common::membership` (heartbeats to the coordinator).
 
 pub mod accounts;
 pub mod changefeed;

@@ -80,7 +80,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let (health, health_service) = Health::new().await;
     if let Some(port) = config.health_port {
-        tinysns_common::cli::serve_plain_health(&config.bind, port, health_service.clone(), shutdown.clone())
+        tinysns_common::health::serve_plain(&config.bind, port, health_service.clone(), shutdown.clone())
             .await
             .with_context(|| format!("cannot serve health on port {port}"))?;
     }

@@ -117,9 +117,10 @@ impl Social {
         })
     }
 
-    /// The id of the user `target` names: a username in password mode, an id in open mode.
-    async fn resolve_target(&self, target: &str) -> Result<Result<u64, Reply>, Status> {
-        let invalid = || reply(Code::FailureInvalidUsername, format!("{target:?} is not a valid user"));
+    /// The id of the user `target` names (a username in password mode, an id in open mode),
+    /// or why it names nobody.
+    async fn resolve_target(&self, target: &str) -> Result<Result<u64, (Code, String)>, Status> {
+        let invalid = || (Code::FailureInvalidUsername, format!("{target:?} is not a valid user"));
         match self.auth {
             AuthMode::Open => Ok(parse_user_id(target).ok_or_else(invalid)),
             AuthMode::Password => {
@@ -129,7 +130,7 @@ impl Social {
                 let lookup = name.clone();
                 Ok(match self.read(move |c| store::user_by_name(c, &lookup)).await? {
                     Some(id) => Ok(id),
-                    None => Err(reply(Code::FailureNotExists, format!("no user is named {name}"))),
+                    None => Err((Code::FailureNotExists, format!("no user is named {name}"))),
                 })
             }
         }
@@ -142,10 +143,8 @@ impl Social {
                 followee: target,
                 on,
             },
-            Err(refused) => Command::Refuse {
-                status: Code::try_from(refused.status).unwrap_or(Code::FailureUnknown),
-                message: refused.message,
-            },
+            // Still through the writer, so that a deposed master cannot answer it.
+            Err((status, message)) => Command::Refuse { status, message },
         };
         Ok(match self.submit(command).await? {
             Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
