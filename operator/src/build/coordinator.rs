@@ -27,6 +27,9 @@ pub fn container_env(spec: &SocialClusterSpec) -> Vec<EnvVar> {
         env("TINYSNS_CLUSTERS", spec.clusters.to_string()),
         env("TINYSNS_HEARTBEAT_INTERVAL", spec.timing.heartbeat_interval.clone()),
         env("TINYSNS_FAILURE_TIMEOUT", spec.timing.failure_timeout.clone()),
+        // Terms, masters and in-sync sets survive a container restart (the emptyDir at /tmp
+        // lives as long as the pod; a PersistentVolume comes with the replicated coordinator).
+        env("TINYSNS_DATA_DIR", "/tmp/coordinator"),
         log_env(),
     ]
 }

@@ -4,9 +4,13 @@
 //! recent enough that the coordinator cannot yet have declared it dead and promoted someone
 //! else. A master whose lease ran out (paused, partitioned from the coordinator) stops
 //! acting as master on its own, before its successor starts.
+//!
+//! Terms are durable where a [`TermStore`] is given (servers): a higher term is stored before
+//! anything acts on it, so a restarted member never reports or accepts an older term than
+//! one it already acted on (Raft's rule for `currentTerm`).
 
 use crate::grpc::MemberCredentials;
-use crate::proto::coordinator::{HeartbeatRequest, Member, Role, membership_client::MembershipClient};
+use crate::proto::coordinator::{HeartbeatRequest, Member, ReplicaId, Role, membership_client::MembershipClient};
 use crate::shutdown::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +31,8 @@ pub struct Assignment {
     pub failure_timeout: Duration,
     /// Until when a master may act as master without hearing from the coordinator again.
     pub lease_until: Option<Instant>,
+    /// (Masters) the in-sync set the coordinator has recorded for our cluster.
+    pub in_sync: Vec<ReplicaId>,
 }
 
 impl Assignment {
@@ -65,8 +71,8 @@ impl RoleView {
 pub struct Progress {
     /// Last log position durably stored.
     pub applied_lsn: AtomicU64,
-    /// (Masters) slaves that hold the whole log.
-    pub in_sync_slaves: Mutex<Vec<u32>>,
+    /// (Masters) slaves, each under the incarnation replicated to, that hold the whole log.
+    pub in_sync: Mutex<Vec<ReplicaId>>,
     /// Wakes the heartbeat loop when the in-sync set changes, so the coordinator learns at
     /// once which slaves may take over.
     changed: tokio::sync::Notify,
@@ -76,7 +82,7 @@ impl Progress {
     pub fn new(applied_lsn: u64) -> Arc<Self> {
         Arc::new(Self {
             applied_lsn: AtomicU64::new(applied_lsn),
-            in_sync_slaves: Mutex::new(Vec::new()),
+            in_sync: Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
         })
     }
@@ -85,9 +91,9 @@ impl Progress {
         self.applied_lsn.store(lsn, Ordering::SeqCst);
     }
 
-    pub fn set_in_sync(&self, mut slaves: Vec<u32>) {
-        slaves.sort_unstable();
-        let mut current = self.in_sync_slaves.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn set_in_sync(&self, mut slaves: Vec<ReplicaId>) {
+        slaves.sort_unstable_by_key(|r| (r.member_id, r.incarnation));
+        let mut current = crate::lock(&self.in_sync);
         if *current != slaves {
             *current = slaves;
             self.changed.notify_one();
@@ -95,11 +101,26 @@ impl Progress {
     }
 }
 
+/// Where a member keeps its current term across restarts.
+pub trait TermStore: Send + Sync {
+    /// Durably records `term` (a higher term than any recorded before).
+    fn store(&self, term: u64) -> Result<(), TermError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot store term {term} durably: {why}")]
+pub struct TermError {
+    pub term: u64,
+    pub why: String,
+}
+
 /// Shared access to the current role.
 #[derive(Clone)]
 pub struct RoleHandle {
     rx: watch::Receiver<Assignment>,
     max_term: Arc<AtomicU64>,
+    /// Serializes raising the term, so it is stored before anyone can read it.
+    terms: Arc<Mutex<Option<Arc<dyn TermStore>>>>,
 }
 
 impl RoleHandle {
@@ -116,10 +137,29 @@ impl RoleHandle {
         }
     }
 
-    /// Records a term seen in a message from a peer; returns the highest term known. A
-    /// master that sees a newer term has been replaced and stops acting as master at once.
-    pub fn observe_term(&self, term: u64) -> u64 {
-        self.max_term.fetch_max(term, Ordering::SeqCst).max(term)
+    /// The highest term known (and, with a [`TermStore`], stored).
+    pub fn known_term(&self) -> u64 {
+        self.max_term.load(Ordering::SeqCst)
+    }
+
+    /// Records a term seen in a message from a peer or the coordinator; returns the highest
+    /// term known. A master that sees a newer term has been replaced and stops acting as
+    /// master at once. With a [`TermStore`] a higher term is stored first; if that fails the
+    /// known term stays where it was and the caller must not act on `term`.
+    pub fn observe_term(&self, term: u64) -> Result<u64, TermError> {
+        if term <= self.max_term.load(Ordering::SeqCst) {
+            return Ok(self.max_term.load(Ordering::SeqCst));
+        }
+        let store = crate::lock(&self.terms);
+        let known = self.max_term.load(Ordering::SeqCst);
+        if term <= known {
+            return Ok(known);
+        }
+        if let Some(store) = store.as_ref() {
+            store.store(term)?;
+        }
+        self.max_term.store(term, Ordering::SeqCst);
+        Ok(term)
     }
 
     /// Resolves when the assignment changes (or every heartbeat interval at the latest, so
@@ -143,11 +183,22 @@ impl Default for Membership {
 }
 
 impl Membership {
+    /// Terms held in memory only: for members that hold no data (synchronizers).
     pub fn new() -> Self {
+        Self::build(0, None)
+    }
+
+    /// Terms kept in `store`, starting from `stored_term`, the term it last recorded.
+    pub fn durable(stored_term: u64, store: Arc<dyn TermStore>) -> Self {
+        Self::build(stored_term, Some(store))
+    }
+
+    fn build(term: u64, store: Option<Arc<dyn TermStore>>) -> Self {
         let (tx, rx) = watch::channel(Assignment::default());
         let handle = RoleHandle {
             rx,
-            max_term: Arc::new(AtomicU64::new(0)),
+            max_term: Arc::new(AtomicU64::new(term)),
+            terms: Arc::new(Mutex::new(store)),
         };
         Self { tx, handle }
     }
@@ -185,11 +236,7 @@ impl Membership {
                 believed_role: current.role as i32,
                 believed_term: current.term.max(self.handle.max_term.load(Ordering::SeqCst)),
                 applied_lsn: progress.applied_lsn.load(Ordering::SeqCst),
-                in_sync_slaves: progress
-                    .in_sync_slaves
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone(),
+                in_sync: crate::lock(&progress.in_sync).clone(),
             };
             let mut call = tonic::Request::new(request);
             call.set_timeout(interval * 2);
@@ -203,24 +250,31 @@ impl Membership {
                     interval = Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10)));
                     let failure_timeout = Duration::from_millis(u64::from(r.failure_timeout_ms));
                     let role = Role::try_from(r.role).unwrap_or(Role::Unspecified);
-                    self.handle.observe_term(r.term);
-                    let next = Assignment {
-                        role,
-                        term: r.term,
-                        me: r.member.unwrap_or_else(|| me.clone()),
-                        master: r.master,
-                        slaves: r.slaves,
-                        clusters: r.clusters,
-                        heartbeat_interval: interval,
-                        failure_timeout,
-                        // The coordinator saw this heartbeat no earlier than we sent it; keep
-                        // half an interval of margin for timer slack.
-                        lease_until: Some(sent + failure_timeout.saturating_sub(interval / 2)),
-                    };
-                    if next.role != current.role || next.term != current.term {
-                        tracing::info!(role = ?next.role, term = next.term, cluster = next.me.cluster_id, "role assigned");
+                    match self.handle.observe_term(r.term) {
+                        // Acting on a term we could not store could let it go backwards after
+                        // a restart: keep the old assignment and let its lease run out.
+                        Err(error) => tracing::error!(%error, "ignoring the coordinator's answer"),
+                        Ok(_) => {
+                            let next = Assignment {
+                                role,
+                                term: r.term,
+                                me: r.member.unwrap_or_else(|| me.clone()),
+                                master: r.master,
+                                slaves: r.slaves,
+                                clusters: r.clusters,
+                                heartbeat_interval: interval,
+                                failure_timeout,
+                                // The coordinator saw this heartbeat no earlier than we sent it; keep
+                                // half an interval of margin for timer slack.
+                                lease_until: Some(sent + failure_timeout.saturating_sub(interval / 2)),
+                                in_sync: r.in_sync,
+                            };
+                            if next.role != current.role || next.term != current.term {
+                                tracing::info!(role = ?next.role, term = next.term, cluster = next.me.cluster_id, "role assigned");
+                            }
+                            self.tx.send_replace(next);
+                        }
                     }
-                    self.tx.send_replace(next);
                 }
                 Err(status) => {
                     if reachable {

@@ -30,6 +30,11 @@ pub struct Config {
     /// when the client port uses TLS).
     #[arg(long, env = "TINYSNS_HEALTH_PORT")]
     pub health_port: Option<u16>,
+    /// Where the coordinator keeps what it decided (terms, masters, in-sync sets), so a
+    /// restart continues from it instead of guessing from heartbeats. Without it the state
+    /// lives in memory only (a warning is logged): fine for a throwaway local system.
+    #[arg(long, env = "TINYSNS_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Number of clusters users are spread over.
     #[arg(long, env = "TINYSNS_CLUSTERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub clusters: u32,

@@ -5,5 +5,6 @@
 //! sleeping); `service` puts it behind gRPC and runs the failure detector.
 
 pub mod config;
+pub mod metadata;
 pub mod registry;
 pub mod service;

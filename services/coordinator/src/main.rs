@@ -52,7 +52,12 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
 
-    let service = CoordinatorService::new(&config);
+    if config.data_dir.is_none() {
+        tracing::warn!(
+            "no --data-dir: terms, masters and in-sync sets are kept in memory only; a restart must guess them from heartbeats"
+        );
+    }
+    let service = CoordinatorService::new(&config).context("cannot load the coordinator's state")?;
     let detector = tokio::spawn(service.clone().run_failure_detector(shutdown.clone()));
     let (health, health_service) = Health::new().await;
     health.set_ready(true).await;

@@ -3,10 +3,20 @@
 //! Each (kind, cluster) pair is a *group*: the servers of a cluster, or its synchronizers.
 //! A group has at most one master and a term that only grows; every change of master bumps
 //! the term, so a deposed master that comes back can tell it has been replaced.
+//!
+//! What the registry decides (terms, masters, in-sync sets: [`Metadata`]) is durable: the
+//! caller stores it whenever [`Registry::take_changed`] says so, before answering anyone, and
+//! a restarted coordinator starts from it ([`Registry::restore`]). What it observes (who is
+//! alive, where, how far each log reaches) is soft and rebuilt from heartbeats.
+//!
+//! Servers are tracked per [`Replica`] (member id and incarnation): a server wiped and
+//! restarted comes back as a new incarnation that holds nothing, so it is neither master nor
+//! in sync, whatever its id was (Kafka's KIP-903 failure).
 
+use crate::metadata::{GroupMeta, Metadata, Replica};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use tinysns_common::proto::coordinator::{Member, MemberKind, Role};
+use tinysns_common::proto::coordinator::{Member, MemberKind, ReplicaId, Role};
 use tinysns_common::topology;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,54 +59,41 @@ impl Kind {
             _ => Err(RegistryError::UnknownKind),
         }
     }
+
+    fn to_proto(self) -> MemberKind {
+        match self {
+            Kind::Server => MemberKind::Server,
+            Kind::Synchronizer => MemberKind::Synchronizer,
+        }
+    }
 }
 
+/// What the registry observes of a live member (soft state).
 #[derive(Debug, Clone)]
 struct Alive {
     address: String,
     internal_address: String,
+    incarnation: u64,
     last_seen: Instant,
     applied_lsn: u64,
-    /// Holds the master's whole log (as the master last reported). Only such a slave may
-    /// be promoted; a member that (re)joins is not in sync until the master says so.
-    in_sync: bool,
-}
-
-#[derive(Debug, Default)]
-struct Group {
+    /// The highest term the member reported.
     term: u64,
-    master: Option<u32>,
-    members: BTreeMap<u32, Alive>,
-    /// The master died with no slave in sync: only it may become master again, since it
-    /// alone may hold acknowledged writes.
-    blocked_on: Option<u32>,
 }
 
-impl Group {
-    fn member(&self, kind: Kind, cluster: u32, id: u32) -> Option<Member> {
-        self.members.get(&id).map(|alive| Member {
-            kind: match kind {
-                Kind::Server => MemberKind::Server,
-                Kind::Synchronizer => MemberKind::Synchronizer,
-            } as i32,
+impl Alive {
+    fn member(&self, kind: Kind, cluster: u32, id: u32) -> Member {
+        Member {
+            kind: kind.to_proto() as i32,
             cluster_id: cluster,
             member_id: id,
-            address: alive.address.clone(),
-            internal_address: alive.internal_address.clone(),
-        })
-    }
-
-    /// The live non-master best placed to take over: the one that has stored the most,
-    /// among those in sync if `in_sync_only`.
-    fn best_candidate(&self, in_sync_only: bool) -> Option<u32> {
-        self.members
-            .iter()
-            .filter(|(id, _)| Some(**id) != self.master)
-            .filter(|(_, alive)| alive.in_sync || !in_sync_only)
-            .max_by(|(ia, a), (ib, b)| a.applied_lsn.cmp(&b.applied_lsn).then(ib.cmp(ia)))
-            .map(|(id, _)| *id)
+            address: self.address.clone(),
+            internal_address: self.internal_address.clone(),
+            incarnation: self.incarnation,
+        }
     }
 }
+
+type Members = BTreeMap<u32, Alive>;
 
 /// The answer to a heartbeat.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +104,7 @@ pub struct Assignment {
     pub master: Option<Member>,
     pub slaves: Vec<Member>,
     /// Slaves that may be promoted.
-    pub in_sync: Vec<u32>,
+    pub in_sync: Vec<ReplicaId>,
 }
 
 /// What a member says in a heartbeat.
@@ -117,7 +114,7 @@ pub struct Report {
     pub believed_role: Role,
     pub believed_term: u64,
     pub applied_lsn: u64,
-    pub in_sync_slaves: Vec<u32>,
+    pub in_sync: Vec<ReplicaId>,
 }
 
 /// A change worth a log line.
@@ -139,24 +136,47 @@ pub enum Event {
         id: Option<u32>,
         term: u64,
     },
+    /// A server came back under a new incarnation: whatever it held is gone.
+    DataLost {
+        cluster: u32,
+        id: u32,
+        was_master: bool,
+    },
 }
 
 pub struct Registry {
     clusters: u32,
     failure_timeout: Duration,
     started: Instant,
-    groups: HashMap<(Kind, u32), Group>,
+    meta: Metadata,
+    alive: HashMap<(Kind, u32), Members>,
     events: Vec<Event>,
+    changed: bool,
+}
+
+fn group_meta(meta: &mut Metadata, kind: Kind, cluster: u32) -> &mut GroupMeta {
+    match kind {
+        Kind::Server => meta.servers.entry(cluster).or_default(),
+        Kind::Synchronizer => meta.synchronizers.entry(cluster).or_default(),
+    }
 }
 
 impl Registry {
     pub fn new(clusters: u32, failure_timeout: Duration, now: Instant) -> Self {
+        Self::restore(clusters, failure_timeout, now, Metadata::default())
+    }
+
+    /// A registry that continues from stored metadata. Recorded masters keep their role if
+    /// they heartbeat within one failure timeout; otherwise their in-sync slaves take over.
+    pub fn restore(clusters: u32, failure_timeout: Duration, now: Instant, meta: Metadata) -> Self {
         Self {
             clusters,
             failure_timeout,
             started: now,
-            groups: HashMap::new(),
+            meta,
+            alive: HashMap::new(),
             events: Vec::new(),
+            changed: false,
         }
     }
 
@@ -169,16 +189,24 @@ impl Registry {
         std::mem::take(&mut self.events)
     }
 
-    /// Records that a member is alive and tells it its role.
-    pub fn heartbeat(&mut self, report: &Report, now: Instant) -> Result<Assignment, RegistryError> {
-        let Report {
-            member,
-            believed_role,
-            believed_term,
-            applied_lsn,
-            in_sync_slaves,
-        } = report;
-        let (believed_role, believed_term, applied_lsn) = (*believed_role, *believed_term, *applied_lsn);
+    /// Everything decided so far.
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// Storing the metadata failed: offer it again on the next [`Registry::take_changed`].
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
+    /// The metadata, if it changed since the last call: store it before answering.
+    pub fn take_changed(&mut self) -> Option<&Metadata> {
+        std::mem::take(&mut self.changed).then_some(&self.meta)
+    }
+
+    /// Checks a report; returns the member's kind and cluster.
+    fn check(&self, report: &Report) -> Result<(Kind, u32), RegistryError> {
+        let member = &report.member;
         let kind = Kind::from_proto(member.kind)?;
         if member.member_id == 0 {
             return Err(RegistryError::InvalidMemberId);
@@ -195,8 +223,8 @@ impl Registry {
         if (kind == Kind::Server || !member.internal_address.is_empty()) && !valid_address(&member.internal_address) {
             return Err(RegistryError::InvalidAddress(member.internal_address.clone()));
         }
-        if believed_term > MAX_TERM {
-            return Err(RegistryError::TermOutOfRange(believed_term));
+        if report.believed_term > MAX_TERM {
+            return Err(RegistryError::TermOutOfRange(report.believed_term));
         }
         let cluster = match kind {
             Kind::Server => member.cluster_id,
@@ -206,12 +234,24 @@ impl Registry {
         if cluster == 0 || cluster > self.clusters {
             return Err(RegistryError::NoSuchCluster(cluster, self.clusters));
         }
-        let in_grace = now.duration_since(self.started) < self.failure_timeout;
-        let group = self.groups.entry((kind, cluster)).or_default();
+        Ok((kind, cluster))
+    }
+
+    /// Records that a member is alive and tells it its role.
+    pub fn heartbeat(&mut self, report: &Report, now: Instant) -> Result<Assignment, RegistryError> {
+        let (kind, cluster) = self.check(report)?;
+        let Report {
+            member,
+            believed_role,
+            believed_term,
+            applied_lsn,
+            in_sync,
+        } = report;
         let id = member.member_id;
-        let previous = group.members.get(&id);
+        let in_grace = now.duration_since(self.started) < self.failure_timeout;
+        let members = self.alive.entry((kind, cluster)).or_default();
         // Two live processes with one id would take turns being this member.
-        if let Some(p) = previous
+        if let Some(p) = members.get(&id)
             && (p.address != member.address || p.internal_address != member.internal_address)
             && now.duration_since(p.last_seen) < self.failure_timeout
         {
@@ -221,125 +261,98 @@ impl Registry {
                 address: p.address.clone(),
             });
         }
-        let is_new = previous.is_none();
-        // Synchronizers hold no data: any of them may take over.
-        let in_sync = kind == Kind::Synchronizer || previous.is_some_and(|p| p.in_sync);
         let alive = Alive {
             address: member.address.clone(),
             internal_address: member.internal_address.clone(),
+            incarnation: member.incarnation,
             last_seen: now,
-            applied_lsn,
-            in_sync,
+            applied_lsn: *applied_lsn,
+            term: *believed_term,
         };
-        group.members.insert(id, alive);
-        if is_new {
+        if members.insert(id, alive).is_none() {
             self.events.push(Event::Joined { kind, cluster, id });
         }
-
-        let claims_master = believed_role == Role::Master && believed_term > 0;
-        let master_changed = match group.master {
-            // A restarted coordinator learns the master from the master itself; a claim with
-            // a higher term than the one we adopted is the more recent master.
-            None if claims_master && believed_term >= group.term => {
-                group.term = believed_term;
-                group.master = Some(id);
-                true
-            }
-            Some(current) if current != id && claims_master && believed_term > group.term => {
-                group.term = believed_term;
-                group.master = Some(id);
-                true
-            }
-            // Waiting for the master that died with no slave in sync.
-            None if group.blocked_on == Some(id) => {
-                group.term = group.term.max(believed_term) + 1;
-                group.master = Some(id);
-                group.blocked_on = None;
-                true
-            }
-            None if group.blocked_on.is_some() => false,
-            // Nobody claims the group: elect, but right after a coordinator restart give the
-            // real master one failure timeout to announce itself first.
-            None if !(in_grace && believed_term > 0) => {
-                group.term = group.term.max(believed_term) + 1;
-                group.master = group.best_candidate(false).or(Some(id));
-                true
-            }
-            _ => false,
+        let meta = group_meta(&mut self.meta, kind, cluster);
+        let mut group = Group {
+            kind,
+            cluster,
+            meta,
+            members,
+            events: &mut self.events,
+            changed: false,
         };
-        if group.master == Some(id) && kind == Kind::Server {
-            for (other, alive) in group.members.iter_mut() {
-                if *other != id {
-                    alive.in_sync = in_sync_slaves.contains(other);
-                }
-            }
+        if kind == Kind::Server {
+            group.forget_lost_data(id, member.incarnation);
         }
-        if master_changed {
-            self.events.push(Event::MasterChanged {
-                kind,
-                cluster,
-                id: group.master,
-                term: group.term,
-            });
+        let claim = (*believed_role == Role::Master && *believed_term > 0).then_some(*believed_term);
+        group.place(id, member.incarnation, claim, in_grace);
+        if kind == Kind::Server {
+            group.record_in_sync(id, member.incarnation, in_sync);
         }
+        self.changed |= group.changed;
         Ok(self.assignment(kind, cluster, id))
     }
 
     fn assignment(&self, kind: Kind, cluster: u32, id: u32) -> Assignment {
         let mut view = self.view(kind, cluster);
-        let group = &self.groups[&(kind, cluster)];
-        view.role = if group.master == Some(id) {
-            Role::Master
-        } else {
-            Role::Slave
-        };
-        view.member = group.member(kind, cluster, id).unwrap_or_default();
+        let alive = &self.alive[&(kind, cluster)][&id];
+        let is_master = self
+            .meta_of(kind, cluster)
+            .and_then(|m| m.master)
+            .is_some_and(|m| m.is(id, alive.incarnation));
+        view.role = if is_master { Role::Master } else { Role::Slave };
+        view.member = alive.member(kind, cluster, id);
         view
+    }
+
+    fn meta_of(&self, kind: Kind, cluster: u32) -> Option<&GroupMeta> {
+        match kind {
+            Kind::Server => self.meta.servers.get(&cluster),
+            Kind::Synchronizer => self.meta.synchronizers.get(&cluster),
+        }
     }
 
     /// The coordinator itself did not run for `stall` (the machine was overloaded or the
     /// process paused): heartbeats could not be received meanwhile, so that time must not
     /// count against the members.
     pub fn forgive(&mut self, stall: Duration) {
-        for group in self.groups.values_mut() {
-            for alive in group.members.values_mut() {
+        self.started += stall;
+        for members in self.alive.values_mut() {
+            for alive in members.values_mut() {
                 alive.last_seen += stall;
             }
         }
     }
 
     /// Forgets members silent for longer than the failure timeout; a dead master's best
-    /// slave takes over under a new term.
+    /// in-sync slave takes over under a new term. A recorded master that never heartbeat
+    /// since this coordinator started counts as dead once one failure timeout has passed.
     pub fn expire(&mut self, now: Instant) {
         let timeout = self.failure_timeout;
-        for ((kind, cluster), group) in self.groups.iter_mut() {
-            let dead: Vec<u32> = group
-                .members
-                .iter()
-                .filter(|(_, alive)| now.duration_since(alive.last_seen) > timeout)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in dead {
-                group.members.remove(&id);
-                self.events.push(Event::Died {
-                    kind: *kind,
-                    cluster: *cluster,
-                    id,
-                });
-                if group.master == Some(id) {
-                    group.master = None;
-                    group.master = group.best_candidate(true);
-                    if group.master.is_none() && *kind == Kind::Server {
-                        group.blocked_on = Some(id);
-                    }
-                    group.term += 1;
-                    self.events.push(Event::MasterChanged {
-                        kind: *kind,
-                        cluster: *cluster,
-                        id: group.master,
-                        term: group.term,
-                    });
+        let past_grace = now.duration_since(self.started) > timeout;
+        for kind in [Kind::Server, Kind::Synchronizer] {
+            for cluster in 1..=self.clusters {
+                let members = self.alive.entry((kind, cluster)).or_default();
+                let dead: Vec<u32> = members
+                    .iter()
+                    .filter(|(_, alive)| now.duration_since(alive.last_seen) > timeout)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in &dead {
+                    members.remove(id);
+                    self.events.push(Event::Died { kind, cluster, id: *id });
                 }
+                let meta = group_meta(&mut self.meta, kind, cluster);
+                let mut group = Group {
+                    kind,
+                    cluster,
+                    meta,
+                    members,
+                    events: &mut self.events,
+                    changed: false,
+                };
+                group.after_deaths(&dead, past_grace);
+                self.changed |= group.changed;
             }
         }
     }
@@ -365,7 +378,8 @@ impl Registry {
         }
     }
 
-    /// Master, slaves and term of a group (an empty view for a group nobody joined yet).
+    /// Master, slaves and term of a group (an empty view for a group nobody joined yet). A
+    /// recorded master shows only while it is alive under its recorded incarnation.
     pub fn view(&self, kind: Kind, cluster: u32) -> Assignment {
         let mut view = Assignment {
             role: Role::Unspecified,
@@ -375,17 +389,197 @@ impl Registry {
             slaves: Vec::new(),
             in_sync: Vec::new(),
         };
-        if let Some(group) = self.groups.get(&(kind, cluster)) {
-            view.term = group.term;
-            view.master = group.master.and_then(|m| group.member(kind, cluster, m));
-            for (id, alive) in group.members.iter().filter(|(id, _)| Some(**id) != group.master) {
-                view.slaves.extend(group.member(kind, cluster, *id));
-                if alive.in_sync {
-                    view.in_sync.push(*id);
+        let Some(meta) = self.meta_of(kind, cluster) else {
+            return view;
+        };
+        view.term = meta.term;
+        let empty = Members::new();
+        let members = self.alive.get(&(kind, cluster)).unwrap_or(&empty);
+        for (id, alive) in members {
+            let member = alive.member(kind, cluster, *id);
+            if meta.master.is_some_and(|m| m.is(*id, alive.incarnation)) {
+                view.master = Some(member);
+                continue;
+            }
+            if meta.in_sync.iter().any(|r| r.is(*id, alive.incarnation)) {
+                view.in_sync.push(ReplicaId {
+                    member_id: *id,
+                    incarnation: alive.incarnation,
+                });
+            }
+            view.slaves.push(member);
+        }
+        view
+    }
+}
+
+/// One group's durable state and live members, borrowed together for a decision.
+struct Group<'a> {
+    kind: Kind,
+    cluster: u32,
+    meta: &'a mut GroupMeta,
+    members: &'a mut Members,
+    events: &'a mut Vec<Event>,
+    changed: bool,
+}
+
+impl Group<'_> {
+    /// A higher term than any this group's members have seen.
+    fn next_term(&self) -> u64 {
+        let reported = self.members.values().map(|a| a.term).max().unwrap_or(0);
+        self.meta.term.max(reported) + 1
+    }
+
+    fn set_master(&mut self, master: Option<Replica>, term: u64) {
+        self.meta.term = term;
+        self.meta.master = master;
+        if let Some(m) = master {
+            self.meta.in_sync.remove(&m);
+        }
+        self.meta.waiting_for.clear();
+        self.changed = true;
+        self.events.push(Event::MasterChanged {
+            kind: self.kind,
+            cluster: self.cluster,
+            id: master.map(|m| m.member),
+            term,
+        });
+    }
+
+    /// `id` reported `incarnation`: a replica of it recorded under another one lost its data.
+    fn forget_lost_data(&mut self, id: u32, incarnation: u64) {
+        let lost = |r: &Replica| r.member == id && !r.is(id, incarnation);
+        let was_in_sync = self.meta.in_sync.iter().any(lost);
+        let was_master = self.meta.master.as_ref().is_some_and(lost);
+        if !(was_in_sync || was_master || self.meta.waiting_for.iter().any(lost)) {
+            return;
+        }
+        self.events.push(Event::DataLost {
+            cluster: self.cluster,
+            id,
+            was_master,
+        });
+        self.meta.in_sync.retain(|r| !lost(r));
+        self.changed |= was_in_sync;
+        if was_master && let Some(old) = self.meta.master {
+            self.fail_over(old);
+        }
+    }
+
+    /// The master `old` is gone (or its data is): its best live in-sync slave takes over. With
+    /// none, the group waits for a replica that holds every acknowledged write: `old` itself
+    /// or a slave that was in sync with it.
+    fn fail_over(&mut self, old: Replica) {
+        let in_sync = &self.meta.in_sync;
+        let candidate = self
+            .members
+            .iter()
+            .filter(|(id, _)| **id != old.member)
+            .filter(|(id, alive)| {
+                self.kind == Kind::Synchronizer || in_sync.iter().any(|r| r.is(**id, alive.incarnation))
+            })
+            .max_by(|(ia, a), (ib, b)| a.applied_lsn.cmp(&b.applied_lsn).then(ib.cmp(ia)))
+            .map(|(id, alive)| Replica {
+                member: *id,
+                incarnation: alive.incarnation,
+            });
+        let term = self.next_term();
+        let waiting: std::collections::BTreeSet<Replica> = match (candidate, self.kind) {
+            (None, Kind::Server) => std::iter::once(old).chain(self.meta.in_sync.iter().copied()).collect(),
+            _ => Default::default(),
+        };
+        self.set_master(candidate, term);
+        self.meta.in_sync.clear();
+        self.meta.waiting_for = waiting;
+    }
+
+    /// Decides whether the replica `(id, incarnation)` becomes master. `claim` is the term it
+    /// believes it is master of.
+    fn place(&mut self, id: u32, incarnation: u64, claim: Option<u64>, in_grace: bool) {
+        let me = Replica {
+            member: id,
+            incarnation,
+        };
+        match self.meta.master {
+            Some(m) if m.is(id, incarnation) => {
+                // The recorded master knows a higher term: our metadata is behind (lost).
+                if let Some(term) = claim.filter(|t| *t > self.meta.term) {
+                    self.meta.term = term;
+                    self.changed = true;
+                }
+            }
+            // A claim above the recorded term is a more recent master than we know of.
+            Some(_) => {
+                if let Some(term) = claim.filter(|t| *t > self.meta.term) {
+                    self.set_master(Some(me), term);
+                }
+            }
+            None if !self.meta.waiting_for.is_empty() => {
+                if self.meta.waiting_for.iter().any(|r| r.is(id, incarnation)) {
+                    let term = self.next_term();
+                    self.meta.in_sync.clear();
+                    self.set_master(Some(me), term);
+                }
+            }
+            // Nobody holds the group (a new group, or a coordinator that lost its state): a
+            // member that says it is master is adopted; otherwise elect, but right after a
+            // start give a master one failure timeout to announce itself first.
+            None => {
+                if let Some(term) = claim.filter(|t| *t >= self.meta.term) {
+                    self.set_master(Some(me), term);
+                } else if !(in_grace && self.members[&id].term > 0) {
+                    let best = self
+                        .members
+                        .iter()
+                        .max_by(|(ia, a), (ib, b)| a.applied_lsn.cmp(&b.applied_lsn).then(ib.cmp(ia)))
+                        .map(|(id, alive)| Replica {
+                            member: *id,
+                            incarnation: alive.incarnation,
+                        });
+                    let term = self.next_term();
+                    self.set_master(best.or(Some(me)), term);
                 }
             }
         }
-        view
+    }
+
+    /// The master `(id, incarnation)` says which slaves hold its whole log; only live slaves
+    /// under the incarnation it replicated to count.
+    fn record_in_sync(&mut self, id: u32, incarnation: u64, reported: &[ReplicaId]) {
+        if !self.meta.master.is_some_and(|m| m.is(id, incarnation)) {
+            return;
+        }
+        let members = &*self.members;
+        let in_sync: std::collections::BTreeSet<Replica> = reported
+            .iter()
+            .filter(|r| r.member_id != id)
+            .filter(|r| {
+                members
+                    .get(&r.member_id)
+                    .is_some_and(|a| a.incarnation == r.incarnation)
+            })
+            .map(|r| Replica {
+                member: r.member_id,
+                incarnation: r.incarnation,
+            })
+            .collect();
+        if in_sync != self.meta.in_sync {
+            self.meta.in_sync = in_sync;
+            self.changed = true;
+        }
+    }
+
+    /// `dead` members were just forgotten. A master that is not alive is replaced; dead
+    /// slaves leave the in-sync set (their master goes on without them).
+    fn after_deaths(&mut self, dead: &[u32], past_grace: bool) {
+        match self.meta.master {
+            Some(m) if past_grace && !self.members.contains_key(&m.member) => self.fail_over(m),
+            _ => {
+                let before = self.meta.in_sync.len();
+                self.meta.in_sync.retain(|r| !dead.contains(&r.member));
+                self.changed |= before != self.meta.in_sync.len();
+            }
+        }
     }
 }
 
@@ -408,7 +602,26 @@ mod tests {
             member_id: id,
             address: format!("127.0.0.1:{}", 10000 + id),
             internal_address: format!("127.0.0.1:{}", 30000 + id),
+            incarnation: 100 + u64::from(id),
         }
+    }
+
+    /// The same server after its data directory was wiped.
+    fn wiped(m: &Member) -> Member {
+        Member {
+            incarnation: m.incarnation + 1000,
+            ..m.clone()
+        }
+    }
+
+    /// Slaves in sync under the incarnation `server` gives them.
+    fn replicas(ids: &[u32]) -> Vec<ReplicaId> {
+        ids.iter()
+            .map(|id| ReplicaId {
+                member_id: *id,
+                incarnation: 100 + u64::from(*id),
+            })
+            .collect()
     }
 
     fn report(m: &Member, role: Role, term: u64, lsn: u64, in_sync: &[u32]) -> Report {
@@ -417,7 +630,7 @@ mod tests {
             believed_role: role,
             believed_term: term,
             applied_lsn: lsn,
-            in_sync_slaves: in_sync.to_vec(),
+            in_sync: replicas(in_sync),
         }
     }
 
@@ -555,14 +768,210 @@ mod tests {
     }
 
     #[test]
-    fn after_grace_a_restarted_coordinator_elects_with_a_higher_term() {
+    fn a_coordinator_without_stored_state_elects_above_every_reported_term() {
         let t0 = Instant::now();
         let mut r = Registry::new(3, TIMEOUT, t0);
         let t1 = t0 + Duration::from_millis(1100);
+        r.heartbeat(&report(&server(1, 1), Role::Slave, 6, 10, &[]), t1)
+            .unwrap();
         let s = r
             .heartbeat(&report(&server(1, 2), Role::Slave, 4, 10, &[]), t1)
             .unwrap();
-        assert_eq!((s.role, s.term), (Role::Master, 5));
+        // Member 1 knows term 6, so the new master's term must be above it, not above 4.
+        assert_eq!(s.term, 7);
+        assert!(r.take_changed().is_some(), "an election changes the stored state");
+    }
+
+    /// Master 1 with slave 2 in sync, at term 1.
+    fn healthy_pair(t0: Instant) -> Registry {
+        let mut r = Registry::new(1, TIMEOUT, t0);
+        beat(&mut r, &server(1, 1), t0);
+        beat(&mut r, &server(1, 2), t0);
+        master_beat(&mut r, &server(1, 1), &[2], t0);
+        assert_eq!(r.view(Kind::Server, 1).in_sync, replicas(&[2]));
+        r
+    }
+
+    #[test]
+    fn a_wiped_slave_is_not_in_sync_and_is_never_promoted() {
+        let t0 = Instant::now();
+        let mut r = healthy_pair(t0);
+        // Slave 2 is wiped and restarted well within the failure timeout.
+        let t1 = t0 + Duration::from_millis(300);
+        let s = beat(&mut r, &wiped(&server(1, 2)), t1);
+        assert_eq!(s.role, Role::Slave);
+        assert!(
+            r.view(Kind::Server, 1).in_sync.is_empty(),
+            "a wiped replica holds nothing"
+        );
+        // The master has not noticed yet and still reports the old incarnation in sync.
+        master_beat(&mut r, &server(1, 1), &[2], t1);
+        assert!(r.view(Kind::Server, 1).in_sync.is_empty());
+        // The master dies: the empty slave must not take over (it would truncate the master's
+        // log when it returns).
+        let t2 = t0 + Duration::from_millis(900);
+        beat(&mut r, &wiped(&server(1, 2)), t2);
+        r.expire(t0 + Duration::from_millis(1500));
+        let s = beat(&mut r, &wiped(&server(1, 2)), t0 + Duration::from_millis(1600));
+        assert_eq!(s.role, Role::Slave);
+        assert_eq!(r.server_for_user(1).unwrap_err(), RegistryError::Unavailable(1));
+        // The old master returns with its data and leads again, above every term so far.
+        let m = beat(&mut r, &server(1, 1), t0 + Duration::from_millis(1700));
+        assert_eq!((m.role, m.term), (Role::Master, 3));
+        // The new incarnation counts once the master says it has caught up.
+        master_beat(&mut r, &server(1, 1), &[2], t0 + Duration::from_millis(1700));
+        assert!(
+            r.view(Kind::Server, 1).in_sync.is_empty(),
+            "reported under the old incarnation"
+        );
+        let caught_up = Report {
+            in_sync: vec![ReplicaId {
+                member_id: 2,
+                incarnation: wiped(&server(1, 2)).incarnation,
+            }],
+            ..report(&server(1, 1), Role::Master, 3, 0, &[])
+        };
+        r.heartbeat(&caught_up, t0 + Duration::from_millis(1750)).unwrap();
+        assert_eq!(r.view(Kind::Server, 1).in_sync[0].member_id, 2);
+    }
+
+    #[test]
+    fn a_wiped_master_is_replaced_by_its_in_sync_slave_at_once() {
+        let t0 = Instant::now();
+        let mut r = healthy_pair(t0);
+        let t1 = t0 + Duration::from_millis(300);
+        beat(&mut r, &server(1, 2), t1);
+        let m = beat(&mut r, &wiped(&server(1, 1)), t1);
+        assert_eq!(
+            (m.role, m.term),
+            (Role::Slave, 2),
+            "an empty replica must not stay master"
+        );
+        assert_eq!(r.server_for_user(1).unwrap().1.member_id, 2);
+        assert!(r.drain_events().contains(&Event::DataLost {
+            cluster: 1,
+            id: 1,
+            was_master: true
+        }));
+    }
+
+    #[test]
+    fn a_wiped_master_without_an_in_sync_slave_leaves_the_cluster_unavailable() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(1, TIMEOUT, t0);
+        beat(&mut r, &server(1, 1), t0);
+        beat(&mut r, &server(1, 2), t0);
+        master_beat(&mut r, &server(1, 1), &[], t0);
+        let m = beat(&mut r, &wiped(&server(1, 1)), t0 + Duration::from_millis(100));
+        assert_eq!(m.role, Role::Slave);
+        // Neither the wiped master nor the lagging slave holds every acknowledged write.
+        for _ in 0..3 {
+            beat(&mut r, &server(1, 2), t0 + Duration::from_millis(200));
+            beat(&mut r, &wiped(&server(1, 1)), t0 + Duration::from_millis(200));
+        }
+        assert_eq!(r.server_for_user(1).unwrap_err(), RegistryError::Unavailable(1));
+    }
+
+    #[test]
+    fn a_slave_that_died_is_out_of_sync_when_its_master_dies_later() {
+        let t0 = Instant::now();
+        let mut r = healthy_pair(t0);
+        // The slave dies; the master goes on alone (and acknowledges writes the slave lacks).
+        let t1 = t0 + Duration::from_millis(900);
+        master_beat(&mut r, &server(1, 1), &[], t1);
+        r.expire(t0 + Duration::from_millis(1100));
+        assert!(r.view(Kind::Server, 1).in_sync.is_empty());
+        // Then the master dies and the slave returns: it must wait for the master.
+        r.expire(t0 + Duration::from_millis(2000));
+        let s = beat(&mut r, &server(1, 2), t0 + Duration::from_millis(2100));
+        assert_eq!(s.role, Role::Slave);
+        let m = beat(&mut r, &server(1, 1), t0 + Duration::from_millis(2200));
+        assert_eq!(m.role, Role::Master);
+    }
+
+    #[test]
+    fn when_both_replicas_die_at_once_either_may_return_first() {
+        for first in [1, 2] {
+            let t0 = Instant::now();
+            let mut r = healthy_pair(t0);
+            r.expire(t0 + Duration::from_millis(1100));
+            assert_eq!(r.server_for_user(1).unwrap_err(), RegistryError::Unavailable(1));
+            let a = beat(&mut r, &server(1, first), t0 + Duration::from_millis(1200));
+            assert_eq!(
+                (a.role, a.term),
+                (Role::Master, 3),
+                "member {first} holds every acknowledged write"
+            );
+        }
+    }
+
+    fn restored(meta: &Metadata, t0: Instant) -> Registry {
+        Registry::restore(1, TIMEOUT, t0, meta.clone())
+    }
+
+    #[test]
+    fn a_restarted_coordinator_continues_from_its_stored_state() {
+        let t0 = Instant::now();
+        let mut r = healthy_pair(t0);
+        let meta = r.take_changed().expect("decisions to store").clone();
+        // A fresh process from the stored state: the slave heartbeats first and the running
+        // master second; nothing changes.
+        let t1 = t0 + Duration::from_secs(10);
+        let mut r = restored(&meta, t1);
+        let s = beat(&mut r, &server(1, 2), t1);
+        assert_eq!((s.role, s.term), (Role::Slave, 1));
+        let m = master_beat(&mut r, &server(1, 1), &[2], t1);
+        assert_eq!((m.role, m.term), (Role::Master, 1));
+        assert_eq!(r.view(Kind::Server, 1).in_sync, replicas(&[2]));
+        assert!(r.take_changed().is_none());
+    }
+
+    #[test]
+    fn a_restarted_coordinator_does_not_readopt_a_deposed_master() {
+        let t0 = Instant::now();
+        let mut r = healthy_pair(t0);
+        // Master 1 is partitioned away; slave 2 takes over at term 2.
+        beat(&mut r, &server(1, 2), t0 + Duration::from_millis(900));
+        r.expire(t0 + Duration::from_millis(1100));
+        assert_eq!(r.server_for_user(1).unwrap().2, 2);
+        let meta = r.metadata().clone();
+        // The coordinator restarts; the deposed master, still believing in term 1, is first.
+        let t1 = t0 + Duration::from_secs(10);
+        let mut r = restored(&meta, t1);
+        let old = r
+            .heartbeat(&report(&server(1, 1), Role::Master, 1, 50, &[]), t1)
+            .unwrap();
+        assert_eq!((old.role, old.term), (Role::Slave, 2));
+        let new = r
+            .heartbeat(&report(&server(1, 2), Role::Master, 2, 40, &[]), t1)
+            .unwrap();
+        assert_eq!((new.role, new.term), (Role::Master, 2));
+    }
+
+    #[test]
+    fn a_restarted_coordinator_replaces_a_silent_master_only_with_an_in_sync_slave() {
+        for (in_sync, promoted) in [(vec![2], true), (vec![], false)] {
+            let t0 = Instant::now();
+            let mut r = Registry::new(1, TIMEOUT, t0);
+            beat(&mut r, &server(1, 1), t0);
+            beat(&mut r, &server(1, 2), t0);
+            master_beat(&mut r, &server(1, 1), &in_sync, t0);
+            let meta = r.metadata().clone();
+            // The coordinator restarts while the master is paused (a double fault).
+            let t1 = t0 + Duration::from_secs(10);
+            let mut r = restored(&meta, t1);
+            for ms in [0, 500, 1000] {
+                beat(&mut r, &server(1, 2), t1 + Duration::from_millis(ms));
+                r.expire(t1 + Duration::from_millis(ms + 50));
+            }
+            let s = beat(&mut r, &server(1, 2), t1 + Duration::from_millis(1100));
+            if promoted {
+                assert_eq!((s.role, s.term), (Role::Master, 2));
+            } else {
+                assert_eq!(s.role, Role::Slave, "an out-of-sync slave must not take over");
+                assert_eq!(r.server_for_user(1).unwrap_err(), RegistryError::Unavailable(1));
+            }
+        }
     }
 
     #[test]
@@ -575,6 +984,7 @@ mod tests {
             member_id: id,
             address: format!("127.0.0.1:{}", 9000 + id),
             internal_address: String::new(),
+            incarnation: 0,
         };
         let a = beat(&mut r, &sync(1), t0);
         let b = beat(&mut r, &sync(4), t0);

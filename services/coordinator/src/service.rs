@@ -1,6 +1,7 @@
 //! The coordinator's gRPC service and its failure detector.
 
 use crate::config::Config;
+use crate::metadata::{StateFile, StateFileError};
 use crate::registry::{Event, Kind, Registry, RegistryError, Report};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,20 +16,36 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct CoordinatorService {
     registry: Arc<Mutex<Registry>>,
+    state: Option<StateFile>,
     auth: AuthMode,
     heartbeat_interval_ms: u32,
     failure_timeout_ms: u32,
 }
 
 impl CoordinatorService {
-    pub fn new(config: &Config) -> Self {
-        let registry = Registry::new(config.clusters, config.failure_timeout, Instant::now());
-        Self {
+    /// A coordinator that continues from the state stored in `config.data_dir` (or keeps
+    /// its state in memory only, without one).
+    pub fn new(config: &Config) -> Result<Self, StateFileError> {
+        let state = config.data_dir.as_deref().map(StateFile::in_dir);
+        let now = Instant::now();
+        let registry = match state.as_ref().map(StateFile::load).transpose()?.flatten() {
+            Some(metadata) => {
+                tracing::info!(path = %state.as_ref().map(|s| s.path().display().to_string()).unwrap_or_default(), "continuing from the stored state");
+                Registry::restore(config.clusters, config.failure_timeout, now, metadata)
+            }
+            None => Registry::new(config.clusters, config.failure_timeout, now),
+        };
+        if let Some(state) = &state {
+            // Fail at start, not at the first election, if the state cannot be written.
+            state.save(registry.metadata())?;
+        }
+        Ok(Self {
             registry: Arc::new(Mutex::new(registry)),
+            state,
             auth: config.auth.auth,
             heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u32,
             failure_timeout_ms: config.failure_timeout.as_millis() as u32,
-        }
+        })
     }
 
     /// The client API (client port).
@@ -41,13 +58,26 @@ impl CoordinatorService {
         MembershipServer::new(self)
     }
 
-    fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+    /// Runs `f` on the registry; whatever it decided is stored before anyone hears of it.
+    /// While the state cannot be stored nobody gets an answer (members keep their leases
+    /// until they run out, and retry).
+    fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> Result<T, Status> {
         // A panic while holding the lock cannot leave the registry half-updated in a way
         // worse than the heartbeats repair within one interval, so keep serving.
-        let mut guard = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = tinysns_common::lock(&self.registry);
         let out = f(&mut guard);
         log_events(guard.drain_events());
-        out
+        let changed = guard.take_changed();
+        if let (Some(state), Some(metadata)) = (&self.state, changed)
+            && let Err(error) = state.save(metadata)
+        {
+            tracing::error!(%error, "cannot store the coordinator's state; answering nobody until it can");
+            guard.mark_changed();
+            return Err(Status::unavailable(format!(
+                "coordinator cannot store its state: {error}"
+            )));
+        }
+        Ok(out)
     }
 
     /// Runs the failure detector until shutdown: checks twice per heartbeat interval.
@@ -66,7 +96,7 @@ impl CoordinatorService {
                         tracing::warn!(?stall, "coordinator was not scheduled; not counting that time against members");
                     }
                     last = now;
-                    self.with_registry(|r| {
+                    let _ = self.with_registry(|r| {
                         if !stall.is_zero() {
                             r.forgive(stall);
                         }
@@ -97,7 +127,22 @@ fn log_events(events: Vec<Event>) {
                 cluster,
                 id: None,
                 term,
-            } => tracing::error!(?kind, cluster, term, "no live member left to be master"),
+            } => tracing::error!(
+                ?kind,
+                cluster,
+                term,
+                "no live member may be master; waiting for one that holds every acknowledged write"
+            ),
+            Event::DataLost {
+                cluster,
+                id,
+                was_master,
+            } => tracing::error!(
+                cluster,
+                id,
+                was_master,
+                "server came back with a new, empty data directory; it is neither master nor in sync until it has caught up"
+            ),
         }
     }
 }
@@ -120,7 +165,7 @@ fn view(registry: &Registry, cluster: u32) -> pb::ClusterView {
         slaves: servers.slaves,
         sync_master: syncs.master,
         sync_slaves: syncs.slaves,
-        in_sync_slaves: servers.in_sync,
+        in_sync_slaves: servers.in_sync.iter().map(|r| r.member_id).collect(),
     }
 }
 
@@ -140,7 +185,7 @@ impl Coordinator for CoordinatorService {
                 None => r.server_for_user(request.user_id),
             };
             (found, r.clusters())
-        });
+        })?;
         let (cluster, master, term) = found.map_err(to_status)?;
         Ok(Response::new(pb::ServerInfo {
             cluster_id: cluster,
@@ -166,9 +211,9 @@ impl Membership for CoordinatorService {
             believed_role: believed,
             believed_term: req.believed_term,
             applied_lsn: req.applied_lsn,
-            in_sync_slaves: req.in_sync_slaves,
+            in_sync: req.in_sync,
         };
-        let (assignment, clusters) = self.with_registry(|r| (r.heartbeat(&report, Instant::now()), r.clusters()));
+        let (assignment, clusters) = self.with_registry(|r| (r.heartbeat(&report, Instant::now()), r.clusters()))?;
         let a = assignment.map_err(to_status)?;
         Ok(Response::new(pb::HeartbeatReply {
             role: a.role as i32,
@@ -179,6 +224,7 @@ impl Membership for CoordinatorService {
             clusters,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             failure_timeout_ms: self.failure_timeout_ms,
+            in_sync: a.in_sync,
         }))
     }
 
@@ -189,7 +235,7 @@ impl Membership for CoordinatorService {
                 return Err(Status::invalid_argument(format!("cluster {cluster} does not exist")));
             }
             Ok(Response::new(view(r, cluster)))
-        })
+        })?
     }
 
     async fn list_clusters(
@@ -199,6 +245,6 @@ impl Membership for CoordinatorService {
         Ok(Response::new(self.with_registry(|r| pb::ListClustersReply {
             clusters: r.clusters(),
             views: (1..=r.clusters()).map(|c| view(r, c)).collect(),
-        })))
+        })?))
     }
 }

@@ -122,6 +122,10 @@ pub struct Topology {
     pub synchronizers: BTreeMap<u32, Member>,
 }
 
+fn coordinator_data_dir(dir: &std::path::Path) -> PathBuf {
+    dir.join("coordinator")
+}
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
@@ -190,6 +194,8 @@ impl Topology {
             &secret_arg,
             "--auth",
             &options.auth.to_string(),
+            "--data-dir",
+            &coordinator_data_dir(&options.dir).display().to_string(),
         ]);
         args.extend(tls_args.iter().cloned());
         // With TLS on its client port, the coordinator answers health checks in plaintext on
@@ -525,6 +531,11 @@ impl Topology {
                 ((cluster, server), digest)
             })
             .collect()
+    }
+
+    /// Where the coordinator stores what it decided.
+    pub fn coordinator_data_dir(&self) -> PathBuf {
+        coordinator_data_dir(&self.options.dir)
     }
 
     pub fn server_data_dir(&self, cluster: u32, server: u32) -> PathBuf {

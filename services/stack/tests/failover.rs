@@ -41,11 +41,22 @@ async fn every_process_restarted_and_nothing_lost() {
         u.logout().await;
     }
 
+    let terms_before: Vec<u64> = t.views().await.unwrap().iter().map(|v| v.term).collect();
     t.stop_all();
+    // Also lose what the coordinator decided: the terms must come back from the servers'
+    // own durable record and never go backwards.
+    std::fs::remove_dir_all(t.coordinator_data_dir()).unwrap();
     t.start_broker().await.unwrap();
     t.start_services().unwrap();
     t.wait_ready(Duration::from_secs(30)).await.unwrap();
 
+    let terms_after: Vec<u64> = t.views().await.unwrap().iter().map(|v| v.term).collect();
+    for (before, after) in terms_before.iter().zip(&terms_after) {
+        assert!(
+            after > before,
+            "terms went backwards: {terms_before:?} -> {terms_after:?}"
+        );
+    }
     let (mut u1, mut u2, mut u3) = (login(&t, 1).await, login(&t, 2).await, login(&t, 3).await);
     let lists_after = (
         u1.list().await.unwrap(),

@@ -19,6 +19,7 @@ enum Fault {
     BrokerOutage,
     CoordinatorRestart,
     WipeReplica,
+    WipeSlaveThenKillMaster,
     KillMasterSynchronizer,
 }
 
@@ -177,6 +178,33 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) 
             t.server(cluster, slave).start().expect("restart");
             log(started, "wiped replica restarted empty; it catches up from the master");
         }
+        Fault::WipeSlaveThenKillMaster => {
+            // Kafka's KIP-903: an in-sync slave loses its disk and is back before the failure
+            // timeout; then the master dies. The empty slave must not take over (it would
+            // truncate the master's log when that returns): the cluster waits for its master.
+            let master = t.master_server(cluster).await.expect("a master");
+            let slave = if master == 1 { 2 } else { 1 };
+            // Both go at once, so the master cannot report the slave out of sync; the slave
+            // is back, empty, well within the failure timeout.
+            t.server(cluster, master).kill();
+            t.server(cluster, slave).kill();
+            std::fs::remove_dir_all(t.server_data_dir(cluster, slave)).expect("wipe");
+            t.server(cluster, slave).start().expect("restart");
+            log(
+                started,
+                &format!(
+                    "tsd {cluster}/{master} (master) and {cluster}/{slave} killed, {cluster}/{slave} wiped and restarted empty"
+                ),
+            );
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let view = t.view(cluster).await.unwrap();
+            assert!(view.master.is_none(), "the wiped slave was made master: {view:?}");
+            t.server(cluster, master).start().expect("restart");
+            log(started, "the cluster waited for its master; restarted, it leads again");
+            eventually!("the old master to lead", Duration::from_secs(10), async {
+                (t.master_server(cluster).await == Some(master)).then_some(())
+            });
+        }
         Fault::KillMasterSynchronizer => {
             let master = t.master_synchronizer(cluster).await.expect("a master synchronizer");
             t.synchronizer(master).kill();
@@ -219,6 +247,11 @@ async fn coordinator_restart_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wiped_replica_rejoins_under_load() {
     scenario("fault-wipe", Fault::WipeReplica).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wiped_slave_then_killed_master_loses_nothing() {
+    scenario("fault-wipe-kill", Fault::WipeSlaveThenKillMaster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -107,11 +107,12 @@ fn hijack(term: u64, id: u32, address: &str) -> HeartbeatRequest {
             member_id: id,
             address: address.into(),
             internal_address: address.into(),
+            incarnation: 1,
         }),
         believed_role: Role::Master as i32,
         believed_term: term,
         applied_lsn: u64::MAX / 2,
-        in_sync_slaves: vec![],
+        in_sync: vec![],
     }
 }
 

@@ -52,6 +52,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         member_id: config.id,
         address: config.advertise.clone(),
         internal_address: String::new(),
+        incarnation: 0,
     };
     tokio::spawn(membership.run(
         config.coordinator_internal.clone(),

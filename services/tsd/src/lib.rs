@@ -8,7 +8,8 @@
 //! acknowledges the client and publishes it on the in-memory `feed`. Timelines (`timeline`)
 //! and the synchronizer's `changefeed` tail that feed; `fanout` routes each post to the open
 //! timelines of its author's followers; `remote` checks what other clusters send. The
-//! server's role comes from `tinysns_common::membership` (heartbeats to the coordinator).
+//! server's role comes from `tinysns_common::membership` (heartbeats to the coordinator);
+//! `identity` keeps its incarnation and its durable term.
 
 pub mod accounts;
 pub mod changefeed;
@@ -16,6 +17,7 @@ pub mod command;
 pub mod config;
 pub mod fanout;
 pub mod feed;
+pub mod identity;
 pub mod login;
 pub mod presence;
 pub mod reader;

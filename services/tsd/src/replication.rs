@@ -13,7 +13,7 @@ use std::time::Duration;
 use tinysns_common::grpc::{InternalChannel, MemberCredentials, internal_channel};
 use tinysns_common::limits::{MAX_LSN, MAX_TERM};
 use tinysns_common::membership::{Progress, RoleHandle};
-use tinysns_common::proto::coordinator::Member;
+use tinysns_common::proto::coordinator::{Member, ReplicaId};
 use tinysns_common::proto::internal::replication_client::ReplicationClient;
 use tinysns_common::proto::internal::replication_server::{Replication, ReplicationServer};
 use tinysns_common::proto::internal::{AppendReply, AppendRequest};
@@ -116,6 +116,8 @@ enum LinkError {
 
 struct SlaveLink {
     address: String,
+    /// The slave's data directory this link replicates to: a wiped slave is a new link.
+    incarnation: u64,
     client: ReplicationClient<InternalChannel>,
     /// Position up to which the slave's log is known to equal ours.
     matched: Option<u64>,
@@ -127,6 +129,7 @@ impl SlaveLink {
         let client = ReplicationClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
         Some(Self {
             address: member.internal_address.clone(),
+            incarnation: member.incarnation,
             client,
             matched: None,
         })
@@ -328,7 +331,10 @@ impl Replicator {
             .links
             .iter()
             .filter(|(_, l)| l.matched.is_some_and(|m| m >= target))
-            .map(|(id, _)| *id)
+            .map(|(id, l)| ReplicaId {
+                member_id: *id,
+                incarnation: l.incarnation,
+            })
             .collect();
         self.progress.set_in_sync(ids);
     }
@@ -377,7 +383,9 @@ impl Replicator {
                 match result {
                     Ok(()) => {}
                     Err(LinkError::Deposed(newer)) => {
-                        self.role.observe_term(newer);
+                        if let Err(error) = self.role.observe_term(newer) {
+                            tracing::error!(%error, "deposed, but the newer term is not stored");
+                        }
                         self.progress.set_in_sync(Vec::new());
                         return Err(format!("a slave knows the newer term {newer}"));
                     }
@@ -403,7 +411,7 @@ impl Replicator {
         self.links.retain(|id, link| {
             slaves
                 .iter()
-                .any(|s| s.member_id == *id && s.internal_address == link.address)
+                .any(|s| s.member_id == *id && s.internal_address == link.address && s.incarnation == link.incarnation)
         });
         for slave in slaves {
             if !self.links.contains_key(&slave.member_id)

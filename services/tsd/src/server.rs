@@ -5,6 +5,7 @@ use crate::changefeed::ChangeFeedService;
 use crate::config::Config;
 use crate::fanout::Fanout;
 use crate::feed::Feed;
+use crate::identity;
 use crate::presence::{Presence, Sharing};
 use crate::reader::Reader;
 use crate::replication::{ReplicationService, Replicator};
@@ -28,14 +29,16 @@ const CLIENT_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 const CLIENT_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let (identity, terms) = identity::load(&config.data_dir)
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let conn = store::open(&config.data_dir)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let last = store::last_lsn(&conn)?;
-    tracing::info!(data_dir = %config.data_dir.display(), last_lsn = last, "store opened");
+    tracing::info!(data_dir = %config.data_dir.display(), last_lsn = last, incarnation = identity.incarnation, term = identity.term, "store opened");
     let feed = Feed::new(last);
     let progress = Progress::new(last);
     let credentials = MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client));
-    let membership = Membership::new();
+    let membership = Membership::durable(identity.term, Arc::new(terms));
     let role = membership.handle();
     let (writer, batches) = Writer::start(conn, config.cluster, role.clone(), feed.clone(), progress.clone())?;
     let reader = Reader::new(&config.data_dir);
@@ -69,6 +72,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         member_id: config.server,
         address: config.advertise.clone(),
         internal_address: config.internal_advertise.clone(),
+        incarnation: identity.incarnation,
     };
     tokio::spawn(membership.run(
         config.coordinator_internal.clone(),

@@ -89,6 +89,11 @@ pub fn last_lsn(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COALESCE(MAX(lsn), 0) FROM log", [], |r| r.get::<_, i64>(0))? as u64)
 }
 
+/// The term of the log's last entry (0 for an empty log).
+pub fn last_term(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(term), 0) FROM log", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
 /// The term of the entry at `lsn` (0 for lsn 0, None if absent).
 pub fn term_at(conn: &Connection, lsn: u64) -> Result<Option<u64>> {
     if lsn == 0 {

@@ -22,6 +22,8 @@ pub enum WriteError {
     Store(#[from] store::StoreError),
     #[error("the writer has stopped")]
     Stopped,
+    #[error(transparent)]
+    Term(#[from] tinysns_common::membership::TermError),
 }
 
 impl WriteError {
@@ -29,6 +31,7 @@ impl WriteError {
         match self {
             WriteError::NotMaster(why) => tinysns_common::grpc::not_master(why),
             WriteError::Stopped => tonic::Status::unavailable("server is shutting down"),
+            WriteError::Term(e) => tonic::Status::unavailable(e.to_string()),
             WriteError::Store(e) => tonic::Status::internal(e.to_string()),
         }
     }
@@ -216,7 +219,8 @@ impl State {
     /// term are skipped (a retransmission), and a conflicting suffix (written by a master
     /// that was deposed before replicating it) is dropped.
     fn append(&mut self, req: AppendRequest) -> Result<AppendReply, WriteError> {
-        let known_term = self.role.observe_term(req.term);
+        // The term is stored before we answer under it: a restart never forgets it.
+        let known_term = self.role.observe_term(req.term)?;
         let mut last = store::last_lsn(&self.conn)?;
         let refuse = |last| {
             Ok(AppendReply {
