@@ -76,6 +76,9 @@ pub struct Progress {
     /// Wakes the heartbeat loop when the in-sync set changes, so the coordinator learns at
     /// once which slaves may take over.
     changed: tokio::sync::Notify,
+    /// Set when the member can no longer do its job (its writer died, its disk failed): it
+    /// stops heartbeating, so the coordinator replaces it.
+    failure: Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -84,7 +87,18 @@ impl Progress {
             applied_lsn: AtomicU64::new(applied_lsn),
             in_sync: Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
+            failure: Mutex::new(None),
         })
+    }
+
+    /// The member can no longer serve: stop heartbeating (at once) so it is replaced.
+    pub fn fail(&self, why: impl Into<String>) {
+        crate::lock(&self.failure).get_or_insert_with(|| why.into());
+        self.changed.notify_one();
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        crate::lock(&self.failure).clone()
     }
 
     pub fn set_applied(&self, lsn: u64) {
@@ -203,6 +217,12 @@ impl Membership {
         Self { tx, handle }
     }
 
+    /// Takes `assignment` as if the coordinator had sent it: for tests and tools that run a
+    /// member without a coordinator.
+    pub fn assume(&self, assignment: Assignment) {
+        self.tx.send_replace(assignment);
+    }
+
     pub fn handle(&self) -> RoleHandle {
         self.handle.clone()
     }
@@ -229,6 +249,11 @@ impl Membership {
         let mut interval = Duration::from_millis(250);
         let mut reachable = true;
         loop {
+            if let Some(why) = progress.failure() {
+                tracing::error!(%why, "stopping heartbeats so that the coordinator replaces this member");
+                self.tx.send_replace(Assignment::default());
+                return;
+            }
             let sent = Instant::now();
             let current = self.tx.borrow().clone();
             let request = HeartbeatRequest {

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use std::time::{Duration, Instant};
+use tinysns_common::proto::social::ListRequest;
 use tinysns_common::proto::social::Status as Code;
 
 const DELIVERY: Duration = Duration::from_secs(15);
@@ -190,4 +191,24 @@ async fn a_cluster_without_live_servers_is_reported_unavailable() {
     // Other clusters are unaffected.
     let (code, out) = tsc_for(&t, 1).await.finish(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_cut_off_from_the_coordinator_stops_serving_reads() {
+    let t = start("fenced-reads").await;
+    let user = login(&t, 1).await;
+    let address = t.view(1).await.unwrap().master.unwrap().address;
+    let mut raw = authed_client(&address, user.token());
+    raw.list(ListRequest::default()).await.expect("the master serves LIST");
+    // The coordinator stops answering: the master's lease runs out within a failure timeout,
+    // and by then another master could have been made. It must stop answering reads.
+    t.coordinator.pause();
+    let refused = eventually!("the master to refuse reads", Duration::from_secs(5), async {
+        raw.list(ListRequest::default()).await.err()
+    });
+    t.coordinator.resume();
+    assert!(tinysns_common::grpc::is_retryable(&refused), "{refused:?}");
+    eventually!("the master to serve again", Duration::from_secs(5), async {
+        raw.list(ListRequest::default()).await.ok()
+    });
 }

@@ -76,6 +76,7 @@ fn forged_append() -> AppendRequest {
         prev_lsn: 0,
         prev_term: 0,
         entries: vec![forged_entry(0, u64::MAX - 1)],
+        commit_lsn: 0,
     }
 }
 

@@ -38,14 +38,15 @@ enum Read {
 }
 
 impl Feed {
-    /// A feed whose committed position is `last_lsn` (the store's last entry at start-up).
-    pub fn new(last_lsn: u64) -> Self {
+    /// A feed whose committed position is `committed` (what the store knew to be committed
+    /// at start-up; entries after it become visible once replicated).
+    pub fn new(committed: u64) -> Self {
         Self {
             ring: Arc::new(RwLock::new(Ring {
                 entries: VecDeque::new(),
-                last: last_lsn,
+                last: committed,
             })),
-            committed: Arc::new(watch::channel(last_lsn).0),
+            committed: Arc::new(watch::channel(committed).0),
         }
     }
 
@@ -82,10 +83,12 @@ impl Feed {
 
     /// Publishes what the store holds up to `lsn` beyond what was published.
     pub async fn publish_through(&self, lsn: u64, reader: &Reader) {
-        let from = self.committed();
-        if lsn <= from {
+        let committed = self.committed();
+        if lsn <= committed {
             return;
         }
+        // Only the newest entries go into the ring; readers behind it read the store.
+        let from = committed.max(lsn.saturating_sub(RING_CAPACITY as u64));
         match reader
             .with(move |c| store::entries_after(c, from, lsn, usize::MAX))
             .await

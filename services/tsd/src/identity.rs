@@ -8,8 +8,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use tinysns_common::membership::{TermError, TermStore};
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
-
 /// The replica's identity, read once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
@@ -23,7 +21,6 @@ pub struct Identity {
 /// incarnation if the store has none yet.
 pub fn load(dir: &Path) -> Result<(Identity, SqliteTerms), StoreError> {
     let conn = store::open(dir)?;
-    conn.execute_batch(SCHEMA)?;
     // 1..=2^53: positive as an SQLite integer and exact as a JSON number.
     let fresh = rand::random_range(1..=(1u64 << 53));
     conn.execute(

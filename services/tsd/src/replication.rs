@@ -143,6 +143,7 @@ impl SlaveLink {
         term: u64,
         master_id: u32,
         target: u64,
+        feed: &Feed,
         reader: &Reader,
         confirm: bool,
     ) -> Result<(), LinkError> {
@@ -173,6 +174,7 @@ impl SlaveLink {
                 prev_lsn,
                 prev_term,
                 entries,
+                commit_lsn: feed.committed(),
             });
             call.set_timeout(APPEND_TIMEOUT);
             let reply = self
@@ -371,11 +373,11 @@ impl Replicator {
             // Without the lease even a reply that writes nothing (a refusal decided on our
             // data) waits for a slave to confirm our term: it could be stale otherwise.
             let confirm = !view.has_lease();
-            let (master_id, reader) = (self.master_id, &self.reader);
+            let (master_id, reader, feed) = (self.master_id, &self.reader, &self.feed);
             let results = futures_util::future::join_all(
                 self.links
                     .values_mut()
-                    .map(|link| link.sync_to(term, master_id, target, reader, confirm)),
+                    .map(|link| link.sync_to(term, master_id, target, feed, reader, confirm)),
             )
             .await;
             let mut pending = false;
@@ -444,6 +446,7 @@ mod tests {
             prev_lsn,
             prev_term,
             entries,
+            commit_lsn: 0,
         }
     }
 

@@ -34,13 +34,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let conn = store::open(&config.data_dir)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let last = store::last_lsn(&conn)?;
-    tracing::info!(data_dir = %config.data_dir.display(), last_lsn = last, incarnation = identity.incarnation, term = identity.term, "store opened");
-    let feed = Feed::new(last);
+    let committed = store::commit_point(&conn)?;
+    tracing::info!(data_dir = %config.data_dir.display(), last_lsn = last, committed, incarnation = identity.incarnation, term = identity.term, "store opened");
+    // Entries after the commit point may never have been acknowledged: nobody (timelines, the
+    // synchronizer) sees them until they are replicated again.
+    let feed = Feed::new(committed);
     let progress = Progress::new(last);
     let credentials = MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client));
     let membership = Membership::durable(identity.term, Arc::new(terms));
     let role = membership.handle();
-    let (writer, batches) = Writer::start(conn, config.cluster, role.clone(), feed.clone(), progress.clone())?;
+    let (writer, batches) = Writer::start(
+        conn,
+        config.cluster,
+        role.clone(),
+        feed.clone(),
+        progress.clone(),
+        shutdown.clone(),
+    )?;
     let reader = Reader::new(&config.data_dir);
     tokio::spawn(
         Replicator::new(
@@ -78,7 +88,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         config.coordinator_internal.clone(),
         credentials,
         me,
-        progress,
+        progress.clone(),
         shutdown.clone(),
     ));
 
@@ -154,6 +164,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let served = tokio::try_join!(clients, members);
     shutdown.trigger();
     served.context("gRPC server failed")?;
+    if let Some(why) = progress.failure() {
+        anyhow::bail!("stopped because {why}");
+    }
     tracing::info!("tsd stopped");
     Ok(())
 }

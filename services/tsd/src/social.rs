@@ -78,6 +78,21 @@ impl Social {
         }
     }
 
+    /// Master and still holding the coordinator's lease: only then may it serve reads. A
+    /// master cut off from the coordinator may have been replaced already, and what it
+    /// would show could be stale; its client gets a retryable error and finds the new master.
+    pub(crate) fn fenced(&self) -> Result<RoleView, Status> {
+        let view = self.master()?;
+        if view.has_lease() {
+            Ok(view)
+        } else {
+            Err(not_master(format!(
+                "cluster {}: this master cannot confirm it still leads (coordinator unreachable)",
+                self.cluster
+            )))
+        }
+    }
+
     pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> Result<T, store::StoreError> + Send + 'static,
@@ -220,6 +235,7 @@ impl SocialService for Social {
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListReply>, Status> {
         let caller = self.authenticate(request.metadata()).await?;
+        self.fenced()?;
         Social::list(self, caller, request.into_inner())
             .await
             .map(Response::new)

@@ -23,6 +23,22 @@ pub enum StoreError {
     OutOfOrder { got: u64, last: u64 },
 }
 
+impl StoreError {
+    /// Whether the store can no longer be written by this process: the disk is full or
+    /// failing, or the database is gone or damaged. (A malformed request is not.)
+    pub fn is_fatal(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                DiskFull | SystemIoFailure | CannotOpen | ReadOnly | DatabaseCorrupt | NotADatabase
+            ),
+            StoreError::DataDir { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 const SCHEMA: &str = "
@@ -38,6 +54,7 @@ CREATE TABLE IF NOT EXISTS posts (
 CREATE INDEX IF NOT EXISTS posts_by_author_time ON posts (author, ts_ms);
 CREATE INDEX IF NOT EXISTS posts_by_seq ON posts (seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS credentials (user_id INTEGER PRIMARY KEY, phc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (token_hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
@@ -87,6 +104,29 @@ pub fn open(dir: &Path) -> Result<Connection> {
 
 pub fn last_lsn(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COALESCE(MAX(lsn), 0) FROM log", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// A log position known to be committed (replicated and acknowledged) when it was stored;
+/// entries after it are published again only once replicated. Not a derived table: it
+/// survives truncation (and is capped by the log's end when read).
+pub fn commit_point(conn: &Connection) -> Result<u64> {
+    let stored = conn
+        .query_row("SELECT value FROM replica WHERE key = 'committed'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .unwrap_or(0) as u64;
+    Ok(stored.min(last_lsn(conn)?))
+}
+
+/// Records `lsn` as committed (call inside the writer's transaction).
+pub fn record_commit_point(conn: &Connection, lsn: u64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO replica (key, value) VALUES ('committed', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([lsn as i64])?;
+    Ok(())
 }
 
 /// The term of the log's last entry (0 for an empty log).

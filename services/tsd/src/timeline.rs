@@ -80,6 +80,7 @@ impl Social {
     }
 
     async fn try_deliver(&self, user: u64, open: TimelineOpen, tx: &Events) -> Result<(), Status> {
+        self.fenced()?;
         let committed = self.feed.committed();
         let cursor = if open.resume_after == 0 {
             let history = self.read(move |c| store::timeline(c, user, committed, HISTORY)).await?;
@@ -132,12 +133,12 @@ impl Social {
                     Err(Some(handback)) => return Ok(Some(handback)),
                     Err(None) => return Err(Status::unavailable("the timeline lost its place; open it again to resume")),
                 },
-                _ = role.changed() => { self.master()?; continue; }
+                _ = role.changed() => { self.fenced()?; continue; }
                 _ = tx.closed() => return Ok(None),
             };
             // A master that has just learned of a newer term (from its new master's first
-            // Append) stops streaming at once: its log may be rewritten under it.
-            self.master()?;
+            // Append), or lost its lease, stops streaming at once: its log may be rewritten.
+            self.fenced()?;
             if let Some(post) = shown_post(&entry)
                 && tx.send(event(timeline_event::Kind::Post(post))).await.is_err()
             {
@@ -154,11 +155,11 @@ impl Social {
         let entries = loop {
             tokio::select! {
                 entries = tail.next() => break entries.map_err(|e| Status::internal(e.to_string()))?,
-                _ = role.changed() => { self.master()?; }
+                _ = role.changed() => { self.fenced()?; }
                 _ = tx.closed() => return Ok(false),
             }
         };
-        self.master()?;
+        self.fenced()?;
         for entry in entries {
             if fanout::step(&mut place.following, user, &entry)
                 && let Some(post) = shown_post(&entry)

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use std::sync::Arc;
 use tinysns_common::membership::{Progress, RoleHandle};
 use tinysns_common::proto::internal::{AppendReply, AppendRequest, LogEntry};
+use tinysns_common::shutdown::Shutdown;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes committed in one transaction.
@@ -60,15 +61,23 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread on the store in `dir`. Batches it commits as master go to
     /// the returned receiver (the replication stage).
+    /// If the thread ever stops before `shutdown` (a panic, a failing disk), the server stops
+    /// heartbeating (its slave takes over) and shuts down: a master that cannot write must
+    /// not go on holding its cluster.
     pub fn start(
         conn: Connection,
         cluster: u32,
         role: RoleHandle,
         feed: Feed,
         progress: Arc<Progress>,
+        shutdown: Shutdown,
     ) -> Result<(Self, mpsc::Receiver<Batch>), store::StoreError> {
         let (jobs_tx, jobs_rx) = mpsc::channel(4096);
         let (batches_tx, batches_rx) = mpsc::channel(64);
+        let guard = StopGuard {
+            progress: progress.clone(),
+            shutdown,
+        };
         let mut state = State {
             conn,
             cluster,
@@ -76,10 +85,14 @@ impl Writer {
             feed,
             batches: batches_tx,
             progress,
+            broken: None,
         };
         std::thread::Builder::new()
             .name("tsd-writer".into())
-            .spawn(move || state.run(jobs_rx))
+            .spawn(move || {
+                let _guard = guard;
+                state.run(jobs_rx)
+            })
             .map_err(|e| store::StoreError::DataDir {
                 path: "writer thread".into(),
                 source: e,
@@ -106,7 +119,30 @@ impl Writer {
     }
 }
 
+/// Runs when the writer thread ends, however it ends.
+struct StopGuard {
+    progress: Arc<Progress>,
+    shutdown: Shutdown,
+}
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        if !self.shutdown.is_triggered() {
+            let why = match self.progress.failure() {
+                Some(why) => why,
+                None => "the writer thread stopped unexpectedly".to_string(),
+            };
+            tracing::error!(%why, "cannot write: giving up this server's role and shutting down");
+            self.progress.fail(why);
+            self.shutdown.trigger();
+        }
+    }
+}
+
 struct State {
+    /// Set by a store failure nothing can recover from in this process (disk full or
+    /// failing, the file gone): the writer stops.
+    broken: Option<String>,
     conn: Connection,
     cluster: u32,
     role: RoleHandle,
@@ -127,7 +163,11 @@ impl State {
                     Job::Append(req, reply) => {
                         // Keep log order: what was queued before the append goes first.
                         self.run_commands(std::mem::take(&mut commands));
-                        let _ = reply.send(self.append(req));
+                        let result = self.append(req);
+                        if let Err(WriteError::Store(e)) = &result {
+                            self.check_fatal(e);
+                        }
+                        let _ = reply.send(result);
                     }
                 }
                 if commands.len() < MAX_BATCH {
@@ -135,6 +175,10 @@ impl State {
                 }
             }
             self.run_commands(commands);
+            if let Some(why) = &self.broken {
+                self.progress.fail(why.clone());
+                break;
+            }
         }
         tracing::debug!("writer stopped");
     }
@@ -168,11 +212,18 @@ impl State {
             }
             Err(error) => {
                 tracing::error!(%error, "commit failed");
+                self.check_fatal(&error);
                 let text = error.to_string();
                 for (_, reply) in commands {
                     let _ = reply.send(Err(WriteError::Store(store::StoreError::Internal(text.clone()))));
                 }
             }
+        }
+    }
+
+    fn check_fatal(&mut self, error: &store::StoreError) {
+        if error.is_fatal() && self.broken.is_none() {
+            self.broken = Some(format!("the store cannot be written: {error}"));
         }
     }
 
@@ -206,6 +257,11 @@ impl State {
                 Decision::Done(outcome) => outcome,
             };
             outcomes.push(outcome);
+        }
+        if !entries.is_empty() {
+            // What was acknowledged before this batch: a restart publishes nothing past it
+            // until it is replicated again.
+            store::record_commit_point(&tx, self.feed.committed())?;
         }
         tx.commit()?;
         if let Some(last) = entries.last() {
@@ -265,6 +321,9 @@ impl State {
         for entry in &fresh {
             store::append(&tx, entry)?;
         }
+        if !fresh.is_empty() {
+            store::record_commit_point(&tx, req.commit_lsn.min(matched))?;
+        }
         tx.commit().map_err(store::StoreError::from)?;
         self.feed.publish(&fresh);
         self.progress.set_applied(store::last_lsn(&self.conn)?);
@@ -286,5 +345,91 @@ impl State {
         self.feed.reset(keep);
         self.progress.set_applied(keep);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+    use tinysns_common::membership::{Assignment, Membership};
+    use tinysns_common::proto::coordinator::Role;
+
+    /// A writer on a fresh store in `dir`, master of cluster 1 at term 1 with a lease.
+    fn master_writer(dir: &std::path::Path, max_pages: Option<u32>) -> (Writer, Arc<Progress>, Shutdown) {
+        let conn = store::open(dir).unwrap();
+        if let Some(pages) = max_pages {
+            conn.pragma_update(None, "max_page_count", pages).unwrap();
+        }
+        let membership = Membership::new();
+        membership.assume(Assignment {
+            role: Role::Master,
+            term: 1,
+            clusters: 1,
+            lease_until: Some(Instant::now() + Duration::from_secs(600)),
+            ..Assignment::default()
+        });
+        let progress = Progress::new(0);
+        let shutdown = Shutdown::new();
+        let (writer, mut batches) = Writer::start(
+            conn,
+            1,
+            membership.handle(),
+            Feed::new(0),
+            progress.clone(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        // Stand in for replication: acknowledge every batch at once.
+        tokio::spawn(async move {
+            while let Some(batch) = batches.recv().await {
+                for (reply, outcome) in batch.replies {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+        });
+        (writer, progress, shutdown)
+    }
+
+    fn post(id: u64, bytes: usize) -> Command {
+        Command::Post {
+            author: 1,
+            author_name: String::new(),
+            post_id: id,
+            text: "x".repeat(bytes),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_makes_the_server_give_up_its_role_and_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, progress, shutdown) = master_writer(dir.path(), Some(64));
+        writer.submit(Command::CreateUser { user: 1 }).await.unwrap();
+        let mut failed = None;
+        for id in 1..=1000 {
+            if let Err(error) = writer.submit(post(id, 2000)).await {
+                failed = Some(error);
+                break;
+            }
+        }
+        let error = failed.expect("the store filled up");
+        assert!(matches!(error, WriteError::Store(_)), "{error}");
+        tokio::time::timeout(Duration::from_secs(5), shutdown.wait())
+            .await
+            .expect("the server shuts down");
+        assert!(progress.failure().unwrap().contains("full"), "{:?}", progress.failure());
+        assert!(matches!(writer.submit(post(5000, 1)).await, Err(WriteError::Stopped)));
+    }
+
+    #[tokio::test]
+    async fn a_healthy_writer_keeps_the_server_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, progress, shutdown) = master_writer(dir.path(), None);
+        writer.submit(Command::CreateUser { user: 1 }).await.unwrap();
+        for id in 1..=50 {
+            assert!(matches!(writer.submit(post(id, 100)).await, Ok(Outcome::Written(_))));
+        }
+        assert!(progress.failure().is_none());
+        assert!(!shutdown.is_triggered());
     }
 }
