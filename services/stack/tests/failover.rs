@@ -212,3 +212,59 @@ async fn a_master_cut_off_from_the_coordinator_stops_serving_reads() {
         raw.list(ListRequest::default()).await.ok()
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_that_stops_answering_leaves_the_in_sync_set_and_writes_go_on() {
+    // The coordinator would notice a dead slave only after 20 s; the master drops a slave
+    // that keeps a write waiting after 500 ms (with the coordinator's agreement).
+    let mut t = start_with("slave-stalls", |o| {
+        o.failure_timeout = Some("20s".into());
+        o.tsd_args = vec!["--replica-timeout".into(), "500ms".into()];
+    })
+    .await;
+    // Users 1 and 4 live in cluster 1; 4 follows 1.
+    let mut author = login(&t, 1).await;
+    let mut reader = login(&t, 4).await;
+    assert_eq!(reader.follow(&t.name(1)).await.unwrap(), Code::Success);
+    let mut timeline = author.timeline(0).await.unwrap();
+    timeline.post("before").await.unwrap();
+    let master = t.master_server(1).await.unwrap();
+    let slave = if master == 1 { 2 } else { 1 };
+    eventually!("the slave to be in sync", Duration::from_secs(10), async {
+        let view = t.view(1).await.ok()?;
+        (view.in_sync_slaves == [slave]).then_some(())
+    });
+    // The slave stops answering (its heartbeats stop too, but 20 s is far away).
+    t.server(1, slave).pause();
+    let started = Instant::now();
+    timeline.post("while the slave is stalled").await.unwrap();
+    let waited = started.elapsed();
+    let view = t.view(1).await.unwrap();
+    assert!(view.in_sync_slaves.is_empty(), "{view:?}");
+    assert!(
+        view.slaves.iter().any(|s| s.member_id == slave),
+        "the slave still counts as alive"
+    );
+    assert!(waited < Duration::from_secs(10), "the write waited {waited:?}");
+    // It answers again: it catches up and rejoins, and can then take over with everything.
+    t.server(1, slave).resume();
+    eventually!("the slave to rejoin the in-sync set", Duration::from_secs(10), async {
+        let view = t.view(1).await.ok()?;
+        (view.in_sync_slaves == [slave]).then_some(())
+    });
+    timeline.post("after").await.unwrap();
+    drop(timeline);
+    t.server(1, master).kill();
+    eventually!("the slave to take over", Duration::from_secs(40), async {
+        (t.master_server(1).await == Some(slave)).then_some(())
+    });
+    let want = ["after", "while the slave is stalled", "before"];
+    eventually!(
+        "the new master to show every acknowledged post",
+        Duration::from_secs(20),
+        async {
+            let history = reader.timeline(0).await.ok()?.history;
+            (texts(&history) == want).then_some(())
+        }
+    );
+}

@@ -52,6 +52,11 @@ pub struct Args {
     /// Longest a unary call (or the opening of a stream) may take before the server gives up.
     #[arg(long, env = "TINYSNS_REQUEST_TIMEOUT", default_value = "30s", value_parser = tinysns_common::cli::parse_duration)]
     pub request_timeout: Duration,
+    /// An in-sync slave that keeps a write waiting this long is dropped from the in-sync set
+    /// (once the coordinator has recorded that) and writes go on without it; it rejoins when
+    /// it has caught up.
+    #[arg(long, env = "TINYSNS_REPLICA_TIMEOUT", default_value = "2s", value_parser = tinysns_common::cli::parse_duration)]
+    pub replica_timeout: Duration,
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -85,6 +90,8 @@ pub struct Config {
     pub argon2: HashCost,
     #[serde(with = "tinysns_common::cli::millis")]
     pub request_timeout: Duration,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub replica_timeout: Duration,
     pub health_port: Option<u16>,
     /// The PEM files (paths).
     pub tls_files: TlsArgs,
@@ -118,6 +125,9 @@ impl Args {
         if self.session_ttl < Duration::from_secs(1) {
             return Err("--session-ttl must be at least 1s".into());
         }
+        if self.replica_timeout < Duration::from_millis(100) {
+            return Err("--replica-timeout must be at least 100ms, or a slave would be dropped from the in-sync set on every fsync stall".into());
+        }
         Ok(Config {
             cluster: self.cluster,
             server,
@@ -139,6 +149,7 @@ impl Args {
                 iterations: self.argon2_iterations,
             },
             request_timeout: self.request_timeout,
+            replica_timeout: self.replica_timeout,
             health_port: self.health_port,
             tls: self.member.tls.load().map_err(|e| e.to_string())?,
             tls_files: self.member.tls.clone(),

@@ -4,8 +4,9 @@
 //! `login` and `accounts`, presence in `presence`). A write's path: `social` validates the
 //! request and hands a [`command::Command`] to the single `writer` thread, which decides what
 //! it means (`command`), turns it into a `LogEntry`, applies it to the `store` and commits;
-//! the `replication` stage ships the entry to the slave and, once the slave has stored it,
-//! acknowledges the client and publishes it on the in-memory `feed`. Timelines (`timeline`)
+//! the `replication` stage ships the entry to the slaves and, once those the in-sync rules
+//! require have stored it, acknowledges the client and publishes it on the in-memory `feed`.
+//! A slave's writer applies what its master sends by the rule in `log_matching`. Timelines (`timeline`)
 //! and the synchronizer's `changefeed` tail that feed; `fanout` routes each post to the open
 //! timelines of its author's followers; `remote` checks what other clusters send. The
 //! server's role comes from `tinysns_common::membership` (heartbeats to the coordinator);
@@ -18,6 +19,7 @@ pub mod config;
 pub mod fanout;
 pub mod feed;
 pub mod identity;
+pub mod log_matching;
 pub mod login;
 pub mod presence;
 pub mod reader;

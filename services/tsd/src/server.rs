@@ -60,6 +60,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             config.server,
             progress.clone(),
             credentials.clone(),
+            config.replica_timeout,
         )
         .run(batches),
     );

@@ -4,6 +4,7 @@
 
 use crate::command::{Command, Decision, Outcome, decide};
 use crate::feed::Feed;
+use crate::log_matching;
 use crate::store;
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -14,6 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// How often the commit position is stored with a transaction. It is a lower bound (a
+/// restart re-confirms what lies past it), so it need not cost a page write per commit.
+const COMMIT_POINT_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -86,6 +90,7 @@ impl Writer {
             batches: batches_tx,
             progress,
             broken: None,
+            commit_recorded: None,
         };
         std::thread::Builder::new()
             .name("tsd-writer".into())
@@ -119,6 +124,16 @@ impl Writer {
     }
 }
 
+/// Whether to store the commit position with this transaction (at most every period).
+fn commit_point_due(recorded: &mut Option<std::time::Instant>) -> bool {
+    let now = std::time::Instant::now();
+    let due = recorded.is_none_or(|at| now.duration_since(at) >= COMMIT_POINT_PERIOD);
+    if due {
+        *recorded = Some(now);
+    }
+    due
+}
+
 /// Runs when the writer thread ends, however it ends.
 struct StopGuard {
     progress: Arc<Progress>,
@@ -140,6 +155,8 @@ impl Drop for StopGuard {
 }
 
 struct State {
+    /// When the commit position was last stored.
+    commit_recorded: Option<std::time::Instant>,
     /// Set by a store failure nothing can recover from in this process (disk full or
     /// failing, the file gone): the writer stops.
     broken: Option<String>,
@@ -258,7 +275,7 @@ impl State {
             };
             outcomes.push(outcome);
         }
-        if !entries.is_empty() {
+        if !entries.is_empty() && commit_point_due(&mut self.commit_recorded) {
             // What was acknowledged before this batch: a restart publishes nothing past it
             // until it is replicated again.
             store::record_commit_point(&tx, self.feed.committed())?;
@@ -270,81 +287,29 @@ impl State {
         Ok((entries, outcomes))
     }
 
-    /// The slave side of replication: the log-matching rule. Entries are accepted only if
-    /// our entry at `prev_lsn` carries `prev_term`; entries we already hold with the same
-    /// term are skipped (a retransmission), and a conflicting suffix (written by a master
-    /// that was deposed before replicating it) is dropped.
+    /// The slave side of replication (`log_matching`), then what it changed made known.
     fn append(&mut self, req: AppendRequest) -> Result<AppendReply, WriteError> {
         // The term is stored before we answer under it: a restart never forgets it.
         let known_term = self.role.observe_term(req.term)?;
-        let mut last = store::last_lsn(&self.conn)?;
-        let refuse = |last| {
-            Ok(AppendReply {
-                accepted: false,
-                last_lsn: last,
-                term: known_term,
-            })
-        };
-        if req.term < known_term {
-            return refuse(last);
+        let record = !req.entries.is_empty() && commit_point_due(&mut self.commit_recorded);
+        let matched = log_matching::apply(&mut self.conn, req, known_term, record)?;
+        if let Some(keep) = matched.truncated_to {
+            tracing::warn!(
+                keep_up_to = keep,
+                "dropped log entries the current master does not have"
+            );
+            self.feed.reset(keep);
+            self.progress.set_applied(keep);
         }
-        match store::term_at(&self.conn, req.prev_lsn)? {
-            None => return refuse(last),
-            Some(term) if term != req.prev_term => {
-                self.truncate(req.prev_lsn.saturating_sub(1))?;
-                return refuse(req.prev_lsn.saturating_sub(1));
-            }
-            Some(_) => {}
+        if let Some(last) = matched.stored.last() {
+            self.feed.publish(&matched.stored);
+            self.progress.set_applied(last.lsn);
         }
-        let mut fresh = Vec::with_capacity(req.entries.len());
-        let mut matched_skip = req.prev_lsn;
-        for entry in req.entries {
-            if entry.lsn <= last {
-                if store::term_at(&self.conn, entry.lsn)? == Some(entry.term) {
-                    matched_skip = entry.lsn;
-                    continue;
-                }
-                self.truncate(entry.lsn - 1)?;
-                last = entry.lsn - 1;
-            }
-            if entry.lsn != last + 1 + fresh.len() as u64 {
-                return Err(store::StoreError::OutOfOrder {
-                    got: entry.lsn,
-                    last: last + fresh.len() as u64,
-                }
-                .into());
-            }
-            fresh.push(entry);
-        }
-        let matched = fresh.last().map_or(req.prev_lsn.max(matched_skip), |e| e.lsn);
-        let tx = self.conn.transaction().map_err(store::StoreError::from)?;
-        for entry in &fresh {
-            store::append(&tx, entry)?;
-        }
-        if !fresh.is_empty() {
-            store::record_commit_point(&tx, req.commit_lsn.min(matched))?;
-        }
-        tx.commit().map_err(store::StoreError::from)?;
-        self.feed.publish(&fresh);
-        self.progress.set_applied(store::last_lsn(&self.conn)?);
-        // Report the position that matches the master's log, not our own end: anything of
-        // ours beyond it is unconfirmed and is checked entry by entry on the next call.
         Ok(AppendReply {
-            accepted: true,
-            last_lsn: matched,
+            accepted: matched.accepted,
+            last_lsn: matched.last_lsn,
             term: known_term,
         })
-    }
-
-    fn truncate(&mut self, keep: u64) -> Result<(), store::StoreError> {
-        tracing::warn!(
-            keep_up_to = keep,
-            "dropping log entries the current master does not have"
-        );
-        store::truncate_after(&mut self.conn, keep)?;
-        self.feed.reset(keep);
-        self.progress.set_applied(keep);
-        Ok(())
     }
 }
 
