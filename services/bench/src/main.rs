@@ -656,6 +656,7 @@ async fn run(cli: Cli) -> Result<()> {
                 failure_timeout: cli.failure_timeout.clone(),
                 auth: cli.auth.auth,
                 tsd_args: Vec::new(),
+                cluster_tsd_args: Default::default(),
                 tls: false,
             };
             let t = Topology::start(options).await.with_context(|| {

@@ -63,6 +63,8 @@ pub struct Options {
     pub auth: AuthMode,
     /// Extra flags for every tsd (e.g. `--session-ttl 5s`).
     pub tsd_args: Vec<String>,
+    /// Extra flags for the tsds of one cluster (e.g. a skewed clock).
+    pub cluster_tsd_args: BTreeMap<u32, Vec<String>>,
     /// Every listener and channel over TLS, with certificates of a private CA made per run.
     pub tls: bool,
 }
@@ -86,6 +88,7 @@ impl Options {
             failure_timeout: None,
             auth: AuthMode::Password,
             tsd_args: Vec::new(),
+            cluster_tsd_args: BTreeMap::new(),
             tls: false,
         }
     }
@@ -253,6 +256,7 @@ impl Topology {
                 let args = args
                     .into_iter()
                     .chain(options.tsd_args.iter().cloned())
+                    .chain(options.cluster_tsd_args.get(&cluster).into_iter().flatten().cloned())
                     .chain(tls_args.iter().cloned())
                     .collect();
                 let name = format!("tsd-c{cluster}-s{server}");

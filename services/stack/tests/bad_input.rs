@@ -135,6 +135,7 @@ async fn poison_messages_are_dead_lettered_and_never_block_the_queue() {
         origin_cluster: 2,
         origin_lsn: lsn,
         timestamp_ms: now_ms,
+        hlc: 0,
         change: Some(Change {
             kind: Some(change::Kind::Post(PostCreated {
                 author: 2,

@@ -96,6 +96,41 @@ async fn timeline_shows_last_20_newest_first_and_only_after_follow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minutes_of_clock_skew_between_clusters_hide_no_post() {
+    // Cluster 2's clocks run 5 minutes behind, cluster 3's 5 minutes ahead.
+    let t = start_with("clock-skew", |o| {
+        o.cluster_tsd_args
+            .insert(2, vec!["--clock-skew-ms".into(), "-300000".into()]);
+        o.cluster_tsd_args
+            .insert(3, vec!["--clock-skew-ms".into(), "300000".into()]);
+    })
+    .await;
+    let (mut u1, mut u2, mut u3) = (login(&t, 1).await, login(&t, 2).await, login(&t, 3).await);
+    until_known(&mut u1, &[2, 3]).await;
+    until_known(&mut u3, &[1]).await;
+    // An author whose clock is behind: its post's wall time is before the follow's.
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
+    until_followers(&mut u2, &[1]).await;
+    let mut t2 = u2.timeline(0).await.unwrap();
+    t2.post("from a clock behind").await.unwrap();
+    // A follower whose clock is ahead: the follow's wall time is after the post's.
+    assert_eq!(u3.follow(&t.name(1)).await.unwrap(), Code::Success);
+    until_followers(&mut u1, &[3]).await;
+    let mut t1 = u1.timeline(0).await.unwrap();
+    t1.post("to a clock ahead").await.unwrap();
+    eventually!("the post from behind to be shown", DELIVERY, async {
+        let history = u1.timeline(0).await.ok()?.history;
+        (texts(&history) == ["from a clock behind"]).then_some(())
+    });
+    let shown = eventually!("the post to the clock ahead to be shown", DELIVERY, async {
+        let history = u3.timeline(0).await.ok()?.history;
+        (texts(&history) == ["to a clock ahead"]).then_some(history)
+    });
+    // The wall clock is still what is shown: cluster 1's time, minutes behind cluster 3's.
+    assert!(shown[0].timestamp_ms < tinysns_common::now_ms() + 60_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
     // The classic system: numeric ids, one login per user at a time.
     let t = start_with("errors", |o| o.auth = AuthMode::Open).await;

@@ -55,6 +55,7 @@ fn forged_entry(lsn: u64, term: u64) -> LogEntry {
         lsn,
         term,
         timestamp_ms: 1,
+        hlc: 1000,
         origin_cluster: 1,
         origin_lsn: lsn,
         kind: Some(log_entry::Kind::Change(Change {
@@ -87,6 +88,7 @@ fn forged_remote_post() -> ApplyRemoteRequest {
             origin_cluster: 2,
             origin_lsn: 5,
             timestamp_ms: tinysns_common::now_ms(),
+            hlc: 0,
             change: Some(Change {
                 kind: Some(change::Kind::Post(PostCreated {
                     author: 1,

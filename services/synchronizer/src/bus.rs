@@ -297,6 +297,7 @@ mod tests {
             origin_cluster: 2,
             origin_lsn: lsn,
             timestamp_ms: 1,
+            hlc: 0,
             change: Some(Change {
                 kind: Some(change::Kind::Post(PostCreated {
                     author: 2,

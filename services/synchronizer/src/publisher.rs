@@ -94,6 +94,7 @@ fn ready_changes(
         origin_lsn: item.lsn,
         timestamp_ms: item.timestamp_ms,
         change: item.change,
+        hlc: item.hlc,
     };
     let mut bytes = prost::Message::encoded_len(&first);
     let mut changes = vec![change(first)];

@@ -94,6 +94,7 @@ impl ChangeFeedService {
                         lsn: entry.lsn,
                         timestamp_ms: entry.timestamp_ms,
                         change: Some(change),
+                        hlc: crate::clock::stamp(&entry),
                     };
                     if tx.send(Ok(item)).await.is_err() {
                         return;

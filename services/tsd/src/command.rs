@@ -75,10 +75,21 @@ pub enum Outcome {
     Rejected(Status, String),
 }
 
+/// Where and when a remote change was first made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub cluster: u32,
+    pub lsn: u64,
+    pub timestamp_ms: i64,
+    /// Its hybrid logical clock stamp (`crate::clock`).
+    pub hlc: u64,
+}
+
 pub enum Decision {
     Write {
         kind: log_entry::Kind,
-        origin: Option<(u32, u64, i64)>,
+        /// Where a change from another cluster was first made (None: made here, now).
+        origin: Option<Origin>,
     },
     Done(Outcome),
 }
@@ -264,7 +275,17 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
     Ok(if fresh {
         Decision::Write {
             kind: change(kind),
-            origin: Some((remote.origin_cluster, remote.origin_lsn, remote.timestamp_ms)),
+            origin: Some(Origin {
+                cluster: remote.origin_cluster,
+                lsn: remote.origin_lsn,
+                timestamp_ms: remote.timestamp_ms,
+                // Changes from before stamps existed: their wall-clock time.
+                hlc: if remote.hlc != 0 {
+                    remote.hlc
+                } else {
+                    remote.timestamp_ms.max(0) as u64 * 1000
+                },
+            }),
         }
     } else {
         Decision::Done(Outcome::Unchanged(None))
@@ -289,6 +310,7 @@ mod tests {
                     origin_cluster: 2,
                     origin_lsn: lsn,
                     kind: Some(kind),
+                    hlc: 0,
                 };
                 store::append(&tx, &entry).unwrap();
                 Outcome::Written(lsn)

@@ -57,6 +57,10 @@ pub struct Args {
     /// it has caught up.
     #[arg(long, env = "TINYSNS_REPLICA_TIMEOUT", default_value = "2s", value_parser = tinysns_common::cli::parse_duration)]
     pub replica_timeout: Duration,
+    /// Shift this server's wall clock by this many milliseconds (negative: behind). For
+    /// rehearsing clock skew and steps: the wall clock is only shown, never compared.
+    #[arg(long, env = "TINYSNS_CLOCK_SKEW_MS", default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_skew_ms: i64,
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -92,6 +96,7 @@ pub struct Config {
     pub request_timeout: Duration,
     #[serde(with = "tinysns_common::cli::millis")]
     pub replica_timeout: Duration,
+    pub clock_skew_ms: i64,
     pub health_port: Option<u16>,
     /// The PEM files (paths).
     pub tls_files: TlsArgs,
@@ -150,6 +155,7 @@ impl Args {
             },
             request_timeout: self.request_timeout,
             replica_timeout: self.replica_timeout,
+            clock_skew_ms: self.clock_skew_ms,
             health_port: self.health_port,
             tls: self.member.tls.load().map_err(|e| e.to_string())?,
             tls_files: self.member.tls.clone(),

@@ -9,6 +9,7 @@
 //! to keep up with its channel: it then reads the log on its own again, from exactly where
 //! the fan-out stopped serving it, so nothing is shown twice or missed.
 
+use crate::clock;
 use crate::feed::Tail;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,13 +21,14 @@ use tokio::sync::mpsc;
 /// its own.
 const QUEUE: usize = 1024;
 
-/// Who a timeline's user follows, and since when (ms; posts made earlier are not shown).
-pub type Following = HashMap<u64, i64>;
+/// Who a timeline's user follows, and since when (hybrid clock stamp, `crate::clock`;
+/// posts stamped earlier are not shown).
+pub type Following = HashMap<u64, u64>;
 
 /// Takes a follow (`on`) or unfollow of `followee` made at `entry` into `following`.
 pub fn record_follow(following: &mut Following, followee: u64, on: bool, entry: &LogEntry) {
     if on {
-        following.entry(followee).or_insert(entry.timestamp_ms);
+        following.entry(followee).or_insert(clock::stamp(entry));
     } else {
         following.remove(&followee);
     }
@@ -35,7 +37,10 @@ pub fn record_follow(following: &mut Following, followee: u64, on: bool, entry: 
 /// Whether `user`'s timeline shows the post of `author` at `entry`: someone else's post,
 /// made after the user followed them.
 pub fn shows(following: &Following, user: u64, author: u64, entry: &LogEntry) -> bool {
-    author != user && following.get(&author).is_some_and(|since| entry.timestamp_ms >= *since)
+    author != user
+        && following
+            .get(&author)
+            .is_some_and(|since| clock::stamp(entry) >= *since)
 }
 
 /// Takes `entry` into the state of `user`'s timeline; true if it is a post the timeline
@@ -303,6 +308,7 @@ mod tests {
             origin_cluster: 1,
             origin_lsn: lsn,
             kind: Some(log_entry::Kind::Change(Change { kind: Some(kind) })),
+            hlc: 0,
         })
     }
 
@@ -369,9 +375,29 @@ mod tests {
     #[test]
     fn posts_made_before_the_follow_are_not_shown() {
         let fanout = Fanout::default();
-        let mut sub = fanout.join(1, 0, &Following::from([(2, 1000)])).unwrap();
+        // Followed at stamp 1 s (posts here are stamped by their wall time, lsn x 10 ms).
+        let mut sub = fanout.join(1, 0, &Following::from([(2, 1_000_000)])).unwrap();
         fanout.route(&[post(1, 2), post(200, 2)]);
         assert_eq!(received(&mut sub), vec![200]);
+    }
+
+    #[test]
+    fn the_clock_stamp_decides_not_the_wall_clock() {
+        let fanout = Fanout::default();
+        let mut sub = fanout.join(1, 0, &Following::from([(2, 5_000_000)])).unwrap();
+        // Made on a clock minutes behind, after its cluster saw the follow: shown.
+        let behind = Arc::new(LogEntry {
+            hlc: 5_000_001,
+            ..(*post(3, 2)).clone()
+        });
+        // Made on a clock ahead, but before its cluster saw the follow: not shown.
+        let ahead = Arc::new(LogEntry {
+            timestamp_ms: 900_000,
+            hlc: 4_999_999,
+            ..(*post(4, 2)).clone()
+        });
+        fanout.route(&[behind, ahead]);
+        assert_eq!(received(&mut sub), vec![3]);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 pub mod accounts;
 pub mod changefeed;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod fanout;

@@ -53,8 +53,18 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
         return Err(RemoteError::Position(remote.origin_lsn));
     }
     let ts = remote.timestamp_ms;
-    if ts <= 0 || ts > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) || ts < now_ms.saturating_sub(MAX_AGE_MS) {
+    let out_of_range =
+        |ts: i64| ts <= 0 || ts > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) || ts < now_ms.saturating_sub(MAX_AGE_MS);
+    if out_of_range(ts) {
         return Err(RemoteError::Timestamp { ts, now: now_ms });
+    }
+    // The hybrid clock stamp may run ahead of the wall clock only as far as a wall clock may.
+    let stamp_ms = (remote.hlc / 1000).min(i64::MAX as u64) as i64;
+    if remote.hlc != 0 && out_of_range(stamp_ms) {
+        return Err(RemoteError::Timestamp {
+            ts: stamp_ms,
+            now: now_ms,
+        });
     }
     let Some(kind) = remote.change.as_ref().and_then(|c| c.kind.as_ref()) else {
         return Err(RemoteError::Empty);
@@ -97,6 +107,7 @@ mod tests {
             origin_lsn: 5,
             timestamp_ms: NOW,
             change: Some(Change { kind: Some(kind) }),
+            hlc: 0,
         }
     }
 
@@ -170,6 +181,22 @@ mod tests {
                 "{ts}"
             );
         }
+        // A clock stamp running further ahead (or behind) than a wall clock may.
+        for hlc in [
+            (NOW + MAX_FUTURE_SKEW_MS + 1) as u64 * 1000,
+            (NOW - MAX_AGE_MS - 1) as u64 * 1000,
+            u64::MAX,
+        ] {
+            let mut r = remote(2, post(2, "t"));
+            r.hlc = hlc;
+            assert!(
+                matches!(check_remote(&r, 1, 3, NOW), Err(RemoteError::Timestamp { .. })),
+                "{hlc}"
+            );
+        }
+        let mut skewed = remote(2, post(2, "t"));
+        skewed.hlc = (NOW + 300_000) as u64 * 1000;
+        assert_eq!(check_remote(&skewed, 1, 3, NOW), Ok(()), "5 minutes of skew pass");
         // Origins that are us, zero or beyond the clusters.
         for origin in [0, 1, 4] {
             assert!(matches!(

@@ -2,6 +2,7 @@
 
 use crate::accounts::Hasher;
 use crate::changefeed::ChangeFeedService;
+use crate::clock::WallClock;
 use crate::config::Config;
 use crate::fanout::Fanout;
 use crate::feed::Feed;
@@ -49,6 +50,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         role.clone(),
         feed.clone(),
         progress.clone(),
+        WallClock {
+            skew_ms: config.clock_skew_ms,
+        },
         shutdown.clone(),
     )?;
     let reader = Reader::new(&config.data_dir);

@@ -3,6 +3,7 @@
 //! transaction, so the tables can always be rebuilt from the log (which is how a replica
 //! drops entries it must give up after a failover).
 
+use crate::clock;
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -42,16 +43,17 @@ impl StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS log (lsn INTEGER PRIMARY KEY, term INTEGER NOT NULL, origin_cluster INTEGER NOT NULL, entry BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS log (lsn INTEGER PRIMARY KEY, term INTEGER NOT NULL, origin_cluster INTEGER NOT NULL, entry BLOB NOT NULL, hlc INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL, username TEXT);
 CREATE TABLE IF NOT EXISTS follows (
     follower INTEGER NOT NULL, followee INTEGER NOT NULL, following INTEGER NOT NULL,
-    since_ms INTEGER NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (follower, followee));
+    since_ms INTEGER NOT NULL, version INTEGER NOT NULL, since_hlc INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (follower, followee));
 CREATE INDEX IF NOT EXISTS follows_by_followee ON follows (followee, following);
 CREATE TABLE IF NOT EXISTS posts (
     author INTEGER NOT NULL, post_id INTEGER NOT NULL, text TEXT NOT NULL, ts_ms INTEGER NOT NULL,
-    seq INTEGER NOT NULL, author_name TEXT NOT NULL DEFAULT '', PRIMARY KEY (author, post_id));
-CREATE INDEX IF NOT EXISTS posts_by_author_time ON posts (author, ts_ms);
+    seq INTEGER NOT NULL, author_name TEXT NOT NULL DEFAULT '', hlc INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (author, post_id));
 CREATE INDEX IF NOT EXISTS posts_by_seq ON posts (seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -60,26 +62,45 @@ CREATE TABLE IF NOT EXISTS sessions (token_hash BLOB PRIMARY KEY, user_id INTEGE
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
 ";
 
-/// Columns added after the first release, for stores created before them.
-const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
-    ("users", "username", "TEXT"),
-    ("posts", "author_name", "TEXT NOT NULL DEFAULT ''"),
+/// Columns added after the first release, for stores created before them, with what fills
+/// them in for rows stored before (hybrid clock stamps: the rows' wall-clock times).
+const ADDED_COLUMNS: [(&str, &str, &str, &str); 5] = [
+    ("users", "username", "TEXT", ""),
+    ("posts", "author_name", "TEXT NOT NULL DEFAULT ''", ""),
+    ("log", "hlc", "INTEGER NOT NULL DEFAULT 0", ""),
+    (
+        "posts",
+        "hlc",
+        "INTEGER NOT NULL DEFAULT 0",
+        "UPDATE posts SET hlc = ts_ms * 1000",
+    ),
+    (
+        "follows",
+        "since_hlc",
+        "INTEGER NOT NULL DEFAULT 0",
+        "UPDATE follows SET since_hlc = since_ms * 1000",
+    ),
 ];
 
 /// Indexes on added columns (created once the columns exist).
 const LATE_INDEXES: &str = "
 CREATE UNIQUE INDEX IF NOT EXISTS users_by_name ON users (username) WHERE username IS NOT NULL;
+DROP INDEX IF EXISTS posts_by_author_time;
+CREATE INDEX IF NOT EXISTS posts_by_author_hlc ON posts (author, hlc);
 ";
 
 const DERIVED_TABLES: [&str; 6] = ["users", "follows", "posts", "meta", "credentials", "sessions"];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {
-    for (table, column, decl) in ADDED_COLUMNS {
+    for (table, column, decl, backfill) in ADDED_COLUMNS {
         let exists: bool = conn
             .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
             .exists([column])?;
         if !exists {
             conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+            if !backfill.is_empty() {
+                conn.execute_batch(backfill)?;
+            }
         }
     }
     Ok(())
@@ -129,6 +150,11 @@ pub fn record_commit_point(conn: &Connection, lsn: u64) -> Result<()> {
     Ok(())
 }
 
+/// The highest hybrid clock stamp stored (0 for an empty log).
+pub fn max_hlc(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(hlc), 0) FROM log", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
 /// The term of the log's last entry (0 for an empty log).
 pub fn last_term(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COALESCE(MAX(term), 0) FROM log", [], |r| r.get::<_, i64>(0))? as u64)
@@ -148,12 +174,13 @@ pub fn term_at(conn: &Connection, lsn: u64) -> Result<Option<u64>> {
 
 /// Appends an entry and applies it. Call inside a transaction.
 pub fn append(conn: &Connection, entry: &LogEntry) -> Result<()> {
-    conn.prepare_cached("INSERT INTO log (lsn, term, origin_cluster, entry) VALUES (?1, ?2, ?3, ?4)")?
+    conn.prepare_cached("INSERT INTO log (lsn, term, origin_cluster, entry, hlc) VALUES (?1, ?2, ?3, ?4, ?5)")?
         .execute(params![
             entry.lsn as i64,
             entry.term as i64,
             entry.origin_cluster,
-            entry.encode_to_vec()
+            entry.encode_to_vec(),
+            clock::stamp(entry) as i64
         ])?;
     apply(conn, entry)
 }
@@ -168,12 +195,14 @@ fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                 // Last writer wins by the origin's log position: a follower's relations all
                 // originate in its home cluster, whose log orders them.
                 conn.prepare_cached(
-                    "INSERT INTO follows (follower, followee, following, since_ms, version)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO follows (follower, followee, following, since_ms, version, since_hlc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (follower, followee) DO UPDATE SET
                         following = excluded.following,
                         since_ms = CASE WHEN follows.following = 1 AND excluded.following = 1
                                         THEN follows.since_ms ELSE excluded.since_ms END,
+                        since_hlc = CASE WHEN follows.following = 1 AND excluded.following = 1
+                                        THEN follows.since_hlc ELSE excluded.since_hlc END,
                         version = excluded.version
                      WHERE excluded.version > follows.version",
                 )?
@@ -182,13 +211,14 @@ fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                     f.followee as i64,
                     f.following,
                     entry.timestamp_ms,
-                    entry.origin_lsn as i64
+                    entry.origin_lsn as i64,
+                    clock::stamp(entry) as i64
                 ])?;
             }
             change::Kind::Post(p) => {
                 conn.prepare_cached(
-                    "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name, hlc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
                 .execute(params![
                     p.author as i64,
@@ -196,7 +226,8 @@ fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                     p.text,
                     entry.timestamp_ms,
                     entry.lsn as i64,
-                    p.author_name
+                    p.author_name,
+                    clock::stamp(entry) as i64
                 ])?;
             }
         },
@@ -405,22 +436,24 @@ pub fn followers(conn: &Connection, user: u64) -> Result<Vec<u64>> {
     Ok(rows.map(|r| r.map(|v| v as u64)).collect::<rusqlite::Result<_>>()?)
 }
 
-/// Who `user` follows, with the time each follow started.
-pub fn following(conn: &Connection, user: u64) -> Result<Vec<(u64, i64)>> {
+/// Who `user` follows, with the hybrid clock stamp of each follow (`crate::clock`).
+pub fn following(conn: &Connection, user: u64) -> Result<Vec<(u64, u64)>> {
     let mut stmt =
-        conn.prepare_cached("SELECT followee, since_ms FROM follows WHERE follower = ?1 AND following = 1")?;
-    let rows = stmt.query_map([user as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?)))?;
+        conn.prepare_cached("SELECT followee, since_hlc FROM follows WHERE follower = ?1 AND following = 1")?;
+    let rows = stmt.query_map([user as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The newest `limit` posts (newest first) by users `user` follows, made since each follow
-/// started, stored at or before `upto`.
+/// The newest `limit` posts (newest first, by hybrid clock stamp) by users `user` follows,
+/// made after each follow (by stamp, not wall clock), stored at or before `upto`.
 pub fn timeline(conn: &Connection, user: u64, upto: u64, limit: usize) -> Result<Vec<Post>> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.author, p.post_id, p.text, p.ts_ms, p.seq, p.author_name FROM posts p
          JOIN follows f ON f.followee = p.author AND f.follower = ?1 AND f.following = 1
-         WHERE p.ts_ms >= f.since_ms AND p.seq <= ?2 AND p.author != ?1
-         ORDER BY p.ts_ms DESC, p.seq DESC LIMIT ?3",
+         WHERE p.hlc >= f.since_hlc AND p.seq <= ?2 AND p.author != ?1
+         ORDER BY p.hlc DESC, p.seq DESC LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![user as i64, bound(upto), limit as i64], |r| {
         Ok(Post {
@@ -481,6 +514,7 @@ mod tests {
             origin_cluster: 1,
             origin_lsn,
             kind: Some(log_entry::Kind::Change(Change { kind: Some(kind) })),
+            hlc: 0,
         }
     }
 
@@ -549,6 +583,33 @@ mod tests {
         );
         assert_eq!(followers(&c, 2).unwrap(), vec![1]);
         assert_eq!(all_users(&c).unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn the_clock_stamp_orders_the_timeline_and_decides_after_the_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open(dir.path()).unwrap();
+        let stamped = |lsn, ts, hlc, kind| LogEntry {
+            hlc,
+            ..entry(lsn, ts, lsn, kind)
+        };
+        write(
+            &mut c,
+            &[
+                // A post made before the follow on a clock 5 minutes ahead.
+                stamped(1, 400_000, 900, post(2, 1)),
+                stamped(2, 100_000, 1_000, follow(1, 2, true)),
+                // Posts made after it on a clock 5 minutes behind, then a correct one.
+                stamped(3, 1, 1_001, post(2, 2)),
+                stamped(4, 100_050, 1_002, post(2, 3)),
+            ],
+        );
+        let shown: Vec<u64> = timeline(&c, 1, u64::MAX, 20)
+            .unwrap()
+            .iter()
+            .map(|p| p.post_id)
+            .collect();
+        assert_eq!(shown, vec![3, 2]);
     }
 
     #[test]

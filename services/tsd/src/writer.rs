@@ -2,7 +2,8 @@
 //! pass through one thread, which batches whatever is queued into one transaction (one fsync
 //! for many writes) and hands the result on in order.
 
-use crate::command::{Command, Decision, Outcome, decide};
+use crate::clock::{self, Hlc, WallClock};
+use crate::command::{Command, Decision, Origin, Outcome, decide};
 use crate::feed::Feed;
 use crate::log_matching;
 use crate::store;
@@ -74,8 +75,10 @@ impl Writer {
         role: RoleHandle,
         feed: Feed,
         progress: Arc<Progress>,
+        wall: WallClock,
         shutdown: Shutdown,
     ) -> Result<(Self, mpsc::Receiver<Batch>), store::StoreError> {
+        let hlc = Hlc::new(wall, store::max_hlc(&conn)?);
         let (jobs_tx, jobs_rx) = mpsc::channel(4096);
         let (batches_tx, batches_rx) = mpsc::channel(64);
         let guard = StopGuard {
@@ -91,6 +94,7 @@ impl Writer {
             progress,
             broken: None,
             commit_recorded: None,
+            hlc,
         };
         std::thread::Builder::new()
             .name("tsd-writer".into())
@@ -155,6 +159,8 @@ impl Drop for StopGuard {
 }
 
 struct State {
+    /// Stamps the changes made here; moves past every stamp stored.
+    hlc: Hlc,
     /// When the commit position was last stored.
     commit_recorded: Option<std::time::Instant>,
     /// Set by a store failure nothing can recover from in this process (disk full or
@@ -257,15 +263,26 @@ impl State {
             let outcome = match decide(&tx, command)? {
                 Decision::Write { kind, origin } => {
                     lsn += 1;
-                    let (origin_cluster, origin_lsn, timestamp_ms) =
-                        origin.unwrap_or((self.cluster, lsn, tinysns_common::now_ms()));
+                    let origin = match origin {
+                        Some(origin) => {
+                            self.hlc.observe(origin.hlc);
+                            origin
+                        }
+                        None => Origin {
+                            cluster: self.cluster,
+                            lsn,
+                            timestamp_ms: self.hlc.wall().now_ms(),
+                            hlc: self.hlc.tick(),
+                        },
+                    };
                     let entry = LogEntry {
                         lsn,
                         term,
-                        timestamp_ms,
-                        origin_cluster,
-                        origin_lsn,
+                        timestamp_ms: origin.timestamp_ms,
+                        origin_cluster: origin.cluster,
+                        origin_lsn: origin.lsn,
                         kind: Some(kind),
+                        hlc: origin.hlc,
                     };
                     store::append(&tx, &entry)?;
                     entries.push(entry);
@@ -300,6 +317,9 @@ impl State {
             );
             self.feed.reset(keep);
             self.progress.set_applied(keep);
+        }
+        for entry in &matched.stored {
+            self.hlc.observe(clock::stamp(entry));
         }
         if let Some(last) = matched.stored.last() {
             self.feed.publish(&matched.stored);
@@ -342,6 +362,7 @@ mod tests {
             membership.handle(),
             Feed::new(0),
             progress.clone(),
+            WallClock::default(),
             shutdown.clone(),
         )
         .unwrap();

@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         failure_timeout: args.failure_timeout,
         auth: args.auth.auth,
         tsd_args: Vec::new(),
+        cluster_tsd_args: Default::default(),
         tls: false,
     };
     println!(
