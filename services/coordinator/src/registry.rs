@@ -272,15 +272,7 @@ impl Registry {
         if members.insert(id, alive).is_none() {
             self.events.push(Event::Joined { kind, cluster, id });
         }
-        let meta = group_meta(&mut self.meta, kind, cluster);
-        let mut group = Group {
-            kind,
-            cluster,
-            meta,
-            members,
-            events: &mut self.events,
-            changed: false,
-        };
+        let mut group = Group::new(kind, cluster, &mut self.meta, members, &mut self.events);
         if kind == Kind::Server {
             group.forget_lost_data(id, member.incarnation);
         }
@@ -342,15 +334,7 @@ impl Registry {
                     members.remove(id);
                     self.events.push(Event::Died { kind, cluster, id: *id });
                 }
-                let meta = group_meta(&mut self.meta, kind, cluster);
-                let mut group = Group {
-                    kind,
-                    cluster,
-                    meta,
-                    members,
-                    events: &mut self.events,
-                    changed: false,
-                };
+                let mut group = Group::new(kind, cluster, &mut self.meta, members, &mut self.events);
                 group.after_deaths(&dead, past_grace);
                 self.changed |= group.changed;
             }
@@ -423,7 +407,24 @@ struct Group<'a> {
     changed: bool,
 }
 
-impl Group<'_> {
+impl<'a> Group<'a> {
+    fn new(
+        kind: Kind,
+        cluster: u32,
+        meta: &'a mut Metadata,
+        members: &'a mut Members,
+        events: &'a mut Vec<Event>,
+    ) -> Self {
+        Self {
+            kind,
+            cluster,
+            meta: group_meta(meta, kind, cluster),
+            members,
+            events,
+            changed: false,
+        }
+    }
+
     /// A higher term than any this group's members have seen.
     fn next_term(&self) -> u64 {
         let reported = self.members.values().map(|a| a.term).max().unwrap_or(0);
