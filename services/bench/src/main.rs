@@ -657,6 +657,7 @@ async fn run(cli: Cli) -> Result<()> {
                 auth: cli.auth.auth,
                 tsd_args: Vec::new(),
                 cluster_tsd_args: Default::default(),
+                synchronizer_args: Vec::new(),
                 tls: false,
             };
             let t = Topology::start(options).await.with_context(|| {

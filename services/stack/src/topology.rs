@@ -65,6 +65,8 @@ pub struct Options {
     pub tsd_args: Vec<String>,
     /// Extra flags for the tsds of one cluster (e.g. a skewed clock).
     pub cluster_tsd_args: BTreeMap<u32, Vec<String>>,
+    /// Extra flags for every synchronizer (e.g. `--amqp-queue-type quorum`).
+    pub synchronizer_args: Vec<String>,
     /// Every listener and channel over TLS, with certificates of a private CA made per run.
     pub tls: bool,
 }
@@ -89,6 +91,7 @@ impl Options {
             auth: AuthMode::Password,
             tsd_args: Vec::new(),
             cluster_tsd_args: BTreeMap::new(),
+            synchronizer_args: Vec::new(),
             tls: false,
         }
     }
@@ -293,7 +296,11 @@ impl Topology {
                 "--auth",
                 &options.auth.to_string(),
             ]);
-            let args = args.into_iter().chain(tls_args.iter().cloned()).collect();
+            let args = args
+                .into_iter()
+                .chain(options.synchronizer_args.iter().cloned())
+                .chain(tls_args.iter().cloned())
+                .collect();
             let mut env = vec![
                 ("AMQP_URL".to_string(), amqp_url.clone()),
                 ("TINYSNS_AMQP_NAMESPACE".to_string(), namespace.clone()),

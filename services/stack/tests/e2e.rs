@@ -131,6 +131,48 @@ async fn minutes_of_clock_skew_between_clusters_hide_no_post() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_queues_carry_changes_between_clusters() {
+    let t = start_with("quorum", |o| {
+        o.broker = tinysns_stack::topology::Broker::Private;
+        o.synchronizer_args = vec!["--amqp-queue-type".into(), "quorum".into()];
+    })
+    .await;
+    let (mut u1, mut u2) = (login(&t, 1).await, login(&t, 2).await);
+    until_known(&mut u1, &[2]).await;
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
+    until_followers(&mut u2, &[1]).await;
+    u2.timeline(0)
+        .await
+        .unwrap()
+        .post("through a quorum queue")
+        .await
+        .unwrap();
+    eventually!("the post to cross", DELIVERY, async {
+        let history = u1.timeline(0).await.ok()?.history;
+        (texts(&history) == ["through a quorum queue"]).then_some(())
+    });
+    // The queues are quorum queues: declaring one as such is accepted, as classic refused.
+    let url = t.rabbit.as_ref().expect("a private broker").url();
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let names = tinysns_synchronizer::bus::Names::new(&t.namespace);
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    for (queue_type, accepted) in [
+        (tinysns_synchronizer::bus::QueueType::Quorum, true),
+        (tinysns_synchronizer::bus::QueueType::Classic, false),
+    ] {
+        let channel = conn.create_channel().await.unwrap();
+        let args = tinysns_synchronizer::bus::queue_arguments(queue_type, Some(&names));
+        let declared = channel.queue_declare(names.queue(1).into(), durable, args).await;
+        assert_eq!(declared.is_ok(), accepted, "{queue_type:?}: {declared:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
     // The classic system: numeric ids, one login per user at a time.
     let t = start_with("errors", |o| o.auth = AuthMode::Open).await;

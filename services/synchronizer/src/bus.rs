@@ -194,6 +194,19 @@ async fn connect(url: &str, ca: Option<&str>) -> Result<Connection, BusError> {
     Ok(Connection::connect_with_config(url, properties, tls, runtime).await?)
 }
 
+/// The kind of queue the changes wait in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// A classic durable queue: kept on the one node that hosts it.
+    #[default]
+    Classic,
+    /// A quorum queue (Raft-replicated over the broker's nodes): what confirmed messages
+    /// should sit in on a broker of 3 nodes. A queue's type is fixed when it is created:
+    /// changing it means deleting the queues (drained) first.
+    Quorum,
+}
+
 /// A connection with a confirming publisher channel and a consumer channel, on a broker
 /// whose topology is declared; given up after `timeout` (lapin itself waits forever on a
 /// broker that accepts the socket and never answers, as one does while it starts).
@@ -202,12 +215,13 @@ pub async fn open(
     ca: Option<&str>,
     names: &Names,
     clusters: u32,
+    queue_type: QueueType,
     timeout: std::time::Duration,
 ) -> Result<(Connection, Channel, Channel), BusError> {
     let setup = async {
         let conn = connect(url, ca).await?;
         let publish = publisher_channel(&conn).await?;
-        declare(&publish, names, clusters).await?;
+        declare(&publish, names, clusters, queue_type).await?;
         let consume = consumer_channel(&conn).await?;
         Ok((conn, publish, consume))
     };
@@ -220,7 +234,7 @@ pub async fn open(
 /// other cluster's key (idempotent). Every publisher
 /// declares every queue before its first publish, so no cluster misses a change published
 /// before its own synchronizer first started.
-async fn declare(channel: &Channel, names: &Names, clusters: u32) -> Result<(), BusError> {
+async fn declare(channel: &Channel, names: &Names, clusters: u32, queue_type: QueueType) -> Result<(), BusError> {
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
@@ -236,7 +250,9 @@ async fn declare(channel: &Channel, names: &Names, clusters: u32) -> Result<(), 
         durable: true,
         ..Default::default()
     };
-    channel.queue_declare(names.dead_queue().into(), queue, none()).await?;
+    channel
+        .queue_declare(names.dead_queue().into(), queue, queue_arguments(queue_type, None))
+        .await?;
     channel
         .queue_bind(
             names.dead_queue().into(),
@@ -247,14 +263,7 @@ async fn declare(channel: &Channel, names: &Names, clusters: u32) -> Result<(), 
         )
         .await?;
     for cluster in 1..=clusters {
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(names.dead_exchange().into()),
-        );
-        // Only one consumer at a time gets a cluster's changes, so they apply in order
-        // even if two synchronizers briefly both believe they are master.
-        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        let args = queue_arguments(queue_type, Some(names));
         channel.queue_declare(names.queue(cluster).into(), queue, args).await?;
         for origin in (1..=clusters).filter(|origin| *origin != cluster) {
             channel
@@ -269,6 +278,25 @@ async fn declare(channel: &Channel, names: &Names, clusters: u32) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// The arguments of a queue of `queue_type`; with `changes`, those of a cluster's queue of
+/// changes in that topology (dead-lettered, one active consumer).
+pub fn queue_arguments(queue_type: QueueType, changes: Option<&Names>) -> FieldTable {
+    let mut args = FieldTable::default();
+    if queue_type == QueueType::Quorum {
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    }
+    if let Some(names) = changes {
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(names.dead_exchange().into()),
+        );
+        // Only one consumer at a time gets a cluster's changes, so they apply in order
+        // even if two synchronizers briefly both believe they are master.
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
+    args
 }
 
 async fn publisher_channel(conn: &Connection) -> Result<Channel, BusError> {

@@ -43,6 +43,10 @@ pub struct Args {
         value_parser = tinysns_common::cli::parse_duration
     )]
     pub amqp_connect_timeout: std::time::Duration,
+    /// Queue type of the changes' queues: `quorum` (replicated, for a broker of 3 nodes) or
+    /// `classic`. Fixed when the queues are created.
+    #[arg(long, env = "TINYSNS_AMQP_QUEUE_TYPE", value_enum, default_value_t = crate::bus::QueueType::Classic)]
+    pub amqp_queue_type: crate::bus::QueueType,
     #[command(flatten)]
     pub member: tinysns_common::cli::MemberArgs,
     #[command(flatten)]
@@ -81,6 +85,7 @@ pub struct Config {
     pub amqp_namespace: String,
     #[serde(with = "tinysns_common::cli::millis")]
     pub amqp_connect_timeout: std::time::Duration,
+    pub amqp_queue_type: crate::bus::QueueType,
 }
 
 fn masked<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -142,6 +147,7 @@ impl Args {
             amqp_ca_file: self.amqp_ca_file,
             amqp_namespace: self.amqp_namespace,
             amqp_connect_timeout: self.amqp_connect_timeout,
+            amqp_queue_type: self.amqp_queue_type,
         })
     }
 }

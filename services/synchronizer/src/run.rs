@@ -134,6 +134,7 @@ async fn session(config: &Config, link: &ClusterLink, clusters: u32, stop: &Shut
         config.amqp_ca.as_deref(),
         &names,
         clusters,
+        config.amqp_queue_type,
         config.amqp_connect_timeout,
     )
     .await?;

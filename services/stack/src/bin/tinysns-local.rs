@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         auth: args.auth.auth,
         tsd_args: Vec::new(),
         cluster_tsd_args: Default::default(),
+        synchronizer_args: Vec::new(),
         tls: false,
     };
     println!(
