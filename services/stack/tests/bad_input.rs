@@ -1,5 +1,6 @@
 //! Input no well-behaved client sends: bytes that are not UTF-8 where the protocol says
-//! text, and poison messages on the bus. Each gets a clear error or the dead-letter queue,
+//! text, and poison messages on the bus (a message too large for tsd included). Each gets a
+//! clear error or the dead-letter queue,
 //! never a crash, and nothing is stored.
 
 mod common;
@@ -163,6 +164,14 @@ async fn poison_messages_are_dead_lettered_and_never_block_the_queue() {
             2,
             None,
             vec![post(1_000_002, "half of a bad batch"), post(1_000_003, "bell\u{7}")],
+        )
+        .encode_to_vec(),
+        // Valid, but more than tsd takes in one call (4 MiB): refused for its size every
+        // time, it must end in the dead-letter queue instead of blocking the queue.
+        envelope(
+            2,
+            None,
+            (0..1_200).map(|i| post(2_000_000 + i, &"x".repeat(4_000))).collect(),
         )
         .encode_to_vec(),
     ];

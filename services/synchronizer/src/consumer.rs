@@ -1,7 +1,8 @@
 //! Applies other clusters' changes to this cluster: reads the cluster's queue, hands the
 //! changes to the tsd master, and acknowledges a message only once tsd has stored it. A
-//! message that can never apply is dead-lettered with a log line and does not block the
-//! queue; one that cannot apply *yet* (tsd unavailable) stays unacknowledged and is retried.
+//! message that can never apply (undecodable, unsigned, refused by tsd for what it carries
+//! after a few tries) is dead-lettered with a log line and does not block the queue; one that
+//! cannot apply *yet* (tsd unavailable) stays unacknowledged and is retried.
 
 use crate::bus;
 use crate::cluster::ClusterLink;
@@ -64,29 +65,65 @@ pub async fn consume(
         if batch.changes.is_empty() {
             continue;
         }
-        let Some(reply) = apply(link, std::mem::take(&mut batch.changes), stop).await else {
+        match apply(link, &batch.changes, stop).await {
+            Applied::Stored(reply) => settle(batch.deliveries, &reply, names).await?,
             // Stopping: the unacknowledged messages go back to the queue.
-            return Ok(());
-        };
-        for (delivery, changes) in batch.deliveries {
-            let refused = reply
-                .rejected
-                .iter()
-                .filter(|i| changes.contains(&(**i as usize)))
-                .count();
-            if refused > 0 {
-                // The rest of its changes are stored; the message is kept whole for a
-                // person to look at (replaying it is harmless: applying is idempotent).
-                let why = format!("tsd refused {refused} of its {} changes as invalid", changes.len());
-                dead_letter(&delivery, names, &why).await?;
-            } else {
-                delivery
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map_err(bus::BusError::from)?;
+            Applied::Stopped => return Ok(()),
+            // tsd will never take this call: find the message at fault, one at a time.
+            Applied::Refused(status) if batch.deliveries.len() > 1 => {
+                tracing::warn!(error = %status.message(), messages = batch.deliveries.len(), "tsd refuses the batch; applying its messages one by one");
+                for (delivery, range) in batch.deliveries {
+                    let changes = &batch.changes[range.clone()];
+                    match apply(link, changes, stop).await {
+                        Applied::Stored(reply) => settle(vec![(delivery, 0..changes.len())], &reply, names).await?,
+                        Applied::Stopped => return Ok(()),
+                        Applied::Refused(status) => dead_letter(&delivery, names, &refusal(&status)).await?,
+                    }
+                }
+            }
+            Applied::Refused(status) => {
+                for (delivery, _) in batch.deliveries {
+                    dead_letter(&delivery, names, &refusal(&status)).await?;
+                }
             }
         }
     }
+}
+
+fn refusal(status: &tonic::Status) -> String {
+    format!(
+        "tsd refused it {MAX_REFUSALS} times ({:?}: {})",
+        status.code(),
+        status.message()
+    )
+}
+
+/// Acknowledges each delivery whose changes tsd stored; one of which tsd refused some changes
+/// as invalid is dead-lettered.
+async fn settle(
+    deliveries: Vec<(Delivery, std::ops::Range<usize>)>,
+    reply: &tinysns_common::proto::internal::ApplyRemoteReply,
+    names: &bus::Names,
+) -> Result<(), SyncError> {
+    for (delivery, changes) in deliveries {
+        let refused = reply
+            .rejected
+            .iter()
+            .filter(|i| changes.contains(&(**i as usize)))
+            .count();
+        if refused > 0 {
+            // The rest of its changes are stored; the message is kept whole for a
+            // person to look at (replaying it is harmless: applying is idempotent).
+            let why = format!("tsd refused {refused} of its {} changes as invalid", changes.len());
+            dead_letter(&delivery, names, &why).await?;
+        } else {
+            delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(bus::BusError::from)?;
+        }
+    }
+    Ok(())
 }
 
 /// Deliveries taken together into one `ApplyRemote` call.
@@ -135,30 +172,55 @@ impl Batch {
     }
 }
 
-/// Retries until tsd has stored the changes (following master changes), or we stop.
-async fn apply(
-    link: &ClusterLink,
-    changes: Vec<RemoteChange>,
-    stop: &Shutdown,
-) -> Option<tinysns_common::proto::internal::ApplyRemoteReply> {
+/// How often tsd may refuse a call for what it carries (too large, malformed) before its
+/// messages are dead-lettered instead of blocking the queue.
+const MAX_REFUSALS: u32 = 5;
+
+enum Applied {
+    Stored(tinysns_common::proto::internal::ApplyRemoteReply),
+    Stopped,
+    /// tsd refused the call for what it carries, [`MAX_REFUSALS`] times.
+    Refused(tonic::Status),
+}
+
+/// Whether tsd refuses the call for what it carries: retrying it can never help. Anything
+/// else (tsd away, a failover, a wrong secret) is retried for as long as it takes.
+fn refuses_content(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+    )
+}
+
+/// Retries until tsd has stored the changes (following master changes), we stop, or tsd
+/// has refused them for their content [`MAX_REFUSALS`] times.
+async fn apply(link: &ClusterLink, changes: &[RemoteChange], stop: &Shutdown) -> Applied {
     let mut backoff = Duration::from_millis(50);
+    let mut refusals = 0;
     loop {
         let attempt = async {
             let mut tsd = link.master().await?;
             tsd.apply_remote(ApplyRemoteRequest {
-                changes: changes.clone(),
+                changes: changes.to_vec(),
             })
             .await
         };
         match attempt.await {
-            Ok(reply) => return Some(reply.into_inner()),
+            Ok(reply) => return Applied::Stored(reply.into_inner()),
+            Err(status) if refuses_content(&status) => {
+                refusals += 1;
+                if refusals >= MAX_REFUSALS {
+                    return Applied::Refused(status);
+                }
+                tracing::warn!(error = %status.message(), refusals, retry_in = ?backoff, "tsd refuses remote changes");
+            }
             Err(status) => {
                 tracing::warn!(error = %status.message(), retry_in = ?backoff, "cannot apply remote changes yet");
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait() => return None,
+            _ = stop.wait() => return Applied::Stopped,
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }

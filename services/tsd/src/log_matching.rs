@@ -74,7 +74,7 @@ pub fn apply(
         fresh.push(entry);
     }
     let matched = fresh.last().map_or(req.prev_lsn.max(matched_skip), |e| e.lsn);
-    let tx = conn.transaction()?;
+    let tx = store::write_transaction(conn)?;
     for entry in &fresh {
         store::append(&tx, entry)?;
     }

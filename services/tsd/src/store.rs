@@ -25,6 +25,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Another connection holds the database for longer than the busy timeout: worth a retry.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy)
+    }
+
     /// Whether the store can no longer be written by this process: the disk is full or
     /// failing, or the database is gone or damaged. (A malformed request is not.)
     pub fn is_fatal(&self) -> bool {
@@ -104,6 +109,14 @@ fn add_missing_columns(conn: &Connection) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A transaction that takes the write lock when it begins. The log's connection is not the
+/// only writer (the replica's term is stored on a connection of its own), and a deferred
+/// transaction that read first and writes later fails at once, without waiting, if another
+/// connection committed in between.
+pub fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
+    Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
 }
 
 /// Opens (creating if needed) the database in `dir`. Writes are durable once committed:
@@ -291,7 +304,7 @@ fn apply_account(conn: &Connection, entry: &LogEntry, account: &account_change::
 /// Drops every entry after `lsn` and rebuilds the derived tables from what remains. Used by a
 /// replica whose log diverged from the master's (it was deposed with unreplicated entries).
 pub fn truncate_after(conn: &mut Connection, lsn: u64) -> Result<()> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     tx.execute("DELETE FROM log WHERE lsn > ?1", [lsn as i64])?;
     for table in DERIVED_TABLES {
         tx.execute(&format!("DELETE FROM {table}"), [])?;

@@ -28,6 +28,9 @@ pub enum WriteError {
     Store(#[from] store::StoreError),
     #[error("the writer has stopped")]
     Stopped,
+    /// The store was held by another connection for longer than the busy timeout.
+    #[error("store busy: {0}")]
+    Busy(String),
     #[error(transparent)]
     Term(#[from] tinysns_common::membership::TermError),
 }
@@ -38,6 +41,8 @@ impl WriteError {
             WriteError::NotMaster(why) => tinysns_common::grpc::not_master(why),
             WriteError::Stopped => tonic::Status::unavailable("server is shutting down"),
             WriteError::Term(e) => tonic::Status::unavailable(e.to_string()),
+            WriteError::Store(e) if e.is_busy() => tonic::Status::unavailable(e.to_string()),
+            WriteError::Busy(why) => tonic::Status::unavailable(why),
             WriteError::Store(e) => tonic::Status::internal(e.to_string()),
         }
     }
@@ -237,8 +242,13 @@ impl State {
                 tracing::error!(%error, "commit failed");
                 self.check_fatal(&error);
                 let text = error.to_string();
+                let busy = error.is_busy();
                 for (_, reply) in commands {
-                    let _ = reply.send(Err(WriteError::Store(store::StoreError::Internal(text.clone()))));
+                    let _ = reply.send(Err(if busy {
+                        WriteError::Busy(text.clone())
+                    } else {
+                        WriteError::Store(store::StoreError::Internal(text.clone()))
+                    }));
                 }
             }
         }
@@ -255,7 +265,7 @@ impl State {
         term: u64,
         commands: &[(Command, Reply<Outcome>)],
     ) -> Result<(Vec<LogEntry>, Vec<Outcome>), store::StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = store::write_transaction(&mut self.conn)?;
         let mut lsn = store::last_lsn(&tx)?;
         let mut entries = Vec::new();
         let mut outcomes = Vec::with_capacity(commands.len());
