@@ -151,18 +151,14 @@ impl RoleHandle {
         }
     }
 
-    /// The highest term known (and, with a [`TermStore`], stored).
-    pub fn known_term(&self) -> u64 {
-        self.max_term.load(Ordering::SeqCst)
-    }
-
     /// Records a term seen in a message from a peer or the coordinator; returns the highest
     /// term known. A master that sees a newer term has been replaced and stops acting as
     /// master at once. With a [`TermStore`] a higher term is stored first; if that fails the
     /// known term stays where it was and the caller must not act on `term`.
     pub fn observe_term(&self, term: u64) -> Result<u64, TermError> {
-        if term <= self.max_term.load(Ordering::SeqCst) {
-            return Ok(self.max_term.load(Ordering::SeqCst));
+        let known = self.max_term.load(Ordering::SeqCst);
+        if term <= known {
+            return Ok(known);
         }
         let store = crate::lock(&self.terms);
         let known = self.max_term.load(Ordering::SeqCst);
