@@ -17,7 +17,11 @@ SC="demo"
 IMAGE="tinysns:latest"
 OPERATOR_IMAGE_REPO="tinysns-operator"
 OPERATOR_IMAGE_TAG="e2e"
-COORDINATOR="$SC-coordinator.$NS.svc.cluster.local"
+# The three coordinators (spec.coordinator.replicas defaults to 3), each by its pod's name;
+# tsc asks them in turn and the leading one answers.
+COORDINATOR="$SC-coordinator-0.$SC-coordinator.$NS.svc.cluster.local"
+COORDINATOR="$COORDINATOR,$SC-coordinator-1.$SC-coordinator.$NS.svc.cluster.local"
+COORDINATOR="$COORDINATOR,$SC-coordinator-2.$SC-coordinator.$NS.svc.cluster.local"
 CLIENT_POD="tsc-client"
 CREATED_CLUSTER=0
 
@@ -93,13 +97,30 @@ expect_tsc() {
   fail "user $user never saw '$want'"
 }
 
-# The server id of the current master of cluster $1, from the coordinator's
+# Every coordinator's log, oldest line first (whichever led wrote the decisions).
+coordinator_logs() {
+  local i
+  for i in 0 1 2; do
+    "${KUBECTL[@]}" logs -n "$NS" "$SC-coordinator-$i" 2>/dev/null || true
+  done | sed 's/\x1b\[[0-9;]*m//g' | sort
+}
+
+# The index of the coordinator that announced leadership last.
+leading_coordinator() {
+  local node
+  for node in 0 1 2; do
+    "${KUBECTL[@]}" logs -n "$NS" "$SC-coordinator-$node" 2>/dev/null \
+      | sed 's/\x1b\[[0-9;]*m//g' | grep -E "leading the coordinators" | tail -n 1 \
+      | awk -v n="$node" '{print $1, n}'
+  done | sort | tail -n 1 | awk '{print $2}'
+}
+
+# The server id of the current master of cluster $1, from the coordinators'
 # "new master kind=Server cluster=N master=ID" log lines (colour codes stripped); server 1
 # if none is found.
 master_of_cluster() {
   local id
-  id="$("${KUBECTL[@]}" logs -n "$NS" "$SC-coordinator-0" 2>/dev/null \
-    | sed 's/\x1b\[[0-9;]*m//g' \
+  id="$(coordinator_logs \
     | grep -E "new master.*kind=Server.* cluster=$1 " \
     | grep -oE 'master=[0-9]+' | tail -n 1 | cut -d= -f2 || true)"
   if [ -z "$id" ]; then
@@ -224,6 +245,16 @@ log "carol posts; bob's timeline (another cluster) must show it"
 tsc_session carol "TIMELINE"$'\n'"$post" 3 >/dev/null
 expect_tsc bob TIMELINE ">> $post" 180
 expect_tsc bob TIMELINE "carol (" 30
+
+log "losing the leading coordinator is not an outage"
+leader="$(leading_coordinator)"
+[ -n "$leader" ] || fail "no coordinator announced leadership"
+echo "coordinator $leader leads; deleting its pod"
+"${KUBECTL[@]}" delete pod -n "$NS" "$SC-coordinator-$leader" --wait=false
+post2="written while a coordinator was away $(date +%s)"
+tsc_session carol "TIMELINE"$'\n'"$post2" 3 >/dev/null
+expect_tsc bob TIMELINE ">> $post2" 120
+"${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "socialcluster/$SC" --timeout=5m
 
 log "failover: deleting the master tsd of cluster 1"
 master="$(master_of_cluster 1)"

@@ -57,6 +57,10 @@ pub struct SocialClusterSpec {
     #[serde(default)]
     pub timing: TimingSpec,
 
+    /// The coordinators: how many replicate their decisions (Raft), and their volumes.
+    #[serde(default)]
+    pub coordinator: CoordinatorSpec,
+
     /// Persistent storage of each tsd server.
     #[serde(default)]
     pub storage: StorageSpec,
@@ -102,6 +106,7 @@ impl Default for SocialClusterSpec {
             synchronizers_per_cluster: default_synchronizers(),
             image: ImageSpec::default(),
             timing: TimingSpec::default(),
+            coordinator: CoordinatorSpec::default(),
             storage: StorageSpec::default(),
             resources: RoleResources::default(),
             rabbitmq: RabbitMqSpec::default(),
@@ -229,6 +234,41 @@ impl Default for TimingSpec {
         Self {
             heartbeat_interval: default_heartbeat(),
             failure_timeout: default_failure_timeout(),
+        }
+    }
+}
+
+/// The coordinators.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CoordinatorSpec {
+    /// 3 (the default) or 5 coordinators replicate terms, masters and in-sync sets with
+    /// Raft, so losing one (or two of five) is not an outage; 1 for a throwaway system.
+    /// Fixed at creation: changing it later is refused.
+    #[serde(default = "default_coordinators")]
+    #[schemars(extend(
+        "enum" = [1, 3, 5],
+        "x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "coordinator.replicas is fixed at creation"}]
+    ))]
+    pub replicas: u32,
+    /// Size of each coordinator's volume (its Raft log and state; a few MiB).
+    #[serde(default = "default_coordinator_storage")]
+    pub storage_size: Quantity,
+}
+
+fn default_coordinators() -> u32 {
+    3
+}
+
+fn default_coordinator_storage() -> Quantity {
+    Quantity("256Mi".to_owned())
+}
+
+impl Default for CoordinatorSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_coordinators(),
+            storage_size: default_coordinator_storage(),
         }
     }
 }

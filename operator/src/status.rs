@@ -151,7 +151,7 @@ pub fn observed(
     let spec = &sc.spec;
     let find_sts = |name: &str| stateful_sets.iter().find(|s| s.name_any() == name);
 
-    let coordinator = sts_count(find_sts(&owner.coordinator_name()), 1);
+    let coordinator = sts_count(find_sts(&owner.coordinator_name()), spec.coordinator.replicas);
     let rabbitmq = rabbitmq::managed(spec).map(|_| {
         let name = owner.rabbitmq_name();
         deployment_count(deployments.iter().find(|d| d.name_any() == name), 1)
@@ -211,7 +211,7 @@ pub fn observed(
     SocialClusterStatus {
         observed_generation: generation,
         conditions,
-        coordinator_address: Some(owner.coordinator_address()),
+        coordinator_address: Some(owner.coordinator_address(spec.coordinator.replicas)),
         ready_clusters: u32::try_from(ready_clusters).unwrap_or(u32::MAX),
         replicas: RoleReplicas {
             coordinator,

@@ -302,8 +302,12 @@ impl PodUnderTest<'_> {
     }
 }
 
-fn coordinator_host() -> String {
-    format!("demo-coordinator.{NAMESPACE}.svc.cluster.local")
+/// Every coordinator pod's name, port `port`.
+fn coordinators(port: u16) -> Value {
+    let hosts: Vec<String> = (0..3)
+        .map(|i| format!("demo-coordinator-{i}.demo-coordinator.{NAMESPACE}.svc.cluster.local:{port}"))
+        .collect();
+    json!(hosts)
 }
 
 /// Fields of the coordinator's --print-config that the operator sets, one line per setting.
@@ -317,6 +321,9 @@ fn coordinator_fields(p: &PodUnderTest) -> Vec<(&'static str, Value)> {
         ("/failure_timeout", json!(1000)),
         ("/secret/cluster_secret_file", p.secret_file()),
         ("/auth", json!("password")),
+        ("/node_id", json!(p.ordinal)),
+        ("/peers", coordinators(29000)),
+        ("/data_dir", json!("/var/lib/tinysns")),
     ]
 }
 
@@ -332,8 +339,8 @@ fn tsd_fields(p: &PodUnderTest, k: u64) -> Vec<(&'static str, Value)> {
         // Not loopback: the secret file was read, so other pods can reach the internal port.
         ("/internal_bind", json!("0.0.0.0")),
         ("/internal_advertise", json!(format!("{host}:30000"))),
-        ("/coordinator", json!(format!("{}:9000", coordinator_host()))),
-        ("/coordinator_internal", json!(format!("{}:29000", coordinator_host()))),
+        ("/coordinators", coordinators(9000)),
+        ("/coordinators_internal", coordinators(29000)),
         ("/cluster_secret_file", p.secret_file()),
         ("/data_dir", json!("/var/lib/tinysns")),
         ("/auth", json!("password")),
@@ -347,7 +354,7 @@ fn synchronizer_fields(p: &PodUnderTest, k: u64) -> Vec<(&'static str, Value)> {
         ("/id", json!(k + p.ordinal * 3)),
         ("/port", json!(9100)),
         ("/advertise", json!(format!("{host}:9100"))),
-        ("/coordinator_internal", json!(format!("{}:29000", coordinator_host()))),
+        ("/coordinators_internal", coordinators(29000)),
         ("/cluster_secret_file", p.secret_file()),
         ("/auth", json!("password")),
     ]
@@ -410,7 +417,7 @@ fn check_pods(prefix: &str) -> usize {
 
 #[test]
 fn coordinator_pod_starts_with_the_intended_configuration() {
-    assert_eq!(check_pods("demo-coordinator"), 1);
+    assert_eq!(check_pods("demo-coordinator"), 3);
 }
 
 #[test]

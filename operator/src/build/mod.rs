@@ -14,8 +14,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, GRPCAction,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    Secret, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -111,6 +112,8 @@ pub enum InvalidSpec {
     MissingMetadata(&'static str),
     #[error("{field}: {value:?} is not a Secret name (lowercase letters, digits, '-' and '.', at most 253)")]
     BadSecretName { field: &'static str, value: String },
+    #[error("coordinator.replicas must be 1, 3 or 5 (a Raft group of an odd size), got {0}")]
+    CoordinatorReplicas(u32),
     #[error("{field}: {value:?} is a Secret the operator manages for this SocialCluster; name your own Secret")]
     ReservedSecretName { field: &'static str, value: String },
 }
@@ -137,6 +140,9 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
                 max,
             });
         }
+    }
+    if ![1, 3, 5].contains(&spec.coordinator.replicas) {
+        return Err(InvalidSpec::CoordinatorReplicas(spec.coordinator.replicas));
     }
     let heartbeat = parse_duration("timing.heartbeatInterval", &spec.timing.heartbeat_interval)?;
     let failure = parse_duration("timing.failureTimeout", &spec.timing.failure_timeout)?;
@@ -326,9 +332,20 @@ impl Owner {
     pub fn service_host(&self, service: &str) -> String {
         format!("{service}.{}.svc.{CLUSTER_DOMAIN}", self.namespace)
     }
-    /// The address tsc and every server use to reach the coordinator.
-    pub fn coordinator_address(&self) -> String {
-        format!("{}:{COORDINATOR_PORT}", self.service_host(&self.coordinator_name()))
+    /// The DNS name of each of the `replicas` coordinator pods (behind their headless Service).
+    pub fn coordinator_hosts(&self, replicas: u32) -> Vec<String> {
+        let service = self.service_host(&self.coordinator_name());
+        (0..replicas)
+            .map(|i| format!("{}-{i}.{service}", self.coordinator_name()))
+            .collect()
+    }
+    /// The addresses tsc and every server use to reach the coordinators (comma-separated).
+    pub fn coordinator_address(&self, replicas: u32) -> String {
+        self.coordinator_hosts(replicas)
+            .iter()
+            .map(|host| format!("{host}:{COORDINATOR_PORT}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -739,6 +756,42 @@ pub fn tmp_volume() -> Volume {
         name: TMP_VOLUME.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Volume::default()
+    }
+}
+
+/// The volume claim template of a role that keeps data (tsd, the coordinators).
+pub fn data_claim(
+    owner: &Owner,
+    role: Role,
+    cluster: Option<u32>,
+    size: Quantity,
+    storage_class_name: Option<String>,
+) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.to_owned()),
+            labels: Some(owner.labels(role, cluster)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name,
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), size)])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// Where a data volume is mounted (TINYSNS_DATA_DIR).
+pub fn data_mount() -> VolumeMount {
+    VolumeMount {
+        name: DATA_VOLUME.to_owned(),
+        mount_path: DATA_DIR.to_owned(),
+        ..VolumeMount::default()
     }
 }
 

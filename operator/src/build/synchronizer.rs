@@ -5,8 +5,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector, Service};
 
 use super::{
-    COORDINATOR_INTERNAL_PORT, COORDINATOR_PORT, ClusterMembers, Owner, Ports, Role, SYNCHRONIZER_PORT,
-    cluster_stateful_set, env, headless_service, log_env, pod_name_env, rabbitmq, tinysns_container,
+    ClusterMembers, Owner, Ports, Role, SYNCHRONIZER_PORT, cluster_stateful_set, coordinator, env, headless_service,
+    log_env, pod_name_env, rabbitmq, tinysns_container,
 };
 use crate::crd::SocialClusterSpec;
 
@@ -22,19 +22,14 @@ pub const PORTS: Ports = Ports {
 pub fn container_env(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> Vec<EnvVar> {
     let service = owner.sync_name(k);
     let (secret, key) = rabbitmq::url_secret(owner, spec);
+    let [host, port, internal_port] = coordinator::member_env(owner, spec);
     vec![
         pod_name_env(),
         env("TINYSNS_CLUSTER", k.to_string()),
         env("TINYSNS_CLUSTERS", spec.clusters.to_string()),
-        env(
-            "TINYSNS_COORDINATOR_HOST",
-            owner.service_host(&owner.coordinator_name()),
-        ),
-        env("TINYSNS_COORDINATOR_PORT", COORDINATOR_PORT.to_string()),
-        env(
-            "TINYSNS_COORDINATOR_INTERNAL_PORT",
-            COORDINATOR_INTERNAL_PORT.to_string(),
-        ),
+        host,
+        port,
+        internal_port,
         env("TINYSNS_PORT", SYNCHRONIZER_PORT.to_string()),
         env("TINYSNS_BIND", "0.0.0.0"),
         env(

@@ -105,8 +105,22 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
     }
 
     let coordinator = sts(&c, "demo-coordinator");
-    assert_eq!(replicas(coordinator), 1);
+    assert_eq!(replicas(coordinator), spec.coordinator.replicas as i32);
+    let coordinator_spec = coordinator.spec.as_ref().expect("spec");
+    assert_eq!(coordinator_spec.service_name.as_deref(), Some("demo-coordinator"));
+    assert_eq!(coordinator_spec.volume_claim_templates.as_ref().map(Vec::len), Some(1));
     let cc = container(coordinator);
+    let hosts: Vec<String> = (0..spec.coordinator.replicas)
+        .map(|i| format!("demo-coordinator-{i}.demo-coordinator.ns1.svc.cluster.local"))
+        .collect();
+    let peers: Vec<String> = hosts.iter().map(|h| format!("{h}:29000")).collect();
+    assert_eq!(env_value(cc, "TINYSNS_PEERS"), Some(peers.join(",").as_str()));
+    assert_eq!(env_value(cc, "TINYSNS_DATA_DIR"), Some(DATA_DIR));
+    assert_eq!(
+        cc.env.as_ref().expect("env")[0].name,
+        "POD_NAME",
+        "the node id comes from it"
+    );
     assert_eq!(
         env_value(cc, "TINYSNS_CLUSTERS"),
         Some(spec.clusters.to_string().as_str())
@@ -135,7 +149,7 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
         );
         assert_eq!(
             env_value(tc, "TINYSNS_COORDINATOR_HOST"),
-            Some("demo-coordinator.ns1.svc.cluster.local")
+            Some(hosts.join(",").as_str())
         );
         // $(POD_NAME) only expands if POD_NAME is defined before the variable using it.
         assert_eq!(tc.env.as_ref().expect("env")[0].name, "POD_NAME");

@@ -2,15 +2,11 @@
 //! ordinal (POD_NAME), each with its own volume, behind a headless Service.
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy};
-use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, VolumeMount, VolumeResourceRequirements,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use std::collections::BTreeMap;
+use k8s_openapi::api::core::v1::Service;
 
 use super::{
-    COORDINATOR_INTERNAL_PORT, COORDINATOR_PORT, ClusterMembers, DATA_DIR, DATA_VOLUME, Owner, Ports, Role,
-    TSD_INTERNAL_PORT, TSD_PORT, cluster_stateful_set, env, headless_service, log_env, pod_name_env, tinysns_container,
+    ClusterMembers, DATA_DIR, Owner, Ports, Role, TSD_INTERNAL_PORT, TSD_PORT, cluster_stateful_set, coordinator,
+    data_claim, data_mount, env, headless_service, log_env, pod_name_env, tinysns_container,
 };
 use crate::crd::SocialClusterSpec;
 
@@ -23,20 +19,15 @@ pub const PORTS: Ports = Ports {
 /// Environment of a tsd container of cluster `k`. The server id is not set: the binary
 /// derives it from POD_NAME's ordinal (+1), so all pods of the StatefulSet share one template.
 /// The shared security variables are added by `tinysns_container`.
-pub fn container_env(owner: &Owner, k: u32) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+pub fn container_env(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
     let service = owner.tsd_name(k);
+    let [host, port, internal_port] = coordinator::member_env(owner, spec);
     vec![
         pod_name_env(),
         env("TINYSNS_CLUSTER", k.to_string()),
-        env(
-            "TINYSNS_COORDINATOR_HOST",
-            owner.service_host(&owner.coordinator_name()),
-        ),
-        env("TINYSNS_COORDINATOR_PORT", COORDINATOR_PORT.to_string()),
-        env(
-            "TINYSNS_COORDINATOR_INTERNAL_PORT",
-            COORDINATOR_INTERNAL_PORT.to_string(),
-        ),
+        host,
+        port,
+        internal_port,
         env("TINYSNS_PORT", TSD_PORT.to_string()),
         env("TINYSNS_INTERNAL_PORT", TSD_INTERNAL_PORT.to_string()),
         env("TINYSNS_BIND", "0.0.0.0"),
@@ -54,30 +45,16 @@ pub fn container_env(owner: &Owner, k: u32) -> Vec<k8s_openapi::api::core::v1::E
 pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, Service) {
     let name = owner.tsd_name(k);
     let role = Role::Tsd;
-    let mut container = tinysns_container(spec, role, "tsd", PORTS, container_env(owner, k));
-    container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
-        name: DATA_VOLUME.to_owned(),
-        mount_path: DATA_DIR.to_owned(),
-        ..VolumeMount::default()
-    });
+    let mut container = tinysns_container(spec, role, "tsd", PORTS, container_env(owner, spec, k));
+    container.volume_mounts.get_or_insert_with(Vec::new).push(data_mount());
 
-    let claim = PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(DATA_VOLUME.to_owned()),
-            labels: Some(owner.labels(role, Some(k))),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-            storage_class_name: spec.storage.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_owned(), spec.storage.size.clone())])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        ..PersistentVolumeClaim::default()
-    };
+    let claim = data_claim(
+        owner,
+        role,
+        Some(k),
+        spec.storage.size.clone(),
+        spec.storage.storage_class_name.clone(),
+    );
 
     let members = ClusterMembers {
         name: name.clone(),

@@ -181,7 +181,9 @@ async fn create_applies_every_child_then_writes_status() {
     assert_eq!(status.body["status"]["readyClusters"], 0);
     assert_eq!(
         status.body["status"]["coordinatorAddress"],
-        "demo-coordinator.ns1.svc.cluster.local:9000"
+        "demo-coordinator-0.demo-coordinator.ns1.svc.cluster.local:9000,\
+         demo-coordinator-1.demo-coordinator.ns1.svc.cluster.local:9000,\
+         demo-coordinator-2.demo-coordinator.ns1.svc.cluster.local:9000"
     );
 }
 

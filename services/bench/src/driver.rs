@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tinysns_common::auth::Bearer;
+use tinysns_common::backoff::Backoff;
+use tinysns_common::coordinators::{Coordinators, parse_addresses};
 use tinysns_common::proto::coordinator::GetServerRequest;
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
@@ -95,17 +97,20 @@ impl Recorder {
 /// Finds a user's server through the coordinator and hands out connections to it, each
 /// presenting the user's session token.
 pub struct Router {
-    coordinator: CoordinatorClient<Channel>,
+    coordinators: Coordinators<CoordinatorClient<Channel>>,
     pools: Mutex<HashMap<String, Vec<Channel>>>,
     connections: usize,
     tokens: Mutex<HashMap<u64, Bearer>>,
 }
 
 impl Router {
-    pub fn new(coordinator: &str, users: u64) -> Result<Self> {
-        let channel = tinysns_common::grpc::channel(coordinator, Duration::from_secs(1))?;
+    /// `coordinators`: `host:port`, or several comma-separated.
+    pub fn new(coordinators: &str, users: u64) -> Result<Self> {
+        let addresses = parse_addresses(coordinators, 9000).map_err(anyhow::Error::msg)?;
         Ok(Self {
-            coordinator: CoordinatorClient::new(channel),
+            coordinators: Coordinators::connect(&addresses, |address| {
+                tinysns_common::grpc::channel(address, Duration::from_secs(1)).map(CoordinatorClient::new)
+            })?,
             pools: Mutex::new(HashMap::new()),
             connections: users.div_ceil(STREAMS_PER_CONNECTION).clamp(1, 16) as usize,
             tokens: Mutex::new(HashMap::new()),
@@ -131,13 +136,19 @@ impl Router {
     }
 
     async fn resolve_channel(&self, user: u64) -> Result<(String, Channel), tonic::Status> {
-        let mut coordinator = self.coordinator.clone();
-        let mut request = tonic::Request::new(GetServerRequest {
-            user_id: user,
-            username: String::new(),
-        });
-        request.set_timeout(Duration::from_secs(2));
-        let address = coordinator.get_server(request).await?.into_inner().address;
+        let address = self
+            .coordinators
+            .call(|mut coordinator| async move {
+                let mut request = tonic::Request::new(GetServerRequest {
+                    user_id: user,
+                    username: String::new(),
+                });
+                request.set_timeout(Duration::from_secs(2));
+                coordinator.get_server(request).await
+            })
+            .await?
+            .into_inner()
+            .address;
         let channel = {
             let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
             let pool = match pools.get_mut(&address) {
@@ -282,17 +293,15 @@ pub async fn open_timeline(
 impl Actor {
     async fn open(&self, resume_after: u64) -> Option<Stream> {
         let deadline = Instant::now() + REOPEN_FOR;
-        let mut pause = REOPEN_PAUSE;
+        // Jittered: hundreds of users retry at once during a failover, and the first of them
+        // to get through is what the failover figure sees.
+        let mut pause = Backoff::new(REOPEN_PAUSE, REOPEN_MAX_PAUSE);
         loop {
             match open_timeline(&self.router, self.user, resume_after).await {
                 Ok((server, tx, events)) => return Some(Stream { server, tx, events }),
                 Err(status) if Instant::now() < deadline => {
                     tracing::debug!(user = self.user, error = %status, "timeline not open yet, retrying");
-                    // Jittered backoff: hundreds of users retry at once during a failover,
-                    // and the first of them to get through is what the failover figure sees.
-                    let jitter = rand::random::<f64>() + 0.5;
-                    tokio::time::sleep(pause.mul_f64(jitter)).await;
-                    pause = (pause * 2).min(REOPEN_MAX_PAUSE);
+                    tokio::time::sleep(pause.next_delay()).await;
                 }
                 Err(status) => {
                     self.recorder.error(format!(

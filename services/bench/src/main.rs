@@ -112,6 +112,9 @@ struct Cli {
     /// How the started system logs users in (attaching: whatever the system says).
     #[command(flatten)]
     auth: tinysns_common::auth::AuthArgs,
+    /// Coordinators of the started system: 1, or 3 replicating with Raft.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
+    coordinators: u32,
     /// The coordinator's failure timeout (started system only) [default: the coordinator's, 1s].
     #[arg(long)]
     failure_timeout: Option<String>,
@@ -126,6 +129,7 @@ struct Settings {
     attach: Option<String>,
     dir: PathBuf,
     clusters: u32,
+    coordinators: u32,
     servers_per_cluster: u32,
     synchronizers_per_cluster: u32,
     users: u64,
@@ -159,6 +163,7 @@ impl Settings {
             attach: cli.attach.clone(),
             dir,
             clusters: cli.clusters,
+            coordinators: cli.coordinators,
             servers_per_cluster: cli.servers,
             synchronizers_per_cluster: cli.synchronizers,
             users: cli.users.unwrap_or(if q { 60 } else { 1000 }),
@@ -369,11 +374,18 @@ async fn drain(handles: &[UserHandle], recorder: &Recorder, timeout: Duration) -
 
 /// The number of clusters and the auth mode, as the client API tells them.
 async fn system_shape(coordinator: &str) -> Result<(u32, AuthMode)> {
-    let channel = tinysns_common::grpc::channel(coordinator, Duration::from_secs(1))?;
-    let info = CoordinatorClient::new(channel)
-        .get_server(GetServerRequest {
-            user_id: 1,
-            username: String::new(),
+    let addresses = tinysns_common::coordinators::parse_addresses(coordinator, 9000).map_err(anyhow::Error::msg)?;
+    let coordinators = tinysns_common::coordinators::Coordinators::connect(&addresses, |address| {
+        tinysns_common::grpc::channel(address, Duration::from_secs(1)).map(CoordinatorClient::new)
+    })?;
+    let info = coordinators
+        .call(|mut client| async move {
+            client
+                .get_server(GetServerRequest {
+                    user_id: 1,
+                    username: String::new(),
+                })
+                .await
         })
         .await
         .with_context(|| format!("cannot ask the coordinator at {coordinator} for a server"))?
@@ -564,7 +576,9 @@ fn rss_snapshot(topology: Option<&mut Topology>) -> Vec<Rss> {
     let Some(t) = topology else {
         return out;
     };
-    push("coordinator", "coordinator", t.coordinator.pid());
+    for node in &t.coordinators {
+        push("coordinator", &node.process.name, node.process.pid());
+    }
     for m in t.servers.values() {
         push("tsd", &m.process.name, m.process.pid());
     }
@@ -658,6 +672,7 @@ async fn run(cli: Cli) -> Result<()> {
                 tsd_args: Vec::new(),
                 cluster_tsd_args: Default::default(),
                 synchronizer_args: Vec::new(),
+                coordinators: settings.coordinators,
                 tls: false,
             };
             let t = Topology::start(options).await.with_context(|| {

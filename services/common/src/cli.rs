@@ -26,7 +26,8 @@ pub fn ordinal_from_env(pod_name: Option<&str>) -> Result<u32, String> {
 /// where to listen, and the name others reach this member by.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MemberArgs {
-    /// Coordinator host.
+    /// Coordinator host; with several coordinators, all of them, comma-separated, each
+    /// `host` or `host:port` (`c0:9000,c1:9000,c2:9000`).
     #[arg(
         short = 'h',
         long = "coordinator-host",
@@ -34,7 +35,7 @@ pub struct MemberArgs {
         default_value = "127.0.0.1"
     )]
     pub coordinator_host: String,
-    /// Coordinator port.
+    /// Coordinator port (for hosts given without one).
     #[arg(
         short = 'k',
         long = "coordinator-port",
@@ -48,9 +49,18 @@ pub struct MemberArgs {
     /// Host name other processes use to reach this member (the pod's DNS name on Kubernetes).
     #[arg(long, env = "TINYSNS_ADVERTISE_HOST", default_value = "127.0.0.1")]
     pub advertise_host: String,
-    /// Port of the coordinator's internal (member) API; defaults to its port + 20000.
+    /// Port of the coordinators' internal (member) API; defaults to each one's port + 20000.
     #[arg(long, env = "TINYSNS_COORDINATOR_INTERNAL_PORT")]
     pub coordinator_internal_port: Option<u16>,
+    /// The coordinators' internal addresses (`host:port`, comma-separated, in the order of
+    /// --coordinator-host), when their ports do not follow one rule.
+    #[arg(
+        long,
+        env = "TINYSNS_COORDINATOR_INTERNAL_ADDRESSES",
+        value_delimiter = ',',
+        conflicts_with = "coordinator_internal_port"
+    )]
+    pub coordinator_internal_addresses: Vec<String>,
     #[command(flatten)]
     pub secret: SecretArgs,
     #[command(flatten)]
@@ -113,15 +123,25 @@ pub fn warn_if_no_secret(secret: Option<&ClusterSecret>) {
 }
 
 impl MemberArgs {
-    /// `host:port` of the coordinator.
-    pub fn coordinator(&self) -> String {
-        format!("{}:{}", self.coordinator_host, self.coordinator_port)
+    /// `host:port` of each coordinator.
+    pub fn coordinators(&self) -> Result<Vec<String>, String> {
+        crate::coordinators::parse_addresses(&self.coordinator_host, self.coordinator_port)
     }
 
-    /// `host:port` of the coordinator's internal (member) API.
-    pub fn coordinator_internal(&self) -> Result<String, String> {
-        let port = internal_port(self.coordinator_port, self.coordinator_internal_port)?;
-        Ok(format!("{}:{port}", self.coordinator_host))
+    /// `host:port` of each coordinator's internal (member) API.
+    pub fn coordinators_internal(&self) -> Result<Vec<String>, String> {
+        let client = self.coordinators()?;
+        if self.coordinator_internal_addresses.is_empty() {
+            return crate::coordinators::internal_addresses(&client, self.coordinator_internal_port);
+        }
+        if self.coordinator_internal_addresses.len() != client.len() {
+            return Err(format!(
+                "--coordinator-internal-addresses names {} coordinators, --coordinator-host {}",
+                self.coordinator_internal_addresses.len(),
+                client.len()
+            ));
+        }
+        Ok(self.coordinator_internal_addresses.clone())
     }
 
     /// `host:port` this member advertises when it serves on `port`.

@@ -2,7 +2,9 @@
 //! input limits, and the plumbing for logging, health, shutdown and gRPC connections.
 
 pub mod auth;
+pub mod backoff;
 pub mod cli;
+pub mod coordinators;
 pub mod grpc;
 pub mod health;
 pub mod limits;

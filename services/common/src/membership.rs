@@ -9,6 +9,7 @@
 //! anything acts on it, so a restarted member never reports or accepts an older term than
 //! one it already acted on (Raft's rule for `currentTerm`).
 
+use crate::coordinators::Coordinators;
 use crate::grpc::MemberCredentials;
 use crate::proto::coordinator::{HeartbeatRequest, Member, ReplicaId, Role, membership_client::MembershipClient};
 use crate::shutdown::Shutdown;
@@ -223,25 +224,27 @@ impl Membership {
         self.handle.clone()
     }
 
-    /// Heartbeats `me` to the coordinator's internal API at `coordinator` until shutdown,
-    /// presenting `secret` and reporting `progress` so the coordinator promotes only an
-    /// up-to-date slave.
+    /// Heartbeats `me` to the coordinators' internal API at `coordinators` (the leading one
+    /// answers) until shutdown, presenting `secret` and reporting `progress` so the
+    /// coordinator promotes only an up-to-date slave.
     pub async fn run(
         self,
-        coordinator: String,
+        coordinators: Vec<String>,
         secret: MemberCredentials,
         me: Member,
         progress: Arc<Progress>,
         shutdown: Shutdown,
     ) {
-        let channel = match crate::grpc::internal_channel(&coordinator, Duration::from_secs(1), &secret) {
-            Ok(c) => c,
+        let clients = match Coordinators::connect(&coordinators, |address| {
+            crate::grpc::internal_channel(address, Duration::from_secs(1), &secret).map(MembershipClient::new)
+        }) {
+            Ok(clients) => clients,
             Err(error) => {
                 tracing::error!(%error, "cannot heartbeat: bad coordinator address");
                 return;
             }
         };
-        let mut client = MembershipClient::new(channel);
+        let coordinator = coordinators.join(",");
         let mut interval = Duration::from_millis(250);
         let mut reachable = true;
         loop {
@@ -259,9 +262,15 @@ impl Membership {
                 applied_lsn: progress.applied_lsn.load(Ordering::SeqCst),
                 in_sync: crate::lock(&progress.in_sync).clone(),
             };
-            let mut call = tonic::Request::new(request);
-            call.set_timeout(interval * 2);
-            match client.heartbeat(call).await {
+            let timeout = interval * 2;
+            let answer = clients
+                .call(|mut client| {
+                    let mut call = tonic::Request::new(request.clone());
+                    call.set_timeout(timeout);
+                    async move { client.heartbeat(call).await }
+                })
+                .await;
+            match answer {
                 Ok(reply) => {
                     let r = reply.into_inner();
                     if !reachable {

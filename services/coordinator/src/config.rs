@@ -35,6 +35,25 @@ pub struct Config {
     /// lives in memory only (a warning is logged): fine for a throwaway local system.
     #[arg(long, env = "TINYSNS_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// This coordinator's place in `--peers` (0-based). Defaults to the ordinal in POD_NAME
+    /// (a StatefulSet pod `...-coordinator-2` is node 2).
+    #[arg(long, env = "TINYSNS_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// The internal addresses (`host:port`) of every coordinator, the same list, in the same
+    /// order, for each of them. They replicate their decisions with Raft: with 3, losing any
+    /// one is not an outage. Empty: a single coordinator.
+    #[arg(long, env = "TINYSNS_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// How often the leading coordinator heartbeats the others (Raft).
+    #[arg(long, env = "TINYSNS_RAFT_HEARTBEAT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub raft_heartbeat_interval: Duration,
+    /// A coordinator that hears nothing from the leader for between this and twice this
+    /// stands for election (Raft). The leader decides only within this of its last
+    /// confirmation by a quorum.
+    #[arg(long, env = "TINYSNS_RAFT_ELECTION_TIMEOUT", default_value = "400ms", value_parser = parse_duration)]
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub raft_election_timeout: Duration,
     /// Number of clusters users are spread over.
     #[arg(long, env = "TINYSNS_CLUSTERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub clusters: u32,
@@ -58,8 +77,43 @@ impl Config {
         tinysns_common::cli::internal_port(self.port, self.internal_port)
     }
 
+    /// This coordinator's Raft node id and every coordinator's internal address.
+    pub fn raft_peers(&self) -> Result<(u64, Vec<String>), String> {
+        if self.peers.is_empty() {
+            let port = self.resolved_internal_port()?;
+            return Ok((self.node_id.unwrap_or(0), vec![format!("127.0.0.1:{port}")]));
+        }
+        let id = match self.node_id {
+            Some(id) => id,
+            None => u64::from(tinysns_common::cli::ordinal_from_env(
+                std::env::var("POD_NAME").ok().as_deref(),
+            )?),
+        };
+        if id >= self.peers.len() as u64 {
+            return Err(format!(
+                "--node-id {id} is not a place in --peers ({} coordinators)",
+                self.peers.len()
+            ));
+        }
+        Ok((id, self.peers.clone()))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.resolved_internal_port()?;
+        let (_, peers) = self.raft_peers()?;
+        if peers.len() > 1 && self.data_dir.is_none() {
+            return Err(
+                "several coordinators (--peers) need --data-dir: a coordinator that forgets its Raft \
+                 vote and log can break the others' agreement"
+                    .into(),
+            );
+        }
+        if self.raft_election_timeout < self.raft_heartbeat_interval * 3 {
+            return Err(format!(
+                "--raft-election-timeout ({:?}) must be at least three times --raft-heartbeat-interval ({:?})",
+                self.raft_election_timeout, self.raft_heartbeat_interval
+            ));
+        }
         self.secret.load()?;
         self.tls_files.load().map_err(|e| e.to_string())?;
         if self.heartbeat_interval.is_zero() {

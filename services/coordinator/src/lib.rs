@@ -6,5 +6,6 @@
 
 pub mod config;
 pub mod metadata;
+pub mod raft;
 pub mod registry;
 pub mod service;

@@ -1,10 +1,15 @@
 use anyhow::Context;
 use clap::Parser;
+use tinysns_common::grpc::MemberCredentials;
 use tinysns_common::grpc::RequireSecret;
+use tinysns_common::tls::Tls;
 use tinysns_common::tls::with_tls;
 use tinysns_common::{health::Health, shutdown::Shutdown, telemetry};
 use tinysns_coordinator::config::Config;
-use tinysns_coordinator::service::CoordinatorService;
+use tinysns_coordinator::raft::leadership::Leadership;
+use tinysns_coordinator::raft::network::ConsensusService;
+use tinysns_coordinator::raft::node::{self, Timing};
+use tinysns_coordinator::service::{CoordinatorService, Settings};
 
 /// No call to the coordinator takes long; one that does is cut off rather than held forever.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -25,6 +30,14 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     config.internal_port = Some(internal_port);
+    let (node_id, peers) = match config.raft_peers() {
+        Ok(resolved) => resolved,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            std::process::exit(2);
+        }
+    };
+    config.node_id = Some(node_id);
     if config.auth.auth == tinysns_common::auth::AuthMode::Password && secret.is_none() {
         eprintln!(
             "error: --auth password needs a cluster secret (--cluster-secret-file); \
@@ -36,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         tinysns_common::cli::print_config(&config)?;
         return Ok(());
     }
-    telemetry::init("info");
+    telemetry::init("info,openraft=warn");
     tinysns_common::cli::warn_if_no_secret(secret.as_ref());
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -57,7 +70,23 @@ async fn main() -> anyhow::Result<()> {
             "no --data-dir: terms, masters and in-sync sets are kept in memory only; a restart must guess them from heartbeats"
         );
     }
-    let service = CoordinatorService::new(&config).context("cannot load the coordinator's state")?;
+    let credentials = MemberCredentials::new(secret.clone(), tls.as_ref().map(Tls::client));
+    let timing = Timing {
+        heartbeat: config.raft_heartbeat_interval,
+        election_timeout: config.raft_election_timeout,
+    };
+    let (raft, machine) = node::start(node_id, &peers, config.data_dir.as_deref(), timing, credentials)
+        .await
+        .context("cannot start the coordinators' Raft node")?;
+    let leadership = Leadership::new(raft.clone(), config.raft_election_timeout);
+    let confirmer = tokio::spawn(leadership.clone().run(config.raft_heartbeat_interval, shutdown.clone()));
+    let settings = Settings {
+        clusters: config.clusters,
+        auth: config.auth.auth,
+        heartbeat_interval: config.heartbeat_interval,
+        failure_timeout: config.failure_timeout,
+    };
+    let service = CoordinatorService::new(raft.clone(), machine, leadership, settings);
     let detector = tokio::spawn(service.clone().run_failure_detector(shutdown.clone()));
     let (health, health_service) = Health::new().await;
     health.set_ready(true).await;
@@ -70,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
         Some(tls) => (tls.client_api(), tls.internal_api()?),
         None => (None, None),
     };
-    tracing::info!(%addr, %internal_addr, auth = %config.auth.auth, clusters = config.clusters, heartbeat = ?config.heartbeat_interval,
+    tracing::info!(%addr, %internal_addr, node_id, coordinators = peers.len(), auth = %config.auth.auth, clusters = config.clusters, heartbeat = ?config.heartbeat_interval,
         failure_timeout = ?config.failure_timeout, "coordinator listening");
 
     let stop = shutdown.clone();
@@ -78,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         .timeout(CALL_TIMEOUT)
         .layer(tonic::service::InterceptorLayer::new(RequireSecret::new(secret)))
         .add_service(service.clone().into_membership_server())
+        .add_service(ConsensusService::new(raft.clone()))
         .serve_with_incoming_shutdown(tinysns_common::grpc::incoming(internal_listener), async move {
             stop.wait().await
         });
@@ -94,6 +124,10 @@ async fn main() -> anyhow::Result<()> {
     shutdown.trigger();
     served.context("gRPC server failed")?;
     let _ = detector.await;
+    let _ = confirmer.await;
+    if let Err(error) = raft.shutdown().await {
+        tracing::warn!(%error, "Raft did not stop cleanly");
+    }
     tracing::info!("coordinator stopped");
     Ok(())
 }

@@ -1,12 +1,11 @@
 //! What the coordinator has decided and must never forget: per group, the term, the master,
 //! the in-sync set and who a blocked group waits for. Everything else it knows (who is
 //! alive, at which address, how far each log reaches) is rebuilt from heartbeats within one
-//! failure timeout. Decisions are stored before anyone hears of them.
+//! failure timeout. Decisions are committed by the coordinators' Raft group (`raft`) before
+//! anyone hears of them.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
 /// One incarnation of a member: the member id names a place, the incarnation its data.
 /// Incarnation 0 means "not known" (synchronizers, which hold no data).
@@ -43,66 +42,30 @@ pub struct Metadata {
     pub synchronizers: BTreeMap<u32, GroupMeta>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StateFileError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not a coordinator state file: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-}
-
-/// The metadata in a JSON file, replaced atomically (write, fsync, rename, fsync the
-/// directory) so a crash leaves either the old state or the new one.
-#[derive(Debug, Clone)]
-pub struct StateFile {
-    path: PathBuf,
-}
-
-impl StateFile {
-    pub fn in_dir(dir: &Path) -> Self {
-        Self {
-            path: dir.join("coordinator-state.json"),
+impl Metadata {
+    /// The groups of `self` that differ from `before` (groups are never removed).
+    pub fn changed_since(&self, before: &Metadata) -> Metadata {
+        fn diff(now: &BTreeMap<u32, GroupMeta>, before: &BTreeMap<u32, GroupMeta>) -> BTreeMap<u32, GroupMeta> {
+            now.iter()
+                .filter(|(cluster, group)| before.get(cluster) != Some(group))
+                .map(|(cluster, group)| (*cluster, group.clone()))
+                .collect()
+        }
+        Metadata {
+            servers: diff(&self.servers, &before.servers),
+            synchronizers: diff(&self.synchronizers, &before.synchronizers),
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Takes every group `part` names.
+    pub fn merge(&mut self, part: Metadata) {
+        let Metadata { servers, synchronizers } = part;
+        self.servers.extend(servers);
+        self.synchronizers.extend(synchronizers);
     }
 
-    /// The stored metadata; `None` when nothing was stored yet.
-    pub fn load(&self) -> Result<Option<Metadata>, StateFileError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StateFileError::Parse {
-                    path: self.path.clone(),
-                    source,
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateFileError::Read {
-                path: self.path.clone(),
-                source,
-            }),
-        }
-    }
-
-    pub fn save(&self, metadata: &Metadata) -> Result<(), StateFileError> {
-        let write_err = |source| StateFileError::Write {
-            path: self.path.clone(),
-            source,
-        };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(write_err)?;
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(metadata).map_err(|e| write_err(std::io::Error::other(e)))?;
-        let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
-        file.write_all(&bytes).map_err(write_err)?;
-        file.sync_all().map_err(write_err)?;
-        std::fs::rename(&tmp, &self.path).map_err(write_err)?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(write_err)?;
-        Ok(())
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.synchronizers.is_empty()
     }
 }
 
@@ -110,37 +73,45 @@ impl StateFile {
 mod tests {
     use super::*;
 
-    #[test]
-    fn state_round_trips_and_a_missing_file_is_no_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = StateFile::in_dir(&dir.path().join("nested"));
-        assert!(file.load().unwrap().is_none());
-        let mut meta = Metadata::default();
-        meta.servers.insert(
-            2,
-            GroupMeta {
-                term: 7,
-                master: Some(Replica {
-                    member: 1,
-                    incarnation: 99,
-                }),
-                in_sync: [Replica {
-                    member: 2,
-                    incarnation: 5,
-                }]
-                .into(),
-                waiting_for: BTreeSet::new(),
-            },
-        );
-        file.save(&meta).unwrap();
-        assert_eq!(file.load().unwrap(), Some(meta));
+    fn group(term: u64) -> GroupMeta {
+        GroupMeta {
+            term,
+            master: Some(Replica {
+                member: 1,
+                incarnation: 99,
+            }),
+            in_sync: [Replica {
+                member: 2,
+                incarnation: 5,
+            }]
+            .into(),
+            waiting_for: BTreeSet::new(),
+        }
     }
 
     #[test]
-    fn a_corrupt_file_is_an_error_not_an_empty_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = StateFile::in_dir(dir.path());
-        std::fs::write(file.path(), b"{ not json").unwrap();
-        assert!(matches!(file.load(), Err(StateFileError::Parse { .. })));
+    fn a_change_carries_only_the_groups_that_changed_and_merges_back() {
+        let mut before = Metadata::default();
+        before.servers.insert(1, group(3));
+        before.servers.insert(2, group(7));
+        before.synchronizers.insert(1, group(1));
+        let mut after = before.clone();
+        after.servers.get_mut(&2).unwrap().term = 8;
+        after.synchronizers.insert(3, group(1));
+        let part = after.changed_since(&before);
+        assert_eq!(part.servers.keys().collect::<Vec<_>>(), [&2]);
+        assert_eq!(part.synchronizers.keys().collect::<Vec<_>>(), [&3]);
+        assert!(after.changed_since(&after).is_empty());
+        let mut merged = before;
+        merged.merge(part);
+        assert_eq!(merged, after);
+    }
+
+    #[test]
+    fn metadata_round_trips_through_json() {
+        let mut meta = Metadata::default();
+        meta.servers.insert(2, group(7));
+        let text = serde_json::to_string(&meta).unwrap();
+        assert_eq!(serde_json::from_str::<Metadata>(&text).unwrap(), meta);
     }
 }

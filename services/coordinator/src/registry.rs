@@ -279,7 +279,7 @@ impl Registry {
         let claim = (*believed_role == Role::Master && *believed_term > 0).then_some(*believed_term);
         group.place(id, member.incarnation, claim, in_grace);
         if kind == Kind::Server {
-            group.record_in_sync(id, member.incarnation, in_sync);
+            group.record_in_sync(id, member.incarnation, in_sync, in_grace);
         }
         self.changed |= group.changed;
         Ok(self.assignment(kind, cluster, id))
@@ -545,24 +545,39 @@ impl<'a> Group<'a> {
     }
 
     /// The master `(id, incarnation)` says which slaves hold its whole log; only live slaves
-    /// under the incarnation it replicated to count.
-    fn record_in_sync(&mut self, id: u32, incarnation: u64, reported: &[ReplicaId]) {
+    /// under the incarnation it replicated to count. While this registry is new (`in_grace`:
+    /// the coordinator restarted, or another one leads now) a recorded slave it has not heard
+    /// from yet stays in the set even if the master no longer reports it: the master heard
+    /// of no slaves in its first reply and dropped its links, but its writes still wait for
+    /// every recorded slave, so nothing it acknowledges can be missing there.
+    fn record_in_sync(&mut self, id: u32, incarnation: u64, reported: &[ReplicaId], in_grace: bool) {
         if !self.meta.master.is_some_and(|m| m.is(id, incarnation)) {
             return;
         }
         let members = &*self.members;
+        let recorded = &self.meta.in_sync;
         let in_sync: std::collections::BTreeSet<Replica> = reported
             .iter()
             .filter(|r| r.member_id != id)
-            .filter(|r| {
-                members
-                    .get(&r.member_id)
-                    .is_some_and(|a| a.incarnation == r.incarnation)
+            .filter(|r| match members.get(&r.member_id) {
+                Some(alive) => alive.incarnation == r.incarnation,
+                // Not heard from by this registry yet (the coordinator restarted, or another
+                // one leads now): what was recorded stands until it is heard from, or the
+                // master stops reporting it. Never added without being heard from.
+                None => recorded
+                    .iter()
+                    .any(|k| k.member == r.member_id && k.incarnation == r.incarnation),
             })
             .map(|r| Replica {
                 member: r.member_id,
                 incarnation: r.incarnation,
             })
+            .chain(
+                recorded
+                    .iter()
+                    .filter(|r| in_grace && r.member != id && !members.contains_key(&r.member))
+                    .copied(),
+            )
             .collect();
         if in_sync != self.meta.in_sync {
             self.meta.in_sync = in_sync;
@@ -807,7 +822,7 @@ mod tests {
         );
         // The master has not noticed yet and still reports the old incarnation in sync.
         master_beat(&mut r, &server(1, 1), &[2], t1);
-        assert!(r.view(Kind::Server, 1).in_sync.is_empty());
+        assert!(r.metadata().servers[&1].in_sync.is_empty());
         // The master dies: the empty slave must not take over (it would truncate the master's
         // log when it returns).
         let t2 = t0 + Duration::from_millis(900);
@@ -925,6 +940,43 @@ mod tests {
         assert_eq!((m.role, m.term), (Role::Master, 1));
         assert_eq!(r.view(Kind::Server, 1).in_sync, replicas(&[2]));
         assert!(r.take_changed().is_none());
+    }
+
+    #[test]
+    fn a_new_leader_keeps_the_recorded_in_sync_slave_when_the_master_reports_first() {
+        let t0 = Instant::now();
+        let mut r = healthy_pair(t0);
+        let meta = r.take_changed().expect("decisions to store").clone();
+        // Another coordinator takes over from the replicated metadata; the master's heartbeat
+        // reaches it before the slave's.
+        let t1 = t0 + Duration::from_secs(10);
+        let mut r = restored(&meta, t1);
+        master_beat(&mut r, &server(1, 1), &[2], t1);
+        assert_eq!(r.metadata().servers[&1].in_sync, meta.servers[&1].in_sync);
+        assert!(r.take_changed().is_none(), "nothing to record");
+        // The master dies right after: its in-sync slave takes over.
+        for ms in [250, 500, 750, 1000, 1250] {
+            beat(&mut r, &server(1, 2), t1 + Duration::from_millis(ms));
+            r.expire(t1 + Duration::from_millis(ms + 10));
+        }
+        let s = beat(&mut r, &server(1, 2), t1 + Duration::from_millis(1300));
+        assert_eq!((s.role, s.term), (Role::Master, 2));
+        // Even when the master's first report is empty (its first reply listed no slaves, so
+        // it dropped its links), the recorded slave stays until it is heard from.
+        let mut r = restored(&meta, t1);
+        master_beat(&mut r, &server(1, 1), &[], t1);
+        assert_eq!(r.metadata().servers[&1].in_sync, meta.servers[&1].in_sync);
+        beat(&mut r, &server(1, 2), t1 + Duration::from_millis(100));
+        master_beat(&mut r, &server(1, 1), &[], t1 + Duration::from_millis(200));
+        assert!(
+            r.metadata().servers[&1].in_sync.is_empty(),
+            "heard from, and the master counts it out: out"
+        );
+        // A slave the new registry never heard from is not added by a master's report.
+        let mut r = Registry::restore(1, TIMEOUT, t1, Metadata::default());
+        beat(&mut r, &server(1, 1), t1);
+        master_beat(&mut r, &server(1, 1), &[2], t1);
+        assert!(r.metadata().servers[&1].in_sync.is_empty());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The coordinator's gRPC service and its failure detector.
 
-use crate::config::Config;
-use crate::metadata::{StateFile, StateFileError};
+use crate::raft::leadership::{Leadership, NotLeader, Tenure};
+use crate::raft::store::StateMachine;
+use crate::raft::{Command, Raft};
 use crate::registry::{Event, Kind, Registry, RegistryError, Report};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tinysns_common::auth::AuthMode;
 use tinysns_common::limits::canonical_username;
 use tinysns_common::proto::coordinator as pb;
@@ -13,39 +14,43 @@ use tinysns_common::proto::coordinator::membership_server::{Membership, Membersh
 use tinysns_common::shutdown::Shutdown;
 use tonic::{Request, Response, Status};
 
+/// What the service needs besides Raft.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub clusters: u32,
+    pub auth: AuthMode,
+    pub heartbeat_interval: Duration,
+    pub failure_timeout: Duration,
+}
+
+/// The leader's registry, built for one tenure from the replicated metadata.
+struct Decider {
+    tenure: Tenure,
+    registry: Registry,
+}
+
 #[derive(Clone)]
 pub struct CoordinatorService {
-    registry: Arc<Mutex<Registry>>,
-    state: Option<StateFile>,
-    auth: AuthMode,
-    heartbeat_interval_ms: u32,
-    failure_timeout_ms: u32,
+    decider: Arc<tokio::sync::Mutex<Option<Decider>>>,
+    raft: Raft,
+    machine: StateMachine,
+    leadership: Arc<Leadership>,
+    settings: Settings,
+}
+
+fn not_leader(why: NotLeader) -> Status {
+    tinysns_common::coordinators::not_leader_status(why.to_string())
 }
 
 impl CoordinatorService {
-    /// A coordinator that continues from the state stored in `config.data_dir` (or keeps
-    /// its state in memory only, without one).
-    pub fn new(config: &Config) -> Result<Self, StateFileError> {
-        let state = config.data_dir.as_deref().map(StateFile::in_dir);
-        let now = Instant::now();
-        let registry = match state.as_ref().map(StateFile::load).transpose()?.flatten() {
-            Some(metadata) => {
-                tracing::info!(path = %state.as_ref().map(|s| s.path().display().to_string()).unwrap_or_default(), "continuing from the stored state");
-                Registry::restore(config.clusters, config.failure_timeout, now, metadata)
-            }
-            None => Registry::new(config.clusters, config.failure_timeout, now),
-        };
-        if let Some(state) = &state {
-            // Fail at start, not at the first election, if the state cannot be written.
-            state.save(registry.metadata())?;
+    pub fn new(raft: Raft, machine: StateMachine, leadership: Arc<Leadership>, settings: Settings) -> Self {
+        Self {
+            decider: Arc::new(tokio::sync::Mutex::new(None)),
+            raft,
+            machine,
+            leadership,
+            settings,
         }
-        Ok(Self {
-            registry: Arc::new(Mutex::new(registry)),
-            state,
-            auth: config.auth.auth,
-            heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u32,
-            failure_timeout_ms: config.failure_timeout.as_millis() as u32,
-        })
     }
 
     /// The client API (client port).
@@ -58,31 +63,50 @@ impl CoordinatorService {
         MembershipServer::new(self)
     }
 
-    /// Runs `f` on the registry; whatever it decided is stored before anyone hears of it.
-    /// While the state cannot be stored nobody gets an answer (members keep their leases
-    /// until they run out, and retry).
-    fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> Result<T, Status> {
-        // A panic while holding the lock cannot leave the registry half-updated in a way
-        // worse than the heartbeats repair within one interval, so keep serving.
-        let mut guard = tinysns_common::lock(&self.registry);
-        let out = f(&mut guard);
-        log_events(guard.drain_events());
-        let changed = guard.take_changed();
-        if let (Some(state), Some(metadata)) = (&self.state, changed)
-            && let Err(error) = state.save(metadata)
-        {
-            tracing::error!(%error, "cannot store the coordinator's state; answering nobody until it can");
-            guard.mark_changed();
-            return Err(Status::unavailable(format!(
-                "coordinator cannot store its state: {error}"
-            )));
+    /// Runs `f` on the leader's registry; whatever it decided is committed by a quorum of
+    /// coordinators before anyone hears of it. A coordinator that is not the leader (or whose
+    /// lease has lapsed) answers nobody: callers try another.
+    async fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> Result<T, Status> {
+        let mut guard = self.decider.lock().await;
+        let tenure = self.leadership.current().map_err(not_leader)?;
+        if guard.as_ref().map(|d| d.tenure) != Some(tenure) {
+            // A new tenure: continue from what the coordinators agreed on, with a failure
+            // timeout of grace for the masters on record (their leases may still run, and
+            // nobody's heartbeats were heard while this coordinator did not lead).
+            tracing::info!(term = tenure.term, "deciding from the replicated metadata");
+            let registry = Registry::restore(
+                self.settings.clusters,
+                self.settings.failure_timeout,
+                Instant::now(),
+                self.machine.metadata(),
+            );
+            *guard = Some(Decider { tenure, registry });
+        }
+        let Some(decider) = guard.as_mut() else {
+            return Err(Status::internal("no registry"));
+        };
+        let out = f(&mut decider.registry);
+        log_events(decider.registry.drain_events());
+        if let Some(metadata) = decider.registry.take_changed() {
+            let part = metadata.changed_since(&self.machine.metadata());
+            if !part.is_empty()
+                && let Err(error) = self.raft.client_write(Command::Update(part)).await
+            {
+                // Nothing decided in this registry may stand: the next leader (maybe this
+                // coordinator again) continues from what was committed.
+                tracing::error!(%error, "cannot commit the coordinator's decision; answering nobody until a leader can");
+                *guard = None;
+                return Err(Status::unavailable(format!(
+                    "coordinator cannot commit its decision: {error}"
+                )));
+            }
         }
         Ok(out)
     }
 
     /// Runs the failure detector until shutdown: checks twice per heartbeat interval.
     pub async fn run_failure_detector(self, shutdown: Shutdown) {
-        let period = std::time::Duration::from_millis(u64::from(self.heartbeat_interval_ms / 2).max(10));
+        let period = (self.settings.heartbeat_interval / 2).max(Duration::from_millis(10));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = Instant::now();
@@ -101,11 +125,19 @@ impl CoordinatorService {
                             r.forgive(stall);
                         }
                         r.expire(now)
-                    });
+                    }).await;
                 }
                 _ = shutdown.wait() => return,
             }
         }
+    }
+
+    fn heartbeat_interval_ms(&self) -> u32 {
+        u32::try_from(self.settings.heartbeat_interval.as_millis()).unwrap_or(u32::MAX)
+    }
+
+    fn failure_timeout_ms(&self) -> u32 {
+        u32::try_from(self.settings.failure_timeout.as_millis()).unwrap_or(u32::MAX)
     }
 }
 
@@ -179,13 +211,15 @@ impl Coordinator for CoordinatorService {
             let name = canonical_username(&request.username).map_err(|e| Status::invalid_argument(e.to_string()))?;
             Some(name)
         };
-        let (found, clusters) = self.with_registry(|r| {
-            let found = match &username {
-                Some(name) => r.server_for_username(name),
-                None => r.server_for_user(request.user_id),
-            };
-            (found, r.clusters())
-        })?;
+        let (found, clusters) = self
+            .with_registry(|r| {
+                let found = match &username {
+                    Some(name) => r.server_for_username(name),
+                    None => r.server_for_user(request.user_id),
+                };
+                (found, r.clusters())
+            })
+            .await?;
         let (cluster, master, term) = found.map_err(to_status)?;
         Ok(Response::new(pb::ServerInfo {
             cluster_id: cluster,
@@ -193,7 +227,7 @@ impl Coordinator for CoordinatorService {
             address: master.address,
             term,
             clusters,
-            auth: self.auth.to_proto() as i32,
+            auth: self.settings.auth.to_proto() as i32,
         }))
     }
 }
@@ -213,7 +247,9 @@ impl Membership for CoordinatorService {
             applied_lsn: req.applied_lsn,
             in_sync: req.in_sync,
         };
-        let (assignment, clusters) = self.with_registry(|r| (r.heartbeat(&report, Instant::now()), r.clusters()))?;
+        let (assignment, clusters) = self
+            .with_registry(|r| (r.heartbeat(&report, Instant::now()), r.clusters()))
+            .await?;
         let a = assignment.map_err(to_status)?;
         Ok(Response::new(pb::HeartbeatReply {
             role: a.role as i32,
@@ -222,8 +258,8 @@ impl Membership for CoordinatorService {
             master: a.master,
             slaves: a.slaves,
             clusters,
-            heartbeat_interval_ms: self.heartbeat_interval_ms,
-            failure_timeout_ms: self.failure_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms(),
+            failure_timeout_ms: self.failure_timeout_ms(),
             in_sync: a.in_sync,
         }))
     }
@@ -235,16 +271,20 @@ impl Membership for CoordinatorService {
                 return Err(Status::invalid_argument(format!("cluster {cluster} does not exist")));
             }
             Ok(Response::new(view(r, cluster)))
-        })?
+        })
+        .await?
     }
 
     async fn list_clusters(
         &self,
         _: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersReply>, Status> {
-        Ok(Response::new(self.with_registry(|r| pb::ListClustersReply {
-            clusters: r.clusters(),
-            views: (1..=r.clusters()).map(|c| view(r, c)).collect(),
-        })?))
+        Ok(Response::new(
+            self.with_registry(|r| pb::ListClustersReply {
+                clusters: r.clusters(),
+                views: (1..=r.clusters()).map(|c| view(r, c)).collect(),
+            })
+            .await?,
+        ))
     }
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tinysns_common::auth::AuthMode;
+use tinysns_common::coordinators::Coordinators;
 use tinysns_common::grpc::MemberCredentials;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::coordinator::{ClusterView, ListClustersRequest};
@@ -65,6 +66,8 @@ pub struct Options {
     pub tsd_args: Vec<String>,
     /// Extra flags for the tsds of one cluster (e.g. a skewed clock).
     pub cluster_tsd_args: BTreeMap<u32, Vec<String>>,
+    /// How many coordinators replicate their decisions (Raft); 1 for a single one.
+    pub coordinators: u32,
     /// Extra flags for every synchronizer (e.g. `--amqp-queue-type quorum`).
     pub synchronizer_args: Vec<String>,
     /// Every listener and channel over TLS, with certificates of a private CA made per run.
@@ -92,9 +95,18 @@ impl Options {
             tsd_args: Vec::new(),
             cluster_tsd_args: BTreeMap::new(),
             synchronizer_args: Vec::new(),
+            coordinators: 1,
             tls: false,
         }
     }
+}
+
+pub struct CoordinatorNode {
+    pub process: Process,
+    pub port: u16,
+    pub internal_port: u16,
+    /// Its plaintext health port (with `Options::tls`).
+    pub health_port: Option<u16>,
 }
 
 pub struct Member {
@@ -110,11 +122,8 @@ pub struct Topology {
     pub rabbit: Option<RabbitMq>,
     pub amqp_url: String,
     pub namespace: String,
-    pub coordinator_port: u16,
-    pub coordinator_internal_port: u16,
-    /// The coordinator's plaintext health port (with `Options::tls`).
-    pub coordinator_health_port: Option<u16>,
-    pub coordinator: Process,
+    /// The coordinators (one unless `Options::coordinators` asks for more), node id = index.
+    pub coordinators: Vec<CoordinatorNode>,
     /// The cluster secret every member reads from `secret_file`.
     pub secret: ClusterSecret,
     pub secret_file: PathBuf,
@@ -128,8 +137,74 @@ pub struct Topology {
     pub synchronizers: BTreeMap<u32, Member>,
 }
 
-fn coordinator_data_dir(dir: &std::path::Path) -> PathBuf {
-    dir.join("coordinator")
+fn coordinator_data_dir(dir: &std::path::Path, node: usize) -> PathBuf {
+    dir.join(format!("coordinator-{node}"))
+}
+
+/// `127.0.0.1:p1,127.0.0.1:p2,...`
+fn hosts(ports: impl Iterator<Item = u16>) -> String {
+    ports.map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+}
+
+/// The coordinators' processes, one per (client port, internal port); with several, each
+/// knows the others as Raft peers.
+fn lay_out_coordinators(
+    options: &Options,
+    ports: &[(u16, u16)],
+    secret_arg: &str,
+    tls_args: &[String],
+    bins: &std::path::Path,
+    log: &dyn Fn(&str) -> PathBuf,
+) -> Result<Vec<CoordinatorNode>, StackError> {
+    let peers = hosts(ports.iter().map(|(_, internal)| *internal));
+    let mut nodes = Vec::new();
+    for (i, &(port, internal_port)) in ports.iter().enumerate() {
+        let mut args = strings(&[
+            "-p",
+            &port.to_string(),
+            "--internal-port",
+            &internal_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--clusters",
+            &options.clusters.to_string(),
+            "--cluster-secret-file",
+            secret_arg,
+            "--auth",
+            &options.auth.to_string(),
+            "--data-dir",
+            &coordinator_data_dir(&options.dir, i).display().to_string(),
+        ]);
+        if ports.len() > 1 {
+            args.extend(strings(&["--peers", &peers, "--node-id", &i.to_string()]));
+        }
+        args.extend(tls_args.iter().cloned());
+        // With TLS on its client port, the coordinator answers health checks in plaintext on
+        // a port of their own, as probes on Kubernetes need.
+        let health_port = if options.tls { Some(free_port()?) } else { None };
+        if let Some(p) = health_port {
+            args.extend(strings(&["--health-port", &p.to_string()]));
+        }
+        if let Some(h) = &options.heartbeat_interval {
+            args.extend(strings(&["--heartbeat-interval", h]));
+        }
+        if let Some(f) = &options.failure_timeout {
+            args.extend(strings(&["--failure-timeout", f]));
+        }
+        let name = if ports.len() > 1 {
+            format!("coordinator-{i}")
+        } else {
+            "coordinator".to_string()
+        };
+        let process = Process::new(&name, bins.join("coordinator"), args, Vec::new(), log(&name));
+        nodes.push(CoordinatorNode {
+            process,
+            port,
+            internal_port,
+            health_port,
+        });
+    }
+    Ok(nodes)
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -185,47 +260,16 @@ impl Topology {
                 free_port()
             }
         };
-        let coordinator_port = port(9000)?;
-        let coordinator_internal_port = internal(coordinator_port)?;
-        let mut args = strings(&[
-            "-p",
-            &coordinator_port.to_string(),
-            "--internal-port",
-            &coordinator_internal_port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--clusters",
-            &options.clusters.to_string(),
-            "--cluster-secret-file",
-            &secret_arg,
-            "--auth",
-            &options.auth.to_string(),
-            "--data-dir",
-            &coordinator_data_dir(&options.dir).display().to_string(),
-        ]);
-        args.extend(tls_args.iter().cloned());
-        // With TLS on its client port, the coordinator answers health checks in plaintext on
-        // a port of their own, as probes on Kubernetes need.
-        let coordinator_health_port = if options.tls { Some(free_port()?) } else { None };
-        if let Some(p) = coordinator_health_port {
-            args.extend(strings(&["--health-port", &p.to_string()]));
-        }
-        if let Some(h) = &options.heartbeat_interval {
-            args.extend(strings(&["--heartbeat-interval", h]));
-        }
-        if let Some(f) = &options.failure_timeout {
-            args.extend(strings(&["--failure-timeout", f]));
-        }
-        let coordinator = Process::new(
-            "coordinator",
-            bins.join("coordinator"),
-            args,
-            Vec::new(),
-            log("coordinator"),
-        );
-        let coord = coordinator_port.to_string();
-        let coord_internal = coordinator_internal_port.to_string();
-
+        let coordinators = (0..options.coordinators.clamp(1, 9))
+            .map(|i| {
+                // Classic: 9000, then downwards (9001 and up are the synchronizers').
+                let client_port = port(9000 - i as u16)?;
+                Ok((client_port, internal(client_port)?))
+            })
+            .collect::<Result<Vec<(u16, u16)>, StackError>>()?;
+        let coordinators = lay_out_coordinators(&options, &coordinators, &secret_arg, &tls_args, &bins, &log)?;
+        let coordinator_hosts = hosts(coordinators.iter().map(|c| c.port));
+        let coordinator_internal = hosts(coordinators.iter().map(|c| c.internal_port));
         let mut servers = BTreeMap::new();
         for cluster in 1..=options.clusters {
             for server in 1..=options.servers_per_cluster {
@@ -238,11 +282,9 @@ impl Topology {
                     "-s",
                     &server.to_string(),
                     "-h",
-                    "127.0.0.1",
-                    "-k",
-                    &coord,
-                    "--coordinator-internal-port",
-                    &coord_internal,
+                    &coordinator_hosts,
+                    "--coordinator-internal-addresses",
+                    &coordinator_internal,
                     "-p",
                     &p.to_string(),
                     "--internal-port",
@@ -280,11 +322,9 @@ impl Topology {
             let p = port(classic_synchronizer_port(id))?;
             let args = strings(&[
                 "-h",
-                "127.0.0.1",
-                "-k",
-                &coord,
-                "--coordinator-internal-port",
-                &coord_internal,
+                &coordinator_hosts,
+                "--coordinator-internal-addresses",
+                &coordinator_internal,
                 "-p",
                 &p.to_string(),
                 "-i",
@@ -326,10 +366,7 @@ impl Topology {
             rabbit,
             amqp_url,
             namespace,
-            coordinator_port,
-            coordinator_internal_port,
-            coordinator_health_port,
-            coordinator,
+            coordinators,
             secret,
             secret_file,
             certs,
@@ -348,7 +385,9 @@ impl Topology {
 
     /// Starts every service process that is not running.
     pub fn start_services(&mut self) -> Result<(), StackError> {
-        self.coordinator.start()?;
+        for node in &mut self.coordinators {
+            node.process.start()?;
+        }
         for member in self.servers.values_mut().chain(self.synchronizers.values_mut()) {
             member.process.start()?;
         }
@@ -360,14 +399,36 @@ impl Topology {
         for member in self.synchronizers.values_mut().chain(self.servers.values_mut()) {
             member.process.stop(Duration::from_secs(10));
         }
-        self.coordinator.stop(Duration::from_secs(10));
+        for node in &mut self.coordinators {
+            node.process.stop(Duration::from_secs(10));
+        }
         if let Some(rabbit) = self.rabbit.as_mut() {
             rabbit.stop();
         }
     }
 
+    /// Every coordinator's client address, comma-separated (what `tsc -h` takes).
     pub fn coordinator_address(&self) -> String {
-        format!("127.0.0.1:{}", self.coordinator_port)
+        hosts(self.coordinators.iter().map(|c| c.port))
+    }
+
+    /// The coordinator that leads right now (the one answering the members' API).
+    pub async fn leading_coordinator(&self) -> Option<usize> {
+        for (i, node) in self.coordinators.iter().enumerate() {
+            let address = format!("127.0.0.1:{}", node.internal_port);
+            let channel = tinysns_common::grpc::internal_channel(
+                &address,
+                Duration::from_millis(500),
+                &self.member_credentials(),
+            )
+            .ok()?;
+            let mut call = tonic::Request::new(ListClustersRequest {});
+            call.set_timeout(Duration::from_secs(1));
+            if MembershipClient::new(channel).list_clusters(call).await.is_ok() {
+                return Some(i);
+            }
+        }
+        None
     }
 
     pub fn server(&mut self, cluster: u32, server: u32) -> &mut Process {
@@ -411,9 +472,12 @@ impl Topology {
         }
     }
 
-    /// `host:port` of the coordinator's members' API.
-    pub fn coordinator_internal_address(&self) -> String {
-        format!("127.0.0.1:{}", self.coordinator_internal_port)
+    /// `host:port` of each coordinator's members' API.
+    pub fn coordinator_internal_addresses(&self) -> Vec<String> {
+        self.coordinators
+            .iter()
+            .map(|c| format!("127.0.0.1:{}", c.internal_port))
+            .collect()
     }
 
     /// What members present on internal calls.
@@ -435,21 +499,28 @@ impl Topology {
     /// How clients reach the system (the coordinator's address, and TLS if it uses it).
     pub fn connection(&self) -> Connection {
         Connection {
-            coordinator: self.coordinator_address(),
+            coordinators: self
+                .coordinators
+                .iter()
+                .map(|c| format!("127.0.0.1:{}", c.port))
+                .collect(),
             tls: self.client_tls(false),
         }
     }
 
     pub async fn views(&self) -> Result<Vec<ClusterView>, StackError> {
-        let channel = tinysns_common::grpc::internal_channel(
-            &self.coordinator_internal_address(),
-            Duration::from_millis(500),
-            &self.member_credentials(),
-        )
+        let credentials = self.member_credentials();
+        let coordinators = Coordinators::connect(&self.coordinator_internal_addresses(), |address| {
+            tinysns_common::grpc::internal_channel(address, Duration::from_millis(500), &credentials)
+                .map(MembershipClient::new)
+        })
         .map_err(|e| StackError::Coordinator(e.to_string()))?;
-        let mut client = MembershipClient::new(channel);
-        let reply = client
-            .list_clusters(ListClustersRequest {})
+        let reply = coordinators
+            .call(|mut client| async move {
+                let mut call = tonic::Request::new(ListClustersRequest {});
+                call.set_timeout(Duration::from_secs(2));
+                client.list_clusters(call).await
+            })
             .await
             .map_err(|s| StackError::Coordinator(s.message().to_string()))?;
         Ok(reply.into_inner().views)
@@ -544,9 +615,9 @@ impl Topology {
             .collect()
     }
 
-    /// Where the coordinator stores what it decided.
-    pub fn coordinator_data_dir(&self) -> PathBuf {
-        coordinator_data_dir(&self.options.dir)
+    /// Where coordinator `node` stores what it decided.
+    pub fn coordinator_data_dir(&self, node: usize) -> PathBuf {
+        coordinator_data_dir(&self.options.dir, node)
     }
 
     pub fn server_data_dir(&self, cluster: u32, server: u32) -> PathBuf {
@@ -567,7 +638,6 @@ impl Topology {
                 rabbit.log().display()
             ));
         }
-        let coordinator_port = self.coordinator_port;
         let line = |p: &mut Process, port: u16| {
             let state = if p.is_running() { "running" } else { "STOPPED" };
             format!(
@@ -578,7 +648,9 @@ impl Topology {
                 p.log_path().display()
             )
         };
-        lines.push(line(&mut self.coordinator, coordinator_port));
+        for node in &mut self.coordinators {
+            lines.push(line(&mut node.process, node.port));
+        }
         for m in self.servers.values_mut().chain(self.synchronizers.values_mut()) {
             lines.push(line(&mut m.process, m.port));
         }

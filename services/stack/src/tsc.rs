@@ -14,15 +14,16 @@ pub struct Tsc {
 }
 
 impl Tsc {
-    /// `tsc -u <user>` (the classic login, open mode).
-    pub fn start(coordinator_port: u16, user: u64) -> std::io::Result<Self> {
-        Self::start_with(coordinator_port, &["-u", &user.to_string()], &[])
+    /// `tsc -u <user>` (the classic login, open mode) with the coordinators at `hosts`
+    /// (`-h`: `host:port`, comma-separated).
+    pub fn start(hosts: &str, user: u64) -> std::io::Result<Self> {
+        Self::start_with(hosts, &["-u", &user.to_string()], &[])
     }
 
-    /// tsc with `args` after the coordinator's address, and `env` set (e.g. the password).
-    pub fn start_with(coordinator_port: u16, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Self> {
+    /// tsc with `args` after the coordinators' addresses, and `env` set (e.g. the password).
+    pub fn start_with(hosts: &str, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Self> {
         let mut child = Command::new(crate::bin_dir().join("tsc"))
-            .args(["-h", "127.0.0.1", "-k", &coordinator_port.to_string()])
+            .args(["-h", hosts])
             .args(args)
             .env_remove("TINYSNS_PASSWORD")
             .envs(env.iter().copied())

@@ -256,7 +256,8 @@ async fn one_username_registered_concurrently_everywhere_makes_exactly_one_accou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tsc_registers_logs_in_and_changes_passwords() {
     let t = start_with("tsc-accounts", |o| o.synchronizers_per_cluster = 1).await;
-    let port = t.coordinator_port;
+    let port = t.coordinator_address();
+    let port = port.as_str();
     let env = [("TINYSNS_PASSWORD", PASSWORD)];
     let mut alice = Tsc::start_with(port, &["--register", "-u", "alice"], &env).unwrap();
     alice.wait_for("Cmd> ", 1, Duration::from_secs(20)).unwrap();

@@ -248,7 +248,8 @@ async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tsc_binary_behaves_like_the_classic_client() {
     let t = start_with("tsc", |o| o.auth = AuthMode::Open).await;
-    let port = t.coordinator_port;
+    let port = t.coordinator_address();
+    let port = port.as_str();
     // Users 2 and 3 exist first.
     for user in [2, 3] {
         let (code, _) = Tsc::start(port, user).unwrap().finish(Duration::from_secs(10));
@@ -335,7 +336,9 @@ async fn tsc_binary_behaves_like_the_classic_client() {
 
     // No coordinator there: the classic failure line.
     let dead = tinysns_stack::free_port().unwrap();
-    let (code, out) = Tsc::start(dead, 1).unwrap().finish(Duration::from_secs(10));
+    let (code, out) = Tsc::start(&format!("127.0.0.1:{dead}"), 1)
+        .unwrap()
+        .finish(Duration::from_secs(10));
     assert_eq!(out, "connection failed: -1\n");
     assert_eq!(code, Some(1));
 }

@@ -46,7 +46,7 @@ async fn every_process_restarted_and_nothing_lost() {
     t.stop_all();
     // Also lose what the coordinator decided: the terms must come back from the servers'
     // own durable record and never go backwards.
-    std::fs::remove_dir_all(t.coordinator_data_dir()).unwrap();
+    std::fs::remove_dir_all(t.coordinator_data_dir(0)).unwrap();
     t.start_broker().await.unwrap();
     t.start_services().unwrap();
     t.wait_ready(Duration::from_secs(30)).await.unwrap();
@@ -202,11 +202,11 @@ async fn a_master_cut_off_from_the_coordinator_stops_serving_reads() {
     raw.list(ListRequest::default()).await.expect("the master serves LIST");
     // The coordinator stops answering: the master's lease runs out within a failure timeout,
     // and by then another master could have been made. It must stop answering reads.
-    t.coordinator.pause();
+    t.coordinators[0].process.pause();
     let refused = eventually!("the master to refuse reads", Duration::from_secs(5), async {
         raw.list(ListRequest::default()).await.err()
     });
-    t.coordinator.resume();
+    t.coordinators[0].process.resume();
     assert!(tinysns_common::grpc::is_retryable(&refused), "{refused:?}");
     eventually!("the master to serve again", Duration::from_secs(5), async {
         raw.list(ListRequest::default()).await.ok()
@@ -267,4 +267,101 @@ async fn a_slave_that_stops_answering_leaves_the_in_sync_set_and_writes_go_on() 
             (texts(&history) == want).then_some(())
         }
     );
+}
+
+/// Posts `text` as `user`, reopening the timeline while the system answers with retryable
+/// errors; returns how long the acknowledgement took.
+async fn post_through(user: &mut tinysns_stack::client::User, text: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let attempt = async {
+            let mut timeline = user.timeline(0).await?;
+            timeline.post(text).await
+        };
+        match attempt.await {
+            Ok(ack) if ack.status == Code::Success as i32 => return started.elapsed(),
+            Ok(ack) => panic!("{text:?} refused: {ack:?}"),
+            Err(status) if tinysns_common::grpc::is_retryable(&status) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "{text:?} not acknowledged for 10 s: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("{text:?} failed: {status:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_leading_coordinator_is_not_an_outage() {
+    let mut t = start_with("coordinator-ha", |o| {
+        o.coordinators = 3;
+        o.clusters = 2;
+        o.synchronizers_per_cluster = 1;
+    })
+    .await;
+    let (mut u1, mut u2) = (login(&t, 1).await, login(&t, 2).await);
+    until_known(&mut u1, &[2]).await;
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
+    let masters = |views: &[tinysns_common::proto::coordinator::ClusterView]| -> Vec<(u64, Option<u32>)> {
+        views
+            .iter()
+            .map(|v| (v.term, v.master.as_ref().map(|m| m.member_id)))
+            .collect()
+    };
+    let before = masters(&t.views().await.unwrap());
+    let mut written = Vec::new();
+    for round in 0..2 {
+        let leader = t.leading_coordinator().await.expect("a leading coordinator");
+        t.coordinators[leader].process.kill();
+        let killed = Instant::now();
+        // Writes go on while the other two elect a leader among themselves.
+        let mut slowest = Duration::ZERO;
+        for i in 0..4 {
+            let text = format!("round {round} post {i}");
+            slowest = slowest.max(post_through(&mut u2, &text).await);
+            written.push(text);
+        }
+        let next = eventually!("another coordinator to lead", Duration::from_secs(10), async {
+            t.leading_coordinator().await.filter(|l| *l != leader)
+        });
+        println!(
+            "coordinator {leader} killed; coordinator {next} leads after {:?}; slowest post {slowest:?}",
+            killed.elapsed()
+        );
+        // The new leader continued from what the coordinators agreed on: once the members'
+        // heartbeats reach it, it shows the same masters under the same terms.
+        eventually!(
+            "the masters to report to the new leader",
+            Duration::from_secs(10),
+            async {
+                let now = masters(&t.views().await.ok()?);
+                assert!(
+                    now.iter()
+                        .zip(&before)
+                        .all(|(n, b)| n.0 == b.0 && (n.1.is_none() || n.1 == b.1)),
+                    "round {round}: a master was replaced: {before:?} -> {now:?}"
+                );
+                (now == before).then_some(())
+            }
+        );
+        t.coordinators[leader]
+            .process
+            .start()
+            .expect("the coordinator restarts");
+    }
+    // A master killed now is replaced by the current leader with nothing lost.
+    let old = t.master_server(2).await.expect("cluster 2 has a master");
+    t.server(2, old).kill();
+    post_through(&mut u2, "after the master failover").await;
+    written.push("after the master failover".to_string());
+    let new = t.master_server(2).await.expect("cluster 2 has a new master");
+    assert_ne!(new, old);
+    let want: Vec<String> = written.iter().rev().cloned().collect();
+    eventually!("every acknowledged post in the follower's timeline", DELIVERY, async {
+        (texts(&u1.timeline(0).await.ok()?.history) == want).then_some(())
+    });
+    let after = t.views().await.unwrap();
+    assert!(after.iter().zip(&before).all(|(a, b)| a.term >= b.0), "terms went back");
 }

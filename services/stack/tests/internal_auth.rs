@@ -178,7 +178,7 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
             assert_eq!(code(subscribe), expected, "{name} Subscribe, {how}");
         }
     }
-    for (how, channel, expected) in outsiders(t.coordinator_port, t.coordinator_internal_port) {
+    for (how, channel, expected) in outsiders(t.coordinators[0].port, t.coordinators[0].internal_port) {
         let mut members = MembershipClient::new(channel);
         let beat = members.heartbeat(hijack(1 << 40, 9, "evil.example:1")).await;
         assert_eq!(code(beat), expected, "Heartbeat, {how}");
@@ -222,7 +222,7 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
         (0, vec![0]),
         "post in another cluster's user's name"
     );
-    let mut members = MembershipClient::new(member(t.coordinator_internal_port));
+    let mut members = MembershipClient::new(member(t.coordinators[0].internal_port));
     let near_max = members.heartbeat(hijack(u64::MAX - 1, 9, "evil.example:1")).await;
     assert_eq!(code(near_max), Code::InvalidArgument, "term near u64::MAX");
     let moved = members.heartbeat(hijack(1, master, "evil.example:1")).await;

@@ -43,7 +43,7 @@ async fn the_system_runs_over_tls_and_refuses_plaintext_and_certificateless_peer
 
     // A caller with the secret and the CA but no certificate of its own: refused by mutual TLS.
     let no_certificate = MemberCredentials::new(Some(t.secret.clone()), t.client_tls(false));
-    let address = format!("127.0.0.1:{}", t.coordinator_internal_port);
+    let address = format!("127.0.0.1:{}", t.coordinators[0].internal_port);
     let channel = internal_channel(&address, Duration::from_secs(1), &no_certificate).unwrap();
     let refused = MembershipClient::new(channel)
         .list_clusters(ListClustersRequest {})
@@ -56,7 +56,7 @@ async fn the_system_runs_over_tls_and_refuses_plaintext_and_certificateless_peer
     assert_eq!(views.unwrap().into_inner().clusters, 3);
 
     // Kubernetes-style health checks, in plaintext on their own port.
-    let port = t.coordinator_health_port.expect("a health port with TLS");
+    let port = t.coordinators[0].health_port.expect("a health port with TLS");
     let channel = tinysns_common::grpc::channel(&format!("127.0.0.1:{port}"), Duration::from_secs(1)).unwrap();
     let health = tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest { service: String::new() })

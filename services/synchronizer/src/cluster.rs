@@ -1,6 +1,7 @@
 //! Finding this cluster's tsd master through the coordinator's members' API.
 
 use std::time::Duration;
+use tinysns_common::coordinators::{Coordinators, CoordinatorsError};
 use tinysns_common::grpc::{InternalChannel, MemberCredentials, internal_channel};
 use tinysns_common::proto::coordinator::GetClusterRequest;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
@@ -8,20 +9,17 @@ use tinysns_common::proto::internal::change_feed_client::ChangeFeedClient;
 
 #[derive(Clone)]
 pub struct ClusterLink {
-    coordinator: MembershipClient<InternalChannel>,
+    coordinators: Coordinators<MembershipClient<InternalChannel>>,
     secret: MemberCredentials,
     pub cluster: u32,
 }
 
 impl ClusterLink {
-    pub fn new(
-        coordinator: &str,
-        secret: MemberCredentials,
-        cluster: u32,
-    ) -> Result<Self, tinysns_common::grpc::AddressError> {
-        let channel = internal_channel(coordinator, Duration::from_secs(1), &secret)?;
+    pub fn new(coordinators: &[String], secret: MemberCredentials, cluster: u32) -> Result<Self, CoordinatorsError> {
         Ok(Self {
-            coordinator: MembershipClient::new(channel),
+            coordinators: Coordinators::connect(coordinators, |address| {
+                internal_channel(address, Duration::from_secs(1), &secret).map(MembershipClient::new)
+            })?,
             secret,
             cluster,
         })
@@ -29,11 +27,16 @@ impl ClusterLink {
 
     /// A change-feed client on the cluster's current tsd master (its internal API).
     pub async fn master(&self) -> Result<ChangeFeedClient<InternalChannel>, tonic::Status> {
-        let mut call = tonic::Request::new(GetClusterRequest {
-            cluster_id: self.cluster,
-        });
-        call.set_timeout(Duration::from_secs(2));
-        let view = self.coordinator.clone().get_cluster(call).await?.into_inner();
+        let cluster_id = self.cluster;
+        let view = self
+            .coordinators
+            .call(|mut client| async move {
+                let mut call = tonic::Request::new(GetClusterRequest { cluster_id });
+                call.set_timeout(Duration::from_secs(2));
+                client.get_cluster(call).await
+            })
+            .await?
+            .into_inner();
         let master = view
             .master
             .ok_or_else(|| tonic::Status::unavailable(format!("cluster {} has no live server", self.cluster)))?;

@@ -62,8 +62,8 @@ pub struct Args {
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub id: u32,
-    /// The coordinator's members' API (the synchronizer needs nothing else of it).
-    pub coordinator_internal: String,
+    /// The coordinators' members' API (the synchronizer needs nothing else of them).
+    pub coordinators_internal: Vec<String>,
     pub cluster_secret_file: Option<std::path::PathBuf>,
     #[serde(skip)]
     pub secret: Option<tinysns_common::secret::ClusterSecret>,
@@ -122,7 +122,7 @@ impl Args {
         let port = self.port.unwrap_or_else(|| topology::classic_synchronizer_port(id));
         Ok(Config {
             id,
-            coordinator_internal: self.member.coordinator_internal()?,
+            coordinators_internal: self.member.coordinators_internal()?,
             cluster_secret_file: self.member.secret.cluster_secret_file.clone(),
             secret: match (self.member.secret.load()?, self.auth.auth) {
                 (None, tinysns_common::auth::AuthMode::Password) => {

@@ -13,6 +13,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
 use lapin::types::FieldTable;
 use std::time::Duration;
+use tinysns_common::backoff::Backoff;
 use tinysns_common::proto::internal::{ApplyRemoteRequest, RemoteChange};
 use tinysns_common::secret::ClusterSecret;
 use tinysns_common::shutdown::Shutdown;
@@ -195,7 +196,7 @@ fn refuses_content(status: &tonic::Status) -> bool {
 /// Retries until tsd has stored the changes (following master changes), we stop, or tsd
 /// has refused them for their content [`MAX_REFUSALS`] times.
 async fn apply(link: &ClusterLink, changes: &[RemoteChange], stop: &Shutdown) -> Applied {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     let mut refusals = 0;
     loop {
         let attempt = async {
@@ -212,17 +213,16 @@ async fn apply(link: &ClusterLink, changes: &[RemoteChange], stop: &Shutdown) ->
                 if refusals >= MAX_REFUSALS {
                     return Applied::Refused(status);
                 }
-                tracing::warn!(error = %status.message(), refusals, retry_in = ?backoff, "tsd refuses remote changes");
+                tracing::warn!(error = %status.message(), refusals, "tsd refuses remote changes");
             }
             Err(status) => {
-                tracing::warn!(error = %status.message(), retry_in = ?backoff, "cannot apply remote changes yet");
+                tracing::warn!(error = %status.message(), "cannot apply remote changes yet");
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = stop.wait() => return Applied::Stopped,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 

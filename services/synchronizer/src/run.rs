@@ -8,6 +8,7 @@ use crate::config::{Config, mask_password};
 use crate::{consumer, publisher};
 use anyhow::Context;
 use std::time::Duration;
+use tinysns_common::backoff::Backoff;
 use tinysns_common::grpc::MemberCredentials;
 use tinysns_common::health::Health;
 use tinysns_common::membership::{Membership, Progress};
@@ -55,7 +56,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         incarnation: 0,
     };
     tokio::spawn(membership.run(
-        config.coordinator_internal.clone(),
+        config.coordinators_internal.clone(),
         MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client)),
         me,
         Progress::new(0),
@@ -100,7 +101,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 /// Syncs until `stop`, reconnecting after any failure.
 async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
     let link = match ClusterLink::new(
-        &config.coordinator_internal,
+        &config.coordinators_internal,
         MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client)),
         cluster,
     ) {
@@ -110,17 +111,17 @@ async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
             return;
         }
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     while !stop.is_triggered() {
         match session(&config, &link, clusters, &stop).await {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(()) => backoff.reset(),
             Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "sync interrupted");
+                let retry_in = backoff.next_delay();
+                tracing::warn!(%error, ?retry_in, "sync interrupted");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(retry_in) => {}
                     _ = stop.wait() => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -12,7 +12,8 @@ use tokio::io::{AsyncBufReadExt, BufReader, Stdin};
 #[derive(Debug, Parser)]
 #[command(name = "tsc", version, about = "tinysns client", disable_help_flag = true)]
 struct Args {
-    /// Coordinator host.
+    /// Coordinator host; with several coordinators, all of them, comma-separated, each
+    /// `host` or `host:port`.
     #[arg(
         short = 'h',
         long = "coordinator-host",
@@ -20,7 +21,7 @@ struct Args {
         default_value = "127.0.0.1"
     )]
     host: String,
-    /// Coordinator port.
+    /// Coordinator port (for hosts given without one).
     #[arg(
         short = 'k',
         long = "coordinator-port",
@@ -134,9 +135,13 @@ async fn main() {
         tls_ca: args.tls_ca.clone(),
         ..TlsArgs::default()
     };
-    let connection = match tls.load() {
-        Ok(tls) => Connection {
-            coordinator: format!("{}:{}", args.host, args.port),
+    let loaded = tls.load().map_err(|e| e.to_string()).and_then(|tls| {
+        let coordinators = tinysns_common::coordinators::parse_addresses(&args.host, args.port)?;
+        Ok((coordinators, tls))
+    });
+    let connection = match loaded {
+        Ok((coordinators, tls)) => Connection {
+            coordinators,
             tls: tls.map(|t| t.client()),
         },
         Err(problem) => {

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 use tinysns_common::auth::{AuthMode, Bearer};
+use tinysns_common::backoff::Backoff;
+use tinysns_common::coordinators::Coordinators;
 use tinysns_common::grpc::{is_retryable, secure_channel};
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
@@ -27,18 +29,19 @@ const ATTACH_WAIT: Duration = Duration::from_secs(2);
 /// A client of the current master that presents the session token on every call.
 pub type Client = SocialServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// Where the coordinator is, and the TLS (if any) the coordinator and the servers are
-/// reached with.
+/// Where the coordinators are (`host:port` each; the leading one answers), and the TLS (if
+/// any) the coordinators and the servers are reached with.
 #[derive(Clone, Debug)]
 pub struct Connection {
-    pub coordinator: String,
+    pub coordinators: Vec<String>,
     pub tls: Option<ClientTlsConfig>,
 }
 
 impl From<&str> for Connection {
-    fn from(coordinator: &str) -> Self {
+    /// `host:port`, or several comma-separated.
+    fn from(coordinators: &str) -> Self {
         Self {
-            coordinator: coordinator.to_string(),
+            coordinators: coordinators.split(',').map(|a| a.trim().to_string()).collect(),
             tls: None,
         }
     }
@@ -90,7 +93,7 @@ impl Listing {
 }
 
 pub struct Session {
-    coordinator: CoordinatorClient<Channel>,
+    coordinators: Coordinators<CoordinatorClient<Channel>>,
     tls: Option<ClientTlsConfig>,
     credentials: Credentials,
     pub user: u64,
@@ -111,16 +114,18 @@ impl Session {
         credentials: Credentials,
         patience: Duration,
     ) -> Result<Self, ConnectError> {
-        let Connection { coordinator, tls } = connection.into();
-        let coordinator = secure_channel(&coordinator, CONNECT_TIMEOUT, tls.as_ref())
-            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let Connection { coordinators, tls } = connection.into();
+        let coordinators = Coordinators::connect(&coordinators, |address| {
+            secure_channel(address, CONNECT_TIMEOUT, tls.as_ref()).map(CoordinatorClient::new)
+        })
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (current, watcher) = watch::channel(None);
         let user = match &credentials {
             Credentials::Open(id) => *id,
             Credentials::Password { .. } => 0,
         };
         let mut session = Self {
-            coordinator: CoordinatorClient::new(coordinator),
+            coordinators,
             tls,
             credentials,
             user,
@@ -155,9 +160,14 @@ impl Session {
                 username: String::new(),
             },
         };
-        let mut call = tonic::Request::new(request);
-        call.set_timeout(Duration::from_secs(2));
-        let info = self.coordinator.get_server(call).await;
+        let info = self
+            .coordinators
+            .call(|mut client| {
+                let mut call = tonic::Request::new(request.clone());
+                call.set_timeout(Duration::from_secs(2));
+                async move { client.get_server(call).await }
+            })
+            .await;
         info.map(tonic::Response::into_inner).map_err(|s| match s.code() {
             tonic::Code::InvalidArgument => ConnectError::Refused {
                 status: Code::FailureInvalidUsername,
@@ -202,13 +212,13 @@ impl Session {
 
     /// [`Self::attach`], retried with backoff until `deadline` while no server can take us.
     async fn attach_until(&mut self, deadline: Instant) -> Result<Client, ConnectError> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
         loop {
+            let delay = backoff.next_delay();
             match self.attach().await {
-                Err(ConnectError::Unreachable(why)) if Instant::now() + backoff < deadline => {
+                Err(ConnectError::Unreachable(why)) if Instant::now() + delay < deadline => {
                     tracing::debug!(error = %why, "no server for the user yet, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    tokio::time::sleep(delay).await;
                 }
                 other => return other,
             }

@@ -74,9 +74,9 @@ pub struct Args {
 pub struct Config {
     pub cluster: u32,
     pub server: u32,
-    pub coordinator: String,
-    /// The coordinator's members' API.
-    pub coordinator_internal: String,
+    pub coordinators: Vec<String>,
+    /// The coordinators' members' API.
+    pub coordinators_internal: Vec<String>,
     pub port: u16,
     pub bind: String,
     pub advertise: String,
@@ -136,8 +136,8 @@ impl Args {
         Ok(Config {
             cluster: self.cluster,
             server,
-            coordinator: self.member.coordinator(),
-            coordinator_internal: self.member.coordinator_internal()?,
+            coordinators: self.member.coordinators()?,
+            coordinators_internal: self.member.coordinators_internal()?,
             port,
             advertise: self.member.advertise(port),
             bind: self.member.bind.clone(),

@@ -14,6 +14,7 @@ use crate::feed::Tail;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tinysns_common::backoff::Backoff;
 use tinysns_common::proto::internal::{LogEntry, change, log_entry};
 use tokio::sync::mpsc;
 
@@ -166,17 +167,17 @@ impl Fanout {
     /// Routes entries as they are committed, for as long as the server runs.
     pub async fn run(self, mut tail: Tail) {
         self.state().position = tail.cursor();
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         loop {
             match tail.next().await {
                 Ok(entries) => {
-                    backoff = Duration::from_millis(50);
+                    backoff.reset();
                     self.route(&entries);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "fan-out cannot read the log");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    let retry_in = backoff.next_delay();
+                    tracing::warn!(%error, ?retry_in, "fan-out cannot read the log");
+                    tokio::time::sleep(retry_in).await;
                 }
             }
         }

@@ -90,7 +90,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         incarnation: identity.incarnation,
     };
     tokio::spawn(membership.run(
-        config.coordinator_internal.clone(),
+        config.coordinators_internal.clone(),
         credentials,
         me,
         progress.clone(),

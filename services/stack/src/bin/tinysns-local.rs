@@ -29,6 +29,10 @@ struct Args {
     /// Ports chosen by the OS instead of the classic layout (9000, 10000.., 5672).
     #[arg(long)]
     free_ports: bool,
+    /// Coordinators: 1, or 3 (or 5) that replicate their decisions with Raft, so that
+    /// killing one is not an outage.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
+    coordinators: u32,
     /// Heartbeat interval handed to every member.
     #[arg(long)]
     heartbeat_interval: Option<String>,
@@ -56,11 +60,13 @@ async fn main() -> anyhow::Result<()> {
         tsd_args: Vec::new(),
         cluster_tsd_args: Default::default(),
         synchronizer_args: Vec::new(),
+        coordinators: args.coordinators,
         tls: false,
     };
     println!(
-        "Starting tinysns ({} accounts): {} clusters x {} servers x {} synchronizers, data and logs in {}",
+        "Starting tinysns ({} accounts): {} coordinator(s), {} clusters x {} servers x {} synchronizers, data and logs in {}",
         args.auth.auth,
+        args.coordinators,
         args.clusters,
         args.servers,
         args.synchronizers,
@@ -78,17 +84,17 @@ async fn main() -> anyhow::Result<()> {
         .context("the system did not come up")?;
     print_status(&mut topology).await;
     let tsc = tinysns_stack::bin_dir().join("tsc");
-    let (tsc, port) = (tsc.display(), topology.coordinator_port);
+    let (tsc, hosts) = (tsc.display(), topology.coordinator_address());
     match args.auth.auth {
         tinysns_common::auth::AuthMode::Password => {
             println!("\nReady. Create an account, then log in with it (tsc asks for the password):");
-            println!("  {tsc} -h 127.0.0.1 -k {port} --register -u alice");
-            println!("  {tsc} -h 127.0.0.1 -k {port} -u alice");
+            println!("  {tsc} -h {hosts} --register -u alice");
+            println!("  {tsc} -h {hosts} -u alice");
             println!("(scripts can set TINYSNS_PASSWORD or pass --password-file)");
         }
         tinysns_common::auth::AuthMode::Open => {
             println!("\nReady. Connect a client (one per user; users 1, 2, 3 live in clusters 1, 2, 3):");
-            println!("  {tsc} -h 127.0.0.1 -k {port} -u 1");
+            println!("  {tsc} -h {hosts} -u 1");
         }
     }
     println!("The cluster secret is in {}.", topology.secret_file.display());

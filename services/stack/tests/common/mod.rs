@@ -57,7 +57,8 @@ pub async fn login(t: &Topology, user: u64) -> User {
 
 /// The real `tsc` logged in as user `k` (its account, in password mode; its id, in open mode).
 pub async fn tsc_for(t: &Topology, k: u64) -> Tsc {
-    let port = t.coordinator_port;
+    let port = t.coordinator_address();
+    let port = port.as_str();
     match t
         .credentials(k)
         .await
@@ -77,7 +78,7 @@ pub fn tsc_as(t: &Topology, k: u64, extra: &[&str]) -> Tsc {
     let name = t.name(k);
     let args: Vec<&str> = ["-u", name.as_str()].into_iter().chain(extra.iter().copied()).collect();
     Tsc::start_with(
-        t.coordinator_port,
+        &t.coordinator_address(),
         &args,
         &[("TINYSNS_PASSWORD", tinysns_stack::accounts::PASSWORD)],
     )

@@ -8,6 +8,7 @@ use crate::reader::Reader;
 use crate::store;
 use std::sync::Arc;
 use std::time::Duration;
+use tinysns_common::backoff::Backoff;
 use tinysns_common::grpc::{InternalChannel, MemberCredentials, internal_channel};
 use tinysns_common::proto::coordinator::Member;
 use tinysns_common::proto::internal::AppendRequest;
@@ -103,7 +104,7 @@ enum Failure {
 
 impl Shipper {
     async fn run(mut self, mut goal: watch::Receiver<Goal>) {
-        let mut retry = RETRY_FIRST;
+        let mut retry = Backoff::new(RETRY_FIRST, RETRY_MAX);
         let mut warned = false;
         loop {
             let want = *goal.borrow_and_update();
@@ -117,7 +118,7 @@ impl Shipper {
             }
             match self.step(want, view).await {
                 Ok(next) => {
-                    retry = RETRY_FIRST;
+                    retry.reset();
                     if warned {
                         tracing::info!(slave = view.replica.0, "slave reachable again");
                         warned = false;
@@ -133,8 +134,7 @@ impl Shipper {
                         tracing::warn!(slave = view.replica.0, %why, "slave unreachable; retrying");
                         warned = true;
                     }
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(RETRY_MAX);
+                    tokio::time::sleep(retry.next_delay()).await;
                 }
             }
         }

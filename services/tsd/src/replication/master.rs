@@ -140,7 +140,7 @@ impl Replicator {
             return;
         }
         let end = self.progress.applied_lsn.load(Ordering::SeqCst);
-        self.refresh_links(&view.assignment.slaves);
+        self.refresh_links(&view.assignment.slaves, &view.assignment.in_sync);
         self.set_goal(view.term, end, false);
         self.admit();
         if self.feed.committed() < end && self.replicate(view.term, end).await.is_ok() {
@@ -161,7 +161,7 @@ impl Replicator {
                 self.step_down();
                 return Err(format!("no longer master of term {term}"));
             }
-            self.refresh_links(&view.assignment.slaves);
+            self.refresh_links(&view.assignment.slaves, &view.assignment.in_sync);
             if !view.has_lease() {
                 let since = *lease_lost_at.get_or_insert_with(Instant::now);
                 if since.elapsed() > view.assignment.failure_timeout * 2 {
@@ -272,14 +272,20 @@ impl Replicator {
         self.progress.set_in_sync(Vec::new());
     }
 
-    /// One link per slave in the coordinator's view, under its current incarnation.
-    fn refresh_links(&mut self, slaves: &[Member]) {
+    /// One link per slave in the coordinator's view, under its current incarnation. A link
+    /// to a slave the coordinator does not list but still records as in sync stays: a
+    /// coordinator that just took over has not heard from every slave yet, and dropping the
+    /// slave here would shrink the in-sync set for nothing (the coordinator drops dead
+    /// slaves from its record, and then the link goes).
+    fn refresh_links(&mut self, slaves: &[Member], recorded: &[ReplicaId]) {
         let before = self.proposed.len();
-        self.links.retain(|id, link| {
-            slaves
-                .iter()
-                .any(|s| s.member_id == *id && s.internal_address == link.address && s.incarnation == link.replica.1)
-        });
+        self.links
+            .retain(|id, link| match slaves.iter().find(|s| s.member_id == *id) {
+                Some(s) => s.internal_address == link.address && s.incarnation == link.replica.1,
+                None => recorded
+                    .iter()
+                    .any(|r| r.member_id == *id && r.incarnation == link.replica.1),
+            });
         let links = &self.links;
         self.proposed
             .retain(|r| links.get(&r.0).is_some_and(|l| l.replica == *r));
