@@ -160,6 +160,23 @@ pub struct FailoverTiming {
     pub acked_in_cluster_after_kill: u64,
 }
 
+/// The longest stretch, in any one cluster (by its users' home), without an acknowledged
+/// write of the failover phase, among the stretches that reach past `killed_at`.
+pub fn longest_write_gap(graph: &Graph, acks: &[AckRecord], killed_at: Instant) -> Option<f64> {
+    let mut by_cluster: std::collections::BTreeMap<u32, Vec<Instant>> = std::collections::BTreeMap::new();
+    for a in acks.iter().filter(|a| a.ok && a.phase == Phase::Failover) {
+        by_cluster.entry(graph.cluster_of(a.author)).or_default().push(a.acked);
+    }
+    by_cluster
+        .values_mut()
+        .filter_map(|times| {
+            times.sort_unstable();
+            times.windows(2).filter(|w| w[1] > killed_at).map(|w| w[1] - w[0]).max()
+        })
+        .max()
+        .map(|d| d.as_secs_f64() * 1e3)
+}
+
 fn port_of(address: &str) -> Option<u16> {
     address.rsplit_once(':')?.1.parse().ok()
 }
@@ -216,6 +233,31 @@ mod tests {
             ok: true,
             server: Arc::from(server),
         }
+    }
+
+    #[test]
+    fn the_longest_write_gap_is_the_worst_cluster_after_the_kill() {
+        // Users 1, 2, 3 live in clusters 1, 2, 3.
+        let graph = Graph::build(3, 3, 1, 1.0, 1);
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let at = |author, when| ack(when, author, Phase::Failover, t, t + ms(when), "a:1");
+        let acks = vec![
+            // Cluster 1: a 900 ms gap before the kill (at 1000) does not count; 300 after.
+            at(1, 0),
+            at(1, 900),
+            at(1, 1200),
+            at(1, 1500),
+            // Cluster 2: 700 ms across the kill.
+            at(2, 800),
+            at(2, 1500),
+            // Cluster 3: steady; another phase's gap is ignored.
+            at(3, 990),
+            at(3, 1010),
+            ack(99, 3, Phase::Latency, t, t + ms(9000), "a:1"),
+        ];
+        assert_eq!(longest_write_gap(&graph, &acks, t + ms(1000)), Some(700.0));
+        assert_eq!(longest_write_gap(&graph, &[], t), None);
     }
 
     #[test]

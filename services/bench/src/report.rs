@@ -143,6 +143,8 @@ pub struct FailoverReport {
     pub skipped: Option<String>,
     pub cluster: Option<u32>,
     pub killed: Option<String>,
+    /// The longest stretch, in any cluster, without an acknowledged write around the kill.
+    pub longest_write_gap_any_cluster_ms: Option<f64>,
     #[serde(flatten)]
     pub timing: Option<FailoverTiming>,
     pub floor_ms: f64,

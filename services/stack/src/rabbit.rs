@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RabbitError {
@@ -18,6 +19,8 @@ pub enum RabbitError {
     Process(#[from] ProcessError),
     #[error("RabbitMQ did not accept AMQP connections on port {port} within {waited:?}; log tail:\n{log}")]
     NotReady { port: u16, waited: Duration, log: String },
+    #[error("rabbitmqctl {args}: {why}")]
+    Ctl { args: String, why: String },
 }
 
 pub struct RabbitMq {
@@ -25,6 +28,8 @@ pub struct RabbitMq {
     /// The TLS (amqps) port, when the broker has one.
     pub tls_port: Option<u16>,
     process: Process,
+    /// What `rabbitmqctl` needs to reach this node (its name, and HOME for the cookie).
+    ctl_env: Vec<(String, String)>,
 }
 
 impl RabbitMq {
@@ -83,6 +88,11 @@ impl RabbitMq {
             ("RABBITMQ_FEATURE_FLAGS_FILE".to_string(), s(&dir.join("feature_flags"))),
             ("RABBITMQ_PID_FILE".to_string(), s(&dir.join("rabbitmq.pid"))),
         ];
+        let ctl_env = env
+            .iter()
+            .filter(|(k, _)| k == "HOME" || k == "RABBITMQ_NODENAME")
+            .cloned()
+            .collect();
         let process = Process::new(
             "rabbitmq",
             PathBuf::from(SERVER),
@@ -94,6 +104,7 @@ impl RabbitMq {
             port,
             tls_port,
             process,
+            ctl_env,
         })
     }
 
@@ -109,6 +120,23 @@ impl RabbitMq {
             Some(port) => format!("amqps://guest:guest@localhost:{port}/%2f"),
             None => self.url(),
         }
+    }
+
+    /// Runs `rabbitmqctl <args>` against this broker (e.g. to raise a resource alarm).
+    pub fn ctl(&self, args: &[&str]) -> Result<String, RabbitError> {
+        let failed = |why: String| RabbitError::Ctl {
+            args: args.join(" "),
+            why,
+        };
+        let out = std::process::Command::new(CTL)
+            .args(args)
+            .envs(self.ctl_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .map_err(|e| failed(e.to_string()))?;
+        if !out.status.success() {
+            return Err(failed(String::from_utf8_lossy(&out.stderr).into_owned()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Starts the broker and waits until it accepts AMQP connections.

@@ -17,7 +17,12 @@ enum Fault {
     KillMasterTsd,
     PauseMasterTsd,
     BrokerOutage,
+    BrokerMemoryAlarm,
     CoordinatorRestart,
+    /// With 3 coordinators: the leading one killed, then (under the new leader) a master tsd.
+    CoordinatorLeaderThenMaster,
+    /// Master and slave of a cluster killed -9 at once, restarted in an order the seed picks.
+    BothReplicasKilled,
     WipeReplica,
     WipeSlaveThenKillMaster,
     KillMasterSynchronizer,
@@ -37,7 +42,13 @@ fn log(started: Instant, what: &str) {
 async fn scenario(name: &str, fault: Fault) {
     let seed = seed();
     println!("scenario {name}: fault {fault:?}, seed {seed}");
-    let mut t = start_with(name, |o| o.broker = Broker::Private).await;
+    let mut t = start_with(name, |o| {
+        o.broker = Broker::Private;
+        if matches!(fault, Fault::CoordinatorLeaderThenMaster) {
+            o.coordinators = 3;
+        }
+    })
+    .await;
     let started = Instant::now();
     let workload = Workload::start(&t, 2, seed, Duration::from_millis(40))
         .await
@@ -50,7 +61,7 @@ async fn scenario(name: &str, fault: Fault) {
         started,
         &format!("injecting {fault:?} in cluster {cluster} after {before} acknowledged posts"),
     );
-    inject(&mut t, fault, cluster, started).await;
+    inject(&mut t, fault, cluster, seed, started).await;
     log(started, "fault over; workload continues");
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Generous: a broker outage leaves a backlog, and CI machines are slow. The check stops
@@ -92,7 +103,7 @@ async fn scenario(name: &str, fault: Fault) {
     log(started, "invariants hold");
 }
 
-async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) {
+async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started: Instant) {
     match fault {
         Fault::KillMasterTsd => {
             let master = t.master_server(cluster).await.expect("a master");
@@ -149,12 +160,34 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) 
             t.start_broker().await.expect("broker restarts");
             log(started, "RabbitMQ restarted");
         }
+        Fault::BrokerMemoryAlarm => {
+            let rabbit = t.rabbit.as_ref().expect("a private broker");
+            // A one-byte high watermark: the broker raises its memory alarm at once and blocks
+            // every publishing connection (consumers go on).
+            rabbit
+                .ctl(&["set_vm_memory_high_watermark", "absolute", "1"])
+                .expect("rabbitmqctl raises the alarm");
+            log(started, "RabbitMQ memory alarm raised for 8 s");
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            rabbit
+                .ctl(&["set_vm_memory_high_watermark", "0.4"])
+                .expect("rabbitmqctl clears the alarm");
+            log(started, "RabbitMQ memory alarm cleared");
+            // Every cluster posts under the workload, so every master synchronizer published
+            // into the alarm.
+            let master = t.master_synchronizer(cluster).await.expect("a master synchronizer");
+            let told = std::fs::read_to_string(t.synchronizer(master).log_path()).unwrap_or_default();
+            assert!(
+                told.contains("the broker blocks publishing"),
+                "synchronizer {master} of cluster {cluster} never heard connection.blocked"
+            );
+        }
         Fault::CoordinatorRestart => {
             let before = t.views().await.unwrap();
-            t.coordinator.kill();
+            t.coordinators[0].process.kill();
             log(started, "coordinator killed (kill -9) for 2 s");
             tokio::time::sleep(Duration::from_secs(2)).await;
-            t.coordinator.start().expect("restart");
+            t.coordinators[0].process.start().expect("restart");
             tokio::time::sleep(Duration::from_secs(2)).await;
             let after = t.views().await.unwrap();
             for (b, a) in before.iter().zip(&after) {
@@ -167,6 +200,56 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, started: Instant) 
                 );
             }
             log(started, "coordinator restarted; every master kept its role and term");
+        }
+        Fault::CoordinatorLeaderThenMaster => {
+            let leader = t.leading_coordinator().await.expect("a leading coordinator");
+            t.coordinators[leader].process.kill();
+            log(started, &format!("leading coordinator {leader} killed (kill -9)"));
+            let next = eventually!("another coordinator to lead", Duration::from_secs(15), async {
+                t.leading_coordinator().await.filter(|l| *l != leader)
+            });
+            log(started, &format!("coordinator {next} leads"));
+            // The new leader lists a master once that master's heartbeat reaches it.
+            let master = eventually!(
+                "the master to report to the new leader",
+                Duration::from_secs(10),
+                async { t.master_server(cluster).await }
+            );
+            t.server(cluster, master).kill();
+            log(
+                started,
+                &format!("killed tsd {cluster}/{master} (kill -9) under the new leader"),
+            );
+            wait_new_master(t, cluster, master).await;
+            log(started, "slave promoted by the new leader");
+            t.coordinators[leader].process.start().expect("restart");
+            t.server(cluster, master).start().expect("restart");
+            log(started, "the killed coordinator and tsd restarted");
+        }
+        Fault::BothReplicasKilled => {
+            let master = t.master_server(cluster).await.expect("a master");
+            let slave = if master == 1 { 2 } else { 1 };
+            t.server(cluster, master).kill();
+            t.server(cluster, slave).kill();
+            let (first, second) = if seed.is_multiple_of(2) {
+                (master, slave)
+            } else {
+                (slave, master)
+            };
+            log(
+                started,
+                &format!(
+                    "tsd {cluster}/{master} (master) and {cluster}/{slave} killed at once; {cluster}/{first} returns first"
+                ),
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            t.server(cluster, first).start().expect("restart");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            t.server(cluster, second).start().expect("restart");
+            eventually!("the cluster to have a master", Duration::from_secs(15), async {
+                t.master_server(cluster).await
+            });
+            log(started, "both back; the cluster has a master");
         }
         Fault::WipeReplica => {
             let master = t.master_server(cluster).await.expect("a master");
@@ -237,6 +320,21 @@ async fn paused_master_is_fenced_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_outage_under_load() {
     scenario("fault-broker", Fault::BrokerOutage).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_leader_then_master_killed_under_load() {
+    scenario("fault-coordinator-leader", Fault::CoordinatorLeaderThenMaster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_replicas_killed_at_once_under_load() {
+    scenario("fault-both-replicas", Fault::BothReplicasKilled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_memory_alarm_under_load() {
+    scenario("fault-broker-alarm", Fault::BrokerMemoryAlarm).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

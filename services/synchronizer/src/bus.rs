@@ -183,6 +183,30 @@ pub fn properties(changes: &[RemoteChange], body: &[u8], secret: Option<&Cluster
         .with_headers(signature(body, secret))
 }
 
+/// Logs what the broker says about `connection` for as long as it lasts. A resource alarm
+/// (memory or disk) makes the broker send `connection.blocked`: lapin then stops sending,
+/// publishes and their confirms wait (nothing is confirmed early, nothing is lost, the
+/// change feed is read no further), and `connection.unblocked` ends the wait. Consuming goes
+/// on meanwhile, so other clusters' changes keep arriving here.
+pub async fn watch_connection(events: impl futures_util::Stream<Item = lapin::Event> + Unpin) {
+    use futures_util::StreamExt;
+    let mut events = events;
+    let mut blocked_since: Option<std::time::Instant> = None;
+    while let Some(event) = events.next().await {
+        match event {
+            lapin::Event::ConnectionBlocked(reason) => {
+                blocked_since.get_or_insert_with(std::time::Instant::now);
+                tracing::warn!(%reason, "the broker blocks publishing (resource alarm); changes wait here until it clears");
+            }
+            lapin::Event::ConnectionUnblocked => {
+                let waited = blocked_since.take().map(|since| since.elapsed());
+                tracing::info!(?waited, "the broker accepts publishing again");
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Connects to `url`; an `amqps://` broker is checked against the system's CAs and `ca`.
 async fn connect(url: &str, ca: Option<&str>) -> Result<Connection, BusError> {
     let properties = ConnectionProperties::default().with_connection_name("tinysns-synchronizer".into());

@@ -140,11 +140,13 @@ async fn session(config: &Config, link: &ClusterLink, clusters: u32, stop: &Shut
     )
     .await?;
     tracing::info!(amqp = %mask_password(&config.amqp_url), "connected to RabbitMQ");
+    let watcher = tokio::spawn(bus::watch_connection(Box::pin(conn.events_listener())));
     let tag = format!("tinysns-synchronizer-{}", config.id);
     let result = tokio::select! {
         r = publisher::publish(link, &publish, &names, config.secret.as_ref(), stop) => r,
         r = consumer::consume(link, &consume, &names, config.secret.as_ref(), &tag, stop) => r,
     };
+    watcher.abort();
     // Closing returns unacknowledged deliveries to the queue for the next consumer.
     let _ = conn.close(200, "synchronizer stopping".into()).await;
     result

@@ -302,13 +302,14 @@ mod tests {
         let tx = conn.transaction().unwrap();
         let lsn = store::last_lsn(&tx).unwrap() + 1;
         let outcome = match decide(&tx, &command).unwrap() {
-            Decision::Write { kind, .. } => {
+            Decision::Write { kind, origin } => {
+                let (origin_cluster, origin_lsn) = origin.map_or((2, lsn), |o| (o.cluster, o.lsn));
                 let entry = LogEntry {
                     lsn,
                     term: 1,
                     timestamp_ms: 1_000,
-                    origin_cluster: 2,
-                    origin_lsn: lsn,
+                    origin_cluster,
+                    origin_lsn,
                     kind: Some(kind),
                     hlc: 0,
                 };
@@ -407,6 +408,68 @@ mod tests {
         run(&mut c, session(2, 2, 5_000));
         assert_eq!(store::session(&c, &[1; 32]).unwrap(), None);
         assert!(store::session(&c, &[2; 32]).unwrap().is_some());
+    }
+
+    /// A change cluster 3 made at its `lsn`.
+    fn remote(lsn: u64, kind: change::Kind) -> Command {
+        Command::Remote(RemoteChange {
+            origin_cluster: 3,
+            origin_lsn: lsn,
+            timestamp_ms: 1_000,
+            change: Some(Change { kind: Some(kind) }),
+            hlc: 0,
+        })
+    }
+
+    fn follow(follower: u64, followee: u64, following: bool) -> change::Kind {
+        change::Kind::Follow(FollowChanged {
+            follower,
+            followee,
+            following,
+        })
+    }
+
+    #[test]
+    fn a_redelivered_remote_change_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        let user = change::Kind::User(tinysns_common::proto::internal::UserCreated {
+            user_id: 3,
+            username: String::new(),
+        });
+        let post = change::Kind::Post(PostCreated {
+            author: 3,
+            post_id: 77,
+            text: "hello".into(),
+            author_name: String::new(),
+        });
+        for (lsn, kind) in [(1, user), (2, post)] {
+            assert!(matches!(run(&mut c, remote(lsn, kind.clone())), Outcome::Written(_)));
+            // The bus redelivers it (a consumer died before its ack): nothing changes.
+            assert_eq!(run(&mut c, remote(lsn, kind)), Outcome::Unchanged(None));
+        }
+        assert_eq!(store::last_lsn(&c).unwrap(), 2, "two entries, not four");
+        assert!(store::post_seq(&c, 3, 77).unwrap().is_some());
+    }
+
+    #[test]
+    fn remote_follows_arriving_out_of_order_end_in_the_origins_last_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        // Cluster 3 had 3 follow 1 (lsn 5), then unfollow (lsn 7); the unfollow arrives first
+        // (a batch redelivered after a newer one).
+        assert!(matches!(
+            run(&mut c, remote(7, follow(3, 1, false))),
+            Outcome::Written(_)
+        ));
+        assert_eq!(run(&mut c, remote(5, follow(3, 1, true))), Outcome::Unchanged(None));
+        assert_eq!(store::follow_state(&c, 3, 1).unwrap().map(|(on, _)| on), Some(false));
+        // A newer follow (lsn 9) still applies.
+        assert!(matches!(
+            run(&mut c, remote(9, follow(3, 1, true))),
+            Outcome::Written(_)
+        ));
+        assert_eq!(store::follow_state(&c, 3, 1).unwrap(), Some((true, 9)));
     }
 
     #[test]
