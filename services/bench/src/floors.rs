@@ -57,8 +57,10 @@ pub async fn measure(coordinator: &str, amqp_url: Option<&str>, dir: &Path, size
     })
 }
 
-async fn grpc(coordinator: &str, sizes: Sizes) -> Result<(Summary, f64)> {
-    let channel = tinysns_common::grpc::channel(coordinator, Duration::from_secs(1))?;
+async fn grpc(coordinators: &str, sizes: Sizes) -> Result<(Summary, f64)> {
+    // Every coordinator serves health, leader or not: the first one will do.
+    let addresses = tinysns_common::coordinators::parse_addresses(coordinators, 9000).map_err(anyhow::Error::msg)?;
+    let channel = tinysns_common::grpc::channel(&addresses[0], Duration::from_secs(1))?;
     let client = HealthClient::new(channel);
     let check = |mut client: HealthClient<tonic::transport::Channel>| async move {
         client

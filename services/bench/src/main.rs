@@ -712,6 +712,7 @@ async fn run(cli: Cli) -> Result<()> {
                 cluster_tsd_args: Default::default(),
                 synchronizer_args: Vec::new(),
                 coordinators: settings.coordinators,
+                partitionable: false,
                 tls: false,
             };
             let t = Topology::start(options).await.with_context(|| {
@@ -926,16 +927,19 @@ async fn run(cli: Cli) -> Result<()> {
         .collect();
     let failover_report = match &failover {
         Some(fo) => {
-            let timing = analysis::failover(&graph, &acks, fo.cluster, fo.port, fo.at);
+            // A master's failover is timed in its cluster; a coordinator's, across all.
+            let timing = (settings.failover_kill == KillTarget::Master)
+                .then(|| analysis::failover(&graph, &acks, fo.cluster, fo.port, fo.at));
             FailoverReport {
                 skipped: None,
-                cluster: Some(fo.cluster),
+                cluster: timing.is_some().then_some(fo.cluster),
                 killed: Some(fo.killed.clone()),
                 longest_write_gap_any_cluster_ms: analysis::longest_write_gap(&graph, &acks, fo.at),
                 ratio_to_floor: timing
-                    .time_to_first_ack_ms
+                    .as_ref()
+                    .and_then(|t| t.time_to_first_ack_ms)
                     .and_then(|t| stats::ratio(t, failure_timeout_ms)),
-                timing: Some(timing),
+                timing,
                 floor_ms: failure_timeout_ms,
                 acknowledged_lost: reread.lost.intersection(&failover_posts).count() as u64,
             }

@@ -390,6 +390,15 @@ impl Report {
             Some(why) => {
                 let _ = writeln!(t, "failover: skipped ({why})");
             }
+            None if fo.cluster.is_none() => {
+                let _ = writeln!(
+                    t,
+                    "failover: killed {}: longest write gap of any cluster {}; acknowledged posts lost: {}",
+                    fo.killed.as_deref().unwrap_or("-"),
+                    opt(fo.longest_write_gap_any_cluster_ms, " ms"),
+                    fo.acknowledged_lost
+                );
+            }
             None => {
                 let timing = fo.timing.as_ref();
                 let _ = writeln!(

@@ -12,9 +12,10 @@ fn number(json: &Value, pointer: &str) -> f64 {
         .unwrap_or_else(|| panic!("{pointer} is missing or not a number in the results"))
 }
 
-#[test]
-fn quick_mode_reports_every_figure_and_loses_nothing() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-quick");
+/// Runs `tinysns-bench --quick --seed 7` with `extra` arguments in a directory of its own;
+/// returns the results and their text.
+fn run_quick(name: &str, extra: &[&str]) -> (Value, String) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("test directory");
     let out = dir.join("results.json");
@@ -33,6 +34,7 @@ fn quick_mode_reports_every_figure_and_loses_nothing() {
         .arg(&out)
         .arg("--dir")
         .arg(dir.join("system"))
+        .args(extra)
         .env("TINYSNS_BIN_DIR", &bins)
         .output()
         .expect("run tinysns-bench");
@@ -43,9 +45,42 @@ fn quick_mode_reports_every_figure_and_loses_nothing() {
         "tinysns-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("seed: 7"), "the seed is printed: {stdout}");
-
     let text = std::fs::read_to_string(&out).expect("results file");
     let json: Value = serde_json::from_str(&text).expect("results are JSON");
+    (json, text)
+}
+
+#[test]
+fn quick_mode_with_three_coordinators_reports_the_write_gap_when_the_leader_dies() {
+    let (json, text) = run_quick(
+        "bench-quick-coordinators",
+        &["--coordinators", "3", "--failover-kill", "coordinator-leader"],
+    );
+    assert!(json["failover"]["skipped"].is_null(), "{text}");
+    assert!(
+        json["failover"]["killed"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("coordinator-")),
+        "{text}"
+    );
+    assert!(number(&json, "/failover/longest_write_gap_any_cluster_ms") > 0.0);
+    for pointer in ["/lost/lost_posts", "/lost/missing_pairs", "/failover/acknowledged_lost"] {
+        assert_eq!(number(&json, pointer), 0.0, "{pointer} must be 0\n{text}");
+    }
+    // Three coordinators ran (the killed one may be missing from the final memory figures).
+    let coordinators = json["peak_rss_by_role"]
+        .as_array()
+        .expect("peak_rss_by_role")
+        .iter()
+        .find(|r| r["role"] == "coordinator")
+        .and_then(|r| r["processes"].as_u64())
+        .unwrap_or(0);
+    assert!(coordinators >= 2, "{text}");
+}
+
+#[test]
+fn quick_mode_reports_every_figure_and_loses_nothing() {
+    let (json, text) = run_quick("bench-quick", &[]);
     assert_eq!(json["seed"], 7);
     assert_eq!(json["mode"], "quick");
     for key in ["cores", "cpu_model", "memory_bytes", "kernel"] {

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod client;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod rabbit;
 pub mod topology;
 pub mod tsc;

@@ -4,6 +4,7 @@
 use crate::accounts;
 use crate::certs::CertFiles;
 use crate::process::{Process, ProcessError};
+use crate::proxy::Proxy;
 use crate::rabbit::{RabbitError, RabbitMq};
 use crate::{bin_dir, free_port};
 use std::collections::BTreeMap;
@@ -68,6 +69,9 @@ pub struct Options {
     pub cluster_tsd_args: BTreeMap<u32, Vec<String>>,
     /// How many coordinators replicate their decisions (Raft); 1 for a single one.
     pub coordinators: u32,
+    /// Every tsd's internal API and its path to the (first) coordinator run through a proxy
+    /// a test can cut (`Member::links`). Needs a tokio runtime when the topology is prepared.
+    pub partitionable: bool,
     /// Extra flags for every synchronizer (e.g. `--amqp-queue-type quorum`).
     pub synchronizer_args: Vec<String>,
     /// Every listener and channel over TLS, with certificates of a private CA made per run.
@@ -96,6 +100,7 @@ impl Options {
             cluster_tsd_args: BTreeMap::new(),
             synchronizer_args: Vec::new(),
             coordinators: 1,
+            partitionable: false,
             tls: false,
         }
     }
@@ -115,6 +120,26 @@ pub struct Member {
     /// The internal API (tsd only; 0 for synchronizers, which serve none).
     pub internal_port: u16,
     pub cluster: u32,
+    /// With `Options::partitionable` (tsd only): the proxies its network links run through.
+    pub links: Option<MemberLinks>,
+}
+
+/// The links of one tsd a test can partition: everything peers send to its internal API
+/// (replication from its master, the synchronizer's calls), and its own path to the
+/// coordinator (heartbeats).
+pub struct MemberLinks {
+    pub inbound: Proxy,
+    pub to_coordinator: Proxy,
+}
+
+impl MemberLinks {
+    fn start(internal_port: u16, coordinator_internal_port: u16) -> Result<Self, StackError> {
+        let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        Ok(Self {
+            inbound: Proxy::start(local(internal_port))?,
+            to_coordinator: Proxy::start(local(coordinator_internal_port))?,
+        })
+    }
 }
 
 pub struct Topology {
@@ -276,7 +301,16 @@ impl Topology {
                 let p = port(classic_server_port(cluster, server, options.clusters))?;
                 let internal_port = internal(p)?;
                 let data = options.dir.join(format!("cluster{cluster}-server{server}")); // see server_data_dir
-                let args = strings(&[
+                let links = if options.partitionable {
+                    Some(MemberLinks::start(internal_port, coordinators[0].internal_port)?)
+                } else {
+                    None
+                };
+                let to_coordinator = match &links {
+                    Some(l) => format!("127.0.0.1:{}", l.to_coordinator.port),
+                    None => coordinator_internal.clone(),
+                };
+                let mut args = strings(&[
                     "-c",
                     &cluster.to_string(),
                     "-s",
@@ -284,7 +318,7 @@ impl Topology {
                     "-h",
                     &coordinator_hosts,
                     "--coordinator-internal-addresses",
-                    &coordinator_internal,
+                    &to_coordinator,
                     "-p",
                     &p.to_string(),
                     "--internal-port",
@@ -298,6 +332,12 @@ impl Topology {
                     "--data-dir",
                     &data.display().to_string(),
                 ]);
+                if let Some(l) = &links {
+                    args.extend(strings(&[
+                        "--internal-advertise",
+                        &format!("127.0.0.1:{}", l.inbound.port),
+                    ]));
+                }
                 let args = args
                     .into_iter()
                     .chain(options.tsd_args.iter().cloned())
@@ -313,6 +353,7 @@ impl Topology {
                         port: p,
                         internal_port,
                         cluster,
+                        links,
                     },
                 );
             }
@@ -358,6 +399,7 @@ impl Topology {
                     port: p,
                     internal_port: 0,
                     cluster,
+                    links: None,
                 },
             );
         }
@@ -429,6 +471,14 @@ impl Topology {
             }
         }
         None
+    }
+
+    /// The partition proxies of a tsd (`Options::partitionable`).
+    pub fn links(&self, cluster: u32, server: u32) -> &MemberLinks {
+        self.servers
+            .get(&(cluster, server))
+            .and_then(|m| m.links.as_ref())
+            .expect("a partitionable topology with this server")
     }
 
     pub fn server(&mut self, cluster: u32, server: u32) -> &mut Process {

@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{FollowRequest, ListRequest};
+use tinysns_stack::proxy::Link;
 use tinysns_stack::topology::{Broker, Topology};
 use tinysns_stack::workload::Workload;
 
@@ -23,6 +24,13 @@ enum Fault {
     CoordinatorLeaderThenMaster,
     /// Master and slave of a cluster killed -9 at once, restarted in an order the seed picks.
     BothReplicasKilled,
+    /// The link from the master to its slave (replication) partitioned, both ways or one way,
+    /// for longer than the replica timeout, then healed.
+    PartitionMasterFromSlave(Link),
+    /// The same, one way: the seed picks whether appends or the slave's answers are lost.
+    PartitionOneWay,
+    /// The master cut off from the coordinator (its slave is not) until it is replaced.
+    PartitionMasterFromCoordinator,
     WipeReplica,
     WipeSlaveThenKillMaster,
     KillMasterSynchronizer,
@@ -47,6 +55,10 @@ async fn scenario(name: &str, fault: Fault) {
         if matches!(fault, Fault::CoordinatorLeaderThenMaster) {
             o.coordinators = 3;
         }
+        o.partitionable = matches!(
+            fault,
+            Fault::PartitionMasterFromSlave(_) | Fault::PartitionOneWay | Fault::PartitionMasterFromCoordinator
+        );
     })
     .await;
     let started = Instant::now();
@@ -251,6 +263,46 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
             });
             log(started, "both back; the cluster has a master");
         }
+        Fault::PartitionOneWay => {
+            let link = if seed.is_multiple_of(2) {
+                Link::CutToTarget
+            } else {
+                Link::CutFromTarget
+            };
+            Box::pin(inject(t, Fault::PartitionMasterFromSlave(link), cluster, seed, started)).await;
+        }
+        Fault::PartitionMasterFromSlave(link) => {
+            let master = t.master_server(cluster).await.expect("a master");
+            let slave = if master == 1 { 2 } else { 1 };
+            t.links(cluster, slave).inbound.set(link);
+            log(
+                started,
+                &format!("link tsd {cluster}/{master} -> {cluster}/{slave} set to {link:?} for 6 s"),
+            );
+            // Past the replica timeout the master drops the slave (the coordinator records
+            // it) and writes go on without it.
+            eventually!("the slave to leave the in-sync set", Duration::from_secs(10), async {
+                t.view(cluster).await.ok()?.in_sync_slaves.is_empty().then_some(())
+            });
+            log(started, "the coordinator recorded the slave out of sync; writes go on");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            t.links(cluster, slave).inbound.set(Link::Open);
+            log(started, "partition healed; the slave catches up and rejoins");
+            assert_eq!(t.master_server(cluster).await, Some(master), "the master changed");
+        }
+        Fault::PartitionMasterFromCoordinator => {
+            let master = t.master_server(cluster).await.expect("a master");
+            t.links(cluster, master).to_coordinator.set(Link::Cut);
+            log(started, &format!("tsd {cluster}/{master} cut off from the coordinator"));
+            wait_new_master(t, cluster, master).await;
+            log(started, "its slave was promoted; healing");
+            t.links(cluster, master).to_coordinator.set(Link::Open);
+            eventually!("the old master to rejoin as slave", Duration::from_secs(15), async {
+                let view = t.view(cluster).await.ok()?;
+                view.slaves.iter().any(|s| s.member_id == master).then_some(())
+            });
+            log(started, "the old master rejoined as slave");
+        }
         Fault::WipeReplica => {
             let master = t.master_server(cluster).await.expect("a master");
             let slave = if master == 1 { 2 } else { 1 };
@@ -330,6 +382,21 @@ async fn coordinator_leader_then_master_killed_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn both_replicas_killed_at_once_under_load() {
     scenario("fault-both-replicas", Fault::BothReplicasKilled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn master_partitioned_from_its_slave_under_load() {
+    scenario("fault-partition-slave", Fault::PartitionMasterFromSlave(Link::Cut)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replication_cut_one_way_under_load() {
+    scenario("fault-partition-one-way", Fault::PartitionOneWay).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn master_partitioned_from_the_coordinator_under_load() {
+    scenario("fault-partition-coordinator", Fault::PartitionMasterFromCoordinator).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -26,6 +26,10 @@ pub struct Args {
     /// proven with the cluster secret. Defaults to the client port + 20000.
     #[arg(long, env = "TINYSNS_INTERNAL_PORT")]
     pub internal_port: Option<u16>,
+    /// `host:port` peers reach the internal API at, when not the advertise host and the
+    /// internal port (behind a NAT, a proxy, or the test harness's partition proxy).
+    #[arg(long, env = "TINYSNS_INTERNAL_ADVERTISE")]
+    pub internal_advertise: Option<String>,
     /// Where the store lives; defaults to ./tinysns-data/cluster<c>-server<s>.
     #[arg(long, env = "TINYSNS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -143,7 +147,10 @@ impl Args {
             bind: self.member.bind.clone(),
             internal_port,
             internal_bind: tinysns_common::cli::internal_bind(&self.member.bind, secret.as_ref()),
-            internal_advertise: self.member.advertise(internal_port),
+            internal_advertise: self
+                .internal_advertise
+                .clone()
+                .unwrap_or_else(|| self.member.advertise(internal_port)),
             cluster_secret_file: self.member.secret.cluster_secret_file.clone(),
             secret,
             data_dir,

@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         cluster_tsd_args: Default::default(),
         synchronizer_args: Vec::new(),
         coordinators: args.coordinators,
+        partitionable: false,
         tls: false,
     };
     println!(
