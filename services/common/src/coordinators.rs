@@ -217,12 +217,17 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn moves_to_the_coordinator_that_answers_and_stays_there() {
-        let group = Coordinators::connect(&["a".into(), "b".into(), "c".into()], |a| {
+    /// Coordinators 0, 1 and 2, each client being its own index.
+    fn three() -> Coordinators<usize> {
+        Coordinators::connect(&["a".into(), "b".into(), "c".into()], |a| {
             Ok(usize::from(a.as_bytes()[0] - b'a'))
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn moves_to_the_coordinator_that_answers_and_stays_there() {
+        let group = three();
         let script: &'static [_] = &[
             (0, Err(Code::Unavailable), true),
             (1, Err(Code::Unavailable), false),
@@ -236,10 +241,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_another_would_share_is_returned_at_once() {
-        let group = Coordinators::connect(&["a".into(), "b".into(), "c".into()], |a| {
-            Ok(usize::from(a.as_bytes()[0] - b'a'))
-        })
-        .unwrap();
+        let group = three();
         let script: &'static [_] = &[(0, Err(Code::InvalidArgument), false)];
         let status = group.call(answers(script)).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
@@ -247,10 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn when_none_answers_the_leaders_error_wins_over_not_leader() {
-        let group = Coordinators::connect(&["a".into(), "b".into(), "c".into()], |a| {
-            Ok(usize::from(a.as_bytes()[0] - b'a'))
-        })
-        .unwrap();
+        let group = three();
         let script: &'static [_] = &[
             (0, Err(Code::Unavailable), true),
             (1, Err(Code::Unavailable), false),
