@@ -9,6 +9,8 @@ mod common;
 use common::*;
 use std::time::Duration;
 use tinysns_common::grpc::{InternalChannel, MemberCredentials, internal_channel};
+use tinysns_common::proto::coordinator::RaftMessage;
+use tinysns_common::proto::coordinator::consensus_client::ConsensusClient;
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::coordinator::{
@@ -188,6 +190,14 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
             "ListClusters, {how}"
         );
     }
+    // The coordinators' Raft messages: never on the client port, never without the secret.
+    for (how, channel, expected) in outsiders(t.coordinators[0].port, t.coordinators[0].internal_port) {
+        let mut raft = ConsensusClient::new(channel);
+        let forged = RaftMessage {
+            json: br#"{"vote":{"leader_id":{"term":999,"node_id":7},"committed":false},"last_log_id":null}"#.to_vec(),
+        };
+        assert_eq!(code(raft.vote(forged).await), expected, "Raft Vote, {how}");
+    }
 
     // Members' credentials do not make malformed calls acceptable.
     let member = |port: u16| {
@@ -222,6 +232,14 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
         (0, vec![0]),
         "post in another cluster's user's name"
     );
+    // A member's secret does not make garbage a Raft message.
+    let mut raft = ConsensusClient::new(member(t.coordinators[0].internal_port));
+    let garbage = raft
+        .append_entries(RaftMessage {
+            json: b"{ not raft".to_vec(),
+        })
+        .await;
+    assert_eq!(code(garbage), Code::InvalidArgument, "garbage Raft message");
     let mut members = MembershipClient::new(member(t.coordinators[0].internal_port));
     let near_max = members.heartbeat(hijack(u64::MAX - 1, 9, "evil.example:1")).await;
     assert_eq!(code(near_max), Code::InvalidArgument, "term near u64::MAX");
