@@ -55,21 +55,20 @@ impl Leadership {
 
     /// The tenure this coordinator leads in, if its lease holds.
     pub fn current(&self) -> Result<Tenure, NotLeader> {
-        let metrics = self.raft.metrics().borrow().clone();
+        // Read only the fields needed: this runs on every heartbeat and lookup.
+        let (state, term, leader, id) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.state, m.current_term, m.current_leader, m.id)
+        };
         let confirmed = *tinysns_common::lock(&self.confirmed);
         match confirmed {
-            Some(c)
-                if metrics.state == ServerState::Leader
-                    && metrics.current_term == c.term
-                    && c.at.elapsed() < self.lease =>
-            {
-                Ok(Tenure {
-                    term: c.term,
-                    since: c.since,
-                })
-            }
+            Some(c) if state == ServerState::Leader && term == c.term && c.at.elapsed() < self.lease => Ok(Tenure {
+                term: c.term,
+                since: c.since,
+            }),
             _ => Err(NotLeader {
-                leader: metrics.current_leader.filter(|l| *l != metrics.id),
+                leader: leader.filter(|l| *l != id),
             }),
         }
     }
