@@ -5,6 +5,7 @@
 //! posts and peak memory, each beside a floor measured in the same run.
 
 mod analysis;
+mod catch_up;
 mod driver;
 mod floors;
 mod machine;
@@ -42,6 +43,11 @@ use tinysns_stack::accounts::{PASSWORD, username_for};
 use tinysns_stack::topology::{Broker, Options, Ports, Topology};
 use tokio::sync::oneshot;
 use workload::Graph;
+
+/// Entries the preloaded log keeps behind its commit point (tsd's default `--log-retain`).
+const PRELOAD_RETAIN: u64 = 100_000;
+/// Load before the catch-up phase wipes the slave: the latencies it is compared with.
+const CATCH_UP_BASELINE: Duration = Duration::from_secs(10);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -113,6 +119,14 @@ struct Cli {
     failover_kill: KillTarget,
     #[arg(long)]
     no_failover: bool,
+    /// Preload --failover-cluster with this many entries and, after the other phases, wipe
+    /// its slave under --failover-rate load and time its way back in sync (a snapshot, then
+    /// the log's tail). 0: no catch-up phase. The figures mode uses 1000000.
+    #[arg(long, default_value_t = 0)]
+    catch_up_entries: u64,
+    /// Length of the catch-up phase's load; the wipe comes after 10 s of it.
+    #[arg(long, default_value_t = 70.0)]
+    catch_up_secs: f64,
     /// How the started system logs users in (attaching: whatever the system says).
     #[command(flatten)]
     auth: tinysns_common::auth::AuthArgs,
@@ -149,6 +163,8 @@ struct Settings {
     failover_secs: f64,
     failover_cluster: u32,
     failover_kill: KillTarget,
+    catch_up_entries: u64,
+    catch_up_secs: f64,
     failure_timeout: String,
     drain_secs: f64,
     #[serde(skip)]
@@ -184,6 +200,8 @@ impl Settings {
             failover_secs: pick(cli.failover_secs, 15.0, 6.0),
             failover_cluster: cli.failover_cluster,
             failover_kill: cli.failover_kill,
+            catch_up_entries: if cli.attach.is_none() { cli.catch_up_entries } else { 0 },
+            catch_up_secs: cli.catch_up_secs,
             failure_timeout: cli.failure_timeout.clone().unwrap_or_else(|| "1s".into()),
             drain_secs: pick(cli.drain_secs, 30.0, 15.0),
             floor_sizes: if q {
@@ -715,7 +733,20 @@ async fn run(cli: Cli) -> Result<()> {
                 partitionable: false,
                 tls: false,
             };
-            let t = Topology::start(options).await.with_context(|| {
+            let prepared = Topology::prepare(options)?;
+            if settings.catch_up_entries > 0 {
+                spinner.set_message(format!(
+                    "preloading cluster {} with {} entries",
+                    settings.failover_cluster, settings.catch_up_entries
+                ));
+                tinysns_stack::preload::preload(
+                    &prepared,
+                    settings.failover_cluster,
+                    settings.catch_up_entries,
+                    PRELOAD_RETAIN,
+                )?;
+            }
+            let t = prepared.launch().await.with_context(|| {
                 format!(
                     "the system did not start (binaries from {}; logs in {}/logs)",
                     tinysns_stack::bin_dir().display(),
@@ -857,6 +888,40 @@ async fn run(cli: Cli) -> Result<()> {
         p.finish();
     }
 
+    let mut catch_up_report = catch_up::CatchUpReport {
+        skipped: Some("--catch-up-entries 0".into()),
+        ..Default::default()
+    };
+    let mut catch_up_events = None;
+    if settings.catch_up_entries > 0
+        && let Some(t) = topology.as_mut()
+    {
+        let duration = secs(settings.catch_up_secs);
+        let cluster = settings.failover_cluster;
+        let p = Progress::timed("catch-up", duration, &recorder);
+        let wipe = async {
+            tokio::time::sleep(CATCH_UP_BASELINE).await;
+            catch_up::wipe_slave_and_wait(t, cluster, duration.saturating_sub(CATCH_UP_BASELINE) + drain_for).await
+        };
+        let (_load, events) = tokio::join!(
+            open_loop(
+                &handles,
+                settings.failover_rate,
+                duration,
+                Phase::CatchUp,
+                &mut rng,
+                &ids
+            ),
+            wipe
+        );
+        match events {
+            Ok(events) => catch_up_events = Some(events),
+            Err(e) => catch_up_report.skipped = Some(format!("{e:#}")),
+        }
+        drain(&handles, &recorder, drain_for).await;
+        p.finish();
+    }
+
     // Close the streams, then re-read every follower's timeline.
     let mut cursors = HashMap::new();
     for handle in handles {
@@ -907,6 +972,15 @@ async fn run(cli: Cli) -> Result<()> {
         }),
         failover_ms: failure_timeout_ms,
     };
+    if let Some(events) = &catch_up_events {
+        catch_up_report = catch_up::analyse(
+            &graph,
+            &acks,
+            settings.failover_cluster,
+            settings.catch_up_entries,
+            events,
+        );
+    }
     let by_phase = analysis::deliveries(&graph, &acks, &deliveries);
     let headline = by_phase.get(&Phase::Latency).cloned().unwrap_or_default();
     let (_, achieved) = analysis::rate(&acks, Phase::Latency, latency.started, latency.ended);
@@ -1034,6 +1108,25 @@ async fn run(cli: Cli) -> Result<()> {
             met: timing.time_to_first_ack_ms.map(|t| t < 3000.0),
         });
     }
+    if catch_up_report.skipped.is_none() {
+        let took = catch_up_report.in_sync_after_ms;
+        targets.push(Target {
+            name: format!(
+                "empty replica of {} entries in sync under {} posts/s",
+                catch_up_report.preloaded_entries, settings.failover_rate
+            ),
+            target: "<= 60 s".into(),
+            value: ms(took),
+            met: Some(took.is_some_and(|t| t <= 60_000.0)),
+        });
+        let ratio = catch_up_report.p99_ratio;
+        targets.push(Target {
+            name: "write p99 during that catch-up / before it".into(),
+            target: "<= 2".into(),
+            value: ratio.map_or("-".into(), |r| format!("{r:.2}")),
+            met: ratio.map(|r| r <= 2.0),
+        });
+    }
     let mut errors = recorder.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if latency.skipped > 0 {
         errors.push(format!(
@@ -1064,6 +1157,7 @@ async fn run(cli: Cli) -> Result<()> {
             by_phase: report::phase_delivery_json(&by_phase),
         },
         failover: failover_report,
+        catch_up: catch_up_report,
         lost,
         peak_rss_by_role: report::by_role(&rss),
         peak_rss: rss,

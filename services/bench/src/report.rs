@@ -28,6 +28,7 @@ pub struct Report {
     pub throughput: Throughput,
     pub delivery: DeliveryReport,
     pub failover: FailoverReport,
+    pub catch_up: crate::catch_up::CatchUpReport,
     pub lost: Lost,
     pub peak_rss: Vec<Rss>,
     pub peak_rss_by_role: Vec<RoleRss>,

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod certs;
 pub mod client;
 pub mod ports;
+pub mod preload;
 pub mod process;
 pub mod proxy;
 pub mod rabbit;

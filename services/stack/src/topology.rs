@@ -239,11 +239,20 @@ fn strings(args: &[&str]) -> Vec<String> {
 impl Topology {
     /// Starts everything and waits until every cluster has its masters.
     pub async fn start(options: Options) -> Result<Self, StackError> {
-        let mut topology = Self::prepare(options)?;
-        topology.start_broker().await?;
-        topology.start_services()?;
-        topology.wait_ready(Duration::from_secs(30)).await?;
-        Ok(topology)
+        Self::prepare(options)?.launch().await
+    }
+
+    /// Starts a prepared topology (after, say, preloading its stores) and waits until every
+    /// cluster has its masters.
+    pub async fn launch(mut self) -> Result<Self, StackError> {
+        self.start_broker().await?;
+        self.start_services()?;
+        self.wait_ready(Duration::from_secs(30)).await?;
+        Ok(self)
+    }
+
+    pub fn servers_per_cluster(&self) -> u32 {
+        self.options.servers_per_cluster
     }
 
     /// Lays out the processes without starting any.

@@ -34,6 +34,68 @@ enum Fault {
     WipeReplica,
     WipeSlaveThenKillMaster,
     KillMasterSynchronizer,
+    /// The disk of the master (or of its slave) fills up: every tsd of the cluster keeps its
+    /// data on a small tmpfs of its own, and the test fills what is left of it.
+    DiskFull {
+        on_master: bool,
+    },
+}
+
+/// Size of the tmpfs each tsd of the cluster under a disk-full fault keeps its data on.
+const SMALL_DISK_BYTES: u64 = 64 << 20;
+
+/// A tmpfs of its own as a tsd's data directory, so a test can fill that disk (mounting
+/// needs root, as the test suite runs on CI). Unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: std::path::PathBuf, bytes: u64) -> Self {
+        // One an interrupted earlier run left mounted.
+        let _ = std::process::Command::new("umount").arg("-l").arg(&path).status();
+        std::fs::create_dir_all(&path).expect("data directory");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs on {} (the disk-full scenarios need root)",
+            path.display()
+        );
+        Self { path }
+    }
+
+    /// Takes every byte left on the disk.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.path.join("filler")).expect("filler file");
+        let block = vec![0xA5u8; 64 * 1024];
+        while filler.write_all(&block).is_ok() {}
+        let _ = filler.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path.join("filler")).expect("remove the filler");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Entries kept behind the commit point in scenarios that exercise compaction and snapshots.
+const LOG_RETAIN: u64 = 20;
+
+fn compacts(fault: Fault) -> bool {
+    matches!(
+        fault,
+        Fault::KillMasterTsd | Fault::WipeReplica | Fault::PartitionMasterFromSlave(_) | Fault::BothReplicasKilled
+    )
 }
 
 fn seed() -> u64 {
@@ -50,7 +112,15 @@ fn log(started: Instant, what: &str) {
 async fn scenario(name: &str, fault: Fault) {
     let seed = seed();
     println!("scenario {name}: fault {fault:?}, seed {seed}");
+    let cluster = (seed % 3) as u32 + 1;
+    let mut disks = Vec::new();
     let mut t = start_with(name, |o| {
+        if matches!(fault, Fault::DiskFull { .. }) {
+            for server in 1..=o.servers_per_cluster {
+                let dir = o.dir.join(format!("cluster{cluster}-server{server}"));
+                disks.push(SmallDisk::mount(dir, SMALL_DISK_BYTES));
+            }
+        }
         o.broker = Broker::Private;
         if matches!(fault, Fault::CoordinatorLeaderThenMaster) {
             o.coordinators = 3;
@@ -59,6 +129,11 @@ async fn scenario(name: &str, fault: Fault) {
             fault,
             Fault::PartitionMasterFromSlave(_) | Fault::PartitionOneWay | Fault::PartitionMasterFromCoordinator
         );
+        if compacts(fault) {
+            // A short log: its front is dropped within seconds under the workload, so a
+            // replica that was away or wiped comes back through a snapshot.
+            o.tsd_args.extend(["--log-retain".to_string(), LOG_RETAIN.to_string()]);
+        }
     })
     .await;
     let started = Instant::now();
@@ -67,13 +142,12 @@ async fn scenario(name: &str, fault: Fault) {
         .unwrap_or_else(|e| panic!("workload did not start: {e}"));
     log(started, &format!("workload running: follows {:?}", workload.follows));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let cluster = (seed % 3) as u32 + 1;
     let before = workload.acked();
     log(
         started,
         &format!("injecting {fault:?} in cluster {cluster} after {before} acknowledged posts"),
     );
-    inject(&mut t, fault, cluster, seed, started).await;
+    inject(&mut t, fault, cluster, seed, started, &disks).await;
     log(started, "fault over; workload continues");
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Generous: a broker outage leaves a backlog, and CI machines are slow. The check stops
@@ -115,7 +189,7 @@ async fn scenario(name: &str, fault: Fault) {
     log(started, "invariants hold");
 }
 
-async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started: Instant) {
+async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started: Instant, disks: &[SmallDisk]) {
     match fault {
         Fault::KillMasterTsd => {
             let master = t.master_server(cluster).await.expect("a master");
@@ -269,7 +343,15 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
             } else {
                 Link::CutFromTarget
             };
-            Box::pin(inject(t, Fault::PartitionMasterFromSlave(link), cluster, seed, started)).await;
+            Box::pin(inject(
+                t,
+                Fault::PartitionMasterFromSlave(link),
+                cluster,
+                seed,
+                started,
+                disks,
+            ))
+            .await;
         }
         Fault::PartitionMasterFromSlave(link) => {
             let master = t.master_server(cluster).await.expect("a master");
@@ -312,6 +394,19 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
             tokio::time::sleep(Duration::from_secs(1)).await;
             t.server(cluster, slave).start().expect("restart");
             log(started, "wiped replica restarted empty; it catches up from the master");
+            // The master's log no longer starts at 1: only a snapshot brings the replica up.
+            let log_path = t.server(cluster, slave).log_path().to_path_buf();
+            eventually!(
+                "the wiped replica to install a snapshot",
+                Duration::from_secs(20),
+                async {
+                    std::fs::read_to_string(&log_path)
+                        .ok()?
+                        .contains("installed the master's snapshot")
+                        .then_some(())
+                }
+            );
+            log(started, "the wiped replica installed the master's snapshot");
         }
         Fault::WipeSlaveThenKillMaster => {
             // Kafka's KIP-903: an in-sync slave loses its disk and is back before the failure
@@ -339,6 +434,36 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
             eventually!("the old master to lead", Duration::from_secs(10), async {
                 (t.master_server(cluster).await == Some(master)).then_some(())
             });
+        }
+        Fault::DiskFull { on_master } => {
+            let master = t.master_server(cluster).await.expect("a master");
+            let slave = if master == 1 { 2 } else { 1 };
+            let full = if on_master { master } else { slave };
+            disks[full as usize - 1].fill();
+            log(started, &format!("the disk of tsd {cluster}/{full} is full"));
+            // SQLite reuses its write-ahead log's space until a checkpoint needs more, so the
+            // first failing write may come some seconds later.
+            eventually!("the tsd on the full disk to stop", Duration::from_secs(60), async {
+                (!t.server(cluster, full).is_running()).then_some(())
+            });
+            let told = std::fs::read_to_string(t.server(cluster, full).log_path()).unwrap_or_default();
+            assert!(
+                told.contains("cannot write"),
+                "tsd {cluster}/{full} stopped without saying why"
+            );
+            log(started, "it gave up its role and stopped");
+            if on_master {
+                eventually!("the slave to take over", Duration::from_secs(15), async {
+                    (t.master_server(cluster).await == Some(slave)).then_some(())
+                });
+            } else {
+                eventually!("the slave to leave the in-sync set", Duration::from_secs(15), async {
+                    t.view(cluster).await.ok()?.in_sync_slaves.is_empty().then_some(())
+                });
+            }
+            log(started, "writes go on without it; freeing the disk and restarting it");
+            disks[full as usize - 1].free();
+            t.server(cluster, full).start().expect("restart");
         }
         Fault::KillMasterSynchronizer => {
             let master = t.master_synchronizer(cluster).await.expect("a master synchronizer");
@@ -417,6 +542,16 @@ async fn wiped_replica_rejoins_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wiped_slave_then_killed_master_loses_nothing() {
     scenario("fault-wipe-kill", Fault::WipeSlaveThenKillMaster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_disk_on_the_master_under_load() {
+    scenario("fault-disk-full-master", Fault::DiskFull { on_master: true }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_disk_on_the_slave_under_load() {
+    scenario("fault-disk-full-slave", Fault::DiskFull { on_master: false }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -61,6 +61,15 @@ pub struct Args {
     /// it has caught up.
     #[arg(long, env = "TINYSNS_REPLICA_TIMEOUT", default_value = "2s", value_parser = tinysns_common::cli::parse_duration)]
     pub replica_timeout: Duration,
+    /// Entries kept in the log behind the commit point (and behind what the synchronizer
+    /// published) when its front is dropped. A slave or stream further behind is brought up
+    /// from a snapshot of the whole store instead.
+    #[arg(long, env = "TINYSNS_LOG_RETAIN", default_value_t = 100_000)]
+    pub log_retain: u64,
+    /// How long a stopping server waits for open calls (timeline streams) to end before it
+    /// exits anyway.
+    #[arg(long, env = "TINYSNS_SHUTDOWN_GRACE", default_value = "5s", value_parser = tinysns_common::cli::parse_duration)]
+    pub shutdown_grace: Duration,
     /// Shift this server's wall clock by this many milliseconds (negative: behind). For
     /// rehearsing clock skew and steps: the wall clock is only shown, never compared.
     #[arg(long, env = "TINYSNS_CLOCK_SKEW_MS", default_value_t = 0, allow_hyphen_values = true)]
@@ -100,6 +109,9 @@ pub struct Config {
     pub request_timeout: Duration,
     #[serde(with = "tinysns_common::cli::millis")]
     pub replica_timeout: Duration,
+    pub log_retain: u64,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub shutdown_grace: Duration,
     pub clock_skew_ms: i64,
     pub health_port: Option<u16>,
     /// The PEM files (paths).
@@ -162,6 +174,8 @@ impl Args {
             },
             request_timeout: self.request_timeout,
             replica_timeout: self.replica_timeout,
+            log_retain: self.log_retain,
+            shutdown_grace: self.shutdown_grace,
             clock_skew_ms: self.clock_skew_ms,
             health_port: self.health_port,
             tls: self.member.tls.load().map_err(|e| e.to_string())?,

@@ -27,10 +27,18 @@ pub struct Matched {
 /// commit position (capped by what matches) is stored with the entries.
 pub fn apply(
     conn: &mut Connection,
-    req: AppendRequest,
+    mut req: AppendRequest,
     known_term: u64,
     record_commit: bool,
 ) -> Result<Matched, StoreError> {
+    let bounds = store::compaction::bounds(conn)?;
+    if req.prev_lsn < bounds.start {
+        // Our log starts later (it was compacted): entries up to its start were committed, so
+        // every master holds them as we do. Continue from there.
+        req.entries.retain(|e| e.lsn > bounds.start);
+        req.prev_lsn = bounds.start;
+        req.prev_term = bounds.start_term;
+    }
     let mut last = store::last_lsn(conn)?;
     let mut out = Matched {
         accepted: false,
@@ -188,6 +196,34 @@ mod tests {
         let m = apply(&mut conn, append(2, (1, 1), vec![entry(2, 2), entry(3, 2)]), 3, true).unwrap();
         assert_eq!((m.accepted, m.last_lsn, m.stored.len()), (false, 2, 0));
         assert_eq!(terms(&conn), vec![1, 2]);
+    }
+
+    #[test]
+    fn entries_before_a_compacted_start_count_as_matching() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = store_with(dir.path(), &[1, 1, 2, 2, 2]);
+        let tx = store::write_transaction(&mut conn).unwrap();
+        store::record_commit_point(&tx, 4).unwrap();
+        store::compaction::compact(&tx, 3, 100).unwrap();
+        tx.commit().unwrap();
+        // A master probing from before our start: agreed up to what we hold.
+        let m = apply(
+            &mut conn,
+            append(
+                2,
+                (1, 1),
+                vec![entry(2, 1), entry(3, 2), entry(4, 2), entry(5, 2), entry(6, 2)],
+            ),
+            2,
+            true,
+        )
+        .unwrap();
+        assert!(m.accepted);
+        assert_eq!((m.last_lsn, m.stored.len(), m.truncated_to), (6, 1, None));
+        let m = apply(&mut conn, append(2, (0, 0), vec![]), 2, true).unwrap();
+        assert_eq!((m.accepted, m.last_lsn), (true, 3));
+        assert_eq!(store::term_at(&conn, 3).unwrap(), Some(2));
+        assert_eq!(store::term_at(&conn, 2).unwrap(), None);
     }
 
     #[test]

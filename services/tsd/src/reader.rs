@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
 pub struct Reader {
+    dir: Arc<PathBuf>,
     path: Arc<PathBuf>,
     idle: Arc<Mutex<Vec<Connection>>>,
 }
@@ -16,9 +17,15 @@ impl Reader {
     /// Readers of the store in `dir` (which the writer has already created).
     pub fn new(dir: &std::path::Path) -> Self {
         Self {
+            dir: Arc::new(dir.to_path_buf()),
             path: Arc::new(dir.join("tsd.db")),
             idle: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// The data directory the store is in.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     fn take(&self) -> Result<Connection, StoreError> {

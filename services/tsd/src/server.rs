@@ -12,7 +12,7 @@ use crate::reader::Reader;
 use crate::replication::{ReplicationService, Replicator};
 use crate::social::Social;
 use crate::store;
-use crate::writer::Writer;
+use crate::writer::{Writer, WriterSetup};
 use anyhow::Context;
 use std::sync::Arc;
 use tinysns_common::auth::AuthMode;
@@ -34,6 +34,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let conn = store::open(&config.data_dir)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    crate::replication::remove_stale_snapshots(&config.data_dir);
     let last = store::last_lsn(&conn)?;
     let committed = store::commit_point(&conn)?;
     tracing::info!(data_dir = %config.data_dir.display(), last_lsn = last, committed, incarnation = identity.incarnation, term = identity.term, "store opened");
@@ -44,17 +45,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let credentials = MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client));
     let membership = Membership::durable(identity.term, Arc::new(terms));
     let role = membership.handle();
-    let (writer, batches) = Writer::start(
-        conn,
-        config.cluster,
-        role.clone(),
-        feed.clone(),
-        progress.clone(),
-        WallClock {
+    let setup = WriterSetup {
+        cluster: config.cluster,
+        role: role.clone(),
+        feed: feed.clone(),
+        progress: progress.clone(),
+        wall: WallClock {
             skew_ms: config.clock_skew_ms,
         },
-        shutdown.clone(),
-    )?;
+        log_retain: config.log_retain,
+    };
+    let (writer, batches) = Writer::start(conn, setup, shutdown.clone())?;
     let reader = Reader::new(&config.data_dir);
     tokio::spawn(
         Replicator::new(
@@ -148,7 +149,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .layer(tonic::service::InterceptorLayer::new(RequireSecret::new(
             config.secret.clone(),
         )))
-        .add_service(ReplicationService::server(writer))
+        .add_service(ReplicationService::server(writer, &config.data_dir))
         .add_service(changefeed.server())
         .serve_with_incoming_shutdown(tinysns_common::grpc::incoming(internal_listener), async move {
             stop.wait().await
@@ -166,9 +167,21 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             tinysns_common::grpc::incoming(listener),
             async move { stop.wait().await },
         );
-    let served = tokio::try_join!(clients, members);
-    shutdown.trigger();
-    served.context("gRPC server failed")?;
+    let served = async { tokio::try_join!(clients, members) };
+    let grace = config.shutdown_grace;
+    let outlasted = async {
+        shutdown.wait().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = served => {
+            shutdown.trigger();
+            served.context("gRPC server failed")?;
+        }
+        // Open streams (timelines, presence) would hold a graceful stop forever: a server
+        // that gave up its role must go, so its clients reconnect to the new master.
+        () = outlasted => tracing::warn!(?grace, "calls still open after the shutdown grace; stopping anyway"),
+    }
     if let Some(why) = progress.failure() {
         anyhow::bail!("stopped because {why}");
     }

@@ -6,7 +6,7 @@ use crate::clock::{self, Hlc, WallClock};
 use crate::command::{Command, Decision, Origin, Outcome, decide};
 use crate::feed::Feed;
 use crate::log_matching;
-use crate::store;
+use crate::store::{self, compaction, snapshot};
 use rusqlite::Connection;
 use std::sync::Arc;
 use tinysns_common::membership::{Progress, RoleHandle};
@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// Most entries dropped from the log's front per transaction (it runs with the commit
+/// position's, so this bounds the extra work a write may wait for).
+const COMPACT_CHUNK: u64 = 2_000;
 /// How often the commit position is stored with a transaction. It is a lower bound (a
 /// restart re-confirms what lies past it), so it need not cost a page write per commit.
 const COMMIT_POINT_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
@@ -53,6 +56,27 @@ type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 enum Job {
     Command(Command, Reply<Outcome>),
     Append(AppendRequest, Reply<AppendReply>),
+    Install(SnapshotOffer, Reply<AppendReply>),
+}
+
+/// A snapshot a master sent, received into a file, to install in place of our store.
+#[derive(Debug)]
+pub struct SnapshotOffer {
+    pub term: u64,
+    pub master_id: u32,
+    pub path: std::path::PathBuf,
+}
+
+/// What the writer works with besides its connection.
+pub struct WriterSetup {
+    pub cluster: u32,
+    pub role: RoleHandle,
+    pub feed: Feed,
+    /// Our last durable lsn, reported to the coordinator.
+    pub progress: Arc<Progress>,
+    pub wall: WallClock,
+    /// Entries kept behind the commit point when the log's front is dropped.
+    pub log_retain: u64,
 }
 
 /// Committed locally, waiting for the slaves before the clients hear about it.
@@ -76,13 +100,17 @@ impl Writer {
     /// not go on holding its cluster.
     pub fn start(
         conn: Connection,
-        cluster: u32,
-        role: RoleHandle,
-        feed: Feed,
-        progress: Arc<Progress>,
-        wall: WallClock,
+        setup: WriterSetup,
         shutdown: Shutdown,
     ) -> Result<(Self, mpsc::Receiver<Batch>), store::StoreError> {
+        let WriterSetup {
+            cluster,
+            role,
+            feed,
+            progress,
+            wall,
+            log_retain,
+        } = setup;
         let hlc = Hlc::new(wall, store::max_hlc(&conn)?);
         let (jobs_tx, jobs_rx) = mpsc::channel(4096);
         let (batches_tx, batches_rx) = mpsc::channel(64);
@@ -100,6 +128,7 @@ impl Writer {
             broken: None,
             commit_recorded: None,
             hlc,
+            log_retain,
         };
         std::thread::Builder::new()
             .name("tsd-writer".into())
@@ -115,20 +144,21 @@ impl Writer {
     }
 
     pub async fn submit(&self, command: Command) -> Result<Outcome, WriteError> {
-        let (tx, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Command(command, tx))
-            .await
-            .map_err(|_| WriteError::Stopped)?;
-        rx.await.map_err(|_| WriteError::Stopped)?
+        self.ask(|tx| Job::Command(command, tx)).await
     }
 
     pub async fn append(&self, request: AppendRequest) -> Result<AppendReply, WriteError> {
+        self.ask(|tx| Job::Append(request, tx)).await
+    }
+
+    /// Replaces the store with the snapshot `offer` names (the slave side of InstallSnapshot).
+    pub async fn install(&self, offer: SnapshotOffer) -> Result<AppendReply, WriteError> {
+        self.ask(|tx| Job::Install(offer, tx)).await
+    }
+
+    async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, WriteError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Append(request, tx))
-            .await
-            .map_err(|_| WriteError::Stopped)?;
+        self.jobs.send(job(tx)).await.map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 }
@@ -141,6 +171,19 @@ fn commit_point_due(recorded: &mut Option<std::time::Instant>) -> bool {
         *recorded = Some(now);
     }
     due
+}
+
+/// Drops part of the log's front that nobody needs (`store::compaction`), in `tx`.
+fn compact_front(tx: &Connection, role: &RoleHandle, log_retain: u64) -> Result<(), store::StoreError> {
+    let clusters = role.current().assignment.clusters;
+    if clusters == 0 {
+        // Not assigned yet: we cannot tell whether other clusters still need entries.
+        return Ok(());
+    }
+    let published = (clusters > 1).then(|| store::sync_cursor(tx)).transpose()?;
+    let horizon = compaction::horizon(store::commit_point(tx)?, published, log_retain);
+    compaction::compact(tx, horizon, COMPACT_CHUNK)?;
+    Ok(())
 }
 
 /// Runs when the writer thread ends, however it ends.
@@ -178,6 +221,7 @@ struct State {
     batches: mpsc::Sender<Batch>,
     /// Our last durable lsn, reported to the coordinator.
     progress: Arc<Progress>,
+    log_retain: u64,
 }
 
 impl State {
@@ -192,10 +236,12 @@ impl State {
                         // Keep log order: what was queued before the append goes first.
                         self.run_commands(std::mem::take(&mut commands));
                         let result = self.append(req);
-                        if let Err(WriteError::Store(e)) = &result {
-                            self.check_fatal(e);
-                        }
-                        let _ = reply.send(result);
+                        self.answer(reply, result);
+                    }
+                    Job::Install(offer, reply) => {
+                        self.run_commands(std::mem::take(&mut commands));
+                        let result = self.install(offer);
+                        self.answer(reply, result);
                     }
                 }
                 if commands.len() < MAX_BATCH {
@@ -242,16 +288,26 @@ impl State {
                 tracing::error!(%error, "commit failed");
                 self.check_fatal(&error);
                 let text = error.to_string();
-                let busy = error.is_busy();
+                let (busy, fatal) = (error.is_busy(), error.is_fatal());
                 for (_, reply) in commands {
                     let _ = reply.send(Err(if busy {
                         WriteError::Busy(text.clone())
+                    } else if fatal {
+                        // Retryable: the client finds the master that replaces us.
+                        WriteError::NotMaster(format!("this server cannot write ({text}) and gives up its role"))
                     } else {
                         WriteError::Store(store::StoreError::Internal(text.clone()))
                     }));
                 }
             }
         }
+    }
+
+    fn answer<T>(&mut self, reply: Reply<T>, result: Result<T, WriteError>) {
+        if let Err(WriteError::Store(e)) = &result {
+            self.check_fatal(e);
+        }
+        let _ = reply.send(result);
     }
 
     fn check_fatal(&mut self, error: &store::StoreError) {
@@ -306,6 +362,7 @@ impl State {
             // What was acknowledged before this batch: a restart publishes nothing past it
             // until it is replicated again.
             store::record_commit_point(&tx, self.feed.committed())?;
+            compact_front(&tx, &self.role, self.log_retain)?;
         }
         tx.commit()?;
         if let Some(last) = entries.last() {
@@ -320,6 +377,11 @@ impl State {
         let known_term = self.role.observe_term(req.term)?;
         let record = !req.entries.is_empty() && commit_point_due(&mut self.commit_recorded);
         let matched = log_matching::apply(&mut self.conn, req, known_term, record)?;
+        if record {
+            let tx = store::write_transaction(&mut self.conn)?;
+            compact_front(&tx, &self.role, self.log_retain)?;
+            tx.commit().map_err(store::StoreError::from)?;
+        }
         if let Some(keep) = matched.truncated_to {
             tracing::warn!(
                 keep_up_to = keep,
@@ -338,6 +400,33 @@ impl State {
         Ok(AppendReply {
             accepted: matched.accepted,
             last_lsn: matched.last_lsn,
+            term: known_term,
+        })
+    }
+
+    /// The slave side of InstallSnapshot: our store becomes the master's copy.
+    fn install(&mut self, offer: SnapshotOffer) -> Result<AppendReply, WriteError> {
+        let known_term = self.role.observe_term(offer.term)?;
+        if offer.term < known_term {
+            return Ok(AppendReply {
+                accepted: false,
+                last_lsn: store::last_lsn(&self.conn)?,
+                term: known_term,
+            });
+        }
+        let info = snapshot::install(&mut self.conn, &offer.path)?;
+        tracing::info!(
+            master = offer.master_id,
+            last_lsn = info.last_lsn,
+            committed = info.committed,
+            "installed the master's snapshot"
+        );
+        self.hlc.observe(info.max_hlc);
+        self.feed.reset(info.last_lsn);
+        self.progress.set_applied(info.last_lsn);
+        Ok(AppendReply {
+            accepted: true,
+            last_lsn: info.last_lsn,
             term: known_term,
         })
     }
@@ -366,16 +455,15 @@ mod tests {
         });
         let progress = Progress::new(0);
         let shutdown = Shutdown::new();
-        let (writer, mut batches) = Writer::start(
-            conn,
-            1,
-            membership.handle(),
-            Feed::new(0),
-            progress.clone(),
-            WallClock::default(),
-            shutdown.clone(),
-        )
-        .unwrap();
+        let setup = WriterSetup {
+            cluster: 1,
+            role: membership.handle(),
+            feed: Feed::new(0),
+            progress: progress.clone(),
+            wall: WallClock::default(),
+            log_retain: 10,
+        };
+        let (writer, mut batches) = Writer::start(conn, setup, shutdown.clone()).unwrap();
         // Stand in for replication: acknowledge every batch at once.
         tokio::spawn(async move {
             while let Some(batch) = batches.recv().await {
@@ -409,7 +497,8 @@ mod tests {
             }
         }
         let error = failed.expect("the store filled up");
-        assert!(matches!(error, WriteError::Store(_)), "{error}");
+        // Retryable for the client: it goes to the master that takes over.
+        assert!(matches!(error, WriteError::NotMaster(_)), "{error}");
         tokio::time::timeout(Duration::from_secs(5), shutdown.wait())
             .await
             .expect("the server shuts down");

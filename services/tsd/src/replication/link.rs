@@ -5,19 +5,24 @@
 use super::in_sync::{LinkView, Replica};
 use crate::feed::Feed;
 use crate::reader::Reader;
-use crate::store;
+use crate::store::snapshot::{self, SnapshotFile};
+use crate::store::{self, compaction};
 use std::sync::Arc;
 use std::time::Duration;
 use tinysns_common::backoff::Backoff;
 use tinysns_common::grpc::{InternalChannel, MemberCredentials, internal_channel};
 use tinysns_common::proto::coordinator::Member;
-use tinysns_common::proto::internal::AppendRequest;
 use tinysns_common::proto::internal::replication_client::ReplicationClient;
+use tinysns_common::proto::internal::{AppendRequest, SnapshotChunk};
 use tokio::sync::{Notify, watch};
 use tonic::Request;
 
 /// Entries sent per Append call.
 const CHUNK: usize = 512;
+/// Bytes of a snapshot sent per InstallSnapshot call.
+const SNAPSHOT_CHUNK: usize = 1024 * 1024;
+/// How long one InstallSnapshot call may take (the last one installs the copy).
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one Append may take before the slave counts as unreachable for this try.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Retry delays after a failed Append (doubling).
@@ -149,18 +154,27 @@ impl Shipper {
     /// end that tells where it stands). Returns the link's new view.
     async fn step(&mut self, want: Goal, view: LinkView) -> Result<LinkView, Failure> {
         let prev_lsn = view.matched.map_or(want.lsn, |m| m.min(want.lsn));
-        let entries = if view.matched.is_some() {
-            self.reader
-                .with(move |c| store::entries_after(c, prev_lsn, want.lsn, CHUNK))
-                .await
-        } else {
-            Ok(Vec::new())
-        };
-        let prev_term = self.reader.with(move |c| store::term_at(c, prev_lsn)).await;
-        let (entries, prev_term) = match (entries, prev_term) {
-            (Ok(e), Ok(Some(t))) => (e, t),
-            (Err(e), _) | (_, Err(e)) => return Err(Failure::Unreachable(format!("reading our log: {e}"))),
-            (_, Ok(None)) => return Err(Failure::Unreachable(format!("our log has no entry {prev_lsn}"))),
+        let probing = view.matched.is_none();
+        let next = self
+            .reader
+            .with(move |c| {
+                if prev_lsn < compaction::bounds(c)?.start {
+                    // The slave needs entries we no longer hold.
+                    return Ok(None);
+                }
+                let entries = if probing {
+                    Vec::new()
+                } else {
+                    store::entries_after(c, prev_lsn, want.lsn, CHUNK)?
+                };
+                Ok(Some((entries, store::term_at(c, prev_lsn)?)))
+            })
+            .await;
+        let (entries, prev_term) = match next {
+            Ok(Some((entries, Some(term)))) => (entries, term),
+            Ok(None) => return self.ship_snapshot(want, view).await,
+            Ok(Some((_, None))) => return Err(Failure::Unreachable(format!("our log has no entry {prev_lsn}"))),
+            Err(e) => return Err(Failure::Unreachable(format!("reading our log: {e}"))),
         };
         let mut call = Request::new(AppendRequest {
             term: want.term,
@@ -199,4 +213,98 @@ impl Shipper {
             ..view
         })
     }
+
+    /// Brings up a slave that needs entries we compacted away: a copy of our whole store,
+    /// sent in chunks; the slave continues from the copy's last entry.
+    async fn ship_snapshot(&mut self, want: Goal, view: LinkView) -> Result<LinkView, Failure> {
+        let started = std::time::Instant::now();
+        let unreachable = |what: &str, e: &dyn std::fmt::Display| Failure::Unreachable(format!("{what}: {e}"));
+        let file = SnapshotFile(
+            self.reader
+                .dir()
+                .join(format!("snapshot-outgoing-{}.db", view.replica.0)),
+        );
+        // One a failed earlier attempt left behind would make the copy fail.
+        drop(SnapshotFile(file.0.clone()));
+        let path = file.0.clone();
+        let info = self
+            .reader
+            .with(move |c| snapshot::create(c, &path))
+            .await
+            .map_err(|e| unreachable("cannot take a snapshot", &e))?;
+        let mut source = tokio::fs::File::open(&file.0)
+            .await
+            .map_err(|e| unreachable("cannot read the snapshot", &e))?;
+        let size = source
+            .metadata()
+            .await
+            .map_err(|e| unreachable("cannot read the snapshot", &e))?
+            .len();
+        tracing::info!(
+            slave = view.replica.0,
+            last_lsn = info.last_lsn,
+            bytes = size,
+            "sending a snapshot"
+        );
+        let mut offset = 0u64;
+        loop {
+            let data = read_chunk(&mut source, SNAPSHOT_CHUNK)
+                .await
+                .map_err(|e| unreachable("cannot read the snapshot", &e))?;
+            let last = offset + data.len() as u64 >= size;
+            let sent = data.len() as u64;
+            let mut call = Request::new(SnapshotChunk {
+                term: want.term,
+                master_id: want.master_id,
+                offset,
+                data,
+                last,
+            });
+            call.set_timeout(INSTALL_TIMEOUT);
+            let reply = self
+                .client
+                .install_snapshot(call)
+                .await
+                .map_err(|s| Failure::Unreachable(s.message().to_string()))?
+                .into_inner();
+            if reply.term > want.term {
+                return Err(Failure::Deposed(reply.term));
+            }
+            if !reply.accepted {
+                return Err(Failure::Unreachable("the slave refused the snapshot".into()));
+            }
+            offset += sent;
+            if last {
+                tracing::info!(
+                    slave = view.replica.0,
+                    last_lsn = reply.last_lsn,
+                    bytes = size,
+                    ms = started.elapsed().as_millis() as u64,
+                    "snapshot installed"
+                );
+                return Ok(LinkView {
+                    matched: Some(reply.last_lsn),
+                    probed: want.probe,
+                    ..view
+                });
+            }
+        }
+    }
+}
+
+/// Up to `limit` bytes from `source` (fewer only at its end).
+async fn read_chunk(source: &mut tokio::fs::File, limit: usize) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::with_capacity(limit);
+    while data.len() < limit {
+        if (&mut *source)
+            .take((limit - data.len()) as u64)
+            .read_to_end(&mut data)
+            .await?
+            == 0
+        {
+            break;
+        }
+    }
+    Ok(data)
 }

@@ -1,6 +1,7 @@
 //! Master -> slave replication.
 //!
-//! - `slave`: the `Append` RPC a slave serves (checked, then applied by the writer).
+//! - `slave`: the `Append` and `InstallSnapshot` RPCs a slave serves (checked, then applied
+//!   by the writer).
 //! - `link`: one task per slave on the master, shipping the log to it at its own pace (a
 //!   slave catching up never holds up the others or the writes).
 //! - `in_sync`: the rules, as pure functions: which slaves a write must reach before it is
@@ -16,4 +17,4 @@ mod master;
 mod slave;
 
 pub use master::Replicator;
-pub use slave::{AppendError, ReplicationService, check_append};
+pub use slave::{AppendError, ReplicationService, check_append, remove_stale_snapshots};

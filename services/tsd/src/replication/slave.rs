@@ -1,20 +1,150 @@
 //! The slave side of replication: the `Append` RPC, checked before it reaches the writer
-//! (which applies the log-matching rule).
+//! (which applies the log-matching rule), and `InstallSnapshot`, received into a file the
+//! writer then installs.
 
-use crate::writer::{WriteError, Writer};
+use crate::store::snapshot::SnapshotFile;
+use crate::writer::{SnapshotOffer, WriteError, Writer};
+use std::path::{Path, PathBuf};
 use tinysns_common::limits::{MAX_LSN, MAX_TERM};
 use tinysns_common::proto::internal::replication_server::{Replication, ReplicationServer};
-use tinysns_common::proto::internal::{AppendReply, AppendRequest};
+use tinysns_common::proto::internal::{AppendReply, AppendRequest, SnapshotChunk};
+use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status};
+
+/// Largest piece of a snapshot in one message.
+pub const MAX_SNAPSHOT_CHUNK: usize = 4 * 1024 * 1024;
+/// Largest snapshot a slave accepts (the file is written to its data directory first).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
+/// Where a snapshot being received is kept, in the data directory.
+pub const INCOMING_SNAPSHOT: &str = "snapshot-incoming.db";
 
 /// The slave side: entries from the master go through the writer like any other write.
 pub struct ReplicationService {
     writer: Writer,
+    data_dir: PathBuf,
+    /// The snapshot being received, if any (one at a time).
+    incoming: tokio::sync::Mutex<Option<Incoming>>,
 }
 
 impl ReplicationService {
-    pub fn server(writer: Writer) -> ReplicationServer<Self> {
-        ReplicationServer::new(Self { writer }).max_decoding_message_size(64 * 1024 * 1024)
+    pub fn server(writer: Writer, data_dir: &Path) -> ReplicationServer<Self> {
+        ReplicationServer::new(Self {
+            writer,
+            data_dir: data_dir.to_path_buf(),
+            incoming: tokio::sync::Mutex::new(None),
+        })
+        .max_decoding_message_size(64 * 1024 * 1024)
+    }
+}
+
+/// Removes what a snapshot received before a crash left behind.
+pub fn remove_stale_snapshots(data_dir: &Path) {
+    drop(SnapshotFile(data_dir.join(INCOMING_SNAPSHOT)));
+}
+
+/// Why a snapshot chunk is refused: no master sends it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotStreamError {
+    #[error("term {0} is out of range (1..={MAX_TERM})")]
+    Term(u64),
+    #[error("chunk from master {got:?} in a stream from {expected:?} (term, master id)")]
+    Sender { got: (u64, u32), expected: (u64, u32) },
+    #[error("chunk at offset {got}, expected {expected}: chunks come in order without gaps")]
+    Offset { got: u64, expected: u64 },
+    #[error("chunk of {0} bytes is above {MAX_SNAPSHOT_CHUNK}")]
+    ChunkSize(usize),
+    #[error("snapshot above {MAX_SNAPSHOT_BYTES} bytes")]
+    Total,
+}
+
+/// What a snapshot's chunks have delivered so far; checks each chunk before it is written.
+#[derive(Debug, Default)]
+pub struct Receipt {
+    sender: Option<(u64, u32)>,
+    received: u64,
+}
+
+impl Receipt {
+    pub fn accept(&mut self, chunk: &SnapshotChunk) -> Result<(), SnapshotStreamError> {
+        if chunk.term == 0 || chunk.term > MAX_TERM {
+            return Err(SnapshotStreamError::Term(chunk.term));
+        }
+        let sender = (chunk.term, chunk.master_id);
+        if let Some(expected) = self.sender
+            && expected != sender
+        {
+            return Err(SnapshotStreamError::Sender { got: sender, expected });
+        }
+        if chunk.offset != self.received {
+            return Err(SnapshotStreamError::Offset {
+                got: chunk.offset,
+                expected: self.received,
+            });
+        }
+        if chunk.data.len() > MAX_SNAPSHOT_CHUNK {
+            return Err(SnapshotStreamError::ChunkSize(chunk.data.len()));
+        }
+        let received = self.received + chunk.data.len() as u64;
+        if received > MAX_SNAPSHOT_BYTES {
+            return Err(SnapshotStreamError::Total);
+        }
+        self.sender = Some(sender);
+        self.received = received;
+        Ok(())
+    }
+}
+
+/// A snapshot being received.
+struct Incoming {
+    receipt: Receipt,
+    out: tokio::fs::File,
+    file: SnapshotFile,
+}
+
+impl ReplicationService {
+    /// Writes one chunk; once the last chunk is in, the offer to install the snapshot and its
+    /// file (removed when dropped).
+    async fn receive(&self, chunk: SnapshotChunk) -> Result<Option<(SnapshotOffer, SnapshotFile)>, Status> {
+        let io = |e: std::io::Error| Status::internal(format!("cannot write the snapshot: {e}"));
+        let mut incoming = self.incoming.lock().await;
+        if chunk.offset == 0 {
+            // A new snapshot: drop what an earlier one left (its file first).
+            *incoming = None;
+            let file = SnapshotFile(self.data_dir.join(INCOMING_SNAPSHOT));
+            let out = tokio::fs::File::create(&file.0).await.map_err(io)?;
+            *incoming = Some(Incoming {
+                receipt: Receipt::default(),
+                out,
+                file,
+            });
+        }
+        let Some(current) = incoming.as_mut() else {
+            return Err(Status::failed_precondition(
+                SnapshotStreamError::Offset {
+                    got: chunk.offset,
+                    expected: 0,
+                }
+                .to_string(),
+            ));
+        };
+        current
+            .receipt
+            .accept(&chunk)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        current.out.write_all(&chunk.data).await.map_err(io)?;
+        if !chunk.last {
+            return Ok(None);
+        }
+        current.out.sync_all().await.map_err(io)?;
+        let Some(Incoming { file, .. }) = incoming.take() else {
+            return Ok(None);
+        };
+        let offer = SnapshotOffer {
+            term: chunk.term,
+            master_id: chunk.master_id,
+            path: file.0.clone(),
+        };
+        Ok(Some((offer, file)))
     }
 }
 
@@ -87,6 +217,21 @@ impl Replication for ReplicationService {
             .map(Response::new)
             .map_err(WriteError::into_status)
     }
+
+    async fn install_snapshot(&self, request: Request<SnapshotChunk>) -> Result<Response<AppendReply>, Status> {
+        let chunk = request.into_inner();
+        let term = chunk.term;
+        let Some((offer, file)) = self.receive(chunk).await? else {
+            return Ok(Response::new(AppendReply {
+                accepted: true,
+                last_lsn: 0,
+                term,
+            }));
+        };
+        let installed = self.writer.install(offer).await;
+        drop(file);
+        installed.map(Response::new).map_err(WriteError::into_status)
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +256,65 @@ mod tests {
             entries,
             commit_lsn: 0,
         }
+    }
+
+    fn chunk(term: u64, master_id: u32, offset: u64, len: usize) -> SnapshotChunk {
+        SnapshotChunk {
+            term,
+            master_id,
+            offset,
+            data: vec![0; len],
+            last: false,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_stream_comes_from_one_master_in_order() {
+        let mut receipt = Receipt::default();
+        assert_eq!(receipt.accept(&chunk(3, 1, 0, 10)), Ok(()));
+        assert_eq!(receipt.accept(&chunk(3, 1, 10, 0)), Ok(()));
+        assert_eq!(
+            receipt.accept(&chunk(3, 2, 10, 5)),
+            Err(SnapshotStreamError::Sender {
+                got: (3, 2),
+                expected: (3, 1)
+            })
+        );
+        assert_eq!(
+            receipt.accept(&chunk(4, 1, 10, 5)),
+            Err(SnapshotStreamError::Sender {
+                got: (4, 1),
+                expected: (3, 1)
+            })
+        );
+        assert_eq!(
+            receipt.accept(&chunk(3, 1, 0, 5)),
+            Err(SnapshotStreamError::Offset { got: 0, expected: 10 })
+        );
+        assert_eq!(
+            receipt.accept(&chunk(3, 1, 15, 5)),
+            Err(SnapshotStreamError::Offset { got: 15, expected: 10 })
+        );
+        assert_eq!(
+            receipt.accept(&chunk(3, 1, 10, MAX_SNAPSHOT_CHUNK + 1)),
+            Err(SnapshotStreamError::ChunkSize(MAX_SNAPSHOT_CHUNK + 1))
+        );
+        // A refused chunk changes nothing: the stream may not go on past it.
+        assert_eq!(receipt.accept(&chunk(3, 1, 10, 1)), Ok(()));
+        for term in [0, MAX_TERM + 1] {
+            assert_eq!(
+                Receipt::default().accept(&chunk(term, 1, 0, 1)),
+                Err(SnapshotStreamError::Term(term))
+            );
+        }
+        let mut huge = Receipt {
+            sender: Some((3, 1)),
+            received: MAX_SNAPSHOT_BYTES - 1,
+        };
+        assert_eq!(
+            huge.accept(&chunk(3, 1, MAX_SNAPSHOT_BYTES - 1, 2)),
+            Err(SnapshotStreamError::Total)
+        );
     }
 
     #[test]

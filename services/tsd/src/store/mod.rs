@@ -1,14 +1,25 @@
 //! The embedded store: the replicated log plus the tables derived from it, in one SQLite
 //! database. Every entry is written to the log and applied to the tables in the same
-//! transaction, so the tables can always be rebuilt from the log (which is how a replica
-//! drops entries it must give up after a failover).
+//! transaction (`apply`), with the inverse of each change (`undo`), so a replica drops a
+//! suffix it must give up after a failover at the cost of the suffix. The log's front is
+//! dropped once nobody needs it (`compaction`); a replica that needs it gets a copy of the
+//! whole store instead (`snapshot`).
+
+mod apply;
+pub mod compaction;
+mod queries;
+pub mod snapshot;
+pub mod undo;
 
 use crate::clock;
+use apply::apply;
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
-use tinysns_common::proto::internal::{AccountChange, Change, LogEntry, account_change, change, log_entry};
-use tinysns_common::proto::social::{Post, UserRef};
+use tinysns_common::proto::internal::LogEntry;
+
+pub use queries::*;
+pub use undo::truncate_after;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,6 +31,8 @@ pub enum StoreError {
     Corrupt { lsn: u64, source: prost::DecodeError },
     #[error("{0}")]
     Internal(String),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     #[error("entry lsn {got} does not follow the log's last lsn {last}")]
     OutOfOrder { got: u64, last: u64 },
 }
@@ -65,6 +78,8 @@ CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS credentials (user_id INTEGER PRIMARY KEY, phc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (token_hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
+CREATE TABLE IF NOT EXISTS undo (seq INTEGER PRIMARY KEY, lsn INTEGER NOT NULL, statement TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS undo_by_lsn ON undo (lsn);
 ";
 
 /// Columns added after the first release, for stores created before them, with what fills
@@ -133,11 +148,23 @@ pub fn open(dir: &Path) -> Result<Connection> {
     conn.execute_batch(SCHEMA)?;
     add_missing_columns(&conn)?;
     conn.execute_batch(LATE_INDEXES)?;
+    conn.execute_batch(compaction::SCHEMA)?;
+    undo::record(&conn)?;
     Ok(conn)
 }
 
+/// The columns of `table` in `schema` (`main`, or an attached snapshot), in declaration order.
+fn table_columns(conn: &Connection, schema: &str, table: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1, ?2) ORDER BY cid")?;
+    let names = stmt.query_map([table, schema], |r| r.get::<_, String>(0))?;
+    Ok(names.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The log's last lsn (where it was compacted to, if it holds no entries).
 pub fn last_lsn(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(lsn), 0) FROM log", [], |r| r.get::<_, i64>(0))? as u64)
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(lsn), (SELECT log_start FROM log_bounds)) FROM log")?
+        .query_row([], |r| r.get::<_, i64>(0))? as u64)
 }
 
 /// A log position known to be committed (replicated and acknowledged) when it was stored;
@@ -153,36 +180,52 @@ pub fn commit_point(conn: &Connection) -> Result<u64> {
     Ok(stored.min(last_lsn(conn)?))
 }
 
-/// Records `lsn` as committed (call inside the writer's transaction).
+/// Records `lsn` as committed (call inside the writer's transaction). Committed entries are
+/// never dropped, so their inverses go.
 pub fn record_commit_point(conn: &Connection, lsn: u64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO replica (key, value) VALUES ('committed', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?
     .execute([lsn as i64])?;
-    Ok(())
+    undo::prune(conn, lsn)
 }
 
-/// The highest hybrid clock stamp stored (0 for an empty log).
+/// The highest hybrid clock stamp stored, dropped entries' included (0 for an empty log).
 pub fn max_hlc(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(hlc), 0) FROM log", [], |r| r.get::<_, i64>(0))? as u64)
+    Ok(conn.query_row(
+        "SELECT MAX(COALESCE((SELECT MAX(hlc) FROM log), 0), (SELECT start_hlc FROM log_bounds))",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
 }
 
 /// The term of the log's last entry (0 for an empty log).
 pub fn last_term(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(term), 0) FROM log", [], |r| r.get::<_, i64>(0))? as u64)
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(term), (SELECT start_term FROM log_bounds)) FROM log",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
 }
 
-/// The term of the entry at `lsn` (0 for lsn 0, None if absent).
+/// The term of the entry at `lsn` (0 for lsn 0; the start's term for the log's compacted
+/// start; None if absent or compacted).
 pub fn term_at(conn: &Connection, lsn: u64) -> Result<Option<u64>> {
     if lsn == 0 {
         return Ok(Some(0));
     }
-    Ok(conn
+    let stored = conn
         .prepare_cached("SELECT term FROM log WHERE lsn = ?1")?
         .query_row([lsn as i64], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(|t| t as u64))
+        .optional()?;
+    match stored {
+        Some(term) => Ok(Some(term as u64)),
+        None => {
+            let bounds = compaction::bounds(conn)?;
+            Ok((bounds.start == lsn).then_some(bounds.start_term))
+        }
+    }
 }
 
 /// Appends an entry and applies it. Call inside a transaction.
@@ -198,131 +241,8 @@ pub fn append(conn: &Connection, entry: &LogEntry) -> Result<()> {
     apply(conn, entry)
 }
 
-/// Updates the derived tables for one entry. Deterministic, so every replica that applies
-/// the same log holds the same state; idempotent for changes that arrive twice.
-fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
-    match &entry.kind {
-        Some(log_entry::Kind::Change(Change { kind: Some(change) })) => match change {
-            change::Kind::User(u) => insert_user(conn, u.user_id, &u.username, entry.timestamp_ms)?,
-            change::Kind::Follow(f) => {
-                // Last writer wins by the origin's log position: a follower's relations all
-                // originate in its home cluster, whose log orders them.
-                conn.prepare_cached(
-                    "INSERT INTO follows (follower, followee, following, since_ms, version, since_hlc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (follower, followee) DO UPDATE SET
-                        following = excluded.following,
-                        since_ms = CASE WHEN follows.following = 1 AND excluded.following = 1
-                                        THEN follows.since_ms ELSE excluded.since_ms END,
-                        since_hlc = CASE WHEN follows.following = 1 AND excluded.following = 1
-                                        THEN follows.since_hlc ELSE excluded.since_hlc END,
-                        version = excluded.version
-                     WHERE excluded.version > follows.version",
-                )?
-                .execute(params![
-                    f.follower as i64,
-                    f.followee as i64,
-                    f.following,
-                    entry.timestamp_ms,
-                    entry.origin_lsn as i64,
-                    clock::stamp(entry) as i64
-                ])?;
-            }
-            change::Kind::Post(p) => {
-                conn.prepare_cached(
-                    "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name, hlc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    p.author as i64,
-                    p.post_id as i64,
-                    p.text,
-                    entry.timestamp_ms,
-                    entry.lsn as i64,
-                    p.author_name,
-                    clock::stamp(entry) as i64
-                ])?;
-            }
-        },
-        Some(log_entry::Kind::SyncCursor(c)) => {
-            conn.prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('sync_cursor', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
-            )?
-            .execute([c.lsn as i64])?;
-        }
-        Some(log_entry::Kind::Account(AccountChange { kind: Some(account) })) => apply_account(conn, entry, account)?,
-        Some(log_entry::Kind::Change(Change { kind: None }))
-        | Some(log_entry::Kind::Account(AccountChange { kind: None }))
-        | None => {}
-    }
-    Ok(())
-}
-
-fn insert_user(conn: &Connection, user: u64, username: &str, created_ms: i64) -> Result<()> {
-    conn.prepare_cached("INSERT OR IGNORE INTO users (user_id, created_ms, username) VALUES (?1, ?2, NULLIF(?3, ''))")?
-        .execute(params![user as i64, created_ms, username])?;
-    Ok(())
-}
-
-fn apply_account(conn: &Connection, entry: &LogEntry, account: &account_change::Kind) -> Result<()> {
-    match account {
-        account_change::Kind::Registered(r) => {
-            insert_user(conn, r.user_id, &r.username, entry.timestamp_ms)?;
-            conn.prepare_cached("INSERT OR REPLACE INTO credentials (user_id, phc) VALUES (?1, ?2)")?
-                .execute(params![r.user_id as i64, r.password_phc])?;
-            conn.prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('highest_registered', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
-            )?
-            .execute([r.user_id as i64])?;
-        }
-        account_change::Kind::Password(p) => {
-            conn.prepare_cached("UPDATE credentials SET phc = ?2 WHERE user_id = ?1")?
-                .execute(params![p.user_id as i64, p.password_phc])?;
-            conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2")?
-                .execute(params![p.user_id as i64, p.keep_session])?;
-        }
-        account_change::Kind::SessionStarted(s) => {
-            // Sessions of the user that expired by this entry's time go (deterministic: every
-            // replica applies the same entry with the same timestamp).
-            conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND expires_ms <= ?2")?
-                .execute(params![s.user_id as i64, entry.timestamp_ms])?;
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO sessions (token_hash, user_id, expires_ms) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![s.token_hash, s.user_id as i64, s.expires_ms])?;
-        }
-        account_change::Kind::SessionEnded(e) => {
-            conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
-                .execute([&e.token_hash])?;
-        }
-    }
-    Ok(())
-}
-
-/// Drops every entry after `lsn` and rebuilds the derived tables from what remains. Used by a
-/// replica whose log diverged from the master's (it was deposed with unreplicated entries).
-pub fn truncate_after(conn: &mut Connection, lsn: u64) -> Result<()> {
-    let tx = write_transaction(conn)?;
-    tx.execute("DELETE FROM log WHERE lsn > ?1", [lsn as i64])?;
-    for table in DERIVED_TABLES {
-        tx.execute(&format!("DELETE FROM {table}"), [])?;
-    }
-    {
-        let mut stmt = tx.prepare("SELECT lsn, entry FROM log ORDER BY lsn")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let entry = decode(row.get::<_, i64>(0)? as u64, &row.get::<_, Vec<u8>>(1)?)?;
-            apply(&tx, &entry)?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
 /// An inclusive upper bound for SQL: SQLite integers are signed.
-fn bound(upto: u64) -> i64 {
+pub(crate) fn bound(upto: u64) -> i64 {
     upto.min(i64::MAX as u64) as i64
 }
 
@@ -344,182 +264,15 @@ pub fn entries_after(conn: &Connection, after: u64, upto: u64, limit: usize) -> 
     .collect()
 }
 
-pub fn user_exists(conn: &Connection, user: u64) -> Result<bool> {
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM users WHERE user_id = ?1")?;
-    Ok(stmt.exists([user as i64])?)
-}
-
-/// `(following, version)` of the relation, if it was ever recorded.
-pub fn follow_state(conn: &Connection, follower: u64, followee: u64) -> Result<Option<(bool, u64)>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT following, version FROM follows WHERE follower = ?1 AND followee = ?2")?;
-    Ok(stmt
-        .query_row([follower as i64, followee as i64], |r| {
-            Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)? as u64))
-        })
-        .optional()?)
-}
-
-/// The log position of a post, if it is stored.
-pub fn post_seq(conn: &Connection, author: u64, post_id: u64) -> Result<Option<u64>> {
-    let mut stmt = conn.prepare_cached("SELECT seq FROM posts WHERE author = ?1 AND post_id = ?2")?;
-    Ok(stmt
-        .query_row([author as i64, post_id as i64], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(|s| s as u64))
-}
-
-/// The id of the account with this (canonical) username.
-pub fn user_by_name(conn: &Connection, username: &str) -> Result<Option<u64>> {
-    let mut stmt = conn.prepare_cached("SELECT user_id FROM users WHERE username = ?1")?;
-    Ok(stmt
-        .query_row([username], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(|id| id as u64))
-}
-
-pub fn username_of(conn: &Connection, user: u64) -> Result<Option<String>> {
-    let mut stmt = conn.prepare_cached("SELECT username FROM users WHERE user_id = ?1")?;
-    Ok(stmt
-        .query_row([user as i64], |r| r.get::<_, Option<String>>(0))
-        .optional()?
-        .flatten())
-}
-
-/// The stored password hash (PHC string) of a user of this cluster.
-pub fn password_hash(conn: &Connection, user: u64) -> Result<Option<String>> {
-    let mut stmt = conn.prepare_cached("SELECT phc FROM credentials WHERE user_id = ?1")?;
-    Ok(stmt.query_row([user as i64], |r| r.get(0)).optional()?)
-}
-
-/// `(user, expires_ms)` of the session whose token hashes to `token_hash`.
-pub fn session(conn: &Connection, token_hash: &[u8]) -> Result<Option<(u64, i64)>> {
-    let mut stmt = conn.prepare_cached("SELECT user_id, expires_ms FROM sessions WHERE token_hash = ?1")?;
-    Ok(stmt
-        .query_row([token_hash], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-        .optional()?)
-}
-
-/// The highest id this cluster has registered (0 for none).
-pub fn highest_registered(conn: &Connection) -> Result<u64> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = 'highest_registered'", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .optional()?
-        .unwrap_or(0) as u64)
-}
-
-fn user_refs(stmt: &mut rusqlite::CachedStatement<'_>, args: impl rusqlite::Params) -> Result<Vec<UserRef>> {
-    let rows = stmt.query_map(args, |r| {
-        Ok(UserRef {
-            id: r.get::<_, i64>(0)? as u64,
-            username: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Up to `limit` users with ids above `after`, ascending.
-pub fn users_page(conn: &Connection, after: u64, limit: usize) -> Result<Vec<UserRef>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT user_id, username FROM users WHERE user_id > ?1 ORDER BY user_id LIMIT ?2")?;
-    user_refs(&mut stmt, params![bound(after), limit as i64])
-}
-
-/// Up to `limit` followers of `user` with ids above `after`, ascending.
-pub fn followers_page(conn: &Connection, user: u64, after: u64, limit: usize) -> Result<Vec<UserRef>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT f.follower, u.username FROM follows f LEFT JOIN users u ON u.user_id = f.follower
-         WHERE f.followee = ?1 AND f.following = 1 AND f.follower > ?2 ORDER BY f.follower LIMIT ?3",
-    )?;
-    user_refs(&mut stmt, params![user as i64, bound(after), limit as i64])
-}
-
-pub fn all_users(conn: &Connection) -> Result<Vec<u64>> {
-    let mut stmt = conn.prepare_cached("SELECT user_id FROM users ORDER BY user_id")?;
-    let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
-    Ok(rows.map(|r| r.map(|v| v as u64)).collect::<rusqlite::Result<_>>()?)
-}
-
-pub fn followers(conn: &Connection, user: u64) -> Result<Vec<u64>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT follower FROM follows WHERE followee = ?1 AND following = 1 ORDER BY follower")?;
-    let rows = stmt.query_map([user as i64], |r| r.get::<_, i64>(0))?;
-    Ok(rows.map(|r| r.map(|v| v as u64)).collect::<rusqlite::Result<_>>()?)
-}
-
-/// Who `user` follows, with the hybrid clock stamp of each follow (`crate::clock`).
-pub fn following(conn: &Connection, user: u64) -> Result<Vec<(u64, u64)>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT followee, since_hlc FROM follows WHERE follower = ?1 AND following = 1")?;
-    let rows = stmt.query_map([user as i64], |r| {
-        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// The newest `limit` posts (newest first, by hybrid clock stamp) by users `user` follows,
-/// made after each follow (by stamp, not wall clock), stored at or before `upto`.
-pub fn timeline(conn: &Connection, user: u64, upto: u64, limit: usize) -> Result<Vec<Post>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT p.author, p.post_id, p.text, p.ts_ms, p.seq, p.author_name FROM posts p
-         JOIN follows f ON f.followee = p.author AND f.follower = ?1 AND f.following = 1
-         WHERE p.hlc >= f.since_hlc AND p.seq <= ?2 AND p.author != ?1
-         ORDER BY p.hlc DESC, p.seq DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![user as i64, bound(upto), limit as i64], |r| {
-        Ok(Post {
-            author: r.get::<_, i64>(0)? as u64,
-            post_id: r.get::<_, i64>(1)? as u64,
-            text: r.get(2)?,
-            timestamp_ms: r.get(3)?,
-            seq: r.get::<_, i64>(4)? as u64,
-            author_name: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub fn sync_cursor(conn: &Connection) -> Result<u64> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = 'sync_cursor'", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .optional()?
-        .unwrap_or(0) as u64)
-}
-
-/// A digest of the derived state, to compare replicas in tests and tools.
-pub fn state_digest(conn: &Connection) -> Result<String> {
-    let users = all_users(conn)?;
-    let mut stmt = conn.prepare("SELECT follower, followee, following FROM follows ORDER BY follower, followee")?;
-    let follows: Vec<(i64, i64, bool)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare("SELECT author, post_id, seq FROM posts ORDER BY author, post_id")?;
-    let posts: Vec<(i64, i64, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare("SELECT user_id, phc FROM credentials ORDER BY user_id")?;
-    let credentials: Vec<(i64, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare("SELECT user_id, hex(token_hash) FROM sessions ORDER BY token_hash")?;
-    let sessions: Vec<(i64, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(format!(
-        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?}"
-    ))
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use tinysns_common::proto::internal::{FollowChanged, PostCreated, UserCreated};
+    use tinysns_common::proto::internal::{
+        AccountChange, Change, FollowChanged, PasswordSet, PostCreated, Registered, SessionEnded, SessionStarted,
+        SyncCursor, UserCreated, account_change, change, log_entry,
+    };
 
-    fn entry(lsn: u64, ts: i64, origin_lsn: u64, kind: change::Kind) -> LogEntry {
+    pub(crate) fn entry(lsn: u64, ts: i64, origin_lsn: u64, kind: change::Kind) -> LogEntry {
         LogEntry {
             lsn,
             term: 1,
@@ -531,7 +284,7 @@ mod tests {
         }
     }
 
-    fn write(conn: &mut Connection, entries: &[LogEntry]) {
+    pub(crate) fn write(conn: &mut Connection, entries: &[LogEntry]) {
         let tx = conn.transaction().unwrap();
         for e in entries {
             append(&tx, e).unwrap();
@@ -539,7 +292,7 @@ mod tests {
         tx.commit().unwrap();
     }
 
-    fn follow(follower: u64, followee: u64, on: bool) -> change::Kind {
+    pub(crate) fn follow(follower: u64, followee: u64, on: bool) -> change::Kind {
         change::Kind::Follow(FollowChanged {
             follower,
             followee,
@@ -547,13 +300,100 @@ mod tests {
         })
     }
 
-    fn post(author: u64, id: u64) -> change::Kind {
+    pub(crate) fn post(author: u64, id: u64) -> change::Kind {
         change::Kind::Post(PostCreated {
             author,
             post_id: id,
             text: format!("p{id}"),
             author_name: String::new(),
         })
+    }
+
+    /// Every row of every table a snapshot carries: equal dumps are equal stores.
+    pub(crate) fn dump(conn: &Connection) -> Vec<String> {
+        let mut rows = Vec::new();
+        for table in DERIVED_TABLES.iter().chain(&["log", "log_bounds"]) {
+            let columns = table_columns(conn, "main", table).unwrap();
+            let select = columns
+                .iter()
+                .map(|c| format!("quote({c})"))
+                .collect::<Vec<_>>()
+                .join(" || ',' || ");
+            let mut stmt = conn
+                .prepare(&format!("SELECT '{table}:' || {select} FROM {table} ORDER BY 1"))
+                .unwrap();
+            rows.extend(
+                stmt.query_map([], |r| r.get::<_, String>(0))
+                    .unwrap()
+                    .map(|r| r.unwrap()),
+            );
+        }
+        rows
+    }
+
+    fn account(kind: account_change::Kind) -> log_entry::Kind {
+        log_entry::Kind::Account(AccountChange { kind: Some(kind) })
+    }
+
+    /// A seeded mix of every kind of entry, with replays, flips and replacements, so every
+    /// statement `apply` runs (insert, upsert, replace, delete) is exercised.
+    pub(crate) fn mixed_entries(seed: u64, count: u64) -> Vec<LogEntry> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (1..=count)
+            .map(|lsn| {
+                let user = rng.random_range(1..=6u64);
+                let other = rng.random_range(1..=6u64);
+                let token = vec![rng.random_range(0..4u8); 4];
+                let kind = match rng.random_range(0..9) {
+                    0 => log_entry::Kind::Change(Change {
+                        kind: Some(change::Kind::User(UserCreated {
+                            user_id: user,
+                            username: format!("u{user}"),
+                        })),
+                    }),
+                    1 | 2 => log_entry::Kind::Change(Change {
+                        kind: Some(follow(user, other, rng.random_bool(0.7))),
+                    }),
+                    3 | 4 => log_entry::Kind::Change(Change {
+                        kind: Some(post(user, rng.random_range(1..=20))),
+                    }),
+                    5 => account(account_change::Kind::Registered(Registered {
+                        user_id: user,
+                        username: format!("r{user}"),
+                        password_phc: format!("phc{lsn}"),
+                    })),
+                    6 => account(account_change::Kind::Password(PasswordSet {
+                        user_id: user,
+                        password_phc: format!("new{lsn}"),
+                        keep_session: token.clone(),
+                    })),
+                    7 => account(account_change::Kind::SessionStarted(SessionStarted {
+                        user_id: user,
+                        token_hash: token,
+                        expires_ms: lsn as i64 * 10 + 50,
+                    })),
+                    _ => {
+                        if rng.random_bool(0.5) {
+                            account(account_change::Kind::SessionEnded(SessionEnded { token_hash: token }))
+                        } else {
+                            log_entry::Kind::SyncCursor(SyncCursor {
+                                lsn: rng.random_range(0..lsn),
+                            })
+                        }
+                    }
+                };
+                LogEntry {
+                    lsn,
+                    term: 1 + lsn / 50,
+                    timestamp_ms: lsn as i64 * 10,
+                    origin_cluster: 1,
+                    origin_lsn: rng.random_range(1..=lsn),
+                    kind: Some(kind),
+                    hlc: lsn * 1000 + rng.random_range(0..500),
+                }
+            })
+            .collect()
     }
 
     #[test]
@@ -641,6 +481,70 @@ mod tests {
         assert_eq!(follow_state(&c, 1, 2).unwrap(), Some((false, 9)));
         write(&mut c, &[entry(4, 30, 5, post(2, 1)), entry(5, 30, 5, post(2, 1))]);
         assert_eq!(post_seq(&c, 2, 1).unwrap(), Some(4));
+    }
+
+    #[test]
+    fn truncation_undoes_exactly_the_dropped_suffix() {
+        for seed in 0..20u64 {
+            let all = mixed_entries(seed, 150);
+            let keep = 40 + seed * 5;
+            let dir = tempfile::tempdir().unwrap();
+            let mut truncated = open(dir.path()).unwrap();
+            // In several transactions, as the writer commits them.
+            for chunk in all.chunks(17) {
+                write(&mut truncated, chunk);
+            }
+            truncate_after(&mut truncated, keep).unwrap();
+            let fresh_dir = tempfile::tempdir().unwrap();
+            let mut fresh = open(fresh_dir.path()).unwrap();
+            write(&mut fresh, &all[..keep as usize]);
+            assert_eq!(dump(&truncated), dump(&fresh), "seed {seed}, keep {keep}");
+            // And it goes on from there like any store.
+            write(&mut truncated, &all[keep as usize..]);
+            write(&mut fresh, &all[keep as usize..]);
+            assert_eq!(dump(&truncated), dump(&fresh), "seed {seed}, replayed");
+        }
+    }
+
+    #[test]
+    fn committed_entries_cannot_be_dropped_once_the_log_is_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open(dir.path()).unwrap();
+        write(&mut c, &mixed_entries(7, 100));
+        let tx = write_transaction(&mut c).unwrap();
+        undo::prune(&tx, 60).unwrap();
+        compaction::compact(&tx, 30, 1000).unwrap();
+        tx.commit().unwrap();
+        let before = dump(&c);
+        assert!(truncate_after(&mut c, 50).is_err(), "below the undo floor");
+        assert!(truncate_after(&mut c, 20).is_err(), "below the log's start");
+        assert_eq!(dump(&c), before, "a refused truncation changes nothing");
+        truncate_after(&mut c, 70).unwrap();
+        assert_eq!(last_lsn(&c).unwrap(), 70);
+    }
+
+    #[test]
+    fn a_store_without_inverses_is_rebuilt_from_its_log() {
+        let all = mixed_entries(3, 80);
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open(dir.path()).unwrap();
+        write(&mut c, &all);
+        // As a store from before the undo log: no inverses for what it holds.
+        let tx = write_transaction(&mut c).unwrap();
+        undo::prune(&tx, 80).unwrap();
+        tx.commit().unwrap();
+        truncate_after(&mut c, 30).unwrap();
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let mut fresh = open(fresh_dir.path()).unwrap();
+        write(&mut fresh, &all[..30]);
+        // Equal but for the undo floor: the rebuilt store has no inverses up to 30.
+        let without_bounds = |c: &Connection| {
+            let mut rows = dump(c);
+            rows.retain(|r| !r.starts_with("log_bounds:"));
+            rows
+        };
+        assert_eq!(without_bounds(&c), without_bounds(&fresh));
+        assert_eq!(compaction::bounds(&c).unwrap().undo_floor, 30);
     }
 
     #[test]

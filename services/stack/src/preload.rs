@@ -1,0 +1,96 @@
+//! Fills a cluster's stores with many entries before it starts, for figures at scale (the
+//! benchmark's catch-up phase): one account of this cluster and its posts, written through
+//! the tsd's own store code, committed and compacted as a long-running master would have
+//! left them. Every replica gets a copy, each with an identity of its own.
+
+use crate::topology::{StackError, Topology};
+use std::path::Path;
+use tinysns_common::proto::internal::{Change, LogEntry, PostCreated, UserCreated, change, log_entry};
+use tinysns_tsd::store::{self, compaction, snapshot};
+
+/// Entries written per transaction.
+const BATCH: u64 = 20_000;
+
+/// The preloaded account (an id far above the benchmark's users).
+pub const PRELOAD_AUTHOR: u64 = 1 << 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreloadError {
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn entry(cluster: u32, lsn: u64, now_ms: i64, change: change::Kind) -> LogEntry {
+    // Spread over the last `lsn` milliseconds, oldest first.
+    let timestamp_ms = now_ms - 1_000_000_000 + lsn as i64;
+    LogEntry {
+        lsn,
+        term: 1,
+        timestamp_ms,
+        origin_cluster: cluster,
+        origin_lsn: lsn,
+        kind: Some(log_entry::Kind::Change(Change { kind: Some(change) })),
+        hlc: timestamp_ms as u64 * 1000,
+    }
+}
+
+/// Writes `entries` entries (an account, then its posts of about 200 bytes) into every
+/// replica of `cluster` of the prepared, not yet started, `topology`, committed, with the log
+/// compacted down to its last `retain` entries.
+pub fn preload(topology: &Topology, cluster: u32, entries: u64, retain: u64) -> Result<(), PreloadError> {
+    let first = topology.server_data_dir(cluster, 1);
+    let mut conn = store::open(&first)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut lsn = store::last_lsn(&conn)?;
+    let end = lsn + entries;
+    while lsn < end {
+        let tx = store::write_transaction(&mut conn)?;
+        for _ in 0..BATCH.min(end - lsn) {
+            lsn += 1;
+            let change = if lsn == 1 {
+                change::Kind::User(UserCreated {
+                    user_id: PRELOAD_AUTHOR,
+                    username: "preloaded".into(),
+                })
+            } else {
+                change::Kind::Post(PostCreated {
+                    author: PRELOAD_AUTHOR,
+                    post_id: lsn,
+                    text: format!("preloaded post {lsn:>10} {}", "x".repeat(170)),
+                    author_name: "preloaded".into(),
+                })
+            };
+            store::append(&tx, &entry(cluster, lsn, now_ms, change))?;
+        }
+        tx.commit().map_err(store::StoreError::from)?;
+    }
+    let tx = store::write_transaction(&mut conn)?;
+    store::record_commit_point(&tx, end)?;
+    compaction::compact(&tx, compaction::horizon(end, None, retain), u64::MAX)?;
+    tx.commit().map_err(store::StoreError::from)?;
+    drop(conn);
+    for server in 2..=topology.servers_per_cluster() {
+        copy_store(&first, &topology.server_data_dir(cluster, server))?;
+    }
+    Ok(())
+}
+
+/// A copy of the store in `from` as the store in `to`, without `from`'s identity.
+fn copy_store(from: &Path, to: &Path) -> Result<(), PreloadError> {
+    std::fs::create_dir_all(to)?;
+    let target = to.join("tsd.db");
+    if target.exists() {
+        std::fs::remove_file(&target)?;
+    }
+    snapshot::create(&store::open(from)?, &target)?;
+    store::open(to)?
+        .execute("DELETE FROM replica WHERE key != 'committed'", [])
+        .map_err(store::StoreError::from)?;
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! How one log entry changes the derived tables.
+
+use super::Result;
+use crate::clock;
+use rusqlite::{Connection, params};
+use tinysns_common::proto::internal::{AccountChange, Change, LogEntry, account_change, change, log_entry};
+
+/// Updates the derived tables for one entry. Deterministic, so every replica that applies
+/// the same log holds the same state; idempotent for changes that arrive twice.
+pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
+    match &entry.kind {
+        Some(log_entry::Kind::Change(Change { kind: Some(change) })) => match change {
+            change::Kind::User(u) => insert_user(conn, u.user_id, &u.username, entry.timestamp_ms)?,
+            change::Kind::Follow(f) => {
+                // Last writer wins by the origin's log position: a follower's relations all
+                // originate in its home cluster, whose log orders them.
+                conn.prepare_cached(
+                    "INSERT INTO follows (follower, followee, following, since_ms, version, since_hlc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (follower, followee) DO UPDATE SET
+                        following = excluded.following,
+                        since_ms = CASE WHEN follows.following = 1 AND excluded.following = 1
+                                        THEN follows.since_ms ELSE excluded.since_ms END,
+                        since_hlc = CASE WHEN follows.following = 1 AND excluded.following = 1
+                                        THEN follows.since_hlc ELSE excluded.since_hlc END,
+                        version = excluded.version
+                     WHERE excluded.version > follows.version",
+                )?
+                .execute(params![
+                    f.follower as i64,
+                    f.followee as i64,
+                    f.following,
+                    entry.timestamp_ms,
+                    entry.origin_lsn as i64,
+                    clock::stamp(entry) as i64
+                ])?;
+            }
+            change::Kind::Post(p) => {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name, hlc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    p.author as i64,
+                    p.post_id as i64,
+                    p.text,
+                    entry.timestamp_ms,
+                    entry.lsn as i64,
+                    p.author_name,
+                    clock::stamp(entry) as i64
+                ])?;
+            }
+        },
+        Some(log_entry::Kind::SyncCursor(c)) => {
+            conn.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('sync_cursor', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+            )?
+            .execute([c.lsn as i64])?;
+        }
+        Some(log_entry::Kind::Account(AccountChange { kind: Some(account) })) => apply_account(conn, entry, account)?,
+        Some(log_entry::Kind::Change(Change { kind: None }))
+        | Some(log_entry::Kind::Account(AccountChange { kind: None }))
+        | None => {}
+    }
+    Ok(())
+}
+
+fn insert_user(conn: &Connection, user: u64, username: &str, created_ms: i64) -> Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO users (user_id, created_ms, username) VALUES (?1, ?2, NULLIF(?3, ''))")?
+        .execute(params![user as i64, created_ms, username])?;
+    Ok(())
+}
+
+fn apply_account(conn: &Connection, entry: &LogEntry, account: &account_change::Kind) -> Result<()> {
+    match account {
+        account_change::Kind::Registered(r) => {
+            insert_user(conn, r.user_id, &r.username, entry.timestamp_ms)?;
+            conn.prepare_cached("INSERT OR REPLACE INTO credentials (user_id, phc) VALUES (?1, ?2)")?
+                .execute(params![r.user_id as i64, r.password_phc])?;
+            conn.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('highest_registered', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+            )?
+            .execute([r.user_id as i64])?;
+        }
+        account_change::Kind::Password(p) => {
+            conn.prepare_cached("UPDATE credentials SET phc = ?2 WHERE user_id = ?1")?
+                .execute(params![p.user_id as i64, p.password_phc])?;
+            conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2")?
+                .execute(params![p.user_id as i64, p.keep_session])?;
+        }
+        account_change::Kind::SessionStarted(s) => {
+            // Sessions of the user that expired by this entry's time go (deterministic: every
+            // replica applies the same entry with the same timestamp).
+            conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND expires_ms <= ?2")?
+                .execute(params![s.user_id as i64, entry.timestamp_ms])?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO sessions (token_hash, user_id, expires_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![s.token_hash, s.user_id as i64, s.expires_ms])?;
+        }
+        account_change::Kind::SessionEnded(e) => {
+            conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+                .execute([&e.token_hash])?;
+        }
+    }
+    Ok(())
+}

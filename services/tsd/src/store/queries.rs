@@ -1,0 +1,175 @@
+//! Reads of the derived tables: accounts, follows, timelines, and a digest to compare replicas.
+
+use super::{Result, bound};
+use rusqlite::{Connection, OptionalExtension, params};
+use tinysns_common::proto::social::{Post, UserRef};
+
+pub fn user_exists(conn: &Connection, user: u64) -> Result<bool> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM users WHERE user_id = ?1")?;
+    Ok(stmt.exists([user as i64])?)
+}
+
+/// `(following, version)` of the relation, if it was ever recorded.
+pub fn follow_state(conn: &Connection, follower: u64, followee: u64) -> Result<Option<(bool, u64)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT following, version FROM follows WHERE follower = ?1 AND followee = ?2")?;
+    Ok(stmt
+        .query_row([follower as i64, followee as i64], |r| {
+            Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)? as u64))
+        })
+        .optional()?)
+}
+
+/// The log position of a post, if it is stored.
+pub fn post_seq(conn: &Connection, author: u64, post_id: u64) -> Result<Option<u64>> {
+    let mut stmt = conn.prepare_cached("SELECT seq FROM posts WHERE author = ?1 AND post_id = ?2")?;
+    Ok(stmt
+        .query_row([author as i64, post_id as i64], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|s| s as u64))
+}
+
+/// The id of the account with this (canonical) username.
+pub fn user_by_name(conn: &Connection, username: &str) -> Result<Option<u64>> {
+    let mut stmt = conn.prepare_cached("SELECT user_id FROM users WHERE username = ?1")?;
+    Ok(stmt
+        .query_row([username], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|id| id as u64))
+}
+
+pub fn username_of(conn: &Connection, user: u64) -> Result<Option<String>> {
+    let mut stmt = conn.prepare_cached("SELECT username FROM users WHERE user_id = ?1")?;
+    Ok(stmt
+        .query_row([user as i64], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
+/// The stored password hash (PHC string) of a user of this cluster.
+pub fn password_hash(conn: &Connection, user: u64) -> Result<Option<String>> {
+    let mut stmt = conn.prepare_cached("SELECT phc FROM credentials WHERE user_id = ?1")?;
+    Ok(stmt.query_row([user as i64], |r| r.get(0)).optional()?)
+}
+
+/// `(user, expires_ms)` of the session whose token hashes to `token_hash`.
+pub fn session(conn: &Connection, token_hash: &[u8]) -> Result<Option<(u64, i64)>> {
+    let mut stmt = conn.prepare_cached("SELECT user_id, expires_ms FROM sessions WHERE token_hash = ?1")?;
+    Ok(stmt
+        .query_row([token_hash], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .optional()?)
+}
+
+/// The highest id this cluster has registered (0 for none).
+pub fn highest_registered(conn: &Connection) -> Result<u64> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = 'highest_registered'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .unwrap_or(0) as u64)
+}
+
+fn user_refs(stmt: &mut rusqlite::CachedStatement<'_>, args: impl rusqlite::Params) -> Result<Vec<UserRef>> {
+    let rows = stmt.query_map(args, |r| {
+        Ok(UserRef {
+            id: r.get::<_, i64>(0)? as u64,
+            username: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Up to `limit` users with ids above `after`, ascending.
+pub fn users_page(conn: &Connection, after: u64, limit: usize) -> Result<Vec<UserRef>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT user_id, username FROM users WHERE user_id > ?1 ORDER BY user_id LIMIT ?2")?;
+    user_refs(&mut stmt, params![bound(after), limit as i64])
+}
+
+/// Up to `limit` followers of `user` with ids above `after`, ascending.
+pub fn followers_page(conn: &Connection, user: u64, after: u64, limit: usize) -> Result<Vec<UserRef>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.follower, u.username FROM follows f LEFT JOIN users u ON u.user_id = f.follower
+         WHERE f.followee = ?1 AND f.following = 1 AND f.follower > ?2 ORDER BY f.follower LIMIT ?3",
+    )?;
+    user_refs(&mut stmt, params![user as i64, bound(after), limit as i64])
+}
+
+pub fn all_users(conn: &Connection) -> Result<Vec<u64>> {
+    let mut stmt = conn.prepare_cached("SELECT user_id FROM users ORDER BY user_id")?;
+    let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+    Ok(rows.map(|r| r.map(|v| v as u64)).collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn followers(conn: &Connection, user: u64) -> Result<Vec<u64>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT follower FROM follows WHERE followee = ?1 AND following = 1 ORDER BY follower")?;
+    let rows = stmt.query_map([user as i64], |r| r.get::<_, i64>(0))?;
+    Ok(rows.map(|r| r.map(|v| v as u64)).collect::<rusqlite::Result<_>>()?)
+}
+
+/// Who `user` follows, with the hybrid clock stamp of each follow (`crate::clock`).
+pub fn following(conn: &Connection, user: u64) -> Result<Vec<(u64, u64)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT followee, since_hlc FROM follows WHERE follower = ?1 AND following = 1")?;
+    let rows = stmt.query_map([user as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The newest `limit` posts (newest first, by hybrid clock stamp) by users `user` follows,
+/// made after each follow (by stamp, not wall clock), stored at or before `upto`.
+pub fn timeline(conn: &Connection, user: u64, upto: u64, limit: usize) -> Result<Vec<Post>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.author, p.post_id, p.text, p.ts_ms, p.seq, p.author_name FROM posts p
+         JOIN follows f ON f.followee = p.author AND f.follower = ?1 AND f.following = 1
+         WHERE p.hlc >= f.since_hlc AND p.seq <= ?2 AND p.author != ?1
+         ORDER BY p.hlc DESC, p.seq DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![user as i64, bound(upto), limit as i64], |r| {
+        Ok(Post {
+            author: r.get::<_, i64>(0)? as u64,
+            post_id: r.get::<_, i64>(1)? as u64,
+            text: r.get(2)?,
+            timestamp_ms: r.get(3)?,
+            seq: r.get::<_, i64>(4)? as u64,
+            author_name: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn sync_cursor(conn: &Connection) -> Result<u64> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = 'sync_cursor'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .unwrap_or(0) as u64)
+}
+
+/// A digest of the derived state, to compare replicas in tests and tools.
+pub fn state_digest(conn: &Connection) -> Result<String> {
+    let users = all_users(conn)?;
+    let mut stmt = conn.prepare("SELECT follower, followee, following FROM follows ORDER BY follower, followee")?;
+    let follows: Vec<(i64, i64, bool)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare("SELECT author, post_id, seq FROM posts ORDER BY author, post_id")?;
+    let posts: Vec<(i64, i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare("SELECT user_id, phc FROM credentials ORDER BY user_id")?;
+    let credentials: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare("SELECT user_id, hex(token_hash) FROM sessions ORDER BY token_hash")?;
+    let sessions: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(format!(
+        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?}"
+    ))
+}
