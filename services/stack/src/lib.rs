@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod certs;
+pub mod checker;
 pub mod client;
 pub mod ports;
 pub mod preload;

@@ -251,6 +251,11 @@ impl Topology {
         Ok(self)
     }
 
+    /// `(cluster, server)` of every tsd.
+    pub fn server_ids(&self) -> Vec<(u32, u32)> {
+        self.servers.keys().copied().collect()
+    }
+
     pub fn servers_per_cluster(&self) -> u32 {
         self.options.servers_per_cluster
     }
@@ -665,8 +670,7 @@ impl Topology {
         self.servers
             .keys()
             .map(|&(cluster, server)| {
-                let dir = self.options.dir.join(format!("cluster{cluster}-server{server}"));
-                let digest = tinysns_tsd::store::open(&dir)
+                let digest = tinysns_tsd::store::open(&self.server_data_dir(cluster, server))
                     .and_then(|c| tinysns_tsd::store::state_digest(&c))
                     .map_err(|e| e.to_string());
                 ((cluster, server), digest)

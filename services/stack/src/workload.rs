@@ -24,6 +24,8 @@ pub struct Acked {
 #[derive(Default)]
 struct Record {
     acked: BTreeSet<Acked>,
+    /// Posts the system refused (a definite no: they must never be stored).
+    refused_posts: BTreeSet<Acked>,
     /// follower -> (author, post_id) -> times received
     received: BTreeMap<u64, BTreeMap<(u64, u64), u32>>,
     refused: Vec<String>,
@@ -46,6 +48,9 @@ pub struct Workload {
 #[derive(Debug)]
 pub struct Outcome {
     pub acked: usize,
+    /// Every acknowledged post, for the stored-state checker (`crate::checker`).
+    pub acked_posts: BTreeSet<Acked>,
+    pub refused_posts: BTreeSet<Acked>,
     pub reconnects: u64,
     pub missing: Vec<String>,
     pub duplicates: Vec<String>,
@@ -166,6 +171,8 @@ impl Workload {
         let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
         Outcome {
             acked: record.acked.len(),
+            acked_posts: record.acked.clone(),
+            refused_posts: record.refused_posts.clone(),
             reconnects: record.reconnects,
             missing,
             duplicates,
@@ -238,7 +245,9 @@ async fn run_user(
                             pending = None;
                         }
                         Ok(ack) => {
-                            record.lock().unwrap_or_else(|p| p.into_inner()).refused.push(format!("{me}/{post_id}: {}", ack.message));
+                            let mut record = record.lock().unwrap_or_else(|p| p.into_inner());
+                            record.refused.push(format!("{me}/{post_id}: {}", ack.message));
+                            record.refused_posts.insert(Acked { author: me, post_id });
                             pending = None;
                         }
                         Err(_) => break true,

@@ -1,8 +1,13 @@
 //! Fault injection under load: each scenario runs a workload of follows and posts across
 //! all clusters, injects one fault, and then checks the invariants: every acknowledged post
-//! reached every follower exactly once, and both replicas of every cluster hold the same
-//! data. The seed and the timings are printed so a failure can be replayed
+//! reached every follower exactly once, both replicas of every cluster hold the same data,
+//! and the stored state of every replica holds every acknowledged post, no refused one, and
+//! each post under one clock stamp everywhere (`tinysns_stack::checker`). The seed and the
+//! timings are printed so a failure can be replayed
 //! (`TINYSNS_FAULT_SEED=<seed> cargo test -p tinysns-stack --test faults <name>`).
+//!
+//! Nightly mode: `TINYSNS_FAULT_ROUNDS=<n>` runs every scenario `n` times, each with a fresh
+//! seed (CI runs each once).
 
 mod common;
 
@@ -98,11 +103,16 @@ fn compacts(fault: Fault) -> bool {
     )
 }
 
-fn seed() -> u64 {
-    std::env::var("TINYSNS_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random)
+/// The seeds to run a scenario with: the one `TINYSNS_FAULT_SEED` names, else
+/// `TINYSNS_FAULT_ROUNDS` (default 1) random ones.
+fn seeds() -> Vec<u64> {
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    match var("TINYSNS_FAULT_SEED") {
+        Some(seed) => vec![seed],
+        None => (0..var("TINYSNS_FAULT_ROUNDS").unwrap_or(1).max(1))
+            .map(|_| rand::random())
+            .collect(),
+    }
 }
 
 fn log(started: Instant, what: &str) {
@@ -110,7 +120,12 @@ fn log(started: Instant, what: &str) {
 }
 
 async fn scenario(name: &str, fault: Fault) {
-    let seed = seed();
+    for seed in seeds() {
+        scenario_once(name, fault, seed).await;
+    }
+}
+
+async fn scenario_once(name: &str, fault: Fault, seed: u64) {
     println!("scenario {name}: fault {fault:?}, seed {seed}");
     let cluster = (seed % 3) as u32 + 1;
     let mut disks = Vec::new();
@@ -186,7 +201,15 @@ async fn scenario(name: &str, fault: Fault) {
             })
             .then_some(())
     });
-    log(started, "invariants hold");
+    // What is stored, not only what was delivered live: every acknowledged post in every
+    // replica of every cluster, nothing refused anywhere, one clock stamp per post.
+    let found = tinysns_stack::checker::problems(
+        &tinysns_stack::checker::stored_posts(&t),
+        &outcome.acked_posts,
+        &outcome.refused_posts,
+    );
+    assert!(found.is_empty(), "seed {seed}: stored state: {found:#?}");
+    log(started, "invariants hold (live deliveries and stored state)");
 }
 
 async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started: Instant, disks: &[SmallDisk]) {
