@@ -393,6 +393,16 @@ impl Registry {
             }
             view.slaves.push(member);
         }
+        // Recorded in sync but not heard from by this registry yet (it is new: the
+        // coordinator restarted, or another one leads now): the master keeps replicating to
+        // them and counting them, rather than dropping them because its first reply from a
+        // new leader listed nobody.
+        for r in meta.in_sync.iter().filter(|r| !members.contains_key(&r.member)) {
+            view.in_sync.push(ReplicaId {
+                member_id: r.member,
+                incarnation: r.incarnation,
+            });
+        }
         view
     }
 }
@@ -951,9 +961,13 @@ mod tests {
         // reaches it before the slave's.
         let t1 = t0 + Duration::from_secs(10);
         let mut r = restored(&meta, t1);
-        master_beat(&mut r, &server(1, 1), &[2], t1);
+        let m = master_beat(&mut r, &server(1, 1), &[2], t1);
         assert_eq!(r.metadata().servers[&1].in_sync, meta.servers[&1].in_sync);
         assert!(r.take_changed().is_none(), "nothing to record");
+        // The master hears that the slave is still recorded in sync, so it keeps its link and
+        // goes on reporting it (it used to drop it: the reply listed only slaves heard from).
+        let told: Vec<u32> = m.in_sync.iter().map(|r| r.member_id).collect();
+        assert_eq!(told, vec![2]);
         // The master dies right after: its in-sync slave takes over.
         for ms in [250, 500, 750, 1000, 1250] {
             beat(&mut r, &server(1, 2), t1 + Duration::from_millis(ms));
