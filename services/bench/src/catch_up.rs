@@ -87,6 +87,10 @@ pub struct CatchUpReport {
     pub write_during: Option<Summary>,
     /// p99 during / p99 before (the target: at most 2).
     pub p99_ratio: Option<f64>,
+    /// Dropping this many unreplicated entries from the end of the preloaded store (as a
+    /// deposed master does) took `truncation_ms`, measured on a copy before the run.
+    pub truncated_entries: u64,
+    pub truncation_ms: Option<f64>,
 }
 
 /// The report of a run of the phase: write latencies of `cluster`'s authors split at the wipe.
@@ -130,6 +134,8 @@ pub fn analyse(
         write_before,
         write_during,
         p99_ratio,
+        truncated_entries: 0,
+        truncation_ms: None,
     }
 }
 

@@ -81,6 +81,37 @@ pub fn preload(topology: &Topology, cluster: u32, entries: u64, retain: u64) -> 
     Ok(())
 }
 
+/// How long the first replica of `cluster` (preloaded) takes to drop a suffix of `suffix`
+/// entries written after its commit point, as a deposed master does: measured on a copy,
+/// which is removed afterwards.
+pub fn time_truncation(topology: &Topology, cluster: u32, suffix: u64) -> Result<std::time::Duration, PreloadError> {
+    let scratch = topology.options.dir.join("truncation-scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    copy_store(&topology.server_data_dir(cluster, 1), &scratch)?;
+    let mut conn = store::open(&scratch)?;
+    let keep = store::last_lsn(&conn)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let tx = store::write_transaction(&mut conn)?;
+    for lsn in keep + 1..=keep + suffix {
+        let post = change::Kind::Post(PostCreated {
+            author: PRELOAD_AUTHOR,
+            post_id: lsn,
+            text: format!("unreplicated post {lsn}"),
+            author_name: "preloaded".into(),
+        });
+        store::append(&tx, &entry(cluster, lsn, now_ms, post))?;
+    }
+    tx.commit().map_err(store::StoreError::from)?;
+    let started = std::time::Instant::now();
+    store::truncate_after(&mut conn, keep)?;
+    let took = started.elapsed();
+    drop(conn);
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(took)
+}
+
 /// A copy of the store in `from` as the store in `to`, without `from`'s identity.
 fn copy_store(from: &Path, to: &Path) -> Result<(), PreloadError> {
     std::fs::create_dir_all(to)?;
