@@ -2,6 +2,7 @@
 //! timelines; this reads what every replica of every cluster holds on disk, after the faults
 //! healed, and finds what a correct system never shows:
 //! - an acknowledged post missing from a replica (every cluster holds every post today);
+//! - an acknowledged follow missing from a replica, or one nobody made in force there;
 //! - a refused post stored anywhere;
 //! - a post stored under different clock stamps in two places (timelines order by the stamp,
 //!   so they would order differently).
@@ -13,40 +14,70 @@ use crate::topology::Topology;
 use crate::workload::Acked;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What one replica stores: `(author, post_id)` -> clock stamp.
-pub type StoredPosts = BTreeMap<(u64, u64), u64>;
+/// What one replica stores of what the workload did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stored {
+    /// `(author, post_id)` -> clock stamp.
+    pub posts: BTreeMap<(u64, u64), u64>,
+    /// `(follower, followee)` relations in force.
+    pub follows: BTreeSet<(u64, u64)>,
+}
 
-/// The posts every server of `t` stores, read from its data directory.
-pub fn stored_posts(t: &Topology) -> BTreeMap<(u32, u32), Result<StoredPosts, String>> {
+/// What every server of `t` stores, read from its data directory.
+pub fn stored(t: &Topology) -> BTreeMap<(u32, u32), Result<Stored, String>> {
     t.server_ids()
         .into_iter()
         .map(|(cluster, server)| {
-            let posts = tinysns_tsd::store::open(&t.server_data_dir(cluster, server))
-                .and_then(|c| tinysns_tsd::store::all_posts(&c))
-                .map(|rows| rows.into_iter().map(|(a, p, hlc)| ((a, p), hlc)).collect())
-                .map_err(|e| e.to_string());
-            ((cluster, server), posts)
+            let read = || -> Result<Stored, tinysns_tsd::store::StoreError> {
+                let conn = tinysns_tsd::store::open(&t.server_data_dir(cluster, server))?;
+                Ok(Stored {
+                    posts: tinysns_tsd::store::all_posts(&conn)?
+                        .into_iter()
+                        .map(|(a, p, hlc)| ((a, p), hlc))
+                        .collect(),
+                    follows: tinysns_tsd::store::all_follows(&conn)?.into_iter().collect(),
+                })
+            };
+            ((cluster, server), read().map_err(|e| e.to_string()))
         })
         .collect()
 }
 
+/// What the workload was told.
+pub struct Told<'a> {
+    pub acked: &'a BTreeSet<Acked>,
+    pub refused: &'a BTreeSet<Acked>,
+    /// follower -> followees, every follow acknowledged (and none undone).
+    pub follows: &'a BTreeMap<u64, BTreeSet<u64>>,
+}
+
 /// Everything wrong with `stored` given what the workload was told (empty when all is well).
-pub fn problems(
-    stored: &BTreeMap<(u32, u32), Result<StoredPosts, String>>,
-    acked: &BTreeSet<Acked>,
-    refused: &BTreeSet<Acked>,
-) -> Vec<String> {
+pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &Told) -> Vec<String> {
+    let follows: BTreeSet<(u64, u64)> = told
+        .follows
+        .iter()
+        .flat_map(|(follower, followees)| followees.iter().map(|f| (*follower, *f)))
+        .collect();
     let mut found = Vec::new();
     let mut stamps: BTreeMap<(u64, u64), (u64, (u32, u32))> = BTreeMap::new();
-    for (&replica, posts) in stored {
-        let posts = match posts {
-            Ok(posts) => posts,
+    for (&replica, state) in stored {
+        let state = match state {
+            Ok(state) => state,
             Err(e) => {
                 found.push(format!("replica {replica:?} cannot be read: {e}"));
                 continue;
             }
         };
-        for post in acked {
+        for (follower, followee) in follows.symmetric_difference(&state.follows) {
+            let what = if state.follows.contains(&(*follower, *followee)) {
+                "nobody made"
+            } else {
+                "missing from"
+            };
+            found.push(format!("follow {follower} -> {followee} {what} replica {replica:?}"));
+        }
+        let posts = &state.posts;
+        for post in told.acked {
             if !posts.contains_key(&(post.author, post.post_id)) {
                 found.push(format!(
                     "acknowledged post {}/{} missing from replica {replica:?}",
@@ -54,7 +85,7 @@ pub fn problems(
                 ));
             }
         }
-        for post in refused {
+        for post in told.refused {
             if posts.contains_key(&(post.author, post.post_id)) {
                 found.push(format!(
                     "refused post {}/{} stored in replica {replica:?}",
@@ -87,28 +118,41 @@ mod tests {
     }
 
     #[test]
-    fn finds_missing_refused_and_reordered_posts() {
-        let replica = |posts: &[((u64, u64), u64)]| Ok(posts.iter().copied().collect::<StoredPosts>());
+    fn finds_missing_refused_and_reordered_posts_and_wrong_follows() {
+        let replica = |posts: &[((u64, u64), u64)], follows: &[(u64, u64)]| {
+            Ok(Stored {
+                posts: posts.iter().copied().collect(),
+                follows: follows.iter().copied().collect(),
+            })
+        };
         let acked: BTreeSet<Acked> = [post(1, 1), post(2, 1)].into();
         let refused: BTreeSet<Acked> = [post(3, 9)].into();
+        let follows: BTreeMap<u64, BTreeSet<u64>> = [(1, [2].into())].into();
+        let told = Told {
+            acked: &acked,
+            refused: &refused,
+            follows: &follows,
+        };
         let good: BTreeMap<_, _> = [
-            ((1, 1), replica(&[((1, 1), 10), ((2, 1), 20), ((4, 4), 5)])),
-            ((2, 1), replica(&[((1, 1), 10), ((2, 1), 20)])),
+            ((1, 1), replica(&[((1, 1), 10), ((2, 1), 20), ((4, 4), 5)], &[(1, 2)])),
+            ((2, 1), replica(&[((1, 1), 10), ((2, 1), 20)], &[(1, 2)])),
         ]
         .into();
-        assert_eq!(problems(&good, &acked, &refused), Vec::<String>::new());
+        assert_eq!(problems(&good, &told), Vec::<String>::new());
         let bad: BTreeMap<_, _> = [
-            ((1, 1), replica(&[((1, 1), 10), ((2, 1), 20)])),
-            ((1, 2), replica(&[((1, 1), 10)])),
-            ((2, 1), replica(&[((1, 1), 11), ((2, 1), 20), ((3, 9), 30)])),
+            ((1, 1), replica(&[((1, 1), 10), ((2, 1), 20)], &[(1, 2), (2, 1)])),
+            ((1, 2), replica(&[((1, 1), 10)], &[(1, 2)])),
+            ((2, 1), replica(&[((1, 1), 11), ((2, 1), 20), ((3, 9), 30)], &[])),
             ((3, 1), Err("gone".to_string())),
         ]
         .into();
-        let found = problems(&bad, &acked, &refused);
-        assert_eq!(found.len(), 4, "{found:#?}");
-        assert!(found[0].contains("2/1 missing from replica (1, 2)"));
-        assert!(found[1].contains("refused post 3/9"));
-        assert!(found[2].contains("stamped 10 in (1, 1) but 11 in (2, 1)"));
-        assert!(found[3].contains("(3, 1) cannot be read"));
+        let found = problems(&bad, &told);
+        assert_eq!(found.len(), 6, "{found:#?}");
+        assert!(found[0].contains("follow 2 -> 1 nobody made replica (1, 1)"));
+        assert!(found[1].contains("2/1 missing from replica (1, 2)"));
+        assert!(found[2].contains("follow 1 -> 2 missing from replica (2, 1)"));
+        assert!(found[3].contains("refused post 3/9"));
+        assert!(found[4].contains("stamped 10 in (1, 1) but 11 in (2, 1)"));
+        assert!(found[5].contains("(3, 1) cannot be read"));
     }
 }

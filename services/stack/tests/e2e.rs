@@ -96,6 +96,50 @@ async fn timeline_shows_last_20_newest_first_and_only_after_follow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeline_resumed_behind_the_compacted_log_misses_nothing() {
+    // A log that keeps 5 entries: a follower away for 60 posts resumes from a position the
+    // log no longer holds (and the posts of someone it does not follow are in between), on
+    // servers restarted meanwhile (so nothing is in memory).
+    let mut t = start_with("resume-compacted", |o| {
+        o.tsd_args.extend(["--log-retain".to_string(), "5".to_string()]);
+    })
+    .await;
+    let (mut u1, mut u4, mut u7) = (login(&t, 1).await, login(&t, 4).await, login(&t, 7).await);
+    assert_eq!(u1.follow(&t.name(4)).await.unwrap(), Code::Success);
+    let cursor = u1.timeline(0).await.unwrap().live_from;
+    let (mut t4, mut t7) = (u4.timeline(0).await.unwrap(), u7.timeline(0).await.unwrap());
+    for i in 0..60 {
+        t4.post(&format!("followed-{i}")).await.unwrap();
+        t7.post(&format!("not followed-{i}")).await.unwrap();
+    }
+    // Users 1, 4 and 7 live in cluster 1: its log's front moves past the cursor within a
+    // few commit-point periods.
+    let dir = t.server_data_dir(1, 1);
+    eventually!(
+        "the log to be compacted past the cursor",
+        Duration::from_secs(10),
+        async {
+            let conn = tinysns_tsd::store::open(&dir).ok()?;
+            (tinysns_tsd::store::compaction::bounds(&conn).ok()?.start > cursor + 10).then_some(())
+        }
+    );
+    // Restarted, the servers hold nothing in memory: the missed stretch can only come from
+    // the store.
+    for server in [1, 2] {
+        t.server(1, server).stop(Duration::from_secs(10));
+    }
+    for server in [1, 2] {
+        t.server(1, server).start().expect("restart");
+    }
+    let mut resumed = eventually!("cluster 1 to serve again", Duration::from_secs(20), async {
+        u1.timeline(cursor).await.ok()
+    });
+    let got = resumed.collect(Duration::from_secs(2)).await.unwrap();
+    let want: Vec<String> = (0..60).map(|i| format!("followed-{i}")).collect();
+    assert_eq!(texts(&got), want, "every missed post once, oldest first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minutes_of_clock_skew_between_clusters_hide_no_post() {
     // Cluster 2's clocks run 5 minutes behind, cluster 3's 5 minutes ahead.
     let t = start_with("clock-skew", |o| {

@@ -167,6 +167,7 @@ async fn scenario_once(name: &str, fault: Fault, seed: u64) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Generous: a broker outage leaves a backlog, and CI machines are slow. The check stops
     // waiting as soon as everything has arrived.
+    let follows = workload.follows.clone();
     let outcome = workload.finish(Duration::from_secs(90)).await;
     log(
         started,
@@ -201,13 +202,14 @@ async fn scenario_once(name: &str, fault: Fault, seed: u64) {
             })
             .then_some(())
     });
-    // What is stored, not only what was delivered live: every acknowledged post in every
-    // replica of every cluster, nothing refused anywhere, one clock stamp per post.
-    let found = tinysns_stack::checker::problems(
-        &tinysns_stack::checker::stored_posts(&t),
-        &outcome.acked_posts,
-        &outcome.refused_posts,
-    );
+    // What is stored, not only what was delivered live: every acknowledged post and follow in
+    // every replica of every cluster, nothing refused anywhere, one clock stamp per post.
+    let told = tinysns_stack::checker::Told {
+        acked: &outcome.acked_posts,
+        refused: &outcome.refused_posts,
+        follows: &follows,
+    };
+    let found = tinysns_stack::checker::problems(&tinysns_stack::checker::stored(&t), &told);
     assert!(found.is_empty(), "seed {seed}: stored state: {found:#?}");
     log(started, "invariants hold (live deliveries and stored state)");
 }

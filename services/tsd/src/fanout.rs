@@ -11,6 +11,7 @@
 
 use crate::clock;
 use crate::feed::Tail;
+use crate::store;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -173,6 +174,18 @@ impl Fanout {
                 Ok(entries) => {
                     backoff.reset();
                     self.route(&entries);
+                }
+                Err(store::StoreError::Compacted { start, .. }) => {
+                    // Fell behind the log's compacted front: every timeline reads on its own
+                    // (what it missed comes from the posts table) and routing resumes there.
+                    tracing::warn!(
+                        start,
+                        "fan-out fell behind the compacted log; timelines read on their own"
+                    );
+                    let mut state = self.state();
+                    state.release_all();
+                    state.position = state.position.max(start);
+                    tail.skip_to(start);
                 }
                 Err(error) => {
                     let retry_in = backoff.next_delay();

@@ -143,6 +143,11 @@ impl Tail {
         self.cursor
     }
 
+    /// Moves the cursor on to `lsn` (past a stretch the reader took from elsewhere).
+    pub fn skip_to(&mut self, lsn: u64) {
+        self.cursor = self.cursor.max(lsn);
+    }
+
     /// The next committed entries after the cursor, waiting until there are some.
     pub async fn next(&mut self) -> Result<Vec<Arc<LogEntry>>, store::StoreError> {
         loop {
@@ -157,12 +162,17 @@ impl Tail {
                     Read::Entries(entries) => entries,
                     Read::FromStore => {
                         let (after, upto) = (self.cursor, committed);
-                        self.reader
+                        let entries = self
+                            .reader
                             .with(move |c| store::entries_after(c, after, upto, READ_CHUNK))
-                            .await?
-                            .into_iter()
-                            .map(Arc::new)
-                            .collect()
+                            .await?;
+                        // Never skip entries silently: the caller decides what a compacted
+                        // stretch means to it.
+                        if entries.first().is_none_or(|e| e.lsn != after + 1) {
+                            let start = entries.first().map_or(upto, |e| e.lsn - 1);
+                            return Err(store::StoreError::Compacted { after, start });
+                        }
+                        entries.into_iter().map(Arc::new).collect()
                     }
                 };
                 if let Some(last) = entries.last() {
@@ -174,5 +184,33 @@ impl Tail {
                 return Ok(Vec::new());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{mixed_entries, write};
+
+    #[tokio::test]
+    async fn a_reader_behind_the_compacted_front_is_told_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = store::open(dir.path()).unwrap();
+        write(&mut conn, &mixed_entries(4, 100));
+        let tx = store::write_transaction(&mut conn).unwrap();
+        store::record_commit_point(&tx, 100).unwrap();
+        store::compaction::compact(&tx, 50, 1000).unwrap();
+        tx.commit().unwrap();
+        let (feed, reader) = (Feed::new(100), Reader::new(dir.path()));
+        let mut behind = feed.tail(reader.clone(), 10);
+        match behind.next().await {
+            Err(store::StoreError::Compacted { after: 10, start: 50 }) => {}
+            other => panic!("expected the compacted stretch to be reported, got {other:?}"),
+        }
+        // Having read the stretch elsewhere, the reader goes on from the front.
+        behind.skip_to(50);
+        assert_eq!(behind.next().await.unwrap()[0].lsn, 51);
+        let mut ahead = feed.tail(reader, 60);
+        assert_eq!(ahead.next().await.unwrap()[0].lsn, 61);
     }
 }

@@ -20,6 +20,8 @@ use tonic::{Status, Streaming};
 
 /// Posts shown when a timeline opens.
 pub const HISTORY: usize = 20;
+/// Posts read per query when a resumed timeline catches up past the log's compacted front.
+const COMPACTED_PAGE: usize = 512;
 
 impl Social {
     /// Starts the caller's timeline on the stream whose first message is `open`.
@@ -154,7 +156,13 @@ impl Social {
         let mut role = self.role.clone();
         let entries = loop {
             tokio::select! {
-                entries = tail.next() => break entries.map_err(|e| Status::internal(e.to_string()))?,
+                entries = tail.next() => match entries {
+                    Ok(entries) => break entries,
+                    Err(store::StoreError::Compacted { start, .. }) => {
+                        return self.read_compacted(user, place, start, tx).await;
+                    }
+                    Err(e) => return Err(Status::internal(e.to_string())),
+                },
                 _ = role.changed() => { self.fenced()?; }
                 _ = tx.closed() => return Ok(false),
             }
@@ -170,6 +178,27 @@ impl Social {
         }
         // Where the tail is, also when it skipped back over a rewound log.
         place.after = tail.cursor();
+        Ok(true)
+    }
+
+    /// What the user missed in a stretch of the log that was compacted (up to `start`): the
+    /// posts of the users they follow, from the posts table by log position, a page at a time,
+    /// moving `place` on. False when the client went away.
+    async fn read_compacted(&self, user: u64, place: &mut Handback, start: u64, tx: &Events) -> Result<bool, Status> {
+        let after = place.after;
+        let posts = self
+            .read(move |c| store::timeline_between(c, user, after, start, COMPACTED_PAGE))
+            .await?;
+        self.fenced()?;
+        place.after = match posts.last() {
+            Some(last) if posts.len() == COMPACTED_PAGE => last.seq,
+            _ => start,
+        };
+        for post in posts {
+            if tx.send(event(timeline_event::Kind::Post(post))).await.is_err() {
+                return Ok(false);
+            }
+        }
         Ok(true)
     }
 

@@ -33,6 +33,10 @@ pub enum StoreError {
     Internal(String),
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// A reader of the log asked for entries after `after`, but the log was compacted up to
+    /// `start`: what lies between is only in the derived tables now.
+    #[error("the log after {after} was compacted up to {start}")]
+    Compacted { after: u64, start: u64 },
     #[error("entry lsn {got} does not follow the log's last lsn {last}")]
     OutOfOrder { got: u64, last: u64 },
 }

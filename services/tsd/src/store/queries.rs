@@ -128,17 +128,33 @@ pub fn timeline(conn: &Connection, user: u64, upto: u64, limit: usize) -> Result
          WHERE p.hlc >= f.since_hlc AND p.seq <= ?2 AND p.author != ?1
          ORDER BY p.hlc DESC, p.seq DESC LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![user as i64, bound(upto), limit as i64], |r| {
-        Ok(Post {
-            author: r.get::<_, i64>(0)? as u64,
-            post_id: r.get::<_, i64>(1)? as u64,
-            text: r.get(2)?,
-            timestamp_ms: r.get(3)?,
-            seq: r.get::<_, i64>(4)? as u64,
-            author_name: r.get(5)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![user as i64, bound(upto), limit as i64], post_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Up to `limit` posts of `user`'s timeline stored after log position `after` and at or
+/// before `upto`, oldest first: what a timeline resumed at `after` missed, read from the posts
+/// table where the log itself was compacted.
+pub fn timeline_between(conn: &Connection, user: u64, after: u64, upto: u64, limit: usize) -> Result<Vec<Post>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.author, p.post_id, p.text, p.ts_ms, p.seq, p.author_name FROM posts p
+         JOIN follows f ON f.followee = p.author AND f.follower = ?1 AND f.following = 1
+         WHERE p.hlc >= f.since_hlc AND p.seq > ?2 AND p.seq <= ?3 AND p.author != ?1
+         ORDER BY p.seq LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![user as i64, bound(after), bound(upto), limit as i64], post_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
+    Ok(Post {
+        author: r.get::<_, i64>(0)? as u64,
+        post_id: r.get::<_, i64>(1)? as u64,
+        text: r.get(2)?,
+        timestamp_ms: r.get(3)?,
+        seq: r.get::<_, i64>(4)? as u64,
+        author_name: r.get(5)?,
+    })
 }
 
 pub fn sync_cursor(conn: &Connection) -> Result<u64> {
@@ -161,6 +177,14 @@ pub fn all_posts(conn: &Connection) -> Result<Vec<(u64, u64, u64)>> {
             r.get::<_, i64>(2)? as u64,
         ))
     })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every relation in force as `(follower, followee)`, in order.
+pub fn all_follows(conn: &Connection) -> Result<Vec<(u64, u64)>> {
+    let mut stmt =
+        conn.prepare("SELECT follower, followee FROM follows WHERE following = 1 ORDER BY follower, followee")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
