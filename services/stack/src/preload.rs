@@ -5,7 +5,7 @@
 
 use crate::topology::{StackError, Topology};
 use std::path::Path;
-use tinysns_common::proto::internal::{Change, LogEntry, PostCreated, UserCreated, change, log_entry};
+use tinysns_common::proto::internal::{Change, LogEntry, PostCreated, SyncCursor, UserCreated, change, log_entry};
 use tinysns_tsd::store::{self, compaction, snapshot};
 
 /// Entries written per transaction.
@@ -39,8 +39,8 @@ fn entry(cluster: u32, lsn: u64, now_ms: i64, change: change::Kind) -> LogEntry 
 }
 
 /// Writes `entries` entries (an account, then its posts of about 200 bytes) into every
-/// replica of `cluster` of the prepared, not yet started, `topology`, committed, with the log
-/// compacted down to its last `retain` entries.
+/// replica of `cluster` of the prepared, not yet started, `topology`, committed and published
+/// (a sync cursor at the end), with the log compacted down to its last `retain` entries.
 pub fn preload(topology: &Topology, cluster: u32, entries: u64, retain: u64) -> Result<(), PreloadError> {
     let first = topology.server_data_dir(cluster, 1);
     let mut conn = store::open(&first)?;
@@ -70,7 +70,14 @@ pub fn preload(topology: &Topology, cluster: u32, entries: u64, retain: u64) -> 
         }
         tx.commit().map_err(store::StoreError::from)?;
     }
+    // As a long-running cluster's synchronizer would have: everything published.
     let tx = store::write_transaction(&mut conn)?;
+    let cursor = LogEntry {
+        kind: Some(log_entry::Kind::SyncCursor(SyncCursor { lsn: end })),
+        ..entry(cluster, end + 1, now_ms, change::Kind::User(UserCreated::default()))
+    };
+    store::append(&tx, &cursor)?;
+    let end = end + 1;
     store::record_commit_point(&tx, end)?;
     compaction::compact(&tx, compaction::horizon(end, None, retain), u64::MAX)?;
     tx.commit().map_err(store::StoreError::from)?;

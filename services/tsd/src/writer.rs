@@ -129,6 +129,7 @@ impl Writer {
             commit_recorded: None,
             hlc,
             log_retain,
+            backlog: false,
         };
         std::thread::Builder::new()
             .name("tsd-writer".into())
@@ -174,10 +175,15 @@ fn commit_point_due(recorded: &mut Option<std::time::Instant>) -> bool {
 }
 
 /// Drops part of the log's front that nobody needs (`store::compaction`), in `tx`.
-fn compact_front(tx: &Connection, role: &RoleHandle, log_retain: u64) -> Result<(), store::StoreError> {
+/// A `busy` writer (a full batch, or more writes queued) defers the work.
+fn compact_front(tx: &Connection, role: &RoleHandle, log_retain: u64, busy: bool) -> Result<(), store::StoreError> {
     let clusters = role.current().assignment.clusters;
     if clusters == 0 {
         // Not assigned yet: we cannot tell whether other clusters still need entries.
+        return Ok(());
+    }
+    let held = store::last_lsn(tx)?.saturating_sub(compaction::bounds(tx)?.start);
+    if !compaction::due(held, log_retain, busy) {
         return Ok(());
     }
     let published = (clusters > 1).then(|| store::sync_cursor(tx)).transpose()?;
@@ -222,6 +228,8 @@ struct State {
     /// Our last durable lsn, reported to the coordinator.
     progress: Arc<Progress>,
     log_retain: u64,
+    /// Writes were queued behind the batch being committed.
+    backlog: bool,
 }
 
 impl State {
@@ -248,6 +256,8 @@ impl State {
                     next = jobs.try_recv().ok();
                 }
             }
+            // More waiting behind this batch: the log's clean-up can wait (`compact_front`).
+            self.backlog = !jobs.is_empty();
             self.run_commands(commands);
             if let Some(why) = &self.broken {
                 self.progress.fail(why.clone());
@@ -362,7 +372,8 @@ impl State {
             // What was acknowledged before this batch: a restart publishes nothing past it
             // until it is replicated again.
             store::record_commit_point(&tx, self.feed.committed())?;
-            compact_front(&tx, &self.role, self.log_retain)?;
+            let busy = self.backlog || commands.len() >= MAX_BATCH / 2;
+            compact_front(&tx, &self.role, self.log_retain, busy)?;
         }
         tx.commit()?;
         if let Some(last) = entries.last() {
@@ -376,10 +387,11 @@ impl State {
         // The term is stored before we answer under it: a restart never forgets it.
         let known_term = self.role.observe_term(req.term)?;
         let record = !req.entries.is_empty() && commit_point_due(&mut self.commit_recorded);
+        let busy = req.entries.len() >= MAX_BATCH / 2;
         let matched = log_matching::apply(&mut self.conn, req, known_term, record)?;
         if record {
             let tx = store::write_transaction(&mut self.conn)?;
-            compact_front(&tx, &self.role, self.log_retain)?;
+            compact_front(&tx, &self.role, self.log_retain, busy)?;
             tx.commit().map_err(store::StoreError::from)?;
         }
         if let Some(keep) = matched.truncated_to {

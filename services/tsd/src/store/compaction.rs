@@ -48,6 +48,14 @@ pub fn horizon(committed: u64, published: Option<u64>, retain: u64) -> u64 {
     committed.min(published.unwrap_or(u64::MAX)).saturating_sub(retain)
 }
 
+/// Whether to drop entries now, with `held` entries in the log: whenever it holds more than
+/// it must retain, except that a busy writer (a full batch) leaves it until the log holds
+/// twice that, so a burst of writes is not slowed by the clean-up.
+pub fn due(held: u64, retain: u64, busy: bool) -> bool {
+    let bound = if busy { retain.saturating_mul(2).max(1) } else { retain };
+    held > bound
+}
+
 /// Drops at most `limit` entries from the log's front, none after `upto`. Returns how many.
 /// Call in the writer's transaction.
 pub fn compact(conn: &Connection, upto: u64, limit: u64) -> Result<u64> {
@@ -77,5 +85,15 @@ mod tests {
         assert_eq!(horizon(1000, Some(5000), 0), 1000);
         assert_eq!(horizon(50, None, 100), 0);
         assert_eq!(horizon(1000, Some(0), 0), 0, "nothing published: nothing dropped");
+    }
+
+    #[test]
+    fn a_busy_writer_compacts_only_a_log_twice_the_retained_tail() {
+        assert!(!due(100, 100, false));
+        assert!(due(101, 100, false));
+        assert!(!due(150, 100, true));
+        assert!(!due(200, 100, true));
+        assert!(due(201, 100, true));
+        assert!(due(2, 0, true), "retaining nothing, a busy writer still compacts");
     }
 }
