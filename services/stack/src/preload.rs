@@ -44,9 +44,7 @@ fn entry(cluster: u32, lsn: u64, now_ms: i64, change: change::Kind) -> LogEntry 
 pub fn preload(topology: &Topology, cluster: u32, entries: u64, retain: u64) -> Result<(), PreloadError> {
     let first = topology.server_data_dir(cluster, 1);
     let mut conn = store::open(&first)?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = tinysns_common::now_ms();
     let mut lsn = store::last_lsn(&conn)?;
     let end = lsn + entries;
     while lsn < end {
@@ -97,9 +95,7 @@ pub fn time_truncation(topology: &Topology, cluster: u32, suffix: u64) -> Result
     copy_store(&topology.server_data_dir(cluster, 1), &scratch)?;
     let mut conn = store::open(&scratch)?;
     let keep = store::last_lsn(&conn)?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = tinysns_common::now_ms();
     let tx = store::write_transaction(&mut conn)?;
     for lsn in keep + 1..=keep + suffix {
         let post = change::Kind::Post(PostCreated {

@@ -20,7 +20,7 @@ use tinysns_common::proto::internal::change_feed_client::ChangeFeedClient;
 use tinysns_common::proto::internal::replication_client::ReplicationClient;
 use tinysns_common::proto::internal::{
     AppendRequest, ApplyRemoteRequest, Change, ChangeFeedRequest, CommitCursorRequest, LogEntry, PostCreated,
-    RemoteChange, change, log_entry,
+    RemoteChange, SnapshotChunk, change, log_entry,
 };
 use tinysns_common::secret::ClusterSecret;
 use tinysns_stack::topology::Topology;
@@ -72,6 +72,17 @@ fn forged_entry(lsn: u64, term: u64) -> LogEntry {
 }
 
 /// The old attack: `lsn = 0` and a term far ahead truncated the slave's whole log.
+/// A whole "snapshot" in one chunk that is no SQLite database.
+fn garbage_snapshot(term: u64) -> SnapshotChunk {
+    SnapshotChunk {
+        term,
+        master_id: 9,
+        offset: 0,
+        data: vec![7; 8192],
+        last: true,
+    }
+}
+
 fn forged_append() -> AppendRequest {
     AppendRequest {
         term: u64::MAX - 1,
@@ -164,6 +175,12 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
                 expected,
                 "{name} Append, {how}"
             );
+            let chunk = garbage_snapshot(1);
+            assert_eq!(
+                code(replication.install_snapshot(chunk).await),
+                expected,
+                "{name} InstallSnapshot, {how}"
+            );
             let mut feed = ChangeFeedClient::new(channel);
             let cursor = CommitCursorRequest { lsn: i64::MAX as u64 };
             assert_eq!(
@@ -214,6 +231,26 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
         Code::InvalidArgument,
         "lsn 0"
     );
+    // A snapshot that is not a store, under the current term, changes nothing and leaves
+    // the slave up; a chunk out of order or under term 0 is refused before it is written.
+    let term = t.view(1).await.unwrap().term;
+    assert_eq!(
+        code(replication.install_snapshot(garbage_snapshot(term)).await),
+        Code::Internal,
+        "garbage snapshot"
+    );
+    let mut late = garbage_snapshot(term);
+    late.offset = 4096;
+    assert_eq!(
+        code(replication.install_snapshot(late).await),
+        Code::FailedPrecondition,
+        "a chunk of no snapshot begun"
+    );
+    assert_eq!(
+        code(replication.install_snapshot(garbage_snapshot(0)).await),
+        Code::InvalidArgument,
+        "term 0"
+    );
     let mut gap = forged_append();
     gap.term = 1;
     gap.entries = vec![forged_entry(1, 1), forged_entry(3, 1)];
@@ -255,4 +292,9 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
         .matches("refused an internal call without the cluster secret")
         .count();
     assert_eq!(warnings, 1, "each refused peer is logged once:\n{log}");
+    let slave_log = std::fs::read_to_string(slave.process.log_path()).unwrap();
+    assert!(
+        !slave_log.contains("giving up this server's role"),
+        "a bad snapshot stopped the slave:\n{slave_log}"
+    );
 }

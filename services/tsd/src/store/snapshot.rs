@@ -84,7 +84,8 @@ pub fn install(conn: &mut Connection, path: &Path) -> Result<SnapshotInfo> {
     let source = path
         .to_str()
         .ok_or_else(|| StoreError::Snapshot(format!("path {} is not UTF-8", path.display())))?;
-    conn.execute("ATTACH DATABASE ?1 AS snapshot", [source])?;
+    conn.execute("ATTACH DATABASE ?1 AS snapshot", [source])
+        .map_err(|e| StoreError::Snapshot(format!("cannot open the snapshot: {e}")))?;
     let installed = copy_in(conn);
     conn.execute_batch("DETACH DATABASE snapshot")?;
     // A failed transaction rolls the paused triggers back; make sure either way.
@@ -93,11 +94,16 @@ pub fn install(conn: &mut Connection, path: &Path) -> Result<SnapshotInfo> {
 }
 
 fn copy_in(conn: &mut Connection) -> Result<SnapshotInfo> {
-    let check: String = conn.query_row("PRAGMA snapshot.quick_check", [], |r| r.get(0))?;
+    // What is wrong with the file sent is the sender's problem, never our store's: these
+    // errors must not read as a failing disk (`StoreError::is_fatal`), which stops the server.
+    let damaged = |e: &dyn std::fmt::Display| StoreError::Snapshot(format!("the snapshot is damaged: {e}"));
+    let check: String = conn
+        .query_row("PRAGMA snapshot.quick_check", [], |r| r.get(0))
+        .map_err(|e| damaged(&e))?;
     if check != "ok" {
-        return Err(StoreError::Snapshot(format!("the snapshot is damaged: {check}")));
+        return Err(damaged(&check));
     }
-    let info = info(conn, "snapshot")?;
+    let info = info(conn, "snapshot").map_err(|e| damaged(&e))?;
     let tx = write_transaction(conn)?;
     undo::pause(&tx)?;
     for table in DERIVED_TABLES.iter().chain(&COPIED_WITH_DERIVED) {
@@ -199,14 +205,16 @@ mod tests {
         let before = dump(&replica);
         let garbage = files.path().join("garbage.db");
         std::fs::write(&garbage, vec![7u8; 8192]).unwrap();
-        assert!(install(&mut replica, &garbage).is_err());
+        let refused = install(&mut replica, &garbage).unwrap_err();
+        assert!(!refused.is_fatal(), "a bad file must not stop the server: {refused}");
         // A database that is not a store.
         let foreign = files.path().join("foreign.db");
         Connection::open(&foreign)
             .unwrap()
             .execute_batch("CREATE TABLE x (a)")
             .unwrap();
-        assert!(install(&mut replica, &foreign).is_err());
+        let refused = install(&mut replica, &foreign).unwrap_err();
+        assert!(!refused.is_fatal(), "a bad file must not stop the server: {refused}");
         assert_eq!(dump(&replica), before);
         // Recording goes on: the store still drops suffixes exactly.
         write(&mut replica, &mixed_entries(6, 60)[40..]);
