@@ -269,6 +269,52 @@ async fn a_slave_that_stops_answering_leaves_the_in_sync_set_and_writes_go_on() 
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeline_resumed_after_both_replicas_restart_shows_nothing_twice() {
+    // The stored commit point stays where the first write put it, so a restart knows the
+    // posts below as written but not yet committed until its slave has them again; the
+    // master keeps waiting for the slave (nobody drops it from the in-sync set meanwhile).
+    let mut t = start_with("resume-after-restart", |o| {
+        o.failure_timeout = Some("30s".into());
+        o.tsd_args = vec![
+            "--commit-point-interval".into(),
+            "1h".into(),
+            "--replica-timeout".into(),
+            "1h".into(),
+        ];
+    })
+    .await;
+    // Users 1 and 4 live in cluster 1; 4 follows 1.
+    let mut author = login(&t, 1).await;
+    let mut reader = login(&t, 4).await;
+    assert_eq!(reader.follow(&t.name(1)).await.unwrap(), Code::Success);
+    let mut live = reader.timeline(0).await.unwrap();
+    let mut posting = author.timeline(0).await.unwrap();
+    for text in ["one", "two", "three"] {
+        posting.post(text).await.unwrap();
+    }
+    let seen = live.collect(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(texts(&seen), ["one", "two", "three"]);
+    let resume_after = seen.last().unwrap().seq;
+    drop((live, posting));
+
+    // Both replicas die at once; the master comes back first, alone, and stays master.
+    let master = t.master_server(1).await.unwrap();
+    let slave = if master == 1 { 2 } else { 1 };
+    t.server(1, master).kill();
+    t.server(1, slave).kill();
+    t.server(1, master).start().unwrap();
+    let mut live = reader.timeline(resume_after).await.unwrap();
+    assert_eq!(t.master_server(1).await, Some(master));
+    assert_eq!(live.live_from, resume_after);
+    // The slave returns and is brought up to date: the master commits its tail again.
+    t.server(1, slave).start().unwrap();
+    let mut posting = author.timeline(0).await.unwrap();
+    posting.post("four").await.unwrap();
+    let after = live.collect(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(texts(&after), ["four"], "the resumed timeline showed posts again");
+}
+
 /// Posts `text` as `user`, reopening the timeline while the system answers with retryable
 /// errors; returns how long the acknowledgement took.
 async fn post_through(user: &mut tinysns_stack::client::User, text: &str) -> Duration {

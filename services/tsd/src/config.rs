@@ -66,6 +66,11 @@ pub struct Args {
     /// from a snapshot of the whole store instead.
     #[arg(long, env = "TINYSNS_LOG_RETAIN", default_value_t = 100_000)]
     pub log_retain: u64,
+    /// How often the commit position is stored (with a write) and the log's front
+    /// considered for compaction. A restart publishes nothing past the stored position until
+    /// it is replicated again, so a longer interval only delays streams after a restart.
+    #[arg(long, env = "TINYSNS_COMMIT_POINT_INTERVAL", default_value = "100ms", value_parser = tinysns_common::cli::parse_duration)]
+    pub commit_point_interval: Duration,
     /// How long a stopping server waits for open calls (timeline streams) to end before it
     /// exits anyway.
     #[arg(long, env = "TINYSNS_SHUTDOWN_GRACE", default_value = "5s", value_parser = tinysns_common::cli::parse_duration)]
@@ -110,6 +115,8 @@ pub struct Config {
     #[serde(with = "tinysns_common::cli::millis")]
     pub replica_timeout: Duration,
     pub log_retain: u64,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub commit_point_interval: Duration,
     #[serde(with = "tinysns_common::cli::millis")]
     pub shutdown_grace: Duration,
     pub clock_skew_ms: i64,
@@ -175,6 +182,7 @@ impl Args {
             request_timeout: self.request_timeout,
             replica_timeout: self.replica_timeout,
             log_retain: self.log_retain,
+            commit_point_interval: self.commit_point_interval,
             shutdown_grace: self.shutdown_grace,
             clock_skew_ms: self.clock_skew_ms,
             health_port: self.health_port,

@@ -54,6 +54,13 @@ impl Feed {
         *self.committed.borrow()
     }
 
+    /// Waits until entries through `lsn` are committed.
+    pub async fn committed_through(&self, lsn: u64) {
+        let mut changes = self.committed.subscribe();
+        // The sender lives as long as `self`, so this cannot end early.
+        let _ = changes.wait_for(|committed| *committed >= lsn).await;
+    }
+
     /// Makes entries visible to readers. Entries must follow on from what was published;
     /// anything already published is skipped.
     pub fn publish(&self, entries: &[LogEntry]) {

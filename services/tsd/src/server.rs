@@ -54,6 +54,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             skew_ms: config.clock_skew_ms,
         },
         log_retain: config.log_retain,
+        commit_point_period: config.commit_point_interval,
     };
     let (writer, batches) = Writer::start(conn, setup, shutdown.clone())?;
     let reader = Reader::new(&config.data_dir);

@@ -70,6 +70,31 @@ fn event(kind: timeline_event::Kind) -> Result<TimelineEvent, Status> {
     Ok(TimelineEvent { kind: Some(kind) })
 }
 
+/// Where a resumed timeline continues.
+#[derive(Debug, PartialEq, Eq)]
+enum ResumeFrom {
+    /// Just after this log position.
+    After(u64),
+    /// Just after this log position, once it is committed here.
+    WaitFor(u64),
+}
+
+/// Where a timeline resumed after `resume_after` (the last position the client saw) continues,
+/// given this master's commit point and the end of its log. The client saw only committed
+/// entries, and committed entries are never truncated; a restarted master re-confirms the
+/// end of its log before it counts it as committed, so a position past the commit point but
+/// within the log is waited for, never sent again. A position past the whole log is not one
+/// this cluster gave out: the stream continues from the commit point.
+fn resume_from(resume_after: u64, committed: u64, last: u64) -> ResumeFrom {
+    if resume_after <= committed {
+        ResumeFrom::After(resume_after)
+    } else if resume_after <= last {
+        ResumeFrom::WaitFor(resume_after)
+    } else {
+        ResumeFrom::After(committed)
+    }
+}
+
 impl Social {
     /// Streams the timeline: history (or what was missed), then live posts, until the client
     /// goes away or this server stops being master.
@@ -84,25 +109,36 @@ impl Social {
     async fn try_deliver(&self, user: u64, open: TimelineOpen, tx: &Events) -> Result<(), Status> {
         self.fenced()?;
         let committed = self.feed.committed();
-        let cursor = if open.resume_after == 0 {
+        let start = if open.resume_after == 0 {
             let history = self.read(move |c| store::timeline(c, user, committed, HISTORY)).await?;
             for post in history {
                 if tx.send(event(timeline_event::Kind::Post(post))).await.is_err() {
                     return Ok(());
                 }
             }
-            committed
+            ResumeFrom::After(committed)
         } else {
-            open.resume_after.min(committed)
+            let last = if open.resume_after > committed {
+                self.read(store::last_lsn).await?
+            } else {
+                committed
+            };
+            resume_from(open.resume_after, committed, last)
         };
+        let cursor = match start {
+            ResumeFrom::After(cursor) | ResumeFrom::WaitFor(cursor) => cursor,
+        };
+        if tx.send(event(timeline_event::Kind::LiveFrom(cursor))).await.is_err() {
+            return Ok(());
+        }
+        if start == ResumeFrom::WaitFor(cursor) && !self.committed_through(cursor, tx).await? {
+            return Ok(());
+        }
         let following: Following = self
             .read(move |c| store::following(c, user))
             .await?
             .into_iter()
             .collect();
-        if tx.send(event(timeline_event::Kind::LiveFrom(cursor))).await.is_err() {
-            return Ok(());
-        }
         let mut place = Handback {
             after: cursor,
             following,
@@ -120,6 +156,19 @@ impl Social {
                         return Ok(());
                     }
                 }
+            }
+        }
+    }
+
+    /// Waits until this master has committed its log through `lsn`. False when the client
+    /// went away.
+    async fn committed_through(&self, lsn: u64, tx: &Events) -> Result<bool, Status> {
+        let mut role = self.role.clone();
+        loop {
+            tokio::select! {
+                _ = self.feed.committed_through(lsn) => return Ok(true),
+                _ = role.changed() => { self.fenced()?; }
+                _ = tx.closed() => return Ok(false),
             }
         }
     }
@@ -266,5 +315,29 @@ impl Social {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ResumeFrom, resume_from};
+
+    #[test]
+    fn a_client_resumes_just_after_what_it_saw() {
+        assert_eq!(resume_from(7, 10, 12), ResumeFrom::After(7));
+        assert_eq!(resume_from(10, 10, 10), ResumeFrom::After(10));
+    }
+
+    #[test]
+    fn what_it_saw_past_a_restarted_masters_commit_point_is_waited_for_not_sent_again() {
+        // A restart stored the commit point at 10; the client had seen up to 12.
+        assert_eq!(resume_from(12, 10, 15), ResumeFrom::WaitFor(12));
+        assert_eq!(resume_from(15, 10, 15), ResumeFrom::WaitFor(15));
+    }
+
+    #[test]
+    fn a_position_this_log_never_held_continues_from_the_commit_point() {
+        assert_eq!(resume_from(16, 10, 15), ResumeFrom::After(10));
+        assert_eq!(resume_from(u64::MAX, 0, 0), ResumeFrom::After(0));
     }
 }

@@ -19,9 +19,6 @@ const MAX_BATCH: usize = 512;
 /// Most entries dropped from the log's front per transaction (it runs with the commit
 /// position's, so this bounds the extra work a write may wait for).
 const COMPACT_CHUNK: u64 = 2_000;
-/// How often the commit position is stored with a transaction. It is a lower bound (a
-/// restart re-confirms what lies past it), so it need not cost a page write per commit.
-const COMMIT_POINT_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -77,6 +74,10 @@ pub struct WriterSetup {
     pub wall: WallClock,
     /// Entries kept behind the commit point when the log's front is dropped.
     pub log_retain: u64,
+    /// How often the commit position is stored with a transaction (and the log's front
+    /// considered for compaction). It is a lower bound (a restart re-confirms what lies past
+    /// it), so it need not cost a page write per commit.
+    pub commit_point_period: std::time::Duration,
 }
 
 /// Committed locally, waiting for the slaves before the clients hear about it.
@@ -110,6 +111,7 @@ impl Writer {
             progress,
             wall,
             log_retain,
+            commit_point_period,
         } = setup;
         let hlc = Hlc::new(wall, store::max_hlc(&conn)?);
         let (jobs_tx, jobs_rx) = mpsc::channel(4096);
@@ -126,7 +128,10 @@ impl Writer {
             batches: batches_tx,
             progress,
             broken: None,
-            commit_recorded: None,
+            commit_point: CommitPointSchedule {
+                period: commit_point_period,
+                recorded: None,
+            },
             hlc,
             log_retain,
             backlog: false,
@@ -164,14 +169,22 @@ impl Writer {
     }
 }
 
-/// Whether to store the commit position with this transaction (at most every period).
-fn commit_point_due(recorded: &mut Option<std::time::Instant>) -> bool {
-    let now = std::time::Instant::now();
-    let due = recorded.is_none_or(|at| now.duration_since(at) >= COMMIT_POINT_PERIOD);
-    if due {
-        *recorded = Some(now);
+/// When the commit position is stored with a transaction.
+struct CommitPointSchedule {
+    period: std::time::Duration,
+    recorded: Option<std::time::Instant>,
+}
+
+impl CommitPointSchedule {
+    /// Whether to store it with this transaction (at most once a period).
+    fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let due = self.recorded.is_none_or(|at| now.duration_since(at) >= self.period);
+        if due {
+            self.recorded = Some(now);
+        }
+        due
     }
-    due
 }
 
 /// Drops part of the log's front that nobody needs (`store::compaction`), in `tx`.
@@ -215,8 +228,7 @@ impl Drop for StopGuard {
 struct State {
     /// Stamps the changes made here; moves past every stamp stored.
     hlc: Hlc,
-    /// When the commit position was last stored.
-    commit_recorded: Option<std::time::Instant>,
+    commit_point: CommitPointSchedule,
     /// Set by a store failure nothing can recover from in this process (disk full or
     /// failing, the file gone): the writer stops.
     broken: Option<String>,
@@ -368,7 +380,7 @@ impl State {
             };
             outcomes.push(outcome);
         }
-        if !entries.is_empty() && commit_point_due(&mut self.commit_recorded) {
+        if !entries.is_empty() && self.commit_point.due() {
             // What was acknowledged before this batch: a restart publishes nothing past it
             // until it is replicated again.
             store::record_commit_point(&tx, self.feed.committed())?;
@@ -386,7 +398,7 @@ impl State {
     fn append(&mut self, req: AppendRequest) -> Result<AppendReply, WriteError> {
         // The term is stored before we answer under it: a restart never forgets it.
         let known_term = self.role.observe_term(req.term)?;
-        let record = !req.entries.is_empty() && commit_point_due(&mut self.commit_recorded);
+        let record = !req.entries.is_empty() && self.commit_point.due();
         let busy = req.entries.len() >= MAX_BATCH / 2;
         let matched = log_matching::apply(&mut self.conn, req, known_term, record)?;
         if record {
@@ -474,6 +486,7 @@ mod tests {
             progress: progress.clone(),
             wall: WallClock::default(),
             log_retain: 10,
+            commit_point_period: std::time::Duration::from_millis(100),
         };
         let (writer, mut batches) = Writer::start(conn, setup, shutdown.clone()).unwrap();
         // Stand in for replication: acknowledge every batch at once.
