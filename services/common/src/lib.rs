@@ -2,6 +2,7 @@
 //! input limits, and the plumbing for logging, health, shutdown and gRPC connections.
 
 pub mod auth;
+pub mod background;
 pub mod backoff;
 pub mod cli;
 pub mod coordinators;

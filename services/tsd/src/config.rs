@@ -71,6 +71,10 @@ pub struct Args {
     /// it is replicated again, so a longer interval only delays streams after a restart.
     #[arg(long, env = "TINYSNS_COMMIT_POINT_INTERVAL", default_value = "100ms", value_parser = tinysns_common::cli::parse_duration)]
     pub commit_point_interval: Duration,
+    /// MiB per second a master sends a snapshot at (0: as fast as it goes). Sending, and the
+    /// slave's install, compete with the writes for disk and CPU.
+    #[arg(long, env = "TINYSNS_SNAPSHOT_RATE_MIB", default_value_t = 64)]
+    pub snapshot_rate_mib: u64,
     /// How long a stopping server waits for open calls (timeline streams) to end before it
     /// exits anyway.
     #[arg(long, env = "TINYSNS_SHUTDOWN_GRACE", default_value = "5s", value_parser = tinysns_common::cli::parse_duration)]
@@ -117,6 +121,7 @@ pub struct Config {
     pub log_retain: u64,
     #[serde(with = "tinysns_common::cli::millis")]
     pub commit_point_interval: Duration,
+    pub snapshot_rate_mib: u64,
     #[serde(with = "tinysns_common::cli::millis")]
     pub shutdown_grace: Duration,
     pub clock_skew_ms: i64,
@@ -125,6 +130,13 @@ pub struct Config {
     pub tls_files: TlsArgs,
     #[serde(skip)]
     pub tls: Option<Tls>,
+}
+
+impl Config {
+    /// Bytes per second a snapshot is sent at (`None`: unlimited).
+    pub fn snapshot_rate(&self) -> Option<u64> {
+        (self.snapshot_rate_mib > 0).then(|| self.snapshot_rate_mib.saturating_mul(1024 * 1024))
+    }
 }
 
 impl Args {
@@ -183,6 +195,7 @@ impl Args {
             replica_timeout: self.replica_timeout,
             log_retain: self.log_retain,
             commit_point_interval: self.commit_point_interval,
+            snapshot_rate_mib: self.snapshot_rate_mib,
             shutdown_grace: self.shutdown_grace,
             clock_skew_ms: self.clock_skew_ms,
             health_port: self.health_port,

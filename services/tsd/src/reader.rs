@@ -28,6 +28,11 @@ impl Reader {
         &self.dir
     }
 
+    /// The store's file.
+    pub fn db_path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     fn take(&self) -> Result<Connection, StoreError> {
         if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);

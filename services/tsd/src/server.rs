@@ -9,7 +9,7 @@ use crate::feed::Feed;
 use crate::identity;
 use crate::presence::{Presence, Sharing};
 use crate::reader::Reader;
-use crate::replication::{ReplicationService, Replicator};
+use crate::replication::{ReplicationService, ReplicationSettings, Replicator};
 use crate::social::Social;
 use crate::store;
 use crate::writer::{Writer, WriterSetup};
@@ -66,7 +66,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             config.server,
             progress.clone(),
             credentials.clone(),
-            config.replica_timeout,
+            ReplicationSettings {
+                replica_timeout: config.replica_timeout,
+                snapshot_rate: config.snapshot_rate(),
+            },
         )
         .run(batches),
     );

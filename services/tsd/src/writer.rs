@@ -438,11 +438,25 @@ impl State {
                 term: known_term,
             });
         }
-        let info = snapshot::install(&mut self.conn, &offer.path)?;
+        let started = std::time::Instant::now();
+        let db = self
+            .conn
+            .path()
+            .map(std::path::PathBuf::from)
+            .ok_or_else(|| store::StoreError::Internal("the store has no file".into()))?;
+        let path = offer.path.clone();
+        // At the lowest priority, resting as long as each step took: the master's writes
+        // (on this machine, or sharing its disk) go first.
+        let info = tinysns_common::background::run_low_priority_blocking("tsd-install", move || {
+            snapshot::install(&db, &path, snapshot::INSTALL_STEP, std::thread::sleep)
+        })
+        // A panic may have come after the store began to change.
+        .map_err(|e| store::StoreError::InstallInterrupted(e.to_string()))??;
         tracing::info!(
             master = offer.master_id,
             last_lsn = info.last_lsn,
             committed = info.committed,
+            ms = started.elapsed().as_millis() as u64,
             "installed the master's snapshot"
         );
         self.hlc.observe(info.max_hlc);

@@ -21,8 +21,8 @@ use tonic::Request;
 const CHUNK: usize = 512;
 /// Bytes of a snapshot sent per InstallSnapshot call.
 const SNAPSHOT_CHUNK: usize = 1024 * 1024;
-/// How long one InstallSnapshot call may take (the last one installs the copy).
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where a snapshot being sent is written (in the data directory), before the slave's id.
+pub const OUTGOING_SNAPSHOT_PREFIX: &str = "snapshot-outgoing-";
 /// How long one Append may take before the slave counts as unreachable for this try.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Retry delays after a failed Append (doubling).
@@ -64,6 +64,7 @@ impl Link {
         reader: Reader,
         feed: Feed,
         changed: Arc<Notify>,
+        snapshot_rate: Option<u64>,
     ) -> Option<Self> {
         let channel = internal_channel(&member.internal_address, Duration::from_millis(500), secret).ok()?;
         let client = ReplicationClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
@@ -80,6 +81,7 @@ impl Link {
             feed,
             state: tx,
             changed,
+            snapshot_rate,
         };
         Some(Self {
             replica,
@@ -100,6 +102,8 @@ struct Shipper {
     feed: Feed,
     state: watch::Sender<LinkView>,
     changed: Arc<Notify>,
+    /// Bytes per second a snapshot is sent at.
+    snapshot_rate: Option<u64>,
 }
 
 enum Failure {
@@ -219,19 +223,22 @@ impl Shipper {
     async fn ship_snapshot(&mut self, want: Goal, view: LinkView) -> Result<LinkView, Failure> {
         let started = std::time::Instant::now();
         let unreachable = |what: &str, e: &dyn std::fmt::Display| Failure::Unreachable(format!("{what}: {e}"));
+        // A name of its own: a link stopped while taking one leaves its thread running on.
+        static TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let file = SnapshotFile(
             self.reader
                 .dir()
-                .join(format!("snapshot-outgoing-{}.db", view.replica.0)),
+                .join(format!("{OUTGOING_SNAPSHOT_PREFIX}{}-{n}.db", view.replica.0)),
         );
-        // One a failed earlier attempt left behind would make the copy fail.
-        drop(SnapshotFile(file.0.clone()));
-        let path = file.0.clone();
-        let info = self
-            .reader
-            .with(move |c| snapshot::create(c, &path))
-            .await
-            .map_err(|e| unreachable("cannot take a snapshot", &e))?;
+        let db = self.reader.db_path().to_path_buf();
+        // The file goes with the result: if nobody waits for it any more, it is removed.
+        let (file, info) = tinysns_common::background::run_low_priority("tsd-snapshot", move || {
+            snapshot::take(&db, &file.0).map(|info| (file, info))
+        })
+        .await
+        .map_err(|e| unreachable("cannot take a snapshot", &e))?
+        .map_err(|e| unreachable("cannot take a snapshot", &e))?;
         let mut source = tokio::fs::File::open(&file.0)
             .await
             .map_err(|e| unreachable("cannot read the snapshot", &e))?;
@@ -240,14 +247,18 @@ impl Shipper {
             .await
             .map_err(|e| unreachable("cannot read the snapshot", &e))?
             .len();
+        let taken_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             slave = view.replica.0,
             last_lsn = info.last_lsn,
             bytes = size,
+            taken_ms,
             "sending a snapshot"
         );
         let mut offset = 0u64;
+        let sending = tokio::time::Instant::now();
         loop {
+            tokio::time::sleep_until(sending + paced(offset, self.snapshot_rate)).await;
             let data = read_chunk(&mut source, SNAPSHOT_CHUNK)
                 .await
                 .map_err(|e| unreachable("cannot read the snapshot", &e))?;
@@ -260,7 +271,7 @@ impl Shipper {
                 data,
                 last,
             });
-            call.set_timeout(INSTALL_TIMEOUT);
+            call.set_timeout(if last { install_timeout(size) } else { CHUNK_TIMEOUT });
             let reply = self
                 .client
                 .install_snapshot(call)
@@ -279,6 +290,7 @@ impl Shipper {
                     slave = view.replica.0,
                     last_lsn = reply.last_lsn,
                     bytes = size,
+                    taken_ms,
                     ms = started.elapsed().as_millis() as u64,
                     "snapshot installed"
                 );
@@ -289,6 +301,23 @@ impl Shipper {
                 });
             }
         }
+    }
+}
+
+/// How long one InstallSnapshot call with a chunk may take.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the last InstallSnapshot call may take: the slave installs the copy before it
+/// answers, in paced steps at the lowest priority (a minute, and a second per 2 MiB).
+fn install_timeout(size: u64) -> Duration {
+    Duration::from_secs(60 + size / (2 * 1024 * 1024))
+}
+
+/// When, from the start of sending, a snapshot's byte `offset` may go at `rate` bytes/s.
+fn paced(offset: u64, rate: Option<u64>) -> Duration {
+    match rate {
+        Some(rate) if rate > 0 => Duration::from_secs_f64(offset as f64 / rate as f64),
+        _ => Duration::ZERO,
     }
 }
 
@@ -307,4 +336,19 @@ async fn read_chunk(source: &mut tokio::fs::File, limit: usize) -> std::io::Resu
         }
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_sent_no_faster_than_its_rate() {
+        let mib = 1024 * 1024;
+        assert_eq!(paced(0, Some(64 * mib)), Duration::ZERO);
+        assert_eq!(paced(32 * mib, Some(64 * mib)), Duration::from_millis(500));
+        assert_eq!(paced(640 * mib, Some(64 * mib)), Duration::from_secs(10));
+        assert_eq!(paced(640 * mib, None), Duration::ZERO);
+        assert_eq!(paced(640 * mib, Some(0)), Duration::ZERO);
+    }
 }

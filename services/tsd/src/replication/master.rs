@@ -22,6 +22,15 @@ const MAX_BATCHES_PER_ROUND: usize = 64;
 /// caught up, and joins the in-sync set, even when no client writes).
 const CATCH_UP_PERIOD: Duration = Duration::from_millis(100);
 
+/// How a master replicates.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicationSettings {
+    /// A lagging in-sync slave is dropped after keeping a write waiting this long.
+    pub replica_timeout: Duration,
+    /// Bytes per second a snapshot is sent at (`None`: as fast as it goes).
+    pub snapshot_rate: Option<u64>,
+}
+
 pub struct Replicator {
     role: RoleHandle,
     /// A handle of our own to wait on role changes with (it remembers what it has seen).
@@ -31,8 +40,7 @@ pub struct Replicator {
     master_id: u32,
     progress: Arc<Progress>,
     secret: MemberCredentials,
-    /// A lagging in-sync slave is dropped after keeping a write waiting this long.
-    replica_timeout: Duration,
+    settings: ReplicationSettings,
     links: HashMap<u32, Link>,
     goal: watch::Sender<Goal>,
     /// Notified by every link when its view moves.
@@ -49,7 +57,7 @@ impl Replicator {
         master_id: u32,
         progress: Arc<Progress>,
         secret: MemberCredentials,
-        replica_timeout: Duration,
+        settings: ReplicationSettings,
     ) -> Self {
         Self {
             role_changes: role.clone(),
@@ -59,7 +67,7 @@ impl Replicator {
             master_id,
             progress,
             secret,
-            replica_timeout,
+            settings,
             links: HashMap::new(),
             goal: watch::channel(Goal::default()).0,
             moved: Arc::new(Notify::new()),
@@ -193,7 +201,7 @@ impl Replicator {
                 &recorded,
                 &round,
                 Instant::now(),
-                self.replica_timeout,
+                self.settings.replica_timeout,
             ) {
                 Verdict::Acknowledge => return Ok(()),
                 Verdict::Deposed(newer) => {
@@ -204,7 +212,7 @@ impl Replicator {
                     return Err(format!("a slave knows the newer term {newer}"));
                 }
                 Verdict::Drop(lagging) => {
-                    tracing::warn!(?lagging, timeout = ?self.replica_timeout, "slaves too slow to acknowledge; asking the coordinator to drop them from the in-sync set");
+                    tracing::warn!(?lagging, timeout = ?self.settings.replica_timeout, "slaves too slow to acknowledge; asking the coordinator to drop them from the in-sync set");
                     for replica in lagging {
                         self.proposed.remove(&replica);
                     }
@@ -300,6 +308,7 @@ impl Replicator {
                 self.reader.clone(),
                 self.feed.clone(),
                 self.moved.clone(),
+                self.settings.snapshot_rate,
             );
             if let Some(link) = link {
                 tracing::info!(slave = slave.member_id, incarnation = slave.incarnation, address = %slave.internal_address, "replicating to slave");

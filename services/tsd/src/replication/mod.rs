@@ -16,5 +16,5 @@ mod link;
 mod master;
 mod slave;
 
-pub use master::Replicator;
+pub use master::{ReplicationSettings, Replicator};
 pub use slave::{AppendError, ReplicationService, check_append, remove_stale_snapshots};

@@ -40,6 +40,19 @@ impl ReplicationService {
 /// Removes what a snapshot received before a crash left behind.
 pub fn remove_stale_snapshots(data_dir: &Path) {
     drop(SnapshotFile(data_dir.join(INCOMING_SNAPSHOT)));
+    // And those this server was sending as a master.
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if let Some(name) = name.to_str()
+            && let Some(rest) = name.strip_prefix(super::link::OUTGOING_SNAPSHOT_PREFIX)
+            && rest.ends_with(".db")
+        {
+            drop(SnapshotFile(entry.path()));
+        }
+    }
 }
 
 /// Why a snapshot chunk is refused: no master sends it.
@@ -135,7 +148,9 @@ impl ReplicationService {
         if !chunk.last {
             return Ok(None);
         }
-        current.out.sync_all().await.map_err(io)?;
+        // Not flushed: the file is only read by the install (which makes the store durable
+        // in its own transactions) and removed after it; a crash means a new snapshot.
+        current.out.flush().await.map_err(io)?;
         let Some(Incoming { file, .. }) = incoming.take() else {
             return Ok(None);
         };
@@ -237,6 +252,30 @@ impl Replication for ReplicationService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshots_left_by_a_crash_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            INCOMING_SNAPSHOT,
+            "snapshot-outgoing-2-0.db",
+            "snapshot-outgoing-2-0.db-journal",
+            "snapshot-outgoing-3-17.db",
+            "tsd.db",
+            "tsd.db-wal",
+            "snapshot-outgoing-notes.txt",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_stale_snapshots(dir.path());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["snapshot-outgoing-notes.txt", "tsd.db", "tsd.db-wal"]);
+    }
     use tinysns_common::proto::internal::LogEntry;
 
     fn entry(lsn: u64, term: u64) -> LogEntry {

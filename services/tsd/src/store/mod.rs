@@ -33,6 +33,10 @@ pub enum StoreError {
     Internal(String),
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// Installing a snapshot failed after it began to replace the store, which is partial
+    /// until a restart empties it.
+    #[error("installing a snapshot failed halfway: {0}")]
+    InstallInterrupted(String),
     /// A reader of the log asked for entries after `after`, but the log was compacted up to
     /// `start`: what lies between is only in the derived tables now.
     #[error("the log after {after} was compacted up to {start}")]
@@ -56,7 +60,7 @@ impl StoreError {
                 e.code,
                 DiskFull | SystemIoFailure | CannotOpen | ReadOnly | DatabaseCorrupt | NotADatabase
             ),
-            StoreError::DataDir { .. } => true,
+            StoreError::DataDir { .. } | StoreError::InstallInterrupted(_) => true,
             _ => false,
         }
     }
@@ -82,8 +86,8 @@ CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS credentials (user_id INTEGER PRIMARY KEY, phc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (token_hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
+-- Rows are appended in log order (lsn grows with seq): no index on lsn is needed (`undo`).
 CREATE TABLE IF NOT EXISTS undo (seq INTEGER PRIMARY KEY, lsn INTEGER NOT NULL, statement TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS undo_by_lsn ON undo (lsn);
 ";
 
 /// Columns added after the first release, for stores created before them, with what fills
@@ -111,6 +115,7 @@ const LATE_INDEXES: &str = "
 CREATE UNIQUE INDEX IF NOT EXISTS users_by_name ON users (username) WHERE username IS NOT NULL;
 DROP INDEX IF EXISTS posts_by_author_time;
 CREATE INDEX IF NOT EXISTS posts_by_author_hlc ON posts (author, hlc);
+DROP INDEX IF EXISTS undo_by_lsn;
 ";
 
 const DERIVED_TABLES: [&str; 6] = ["users", "follows", "posts", "meta", "credentials", "sessions"];
@@ -153,6 +158,11 @@ pub fn open(dir: &Path) -> Result<Connection> {
     add_missing_columns(&conn)?;
     conn.execute_batch(LATE_INDEXES)?;
     conn.execute_batch(compaction::SCHEMA)?;
+    if snapshot::discard_interrupted_install(&conn)? {
+        tracing::warn!(
+            "the store held part of a snapshot (its install was interrupted): emptied; this replica starts over under a new incarnation"
+        );
+    }
     undo::record(&conn)?;
     Ok(conn)
 }
@@ -494,19 +504,38 @@ pub(crate) mod tests {
             let keep = 40 + seed * 5;
             let dir = tempfile::tempdir().unwrap();
             let mut truncated = open(dir.path()).unwrap();
-            // In several transactions, as the writer commits them.
-            for chunk in all.chunks(17) {
+            // In several transactions, as the writer commits them, forgetting the inverses of
+            // what is committed now and then (up to `keep` at most).
+            let prune = |c: &mut Connection, committed: u64| {
+                let tx = write_transaction(c).unwrap();
+                undo::prune(&tx, committed).unwrap();
+                tx.commit().unwrap();
+            };
+            let mut committed = 0;
+            for (i, chunk) in all.chunks(17).enumerate() {
                 write(&mut truncated, chunk);
+                committed = (17 * i as u64).min(keep - seed % 7);
+                prune(&mut truncated, committed);
             }
             truncate_after(&mut truncated, keep).unwrap();
             let fresh_dir = tempfile::tempdir().unwrap();
             let mut fresh = open(fresh_dir.path()).unwrap();
             write(&mut fresh, &all[..keep as usize]);
+            // (`dump` shows the undo floor too.)
+            prune(&mut fresh, committed);
             assert_eq!(dump(&truncated), dump(&fresh), "seed {seed}, keep {keep}");
             // And it goes on from there like any store.
             write(&mut truncated, &all[keep as usize..]);
             write(&mut fresh, &all[keep as usize..]);
             assert_eq!(dump(&truncated), dump(&fresh), "seed {seed}, replayed");
+            // A second truncation finds the inverses recorded after the first.
+            let again = (keep + 1 + seed % 30).min(149);
+            truncate_after(&mut truncated, again).unwrap();
+            let again_dir = tempfile::tempdir().unwrap();
+            let mut again_fresh = open(again_dir.path()).unwrap();
+            write(&mut again_fresh, &all[..again as usize]);
+            prune(&mut again_fresh, committed);
+            assert_eq!(dump(&truncated), dump(&again_fresh), "seed {seed}, keep {again}");
         }
     }
 

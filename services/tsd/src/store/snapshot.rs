@@ -4,9 +4,7 @@
 //! the replica replaces its log, derived tables and undo log with the copy's in one
 //! transaction. What belongs to the replica alone (its incarnation, its term) stays.
 
-use super::{
-    DERIVED_TABLES, Result, StoreError, compaction, record_commit_point, table_columns, undo, write_transaction,
-};
+use super::{DERIVED_TABLES, Result, StoreError, compaction, record_commit_point, table_columns, write_transaction};
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
@@ -37,6 +35,18 @@ pub struct SnapshotInfo {
     pub committed: u64,
     /// The highest clock stamp it holds.
     pub max_hlc: u64,
+}
+
+/// Writes a consistent copy of the store in the file `db` to `path` (which must not exist),
+/// on a connection of its own, beside the writer. The copy is in transit (removed after it is
+/// sent, or on the next try after a crash), so it is not flushed to disk: a flush of the
+/// whole store at once would hold up the writer's own flushes.
+pub fn take(db: &Path, path: &Path) -> Result<SnapshotInfo> {
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // VACUUM INTO writes with the source connection's flags.
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    create(&conn, path)
 }
 
 /// Writes a consistent copy of the store `conn` reads to `path` (which must not exist). Works
@@ -78,22 +88,95 @@ fn info(conn: &Connection, schema: &str) -> Result<SnapshotInfo> {
     })
 }
 
-/// Replaces the log and everything derived from it in `conn`'s store with the snapshot at
-/// `path`, atomically: a crash leaves either the old store or the new one.
-pub fn install(conn: &mut Connection, path: &Path) -> Result<SnapshotInfo> {
+/// Rows deleted or copied per transaction while a snapshot is installed.
+pub const INSTALL_STEP: i64 = 5_000;
+
+/// Present in `replica` while an install has begun and not finished: the store is partial.
+const INSTALLING: &str = "installing";
+
+/// The tables an install replaces, in steps (`log_bounds` goes last, in one transaction).
+fn replaced_tables() -> impl Iterator<Item = &'static str> {
+    DERIVED_TABLES
+        .iter()
+        .chain(&COPIED_WITH_DERIVED)
+        .copied()
+        .filter(|t| *t != "log_bounds")
+}
+
+/// Replaces the log and everything derived from it in the store file `db` with the snapshot at
+/// `path`, on a connection of its own, in steps of a few thousand rows so that other writers
+/// of the disk are not held up behind one huge transaction: `rest` is called after each step
+/// with the time it took (the caller pauses). The store is marked durably before anything is
+/// removed, and the mark goes in the same transaction as the last step: a crash in between
+/// leaves a marked store, which `open` empties (`discard_interrupted_install`).
+pub fn install(
+    db: &Path,
+    path: &Path,
+    rows_per_step: i64,
+    mut rest: impl FnMut(std::time::Duration),
+) -> Result<SnapshotInfo> {
     let source = path
         .to_str()
         .ok_or_else(|| StoreError::Snapshot(format!("path {} is not UTF-8", path.display())))?;
+    let mut conn = Connection::open(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute("ATTACH DATABASE ?1 AS snapshot", [source])
         .map_err(|e| StoreError::Snapshot(format!("cannot open the snapshot: {e}")))?;
-    let installed = copy_in(conn);
-    conn.execute_batch("DETACH DATABASE snapshot")?;
-    // A failed transaction rolls the paused triggers back; make sure either way.
-    undo::record(conn)?;
+    let installed = install_attached(&mut conn, rows_per_step.max(1), &mut rest);
+    let _ = conn.execute_batch("DETACH DATABASE snapshot");
     installed
 }
 
-fn copy_in(conn: &mut Connection) -> Result<SnapshotInfo> {
+fn install_attached(
+    conn: &mut Connection,
+    step: i64,
+    rest: &mut impl FnMut(std::time::Duration),
+) -> Result<SnapshotInfo> {
+    let info = check_attached(conn)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute(
+        "INSERT OR REPLACE INTO replica (key, value) VALUES (?1, 1)",
+        [INSTALLING],
+    )?;
+    // From here the store is partial until the last step: a failure leaves it marked, and
+    // only a restart (which empties it) makes it usable again.
+    replace_marked(conn, info, step, rest).map_err(|e| StoreError::InstallInterrupted(e.to_string()))
+}
+
+fn replace_marked(
+    conn: &mut Connection,
+    info: SnapshotInfo,
+    step: i64,
+    rest: &mut impl FnMut(std::time::Duration),
+) -> Result<SnapshotInfo> {
+    // The steps in between need not reach the disk one by one: the mark stands for them.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    for table in replaced_tables() {
+        clear_in_steps(conn, table, step, rest)?;
+    }
+    for table in replaced_tables() {
+        copy_in_steps(conn, table, step, rest)?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let tx = write_transaction(conn)?;
+    let columns = table_columns(&tx, "main", "log_bounds")?.join(",");
+    tx.execute("DELETE FROM main.log_bounds", [])?;
+    tx.execute(
+        &format!("INSERT INTO main.log_bounds ({columns}) SELECT {columns} FROM snapshot.log_bounds"),
+        [],
+    )
+    .map_err(|e| StoreError::Snapshot(format!("cannot copy the log bounds: {e}")))?;
+    if compaction::bounds(&tx).is_err() {
+        return Err(StoreError::Snapshot("the snapshot has no log bounds".into()));
+    }
+    record_commit_point(&tx, info.committed)?;
+    tx.execute("DELETE FROM replica WHERE key = ?1", [INSTALLING])?;
+    tx.commit()?;
+    Ok(info)
+}
+
+/// What the attached snapshot holds, once it is known to be a sound database.
+fn check_attached(conn: &Connection) -> Result<SnapshotInfo> {
     // What is wrong with the file sent is the sender's problem, never our store's: these
     // errors must not read as a failing disk (`StoreError::is_fatal`), which stops the server.
     let damaged = |e: &dyn std::fmt::Display| StoreError::Snapshot(format!("the snapshot is damaged: {e}"));
@@ -103,30 +186,91 @@ fn copy_in(conn: &mut Connection) -> Result<SnapshotInfo> {
     if check != "ok" {
         return Err(damaged(&check));
     }
-    let info = info(conn, "snapshot").map_err(|e| damaged(&e))?;
-    let tx = write_transaction(conn)?;
-    undo::pause(&tx)?;
-    for table in DERIVED_TABLES.iter().chain(&COPIED_WITH_DERIVED) {
-        let columns = table_columns(&tx, "main", table)?.join(",");
+    for table in replaced_tables().chain(["log_bounds"]) {
+        let theirs = table_columns(conn, "snapshot", table).map_err(|e| damaged(&e))?;
+        if let Some(missing) = table_columns(conn, "main", table)?
+            .into_iter()
+            .find(|c| !theirs.contains(c))
+        {
+            return Err(damaged(&format!("table {table} has no column {missing}")));
+        }
+    }
+    info(conn, "snapshot").map_err(|e| damaged(&e))
+}
+
+fn clear_in_steps(conn: &Connection, table: &str, step: i64, rest: &mut impl FnMut(std::time::Duration)) -> Result<()> {
+    let delete = format!("DELETE FROM main.{table} WHERE rowid IN (SELECT rowid FROM main.{table} LIMIT {step})");
+    loop {
+        let started = std::time::Instant::now();
+        if conn.execute(&delete, [])? == 0 {
+            return Ok(());
+        }
+        rest(started.elapsed());
+    }
+}
+
+fn copy_in_steps(
+    conn: &mut Connection,
+    table: &str,
+    step: i64,
+    rest: &mut impl FnMut(std::time::Duration),
+) -> Result<()> {
+    let columns = table_columns(conn, "main", table)?.join(",");
+    let next = format!(
+        "SELECT MAX(r) FROM (SELECT rowid AS r FROM snapshot.{table} WHERE rowid > ?1 ORDER BY rowid LIMIT {step})"
+    );
+    let copy = format!(
+        "INSERT INTO main.{table} ({columns}) SELECT {columns} FROM snapshot.{table} WHERE rowid > ?1 AND rowid <= ?2"
+    );
+    let mut after = i64::MIN;
+    loop {
+        let started = std::time::Instant::now();
+        let tx = write_transaction(conn)?;
+        let last: Option<i64> = tx
+            .query_row(&next, [after], |r| r.get(0))
+            .map_err(|e| StoreError::Snapshot(format!("cannot read table {table}: {e}")))?;
+        let Some(last) = last else {
+            return Ok(());
+        };
+        tx.execute(&copy, [after, last])
+            .map_err(|e| StoreError::Snapshot(format!("cannot copy table {table}: {e}")))?;
+        tx.commit()?;
+        after = last;
+        rest(started.elapsed());
+    }
+}
+
+/// Empties a store whose install of a snapshot was interrupted (it holds part of one), so it
+/// starts over as a new, empty replica: a new incarnation (chosen by `identity::load`), the
+/// same term. True if it was one.
+pub(super) fn discard_interrupted_install(conn: &Connection) -> Result<bool> {
+    let interrupted = conn
+        .query_row("SELECT 1 FROM replica WHERE key = ?1", [INSTALLING], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !interrupted {
+        return Ok(false);
+    }
+    let tx = conn.unchecked_transaction()?;
+    for table in replaced_tables() {
         tx.execute(&format!("DELETE FROM main.{table}"), [])?;
-        tx.execute(
-            &format!("INSERT INTO main.{table} ({columns}) SELECT {columns} FROM snapshot.{table}"),
-            [],
-        )
-        .map_err(|e| StoreError::Snapshot(format!("cannot copy table {table}: {e}")))?;
     }
-    if compaction::bounds(&tx).is_err() {
-        return Err(StoreError::Snapshot("the snapshot has no log bounds".into()));
-    }
-    record_commit_point(&tx, info.committed)?;
+    tx.execute(
+        "UPDATE log_bounds SET log_start = 0, start_term = 0, start_hlc = 0, undo_floor = 0",
+        [],
+    )?;
+    tx.execute(
+        "DELETE FROM replica WHERE key IN (?1, 'committed', 'incarnation')",
+        [INSTALLING],
+    )?;
     tx.commit()?;
-    Ok(info)
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{dump, mixed_entries, write};
-    use super::super::{commit_point, entries_after, open, term_at, truncate_after, undo};
+    use super::super::{commit_point, entries_after, last_lsn, open, term_at, truncate_after, undo};
     use super::*;
 
     /// A master's store: 200 entries, committed to 120, compacted to 100.
@@ -169,7 +313,11 @@ mod tests {
                 max_hlc: super::super::max_hlc(&master).unwrap()
             }
         );
-        assert_eq!(install(&mut replica, &path).unwrap(), taken);
+        let mut steps = 0;
+        let installed = install(&replica_dir.path().join("tsd.db"), &path, 16, |_| steps += 1).unwrap();
+        assert_eq!(installed, taken);
+        // 100 log entries and more rows than that in the tables, 16 at a time.
+        assert!(steps > 200 / 16, "{steps} steps");
         assert_eq!(dump(&replica), dump(&master));
         let kept: Vec<(String, i64)> = replica
             .prepare("SELECT key, value FROM replica ORDER BY key")
@@ -205,7 +353,8 @@ mod tests {
         let before = dump(&replica);
         let garbage = files.path().join("garbage.db");
         std::fs::write(&garbage, vec![7u8; 8192]).unwrap();
-        let refused = install(&mut replica, &garbage).unwrap_err();
+        let db = replica_dir.path().join("tsd.db");
+        let refused = install(&db, &garbage, INSTALL_STEP, |_| {}).unwrap_err();
         assert!(!refused.is_fatal(), "a bad file must not stop the server: {refused}");
         // A database that is not a store.
         let foreign = files.path().join("foreign.db");
@@ -213,12 +362,81 @@ mod tests {
             .unwrap()
             .execute_batch("CREATE TABLE x (a)")
             .unwrap();
-        let refused = install(&mut replica, &foreign).unwrap_err();
+        let refused = install(&db, &foreign, INSTALL_STEP, |_| {}).unwrap_err();
         assert!(!refused.is_fatal(), "a bad file must not stop the server: {refused}");
+        // A store missing a column we need.
+        let master_dir = tempfile::tempdir().unwrap();
+        drop(master_store(master_dir.path()));
+        let partial = files.path().join("partial.db");
+        create(&read_only(master_dir.path()), &partial).unwrap();
+        Connection::open(&partial)
+            .unwrap()
+            .execute_batch("ALTER TABLE posts DROP COLUMN author_name")
+            .unwrap();
+        let refused = install(&db, &partial, INSTALL_STEP, |_| {}).unwrap_err();
+        assert!(!refused.is_fatal(), "a bad file must not stop the server: {refused}");
+        assert!(refused.to_string().contains("author_name"), "{refused}");
         assert_eq!(dump(&replica), before);
         // Recording goes on: the store still drops suffixes exactly.
         write(&mut replica, &mixed_entries(6, 60)[40..]);
         truncate_after(&mut replica, 40).unwrap();
         assert_eq!(dump(&replica), before);
+    }
+
+    #[test]
+    fn an_install_cut_short_leaves_a_store_that_restarts_empty_under_a_new_incarnation() {
+        let (master_dir, replica_dir, files) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let master = master_store(master_dir.path());
+        let mut replica = open(replica_dir.path()).unwrap();
+        write(&mut replica, &mixed_entries(99, 50));
+        replica
+            .execute_batch("INSERT INTO replica (key, value) VALUES ('incarnation', 42), ('term', 9)")
+            .unwrap();
+        drop(replica);
+        let path = files.path().join("snapshot.db");
+        create(&read_only(master_dir.path()), &path).unwrap();
+        let db = replica_dir.path().join("tsd.db");
+
+        // The process dies after a few steps (the panic stands for the crash).
+        let mut steps = 0;
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            install(&db, &path, 16, |_| {
+                steps += 1;
+                assert!(steps < 5, "crash");
+            })
+        }));
+        assert!(crashed.is_err());
+
+        let reopened = open(replica_dir.path()).unwrap();
+        assert_eq!(last_lsn(&reopened).unwrap(), 0);
+        assert_eq!(compaction::bounds(&reopened).unwrap(), compaction::LogBounds::default());
+        for table in DERIVED_TABLES.iter().chain(&["log", "undo"]) {
+            let rows: i64 = reopened
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(rows, 0, "{table} still has rows");
+        }
+        let kept: Vec<(String, i64)> = reopened
+            .prepare("SELECT key, value FROM replica ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            vec![("term".into(), 9)],
+            "the term stays; a new incarnation comes"
+        );
+        drop(reopened);
+
+        // The next snapshot installs as on an empty store.
+        install(&db, &path, INSTALL_STEP, |_| {}).unwrap();
+        let replica = open(replica_dir.path()).unwrap();
+        assert_eq!(dump(&replica), dump(&master));
     }
 }

@@ -9,7 +9,7 @@
 //! entry), so they are pruned when the commit point moves; `log_bounds.undo_floor` says how far.
 
 use super::{DERIVED_TABLES, Result, StoreError, apply, compaction, table_columns, write_transaction};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// The three triggers of one table: each writes the statement that undoes the change, which
 /// finds its row by primary key (rowids are not stable across a snapshot's copy).
@@ -70,7 +70,8 @@ fn primary_key(conn: &Connection, table: &str) -> Result<Vec<String>> {
 }
 
 /// Stops recording on `conn` (inside a transaction, until [`record`] runs again): for changes
-/// that are not entries being applied (undoing, installing a snapshot, rebuilding).
+/// that are not entries being applied (undoing, rebuilding). A snapshot is installed on a
+/// connection of its own, which records nothing.
 pub fn pause(conn: &Connection) -> Result<()> {
     for table in DERIVED_TABLES {
         for event in ["INSERT", "UPDATE", "DELETE"] {
@@ -87,8 +88,16 @@ pub fn prune(conn: &Connection, lsn: u64) -> Result<()> {
     if lsn <= floor {
         return Ok(());
     }
-    conn.prepare_cached("DELETE FROM undo WHERE lsn <= ?1")?
-        .execute([lsn as i64])?;
+    // Inverses are appended in log order (`seq` grows with `lsn`), so those to forget are the
+    // table's front: find where it ends walking from the front, over no more rows than go.
+    let end: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM undo WHERE lsn > ?1 ORDER BY seq LIMIT 1")?
+        .query_row([lsn as i64], |r| r.get(0))
+        .optional()?;
+    match end {
+        Some(end) => conn.prepare_cached("DELETE FROM undo WHERE seq < ?1")?.execute([end])?,
+        None => conn.prepare_cached("DELETE FROM undo")?.execute([])?,
+    };
     conn.prepare_cached("UPDATE log_bounds SET undo_floor = ?1")?
         .execute([lsn as i64])?;
     Ok(())
@@ -130,16 +139,28 @@ fn drop_suffix(conn: &mut Connection, keep: u64, bounds: compaction::LogBounds) 
     Ok(())
 }
 
-/// Runs the inverses recorded for entries after `keep`, newest first, and forgets them.
+/// Runs the inverses recorded for entries after `keep`, newest first, and forgets them. They
+/// are the table's end (see `prune`), read backwards no further than the suffix.
 fn undo_after(conn: &Connection, keep: u64) -> Result<()> {
-    let statements: Vec<String> = conn
-        .prepare("SELECT statement FROM undo WHERE lsn > ?1 ORDER BY seq DESC")?
-        .query_map([keep as i64], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut statements = Vec::new();
+    let mut first = None;
+    {
+        let mut stmt = conn.prepare("SELECT seq, lsn, statement FROM undo ORDER BY seq DESC")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            if row.get::<_, i64>(1)? as u64 <= keep {
+                break;
+            }
+            first = Some(row.get::<_, i64>(0)?);
+            statements.push(row.get::<_, String>(2)?);
+        }
+    }
     for statement in statements {
         conn.execute_batch(&statement)?;
     }
-    conn.execute("DELETE FROM undo WHERE lsn > ?1", [keep as i64])?;
+    if let Some(first) = first {
+        conn.execute("DELETE FROM undo WHERE seq >= ?1", [first])?;
+    }
     Ok(())
 }
 
