@@ -16,8 +16,10 @@ step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
-# The end-to-end tests and the operator's wiring test run the real binaries.
+# The end-to-end tests and the operator's wiring test run the real binaries; the fault tests
+# also preload the slow-disk library into tsd.
 cargo build --workspace --bins --locked
+cargo build -p tinysns-slow-sync --locked
 
 step "tests (unit, end-to-end against real RabbitMQ, operator)"
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2

@@ -735,6 +735,7 @@ async fn run(cli: Cli) -> Result<()> {
                 coordinators: settings.coordinators,
                 partitionable: false,
                 tls: false,
+                slow_disks: false,
             };
             let prepared = Topology::prepare(options)?;
             if settings.catch_up_entries > 0 {

@@ -33,6 +33,8 @@ pub enum StackError {
     NotReady(Duration, String),
     #[error("coordinator: {0}")]
     Coordinator(String),
+    #[error("the slow-disk library {0} is missing (run `cargo build -p tinysns-slow-sync`)")]
+    NoSlowDiskLibrary(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +78,9 @@ pub struct Options {
     pub synchronizer_args: Vec<String>,
     /// Every listener and channel over TLS, with certificates of a private CA made per run.
     pub tls: bool,
+    /// Every tsd runs with the slow-disk library preloaded (`tinysns-slow-sync`, built beside
+    /// the binaries), so a test can slow its flushes down (`Topology::slow_disk`).
+    pub slow_disks: bool,
 }
 
 impl Options {
@@ -102,6 +107,7 @@ impl Options {
             coordinators: 1,
             partitionable: false,
             tls: false,
+            slow_disks: false,
         }
     }
 }
@@ -232,6 +238,31 @@ fn lay_out_coordinators(
     Ok(nodes)
 }
 
+/// The file whose number (milliseconds) slows a tsd's flushes down (`tinysns-slow-sync`).
+fn slow_disk_control(dir: &std::path::Path, cluster: u32, server: u32) -> PathBuf {
+    dir.join(format!("slow-disk-c{cluster}-s{server}.ms"))
+}
+
+/// The environment that preloads the slow-disk library into a tsd.
+fn slow_disk_env(
+    bins: &std::path::Path,
+    dir: &std::path::Path,
+    cluster: u32,
+    server: u32,
+) -> Result<Vec<(String, String)>, StackError> {
+    let library = bins.join("libtinysns_slow_sync.so");
+    if !library.exists() {
+        return Err(StackError::NoSlowDiskLibrary(library.display().to_string()));
+    }
+    Ok(vec![
+        ("LD_PRELOAD".into(), library.display().to_string()),
+        (
+            "TINYSNS_SLOW_SYNC_FILE".into(),
+            slow_disk_control(dir, cluster, server).display().to_string(),
+        ),
+    ])
+}
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
@@ -359,7 +390,12 @@ impl Topology {
                     .chain(tls_args.iter().cloned())
                     .collect();
                 let name = format!("tsd-c{cluster}-s{server}");
-                let process = Process::new(&name, bins.join("tsd"), args, Vec::new(), log(&name));
+                let env = if options.slow_disks {
+                    slow_disk_env(&bins, &options.dir, cluster, server)?
+                } else {
+                    Vec::new()
+                };
+                let process = Process::new(&name, bins.join("tsd"), args, env, log(&name));
                 servers.insert(
                     (cluster, server),
                     Member {
@@ -685,6 +721,19 @@ impl Topology {
 
     pub fn server_data_dir(&self, cluster: u32, server: u32) -> PathBuf {
         self.options.dir.join(format!("cluster{cluster}-server{server}"))
+    }
+
+    /// Makes every flush of the tsd's disk take `delay` longer (`None`: heals it). Needs
+    /// `Options::slow_disks`.
+    pub fn slow_disk(&self, cluster: u32, server: u32, delay: Option<Duration>) -> std::io::Result<()> {
+        let control = slow_disk_control(&self.options.dir, cluster, server);
+        match delay {
+            Some(delay) => std::fs::write(control, delay.as_millis().to_string()),
+            None => match std::fs::remove_file(control) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// One line per process: name, state, pid, port, log.

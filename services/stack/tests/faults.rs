@@ -25,6 +25,8 @@ enum Fault {
     BrokerOutage,
     BrokerMemoryAlarm,
     CoordinatorRestart,
+    /// The master paused, and the coordinator killed and restarted meanwhile (a double fault).
+    CoordinatorRestartWhilePaused,
     /// With 3 coordinators: the leading one killed, then (under the new leader) a master tsd.
     CoordinatorLeaderThenMaster,
     /// Master and slave of a cluster killed -9 at once, restarted in an order the seed picks.
@@ -44,7 +46,19 @@ enum Fault {
     DiskFull {
         on_master: bool,
     },
+    /// Every flush of the master's (or the slave's) disk takes a second longer for a few
+    /// seconds, then the disk heals (`tinysns-slow-sync`, preloaded into every tsd).
+    SlowDisk {
+        on_master: bool,
+    },
 }
+
+/// How much longer each flush takes on a slow disk, and for how long it stays slow.
+const SLOW_FLUSH: Duration = Duration::from_secs(1);
+const SLOW_FOR: Duration = Duration::from_secs(5);
+/// The replica timeout in the slow-disk scenarios: a slave that takes longer leaves the
+/// in-sync set.
+const SLOW_REPLICA_TIMEOUT: &str = "500ms";
 
 /// Size of the tmpfs each tsd of the cluster under a disk-full fault keeps its data on.
 const SMALL_DISK_BYTES: u64 = 64 << 20;
@@ -144,6 +158,11 @@ async fn scenario_once(name: &str, fault: Fault, seed: u64) {
             fault,
             Fault::PartitionMasterFromSlave(_) | Fault::PartitionOneWay | Fault::PartitionMasterFromCoordinator
         );
+        if matches!(fault, Fault::SlowDisk { .. }) {
+            o.slow_disks = true;
+            o.tsd_args
+                .extend(["--replica-timeout".to_string(), SLOW_REPLICA_TIMEOUT.to_string()]);
+        }
         if compacts(fault) {
             // A short log: its front is dropped within seconds under the workload, so a
             // replica that was away or wiped comes back through a snapshot.
@@ -226,43 +245,8 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
             t.server(cluster, master).start().expect("restart");
             log(started, "killed tsd restarted; it rejoins as slave");
         }
-        Fault::PauseMasterTsd => {
-            // A session of the cluster's first user, for raw calls to one server or the other.
-            let user = u64::from(cluster);
-            let token = login(t, user).await.token().to_string();
-            let master = t.master_server(cluster).await.expect("a master");
-            let address = t.view(cluster).await.unwrap().master.unwrap().address;
-            t.server(cluster, master).pause();
-            log(started, &format!("paused tsd {cluster}/{master} (SIGSTOP)"));
-            wait_new_master(t, cluster, master).await;
-            // The coordinator has chosen the slave; it takes over once it hears so (its next
-            // heartbeat). Until then the old master may still replicate through it, rightly:
-            // the slave stores what it acknowledges. Fencing is about the time after.
-            let new_master = authed_client(&t.view(cluster).await.unwrap().master.unwrap().address, &token);
-            eventually!("the new master to take over", Duration::from_secs(10), async {
-                new_master.clone().list(ListRequest::default()).await.ok().map(|_| ())
-            });
-            log(started, "slave took over; resuming the old master (SIGCONT)");
-            t.server(cluster, master).resume();
-            // The deposed master must not answer a write, even before it hears from the
-            // coordinator — neither acknowledge it nor refuse it on its possibly stale data
-            // (an unknown user; a follow that may already exist): its client gets a
-            // retryable error.
-            let mut old = authed_client(&address, &token);
-            for target in [t.name(user % 3 + 1), "nosuchuser".to_string()] {
-                let request = FollowRequest { target };
-                match old.follow(request).await {
-                    Ok(reply) => panic!("the deposed master answered a write: {:?}", reply.into_inner()),
-                    Err(status) => {
-                        assert!(tinysns_common::grpc::is_retryable(&status), "not retryable: {status:?}");
-                        log(
-                            started,
-                            &format!("deposed master refused the write: {}", status.message()),
-                        );
-                    }
-                }
-            }
-        }
+        Fault::PauseMasterTsd => pause_master(t, cluster, started, false).await,
+        Fault::CoordinatorRestartWhilePaused => pause_master(t, cluster, started, true).await,
         Fault::BrokerOutage => {
             let rabbit = t.rabbit.as_mut().expect("a private broker");
             rabbit.stop();
@@ -460,6 +444,7 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
                 (t.master_server(cluster).await == Some(master)).then_some(())
             });
         }
+        Fault::SlowDisk { on_master } => slow_disk(t, cluster, on_master, started).await,
         Fault::DiskFull { on_master } => {
             let master = t.master_server(cluster).await.expect("a master");
             let slave = if master == 1 { 2 } else { 1 };
@@ -507,6 +492,11 @@ async fn wait_new_master(t: &Topology, cluster: u32, old: u32) {
         Duration::from_secs(10),
         async { t.master_server(cluster).await.filter(|m| *m != old).map(|_| ()) }
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_restart_while_the_master_is_paused_under_load() {
+    scenario("fault-pause-restart", Fault::CoordinatorRestartWhilePaused).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -580,6 +570,112 @@ async fn full_disk_on_the_slave_under_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_disk_on_the_master_under_load() {
+    scenario("fault-slow-disk-master", Fault::SlowDisk { on_master: true }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_disk_on_the_slave_under_load() {
+    scenario("fault-slow-disk-slave", Fault::SlowDisk { on_master: false }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_master_synchronizer_under_load() {
     scenario("fault-kill-sync", Fault::KillMasterSynchronizer).await;
+}
+
+/// Slows the disk of the master or the slave of `cluster` down, then heals it. A slow slave
+/// must leave the in-sync set (writes go on without it) and rejoin once healed; a slow master
+/// only writes slowly.
+async fn slow_disk(t: &mut Topology, cluster: u32, on_master: bool, started: Instant) {
+    let master = t.master_server(cluster).await.expect("a master");
+    let slave = if master == 1 { 2 } else { 1 };
+    let slow = if on_master { master } else { slave };
+    t.slow_disk(cluster, slow, Some(SLOW_FLUSH))
+        .expect("slow the disk down");
+    let healed_at = Instant::now() + SLOW_FOR;
+    log(
+        started,
+        &format!("every flush of tsd {cluster}/{slow}'s disk takes {SLOW_FLUSH:?} longer"),
+    );
+    if on_master {
+        // The disk is really slow: a write waits for at least one slow flush.
+        let mut user = login(t, u64::from(cluster)).await;
+        let mut timeline = user.timeline(0).await.expect("a timeline");
+        let began = Instant::now();
+        timeline.post("written to a slow disk").await.expect("acknowledged");
+        let took = began.elapsed();
+        assert!(took >= SLOW_FLUSH, "a write took {took:?} on the slow disk");
+        log(started, &format!("a write took {took:?}"));
+    } else {
+        eventually!(
+            "the slow slave to leave the in-sync set",
+            Duration::from_secs(20),
+            async { t.view(cluster).await.ok()?.in_sync_slaves.is_empty().then_some(()) }
+        );
+        log(started, "the slow slave left the in-sync set; writes go on without it");
+    }
+    tokio::time::sleep_until(healed_at.into()).await;
+    t.slow_disk(cluster, slow, None).expect("heal the disk");
+    log(started, "the disk is fast again");
+    eventually!("the slave to be in sync again", Duration::from_secs(30), async {
+        (t.view(cluster).await.ok()?.in_sync_slaves == [slave]).then_some(())
+    });
+    assert_eq!(
+        t.master_server(cluster).await,
+        Some(master),
+        "a slow disk is no reason to fail over"
+    );
+    log(started, "the slave is in sync again");
+}
+
+/// Pauses the master of `cluster` (SIGSTOP) until its slave took over (with
+/// `restart_coordinator`, the coordinator is also killed and restarted meanwhile), then
+/// resumes it: it must answer no write, not even with a refusal.
+async fn pause_master(t: &mut Topology, cluster: u32, started: Instant, restart_coordinator: bool) {
+    // A session of the cluster's first user, for raw calls to one server or the other.
+    let user = u64::from(cluster);
+    let token = login(t, user).await.token().to_string();
+    let master = t.master_server(cluster).await.expect("a master");
+    let address = t.view(cluster).await.unwrap().master.unwrap().address;
+    t.server(cluster, master).pause();
+    log(started, &format!("paused tsd {cluster}/{master} (SIGSTOP)"));
+    if restart_coordinator {
+        // A double fault: the coordinator's decisions must come back from its store, and
+        // a restarted coordinator must not wait for the paused master forever nor
+        // re-adopt it blindly.
+        t.coordinators[0].process.kill();
+        log(started, "coordinator killed (kill -9) while the master is paused");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        t.coordinators[0].process.start().expect("restart");
+        log(started, "coordinator restarted");
+    }
+    wait_new_master(t, cluster, master).await;
+    // The coordinator has chosen the slave; it takes over once it hears so (its next
+    // heartbeat). Until then the old master may still replicate through it, rightly:
+    // the slave stores what it acknowledges. Fencing is about the time after.
+    let new_master = authed_client(&t.view(cluster).await.unwrap().master.unwrap().address, &token);
+    eventually!("the new master to take over", Duration::from_secs(10), async {
+        new_master.clone().list(ListRequest::default()).await.ok().map(|_| ())
+    });
+    log(started, "slave took over; resuming the old master (SIGCONT)");
+    t.server(cluster, master).resume();
+    // The deposed master must not answer a write, even before it hears from the
+    // coordinator — neither acknowledge it nor refuse it on its possibly stale data
+    // (an unknown user; a follow that may already exist): its client gets a
+    // retryable error.
+    let mut old = authed_client(&address, &token);
+    for target in [t.name(user % 3 + 1), "nosuchuser".to_string()] {
+        let request = FollowRequest { target };
+        match old.follow(request).await {
+            Ok(reply) => panic!("the deposed master answered a write: {:?}", reply.into_inner()),
+            Err(status) => {
+                assert!(tinysns_common::grpc::is_retryable(&status), "not retryable: {status:?}");
+                log(
+                    started,
+                    &format!("deposed master refused the write: {}", status.message()),
+                );
+            }
+        }
+    }
 }

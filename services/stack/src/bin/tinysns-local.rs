@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         coordinators: args.coordinators,
         partitionable: false,
         tls: false,
+        slow_disks: false,
     };
     println!(
         "Starting tinysns ({} accounts): {} coordinator(s), {} clusters x {} servers x {} synchronizers, data and logs in {}",
