@@ -7,12 +7,19 @@
 //! entry being applied (the log's last lsn: an entry is written to the log before it is
 //! applied). Inverses of committed entries are never needed (no replica drops a committed
 //! entry), so they are pruned when the commit point moves; `log_bounds.undo_floor` says how far.
+//! A new post records nothing: the post's `seq` is the lsn of the entry that created it, which
+//! is all its undoing needs.
 
 use super::{DERIVED_TABLES, Result, StoreError, apply, compaction, table_columns, write_transaction};
 use rusqlite::{Connection, OptionalExtension};
 
-/// The three triggers of one table: each writes the statement that undoes the change, which
-/// finds its row by primary key (rowids are not stable across a snapshot's copy).
+/// The table whose inserts record nothing: a post is only ever inserted by the entry that
+/// creates it, which stores its own lsn as the post's `seq`, so undoing that entry is deleting
+/// the post with that `seq` (`undo_after`). Posts are the bulk of all writes.
+const INSERTS_UNDONE_BY_SEQ: &str = "posts";
+
+/// The triggers of one table: each writes the statement that undoes the change, which finds
+/// its row by primary key (rowids are not stable across a snapshot's copy).
 fn triggers_for(table: &str, columns: &[String], key: &[String]) -> String {
     let record = |event: &str, inverse: String| {
         format!(
@@ -24,8 +31,13 @@ fn triggers_for(table: &str, columns: &[String], key: &[String]) -> String {
     let where_new = sql_concat(key.iter().map(|c| format!("'{c}=' || quote(new.{c})")), " AND ");
     let old_values = sql_concat(columns.iter().map(|c| format!("quote(old.{c})")), ",");
     let assignments = sql_concat(columns.iter().map(|c| format!("'{c}=' || quote(old.{c})")), ",");
+    let on_insert = if table == INSERTS_UNDONE_BY_SEQ {
+        String::new()
+    } else {
+        record("INSERT", format!("'DELETE FROM {table} WHERE ' || {where_new}"))
+    };
     [
-        record("INSERT", format!("'DELETE FROM {table} WHERE ' || {where_new}")),
+        on_insert,
         record(
             "UPDATE",
             format!("'UPDATE {table} SET ' || {assignments} || ' WHERE ' || {where_new}"),
@@ -139,29 +151,63 @@ fn drop_suffix(conn: &mut Connection, keep: u64, bounds: compaction::LogBounds) 
     Ok(())
 }
 
-/// Runs the inverses recorded for entries after `keep`, newest first, and forgets them. They
-/// are the table's end (see `prune`), read backwards no further than the suffix.
+/// Undoes the entries after `keep`, newest first: runs the inverses recorded for them, and
+/// deletes the posts they created (see `INSERTS_UNDONE_BY_SEQ`). An entry that creates a post
+/// does so before any other change it makes, so its recorded inverses run first.
 fn undo_after(conn: &Connection, keep: u64) -> Result<()> {
-    let mut statements = Vec::new();
-    let mut first = None;
-    {
-        let mut stmt = conn.prepare("SELECT seq, lsn, statement FROM undo ORDER BY seq DESC")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            if row.get::<_, i64>(1)? as u64 <= keep {
-                break;
-            }
-            first = Some(row.get::<_, i64>(0)?);
-            statements.push(row.get::<_, String>(2)?);
+    let recorded = recorded_after(conn, keep)?;
+    let created: Vec<i64> = conn
+        .prepare(&format!(
+            "SELECT seq FROM {INSERTS_UNDONE_BY_SEQ} WHERE seq > ?1 ORDER BY seq DESC"
+        ))?
+        .query_map([keep as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut created = created.into_iter().peekable();
+    let delete_created = |lsn: i64| -> Result<()> {
+        conn.prepare_cached(&format!("DELETE FROM {INSERTS_UNDONE_BY_SEQ} WHERE seq = ?1"))?
+            .execute([lsn])?;
+        Ok(())
+    };
+    for (lsn, statement) in &recorded.statements {
+        while let Some(post) = created.next_if(|post| post > lsn) {
+            delete_created(post)?;
         }
+        conn.execute_batch(statement)?;
     }
-    for statement in statements {
-        conn.execute_batch(&statement)?;
+    for post in created {
+        delete_created(post)?;
     }
-    if let Some(first) = first {
+    if let Some(first) = recorded.first_seq {
         conn.execute("DELETE FROM undo WHERE seq >= ?1", [first])?;
     }
     Ok(())
+}
+
+/// The inverses recorded for entries after `keep`, newest first.
+struct Recorded {
+    /// `(lsn, statement)`.
+    statements: Vec<(i64, String)>,
+    /// The oldest one's place in `undo`.
+    first_seq: Option<i64>,
+}
+
+/// They are the table's end (see `prune`): read backwards no further than the suffix.
+fn recorded_after(conn: &Connection, keep: u64) -> Result<Recorded> {
+    let mut recorded = Recorded {
+        statements: Vec::new(),
+        first_seq: None,
+    };
+    let mut stmt = conn.prepare("SELECT seq, lsn, statement FROM undo ORDER BY seq DESC")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let lsn: i64 = row.get(1)?;
+        if lsn as u64 <= keep {
+            break;
+        }
+        recorded.first_seq = Some(row.get(0)?);
+        recorded.statements.push((lsn, row.get(2)?));
+    }
+    Ok(recorded)
 }
 
 /// The derived tables rebuilt from the log up to `keep` (a store from before the undo log).
