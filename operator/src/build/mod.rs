@@ -538,7 +538,9 @@ pub fn liveness_probe(port: i32) -> Probe {
 }
 
 /// Readiness: the gRPC health service "readiness" is SERVING once the process registered
-/// with the coordinator (the coordinator's once it listens).
+/// with the coordinator (the coordinator's once it listens); a tsd's only while it is a
+/// master holding its lease or a slave recorded in sync, so a PodDisruptionBudget never
+/// counts a slave still catching up as one that could take over.
 pub fn readiness_probe(port: i32) -> Probe {
     Probe {
         grpc: Some(GRPCAction {
@@ -796,8 +798,8 @@ pub fn data_mount() -> VolumeMount {
 }
 
 /// A headless Service in front of a StatefulSet: gives each pod the stable DNS name it
-/// advertises. Not-ready addresses are published because readiness means "registered with
-/// the coordinator", and peers must be able to resolve a pod before that.
+/// advertises. Not-ready addresses are published because peers must resolve a pod before it
+/// is ready (a slave catching up is replicated to through this name).
 pub fn headless_service(owner: &Owner, name: String, role: Role, cluster: Option<u32>, ports: Ports) -> Service {
     Service {
         metadata: owner.meta(name, role, cluster),

@@ -523,6 +523,15 @@ impl Topology {
         None
     }
 
+    /// A tsd's client address (where its health service answers too).
+    pub fn server_address(&self, cluster: u32, server: u32) -> String {
+        let member = self
+            .servers
+            .get(&(cluster, server))
+            .expect("no such server in this topology");
+        format!("127.0.0.1:{}", member.port)
+    }
+
     /// The partition proxies of a tsd (`Options::partitionable`).
     pub fn links(&self, cluster: u32, server: u32) -> &MemberLinks {
         self.servers

@@ -6,6 +6,7 @@ use common::*;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::ListRequest;
 use tinysns_common::proto::social::Status as Code;
+use tinysns_stack::proxy::Link;
 
 const DELIVERY: Duration = Duration::from_secs(15);
 
@@ -313,6 +314,62 @@ async fn a_timeline_resumed_after_both_replicas_restart_shows_nothing_twice() {
     posting.post("four").await.unwrap();
     let after = live.collect(Duration::from_secs(2)).await.unwrap();
     assert_eq!(texts(&after), ["four"], "the resumed timeline showed posts again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_is_ready_only_while_it_is_in_sync() {
+    // Readiness (the gRPC health entry Kubernetes probes) means "could take over now": a
+    // slave catching up is alive but not ready. Cutting the master's appends to the wiped
+    // slave keeps it catching up for as long as the test looks.
+    let mut t = start_with("readiness", |o| o.partitionable = true).await;
+    let master = t.master_server(1).await.unwrap();
+    let slave = if master == 1 { 2 } else { 1 };
+    let address = |t: &tinysns_stack::topology::Topology, id: u32| t.server_address(1, id);
+    eventually!("the slave to be in sync and ready", Duration::from_secs(20), async {
+        (t.view(1).await.ok()?.in_sync_slaves == [slave] && readiness(&address(&t, slave)).await == Some(SERVING))
+            .then_some(())
+    });
+    assert_eq!(readiness(&address(&t, master)).await, Some(SERVING));
+
+    t.server(1, slave).kill();
+    std::fs::remove_dir_all(t.server_data_dir(1, slave)).unwrap();
+    t.links(1, slave).inbound.set(Link::Cut);
+    t.server(1, slave).start().unwrap();
+    eventually!(
+        "the new slave to answer, registered but not ready",
+        Duration::from_secs(60),
+        async {
+            let view = t.view(1).await.ok()?;
+            let registered = view.slaves.iter().any(|s| s.member_id == slave);
+            (registered
+                && !view.in_sync_slaves.contains(&slave)
+                && readiness(&address(&t, slave)).await == Some(NOT_SERVING))
+            .then_some(())
+        }
+    );
+    assert_eq!(readiness(&address(&t, master)).await, Some(SERVING));
+
+    t.links(1, slave).inbound.set(Link::Open);
+    eventually!("the caught-up slave to be ready", Duration::from_secs(30), async {
+        (t.view(1).await.ok()?.in_sync_slaves == [slave] && readiness(&address(&t, slave)).await == Some(SERVING))
+            .then_some(())
+    });
+}
+
+const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+
+/// The `readiness` health status of the server at `address` (None: it does not answer).
+async fn readiness(address: &str) -> Option<i32> {
+    let channel = tinysns_common::grpc::channel(address, Duration::from_secs(1)).ok()?;
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: tinysns_common::health::READINESS.to_string(),
+    };
+    let reply = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(request)
+        .await
+        .ok()?;
+    Some(reply.into_inner().status)
 }
 
 /// Posts `text` as `user`, reopening the timeline while the system answers with retryable

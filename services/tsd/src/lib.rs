@@ -24,6 +24,7 @@ pub mod log_matching;
 pub mod login;
 pub mod presence;
 pub mod reader;
+pub mod readiness;
 pub mod remote;
 pub mod replication;
 pub mod server;

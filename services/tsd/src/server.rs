@@ -28,6 +28,8 @@ use tinysns_common::tls::{Tls, with_tls};
 const HASHING_THREADS: usize = 4;
 const CLIENT_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 const CLIENT_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+/// How often readiness is looked at again when the role did not change.
+const READINESS_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let (identity, terms) = identity::load(&config.data_dir)
@@ -112,8 +114,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let stop = shutdown.clone();
     tokio::spawn(async move {
         while !stop.is_triggered() {
-            health.set_ready(watch.current().assignment.registered()).await;
-            watch.changed().await;
+            health.set_ready(crate::readiness::is_ready(&watch.current())).await;
+            // Also when nothing is said: a lease runs out on its own.
+            tokio::select! {
+                _ = watch.changed() => {}
+                _ = tokio::time::sleep(READINESS_RECHECK) => {}
+            }
         }
     });
 
