@@ -285,6 +285,26 @@ mod tests {
         conn
     }
 
+    /// What the `replica` table holds (the replica's own rows), by key.
+    fn replica_rows(conn: &Connection) -> Vec<(String, i64)> {
+        conn.prepare("SELECT key, value FROM replica ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    /// A replica's store holding 50 entries of its own, incarnation 42, term 9.
+    fn replica_store(dir: &Path) -> Connection {
+        let mut replica = open(dir).unwrap();
+        write(&mut replica, &mixed_entries(99, 50));
+        replica
+            .execute_batch("INSERT INTO replica (key, value) VALUES ('incarnation', 42), ('term', 9)")
+            .unwrap();
+        replica
+    }
+
     fn read_only(dir: &Path) -> Connection {
         Connection::open_with_flags(dir.join("tsd.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
     }
@@ -297,11 +317,7 @@ mod tests {
             tempfile::tempdir().unwrap(),
         );
         let mut master = master_store(master_dir.path());
-        let mut replica = open(replica_dir.path()).unwrap();
-        write(&mut replica, &mixed_entries(99, 50));
-        replica
-            .execute_batch("INSERT INTO replica (key, value) VALUES ('incarnation', 42), ('term', 9)")
-            .unwrap();
+        let mut replica = replica_store(replica_dir.path());
 
         let path = files.path().join("snapshot.db");
         let taken = create(&read_only(master_dir.path()), &path).unwrap();
@@ -319,13 +335,7 @@ mod tests {
         // 100 log entries and more rows than that in the tables, 16 at a time.
         assert!(steps > 200 / 16, "{steps} steps");
         assert_eq!(dump(&replica), dump(&master));
-        let kept: Vec<(String, i64)> = replica
-            .prepare("SELECT key, value FROM replica ORDER BY key")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+        let kept = replica_rows(&replica);
         assert_eq!(
             kept,
             vec![
@@ -391,11 +401,7 @@ mod tests {
             tempfile::tempdir().unwrap(),
         );
         let master = master_store(master_dir.path());
-        let mut replica = open(replica_dir.path()).unwrap();
-        write(&mut replica, &mixed_entries(99, 50));
-        replica
-            .execute_batch("INSERT INTO replica (key, value) VALUES ('incarnation', 42), ('term', 9)")
-            .unwrap();
+        let replica = replica_store(replica_dir.path());
         drop(replica);
         let path = files.path().join("snapshot.db");
         create(&read_only(master_dir.path()), &path).unwrap();
@@ -420,13 +426,7 @@ mod tests {
                 .unwrap();
             assert_eq!(rows, 0, "{table} still has rows");
         }
-        let kept: Vec<(String, i64)> = reopened
-            .prepare("SELECT key, value FROM replica ORDER BY key")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+        let kept = replica_rows(&reopened);
         assert_eq!(
             kept,
             vec![("term".into(), 9)],
