@@ -252,7 +252,11 @@ pub struct CoordinatorSpec {
     ))]
     pub replicas: u32,
     /// Size of each coordinator's volume (its Raft log and state; a few MiB).
-    #[serde(default = "default_coordinator_storage")]
+    #[serde(
+        default = "default_coordinator_storage",
+        deserialize_with = "coordinator_storage_or_default"
+    )]
+    #[schemars(with = "Quantity")]
     pub storage_size: Quantity,
 }
 
@@ -262,6 +266,17 @@ fn default_coordinators() -> u32 {
 
 fn default_coordinator_storage() -> Quantity {
     Quantity("256Mi".to_owned())
+}
+
+// The schema of a Quantity is nullable (k8s-openapi's), so the API server stores `null`
+// where a user wrote it: read it as the default, as a field left out, rather than fail to
+// decode the object (which would stop the watch of every SocialCluster in scope).
+fn coordinator_storage_or_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quantity, D::Error> {
+    Ok(Option::<Quantity>::deserialize(d)?.unwrap_or_else(default_coordinator_storage))
+}
+
+fn storage_size_or_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Quantity, D::Error> {
+    Ok(Option::<Quantity>::deserialize(d)?.unwrap_or_else(default_storage_size))
 }
 
 impl Default for CoordinatorSpec {
@@ -277,7 +292,8 @@ impl Default for CoordinatorSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    #[serde(default = "default_storage_size")]
+    #[serde(default = "default_storage_size", deserialize_with = "storage_size_or_default")]
+    #[schemars(with = "Quantity")]
     pub size: Quantity,
     /// Storage class of the claims; the cluster default when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]

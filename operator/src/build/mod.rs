@@ -108,6 +108,10 @@ pub enum InvalidSpec {
         "the SocialCluster name {0:?} is too long: at most 40 characters so that {0}-coordinator fits the 52 a StatefulSet name may have"
     )]
     NameTooLong(String),
+    #[error(
+        "the SocialCluster name {0:?} cannot name its Services: it must start with a lowercase letter and hold only lowercase letters, digits and '-' (an RFC 1035 label)"
+    )]
+    NameNotALabel(String),
     #[error("the SocialCluster has no {0} (it must come from the API server)")]
     MissingMetadata(&'static str),
     #[error("{field}: {value:?} is not a Secret name (lowercase letters, digits, '-' and '.', at most 253)")]
@@ -183,6 +187,16 @@ pub fn check(sc: &SocialCluster) -> Result<Owner, InvalidSpec> {
     Ok(owner)
 }
 
+/// Whether `name` may name a Service: a lowercase letter first, then lowercase letters, digits
+/// and '-', not ending in '-' (length is checked apart).
+fn is_rfc1035_label(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-')
+}
+
 /// Whether `name` is a valid Secret name: an RFC 1123 DNS subdomain.
 fn is_dns_subdomain(name: &str) -> bool {
     let label_ok = |label: &str| {
@@ -226,6 +240,11 @@ impl Owner {
         }
         if name.len() > MAX_NAME_LEN {
             return Err(InvalidSpec::NameTooLong(name));
+        }
+        // The API server accepts any DNS subdomain ("1demo", "a.b"), but every Service this
+        // name prefixes must be an RFC 1035 label.
+        if !is_rfc1035_label(&name) {
+            return Err(InvalidSpec::NameNotALabel(name));
         }
         let namespace = sc
             .namespace()

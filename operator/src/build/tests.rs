@@ -598,11 +598,46 @@ fn owner_requires_uid_and_a_short_name() {
 }
 
 #[test]
+fn owner_names_must_be_able_to_name_services() {
+    // Names the API server takes for a SocialCluster (DNS subdomains) that no Service may
+    // carry.
+    for bad in ["1demo", "demo.eu", "demo-", "-demo"] {
+        let sc = render::object(bad, "ns1", SocialClusterSpec::default());
+        assert_eq!(
+            Owner::from_object(&sc).err(),
+            Some(InvalidSpec::NameNotALabel(bad.to_owned())),
+            "{bad}"
+        );
+    }
+    for good in ["demo", "d", "demo-2", "a1-b2"] {
+        let sc = render::object(good, "ns1", SocialClusterSpec::default());
+        assert!(Owner::from_object(&sc).is_ok(), "{good}");
+    }
+}
+
+#[test]
 fn spec_defaults_apply_to_a_minimal_manifest() {
     let sc: crate::crd::SocialCluster =
         serde_yaml::from_str("apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec: {}\n")
             .expect("minimal manifest parses");
     assert_eq!(sc.spec, SocialClusterSpec::default());
+}
+
+#[test]
+fn a_null_size_reads_as_the_default() {
+    // The schema lets `null` through (a Quantity is nullable); it must not make the object
+    // undecodable.
+    let sc: crate::crd::SocialCluster = serde_yaml::from_str(
+        "apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\n\
+         spec: {storage: {size: null}, coordinator: {storageSize: null}}\n",
+    )
+    .expect("a null size decodes");
+    assert_eq!(sc.spec, SocialClusterSpec::default());
+    let sized: crate::crd::SocialCluster = serde_yaml::from_str(
+        "apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec: {storage: {size: 5Gi}}\n",
+    )
+    .expect("a size decodes");
+    assert_eq!(sized.spec.storage.size.0, "5Gi");
 }
 
 #[test]
