@@ -194,7 +194,7 @@ pub async fn run(
             instance: None,
         },
     );
-    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()));
+    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()), Default::default());
     let result = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         crate::reconcile::reconcile_inner(&sc, &ctx),

@@ -32,6 +32,9 @@ struct Args {
     /// Log output as JSON lines instead of text.
     #[arg(long, env = "LOG_JSON", default_value_t = false)]
     log_json: bool,
+    /// The cluster's DNS domain: tinysns pods advertise `<pod>.<service>.<namespace>.svc.<domain>`.
+    #[arg(long, env = "CLUSTER_DOMAIN", default_value = tinysns_operator::build::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
 }
 
 fn api<K>(client: &Client, namespace: &str) -> Api<K>
@@ -74,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
         instance: std::env::var("POD_NAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics.clone()));
+    let environment = tinysns_operator::build::Environment::new(&args.cluster_domain).map_err(anyhow::Error::msg)?;
+    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics.clone(), environment));
 
     // Only watch children this operator labelled: above all, never cache every Secret.
     let children =

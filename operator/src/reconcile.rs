@@ -65,16 +65,18 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub environment: build::Environment,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, environment: build::Environment) -> Self {
         Self {
             client,
             recorder,
             metrics,
+            environment,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -209,7 +211,7 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
         ns: sc.namespace().ok_or(Error::MissingNamespace)?,
         now: Time(Timestamp::now()),
     };
-    let owner = match build::check(sc) {
+    let owner = match build::check(sc, &ctx.environment) {
         Ok(owner) => owner,
         Err(invalid) => return run.blocked(invalid.into()).await,
     };

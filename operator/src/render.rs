@@ -62,7 +62,7 @@ pub fn complete(mut sc: SocialCluster) -> SocialCluster {
 
 /// Every child object of `sc`, validated and built, as JSON values with apiVersion and kind.
 pub fn children(sc: &SocialCluster) -> Result<Vec<serde_json::Value>, RenderError> {
-    let owner = build::check(sc)?;
+    let owner = build::check(sc, &build::Environment::default())?;
     Ok(build::build_all(&owner, &sc.spec, &credentials()).to_values()?)
 }
 

@@ -365,7 +365,7 @@ fn synchronizer_fields(p: &PodUnderTest, k: u64) -> Vec<(&'static str, Value)> {
 fn check_pods(prefix: &str) -> usize {
     let spec = SocialClusterSpec::default();
     let sc = render::object("demo", NAMESPACE, spec.clone());
-    let owner = Owner::from_object(&sc).expect("fixture is complete");
+    let owner = Owner::from_object(&sc, &Default::default()).expect("fixture is complete");
     let children = build::build_all(&owner, &spec, &render::credentials());
     let mut checked = 0;
 

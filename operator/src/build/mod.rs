@@ -50,8 +50,38 @@ pub const DATA_DIR: &str = "/var/lib/tinysns";
 pub const TMP_VOLUME: &str = "tmp";
 /// Name of the tsd volumeClaimTemplate.
 pub const DATA_VOLUME: &str = "data";
-/// Kubernetes cluster DNS domain used in advertised pod host names.
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// The Kubernetes cluster DNS domain most clusters use (`--cluster-domain`'s default).
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// What the operator knows of the Kubernetes cluster it runs in (its own flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environment {
+    /// The cluster's DNS domain: advertised pod host names end in `.svc.<domain>`.
+    pub cluster_domain: String,
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Self {
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+        }
+    }
+}
+
+impl Environment {
+    /// Checks the flags: the domain must be a DNS name.
+    pub fn new(cluster_domain: &str) -> Result<Self, String> {
+        let domain = cluster_domain.trim_end_matches('.');
+        if domain.is_empty() || !is_dns_subdomain(domain) {
+            return Err(format!(
+                "--cluster-domain {cluster_domain:?} is not a DNS domain (e.g. cluster.local)"
+            ));
+        }
+        Ok(Self {
+            cluster_domain: domain.to_owned(),
+        })
+    }
+}
 /// Non-root uid/gid of the tinysns image (see the root Dockerfile).
 pub const TINYSNS_UID: i64 = 10001;
 
@@ -173,8 +203,8 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
 
 /// The owner of a SocialCluster whose spec can be built: metadata complete, spec valid, and
 /// no Secret it references is one the operator writes itself.
-pub fn check(sc: &SocialCluster) -> Result<Owner, InvalidSpec> {
-    let owner = Owner::from_object(sc)?;
+pub fn check(sc: &SocialCluster, environment: &Environment) -> Result<Owner, InvalidSpec> {
+    let owner = Owner::from_object(sc, environment)?;
     validate(&sc.spec)?;
     if let Some(TlsSpec { secret_name }) = &sc.spec.tls
         && owner.managed_secret_names().contains(secret_name)
@@ -224,6 +254,8 @@ pub struct Owner {
     pub name: String,
     pub namespace: String,
     pub owner_ref: OwnerReference,
+    /// The cluster's DNS domain (`Environment`).
+    pub cluster_domain: String,
 }
 
 /// Longest SocialCluster name whose children still make valid names: StatefulSet pods get a
@@ -233,7 +265,7 @@ pub const MAX_NAME_LEN: usize = 40;
 
 impl Owner {
     /// Extracts the owner identity; fails on objects that did not come from an API server.
-    pub fn from_object(sc: &SocialCluster) -> Result<Self, InvalidSpec> {
+    pub fn from_object(sc: &SocialCluster, environment: &Environment) -> Result<Self, InvalidSpec> {
         let name = sc.name_any();
         if name.is_empty() {
             return Err(InvalidSpec::MissingMetadata("metadata.name"));
@@ -257,6 +289,7 @@ impl Owner {
             name,
             namespace,
             owner_ref,
+            cluster_domain: environment.cluster_domain.clone(),
         })
     }
 
@@ -349,7 +382,7 @@ impl Owner {
     }
     /// Fully qualified DNS name of a Service of this SocialCluster.
     pub fn service_host(&self, service: &str) -> String {
-        format!("{service}.{}.svc.{CLUSTER_DOMAIN}", self.namespace)
+        format!("{service}.{}.svc.{}", self.namespace, self.cluster_domain)
     }
     /// The DNS name of each of the `replicas` coordinator pods (behind their headless Service).
     pub fn coordinator_hosts(&self, replicas: u32) -> Vec<String> {

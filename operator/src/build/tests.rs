@@ -23,7 +23,21 @@ fn credentials(password: &str) -> Credentials {
 
 fn owner() -> Owner {
     let sc = render::object("demo", "ns1", SocialClusterSpec::default());
-    Owner::from_object(&sc).expect("fixture has name, namespace and uid")
+    Owner::from_object(&sc, &Environment::default()).expect("fixture has name, namespace and uid")
+}
+
+#[test]
+fn advertised_names_end_in_the_configured_cluster_domain() {
+    let sc = render::object("demo", "ns1", SocialClusterSpec::default());
+    let environment = Environment::new("corp.example.").expect("a domain");
+    let owner = Owner::from_object(&sc, &environment).unwrap();
+    assert_eq!(
+        owner.coordinator_hosts(1),
+        ["demo-coordinator-0.demo-coordinator.ns1.svc.corp.example"]
+    );
+    for bad in ["", "not a domain", "-x.local"] {
+        assert!(Environment::new(bad).is_err(), "{bad:?}");
+    }
 }
 
 fn spec(clusters: u32, servers: u32, syncs: u32) -> SocialClusterSpec {
@@ -585,15 +599,18 @@ fn owner_requires_uid_and_a_short_name() {
     let mut sc = render::object("demo", "ns1", SocialClusterSpec::default());
     sc.metadata.uid = None;
     assert_eq!(
-        Owner::from_object(&sc).err(),
+        Owner::from_object(&sc, &Environment::default()).err(),
         Some(InvalidSpec::MissingMetadata("metadata.uid"))
     );
     let long = "a".repeat(MAX_NAME_LEN + 1);
     let sc = render::object(&long, "ns1", SocialClusterSpec::default());
-    assert!(matches!(Owner::from_object(&sc), Err(InvalidSpec::NameTooLong(_))));
+    assert!(matches!(
+        Owner::from_object(&sc, &Environment::default()),
+        Err(InvalidSpec::NameTooLong(_))
+    ));
     let ok = "a".repeat(MAX_NAME_LEN);
     let sc = render::object(&ok, "ns1", SocialClusterSpec::default());
-    let o = Owner::from_object(&sc).expect("max length is fine");
+    let o = Owner::from_object(&sc, &Environment::default()).expect("max length is fine");
     assert!(o.coordinator_name().len() <= 52);
 }
 
@@ -604,14 +621,14 @@ fn owner_names_must_be_able_to_name_services() {
     for bad in ["1demo", "demo.eu", "demo-", "-demo"] {
         let sc = render::object(bad, "ns1", SocialClusterSpec::default());
         assert_eq!(
-            Owner::from_object(&sc).err(),
+            Owner::from_object(&sc, &Environment::default()).err(),
             Some(InvalidSpec::NameNotALabel(bad.to_owned())),
             "{bad}"
         );
     }
     for good in ["demo", "d", "demo-2", "a1-b2"] {
         let sc = render::object(good, "ns1", SocialClusterSpec::default());
-        assert!(Owner::from_object(&sc).is_ok(), "{good}");
+        assert!(Owner::from_object(&sc, &Environment::default()).is_ok(), "{good}");
     }
 }
 
@@ -827,12 +844,18 @@ fn tls_secret_name_is_validated() {
     for reserved in ["demo-cluster-secret", "demo-rabbitmq-credentials"] {
         let sc = render::object("demo", "ns1", with_tls(reserved));
         assert!(
-            matches!(check(&sc), Err(InvalidSpec::ReservedSecretName { .. })),
+            matches!(
+                check(&sc, &Environment::default()),
+                Err(InvalidSpec::ReservedSecretName { .. })
+            ),
             "{reserved}"
         );
     }
     let sc = render::object("demo", "ns1", with_tls("demo-tls"));
-    assert_eq!(check(&sc).map(|o| o.name), Ok("demo".to_owned()));
+    assert_eq!(
+        check(&sc, &Environment::default()).map(|o| o.name),
+        Ok("demo".to_owned())
+    );
 }
 
 #[test]

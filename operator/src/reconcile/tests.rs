@@ -670,7 +670,7 @@ async fn api_errors_are_returned_for_retry() {
     drop(handle);
     let client = Client::new(service, "default");
     let recorder = Recorder::new(client.clone(), "tinysns-operator".into());
-    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()));
+    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()), Default::default());
     let sc = socialcluster(SocialClusterSpec::default());
     let err = reconcile_inner(&sc, &ctx).await.expect_err("no API server");
     assert!(matches!(err, Error::Kube(_)), "{err}");
