@@ -124,9 +124,11 @@ pub struct ImageSpec {
     #[serde(default = "default_repository")]
     #[schemars(length(min = 1))]
     pub repository: String,
-    #[serde(default = "default_tag")]
+    /// The tag; left out, the operator's own version (the chart's appVersion), so an operator
+    /// upgrade moves the system with it. Never `latest` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub tag: String,
+    pub tag: Option<String>,
     #[serde(default)]
     pub pull_policy: PullPolicy,
 }
@@ -134,24 +136,21 @@ pub struct ImageSpec {
 fn default_repository() -> String {
     "tinysns".to_owned()
 }
-fn default_tag() -> String {
-    "latest".to_owned()
-}
 
 impl Default for ImageSpec {
     fn default() -> Self {
         Self {
             repository: default_repository(),
-            tag: default_tag(),
+            tag: None,
             pull_policy: PullPolicy::default(),
         }
     }
 }
 
 impl ImageSpec {
-    /// `repository:tag`, the form a container spec wants.
-    pub fn reference(&self) -> String {
-        format!("{}:{}", self.repository, self.tag)
+    /// `repository:tag`, the form a container spec wants; `default_tag` when no tag is given.
+    pub fn reference(&self, default_tag: &str) -> String {
+        format!("{}:{}", self.repository, self.tag.as_deref().unwrap_or(default_tag))
     }
 }
 

@@ -35,6 +35,10 @@ struct Args {
     /// The cluster's DNS domain: tinysns pods advertise `<pod>.<service>.<namespace>.svc.<domain>`.
     #[arg(long, env = "CLUSTER_DOMAIN", default_value = tinysns_operator::build::DEFAULT_CLUSTER_DOMAIN)]
     cluster_domain: String,
+    /// The tinysns image tag for a SocialCluster that names none (the chart passes its
+    /// appVersion).
+    #[arg(long, env = "TINYSNS_DEFAULT_IMAGE_TAG", default_value = tinysns_operator::build::DEFAULT_IMAGE_TAG)]
+    default_image_tag: String,
 }
 
 fn api<K>(client: &Client, namespace: &str) -> Api<K>
@@ -77,7 +81,8 @@ async fn main() -> anyhow::Result<()> {
         instance: std::env::var("POD_NAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let environment = tinysns_operator::build::Environment::new(&args.cluster_domain).map_err(anyhow::Error::msg)?;
+    let environment = tinysns_operator::build::Environment::new(&args.cluster_domain, &args.default_image_tag)
+        .map_err(anyhow::Error::msg)?;
     let ctx = Arc::new(Context::new(client.clone(), recorder, metrics.clone(), environment));
 
     // Only watch children this operator labelled: above all, never cache every Secret.

@@ -63,7 +63,7 @@ pub fn member_env(owner: &Owner, spec: &SocialClusterSpec) -> [EnvVar; 3] {
 pub fn build(owner: &Owner, spec: &SocialClusterSpec) -> (StatefulSet, Service) {
     let name = owner.coordinator_name();
     let role = Role::Coordinator;
-    let mut container = tinysns_container(spec, role, "coordinator", PORTS, container_env(owner, spec));
+    let mut container = tinysns_container(owner, spec, role, "coordinator", PORTS, container_env(owner, spec));
     container.volume_mounts.get_or_insert_with(Vec::new).push(data_mount());
     let claim = data_claim(
         owner,

@@ -53,35 +53,62 @@ pub const DATA_VOLUME: &str = "data";
 /// The Kubernetes cluster DNS domain most clusters use (`--cluster-domain`'s default).
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
-/// What the operator knows of the Kubernetes cluster it runs in (its own flags).
+/// The tinysns image tag used when a SocialCluster names none: the operator's own version,
+/// which is the chart's appVersion.
+pub const DEFAULT_IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
+
+/// What the operator knows of the Kubernetes cluster it runs in, and its own defaults (its
+/// flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Environment {
     /// The cluster's DNS domain: advertised pod host names end in `.svc.<domain>`.
     pub cluster_domain: String,
+    /// The tinysns image tag for a SocialCluster that names none.
+    pub default_image_tag: String,
 }
 
 impl Default for Environment {
     fn default() -> Self {
         Self {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            default_image_tag: DEFAULT_IMAGE_TAG.to_owned(),
         }
     }
 }
 
 impl Environment {
-    /// Checks the flags: the domain must be a DNS name.
-    pub fn new(cluster_domain: &str) -> Result<Self, String> {
+    /// Checks the flags: the domain must be a DNS name, the tag an image tag.
+    pub fn new(cluster_domain: &str, default_image_tag: &str) -> Result<Self, String> {
         let domain = cluster_domain.trim_end_matches('.');
         if domain.is_empty() || !is_dns_subdomain(domain) {
             return Err(format!(
                 "--cluster-domain {cluster_domain:?} is not a DNS domain (e.g. cluster.local)"
             ));
         }
+        if !is_image_tag(default_image_tag) {
+            return Err(format!(
+                "--default-image-tag {default_image_tag:?} is not an image tag (letters, digits, '_', '.', '-'; at most 128)"
+            ));
+        }
         Ok(Self {
             cluster_domain: domain.to_owned(),
+            default_image_tag: default_image_tag.to_owned(),
         })
     }
 }
+
+/// An OCI image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_image_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// Non-root uid/gid of the tinysns image (see the root Dockerfile).
 pub const TINYSNS_UID: i64 = 10001;
 
@@ -256,6 +283,8 @@ pub struct Owner {
     pub owner_ref: OwnerReference,
     /// The cluster's DNS domain (`Environment`).
     pub cluster_domain: String,
+    /// The tinysns image tag for a spec that names none (`Environment`).
+    pub default_image_tag: String,
 }
 
 /// Longest SocialCluster name whose children still make valid names: StatefulSet pods get a
@@ -290,6 +319,7 @@ impl Owner {
             namespace,
             owner_ref,
             cluster_domain: environment.cluster_domain.clone(),
+            default_image_tag: environment.default_image_tag.clone(),
         })
     }
 
@@ -692,6 +722,7 @@ impl Ports {
 /// A tinysns container with the shared settings (image, probes, security, resources), the
 /// cluster secret and TLS mounts, and `env` followed by the shared security environment.
 pub fn tinysns_container(
+    owner: &Owner,
     spec: &SocialClusterSpec,
     role: Role,
     binary: &str,
@@ -712,7 +743,7 @@ pub fn tinysns_container(
     volume_mounts.extend(security::mounts(spec));
     Container {
         name: role.as_str().to_owned(),
-        image: Some(spec.image.reference()),
+        image: Some(spec.image.reference(&owner.default_image_tag)),
         image_pull_policy: Some(spec.image.pull_policy.as_str().to_owned()),
         command: Some(vec![format!("/usr/local/bin/{binary}")]),
         env: Some(env),

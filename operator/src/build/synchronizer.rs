@@ -56,7 +56,7 @@ pub fn container_env(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> Vec<Env
 pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, Service) {
     let name = owner.sync_name(k);
     let role = Role::Synchronizer;
-    let container = tinysns_container(spec, role, "synchronizer", PORTS, container_env(owner, spec, k));
+    let container = tinysns_container(owner, spec, role, "synchronizer", PORTS, container_env(owner, spec, k));
     let members = ClusterMembers {
         name: name.clone(),
         role,

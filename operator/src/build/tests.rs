@@ -29,14 +29,17 @@ fn owner() -> Owner {
 #[test]
 fn advertised_names_end_in_the_configured_cluster_domain() {
     let sc = render::object("demo", "ns1", SocialClusterSpec::default());
-    let environment = Environment::new("corp.example.").expect("a domain");
+    let environment = Environment::new("corp.example.", "1.2.3").expect("a domain");
     let owner = Owner::from_object(&sc, &environment).unwrap();
     assert_eq!(
         owner.coordinator_hosts(1),
         ["demo-coordinator-0.demo-coordinator.ns1.svc.corp.example"]
     );
     for bad in ["", "not a domain", "-x.local"] {
-        assert!(Environment::new(bad).is_err(), "{bad:?}");
+        assert!(Environment::new(bad, "1.2.3").is_err(), "{bad:?}");
+    }
+    for bad in ["", "-x", "a:b", &"x".repeat(129)] {
+        assert!(Environment::new("cluster.local", bad).is_err(), "{bad:?}");
     }
 }
 
@@ -466,7 +469,7 @@ fn storage_and_image_come_from_the_spec() {
     s.storage.size = Quantity("5Gi".to_owned());
     s.storage.storage_class_name = Some("fast".to_owned());
     s.image.repository = "registry.example/tinysns".to_owned();
-    s.image.tag = "v1".to_owned();
+    s.image.tag = Some("v1".to_owned());
     let c = build_all(&owner(), &s, &credentials("x"));
     let tsd = sts(&c, "demo-tsd-1");
     let claim = &tsd
@@ -485,6 +488,13 @@ fn storage_and_image_come_from_the_spec() {
         Some(&Quantity("5Gi".to_owned()))
     );
     assert_eq!(container(tsd).image.as_deref(), Some("registry.example/tinysns:v1"));
+    // No tag: the operator's own version, never `latest`.
+    s.image.tag = None;
+    let c = build_all(&owner(), &s, &credentials("x"));
+    assert_eq!(
+        container(sts(&c, "demo-tsd-1")).image.as_deref(),
+        Some(format!("registry.example/tinysns:{DEFAULT_IMAGE_TAG}").as_str())
+    );
     assert_eq!(
         container(tsd).command.as_ref().expect("command")[0],
         "/usr/local/bin/tsd"

@@ -45,7 +45,7 @@ pub fn container_env(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> Vec<k8s
 pub fn build(owner: &Owner, spec: &SocialClusterSpec, k: u32) -> (StatefulSet, Service) {
     let name = owner.tsd_name(k);
     let role = Role::Tsd;
-    let mut container = tinysns_container(spec, role, "tsd", PORTS, container_env(owner, spec, k));
+    let mut container = tinysns_container(owner, spec, role, "tsd", PORTS, container_env(owner, spec, k));
     container.volume_mounts.get_or_insert_with(Vec::new).push(data_mount());
 
     let claim = data_claim(

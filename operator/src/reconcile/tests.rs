@@ -256,7 +256,7 @@ async fn spec_change_updates_children_and_keeps_the_password() {
         servers_per_cluster: 3,
         ..SocialClusterSpec::default()
     };
-    spec.image.tag = "v2".to_owned();
+    spec.image.tag = Some("v2".to_owned());
     let mut sc = socialcluster(spec);
     sc.metadata.generation = Some(2);
     let server = existing(&sc);
