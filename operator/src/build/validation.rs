@@ -1,0 +1,204 @@
+//! What is checked before anything is built: the operator's own settings (`Environment`) and
+//! what the CRD schema cannot express about a SocialCluster (`validate`, `check`), each
+//! failure a typed `InvalidSpec` that status reports.
+
+use std::time::Duration;
+
+use crate::crd::{SocialCluster, SocialClusterSpec, TlsSpec};
+
+use super::Owner;
+
+/// The Kubernetes cluster DNS domain most clusters use (`--cluster-domain`'s default).
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The tinysns image tag used when a SocialCluster names none: the operator's own version,
+/// which is the chart's appVersion.
+pub const DEFAULT_IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
+
+/// What the operator knows of the Kubernetes cluster it runs in, and its own defaults (its
+/// flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environment {
+    /// The cluster's DNS domain: advertised pod host names end in `.svc.<domain>`.
+    pub cluster_domain: String,
+    /// The tinysns image tag for a SocialCluster that names none.
+    pub default_image_tag: String,
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Self {
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            default_image_tag: DEFAULT_IMAGE_TAG.to_owned(),
+        }
+    }
+}
+
+impl Environment {
+    /// Checks the flags: the domain must be a DNS name, the tag an image tag.
+    pub fn new(cluster_domain: &str, default_image_tag: &str) -> Result<Self, String> {
+        let domain = cluster_domain.trim_end_matches('.');
+        if domain.is_empty() || !is_dns_subdomain(domain) {
+            return Err(format!(
+                "--cluster-domain {cluster_domain:?} is not a DNS domain (e.g. cluster.local)"
+            ));
+        }
+        if !is_image_tag(default_image_tag) {
+            return Err(format!(
+                "--default-image-tag {default_image_tag:?} is not an image tag (letters, digits, '_', '.', '-'; at most 128)"
+            ));
+        }
+        Ok(Self {
+            cluster_domain: domain.to_owned(),
+            default_image_tag: default_image_tag.to_owned(),
+        })
+    }
+}
+
+/// An OCI image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_image_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Errors that make a spec impossible to build. Reported as Degraded/InvalidSpec in status.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidSpec {
+    #[error("{field}: {value:?} is not a duration (use e.g. 250ms, 1s): {reason}")]
+    BadDuration {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "timing.failureTimeout ({failure:?}) must be at least twice timing.heartbeatInterval ({heartbeat:?}), or one late heartbeat would depose a healthy master"
+    )]
+    TimeoutNotAboveHeartbeat { heartbeat: String, failure: String },
+    #[error("timing.heartbeatInterval must be positive")]
+    ZeroHeartbeat,
+    #[error("{field} must be between {min} and {max}, got {value}")]
+    OutOfRange {
+        field: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+    },
+    #[error(
+        "the SocialCluster name {0:?} is too long: at most 40 characters so that {0}-coordinator fits the 52 a StatefulSet name may have"
+    )]
+    NameTooLong(String),
+    #[error(
+        "the SocialCluster name {0:?} cannot name its Services: it must start with a lowercase letter and hold only lowercase letters, digits and '-' (an RFC 1035 label)"
+    )]
+    NameNotALabel(String),
+    #[error("the SocialCluster has no {0} (it must come from the API server)")]
+    MissingMetadata(&'static str),
+    #[error("{field}: {value:?} is not a Secret name (lowercase letters, digits, '-' and '.', at most 253)")]
+    BadSecretName { field: &'static str, value: String },
+    #[error("coordinator.replicas must be 1, 3 or 5 (a Raft group of an odd size), got {0}")]
+    CoordinatorReplicas(u32),
+    #[error("{field}: {value:?} is a Secret the operator manages for this SocialCluster; name your own Secret")]
+    ReservedSecretName { field: &'static str, value: String },
+}
+
+/// Checks what the CRD schema cannot express. The API server already enforces ranges and
+/// patterns, but an object written before a schema change (or a test fixture) may not.
+pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
+    use crate::crd::{MAX_CLUSTERS, MAX_PER_CLUSTER};
+    let ranges = [
+        ("clusters", spec.clusters, MAX_CLUSTERS),
+        ("serversPerCluster", spec.servers_per_cluster, MAX_PER_CLUSTER),
+        (
+            "synchronizersPerCluster",
+            spec.synchronizers_per_cluster,
+            MAX_PER_CLUSTER,
+        ),
+    ];
+    for (field, value, max) in ranges {
+        if !(1..=max).contains(&value) {
+            return Err(InvalidSpec::OutOfRange {
+                field,
+                value,
+                min: 1,
+                max,
+            });
+        }
+    }
+    if ![1, 3, 5].contains(&spec.coordinator.replicas) {
+        return Err(InvalidSpec::CoordinatorReplicas(spec.coordinator.replicas));
+    }
+    let heartbeat = parse_duration("timing.heartbeatInterval", &spec.timing.heartbeat_interval)?;
+    let failure = parse_duration("timing.failureTimeout", &spec.timing.failure_timeout)?;
+    if heartbeat.is_zero() {
+        return Err(InvalidSpec::ZeroHeartbeat);
+    }
+    // The coordinator refuses to start otherwise (same rule as its --failure-timeout check).
+    if failure < heartbeat.saturating_mul(2) {
+        return Err(InvalidSpec::TimeoutNotAboveHeartbeat {
+            heartbeat: spec.timing.heartbeat_interval.clone(),
+            failure: spec.timing.failure_timeout.clone(),
+        });
+    }
+    if let Some(TlsSpec { secret_name }) = &spec.tls
+        && !is_dns_subdomain(secret_name)
+    {
+        return Err(InvalidSpec::BadSecretName {
+            field: "tls.secretName",
+            value: secret_name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The owner of a SocialCluster whose spec can be built: metadata complete, spec valid, and
+/// no Secret it references is one the operator writes itself.
+pub fn check(sc: &SocialCluster, environment: &Environment) -> Result<Owner, InvalidSpec> {
+    let owner = Owner::from_object(sc, environment)?;
+    validate(&sc.spec)?;
+    if let Some(TlsSpec { secret_name }) = &sc.spec.tls
+        && owner.managed_secret_names().contains(secret_name)
+    {
+        return Err(InvalidSpec::ReservedSecretName {
+            field: "tls.secretName",
+            value: secret_name.clone(),
+        });
+    }
+    Ok(owner)
+}
+
+/// Whether `name` may name a Service: a lowercase letter first, then lowercase letters, digits
+/// and '-', not ending in '-' (length is checked apart).
+pub(super) fn is_rfc1035_label(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-')
+}
+
+/// Whether `name` is a valid Secret name: an RFC 1123 DNS subdomain.
+fn is_dns_subdomain(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    name.len() <= crate::crd::MAX_SECRET_NAME_LEN && name.split('.').all(label_ok)
+}
+
+fn parse_duration(field: &'static str, value: &str) -> Result<Duration, InvalidSpec> {
+    humantime::parse_duration(value).map_err(|e| InvalidSpec::BadDuration {
+        field,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
+}
