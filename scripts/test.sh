@@ -6,7 +6,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A full check run builds everything once: incremental state would only cost disk (4 GiB).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step "setup"
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+echo "disk: $((free_kib / 1024 / 1024)) GiB free here; a clean run needs about 6 GiB"
+if [ "$free_kib" -lt $((6 * 1024 * 1024)) ]; then
+  echo "warning: less than 6 GiB free; the build may fail with 'No space left on device'" >&2
+fi
 bash scripts/setup.sh
 
 step "format"
