@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// The shortest heartbeat period, used while a switchover or a leave is under way.
+const BUSY_HEARTBEAT_FLOOR: Duration = Duration::from_millis(10);
+
 /// What the coordinator last told us.
 #[derive(Debug, Clone, Default)]
 pub struct Assignment {
@@ -34,6 +37,9 @@ pub struct Assignment {
     pub lease_until: Option<Instant>,
     /// (Masters) the in-sync set the coordinator has recorded for our cluster.
     pub in_sync: Vec<ReplicaId>,
+    /// A planned switchover to this replica is under way (we are its master or its target).
+    /// A master takes no writes meanwhile.
+    pub handover_to: Option<ReplicaId>,
 }
 
 impl Assignment {
@@ -80,6 +86,11 @@ pub struct Progress {
     /// Set when the member can no longer do its job (its writer died, its disk failed): it
     /// stops heartbeating, so the coordinator replaces it.
     failure: Mutex<Option<String>>,
+    /// (A master told to hand over) the target holds our whole log and we take no writes.
+    ready_to_hand_over: Mutex<Option<ReplicaId>>,
+    /// The member is shutting down (`leave`), and whether the coordinator has let it go.
+    leaving: std::sync::atomic::AtomicBool,
+    left: watch::Sender<bool>,
 }
 
 impl Progress {
@@ -89,7 +100,29 @@ impl Progress {
             in_sync: Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
             failure: Mutex::new(None),
+            ready_to_hand_over: Mutex::new(None),
+            leaving: std::sync::atomic::AtomicBool::new(false),
+            left: watch::channel(false).0,
         })
+    }
+
+    /// (A master in a planned switchover) `target` holds our whole log, or (`None`) not yet.
+    /// Said to the coordinator at once.
+    pub fn set_ready_to_hand_over(&self, target: Option<ReplicaId>) {
+        let mut current = crate::lock(&self.ready_to_hand_over);
+        if *current != target {
+            *current = target;
+            self.changed.notify_one();
+        }
+    }
+
+    /// The member is shutting down: tell the coordinator at once (a master hands over
+    /// first), and resolve once it has let us go. Heartbeats stop then.
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+        self.changed.notify_one();
+        let mut left = self.left.subscribe();
+        let _ = left.wait_for(|left| *left).await;
     }
 
     /// The member can no longer serve: stop heartbeating (at once) so it is replaced.
@@ -247,6 +280,8 @@ impl Membership {
         let coordinator = coordinators.join(",");
         let mut interval = Duration::from_millis(250);
         let mut reachable = true;
+        // A switchover or a leave under way: heartbeat often, so it completes quickly.
+        let mut busy = false;
         loop {
             if let Some(why) = progress.failure() {
                 tracing::error!(%why, "stopping heartbeats so that the coordinator replaces this member");
@@ -261,6 +296,8 @@ impl Membership {
                 believed_term: current.term.max(self.handle.max_term.load(Ordering::SeqCst)),
                 applied_lsn: progress.applied_lsn.load(Ordering::SeqCst),
                 in_sync: crate::lock(&progress.in_sync).clone(),
+                ready_to_hand_over: *crate::lock(&progress.ready_to_hand_over),
+                leaving: progress.leaving.load(Ordering::SeqCst),
             };
             let timeout = interval * 2;
             let answer = clients
@@ -298,11 +335,21 @@ impl Membership {
                                 // half an interval of margin for timer slack.
                                 lease_until: Some(sent + failure_timeout.saturating_sub(interval / 2)),
                                 in_sync: r.in_sync,
+                                handover_to: r.handover_to,
                             };
                             if next.role != current.role || next.term != current.term {
                                 tracing::info!(role = ?next.role, term = next.term, cluster = next.me.cluster_id, "role assigned");
                             }
+                            if next.handover_to.is_some() && current.handover_to.is_none() {
+                                tracing::info!(to = ?next.handover_to, "planned switchover under way");
+                            }
+                            busy = next.handover_to.is_some() || request.leaving;
                             self.tx.send_replace(next);
+                            if request.leaving && r.left {
+                                tracing::info!("the coordinator let this member go; heartbeats stop");
+                                progress.left.send_replace(true);
+                                return;
+                            }
                         }
                     }
                 }
@@ -313,11 +360,47 @@ impl Membership {
                     }
                 }
             }
+            let next = if busy {
+                (interval / 10).max(BUSY_HEARTBEAT_FLOOR)
+            } else {
+                interval
+            };
             tokio::select! {
-                _ = tokio::time::sleep_until((sent + interval).into()) => {}
+                _ = tokio::time::sleep_until((sent + next).into()) => {}
                 _ = progress.changed.notified() => {}
                 _ = shutdown.wait() => return,
             }
         }
     }
+}
+
+/// Stops the member the way an orchestrator expects (SIGTERM: Kubernetes deleting the pod,
+/// a rolling upgrade, a node drain): it first leaves ([`Progress::leave`]), so a master hands
+/// over to an in-sync slave and a slave leaves the in-sync set before it stops answering;
+/// then it lingers two heartbeat intervals (its master learns it is gone from its next
+/// heartbeat, and is answered meanwhile) and triggers `shutdown`. Without an answer within
+/// `timeout`, or on a second signal, it stops at once.
+pub async fn leave_on_signal(progress: Arc<Progress>, role: RoleHandle, shutdown: Shutdown, timeout: Duration) {
+    tokio::select! {
+        _ = crate::shutdown::signal() => {}
+        _ = shutdown.wait() => return,
+    }
+    tracing::info!(?timeout, "leaving the cluster before stopping");
+    let left = async {
+        if tokio::time::timeout(timeout, progress.leave()).await.is_err() {
+            tracing::warn!(
+                ?timeout,
+                "the coordinator did not let this member go in time; stopping anyway"
+            );
+            return;
+        }
+        let linger = role.current().assignment.heartbeat_interval * 2;
+        tokio::time::sleep(linger).await;
+    };
+    tokio::select! {
+        _ = left => {}
+        _ = crate::shutdown::signal() => tracing::info!("second signal: stopping at once"),
+        _ = shutdown.wait() => return,
+    }
+    shutdown.trigger();
 }

@@ -65,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "TINYSNS_FAILURE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     #[serde(with = "tinysns_common::cli::millis")]
     pub failure_timeout: Duration,
+    /// How long a master may take to hand over to a slave in a planned switchover (asked
+    /// for, or because the master is shutting down) before it is cancelled.
+    #[arg(long, env = "TINYSNS_SWITCHOVER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub switchover_timeout: Duration,
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     #[serde(skip)]

@@ -85,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         auth: config.auth.auth,
         heartbeat_interval: config.heartbeat_interval,
         failure_timeout: config.failure_timeout,
+        switchover_timeout: config.switchover_timeout,
     };
     let service = CoordinatorService::new(raft.clone(), machine, leadership, settings);
     let detector = tokio::spawn(service.clone().run_failure_detector(shutdown.clone()));

@@ -13,6 +13,10 @@
 //! restarted comes back as a new incarnation that holds nothing, so it is neither master nor
 //! in sync, whatever its id was (Kafka's KIP-903 failure).
 
+mod switchover;
+
+pub use switchover::{Handover, Switchover};
+
 use crate::metadata::{GroupMeta, Metadata, Replica};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -39,6 +43,14 @@ pub enum RegistryError {
     DuplicateMember { cluster: u32, id: u32, address: String },
     #[error("member address is {0} bytes; the limit is {MAX_ADDRESS_LEN}")]
     AddressTooLong(usize),
+    #[error("cluster {0} has no live master to switch over from")]
+    NoMaster(u32),
+    #[error("server {id} of cluster {cluster} is not a live slave in sync with the master")]
+    NotInSync { cluster: u32, id: u32 },
+    #[error("cluster {0} has no live slave in sync with its master to switch over to")]
+    NoCandidate(u32),
+    #[error("cluster {cluster} is already switching over to server {to}")]
+    SwitchoverUnderWay { cluster: u32, to: u32 },
 }
 
 pub use tinysns_common::limits::MAX_TERM;
@@ -105,6 +117,10 @@ pub struct Assignment {
     pub slaves: Vec<Member>,
     /// Slaves that may be promoted.
     pub in_sync: Vec<ReplicaId>,
+    /// (To the master and the target of a planned switchover) the replica taking over.
+    pub handover_to: Option<ReplicaId>,
+    /// (To a member that said it is leaving) it is out: nobody waits for it any more.
+    pub left: bool,
 }
 
 /// What a member says in a heartbeat.
@@ -115,6 +131,10 @@ pub struct Report {
     pub believed_term: u64,
     pub applied_lsn: u64,
     pub in_sync: Vec<ReplicaId>,
+    /// (A master in a planned switchover) the target holds its whole log.
+    pub ready_to_hand_over: Option<ReplicaId>,
+    /// The member is shutting down.
+    pub leaving: bool,
 }
 
 /// A change worth a log line.
@@ -142,7 +162,26 @@ pub enum Event {
         id: u32,
         was_master: bool,
     },
+    /// A member said it is shutting down and was let go.
+    Left {
+        kind: Kind,
+        cluster: u32,
+        id: u32,
+    },
+    SwitchoverStarted {
+        cluster: u32,
+        from: u32,
+        to: u32,
+    },
+    SwitchoverCancelled {
+        cluster: u32,
+        to: u32,
+        why: String,
+    },
 }
+
+/// How long a master has to hand over when it leaves, unless the coordinator says otherwise.
+pub const DEFAULT_SWITCHOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Registry {
     clusters: u32,
@@ -152,6 +191,12 @@ pub struct Registry {
     alive: HashMap<(Kind, u32), Members>,
     events: Vec<Event>,
     changed: bool,
+    /// Planned switchovers under way, per cluster (soft state: see `switchover`).
+    handovers: BTreeMap<u32, Handover>,
+    /// Why the last switchover of a cluster was cancelled, and to whom it was.
+    cancelled: BTreeMap<u32, (Replica, String)>,
+    /// How long a leaving master has to hand over.
+    switchover_timeout: Duration,
 }
 
 fn group_meta(meta: &mut Metadata, kind: Kind, cluster: u32) -> &mut GroupMeta {
@@ -177,7 +222,16 @@ impl Registry {
             alive: HashMap::new(),
             events: Vec::new(),
             changed: false,
+            handovers: BTreeMap::new(),
+            cancelled: BTreeMap::new(),
+            switchover_timeout: DEFAULT_SWITCHOVER_TIMEOUT,
         }
+    }
+
+    /// How long a master that leaves has to hand over to a slave.
+    pub fn with_switchover_timeout(mut self, timeout: Duration) -> Self {
+        self.switchover_timeout = timeout;
+        self
     }
 
     pub fn clusters(&self) -> u32 {
@@ -246,6 +300,8 @@ impl Registry {
             believed_term,
             applied_lsn,
             in_sync,
+            ready_to_hand_over,
+            leaving,
         } = report;
         let id = member.member_id;
         let in_grace = now.duration_since(self.started) < self.failure_timeout;
@@ -277,11 +333,20 @@ impl Registry {
             group.forget_lost_data(id, member.incarnation);
         }
         let claim = (*believed_role == Role::Master && *believed_term > 0).then_some(*believed_term);
-        group.place(id, member.incarnation, claim, in_grace);
+        // A member on its way out is never elected (it may still say it is master).
+        if !*leaving || claim.is_some() {
+            group.place(id, member.incarnation, claim, in_grace);
+        }
         if kind == Kind::Server {
             group.record_in_sync(id, member.incarnation, in_sync, in_grace);
         }
         self.changed |= group.changed;
+        if kind == Kind::Server {
+            self.advance_handover(cluster, id, member.incarnation, ready_to_hand_over.as_ref(), now);
+        }
+        if *leaving {
+            return Ok(self.leave(kind, cluster, id, member.incarnation, now));
+        }
         Ok(self.assignment(kind, cluster, id))
     }
 
@@ -294,6 +359,9 @@ impl Registry {
             .is_some_and(|m| m.is(id, alive.incarnation));
         view.role = if is_master { Role::Master } else { Role::Slave };
         view.member = alive.member(kind, cluster, id);
+        if kind == Kind::Server {
+            view.handover_to = self.handover_target(cluster, id, alive.incarnation);
+        }
         view
     }
 
@@ -339,6 +407,7 @@ impl Registry {
                 self.changed |= group.changed;
             }
         }
+        self.expire_handovers(now);
     }
 
     /// The master server of the user's cluster.
@@ -372,6 +441,8 @@ impl Registry {
             master: None,
             slaves: Vec::new(),
             in_sync: Vec::new(),
+            handover_to: None,
+            left: false,
         };
         let Some(meta) = self.meta_of(kind, cluster) else {
             return view;
@@ -621,7 +692,7 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(1);
 
-    fn server(cluster: u32, id: u32) -> Member {
+    pub(super) fn server(cluster: u32, id: u32) -> Member {
         Member {
             kind: MemberKind::Server as i32,
             cluster_id: cluster,
@@ -641,7 +712,7 @@ mod tests {
     }
 
     /// Slaves in sync under the incarnation `server` gives them.
-    fn replicas(ids: &[u32]) -> Vec<ReplicaId> {
+    pub(super) fn replicas(ids: &[u32]) -> Vec<ReplicaId> {
         ids.iter()
             .map(|id| ReplicaId {
                 member_id: *id,
@@ -650,22 +721,23 @@ mod tests {
             .collect()
     }
 
-    fn report(m: &Member, role: Role, term: u64, lsn: u64, in_sync: &[u32]) -> Report {
+    pub(super) fn report(m: &Member, role: Role, term: u64, lsn: u64, in_sync: &[u32]) -> Report {
         Report {
             member: m.clone(),
             believed_role: role,
             believed_term: term,
             applied_lsn: lsn,
             in_sync: replicas(in_sync),
+            ..Default::default()
         }
     }
 
-    fn beat(r: &mut Registry, m: &Member, now: Instant) -> Assignment {
+    pub(super) fn beat(r: &mut Registry, m: &Member, now: Instant) -> Assignment {
         r.heartbeat(&report(m, Role::Unspecified, 0, 0, &[]), now).unwrap()
     }
 
     /// The master of a cluster says which slaves are in sync.
-    fn master_beat(r: &mut Registry, m: &Member, in_sync: &[u32], now: Instant) -> Assignment {
+    pub(super) fn master_beat(r: &mut Registry, m: &Member, in_sync: &[u32], now: Instant) -> Assignment {
         r.heartbeat(&report(m, Role::Master, 1, 0, in_sync), now).unwrap()
     }
 

@@ -3,7 +3,7 @@
 use crate::raft::leadership::{Leadership, NotLeader, Tenure};
 use crate::raft::store::StateMachine;
 use crate::raft::{Command, Raft};
-use crate::registry::{Event, Kind, Registry, RegistryError, Report};
+use crate::registry::{Event, Kind, Registry, RegistryError, Report, Switchover};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tinysns_common::auth::AuthMode;
@@ -21,7 +21,14 @@ pub struct Settings {
     pub auth: AuthMode,
     pub heartbeat_interval: Duration,
     pub failure_timeout: Duration,
+    /// Default time a planned switchover may take before it is cancelled.
+    pub switchover_timeout: Duration,
 }
+
+/// Longest switchover a caller may ask for.
+const MAX_SWITCHOVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a switchover under way is looked at for the caller waiting on it.
+const SWITCHOVER_POLL: Duration = Duration::from_millis(10);
 
 /// The leader's registry, built for one tenure from the replicated metadata.
 struct Decider {
@@ -79,7 +86,8 @@ impl CoordinatorService {
                 self.settings.failure_timeout,
                 Instant::now(),
                 self.machine.metadata(),
-            );
+            )
+            .with_switchover_timeout(self.settings.switchover_timeout);
             *guard = Some(Decider { tenure, registry });
         }
         let Some(decider) = guard.as_mut() else {
@@ -175,6 +183,13 @@ fn log_events(events: Vec<Event>) {
                 was_master,
                 "server came back with a new, empty data directory; it is neither master nor in sync until it has caught up"
             ),
+            Event::Left { kind, cluster, id } => tracing::info!(?kind, cluster, id, "member is shutting down; let go"),
+            Event::SwitchoverStarted { cluster, from, to } => {
+                tracing::info!(cluster, from, to, "planned switchover started")
+            }
+            Event::SwitchoverCancelled { cluster, to, why } => {
+                tracing::warn!(cluster, to, %why, "planned switchover cancelled; the master goes on")
+            }
         }
     }
 }
@@ -183,6 +198,10 @@ fn to_status(error: RegistryError) -> Status {
     match error {
         RegistryError::Unavailable(_) => Status::unavailable(error.to_string()),
         RegistryError::DuplicateMember { .. } => Status::already_exists(error.to_string()),
+        RegistryError::NoMaster(_) => Status::unavailable(error.to_string()),
+        RegistryError::NotInSync { .. } | RegistryError::NoCandidate(_) | RegistryError::SwitchoverUnderWay { .. } => {
+            Status::failed_precondition(error.to_string())
+        }
         _ => Status::invalid_argument(error.to_string()),
     }
 }
@@ -246,6 +265,8 @@ impl Membership for CoordinatorService {
             believed_term: req.believed_term,
             applied_lsn: req.applied_lsn,
             in_sync: req.in_sync,
+            ready_to_hand_over: req.ready_to_hand_over,
+            leaving: req.leaving,
         };
         let (assignment, clusters) = self
             .with_registry(|r| (r.heartbeat(&report, Instant::now()), r.clusters()))
@@ -261,6 +282,8 @@ impl Membership for CoordinatorService {
             heartbeat_interval_ms: self.heartbeat_interval_ms(),
             failure_timeout_ms: self.failure_timeout_ms(),
             in_sync: a.in_sync,
+            handover_to: a.handover_to,
+            left: a.left,
         }))
     }
 
@@ -273,6 +296,49 @@ impl Membership for CoordinatorService {
             Ok(Response::new(view(r, cluster)))
         })
         .await?
+    }
+
+    async fn switchover(
+        &self,
+        request: Request<pb::SwitchoverRequest>,
+    ) -> Result<Response<pb::SwitchoverReply>, Status> {
+        let request = request.into_inner();
+        let timeout = match request.timeout_ms {
+            0 => self.settings.switchover_timeout,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        if timeout > MAX_SWITCHOVER_TIMEOUT {
+            return Err(Status::invalid_argument(format!(
+                "timeout_ms is at most {}",
+                MAX_SWITCHOVER_TIMEOUT.as_millis()
+            )));
+        }
+        let cluster = request.cluster_id;
+        let to = (request.to_member_id != 0).then_some(request.to_member_id);
+        let target = self
+            .with_registry(|r| r.begin_switchover(cluster, to, Instant::now(), timeout))
+            .await?
+            .map_err(to_status)?;
+        // The registry cancels it once its deadline passes; this bound only guards the wait.
+        let give_up = Instant::now() + timeout + self.settings.failure_timeout;
+        loop {
+            let (state, view) = self
+                .with_registry(|r| (r.switchover(cluster, target), r.view(Kind::Server, cluster)))
+                .await?;
+            match state {
+                Switchover::Done { term } => {
+                    return Ok(Response::new(pb::SwitchoverReply {
+                        master: view.master,
+                        term,
+                    }));
+                }
+                Switchover::Failed(why) => return Err(Status::aborted(format!("switchover cancelled: {why}"))),
+                Switchover::Pending if Instant::now() > give_up => {
+                    return Err(Status::deadline_exceeded("switchover still under way"));
+                }
+                Switchover::Pending => tokio::time::sleep(SWITCHOVER_POLL).await,
+            }
+        }
     }
 
     async fn list_clusters(

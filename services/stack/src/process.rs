@@ -111,8 +111,20 @@ impl Process {
     /// SIGTERM, then SIGKILL if it has not exited within `grace`. Returns whether it exited
     /// on its own.
     pub fn stop(&mut self, grace: Duration) -> bool {
+        self.terminate();
+        self.wait_stopped(grace)
+    }
+
+    /// SIGTERM (after SIGCONT, should it be paused), without waiting: members leave their
+    /// cluster before they stop, so stopping many is quicker signalling them all first.
+    pub fn terminate(&self) {
         self.signal(Signal::SIGCONT);
         self.signal(Signal::SIGTERM);
+    }
+
+    /// Waits up to `grace` for the process to exit, then kills it. Returns whether it exited
+    /// on its own.
+    pub fn wait_stopped(&mut self, grace: Duration) -> bool {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             // Done when the process and everything it started are gone.

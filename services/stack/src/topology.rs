@@ -14,7 +14,7 @@ use tinysns_common::auth::AuthMode;
 use tinysns_common::coordinators::Coordinators;
 use tinysns_common::grpc::MemberCredentials;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
-use tinysns_common::proto::coordinator::{ClusterView, ListClustersRequest};
+use tinysns_common::proto::coordinator::{ClusterView, ListClustersRequest, SwitchoverReply, SwitchoverRequest};
 use tinysns_common::secret::ClusterSecret;
 use tinysns_common::tls::TlsArgs;
 use tinysns_common::topology::{classic_server_port, classic_synchronizer_port, cluster_of_synchronizer};
@@ -488,8 +488,11 @@ impl Topology {
 
     /// Stops every service (SIGTERM) and the broker.
     pub fn stop_all(&mut self) {
+        for member in self.synchronizers.values().chain(self.servers.values()) {
+            member.process.terminate();
+        }
         for member in self.synchronizers.values_mut().chain(self.servers.values_mut()) {
-            member.process.stop(Duration::from_secs(10));
+            member.process.wait_stopped(Duration::from_secs(15));
         }
         for node in &mut self.coordinators {
             node.process.stop(Duration::from_secs(10));
@@ -617,14 +620,40 @@ impl Topology {
         }
     }
 
-    pub async fn views(&self) -> Result<Vec<ClusterView>, StackError> {
+    /// The coordinators' members' API, as the operator reaches it (with the cluster secret).
+    fn membership(&self) -> Result<Coordinators<MembershipClient<tinysns_common::grpc::InternalChannel>>, StackError> {
         let credentials = self.member_credentials();
-        let coordinators = Coordinators::connect(&self.coordinator_internal_addresses(), |address| {
+        Coordinators::connect(&self.coordinator_internal_addresses(), |address| {
             tinysns_common::grpc::internal_channel(address, Duration::from_millis(500), &credentials)
                 .map(MembershipClient::new)
         })
-        .map_err(|e| StackError::Coordinator(e.to_string()))?;
+        .map_err(|e| StackError::Coordinator(e.to_string()))
+    }
+
+    /// Asks for a planned switchover of `cluster` to server `to` (or the best in-sync slave),
+    /// as the operator does in a rolling upgrade; answers once it is done.
+    pub async fn switchover(&self, cluster: u32, to: Option<u32>) -> Result<SwitchoverReply, tonic::Status> {
+        let coordinators = self
+            .membership()
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let request = SwitchoverRequest {
+            cluster_id: cluster,
+            to_member_id: to.unwrap_or(0),
+            timeout_ms: 0,
+        };
         let reply = coordinators
+            .call(|mut client| {
+                let mut call = tonic::Request::new(request);
+                call.set_timeout(Duration::from_secs(30));
+                async move { client.switchover(call).await }
+            })
+            .await?;
+        Ok(reply.into_inner())
+    }
+
+    pub async fn views(&self) -> Result<Vec<ClusterView>, StackError> {
+        let reply = self
+            .membership()?
             .call(|mut client| async move {
                 let mut call = tonic::Request::new(ListClustersRequest {});
                 call.set_timeout(Duration::from_secs(2));

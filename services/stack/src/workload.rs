@@ -30,6 +30,8 @@ struct Record {
     received: BTreeMap<u64, BTreeMap<(u64, u64), u32>>,
     refused: Vec<String>,
     reconnects: u64,
+    /// When each acknowledgement arrived, by author.
+    acked_at: Vec<(u64, Instant)>,
 }
 
 pub struct Workload {
@@ -37,6 +39,7 @@ pub struct Workload {
     pub users: Vec<u64>,
     /// follower -> followees
     pub follows: BTreeMap<u64, BTreeSet<u64>>,
+    clusters: u32,
     started: Instant,
     record: Arc<Mutex<Record>>,
     posting: Shutdown,
@@ -55,6 +58,10 @@ pub struct Outcome {
     pub missing: Vec<String>,
     pub duplicates: Vec<String>,
     pub refused: Vec<String>,
+    /// Per cluster, the longest time between two acknowledgements of its users' posts while
+    /// they posted: how long writes were unavailable there (at most, since users post every
+    /// interval).
+    pub longest_ack_gap: BTreeMap<u32, Duration>,
 }
 
 impl Workload {
@@ -133,6 +140,7 @@ impl Workload {
             seed,
             users,
             follows,
+            clusters,
             started: Instant::now(),
             record,
             posting,
@@ -177,6 +185,7 @@ impl Workload {
             missing,
             duplicates,
             refused: record.refused.clone(),
+            longest_ack_gap: longest_gaps(&record.acked_at, self.clusters),
         }
     }
 
@@ -241,7 +250,9 @@ async fn run_user(
                     });
                     match timeline.post_with_id(post_id, &format!("post {counter} by {me}")).await {
                         Ok(ack) if ack.status == Code::Success as i32 => {
-                            record.lock().unwrap_or_else(|p| p.into_inner()).acked.insert(Acked { author: me, post_id });
+                            let mut record = record.lock().unwrap_or_else(|p| p.into_inner());
+                            record.acked.insert(Acked { author: me, post_id });
+                            record.acked_at.push((me, Instant::now()));
                             pending = None;
                         }
                         Ok(ack) => {
@@ -281,4 +292,46 @@ async fn run_user(
         }
     }
     user.logout().await;
+}
+
+/// Per cluster, the longest time between consecutive acknowledgements of its users' posts.
+fn longest_gaps(acked_at: &[(u64, Instant)], clusters: u32) -> BTreeMap<u32, Duration> {
+    let mut by_cluster: BTreeMap<u32, Vec<Instant>> = BTreeMap::new();
+    for (author, at) in acked_at {
+        if let Ok(cluster) = tinysns_common::topology::cluster_of_user(*author, clusters) {
+            by_cluster.entry(cluster).or_default().push(*at);
+        }
+    }
+    by_cluster
+        .into_iter()
+        .map(|(cluster, mut times)| {
+            times.sort_unstable();
+            let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+            (cluster, gap)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_gap_is_taken_per_cluster_over_all_its_authors() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // Users 1 and 3 live in cluster 1 of 2, user 2 in cluster 2.
+        let acked = [
+            (1, ms(0)),
+            (3, ms(40)),
+            (2, ms(0)),
+            (1, ms(300)),
+            (3, ms(320)),
+            (2, ms(50)),
+        ];
+        let gaps = longest_gaps(&acked, 2);
+        assert_eq!(gaps[&1], Duration::from_millis(260));
+        assert_eq!(gaps[&2], Duration::from_millis(50));
+        assert!(longest_gaps(&[], 2).is_empty());
+    }
 }

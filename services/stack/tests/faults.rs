@@ -51,6 +51,13 @@ enum Fault {
     SlowDisk {
         on_master: bool,
     },
+    /// A planned switchover asked of the coordinator (as the operator does in a rollout).
+    PlannedSwitchover,
+    /// The master (or its slave) stopped by SIGTERM, as Kubernetes stops a pod, and started
+    /// again: it leaves its cluster first (a master hands over), so nobody waits for it.
+    GracefulStop {
+        master: bool,
+    },
 }
 
 /// How much longer each flush takes on a slow disk, and for how long it stays slow.
@@ -231,6 +238,11 @@ async fn scenario_once(name: &str, fault: Fault, seed: u64) {
     let found = tinysns_stack::checker::problems(&tinysns_stack::checker::stored(&t), &told);
     assert!(found.is_empty(), "seed {seed}: stored state: {found:#?}");
     log(started, "invariants hold (live deliveries and stored state)");
+    println!(
+        "longest wait between acknowledgements in cluster {cluster}: {:?} (every cluster: {:?})",
+        outcome.longest_ack_gap.get(&cluster),
+        outcome.longest_ack_gap
+    );
 }
 
 async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started: Instant, disks: &[SmallDisk]) {
@@ -246,6 +258,8 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
             log(started, "killed tsd restarted; it rejoins as slave");
         }
         Fault::PauseMasterTsd => pause_master(t, cluster, started, false).await,
+        Fault::PlannedSwitchover => planned_switchover(t, cluster, started).await,
+        Fault::GracefulStop { master } => graceful_stop(t, cluster, master, started).await,
         Fault::CoordinatorRestartWhilePaused => pause_master(t, cluster, started, true).await,
         Fault::BrokerOutage => {
             let rabbit = t.rabbit.as_mut().expect("a private broker");
@@ -486,6 +500,68 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
     }
 }
 
+async fn planned_switchover(t: &mut Topology, cluster: u32, started: Instant) {
+    let before = t.view(cluster).await.expect("a view of the cluster");
+    let old = before.master.as_ref().expect("a master").member_id;
+    let asked = Instant::now();
+    let reply = t
+        .switchover(cluster, None)
+        .await
+        .unwrap_or_else(|status| panic!("switchover refused: {status:?}"));
+    let new = reply.master.as_ref().expect("the new master").member_id;
+    log(
+        started,
+        &format!(
+            "switchover {old} -> {new} under term {} answered after {:?}",
+            reply.term,
+            asked.elapsed()
+        ),
+    );
+    assert_ne!(new, old, "another server is master");
+    assert!(reply.term > before.term, "under a higher term");
+    assert!(t.server(cluster, old).is_running(), "nobody stopped the old master");
+    // The old master held the whole log: the new master counts it in sync again soon.
+    eventually!("the old master to be in sync again", Duration::from_secs(15), async {
+        let view = t.view(cluster).await.ok()?;
+        (view.master.as_ref()?.member_id == new && view.in_sync_slaves.contains(&old)).then_some(())
+    });
+    log(started, "the old master is an in-sync slave");
+    // A second switchover hands the cluster back.
+    let back = t.switchover(cluster, Some(old)).await.expect("switch back");
+    assert_eq!(back.master.map(|m| m.member_id), Some(old));
+    log(started, &format!("switched back to {old} under term {}", back.term));
+}
+
+async fn graceful_stop(t: &mut Topology, cluster: u32, master: bool, started: Instant) {
+    let current = t.master_server(cluster).await.expect("a master");
+    let other = if current == 1 { 2 } else { 1 };
+    let stopped = if master { current } else { other };
+    let asked = Instant::now();
+    let exited = t.server(cluster, stopped).stop(Duration::from_secs(15));
+    log(
+        started,
+        &format!(
+            "tsd {cluster}/{stopped} (master: {master}) stopped by SIGTERM in {:?}",
+            asked.elapsed()
+        ),
+    );
+    assert!(exited, "tsd {cluster}/{stopped} did not stop on SIGTERM within 15 s");
+    let told = std::fs::read_to_string(t.server(cluster, stopped).log_path()).unwrap_or_default();
+    assert!(
+        told.contains("the coordinator let this member go"),
+        "tsd {cluster}/{stopped} stopped without leaving its cluster"
+    );
+    if master {
+        assert!(
+            told.contains("planned switchover under way"),
+            "the master stopped without handing over"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    t.server(cluster, stopped).start().expect("restart");
+    log(started, "restarted; it rejoins as a slave");
+}
+
 async fn wait_new_master(t: &Topology, cluster: u32, old: u32) {
     eventually!(
         format!("a new master in cluster {cluster}"),
@@ -497,6 +573,21 @@ async fn wait_new_master(t: &Topology, cluster: u32, old: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coordinator_restart_while_the_master_is_paused_under_load() {
     scenario("fault-pause-restart", Fault::CoordinatorRestartWhilePaused).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn planned_switchover_under_load() {
+    scenario("fault-switchover", Fault::PlannedSwitchover).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn master_stopped_by_sigterm_hands_over_under_load() {
+    scenario("fault-sigterm-master", Fault::GracefulStop { master: true }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slave_stopped_by_sigterm_leaves_under_load() {
+    scenario("fault-sigterm-slave", Fault::GracefulStop { master: false }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,7 +14,7 @@ use tinysns_common::proto::coordinator::consensus_client::ConsensusClient;
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
 use tinysns_common::proto::coordinator::{
-    GetServerRequest, HeartbeatRequest, ListClustersRequest, Member, MemberKind, Role,
+    GetServerRequest, HeartbeatRequest, ListClustersRequest, Member, MemberKind, Role, SwitchoverRequest,
 };
 use tinysns_common::proto::internal::change_feed_client::ChangeFeedClient;
 use tinysns_common::proto::internal::replication_client::ReplicationClient;
@@ -129,6 +129,7 @@ fn hijack(term: u64, id: u32, address: &str) -> HeartbeatRequest {
         believed_term: term,
         applied_lsn: u64::MAX / 2,
         in_sync: vec![],
+        ..Default::default()
     }
 }
 
@@ -206,6 +207,16 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
             expected,
             "ListClusters, {how}"
         );
+        let switchover = SwitchoverRequest {
+            cluster_id: 1,
+            to_member_id: 3 - master,
+            timeout_ms: 0,
+        };
+        assert_eq!(
+            code(members.switchover(switchover).await),
+            expected,
+            "Switchover, {how}"
+        );
     }
     // The coordinators' Raft messages: never on the client port, never without the secret.
     for (how, channel, expected) in outsiders(t.coordinators[0].port, t.coordinators[0].internal_port) {
@@ -282,6 +293,24 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
     assert_eq!(code(near_max), Code::InvalidArgument, "term near u64::MAX");
     let moved = members.heartbeat(hijack(1, master, "evil.example:1")).await;
     assert_eq!(code(moved), Code::AlreadyExists, "a live member's id at a new address");
+    // Switchovers the coordinator cannot do are refused, and change nothing.
+    for (cluster_id, to_member_id, timeout_ms, expected, what) in [
+        (0, 0, 0, Code::InvalidArgument, "cluster 0"),
+        (4, 0, 0, Code::InvalidArgument, "a cluster that does not exist"),
+        (1, 9, 0, Code::FailedPrecondition, "a target that is no member"),
+        (1, 0, u32::MAX, Code::InvalidArgument, "a timeout of 49 days"),
+    ] {
+        let request = SwitchoverRequest {
+            cluster_id,
+            to_member_id,
+            timeout_ms,
+        };
+        assert_eq!(
+            code(members.switchover(request).await),
+            expected,
+            "switchover to {what}"
+        );
+    }
 
     // Nothing changed: stored state, routing, service.
     assert_eq!(settled_digests(&t).await, digests, "a replica's stored state changed");

@@ -43,6 +43,10 @@ pub struct Args {
         value_parser = tinysns_common::cli::parse_duration
     )]
     pub amqp_connect_timeout: std::time::Duration,
+    /// On SIGTERM the synchronizer first leaves (a master synchronizer is replaced at once),
+    /// then stops; it stops anyway after this long without the coordinator's answer.
+    #[arg(long, env = "TINYSNS_LEAVE_TIMEOUT", default_value = "5s", value_parser = tinysns_common::cli::parse_duration)]
+    pub leave_timeout: std::time::Duration,
     /// Queue type of the changes' queues: `quorum` (replicated, for a broker of 3 nodes) or
     /// `classic`. Fixed when the queues are created.
     #[arg(long, env = "TINYSNS_AMQP_QUEUE_TYPE", value_enum, default_value_t = crate::bus::QueueType::Classic)]
@@ -86,6 +90,8 @@ pub struct Config {
     #[serde(with = "tinysns_common::cli::millis")]
     pub amqp_connect_timeout: std::time::Duration,
     pub amqp_queue_type: crate::bus::QueueType,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub leave_timeout: std::time::Duration,
 }
 
 fn masked<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -147,6 +153,7 @@ impl Args {
             amqp_ca_file: self.amqp_ca_file,
             amqp_namespace: self.amqp_namespace,
             amqp_connect_timeout: self.amqp_connect_timeout,
+            leave_timeout: self.leave_timeout,
             amqp_queue_type: self.amqp_queue_type,
         })
     }

@@ -18,7 +18,6 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     telemetry::init("info");
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signal();
-    tinysns_synchronizer::run::run(config, shutdown).await
+    // SIGTERM leaves first (`run::run`), then stops.
+    tinysns_synchronizer::run::run(config, Shutdown::new()).await
 }

@@ -55,11 +55,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         internal_address: String::new(),
         incarnation: 0,
     };
+    let progress = Progress::new(0);
+    tokio::spawn(tinysns_common::membership::leave_on_signal(
+        progress.clone(),
+        role.clone(),
+        shutdown.clone(),
+        config.leave_timeout,
+    ));
     tokio::spawn(membership.run(
         config.coordinators_internal.clone(),
         MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client)),
         me,
-        Progress::new(0),
+        progress,
         shutdown.clone(),
     ));
 

@@ -79,6 +79,12 @@ pub struct Args {
     /// exits anyway.
     #[arg(long, env = "TINYSNS_SHUTDOWN_GRACE", default_value = "5s", value_parser = tinysns_common::cli::parse_duration)]
     pub shutdown_grace: Duration,
+    /// On SIGTERM the server first leaves its cluster (a master hands over to an in-sync
+    /// slave; a slave leaves the in-sync set so no write waits for it), then stops. It stops
+    /// anyway if the coordinator has not let it go within this time (a second signal stops
+    /// it at once).
+    #[arg(long, env = "TINYSNS_LEAVE_TIMEOUT", default_value = "10s", value_parser = tinysns_common::cli::parse_duration)]
+    pub leave_timeout: Duration,
     /// Shift this server's wall clock by this many milliseconds (negative: behind). For
     /// rehearsing clock skew and steps: the wall clock is only shown, never compared.
     #[arg(long, env = "TINYSNS_CLOCK_SKEW_MS", default_value_t = 0, allow_hyphen_values = true)]
@@ -124,6 +130,8 @@ pub struct Config {
     pub snapshot_rate_mib: u64,
     #[serde(with = "tinysns_common::cli::millis")]
     pub shutdown_grace: Duration,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub leave_timeout: Duration,
     pub clock_skew_ms: i64,
     pub health_port: Option<u16>,
     /// The PEM files (paths).
@@ -197,6 +205,7 @@ impl Args {
             commit_point_interval: self.commit_point_interval,
             snapshot_rate_mib: self.snapshot_rate_mib,
             shutdown_grace: self.shutdown_grace,
+            leave_timeout: self.leave_timeout,
             clock_skew_ms: self.clock_skew_ms,
             health_port: self.health_port,
             tls: self.member.tls.load().map_err(|e| e.to_string())?,

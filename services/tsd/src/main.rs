@@ -16,7 +16,6 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     telemetry::init("info");
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signal();
-    tinysns_tsd::server::run(config.config, shutdown).await
+    // SIGTERM leaves the cluster first (`server::run`), then stops.
+    tinysns_tsd::server::run(config.config, Shutdown::new()).await
 }

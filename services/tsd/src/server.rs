@@ -96,6 +96,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         internal_address: config.internal_advertise.clone(),
         incarnation: identity.incarnation,
     };
+    tokio::spawn(tinysns_common::membership::leave_on_signal(
+        progress.clone(),
+        role.clone(),
+        shutdown.clone(),
+        config.leave_timeout,
+    ));
     tokio::spawn(membership.run(
         config.coordinators_internal.clone(),
         credentials,

@@ -284,9 +284,17 @@ impl State {
             return;
         }
         let role = self.role.current();
-        if !role.is_master() {
+        let refusal = if !role.is_master() {
+            Some("this server is a slave".to_string())
+        } else {
+            // A planned switchover: the target must catch up with a log that stays put.
+            role.assignment
+                .handover_to
+                .map(|to| format!("handing over to server {}", to.member_id))
+        };
+        if let Some(why) = refusal {
             for (_, reply) in commands {
-                let _ = reply.send(Err(WriteError::NotMaster("this server is a slave".into())));
+                let _ = reply.send(Err(WriteError::NotMaster(why.clone())));
             }
             return;
         }

@@ -100,9 +100,39 @@ pub fn ready_to_join(links: &[LinkView], proposed: &BTreeSet<Replica>, end: u64)
         .collect()
 }
 
+/// Whether a master in a planned switchover may tell the coordinator that `target` holds
+/// its whole log: the log ends at `end`, every entry in it was acknowledged (`committed`: no
+/// client still waits on a write the switchover would fail), and the target's log equals
+/// ours through `end`.
+pub fn may_hand_over(links: &[LinkView], target: Replica, end: u64, committed: u64) -> bool {
+    committed >= end
+        && links
+            .iter()
+            .any(|l| l.replica == target && l.deposed.is_none() && l.matched.is_some_and(|m| m >= end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_master_hands_over_only_once_the_target_holds_its_whole_acknowledged_log() {
+        let links = [link(S, Some(10)), link(T, Some(12))];
+        assert!(may_hand_over(&links, S, 10, 10));
+        // The target lacks the last entry, or a client still waits for one.
+        assert!(!may_hand_over(&links, S, 12, 12));
+        assert!(may_hand_over(&links, T, 12, 12));
+        assert!(!may_hand_over(&links, T, 12, 11));
+        // Not a slave we replicate to (another incarnation, or no link).
+        assert!(!may_hand_over(&links, (2, 8), 10, 10));
+        assert!(!may_hand_over(&[], S, 0, 0));
+        // A target that knows a newer term is not ours to hand to.
+        let deposed = [LinkView {
+            deposed: Some(9),
+            ..link(S, Some(10))
+        }];
+        assert!(!may_hand_over(&deposed, S, 10, 10));
+    }
 
     const S: Replica = (2, 7);
     const T: Replica = (3, 9);

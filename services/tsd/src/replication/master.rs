@@ -76,6 +76,8 @@ impl Replicator {
     }
 
     pub async fn run(mut self, mut batches: tokio::sync::mpsc::Receiver<Batch>) {
+        // Its own view of role changes: a planned switchover is answered at once.
+        let mut changes = self.role.clone();
         let mut tick = tokio::time::interval(CATCH_UP_PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -96,10 +98,12 @@ impl Replicator {
                             }
                         }
                         self.acknowledge(group).await;
+                        self.offer_handover();
                     }
                     None => return,
                 },
                 _ = tick.tick() => self.catch_up().await,
+                _ = changes.changed() => self.catch_up().await,
             }
         }
     }
@@ -154,6 +158,20 @@ impl Replicator {
         if self.feed.committed() < end && self.replicate(view.term, end).await.is_ok() {
             self.feed.publish_through(end, &self.reader).await;
         }
+        self.offer_handover();
+    }
+
+    /// In a planned switchover (the writer takes nothing new meanwhile): tells the
+    /// coordinator once the target holds our whole log, so it can be promoted.
+    fn offer_handover(&self) {
+        let view = self.role.current();
+        let ready = view.assignment.handover_to.filter(|to| {
+            let links: Vec<LinkView> = self.links.values().map(Link::view).collect();
+            let end = self.progress.applied_lsn.load(Ordering::SeqCst);
+            view.is_master()
+                && in_sync::may_hand_over(&links, (to.member_id, to.incarnation), end, self.feed.committed())
+        });
+        self.progress.set_ready_to_hand_over(ready);
     }
 
     /// Waits until the slaves the in-sync rules require hold the log up to `target`, as
