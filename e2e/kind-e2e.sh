@@ -277,6 +277,42 @@ done
 "${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "pod/$master_pod" --timeout=180s
 "${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "socialcluster/$SC" --timeout=5m
 
+log "rolling update under writes: every tinysns pod replaced, slaves first, masters by switchover"
+# pullPolicy Never changes every tinysns pod template and is harmless on kind (the images
+# were loaded into the nodes). The StatefulSets are OnDelete: the operator replaces the pods.
+"${KUBECTL[@]}" patch -n "$NS" "socialcluster/$SC" --type=merge -p '{"spec":{"image":{"pullPolicy":"Never"}}}'
+rolled=()
+deadline=$((SECONDS + 900))
+i=0
+while :; do
+  i=$((i + 1))
+  text="written during the rolling update $i"
+  out="$(tsc_session carol "TIMELINE"$'\n'"$text" 2)"
+  # Only posts the server acknowledged count (a post made during a switchover may be refused
+  # with a retryable error and re-sent by tsc, or not acknowledged at all).
+  grep -qF "Command completed successfully" <<<"$out" && rolled+=("$text")
+  pending=0
+  for sts in $("${KUBECTL[@]}" get statefulsets -n "$NS" -l "app.kubernetes.io/instance=$SC" -o name); do
+    want="$("${KUBECTL[@]}" get -n "$NS" "$sts" -o jsonpath='{.spec.replicas}')"
+    have="$("${KUBECTL[@]}" get -n "$NS" "$sts" -o jsonpath='{.status.updatedReplicas}')"
+    [ "${have:-0}" = "$want" ] || pending=$((pending + 1))
+  done
+  [ "$pending" -eq 0 ] && break
+  [ "$SECONDS" -lt "$deadline" ] || fail "the rolling update did not finish in 15 min ($pending StatefulSets pending)"
+  sleep 2
+done
+"${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "socialcluster/$SC" --timeout=5m
+"${KUBECTL[@]}" get events -n "$NS" --field-selector "involvedObject.name=$SC" -o custom-columns=REASON:.reason,MESSAGE:.note --no-headers \
+  | grep -q "^Switchover " || fail "no planned switchover was reported during the rolling update"
+echo "${#rolled[@]} posts acknowledged during the rolling update"
+[ "${#rolled[@]}" -gt 0 ] || fail "no post was acknowledged during the rolling update"
+# A timeline shows the newest 20 posts: the last 15 acknowledged must all be there (the
+# fault suite checks every acknowledged post of a rolling update, in the stored state).
+first=$(( ${#rolled[@]} > 15 ? ${#rolled[@]} - 15 : 0 ))
+for text in "${rolled[@]:first}"; do
+  expect_tsc bob TIMELINE ">> $text" 120
+done
+
 log "scale down to 2 clusters: cluster 3's objects are removed"
 "${KUBECTL[@]}" patch -n "$NS" "socialcluster/$SC" --type=merge -p '{"spec":{"clusters":2}}'
 deadline=$((SECONDS + 120))

@@ -449,4 +449,12 @@ pub struct ClusterStatus {
     pub id: u32,
     pub tsd: ReplicaCount,
     pub synchronizer: ReplicaCount,
+    /// Ready, NotReady, or the rollout step under way in this cluster (RollingSynchronizers,
+    /// RollingSlaves, SwitchingOver, RollingOldMaster, RolloutWaiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Server id of the master tsd, as the coordinators last said (while a rollout or a
+    /// switchover asked them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<u32>,
 }

@@ -2,8 +2,8 @@
 //! It answers like the API server would for the requests the reconciler makes and records
 //! each request (method, path, query, JSON body) so tests can assert on all of them.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::Secret;
@@ -13,10 +13,12 @@ use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use crate::coordinators::{CoordinatorApi, CoordinatorError, Endpoint};
 use crate::crd::{SocialCluster, SocialClusterSpec};
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
 use crate::render;
+use crate::rollout::ClusterRoles;
 
 /// One request as the API server saw it.
 #[derive(Debug, Clone)]
@@ -51,6 +53,9 @@ pub struct ApiServer {
     pub ready: bool,
     /// Applies to a path ending with this are refused with 422 Invalid.
     pub reject: Option<String>,
+    /// Applied StatefulSets report this update revision, with this many pods updated (a
+    /// rollout under way). None: no revision in their status.
+    pub revision: Option<(&'static str, i64)>,
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
@@ -112,6 +117,8 @@ impl ApiServer {
                     }),
                 )
             }
+            // A merge patch of the SocialCluster itself (removing an annotation).
+            "PATCH" if plural == "socialclusters" => json_response(StatusCode::OK, &self.socialcluster),
             "PATCH" => {
                 let mut obj = r.body.clone();
                 let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
@@ -119,6 +126,10 @@ impl ApiServer {
                     let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
                     let ready = if self.ready { replicas } else { 0 };
                     obj["status"] = json!({"replicas": replicas, "readyReplicas": ready});
+                    if let (Some((revision, updated)), "StatefulSet") = (self.revision, kind.as_str()) {
+                        obj["status"]["updateRevision"] = json!(revision);
+                        obj["status"]["updatedReplicas"] = json!(updated.min(replicas));
+                    }
                 }
                 json_response(StatusCode::OK, &obj)
             }
@@ -176,10 +187,84 @@ pub fn socialcluster(spec: SocialClusterSpec) -> SocialCluster {
     render::object("demo", "ns1", spec)
 }
 
+/// Coordinators that answer from a table and record what they are asked.
+#[derive(Default)]
+pub struct FakeCoordinators {
+    pub roles: Mutex<BTreeMap<u32, ClusterRoles>>,
+    /// Every call: "roles <addresses>" or "switchover <cluster> <to>".
+    pub calls: Mutex<Vec<String>>,
+    /// Answer every call with UNAVAILABLE.
+    pub down: bool,
+}
+
+impl FakeCoordinators {
+    /// `clusters` clusters, each with server 1 master and the others in sync.
+    pub fn healthy(clusters: u32, servers: u32) -> Self {
+        let roles = (1..=clusters)
+            .map(|c| {
+                let roles = ClusterRoles {
+                    master: Some(1),
+                    in_sync: (2..=servers).collect(),
+                    sync_master: Some(1),
+                };
+                (c, roles)
+            })
+            .collect();
+        Self {
+            roles: Mutex::new(roles),
+            ..Self::default()
+        }
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().expect("not poisoned").clone()
+    }
+
+    fn record(&self, call: String) -> Result<(), CoordinatorError> {
+        self.calls.lock().expect("not poisoned").push(call);
+        if self.down {
+            return Err(CoordinatorError::Unavailable("no coordinator answers".into()));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl CoordinatorApi for FakeCoordinators {
+    async fn roles(&self, endpoint: &Endpoint) -> Result<BTreeMap<u32, ClusterRoles>, CoordinatorError> {
+        self.record(format!("roles {}", endpoint.addresses.join(",")))?;
+        Ok(self.roles.lock().expect("not poisoned").clone())
+    }
+
+    async fn switchover(&self, _: &Endpoint, cluster: u32, to: Option<u32>) -> Result<u32, CoordinatorError> {
+        self.record(format!("switchover {cluster} {to:?}"))?;
+        let mut roles = self.roles.lock().expect("not poisoned");
+        let view = roles.entry(cluster).or_default();
+        let new = to.or_else(|| view.in_sync.first().copied()).unwrap_or(1);
+        if let Some(old) = view.master.replace(new) {
+            view.in_sync.retain(|s| *s != new);
+            view.in_sync.push(old);
+        }
+        Ok(new)
+    }
+}
+
 /// Runs one reconcile of `sc` against `server` and returns its result and the requests made.
 pub async fn run(
     sc: SocialCluster,
     server: ApiServer,
+) -> (
+    Result<(kube::runtime::controller::Action, crate::reconcile::Outcome), crate::reconcile::Error>,
+    Vec<Recorded>,
+) {
+    run_with(sc, server, Arc::new(FakeCoordinators::healthy(3, 2))).await
+}
+
+/// The same, with these coordinators.
+pub async fn run_with(
+    sc: SocialCluster,
+    server: ApiServer,
+    coordinators: Arc<FakeCoordinators>,
 ) -> (
     Result<(kube::runtime::controller::Action, crate::reconcile::Outcome), crate::reconcile::Error>,
     Vec<Recorded>,
@@ -194,7 +279,13 @@ pub async fn run(
             instance: None,
         },
     );
-    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()), Default::default());
+    let ctx = Context::new(
+        client,
+        recorder,
+        Arc::new(Metrics::new()),
+        Default::default(),
+        coordinators,
+    );
     let result = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         crate::reconcile::reconcile_inner(&sc, &ctx),

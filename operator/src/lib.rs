@@ -2,13 +2,16 @@
 //! RabbitMQ) on Kubernetes from one `SocialCluster` resource.
 //!
 //! The reconcile loop is a pipeline: validate → build (pure, see [`build`]) → server-side
-//! apply → delete orphaned children → status (see [`status`]).
+//! apply → delete orphaned children → one rollout step (pure rules in [`rollout`], asking
+//! the [`coordinators`] who is master) → status (see [`status`]).
 
 pub mod build;
+pub mod coordinators;
 pub mod crd;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;
+pub mod rollout;
 pub mod status;
 
 #[cfg(test)]

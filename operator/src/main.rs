@@ -83,7 +83,13 @@ async fn main() -> anyhow::Result<()> {
     let recorder = Recorder::new(client.clone(), reporter);
     let environment = tinysns_operator::build::Environment::new(&args.cluster_domain, &args.default_image_tag)
         .map_err(anyhow::Error::msg)?;
-    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics.clone(), environment));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        metrics.clone(),
+        environment,
+        Arc::new(tinysns_operator::coordinators::Grpc),
+    ));
 
     // Only watch children this operator labelled: above all, never cache every Secret.
     let children =

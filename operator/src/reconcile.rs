@@ -1,5 +1,5 @@
 //! The reconcile loop: validate → build → server-side apply (one field manager) → delete
-//! orphaned children → status. Every step is idempotent, so a failure anywhere is retried
+//! orphaned children → one rollout step (`rolling`) → status. Every step is idempotent, so a failure anywhere is retried
 //! from the top by `error_policy` with backoff.
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::build::security::{self, UnusableSecret};
 use crate::build::{self, Credentials, FIELD_MANAGER, InvalidSpec, Owner, rabbitmq};
+use crate::coordinators::CoordinatorApi;
 use crate::crd::{SocialCluster, SocialClusterStatus};
 use crate::metrics::Metrics;
 use crate::status;
@@ -31,6 +32,8 @@ use crate::status;
 pub const RESYNC_READY: Duration = Duration::from_secs(300);
 /// Requeue interval while replicas are still coming up.
 pub const RESYNC_PROGRESSING: Duration = Duration::from_secs(30);
+/// Requeue interval while a rollout is under way (pod events also trigger reconciles).
+pub const RESYNC_ROLLING: Duration = Duration::from_secs(5);
 /// Backoff bounds of `error_policy`.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(2);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -66,17 +69,26 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub environment: build::Environment,
+    /// The SocialClusters' coordinators (who is master; planned switchovers).
+    pub coordinators: Arc<dyn CoordinatorApi>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, environment: build::Environment) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        environment: build::Environment,
+        coordinators: Arc<dyn CoordinatorApi>,
+    ) -> Self {
         Self {
             client,
             recorder,
             metrics,
             environment,
+            coordinators,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -225,8 +237,10 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
     let children = build::build_all(&owner, &sc.spec, &credentials);
     let (deployments, stateful_sets) = run.apply(&children).await?;
     run.delete_orphans(&owner, &children).await?;
-    let new_status = status::observed(sc, &owner, &stateful_sets, &deployments, &run.now);
-    run.observed(new_status).await
+    let progress = run.roll(&owner, &credentials, &stateful_sets).await?;
+    let new_status = status::observed(sc, &owner, &stateful_sets, &deployments, &progress, &run.now);
+    let rolling = progress.step != crate::rollout::Step::Done;
+    run.observed(new_status, rolling).await
 }
 
 impl Run<'_> {
@@ -350,15 +364,22 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Writes the observed status; requeues sooner while replicas are coming up.
-    async fn observed(&self, new_status: SocialClusterStatus) -> Result<(Action, Outcome), Error> {
+    /// Writes the observed status; requeues sooner while replicas are coming up, and sooner
+    /// still while a rollout is under way.
+    async fn observed(&self, new_status: SocialClusterStatus, rolling: bool) -> Result<(Action, Outcome), Error> {
         let ready = new_status
             .conditions
             .iter()
             .any(|c| c.type_ == status::READY && c.status == "True");
         self.patch_status(&new_status).await?;
         debug!(object = %self.key(), ready, "reconciled");
-        let requeue = if ready { RESYNC_READY } else { RESYNC_PROGRESSING };
+        let requeue = if rolling {
+            RESYNC_ROLLING
+        } else if ready {
+            RESYNC_READY
+        } else {
+            RESYNC_PROGRESSING
+        };
         Ok((Action::requeue(requeue), Outcome::Applied { ready }))
     }
 
@@ -486,6 +507,10 @@ async fn publish(ctx: &Context, sc: &SocialCluster, type_: EventType, reason: &s
         warn!(object = %object_key(sc), error = %e, "could not publish event");
     }
 }
+
+pub mod rolling;
+
+pub use rolling::{SWITCHOVER_ANNOTATION, parse_switchover};
 
 #[cfg(test)]
 mod tests;

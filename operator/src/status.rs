@@ -7,6 +7,8 @@ use kube::ResourceExt;
 
 use crate::build::{Owner, rabbitmq};
 use crate::crd::{ClusterStatus, ReplicaCount, RoleReplicas, SocialCluster, SocialClusterStatus};
+use crate::reconcile::rolling::Progress;
+use crate::rollout::Step;
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -80,7 +82,9 @@ fn sts_count(sts: Option<&StatefulSet>, desired: u32) -> ReplicaCount {
             generation: s.metadata.generation,
             observed: st.observed_generation,
             ready: st.ready_replicas,
-            updated: st.updated_replicas,
+            // The API server omits a zero updatedReplicas: with an update revision on record,
+            // absent means none.
+            updated: st.updated_replicas.or(st.update_revision.as_ref().map(|_| 0)),
         })
     });
     workload_count(rollout, desired)
@@ -146,6 +150,7 @@ pub fn observed(
     owner: &Owner,
     stateful_sets: &[StatefulSet],
     deployments: &[Deployment],
+    progress: &Progress,
     now: &Time,
 ) -> SocialClusterStatus {
     let spec = &sc.spec;
@@ -157,10 +162,24 @@ pub fn observed(
         deployment_count(deployments.iter().find(|d| d.name_any() == name), 1)
     });
     let clusters: Vec<ClusterStatus> = (1..=spec.clusters)
-        .map(|k| ClusterStatus {
-            id: k,
-            tsd: sts_count(find_sts(&owner.tsd_name(k)), spec.servers_per_cluster),
-            synchronizer: sts_count(find_sts(&owner.sync_name(k)), spec.synchronizers_per_cluster),
+        .map(|k| {
+            let tsd = sts_count(find_sts(&owner.tsd_name(k)), spec.servers_per_cluster);
+            let synchronizer = sts_count(find_sts(&owner.sync_name(k)), spec.synchronizers_per_cluster);
+            ClusterStatus {
+                id: k,
+                tsd,
+                synchronizer,
+                phase: Some(cluster_phase(
+                    k,
+                    tsd.is_ready() && synchronizer.is_ready(),
+                    &progress.step,
+                )),
+                master: progress
+                    .roles
+                    .as_ref()
+                    .and_then(|roles| roles.get(&k))
+                    .and_then(|r| r.master),
+            }
         })
         .collect();
     let tsd = clusters.iter().fold(ReplicaCount::default(), |acc, c| acc.plus(c.tsd));
@@ -188,7 +207,25 @@ pub fn observed(
 
     let generation = sc.metadata.generation;
     let builder = Conditions::of(sc, now);
-    let conditions = if all_ready {
+    let conditions = if let Some(phase) = progress.step.phase() {
+        // A rollout under way: Progressing says which step, and why it waits if it does.
+        let message = progress.step.to_string();
+        let ready_message = if all_ready {
+            "every replica is ready; updating".to_owned()
+        } else {
+            format!("waiting for {}", not_ready.join(", "))
+        };
+        vec![
+            builder.set(
+                READY,
+                all_ready,
+                if all_ready { REASON_ALL_READY } else { REASON_NOT_READY },
+                ready_message,
+            ),
+            builder.set(PROGRESSING, true, phase.reason(), message),
+            builder.set(DEGRADED, false, REASON_AS_EXPECTED, String::new()),
+        ]
+    } else if all_ready {
         vec![
             builder.set(
                 READY,
@@ -220,6 +257,15 @@ pub fn observed(
             rabbitmq,
         },
         clusters,
+    }
+}
+
+/// The phase of cluster `k`: the rollout step under way there, else whether it is ready.
+fn cluster_phase(k: u32, ready: bool, step: &Step) -> String {
+    match step.phase().filter(|p| p.cluster() == Some(k)) {
+        Some(phase) => phase.reason().to_owned(),
+        None if ready => "Ready".to_owned(),
+        None => "NotReady".to_owned(),
     }
 }
 

@@ -37,9 +37,10 @@ The permissions the operator uses, and no more: it reads SocialClusters and writ
 status, server-side-applies and deletes the children it owns, publishes Events, reads Pods.
 */}}
 {{- define "tinysns-operator.rules" -}}
+# patch: to remove the tinysns.io/switchover annotation once the switchover it asks for is done
 - apiGroups: ["tinysns.io"]
   resources: ["socialclusters"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["tinysns.io"]
   resources: ["socialclusters/status"]
   verbs: ["get", "patch", "update"]
@@ -55,7 +56,9 @@ status, server-side-applies and deletes the children it owns, publishes Events, 
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Rolling updates: StatefulSets use OnDelete, and the operator deletes each outdated pod in
+# turn (slaves first, the master after a planned switchover).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "delete"]
 {{- end }}

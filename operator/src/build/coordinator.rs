@@ -78,6 +78,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec) -> (StatefulSet, Service) 
             replicas: Some(i32::try_from(spec.coordinator.replicas).unwrap_or(1)),
             service_name: Some(name.clone()),
             pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(super::operator_driven_updates()),
             selector: LabelSelector {
                 match_labels: Some(owner.selector_labels(role, None)),
                 ..LabelSelector::default()

@@ -630,6 +630,7 @@ pub fn cluster_stateful_set(
             replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
             service_name: Some(name),
             pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(operator_driven_updates()),
             selector: LabelSelector {
                 match_labels: Some(owner.selector_labels(role, Some(cluster))),
                 ..LabelSelector::default()
@@ -638,6 +639,16 @@ pub fn cluster_stateful_set(
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
+    }
+}
+
+/// Kubernetes replaces no tinysns pod on its own when a template changes: the operator
+/// deletes them one at a time, in an order that keeps every cluster writable
+/// (`crate::rollout`).
+pub fn operator_driven_updates() -> k8s_openapi::api::apps::v1::StatefulSetUpdateStrategy {
+    k8s_openapi::api::apps::v1::StatefulSetUpdateStrategy {
+        type_: Some("OnDelete".to_owned()),
+        rolling_update: None,
     }
 }
 

@@ -121,6 +121,17 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
         assert!(value["apiVersion"].is_string() && value["kind"].is_string());
     }
 
+    // Kubernetes replaces no tinysns pod on its own: the operator drives every update.
+    for set in &c.stateful_sets {
+        let strategy = set.spec.as_ref().and_then(|s| s.update_strategy.as_ref());
+        assert_eq!(
+            strategy.and_then(|s| s.type_.as_deref()),
+            Some("OnDelete"),
+            "{}",
+            set.name_any()
+        );
+    }
+
     let coordinator = sts(&c, "demo-coordinator");
     assert_eq!(replicas(coordinator), spec.coordinator.replicas as i32);
     let coordinator_spec = coordinator.spec.as_ref().expect("spec");

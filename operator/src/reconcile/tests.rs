@@ -217,7 +217,7 @@ async fn all_replicas_ready_sets_ready_true() {
     );
     assert_eq!(
         status.body["status"]["clusters"][2],
-        json!({"id": 3, "tsd": {"ready": 2, "desired": 2}, "synchronizer": {"ready": 2, "desired": 2}})
+        json!({"id": 3, "phase": "Ready", "tsd": {"ready": 2, "desired": 2}, "synchronizer": {"ready": 2, "desired": 2}})
     );
 }
 
@@ -670,7 +670,14 @@ async fn api_errors_are_returned_for_retry() {
     drop(handle);
     let client = Client::new(service, "default");
     let recorder = Recorder::new(client.clone(), "tinysns-operator".into());
-    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()), Default::default());
+    let coordinators = Arc::new(crate::fixtures::FakeCoordinators::default());
+    let ctx = Context::new(
+        client,
+        recorder,
+        Arc::new(Metrics::new()),
+        Default::default(),
+        coordinators,
+    );
     let sc = socialcluster(SocialClusterSpec::default());
     let err = reconcile_inner(&sc, &ctx).await.expect_err("no API server");
     assert!(matches!(err, Error::Kube(_)), "{err}");

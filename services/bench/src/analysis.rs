@@ -161,10 +161,10 @@ pub struct FailoverTiming {
 }
 
 /// The longest stretch, in any one cluster (by its users' home), without an acknowledged
-/// write of the failover phase, among the stretches that reach past `killed_at`.
-pub fn longest_write_gap(graph: &Graph, acks: &[AckRecord], killed_at: Instant) -> Option<f64> {
+/// write of `phase`, among the stretches that reach past `killed_at`.
+pub fn longest_write_gap(graph: &Graph, acks: &[AckRecord], phase: Phase, killed_at: Instant) -> Option<f64> {
     let mut by_cluster: std::collections::BTreeMap<u32, Vec<Instant>> = std::collections::BTreeMap::new();
-    for a in acks.iter().filter(|a| a.ok && a.phase == Phase::Failover) {
+    for a in acks.iter().filter(|a| a.ok && a.phase == phase) {
         by_cluster.entry(graph.cluster_of(a.author)).or_default().push(a.acked);
     }
     by_cluster
@@ -256,8 +256,11 @@ mod tests {
             at(3, 1010),
             ack(99, 3, Phase::Latency, t, t + ms(9000), "a:1"),
         ];
-        assert_eq!(longest_write_gap(&graph, &acks, t + ms(1000)), Some(700.0));
-        assert_eq!(longest_write_gap(&graph, &[], t), None);
+        assert_eq!(
+            longest_write_gap(&graph, &acks, Phase::Failover, t + ms(1000)),
+            Some(700.0)
+        );
+        assert_eq!(longest_write_gap(&graph, &[], Phase::Failover, t), None);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub enum Phase {
     Latency,
     Throughput,
     Failover,
+    Switchover,
     CatchUp,
 }
 

@@ -11,6 +11,7 @@ mod floors;
 mod machine;
 mod report;
 mod stats;
+mod switchover;
 mod verify;
 mod workload;
 
@@ -121,6 +122,13 @@ struct Cli {
     failover_kill: KillTarget,
     #[arg(long)]
     no_failover: bool,
+    /// The cluster whose master the switchover phase hands to its slave (at --failover-rate,
+    /// for --failover-secs, asked a third of the way in) [default: the one after
+    /// --failover-cluster, whose master the failover phase killed].
+    #[arg(long)]
+    switchover_cluster: Option<u32>,
+    #[arg(long)]
+    no_switchover: bool,
     /// Preload --failover-cluster with this many entries and, after the other phases, wipe
     /// its slave under --failover-rate load and time its way back in sync (a snapshot, then
     /// the log's tail). 0: no catch-up phase. The figures mode uses 1000000.
@@ -165,6 +173,8 @@ struct Settings {
     failover_secs: f64,
     failover_cluster: u32,
     failover_kill: KillTarget,
+    switchover: bool,
+    switchover_cluster: u32,
     catch_up_entries: u64,
     catch_up_secs: f64,
     failure_timeout: String,
@@ -202,6 +212,10 @@ impl Settings {
             failover_secs: pick(cli.failover_secs, 15.0, 6.0),
             failover_cluster: cli.failover_cluster,
             failover_kill: cli.failover_kill,
+            switchover: !cli.no_switchover && cli.attach.is_none(),
+            switchover_cluster: cli
+                .switchover_cluster
+                .unwrap_or(cli.failover_cluster % cli.clusters.max(1) + 1),
             catch_up_entries: if cli.attach.is_none() { cli.catch_up_entries } else { 0 },
             catch_up_secs: cli.catch_up_secs,
             failure_timeout: cli.failure_timeout.clone().unwrap_or_else(|| "1s".into()),
@@ -895,6 +909,36 @@ async fn run(cli: Cli) -> Result<()> {
         p.finish();
     }
 
+    let mut switchover_asked = Err(if settings.attach.is_some() {
+        "attached to a running system: its masters are not ours to move".to_string()
+    } else {
+        "--no-switchover".to_string()
+    });
+    if settings.switchover
+        && let Some(t) = topology.as_ref()
+    {
+        let duration = secs(settings.failover_secs);
+        let p = Progress::timed("switchover", duration, &recorder);
+        let ask = async {
+            tokio::time::sleep(duration / 3).await;
+            switchover::ask(t, settings.switchover_cluster).await
+        };
+        let (_load, asked) = tokio::join!(
+            open_loop(
+                &handles,
+                settings.failover_rate,
+                duration,
+                Phase::Switchover,
+                &mut rng,
+                &ids
+            ),
+            ask
+        );
+        switchover_asked = asked.map_err(|e| format!("{e:#}"));
+        drain(&handles, &recorder, drain_for).await;
+        p.finish();
+    }
+
     let mut catch_up_report = catch_up::CatchUpReport {
         skipped: Some("--catch-up-entries 0".into()),
         ..Default::default()
@@ -1017,7 +1061,7 @@ async fn run(cli: Cli) -> Result<()> {
                 skipped: None,
                 cluster: timing.is_some().then_some(fo.cluster),
                 killed: Some(fo.killed.clone()),
-                longest_write_gap_any_cluster_ms: analysis::longest_write_gap(&graph, &acks, fo.at),
+                longest_write_gap_any_cluster_ms: analysis::longest_write_gap(&graph, &acks, Phase::Failover, fo.at),
                 ratio_to_floor: timing
                     .as_ref()
                     .and_then(|t| t.time_to_first_ack_ms)
@@ -1043,6 +1087,10 @@ async fn run(cli: Cli) -> Result<()> {
             ratio_to_floor: None,
             acknowledged_lost: 0,
         },
+    };
+    let switchover_report = match &switchover_asked {
+        Ok(asked) => switchover::SwitchoverReport::new(asked, &graph, &acks, &reread.lost),
+        Err(why) => switchover::SwitchoverReport::skipped(why.clone()),
     };
     let same = DeliveryFigure::new(headline.same_cluster, Some(composed.same_cluster_delivery));
     let cross = DeliveryFigure::new(headline.cross_cluster, composed.cross_cluster_delivery);
@@ -1117,6 +1165,15 @@ async fn run(cli: Cli) -> Result<()> {
             met: timing.time_to_first_ack_ms.map(|t| t < 3000.0),
         });
     }
+    if switchover_report.skipped.is_none() {
+        let gap = switchover_report.longest_write_gap_any_cluster_ms;
+        targets.push(Target {
+            name: "planned switchover: longest write gap of any cluster".into(),
+            target: "< 1 s".into(),
+            value: ms(gap),
+            met: gap.map(|g| g < 1000.0),
+        });
+    }
     if catch_up_report.skipped.is_none() {
         let took = catch_up_report.in_sync_after_ms;
         targets.push(Target {
@@ -1176,6 +1233,7 @@ async fn run(cli: Cli) -> Result<()> {
             by_phase: report::phase_delivery_json(&by_phase),
         },
         failover: failover_report,
+        switchover: switchover_report,
         catch_up: catch_up_report,
         lost,
         peak_rss_by_role: report::by_role(&rss),

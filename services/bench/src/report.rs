@@ -28,6 +28,7 @@ pub struct Report {
     pub throughput: Throughput,
     pub delivery: DeliveryReport,
     pub failover: FailoverReport,
+    pub switchover: crate::switchover::SwitchoverReport,
     pub catch_up: crate::catch_up::CatchUpReport,
     pub lost: Lost,
     pub peak_rss: Vec<Rss>,
@@ -416,6 +417,7 @@ impl Report {
                 );
             }
         }
+        let _ = writeln!(t, "{}", self.switchover.line());
         let l = &self.lost;
         let _ = writeln!(
             t,

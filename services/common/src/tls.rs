@@ -70,6 +70,14 @@ impl TlsArgs {
 }
 
 impl Tls {
+    /// From PEM held in memory (what the operator reads from the members' TLS Secret).
+    pub fn from_pem(cert: &[u8], key: &[u8], ca: &[u8]) -> Self {
+        Tls {
+            identity: Some(Identity::from_pem(cert, key)),
+            ca: Some(Certificate::from_pem(ca)),
+        }
+    }
+
     /// Server side of the client API: our certificate, no client certificates asked for.
     pub fn client_api(&self) -> Option<ServerTlsConfig> {
         self.identity.clone().map(|id| ServerTlsConfig::new().identity(id))

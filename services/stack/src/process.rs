@@ -77,6 +77,12 @@ impl Process {
         Ok(())
     }
 
+    /// Flags added to its command line from its next start on (a changed configuration, as
+    /// a rolling update brings).
+    pub fn add_args<S: Into<String>>(&mut self, args: impl IntoIterator<Item = S>) {
+        self.args.extend(args.into_iter().map(Into::into));
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

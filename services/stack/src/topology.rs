@@ -551,6 +551,17 @@ impl Topology {
             .process
     }
 
+    /// The coordinator, server or synchronizer process of this name.
+    pub fn process_named(&mut self, name: &str) -> Option<&mut Process> {
+        let coordinators = self.coordinators.iter_mut().map(|c| &mut c.process);
+        let members = self
+            .servers
+            .values_mut()
+            .chain(self.synchronizers.values_mut())
+            .map(|m| &mut m.process);
+        coordinators.chain(members).find(|p| p.name == name)
+    }
+
     pub fn synchronizer(&mut self, id: u32) -> &mut Process {
         &mut self
             .synchronizers

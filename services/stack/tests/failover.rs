@@ -356,22 +356,6 @@ async fn a_slave_is_ready_only_while_it_is_in_sync() {
     });
 }
 
-const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
-
-/// The `readiness` health status of the server at `address` (None: it does not answer).
-async fn readiness(address: &str) -> Option<i32> {
-    let channel = tinysns_common::grpc::channel(address, Duration::from_secs(1)).ok()?;
-    let request = tonic_health::pb::HealthCheckRequest {
-        service: tinysns_common::health::READINESS.to_string(),
-    };
-    let reply = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(request)
-        .await
-        .ok()?;
-    Some(reply.into_inner().status)
-}
-
 /// Posts `text` as `user`, reopening the timeline while the system answers with retryable
 /// errors; returns how long the acknowledgement took.
 async fn post_through(user: &mut tinysns_stack::client::User, text: &str) -> Duration {

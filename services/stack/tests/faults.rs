@@ -14,6 +14,7 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{FollowRequest, ListRequest};
+use tinysns_operator::rollout;
 use tinysns_stack::proxy::Link;
 use tinysns_stack::topology::{Broker, Topology};
 use tinysns_stack::workload::Workload;
@@ -58,6 +59,9 @@ enum Fault {
     GracefulStop {
         master: bool,
     },
+    /// A rolling update of every process, rehearsed with the real binaries: each step the
+    /// operator's rules pick (`tinysns_operator::rollout`) taken as the operator would.
+    RollingUpdate,
 }
 
 /// How much longer each flush takes on a slow disk, and for how long it stays slow.
@@ -158,7 +162,7 @@ async fn scenario_once(name: &str, fault: Fault, seed: u64) {
             }
         }
         o.broker = Broker::Private;
-        if matches!(fault, Fault::CoordinatorLeaderThenMaster) {
+        if matches!(fault, Fault::CoordinatorLeaderThenMaster | Fault::RollingUpdate) {
             o.coordinators = 3;
         }
         o.partitionable = matches!(
@@ -260,6 +264,7 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
         Fault::PauseMasterTsd => pause_master(t, cluster, started, false).await,
         Fault::PlannedSwitchover => planned_switchover(t, cluster, started).await,
         Fault::GracefulStop { master } => graceful_stop(t, cluster, master, started).await,
+        Fault::RollingUpdate => rolling_update(t, started).await,
         Fault::CoordinatorRestartWhilePaused => pause_master(t, cluster, started, true).await,
         Fault::BrokerOutage => {
             let rabbit = t.rabbit.as_mut().expect("a private broker");
@@ -562,6 +567,166 @@ async fn graceful_stop(t: &mut Topology, cluster: u32, master: bool, started: In
     log(started, "restarted; it rejoins as a slave");
 }
 
+/// What a rolling update changes: one more flag for each role (the "new template").
+fn new_template(name: &str) -> [&'static str; 2] {
+    match name {
+        n if n.starts_with("tsd") => ["--commit-point-interval", "50ms"],
+        n if n.starts_with("sync") => ["--leave-timeout", "4s"],
+        _ => ["--switchover-timeout", "6s"],
+    }
+}
+
+/// The rollout's view of the topology: one "pod" per process, updated once it was restarted
+/// with the new template; a tsd is ready while its readiness check says so (in sync).
+async fn rollout_view(t: &mut Topology, updated: &std::collections::BTreeSet<String>) -> Vec<rollout::SetState> {
+    use rollout::{PodState, SetKind, SetState};
+    let mut sets = Vec::new();
+    let mut pods = Vec::new();
+    for (i, node) in t.coordinators.iter_mut().enumerate() {
+        let name = node.process.name.clone();
+        pods.push(PodState {
+            ordinal: i as u32,
+            updated: updated.contains(&name),
+            ready: node.process.is_running(),
+            terminating: false,
+            name,
+        });
+    }
+    sets.push(SetState {
+        kind: SetKind::Coordinator,
+        desired: pods.len() as u32,
+        pods,
+    });
+    for cluster in 1..=t.options.clusters {
+        let mut servers = Vec::new();
+        for server in 1..=t.servers_per_cluster() {
+            let address = t.server_address(cluster, server);
+            let name = t.server(cluster, server).name.clone();
+            let ready = readiness(&address).await == Some(SERVING);
+            servers.push(PodState {
+                ordinal: server - 1,
+                updated: updated.contains(&name),
+                ready,
+                terminating: false,
+                name,
+            });
+        }
+        sets.push(SetState {
+            kind: SetKind::Tsd { cluster },
+            desired: servers.len() as u32,
+            pods: servers,
+        });
+        let mut syncs = Vec::new();
+        let ids: Vec<u32> = t
+            .synchronizers
+            .iter()
+            .filter(|(_, m)| m.cluster == cluster)
+            .map(|(id, _)| *id)
+            .collect();
+        for (ordinal, id) in ids.iter().enumerate() {
+            let process = t.synchronizer(*id);
+            let name = process.name.clone();
+            syncs.push(PodState {
+                ordinal: ordinal as u32,
+                updated: updated.contains(&name),
+                ready: process.is_running(),
+                terminating: false,
+                name,
+            });
+        }
+        sets.push(SetState {
+            kind: SetKind::Synchronizer { cluster },
+            desired: syncs.len() as u32,
+            pods: syncs,
+        });
+    }
+    sets
+}
+
+/// The coordinators' view, as the operator reads it. Synchronizer member ids are global;
+/// the operator counts them by ordinal within the cluster, which is what this returns.
+async fn rollout_roles(t: &Topology) -> Option<std::collections::BTreeMap<u32, rollout::ClusterRoles>> {
+    let views = t.views().await.ok()?;
+    Some(
+        views
+            .into_iter()
+            .map(|v| {
+                let sync_ids: Vec<u32> = t
+                    .synchronizers
+                    .iter()
+                    .filter(|(_, m)| m.cluster == v.cluster_id)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let sync_master = v
+                    .sync_master
+                    .and_then(|m| sync_ids.iter().position(|id| *id == m.member_id))
+                    .map(|ordinal| ordinal as u32 + 1);
+                let roles = rollout::ClusterRoles {
+                    master: v.master.map(|m| m.member_id),
+                    in_sync: v.in_sync_slaves,
+                    sync_master,
+                };
+                (v.cluster_id, roles)
+            })
+            .collect(),
+    )
+}
+
+/// A rolling update of every process under load, each step picked by the operator's rules
+/// and taken as the operator would: a pod "deleted" is stopped by SIGTERM and started again
+/// with the new template (as its StatefulSet would recreate it); a switchover is asked of
+/// the coordinators.
+async fn rolling_update(t: &mut Topology, started: Instant) {
+    let mut updated = std::collections::BTreeSet::new();
+    let (mut deleted, mut switchovers) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the rolling update did not finish in 180 s ({updated:?} updated)"
+        );
+        let sets = rollout_view(t, &updated).await;
+        let roles = rollout_roles(t).await;
+        match rollout::next_step(&sets, roles.as_ref()) {
+            rollout::Step::Done => break,
+            rollout::Step::Wait { .. } => tokio::time::sleep(Duration::from_millis(100)).await,
+            rollout::Step::DeletePod { pod, .. } => {
+                let process = t.process_named(&pod).expect("a pod the view named");
+                assert!(process.stop(Duration::from_secs(20)), "{pod} did not stop on SIGTERM");
+                process.add_args(new_template(&pod));
+                process.start().expect("restart with the new template");
+                if pod.starts_with("coordinator") {
+                    // A coordinator counts as ready once the coordinators answer again.
+                    eventually!("the coordinators to answer", Duration::from_secs(20), async {
+                        t.views().await.ok().map(|_| ())
+                    });
+                }
+                log(started, &format!("updated {pod}"));
+                updated.insert(pod);
+                deleted += 1;
+            }
+            rollout::Step::Switchover { cluster, to } => {
+                let reply = t
+                    .switchover(cluster, Some(to))
+                    .await
+                    .expect("the switchover the rules asked for");
+                log(
+                    started,
+                    &format!("cluster {cluster}: switched over to server {to} (term {})", reply.term),
+                );
+                switchovers += 1;
+            }
+        }
+    }
+    let processes = t.coordinators.len() + t.servers.len() + t.synchronizers.len();
+    assert_eq!(deleted, processes, "every process was updated once");
+    assert_eq!(switchovers, t.options.clusters as usize, "one switchover per cluster");
+    log(
+        started,
+        &format!("rolling update done: {deleted} processes, {switchovers} switchovers"),
+    );
+}
+
 async fn wait_new_master(t: &Topology, cluster: u32, old: u32) {
     eventually!(
         format!("a new master in cluster {cluster}"),
@@ -573,6 +738,11 @@ async fn wait_new_master(t: &Topology, cluster: u32, old: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coordinator_restart_while_the_master_is_paused_under_load() {
     scenario("fault-pause-restart", Fault::CoordinatorRestartWhilePaused).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rolling_update_of_every_process_under_load() {
+    scenario("fault-rolling-update", Fault::RollingUpdate).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

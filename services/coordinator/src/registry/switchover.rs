@@ -6,8 +6,11 @@
 //! 2. Every heartbeat reply to the master and to the target names the target. The master
 //!    stops taking writes, and once the target holds its whole log it says so in a heartbeat
 //!    (`ready_to_hand_over`).
-//! 3. That heartbeat promotes the target under a higher term. The old master stays in the
-//!    in-sync set: it holds every acknowledged write.
+//! 3. That heartbeat promotes the target under a higher term. The in-sync set starts empty,
+//!    as after any change of master: the new master admits the old one (and any other
+//!    slave) once its link has matched their logs, which it does within moments. Recording
+//!    the old master in sync here would not last: the new master's first heartbeat reports
+//!    the set it has admitted, and that is what stands.
 //!
 //! A handover is cancelled, and the master takes writes again, when its deadline passes,
 //! the target dies or leaves the in-sync set, or the master changes for another reason.
@@ -197,11 +200,8 @@ impl Registry {
         let members = self.alive.entry((Kind::Server, cluster)).or_default();
         let mut group = super::Group::new(Kind::Server, cluster, &mut self.meta, members, &mut self.events);
         let term = group.next_term();
-        let mut in_sync = group.meta.in_sync.clone();
         group.set_master(Some(handover.to), term);
-        in_sync.remove(&handover.to);
-        in_sync.insert(handover.from);
-        group.meta.in_sync = in_sync;
+        group.meta.in_sync.clear();
         self.changed |= group.changed;
     }
 
@@ -344,22 +344,17 @@ mod tests {
         assert_eq!(r.switchover(1, target), Switchover::Done { term: 2 });
         let (_, master, term) = r.server_for_user(1).unwrap();
         assert_eq!((master.member_id, term), (2, 2));
-        // The old master holds every acknowledged write: it may be promoted in turn.
-        let meta = &r.metadata().servers[&1];
-        assert!(meta.in_sync.contains(&Replica {
-            member: 1,
-            incarnation: 101
-        }));
-        assert!(meta.in_sync.contains(&Replica {
-            member: 3,
-            incarnation: 103
-        }));
-        assert!(!meta.in_sync.contains(&target));
+        // The new master admits its slaves into a new in-sync set once it has matched them.
+        assert!(r.metadata().servers[&1].in_sync.is_empty());
         assert_eq!(beat(&mut r, &server(1, 2), t0).role, Role::Master);
         assert!(
             r.take_changed().is_some(),
             "the new master is stored before anyone hears of it"
         );
+        master_beat(&mut r, &server(1, 2), &[1, 3], t0);
+        let meta = &r.metadata().servers[&1];
+        let replica = |member, incarnation| Replica { member, incarnation };
+        assert!(meta.in_sync.contains(&replica(1, 101)) && meta.in_sync.contains(&replica(3, 103)));
     }
 
     #[test]

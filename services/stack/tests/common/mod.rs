@@ -167,3 +167,19 @@ pub async fn settled_digests(t: &Topology) -> std::collections::BTreeMap<(u32, u
         last = now;
     }
 }
+
+pub const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+pub const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+
+/// The `readiness` health status of the server at `address` (None: it does not answer).
+pub async fn readiness(address: &str) -> Option<i32> {
+    let channel = tinysns_common::grpc::channel(address, Duration::from_secs(1)).ok()?;
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: tinysns_common::health::READINESS.to_string(),
+    };
+    let reply = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(request)
+        .await
+        .ok()?;
+    Some(reply.into_inner().status)
+}
