@@ -249,6 +249,24 @@ impl CoordinatorApi for FakeCoordinators {
     }
 }
 
+/// A reconcile context on `client`, with these coordinators and default settings.
+pub fn context(client: Client, coordinators: Arc<FakeCoordinators>) -> Context {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "tinysns-operator".to_owned(),
+            instance: None,
+        },
+    );
+    Context::new(
+        client,
+        recorder,
+        Arc::new(Metrics::new()),
+        Default::default(),
+        coordinators,
+    )
+}
+
 /// Runs one reconcile of `sc` against `server` and returns its result and the requests made.
 pub async fn run(
     sc: SocialCluster,
@@ -271,21 +289,7 @@ pub async fn run_with(
 ) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let verifier = server.spawn(handle);
-    let client = Client::new(service, "default");
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "tinysns-operator".to_owned(),
-            instance: None,
-        },
-    );
-    let ctx = Context::new(
-        client,
-        recorder,
-        Arc::new(Metrics::new()),
-        Default::default(),
-        coordinators,
-    );
+    let ctx = context(Client::new(service, "default"), coordinators);
     let result = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         crate::reconcile::reconcile_inner(&sc, &ctx),

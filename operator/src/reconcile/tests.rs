@@ -668,16 +668,8 @@ async fn api_errors_are_returned_for_retry() {
     let (service, handle) =
         tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
     drop(handle);
-    let client = Client::new(service, "default");
-    let recorder = Recorder::new(client.clone(), "tinysns-operator".into());
     let coordinators = Arc::new(crate::fixtures::FakeCoordinators::default());
-    let ctx = Context::new(
-        client,
-        recorder,
-        Arc::new(Metrics::new()),
-        Default::default(),
-        coordinators,
-    );
+    let ctx = crate::fixtures::context(Client::new(service, "default"), coordinators);
     let sc = socialcluster(SocialClusterSpec::default());
     let err = reconcile_inner(&sc, &ctx).await.expect_err("no API server");
     assert!(matches!(err, Error::Kube(_)), "{err}");

@@ -76,7 +76,8 @@ impl Replicator {
     }
 
     pub async fn run(mut self, mut batches: tokio::sync::mpsc::Receiver<Batch>) {
-        // Its own view of role changes: a planned switchover is answered at once.
+        // Its own view of role changes: a planned switchover is answered at once, not at the
+        // next tick.
         let mut changes = self.role.clone();
         let mut tick = tokio::time::interval(CATCH_UP_PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,7 +104,12 @@ impl Replicator {
                     None => return,
                 },
                 _ = tick.tick() => self.catch_up().await,
-                _ = changes.changed() => self.catch_up().await,
+                // Only a planned switchover needs an answer sooner than the next tick.
+                _ = changes.changed() => {
+                    if self.role.current().assignment.handover_to.is_some() {
+                        self.catch_up().await;
+                    }
+                }
             }
         }
     }
