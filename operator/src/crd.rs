@@ -35,8 +35,16 @@ pub const MAX_PER_CLUSTER: u32 = 8;
 #[serde(rename_all = "camelCase")]
 pub struct SocialClusterSpec {
     /// Number of tinysns clusters (ids 1..=clusters). Each has its own servers and synchronizers.
+    /// Fixed at creation: a user's home cluster is ((id - 1) % clusters) + 1, so changing it
+    /// would move most users to a cluster that holds none of their data.
     #[serde(default = "default_clusters")]
     #[schemars(range(min = 1, max = 32))]
+    #[schemars(extend(
+        "x-kubernetes-validations" = [{
+            "rule": "self == oldSelf",
+            "message": "clusters is fixed at creation: users are homed by ((id - 1) % clusters) + 1, so changing it strands every user whose home moves"
+        }]
+    ))]
     pub clusters: u32,
 
     /// tsd servers per cluster (server ids 1..=serversPerCluster; the coordinator picks the master).
@@ -210,14 +218,20 @@ pub struct TlsSpec {
 /// Durations in humantime syntax ("250ms", "1s", "1m30s").
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend(
+    "x-kubernetes-validations" = [{
+        "rule": "duration(self.failureTimeout) >= duration(self.heartbeatInterval) + duration(self.heartbeatInterval)",
+        "message": "timing.failureTimeout must be at least twice timing.heartbeatInterval, or one late heartbeat would depose a healthy master"
+    }]
+))]
 pub struct TimingSpec {
     /// How often servers and synchronizers heartbeat to the coordinator.
     #[serde(default = "default_heartbeat")]
-    #[schemars(regex(pattern = r"^([0-9]+(ns|us|ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(ns|us|ms|s|m|h))+$"), length(min = 2, max = 32))]
     pub heartbeat_interval: String,
     /// After this long without a heartbeat a process is declared dead. At least 2 x heartbeatInterval.
     #[serde(default = "default_failure_timeout")]
-    #[schemars(regex(pattern = r"^([0-9]+(ns|us|ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(ns|us|ms|s|m|h))+$"), length(min = 2, max = 32))]
     pub failure_timeout: String,
 }
 
@@ -458,3 +472,6 @@ pub struct ClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<u32>,
 }
+
+#[cfg(test)]
+mod validation_rules;
