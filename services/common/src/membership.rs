@@ -286,6 +286,9 @@ impl Membership {
             if let Some(why) = progress.failure() {
                 tracing::error!(%why, "stopping heartbeats so that the coordinator replaces this member");
                 self.tx.send_replace(Assignment::default());
+                // Keep the role's sender until shutdown: once it is dropped, every wait on a
+                // role change returns at once, and the loops that wait on them would spin.
+                shutdown.wait().await;
                 return;
             }
             let sent = Instant::now();
@@ -348,6 +351,7 @@ impl Membership {
                             if request.leaving && r.left {
                                 tracing::info!("the coordinator let this member go; heartbeats stop");
                                 progress.left.send_replace(true);
+                                shutdown.wait().await;
                                 return;
                             }
                         }
