@@ -20,7 +20,7 @@ fn writes(seen: &[Recorded]) -> Vec<&Recorded> {
         .collect()
 }
 
-fn status_patch(seen: &[Recorded]) -> &Recorded {
+pub(super) fn status_patch(seen: &[Recorded]) -> &Recorded {
     let patches: Vec<_> = seen.iter().filter(|r| r.path.ends_with("/status")).collect();
     assert_eq!(patches.len(), 1, "exactly one status write");
     let p = patches[0];
@@ -35,7 +35,7 @@ fn status_patch(seen: &[Recorded]) -> &Recorded {
     p
 }
 
-fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+pub(super) fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
     status["status"]["conditions"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["type"] == type_))

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::crd::SocialClusterSpec;
 use crate::fixtures::{ApiServer, FakeCoordinators, Recorded, run_with, socialcluster};
+use crate::reconcile::tests::{condition, status_patch};
 use crate::reconcile::{Outcome, RESYNC_ROLLING, SWITCHOVER_ANNOTATION};
 
 const OLD: &str = "demo-v1";
@@ -73,23 +74,11 @@ fn events(seen: &[Recorded]) -> Vec<String> {
 }
 
 fn progressing(seen: &[Recorded]) -> Value {
-    let status = seen
-        .iter()
-        .find(|r| r.path.ends_with("/status"))
-        .expect("a status write");
-    status.body["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Progressing"))
-        .cloned()
-        .expect("a Progressing condition")
+    condition(&status_patch(seen).body, "Progressing").clone()
 }
 
 fn cluster_status(seen: &[Recorded], k: u64) -> Value {
-    let status = seen
-        .iter()
-        .find(|r| r.path.ends_with("/status"))
-        .expect("a status write");
-    status.body["status"]["clusters"]
+    status_patch(seen).body["status"]["clusters"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["id"] == k))
         .cloned()
