@@ -103,14 +103,20 @@ for path in sys.argv[1:]:
     problems = [] if len(secret) == 1 else ["no <name>-cluster-secret Secret"]
     for d in docs:
         name = f'{d["kind"]}/{d["metadata"]["name"]}'
-        if d["kind"] == "StatefulSet":
+        component = d["metadata"]["labels"]["app.kubernetes.io/component"]
+        if d["kind"] == "StatefulSet" and component == "rabbitmq":
+            # The managed broker keeps what it confirmed on a volume of its own.
+            volumes = d["spec"]["template"]["spec"].get("volumes", [])
+            if not d["spec"].get("volumeClaimTemplates") or any("emptyDir" in v for v in volumes):
+                problems.append(f"{name}: the broker's queues are not on a persistent volume")
+        elif d["kind"] == "StatefulSet":
             volumes = {v["name"]: v for v in d["spec"]["template"]["spec"].get("volumes", [])}
             if secret and volumes.get("cluster-secret", {}).get("secret", {}).get("secretName") != secret[0]:
                 problems.append(f"{name} does not mount {secret[0]}")
             wants_tls = "tls" in os.path.basename(path)
             if wants_tls != ("tls" in volumes):
                 problems.append(f"{name}: TLS volume {'missing' if wants_tls else 'unexpected'}")
-        if d["kind"] == "Service" and d["metadata"]["labels"]["app.kubernetes.io/component"] in ("coordinator", "tsd"):
+        if d["kind"] == "Service" and component in ("coordinator", "tsd"):
             if "internal" not in [p["name"] for p in d["spec"]["ports"]]:
                 problems.append(f"{name} exposes no internal port")
     for problem in problems:

@@ -340,12 +340,16 @@ pub struct RoleResources {
     pub rabbitmq: Option<ResourceRequirements>,
 }
 
-/// Exactly one of `managed` or `external`.
+/// Exactly one of `managed`, `clusterRef` or `external`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RabbitMqSpec {
-    /// The operator runs a single-node broker with generated credentials.
+    /// The operator runs the broker: a StatefulSet of 1 or 3 nodes on persistent volumes,
+    /// with generated credentials.
     Managed(ManagedRabbitMq),
+    /// A `RabbitmqCluster` of the RabbitMQ Cluster Operator in the same namespace: the
+    /// synchronizers log in with its default user (Secret `<name>-default-user`).
+    ClusterRef(RabbitMqClusterRef),
     /// Use an existing broker; its amqp:// URL is read from a Secret.
     External(ExternalRabbitMq),
 }
@@ -356,19 +360,63 @@ impl Default for RabbitMqSpec {
     }
 }
 
+/// How the synchronizers declare their queues. Fixed once queues exist: RabbitMQ refuses
+/// to redeclare a queue with another type.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// Durable classic queues: one copy, on the node that holds the queue.
+    #[default]
+    Classic,
+    /// Quorum queues (Raft): replicated to every node of the broker, so losing one of three
+    /// nodes loses no confirmed message.
+    Quorum,
+}
+
+impl QueueType {
+    /// The value of TINYSNS_AMQP_QUEUE_TYPE.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
+/// Most broker nodes the operator runs.
+pub const MAX_RABBITMQ_REPLICAS: u32 = 3;
+
 /// A broker run by the operator.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedRabbitMq {
+    /// The official (Debian-based) RabbitMQ image, 4.1 or newer (the nodes find each other
+    /// with 4.1's Kubernetes peer discovery). Pinned by tag: an upgrade is a spec change.
     #[serde(default = "default_rabbitmq_image")]
     #[schemars(length(min = 1))]
     pub image: String,
     #[serde(default)]
     pub pull_policy: PullPolicy,
+    /// 1 node (classic queues; a node drain waits for you, see docs/kubernetes.md) or 3
+    /// nodes (quorum queues: one node may be down or drained at a time). Fixed at creation:
+    /// the queue type follows from it.
+    #[serde(default = "default_rabbitmq_replicas")]
+    #[schemars(extend(
+        "enum" = [1, 3],
+        "x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "rabbitmq.managed.replicas is fixed at creation: the queue type (classic with 1 node, quorum with 3) follows from it"}]
+    ))]
+    pub replicas: u32,
+    /// The persistent volume of each broker node (its queues and their messages).
+    #[serde(default)]
+    pub storage: StorageSpec,
 }
 
 fn default_rabbitmq_image() -> String {
-    "rabbitmq:3.13-alpine".to_owned()
+    "rabbitmq:4.1.0".to_owned()
+}
+
+fn default_rabbitmq_replicas() -> u32 {
+    1
 }
 
 impl Default for ManagedRabbitMq {
@@ -376,8 +424,39 @@ impl Default for ManagedRabbitMq {
         Self {
             image: default_rabbitmq_image(),
             pull_policy: PullPolicy::default(),
+            replicas: default_rabbitmq_replicas(),
+            storage: StorageSpec::default(),
         }
     }
+}
+
+impl ManagedRabbitMq {
+    /// Quorum queues when there are nodes to replicate to.
+    pub fn queue_type(&self) -> QueueType {
+        if self.replicas > 1 {
+            QueueType::Quorum
+        } else {
+            QueueType::Classic
+        }
+    }
+}
+
+/// A `RabbitmqCluster` (rabbitmq.com/v1beta1) in the SocialCluster's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RabbitMqClusterRef {
+    /// Its name: the operator reads the Secret `<name>-default-user` and connects to the
+    /// Service `<name>`.
+    #[schemars(length(min = 1, max = 52))]
+    #[schemars(regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Quorum unless the RabbitmqCluster has a single node and you want classic queues.
+    #[serde(default = "default_cluster_ref_queue_type")]
+    pub queue_type: QueueType,
+}
+
+fn default_cluster_ref_queue_type() -> QueueType {
+    QueueType::Quorum
 }
 
 /// A broker run elsewhere.
@@ -386,6 +465,9 @@ impl Default for ManagedRabbitMq {
 pub struct ExternalRabbitMq {
     /// Secret key holding the full AMQP URL, e.g. amqp://user:pass@host:5672/%2f
     pub url_secret_ref: SecretKeyRef,
+    /// The queue type to declare (classic unless the broker is a cluster).
+    #[serde(default)]
+    pub queue_type: QueueType,
 }
 
 /// A key of a Secret in the SocialCluster's namespace.

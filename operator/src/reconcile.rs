@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -235,10 +235,10 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
         Err(unusable) => return run.blocked(unusable.into()).await,
     };
     let children = build::build_all(&owner, &sc.spec, &credentials);
-    let (deployments, stateful_sets) = run.apply(&children).await?;
+    let stateful_sets = run.apply(&children).await?;
     run.delete_orphans(&owner, &children).await?;
     let progress = run.roll(&owner, &credentials, &stateful_sets).await?;
-    let new_status = status::observed(sc, &owner, &stateful_sets, &deployments, &progress, &run.now);
+    let new_status = status::observed(sc, &owner, &stateful_sets, &progress, &run.now);
     let rolling = progress.step != crate::rollout::Step::Done;
     run.observed(new_status, rolling).await
 }
@@ -286,28 +286,35 @@ impl Run<'_> {
                 security::generate_cluster_secret()
             }
         };
-        let rabbitmq_password = match rabbitmq::managed(&self.sc.spec) {
+        let (rabbitmq_password, rabbitmq_erlang_cookie) = match rabbitmq::managed(&self.sc.spec) {
             Some(_) => {
                 let existing = secrets.get_opt(&owner.rabbitmq_secret_name()).await?;
-                existing
+                let password = existing
                     .as_ref()
                     .and_then(rabbitmq::password_from_secret)
                     .unwrap_or_else(|| {
                         info!(object = %self.key(), "generating RabbitMQ credentials");
                         rabbitmq::generate_password()
-                    })
+                    });
+                // Secrets of older operators hold no cookie: one is added, the password kept.
+                let cookie = existing
+                    .as_ref()
+                    .and_then(rabbitmq::erlang_cookie_from_secret)
+                    .unwrap_or_else(rabbitmq::generate_erlang_cookie);
+                (password, cookie)
             }
-            None => String::new(),
+            None => (String::new(), String::new()),
         };
         Ok(Ok(Credentials {
             rabbitmq_password,
+            rabbitmq_erlang_cookie,
             cluster_secret,
         }))
     }
 
     /// Applies every child; a rejection by the API server is reported in status and events
     /// and still returned, so error_policy retries with backoff.
-    async fn apply(&self, children: &build::Children) -> Result<(Vec<Deployment>, Vec<StatefulSet>), Error> {
+    async fn apply(&self, children: &build::Children) -> Result<Vec<StatefulSet>, Error> {
         match apply_children(&self.ctx.client, &self.ns, children).await {
             Err(Error::Kube(kube::Error::Api(rejected))) if is_rejection(&rejected) => {
                 self.report_rejection(&rejected).await;
@@ -346,6 +353,7 @@ impl Run<'_> {
             deployments,
             services,
             secrets,
+            config_maps,
             pdbs,
         } = children;
         let (client, ns) = (&self.ctx.client, self.ns.as_str());
@@ -354,6 +362,7 @@ impl Run<'_> {
         deleted.extend(delete_orphans(client, ns, owner, deployments).await?);
         deleted.extend(delete_orphans(client, ns, owner, pdbs).await?);
         deleted.extend(delete_orphans(client, ns, owner, services).await?);
+        deleted.extend(delete_orphans(client, ns, owner, config_maps).await?);
         deleted.extend(delete_orphans(client, ns, owner, secrets).await?);
         if !deleted.is_empty() {
             info!(object = %self.key(), ?deleted, "deleted orphaned children");
@@ -392,31 +401,30 @@ impl Run<'_> {
     }
 }
 
-/// Applies every child in dependency order; returns the Deployments and StatefulSets as
-/// stored, whose status feeds the SocialCluster status. Secrets go first (pods mount them),
+/// Applies every child in dependency order; returns the StatefulSets as stored, whose status
+/// feeds the SocialCluster status. Secrets and ConfigMaps go first (pods mount them),
 /// Services before the pods that resolve them.
-async fn apply_children(
-    client: &Client,
-    ns: &str,
-    children: &build::Children,
-) -> Result<(Vec<Deployment>, Vec<StatefulSet>), Error> {
+async fn apply_children(client: &Client, ns: &str, children: &build::Children) -> Result<Vec<StatefulSet>, Error> {
     // Exhaustive: a new kind of child that is not applied does not compile.
     let build::Children {
         stateful_sets,
         deployments,
         services,
         secrets,
+        config_maps,
         pdbs,
     } = children;
     for secret in secrets {
         apply(client, ns, secret).await?;
     }
+    for config_map in config_maps {
+        apply(client, ns, config_map).await?;
+    }
     for svc in services {
         apply(client, ns, svc).await?;
     }
-    let mut applied_deployments = Vec::new();
     for d in deployments {
-        applied_deployments.push(apply(client, ns, d).await?);
+        apply(client, ns, d).await?;
     }
     let mut applied_stateful_sets = Vec::new();
     for s in stateful_sets {
@@ -425,7 +433,7 @@ async fn apply_children(
     for p in pdbs {
         apply(client, ns, p).await?;
     }
-    Ok((applied_deployments, applied_stateful_sets))
+    Ok(applied_stateful_sets)
 }
 
 /// Whether an API error means "this object is not acceptable" rather than a transient

@@ -10,6 +10,8 @@ use crate::crd::{AuthMode, SocialCluster, SocialClusterSpec, TlsSpec};
 pub const RENDER_UID: &str = "00000000-0000-4000-8000-000000000001";
 /// Stand-in broker password for rendering (the real one is generated in the cluster).
 pub const RENDER_PASSWORD: &str = "renderedPassword0123456789abcdef";
+/// Stand-in Erlang cookie of the broker nodes for rendering.
+pub const RENDER_ERLANG_COOKIE: &str = "renderedErlangCookie0123456789abcdefghijklmnopq";
 /// Stand-in cluster secret for rendering (the real one is generated in the cluster).
 pub const RENDER_CLUSTER_SECRET: &str = "renderedClusterSecret0123456789abcdefghijklmnop";
 
@@ -17,6 +19,7 @@ pub const RENDER_CLUSTER_SECRET: &str = "renderedClusterSecret0123456789abcdefgh
 pub fn credentials() -> Credentials {
     Credentials {
         rabbitmq_password: RENDER_PASSWORD.to_owned(),
+        rabbitmq_erlang_cookie: RENDER_ERLANG_COOKIE.to_owned(),
         cluster_secret: RENDER_CLUSTER_SECRET.to_owned(),
     }
 }

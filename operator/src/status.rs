@@ -1,7 +1,7 @@
 //! Status conditions: Ready / Progressing / Degraded with observedGeneration, so that
 //! `kubectl wait --for=condition=Ready socialcluster/NAME` works and a user can see why not.
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
@@ -90,21 +90,7 @@ fn sts_count(sts: Option<&StatefulSet>, desired: u32) -> ReplicaCount {
     workload_count(rollout, desired)
 }
 
-/// The same for a Deployment.
-fn deployment_count(d: Option<&Deployment>, desired: u32) -> ReplicaCount {
-    let rollout = d.and_then(|d| {
-        let st = d.status.as_ref()?;
-        Some(Rollout {
-            generation: d.metadata.generation,
-            observed: st.observed_generation,
-            ready: st.ready_replicas,
-            updated: st.updated_replicas,
-        })
-    });
-    workload_count(rollout, desired)
-}
-
-/// The status fields StatefulSets and Deployments share.
+/// The status fields of a workload that tell how far its rollout got.
 struct Rollout {
     generation: Option<i64>,
     observed: Option<i64>,
@@ -149,7 +135,6 @@ pub fn observed(
     sc: &SocialCluster,
     owner: &Owner,
     stateful_sets: &[StatefulSet],
-    deployments: &[Deployment],
     progress: &Progress,
     now: &Time,
 ) -> SocialClusterStatus {
@@ -157,10 +142,7 @@ pub fn observed(
     let find_sts = |name: &str| stateful_sets.iter().find(|s| s.name_any() == name);
 
     let coordinator = sts_count(find_sts(&owner.coordinator_name()), spec.coordinator.replicas);
-    let rabbitmq = rabbitmq::managed(spec).map(|_| {
-        let name = owner.rabbitmq_name();
-        deployment_count(deployments.iter().find(|d| d.name_any() == name), 1)
-    });
+    let rabbitmq = rabbitmq::managed(spec).map(|managed| sts_count(find_sts(&owner.rabbitmq_name()), managed.replicas));
     let clusters: Vec<ClusterStatus> = (1..=spec.clusters)
         .map(|k| {
             let tsd = sts_count(find_sts(&owner.tsd_name(k)), spec.servers_per_cluster);

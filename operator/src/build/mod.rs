@@ -3,6 +3,7 @@
 //! rendered offline (see the `render` binary).
 
 pub mod coordinator;
+pub mod quantity;
 pub mod rabbitmq;
 pub mod security;
 pub mod synchronizer;
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, GRPCAction,
+    Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, GRPCAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecurityContext, Service, ServicePort,
     ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
@@ -244,6 +245,7 @@ pub struct Children {
     pub deployments: Vec<Deployment>,
     pub services: Vec<Service>,
     pub secrets: Vec<Secret>,
+    pub config_maps: Vec<ConfigMap>,
     pub pdbs: Vec<PodDisruptionBudget>,
 }
 
@@ -256,10 +258,12 @@ impl Children {
             deployments,
             services,
             secrets,
+            config_maps,
             pdbs,
         } = self;
         let mut out = Vec::new();
         out.extend(secrets.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
+        out.extend(config_maps.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
         out.extend(services.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
         out.extend(deployments.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
         out.extend(stateful_sets.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
@@ -299,11 +303,25 @@ pub fn build_all(owner: &Owner, spec: &SocialClusterSpec, credentials: &Credenti
     children.pdbs.push(pdb(owner, Role::Coordinator, None));
 
     if let Some(managed) = rabbitmq::managed(spec) {
-        let (deploy, svc, secret) = rabbitmq::build(owner, spec, managed, &credentials.rabbitmq_password);
-        children.deployments.push(deploy);
-        children.services.push(svc);
+        let rabbitmq::Broker {
+            stateful_set,
+            service,
+            nodes_service,
+            config_map,
+            secret,
+            pdb,
+        } = rabbitmq::build(
+            owner,
+            spec,
+            managed,
+            &credentials.rabbitmq_password,
+            &credentials.rabbitmq_erlang_cookie,
+        );
+        children.stateful_sets.push(stateful_set);
+        children.services.extend([service, nodes_service]);
+        children.config_maps.push(config_map);
         children.secrets.push(secret);
-        children.pdbs.push(pdb(owner, Role::RabbitMq, None));
+        children.pdbs.push(pdb);
     }
 
     for k in 1..=spec.clusters {
@@ -312,7 +330,7 @@ pub fn build_all(owner: &Owner, spec: &SocialClusterSpec, credentials: &Credenti
         children.services.push(svc);
         children.pdbs.push(pdb(owner, Role::Tsd, Some(k)));
 
-        let (sts, svc) = synchronizer::build(owner, spec, k);
+        let (sts, svc) = synchronizer::build(owner, spec, k, &credentials.rabbitmq_password);
         children.stateful_sets.push(sts);
         children.services.push(svc);
         children.pdbs.push(pdb(owner, Role::Synchronizer, Some(k)));
@@ -324,6 +342,12 @@ pub fn build_all(owner: &Owner, spec: &SocialClusterSpec, credentials: &Credenti
 /// take one pod of a cluster at a time, so each cluster keeps a serving tsd while the other
 /// moves, and drains of different clusters proceed in parallel.
 pub fn pdb(owner: &Owner, role: Role, cluster: Option<u32>) -> PodDisruptionBudget {
+    pdb_allowing(owner, role, cluster, 1)
+}
+
+/// A PodDisruptionBudget letting `max_unavailable` pods of a role (and cluster) be evicted
+/// at once.
+pub fn pdb_allowing(owner: &Owner, role: Role, cluster: Option<u32>, max_unavailable: i32) -> PodDisruptionBudget {
     let name = match (role, cluster) {
         (Role::Coordinator, _) => owner.coordinator_name(),
         (Role::RabbitMq, _) => owner.rabbitmq_name(),
@@ -335,7 +359,7 @@ pub fn pdb(owner: &Owner, role: Role, cluster: Option<u32>) -> PodDisruptionBudg
     PodDisruptionBudget {
         metadata: owner.meta(name, role, cluster),
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(max_unavailable)),
             selector: Some(LabelSelector {
                 match_labels: Some(owner.selector_labels(role, cluster)),
                 ..LabelSelector::default()

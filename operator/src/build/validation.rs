@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::crd::{SocialCluster, SocialClusterSpec, TlsSpec};
 
 use super::Owner;
+use super::quantity::{self, QuantityError};
 
 /// The Kubernetes cluster DNS domain most clusters use (`--cluster-domain`'s default).
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
@@ -82,6 +83,10 @@ pub enum InvalidSpec {
     TimeoutNotAboveHeartbeat { heartbeat: String, failure: String },
     #[error("timing.heartbeatInterval must be positive")]
     ZeroHeartbeat,
+    #[error("rabbitmq.managed.replicas must be 1 or 3, got {0}")]
+    RabbitMqReplicas(u32),
+    #[error("{field}: {reason}")]
+    BadQuantity { field: &'static str, reason: QuantityError },
     #[error("{field} must be between {min} and {max}, got {value}")]
     OutOfRange {
         field: &'static str,
@@ -152,6 +157,32 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
             field: "tls.secretName",
             value: secret_name.clone(),
         });
+    }
+    validate_quantities(spec)
+}
+
+/// The quantities the operator computes with (the broker's memory budget) or compares
+/// (storage that may only grow) must be readable. The API server checks none of them: the
+/// CRD's quantity schema is a plain string.
+fn validate_quantities(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
+    let mut quantities = vec![
+        ("storage.size", &spec.storage.size),
+        ("coordinator.storageSize", &spec.coordinator.storage_size),
+    ];
+    if let Some(managed) = super::rabbitmq::managed(spec) {
+        if ![1, 3].contains(&managed.replicas) {
+            return Err(InvalidSpec::RabbitMqReplicas(managed.replicas));
+        }
+        quantities.push(("rabbitmq.managed.storage.size", &managed.storage.size));
+    }
+    let broker_limit = spec
+        .resources
+        .rabbitmq
+        .as_ref()
+        .and_then(|r| r.limits.as_ref()?.get("memory"));
+    quantities.extend(broker_limit.map(|limit| ("resources.rabbitmq.limits.memory", limit)));
+    for (field, value) in quantities {
+        quantity::to_units(value).map_err(|reason| InvalidSpec::BadQuantity { field, reason })?;
     }
     Ok(())
 }

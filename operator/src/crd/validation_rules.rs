@@ -110,3 +110,13 @@ fn the_failure_timeout_is_at_least_twice_the_heartbeat() {
         assert!(refused[0].contains("at least twice"), "{refused:?}");
     }
 }
+
+#[test]
+fn broker_nodes_cannot_change_after_creation() {
+    let path = ["spec", "rabbitmq", "managed", "replicas"];
+    assert!(refusals(&path, json!(3), None).is_empty(), "any count on create");
+    assert!(refusals(&path, json!(1), Some(json!(1))).is_empty());
+    let refused = refusals(&path, json!(3), Some(json!(1)));
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].contains("queue type"), "{refused:?}");
+}

@@ -65,8 +65,17 @@ fn stored_secret(name: &str, key: &str, value: &str) -> Secret {
 }
 
 fn existing_secret(password: &str) -> Secret {
-    stored_secret("demo-rabbitmq-credentials", "password", password)
+    let mut secret = stored_secret("demo-rabbitmq-credentials", "password", password);
+    if let Some(data) = secret.data.as_mut() {
+        data.insert(
+            "erlang-cookie".to_owned(),
+            ByteString(KEPT_ERLANG_COOKIE.as_bytes().to_vec()),
+        );
+    }
+    secret
 }
+
+const KEPT_ERLANG_COOKIE: &str = "KeepThisErlangCookie0123456789abcdefghijklmnopq";
 
 const KEPT_PASSWORD: &str = "KeepThisPasswordPlease0123456789";
 const KEPT_CLUSTER_SECRET: &str = "KeepThisClusterSecretPlease0123456789abcdefghijk";
@@ -107,16 +116,17 @@ async fn create_applies_every_child_then_writes_status() {
         format!("GET /api/v1{NS}secrets/demo-rabbitmq-credentials"),
         format!("PATCH /api/v1{NS}secrets/demo-cluster-secret"),
         format!("PATCH /api/v1{NS}secrets/demo-rabbitmq-credentials"),
+        format!("PATCH /api/v1{NS}configmaps/demo-rabbitmq-config"),
     ];
-    for svc in ["demo-coordinator", "demo-rabbitmq"] {
+    for svc in ["demo-coordinator", "demo-rabbitmq", "demo-rabbitmq-nodes"] {
         expected.push(format!("PATCH /api/v1{NS}services/{svc}"));
     }
     for k in 1..=3 {
         expected.push(format!("PATCH /api/v1{NS}services/demo-tsd-{k}"));
         expected.push(format!("PATCH /api/v1{NS}services/demo-sync-{k}"));
     }
-    expected.push(format!("PATCH /apis/apps/v1{NS}deployments/demo-rabbitmq"));
     expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-coordinator"));
+    expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-rabbitmq"));
     for k in 1..=3 {
         expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-tsd-{k}"));
         expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-sync-{k}"));
@@ -133,6 +143,7 @@ async fn create_applies_every_child_then_writes_status() {
         "/apis/apps/v1/namespaces/ns1/deployments",
         "/apis/policy/v1/namespaces/ns1/poddisruptionbudgets",
         "/api/v1/namespaces/ns1/services",
+        "/api/v1/namespaces/ns1/configmaps",
         "/api/v1/namespaces/ns1/secrets",
     ] {
         expected.push(format!("GET {list}"));
@@ -392,6 +403,7 @@ async fn unusable_cluster_secret_is_reported_not_replaced() {
 async fn external_broker_keeps_the_cluster_secret_and_drops_the_credentials() {
     let spec = SocialClusterSpec {
         rabbitmq: crate::crd::RabbitMqSpec::External(crate::crd::ExternalRabbitMq {
+            queue_type: crate::crd::QueueType::Classic,
             url_secret_ref: crate::crd::SecretKeyRef {
                 name: "my-amqp".to_owned(),
                 key: "url".to_owned(),
@@ -694,4 +706,50 @@ fn metrics_encode_reconciliations() {
         "{text}"
     );
     assert!(text.contains("tinysns_operator_reconcile_duration_seconds"), "{text}");
+}
+
+#[tokio::test]
+async fn an_upgrade_from_the_deployment_broker_replaces_it_and_keeps_the_password() {
+    let sc = socialcluster(SocialClusterSpec::default());
+    // What an older operator left: a broker Deployment, and credentials without a cookie.
+    let mut server = ApiServer::new(&sc)
+        .with_secret(stored_secret("demo-rabbitmq-credentials", "password", KEPT_PASSWORD))
+        .with_secret(existing_cluster_secret(KEPT_CLUSTER_SECRET));
+    server.lists.insert(
+        "deployments",
+        vec![owned(
+            "Deployment",
+            "apps/v1",
+            "demo-rabbitmq",
+            RENDER_UID,
+            json!({"spec": {"selector": {}, "template": {}}}),
+        )],
+    );
+    let (result, seen) = run(sc, server).await;
+    result.expect("reconcile succeeds");
+    assert!(
+        seen.iter()
+            .any(|r| r.line() == format!("DELETE /apis/apps/v1{NS}deployments/demo-rabbitmq")),
+        "the old broker is deleted"
+    );
+    applied(&seen, "statefulsets", "demo-rabbitmq");
+    assert_eq!(
+        applied_secret_value(&seen, "demo-rabbitmq-credentials", "password"),
+        KEPT_PASSWORD
+    );
+    let cookie = applied_secret_value(&seen, "demo-rabbitmq-credentials", "erlang-cookie");
+    assert!(cookie.len() >= 32 && cookie.chars().all(|c| c.is_ascii_alphanumeric()));
+    // A second reconcile keeps the cookie it stored.
+    let stored: Secret =
+        serde_json::from_value(applied(&seen, "secrets", "demo-rabbitmq-credentials").body.clone()).expect("a Secret");
+    let sc = socialcluster(SocialClusterSpec::default());
+    let server = ApiServer::new(&sc)
+        .with_secret(stored)
+        .with_secret(existing_cluster_secret(KEPT_CLUSTER_SECRET));
+    let (result, again) = run(sc, server).await;
+    result.expect("reconcile succeeds");
+    assert_eq!(
+        applied_secret_value(&again, "demo-rabbitmq-credentials", "erlang-cookie"),
+        cookie
+    );
 }

@@ -23,6 +23,16 @@ pub enum RabbitError {
     Ctl { args: String, why: String },
 }
 
+/// A private broker set up as a deployment would set it up (e.g. as the operator configures
+/// a managed node): extra rabbitmq.conf lines, and the user clients log in as (the
+/// definitions the lines load create it; no `guest` then).
+#[derive(Debug, Clone)]
+pub struct BrokerSetup {
+    pub conf: String,
+    pub user: String,
+    pub password: String,
+}
+
 pub struct RabbitMq {
     pub port: u16,
     /// The TLS (amqps) port, when the broker has one.
@@ -30,6 +40,9 @@ pub struct RabbitMq {
     process: Process,
     /// What `rabbitmqctl` needs to reach this node (its name, and HOME for the cookie).
     ctl_env: Vec<(String, String)>,
+    config: PathBuf,
+    /// (user, password) clients and the readiness probe log in with.
+    user: (String, String),
 }
 
 impl RabbitMq {
@@ -105,19 +118,44 @@ impl RabbitMq {
             tls_port,
             process,
             ctl_env,
+            config,
+            user: ("guest".to_string(), "guest".to_string()),
         })
+    }
+
+    /// Applies a setup before the first start: appends its configuration and logs in as its
+    /// user from then on.
+    pub fn set_up(&mut self, setup: &BrokerSetup) -> Result<(), RabbitError> {
+        let mut conf = std::fs::read_to_string(&self.config).map_err(|source| RabbitError::Dir {
+            path: self.config.display().to_string(),
+            source,
+        })?;
+        conf.push_str(&setup.conf);
+        std::fs::write(&self.config, conf).map_err(|source| RabbitError::Dir {
+            path: self.config.display().to_string(),
+            source,
+        })?;
+        self.user = (setup.user.clone(), setup.password.clone());
+        Ok(())
     }
 
     /// The plain AMQP URL (the harness's readiness probe, tests poking at the broker).
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        let (user, password) = &self.user;
+        format!("amqp://{user}:{password}@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The plain URL as `user`/`password`: what a client with other credentials gets.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("amqp://{user}:{password}@127.0.0.1:{}/%2f", self.port)
     }
 
     /// What the synchronizers use: amqps when the broker has TLS (the certificate names
     /// `localhost`), else the plain URL.
     pub fn client_url(&self) -> String {
+        let (user, password) = &self.user;
         match self.tls_port {
-            Some(port) => format!("amqps://guest:guest@localhost:{port}/%2f"),
+            Some(port) => format!("amqps://{user}:{password}@localhost:{port}/%2f"),
             None => self.url(),
         }
     }
@@ -163,6 +201,11 @@ impl RabbitMq {
     /// Graceful stop (the broker persists its queues).
     pub fn stop(&mut self) {
         self.process.stop(Duration::from_secs(30));
+    }
+
+    /// SIGKILL of the broker's whole process group: a node that gets no chance to flush.
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     pub fn is_running(&mut self) -> bool {

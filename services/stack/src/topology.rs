@@ -49,6 +49,8 @@ pub enum Ports {
 pub enum Broker {
     /// Start a private RabbitMQ under the topology's directory.
     Private,
+    /// The same, set up as a deployment sets it up (e.g. the operator's managed broker).
+    PrivateWith(crate::rabbit::BrokerSetup),
     /// Use a running broker at this URL, under a namespace of our own.
     External(String),
 }
@@ -309,12 +311,15 @@ impl Topology {
         // With TLS, synchronizers reach a private broker over amqps:// (checked against the
         // run's CA); its plain port stays for the harness's own probes.
         let (rabbit, amqp_url, namespace) = match &options.broker {
-            Broker::Private => {
+            Broker::Private | Broker::PrivateWith(_) => {
                 let amqps = match &certs {
                     Some(files) => Some((files.clone(), port(5671)?)),
                     None => None,
                 };
-                let rabbit = RabbitMq::new(&options.dir.join("rabbitmq"), port(5672)?, port(25672)?, amqps)?;
+                let mut rabbit = RabbitMq::new(&options.dir.join("rabbitmq"), port(5672)?, port(25672)?, amqps)?;
+                if let Broker::PrivateWith(setup) = &options.broker {
+                    rabbit.set_up(setup)?;
+                }
                 let url = rabbit.client_url();
                 (Some(rabbit), url, "tinysns".to_string())
             }

@@ -24,6 +24,12 @@ enum Fault {
     KillMasterTsd,
     PauseMasterTsd,
     BrokerOutage,
+    /// The broker set up as the operator sets up a managed node (its definitions, generated
+    /// password and memory budget; classic or quorum queues), killed -9 and started again at
+    /// once on the same data: a deleted broker pod coming back on its volume.
+    BrokerNodeKilled {
+        quorum: bool,
+    },
     BrokerMemoryAlarm,
     CoordinatorRestart,
     /// The master paused, and the coordinator killed and restarted meanwhile (a double fault).
@@ -161,7 +167,16 @@ async fn scenario_once(name: &str, fault: Fault, seed: u64) {
                 disks.push(SmallDisk::mount(dir, SMALL_DISK_BYTES));
             }
         }
-        o.broker = Broker::Private;
+        o.broker = match fault {
+            Fault::BrokerNodeKilled { quorum } => {
+                if quorum {
+                    o.synchronizer_args
+                        .extend(["--amqp-queue-type".to_string(), "quorum".to_string()]);
+                }
+                Broker::PrivateWith(managed_broker(&o.dir))
+            }
+            _ => Broker::Private,
+        };
         if matches!(fault, Fault::CoordinatorLeaderThenMaster | Fault::RollingUpdate) {
             o.coordinators = 3;
         }
@@ -249,6 +264,31 @@ async fn scenario_once(name: &str, fault: Fault, seed: u64) {
     );
 }
 
+/// A private broker configured as the operator configures a managed node of the default
+/// spec: the operator's rabbitmq.conf node settings (memory budget from the default limit)
+/// and definitions with a generated password, loaded from a file here instead of the Secret.
+fn managed_broker(dir: &std::path::Path) -> tinysns_stack::rabbit::BrokerSetup {
+    use tinysns_operator::build::rabbitmq::{self, config};
+    use tinysns_operator::build::{Role, default_resources, quantity};
+    let password = rabbitmq::generate_password();
+    std::fs::create_dir_all(dir).expect("topology directory");
+    let definitions = dir.join(config::DEFINITIONS_FILE);
+    std::fs::write(&definitions, config::definitions(&password).to_string()).expect("definitions");
+    let limit = default_resources(Role::RabbitMq)
+        .limits
+        .and_then(|l| l.get("memory").cloned())
+        .map(|q| quantity::to_units(&q).expect("the default limit is a quantity"));
+    let conf = config::node_settings(limit).replace(
+        &format!("{}/{}", config::DEFINITIONS_DIR, config::DEFINITIONS_FILE),
+        &definitions.display().to_string(),
+    );
+    tinysns_stack::rabbit::BrokerSetup {
+        conf,
+        user: rabbitmq::USERNAME.to_string(),
+        password,
+    }
+}
+
 async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started: Instant, disks: &[SmallDisk]) {
     match fault {
         Fault::KillMasterTsd => {
@@ -273,6 +313,13 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
             tokio::time::sleep(Duration::from_secs(30)).await;
             t.start_broker().await.expect("broker restarts");
             log(started, "RabbitMQ restarted");
+        }
+        Fault::BrokerNodeKilled { .. } => {
+            let rabbit = t.rabbit.as_mut().expect("a private broker");
+            rabbit.kill();
+            log(started, "RabbitMQ killed (kill -9)");
+            t.start_broker().await.expect("broker restarts on its data");
+            log(started, "RabbitMQ restarted on the same data");
         }
         Fault::BrokerMemoryAlarm => {
             let rabbit = t.rabbit.as_ref().expect("a private broker");
@@ -798,6 +845,16 @@ async fn replication_cut_one_way_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn master_partitioned_from_the_coordinator_under_load() {
     scenario("fault-partition-coordinator", Fault::PartitionMasterFromCoordinator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_broker_killed_and_restarted_on_its_data_under_load() {
+    scenario("fault-broker-node", Fault::BrokerNodeKilled { quorum: false }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_broker_with_quorum_queues_killed_and_restarted_under_load() {
+    scenario("fault-broker-node-quorum", Fault::BrokerNodeKilled { quorum: true }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
