@@ -77,6 +77,16 @@ pub struct SocialClusterSpec {
     #[serde(default)]
     pub resources: RoleResources,
 
+    /// Where pods run: spread over nodes and zones, node selection, tolerations, priority.
+    #[serde(default)]
+    pub scheduling: SchedulingSpec,
+
+    /// Per role, a partial pod template merged over the one the operator builds (objects
+    /// merge key by key; lists of named items such as containers, env and volumes merge by
+    /// name; other lists are replaced). The escape hatch for what the spec has no field for.
+    #[serde(default)]
+    pub pod_overrides: PodOverrides,
+
     /// The message bus between clusters: a broker managed by the operator, or an external one.
     #[serde(default)]
     pub rabbitmq: RabbitMqSpec,
@@ -117,6 +127,8 @@ impl Default for SocialClusterSpec {
             coordinator: CoordinatorSpec::default(),
             storage: StorageSpec::default(),
             resources: RoleResources::default(),
+            scheduling: SchedulingSpec::default(),
+            pod_overrides: PodOverrides::default(),
             rabbitmq: RabbitMqSpec::default(),
             auth: AuthMode::default(),
             tls: None,
@@ -139,6 +151,10 @@ pub struct ImageSpec {
     pub tag: Option<String>,
     #[serde(default)]
     pub pull_policy: PullPolicy,
+    /// Secrets (in the SocialCluster's namespace) to pull images with, for every pod
+    /// including the broker's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_secrets: Vec<String>,
 }
 
 fn default_repository() -> String {
@@ -151,6 +167,7 @@ impl Default for ImageSpec {
             repository: default_repository(),
             tag: None,
             pull_policy: PullPolicy::default(),
+            pull_secrets: Vec::new(),
         }
     }
 }
@@ -324,6 +341,86 @@ impl Default for StorageSpec {
             storage_class_name: None,
         }
     }
+}
+
+/// How strongly pods of one kind (the servers of a cluster, its synchronizers, the
+/// coordinators, the broker nodes) avoid sharing a node.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AntiAffinity {
+    /// Spread when the scheduler can; share a node when it must (fewer nodes than pods).
+    #[default]
+    Preferred,
+    /// Never share a node: a pod stays Pending rather than sit beside its peer, so master and
+    /// slave never fail together with their node.
+    Required,
+    /// No spreading rule.
+    None,
+}
+
+/// Pod placement for every role.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulingSpec {
+    /// Master and slave of a cluster (and each role's other pods) on different nodes.
+    #[serde(default)]
+    pub anti_affinity: AntiAffinity,
+    /// Spread each role's pods over zones (`topology.kubernetes.io/zone`) as evenly as the
+    /// scheduler can; never blocks scheduling.
+    #[serde(default = "default_true")]
+    pub spread_over_zones: bool,
+    /// Nodes the pods may run on: every label here must match.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub node_selector: std::collections::BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
+    /// PriorityClass of every pod (e.g. one that keeps them from being preempted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for SchedulingSpec {
+    fn default() -> Self {
+        Self {
+            anti_affinity: AntiAffinity::default(),
+            spread_over_zones: true,
+            node_selector: std::collections::BTreeMap::new(),
+            tolerations: Vec::new(),
+            priority_class_name: None,
+        }
+    }
+}
+
+/// A partial pod template per role (see `podOverrides`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form")]
+    pub coordinator: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form")]
+    pub tsd: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form")]
+    pub synchronizer: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form")]
+    pub rabbitmq: Option<serde_json::Value>,
+}
+
+/// An object the API server keeps as written (a partial PodTemplateSpec).
+fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
 }
 
 /// Resources per role; each left out gets the defaults in `build::resources`.

@@ -3,8 +3,10 @@
 //! rendered offline (see the `render` binary).
 
 pub mod coordinator;
+pub mod overrides;
 pub mod quantity;
 pub mod rabbitmq;
+pub mod scheduling;
 pub mod security;
 pub mod synchronizer;
 pub mod tsd;
@@ -72,6 +74,13 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 4] = [Role::Coordinator, Role::Tsd, Role::Synchronizer, Role::RabbitMq];
+
+    /// The role a `component` label names.
+    pub fn from_label(label: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == label)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Coordinator => "coordinator",
@@ -335,6 +344,7 @@ pub fn build_all(owner: &Owner, spec: &SocialClusterSpec, credentials: &Credenti
         children.services.push(svc);
         children.pdbs.push(pdb(owner, Role::Synchronizer, Some(k)));
     }
+    scheduling::place_all(owner, spec, &mut children.stateful_sets);
     children
 }
 

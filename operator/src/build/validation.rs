@@ -7,6 +7,8 @@ use std::time::Duration;
 use crate::crd::{SocialCluster, SocialClusterSpec, TlsSpec};
 
 use super::Owner;
+use super::Role;
+use super::overrides::{self, OverrideError};
 use super::quantity::{self, QuantityError};
 
 /// The Kubernetes cluster DNS domain most clusters use (`--cluster-domain`'s default).
@@ -83,6 +85,8 @@ pub enum InvalidSpec {
     TimeoutNotAboveHeartbeat { heartbeat: String, failure: String },
     #[error("timing.heartbeatInterval must be positive")]
     ZeroHeartbeat,
+    #[error("podOverrides.{role}: {reason}")]
+    BadPodOverride { role: &'static str, reason: OverrideError },
     #[error("rabbitmq.managed.replicas must be 1 or 3, got {0}")]
     RabbitMqReplicas(u32),
     #[error("{field}: {reason}")]
@@ -157,6 +161,22 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
             field: "tls.secretName",
             value: secret_name.clone(),
         });
+    }
+    for name in &spec.image.pull_secrets {
+        if !is_dns_subdomain(name) {
+            return Err(InvalidSpec::BadSecretName {
+                field: "image.pullSecrets",
+                value: name.clone(),
+            });
+        }
+    }
+    for role in Role::ALL {
+        if let Some(patch) = overrides::of(&spec.pod_overrides, role) {
+            overrides::check(patch).map_err(|reason| InvalidSpec::BadPodOverride {
+                role: role.as_str(),
+                reason,
+            })?;
+        }
     }
     validate_quantities(spec)
 }
