@@ -271,6 +271,12 @@ impl Default for TimingSpec {
 /// The coordinators.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend(
+    "x-kubernetes-validations" = [{
+        "rule": "!has(self.storageSize) || !has(oldSelf.storageSize) || quantity(string(self.storageSize)).compareTo(quantity(string(oldSelf.storageSize))) >= 0",
+        "message": "coordinator.storageSize may only grow: volumes cannot shrink"
+    }]
+))]
 pub struct CoordinatorSpec {
     /// 3 (the default) or 5 coordinators replicate terms, masters and in-sync sets with
     /// Raft, so losing one (or two of five) is not an outage; 1 for a throwaway system.
@@ -318,9 +324,17 @@ impl Default for CoordinatorSpec {
     }
 }
 
-/// Persistent volume of each tsd server.
+/// A persistent volume per pod. The size may only grow: the operator expands the existing
+/// claims when the StorageClass allows it (`allowVolumeExpansion`), and reports each
+/// claim's progress in `status.volumes`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend(
+    "x-kubernetes-validations" = [{
+        "rule": "!has(self.size) || !has(oldSelf.size) || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",
+        "message": "storage size may only grow: volumes cannot shrink"
+    }]
+))]
 pub struct StorageSpec {
     #[serde(default = "default_storage_size", deserialize_with = "storage_size_or_default")]
     #[schemars(with = "Quantity")]
@@ -601,6 +615,23 @@ pub struct SocialClusterStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
     pub clusters: Vec<ClusterStatus>,
+    /// Every data volume (tsd, coordinator, broker): its size asked for and had, so that a
+    /// grown `storage.size` can be followed to the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub volumes: Vec<VolumeStatus>,
+}
+
+/// One PersistentVolumeClaim.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    pub name: String,
+    pub requested: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<String>,
+    /// Ready (capacity reached the request) or Expanding.
+    pub phase: String,
 }
 
 /// Ready and desired replica counts.

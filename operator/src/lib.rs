@@ -1,9 +1,10 @@
 //! tinysns-operator: runs tinysns (coordinator, per-cluster tsd servers and synchronizers,
 //! RabbitMQ) on Kubernetes from one `SocialCluster` resource.
 //!
-//! The reconcile loop is a pipeline: validate → build (pure, see [`build`]) → server-side
-//! apply → delete orphaned children → one rollout step (pure rules in [`rollout`], asking
-//! the [`coordinators`] who is master) → status (see [`status`]).
+//! The reconcile loop is a pipeline: validate → build (pure, see [`build`]) → grow volumes
+//! (pure rules in [`volumes`]) → server-side apply → delete orphaned children → one rollout
+//! step (pure rules in [`rollout`], asking the [`coordinators`] who is master) → status (see
+//! [`status`]).
 
 pub mod build;
 pub mod coordinators;
@@ -13,6 +14,7 @@ pub mod reconcile;
 pub mod render;
 pub mod rollout;
 pub mod status;
+pub mod volumes;
 
 #[cfg(test)]
 mod fixtures;

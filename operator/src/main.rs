@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource};
@@ -68,7 +69,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("no Kubernetes configuration (in-cluster or kubeconfig) found")?;
     let ns = args.watch_namespace.as_str();
-    let socialclusters: Api<SocialCluster> = api(&client, ns);
+    // Decoded through a guard: one undecodable object is reported on itself, the others go on.
+    let socialclusters: Api<DeserializeGuard<SocialCluster>> = api(&client, ns);
     // Fail fast with a clear message when the CRD is missing instead of retrying forever.
     socialclusters
         .list(&ListParams::default().limit(1))
@@ -121,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         .owns(api::<Secret>(&client, ns), children.clone())
         .owns(api::<PodDisruptionBudget>(&client, ns), children)
         .shutdown_on_signal()
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(reconcile::reconcile_guarded, reconcile::error_policy_guarded, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(%object, "reconciled"),

@@ -13,6 +13,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -104,7 +106,79 @@ fn object_key(sc: &SocialCluster) -> String {
     format!("{}/{}", sc.namespace().unwrap_or_default(), sc.name_any())
 }
 
-/// Entry point for the Controller: runs one reconcile and records its metrics.
+/// Entry point for the Controller. The watch decodes each SocialCluster through a
+/// [`DeserializeGuard`], so one object that does not decode (written before a schema change,
+/// or by a client that skipped validation) is reported on itself instead of stopping the
+/// watch of every SocialCluster in scope.
+pub async fn reconcile_guarded(
+    guard: Arc<DeserializeGuard<SocialCluster>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match &guard.0 {
+        Ok(sc) => reconcile(Arc::new(sc.clone()), ctx).await,
+        Err(invalid) => {
+            let started = Instant::now();
+            let result = report_undecodable(invalid, &ctx).await;
+            ctx.metrics.observe(
+                match &result {
+                    Ok(_) => "undecodable",
+                    Err(e) => e.metric_label(),
+                },
+                started.elapsed(),
+            );
+            result
+        }
+    }
+}
+
+/// `error_policy` for the guarded watch.
+pub fn error_policy_guarded(guard: Arc<DeserializeGuard<SocialCluster>>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!(
+        "{}/{}",
+        guard.meta().namespace.as_deref().unwrap_or_default(),
+        guard.meta().name.as_deref().unwrap_or_default()
+    );
+    retry_after_failure(&key, err, &ctx)
+}
+
+/// Why a SocialCluster cannot be read: a Warning event and a Degraded status on it. Nothing
+/// else is touched; an edit of the object triggers the next attempt.
+pub async fn report_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let meta = &invalid.metadata;
+    let ns = meta.namespace.clone().ok_or(Error::MissingNamespace)?;
+    let name = meta.name.clone().ok_or(Error::UnnamedObject)?;
+    let message = format!("the operator cannot read this SocialCluster: {}", invalid.error);
+    warn!(object = %format!("{ns}/{name}"), %message, "undecodable object");
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(SocialCluster::api_version(&()).into_owned()),
+        kind: Some(SocialCluster::kind(&()).into_owned()),
+        name: Some(name.clone()),
+        namespace: Some(ns.clone()),
+        uid: meta.uid.clone(),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: status::REASON_UNDECODABLE.to_owned(),
+        note: Some(message.clone()),
+        action: "Decode".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        warn!(error = %e, "could not publish event");
+    }
+    let api: Api<DeserializeGuard<SocialCluster>> = Api::namespaced(ctx.client.clone(), &ns);
+    let body = serde_json::json!({
+        "apiVersion": SocialCluster::api_version(&()),
+        "kind": SocialCluster::kind(&()),
+        "status": status::undecodable(&message, meta.generation, &Time(Timestamp::now())),
+    });
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await?;
+    Ok(Action::await_change())
+}
+
+/// Entry point for one decoded SocialCluster: runs one reconcile and records its metrics.
 pub async fn reconcile(sc: Arc<SocialCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(&sc, &ctx).await;
@@ -121,15 +195,19 @@ pub async fn reconcile(sc: Arc<SocialCluster>, ctx: Arc<Context>) -> Result<Acti
 
 /// Exponential backoff per object: 2 s, 4 s, 8 s, … up to 5 min, reset by a success.
 pub fn error_policy(sc: Arc<SocialCluster>, err: &Error, ctx: Arc<Context>) -> Action {
+    retry_after_failure(&object_key(&sc), err, &ctx)
+}
+
+fn retry_after_failure(key: &str, err: &Error, ctx: &Context) -> Action {
     let failures = {
         let mut map = ctx.failures();
-        let n = map.entry(object_key(&sc)).or_insert(0);
+        let n = map.entry(key.to_owned()).or_insert(0);
         *n = n.saturating_add(1);
         *n
     };
     let delay = backoff(failures);
     warn!(
-        object = %object_key(&sc),
+        object = %key,
         error = %err,
         failures,
         retry_in = ?delay,
@@ -234,11 +312,12 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
         Ok(credentials) => credentials,
         Err(unusable) => return run.blocked(unusable.into()).await,
     };
-    let children = build::build_all(&owner, &sc.spec, &credentials);
-    let stateful_sets = run.apply(&children).await?;
+    let mut children = build::build_all(&owner, &sc.spec, &credentials);
+    let volumes = run.grow_volumes(&owner, &mut children).await?;
+    let stateful_sets = run.apply(&children, &volumes.recreating).await?;
     run.delete_orphans(&owner, &children).await?;
     let progress = run.roll(&owner, &credentials, &stateful_sets).await?;
-    let new_status = status::observed(sc, &owner, &stateful_sets, &progress, &run.now);
+    let new_status = status::observed(sc, &owner, &stateful_sets, &progress, &volumes, &run.now);
     let rolling = progress.step != crate::rollout::Step::Done;
     run.observed(new_status, rolling).await
 }
@@ -314,8 +393,8 @@ impl Run<'_> {
 
     /// Applies every child; a rejection by the API server is reported in status and events
     /// and still returned, so error_policy retries with backoff.
-    async fn apply(&self, children: &build::Children) -> Result<Vec<StatefulSet>, Error> {
-        match apply_children(&self.ctx.client, &self.ns, children).await {
+    async fn apply(&self, children: &build::Children, deferred: &[String]) -> Result<Vec<StatefulSet>, Error> {
+        match apply_children(&self.ctx.client, &self.ns, children, deferred).await {
             Err(Error::Kube(kube::Error::Api(rejected))) if is_rejection(&rejected) => {
                 self.report_rejection(&rejected).await;
                 Err(Error::Kube(kube::Error::Api(rejected)))
@@ -403,8 +482,14 @@ impl Run<'_> {
 
 /// Applies every child in dependency order; returns the StatefulSets as stored, whose status
 /// feeds the SocialCluster status. Secrets and ConfigMaps go first (pods mount them),
-/// Services before the pods that resolve them.
-async fn apply_children(client: &Client, ns: &str, children: &build::Children) -> Result<Vec<StatefulSet>, Error> {
+/// Services before the pods that resolve them. StatefulSets named in `deferred` are being
+/// recreated and wait for the next reconcile.
+async fn apply_children(
+    client: &Client,
+    ns: &str,
+    children: &build::Children,
+    deferred: &[String],
+) -> Result<Vec<StatefulSet>, Error> {
     // Exhaustive: a new kind of child that is not applied does not compile.
     let build::Children {
         stateful_sets,
@@ -427,7 +512,7 @@ async fn apply_children(client: &Client, ns: &str, children: &build::Children) -
         apply(client, ns, d).await?;
     }
     let mut applied_stateful_sets = Vec::new();
-    for s in stateful_sets {
+    for s in stateful_sets.iter().filter(|s| !deferred.contains(&s.name_any())) {
         applied_stateful_sets.push(apply(client, ns, s).await?);
     }
     for p in pdbs {
@@ -517,8 +602,10 @@ async fn publish(ctx: &Context, sc: &SocialCluster, type_: EventType, reason: &s
 }
 
 pub mod rolling;
+mod volumes;
 
 pub use rolling::{SWITCHOVER_ANNOTATION, parse_switchover};
+pub use volumes::Volumes;
 
 #[cfg(test)]
 mod tests;

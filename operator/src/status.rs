@@ -7,6 +7,7 @@ use kube::ResourceExt;
 
 use crate::build::{Owner, rabbitmq};
 use crate::crd::{ClusterStatus, ReplicaCount, RoleReplicas, SocialCluster, SocialClusterStatus};
+use crate::reconcile::Volumes;
 use crate::reconcile::rolling::Progress;
 use crate::rollout::Step;
 
@@ -24,6 +25,10 @@ pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_INVALID_CLUSTER_SECRET: &str = "InvalidClusterSecret";
 pub const REASON_PAUSED: &str = "Paused";
 pub const REASON_APPLY_REJECTED: &str = "ApplyRejected";
+/// The object does not decode as a SocialCluster.
+pub const REASON_UNDECODABLE: &str = "UndecodableObject";
+/// A volume asked to grow whose StorageClass does not allow expansion.
+pub const REASON_VOLUME_EXPANSION_REFUSED: &str = "VolumeExpansionRefused";
 
 /// Makes the conditions of one status update, against the conditions reported before.
 struct Conditions<'a> {
@@ -136,6 +141,7 @@ pub fn observed(
     owner: &Owner,
     stateful_sets: &[StatefulSet],
     progress: &Progress,
+    volumes: &Volumes,
     now: &Time,
 ) -> SocialClusterStatus {
     let spec = &sc.spec;
@@ -227,6 +233,11 @@ pub fn observed(
         ]
     };
 
+    let mut conditions = conditions;
+    if let Some(message) = &volumes.refused {
+        conditions.retain(|c| c.type_ != DEGRADED);
+        conditions.push(builder.set(DEGRADED, true, REASON_VOLUME_EXPANSION_REFUSED, message.clone()));
+    }
     SocialClusterStatus {
         observed_generation: generation,
         conditions,
@@ -239,6 +250,7 @@ pub fn observed(
             rabbitmq,
         },
         clusters,
+        volumes: volumes.claims.clone(),
     }
 }
 
@@ -248,6 +260,28 @@ fn cluster_phase(k: u32, ready: bool, step: &Step) -> String {
         Some(phase) => phase.reason().to_owned(),
         None if ready => "Ready".to_owned(),
         None => "NotReady".to_owned(),
+    }
+}
+
+/// Status of a SocialCluster that does not decode: only conditions, since nothing else of
+/// it can be read.
+pub fn undecodable(message: &str, generation: Option<i64>, now: &Time) -> SocialClusterStatus {
+    let condition = |type_: &str, status: bool, reason: &str, message: &str| Condition {
+        type_: type_.to_owned(),
+        status: if status { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time: now.clone(),
+    };
+    SocialClusterStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(READY, false, REASON_UNDECODABLE, message),
+            condition(PROGRESSING, false, REASON_UNDECODABLE, ""),
+            condition(DEGRADED, true, REASON_UNDECODABLE, message),
+        ],
+        ..SocialClusterStatus::default()
     }
 }
 

@@ -53,6 +53,11 @@ status, server-side-applies and deletes the children it owns, publishes Events, 
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# Growing storage: the claims of a StatefulSet are patched to the new size (the StatefulSet
+# is then recreated without its pods, for its immutable claim template).
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

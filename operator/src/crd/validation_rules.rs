@@ -49,6 +49,7 @@ fn refusals(path: &[&str], new: Json, old: Option<Json>) -> Vec<String> {
         }
         let program = Program::compile(&rule).unwrap_or_else(|e| panic!("{rule:?} does not compile: {e:?}"));
         let mut context = Context::default();
+        add_quantity_library(&mut context);
         context
             .add_variable("self", cel_interpreter::to_value(&new).expect("a CEL value"))
             .expect("self");
@@ -64,6 +65,32 @@ fn refusals(path: &[&str], new: Json, old: Option<Json>) -> Vec<String> {
         }
     }
     refused
+}
+
+/// Kubernetes' CEL quantity library as far as the CRD uses it: `quantity(string)` and
+/// `compareTo`, a quantity standing for its value in units (the operator's own reading,
+/// `build::quantity`). A string that is no quantity is an error, as in the API server.
+fn add_quantity_library(context: &mut Context) {
+    use cel_interpreter::{ExecutionError, FunctionContext};
+    use std::sync::Arc;
+    context.add_function(
+        "quantity",
+        |ftx: &FunctionContext, text: Arc<String>| -> Result<i64, ExecutionError> {
+            let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity(text.to_string());
+            let units = crate::build::quantity::to_units(&q).map_err(|e| ftx.error(e.to_string()))?;
+            i64::try_from(units).map_err(|e| ftx.error(e.to_string()))
+        },
+    );
+    context.add_function(
+        "compareTo",
+        |cel_interpreter::extractors::This(this): cel_interpreter::extractors::This<i64>, other: i64| -> i64 {
+            match this.cmp(&other) {
+                std::cmp::Ordering::Less => -1,
+                std::cmp::Ordering::Equal => 0,
+                std::cmp::Ordering::Greater => 1,
+            }
+        },
+    );
 }
 
 #[test]
@@ -119,4 +146,31 @@ fn broker_nodes_cannot_change_after_creation() {
     let refused = refusals(&path, json!(3), Some(json!(1)));
     assert_eq!(refused.len(), 1);
     assert!(refused[0].contains("queue type"), "{refused:?}");
+}
+
+#[test]
+fn storage_may_only_grow() {
+    for path in [vec!["spec", "storage"], vec!["spec", "rabbitmq", "managed", "storage"]] {
+        let size = |s: &str| json!({"size": s});
+        assert!(refusals(&path, size("1Gi"), None).is_empty(), "any size on create");
+        assert!(
+            refusals(&path, size("2Gi"), Some(size("1Gi"))).is_empty(),
+            "{path:?}: growth"
+        );
+        assert!(
+            refusals(&path, size("1024Mi"), Some(size("1Gi"))).is_empty(),
+            "the same size written otherwise"
+        );
+        let refused = refusals(&path, size("512Mi"), Some(size("1Gi")));
+        assert_eq!(refused.len(), 1, "{path:?}");
+        assert!(refused[0].contains("may only grow"), "{refused:?}");
+        assert!(
+            refusals(&path, json!({}), Some(size("1Gi"))).is_empty(),
+            "left out: the default"
+        );
+    }
+    let path = ["spec", "coordinator"];
+    let size = |s: &str| json!({"replicas": 3, "storageSize": s});
+    assert!(refusals(&path, size("1Gi"), Some(size("256Mi"))).is_empty());
+    assert_eq!(refusals(&path, size("128Mi"), Some(size("256Mi"))).len(), 1);
 }

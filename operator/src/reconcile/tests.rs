@@ -114,6 +114,8 @@ async fn create_applies_every_child_then_writes_status() {
     let mut expected = vec![
         format!("GET /api/v1{NS}secrets/demo-cluster-secret"),
         format!("GET /api/v1{NS}secrets/demo-rabbitmq-credentials"),
+        "GET /apis/apps/v1/namespaces/ns1/statefulsets".to_owned(),
+        "GET /api/v1/namespaces/ns1/persistentvolumeclaims".to_owned(),
         format!("PATCH /api/v1{NS}secrets/demo-cluster-secret"),
         format!("PATCH /api/v1{NS}secrets/demo-rabbitmq-credentials"),
         format!("PATCH /api/v1{NS}configmaps/demo-rabbitmq-config"),
@@ -752,4 +754,175 @@ async fn an_upgrade_from_the_deployment_broker_replaces_it_and_keeps_the_passwor
         applied_secret_value(&again, "demo-rabbitmq-credentials", "erlang-cookie"),
         cookie
     );
+}
+
+/// A StatefulSet as stored whose data claim template asks for `size`.
+fn sts_with_claims(name: &str, size: &str) -> Value {
+    owned(
+        "StatefulSet",
+        "apps/v1",
+        name,
+        RENDER_UID,
+        json!({"spec": {"selector": {}, "template": {}, "serviceName": name,
+            "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                "spec": {"resources": {"requests": {"storage": size}}}}]}}),
+    )
+}
+
+fn pvc(name: &str, size: &str) -> Value {
+    owned(
+        "PersistentVolumeClaim",
+        "v1",
+        name,
+        RENDER_UID,
+        json!({"spec": {"resources": {"requests": {"storage": size}}},
+               "status": {"capacity": {"storage": size}}}),
+    )
+}
+
+/// A server where cluster 1's servers have 1Gi volumes and the spec asks for 2Gi.
+fn grown(reject: Option<&str>) -> (crate::crd::SocialCluster, ApiServer) {
+    let mut spec = SocialClusterSpec::default();
+    spec.storage.size = k8s_openapi::apimachinery::pkg::api::resource::Quantity("2Gi".to_owned());
+    let sc = socialcluster(spec);
+    let mut server = existing(&sc);
+    server.lists.insert(
+        "statefulsets",
+        vec![
+            sts_with_claims("demo-tsd-1", "1Gi"),
+            sts_with_claims("demo-tsd-2", "2Gi"),
+        ],
+    );
+    server.lists.insert(
+        "persistentvolumeclaims",
+        vec![
+            pvc("data-demo-tsd-1-0", "1Gi"),
+            pvc("data-demo-tsd-1-1", "1Gi"),
+            pvc("data-demo-tsd-2-0", "2Gi"),
+        ],
+    );
+    server.reject = reject.map(str::to_owned);
+    (sc, server)
+}
+
+#[tokio::test]
+async fn grown_storage_expands_the_claims_and_recreates_the_set_without_its_pods() {
+    let (sc, server) = grown(None);
+    let (result, seen) = run(sc, server).await;
+    result.expect("reconcile succeeds");
+    let expanded: Vec<(String, Value)> = seen
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/persistentvolumeclaims/"))
+        .map(|r| {
+            (
+                r.name().to_owned(),
+                r.body["spec"]["resources"]["requests"]["storage"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        expanded,
+        [
+            ("data-demo-tsd-1-0".to_owned(), json!("2Gi")),
+            ("data-demo-tsd-1-1".to_owned(), json!("2Gi"))
+        ],
+        "only the smaller claims, to the new size"
+    );
+    let deleted: Vec<&Recorded> = seen.iter().filter(|r| r.method == "DELETE").collect();
+    assert_eq!(
+        deleted.len(),
+        1,
+        "{:?}",
+        deleted.iter().map(|r| r.line()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        deleted[0].line(),
+        format!("DELETE /apis/apps/v1{NS}statefulsets/demo-tsd-1")
+    );
+    assert_eq!(deleted[0].body["propagationPolicy"], "Orphan", "the pods keep running");
+    assert!(
+        seen.iter()
+            .all(|r| !(r.method == "PATCH" && r.path.ends_with("/statefulsets/demo-tsd-1"))),
+        "recreated once the API server has removed it"
+    );
+    applied(&seen, "statefulsets", "demo-tsd-2");
+    let event = seen.iter().find(|r| r.method == "POST").expect("an event");
+    assert_eq!(event.body["reason"], "ExpandingVolumes");
+    let status = status_patch(&seen);
+    let volumes = status.body["status"]["volumes"].as_array().expect("volumes in status");
+    let phase = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .map(|v| (v["requested"].clone(), v["phase"].clone()))
+    };
+    assert_eq!(phase("data-demo-tsd-1-0"), Some((json!("2Gi"), json!("Expanding"))));
+    assert_eq!(phase("data-demo-tsd-2-0"), Some((json!("2Gi"), json!("Ready"))));
+}
+
+#[tokio::test]
+async fn a_storage_class_that_cannot_expand_keeps_the_set_and_says_so() {
+    let (sc, server) = grown(Some("/persistentvolumeclaims/data-demo-tsd-1-0"));
+    let (result, seen) = run(sc, server).await;
+    result.expect("a refused expansion is reported, not retried as an error");
+    assert!(seen.iter().all(|r| r.method != "DELETE"), "nothing recreated");
+    let kept = applied(&seen, "statefulsets", "demo-tsd-1");
+    assert_eq!(
+        kept.body["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "1Gi",
+        "the old claim template, which the API server accepts"
+    );
+    let status = status_patch(&seen);
+    let degraded = condition(&status.body, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "VolumeExpansionRefused");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("allowVolumeExpansion")),
+        "{degraded}"
+    );
+}
+
+#[tokio::test]
+async fn an_undecodable_object_is_reported_on_itself() {
+    use kube::core::DeserializeGuard;
+    let guard: DeserializeGuard<crate::crd::SocialCluster> = serde_json::from_value(json!({
+        "apiVersion": "tinysns.io/v1alpha1",
+        "kind": "SocialCluster",
+        "metadata": {"name": "demo", "namespace": "ns1", "uid": RENDER_UID, "generation": 4},
+        "spec": {"clusters": "three"}
+    }))
+    .expect("the guard decodes what the watch hands over");
+    let invalid = guard.0.as_ref().expect_err("the spec does not decode");
+
+    let sc = socialcluster(SocialClusterSpec::default());
+    let (service, handle) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    let verifier = ApiServer::new(&sc).spawn(handle);
+    let ctx = crate::fixtures::context(
+        kube::Client::new(service, "default"),
+        std::sync::Arc::new(crate::fixtures::FakeCoordinators::healthy(3, 2)),
+    );
+    let action = report_undecodable(invalid, &ctx).await.expect("reported");
+    assert_eq!(action, Action::await_change(), "only an edit can fix it");
+    drop(ctx);
+    let seen = verifier.await.expect("the mock server did not panic");
+
+    let lines: Vec<String> = seen.iter().map(Recorded::line).collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /apis/events.k8s.io/v1/namespaces/ns1/events".to_owned(),
+            "PATCH /apis/tinysns.io/v1alpha1/namespaces/ns1/socialclusters/demo/status".to_owned(),
+        ],
+        "nothing but the report"
+    );
+    assert_eq!(seen[0].body["reason"], "UndecodableObject");
+    let degraded = condition(&seen[1].body, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert!(
+        degraded["message"].as_str().is_some_and(|m| m.contains("\"three\"")),
+        "the decoding error is shown: {degraded}"
+    );
+    assert_eq!(seen[1].body["status"]["observedGeneration"], 4);
 }
