@@ -179,19 +179,23 @@ docker build -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT"
 docker build -t "$OPERATOR_IMAGE_REPO:$OPERATOR_IMAGE_TAG" -f "$ROOT/operator/Dockerfile" "$ROOT"
 kind load docker-image --name "$KIND_CLUSTER" "$IMAGE" "$OPERATOR_IMAGE_REPO:$OPERATOR_IMAGE_TAG"
 
-log "installing the operator with Helm"
+log "installing the operator with Helm (watching namespace $NS: namespaced RBAC)"
+"${KUBECTL[@]}" create namespace "$NS"
+# Every pod the operator creates must pass the restricted profile.
+"${KUBECTL[@]}" label namespace "$NS" pod-security.kubernetes.io/enforce=restricted
 "$HELM" install tinysns-operator "$ROOT/charts/tinysns-operator" \
   --kube-context "kind-$KIND_CLUSTER" \
   --namespace "$OPERATOR_NS" --create-namespace \
   --set image.repository="$OPERATOR_IMAGE_REPO" --set image.tag="$OPERATOR_IMAGE_TAG" \
+  --set watchNamespace="$NS" \
   --set logLevel=debug \
   --wait --timeout 5m
 "${KUBECTL[@]}" wait --for=condition=Established crd/socialclusters.tinysns.io --timeout=60s
+if "${KUBECTL[@]}" get clusterrole tinysns-operator >/dev/null 2>&1; then
+  fail "a namespaced install created a ClusterRole"
+fi
 
 log "creating SocialCluster $SC in namespace $NS (restricted Pod Security Standard enforced)"
-"${KUBECTL[@]}" create namespace "$NS"
-# Every pod the operator creates must pass the restricted profile.
-"${KUBECTL[@]}" label namespace "$NS" pod-security.kubernetes.io/enforce=restricted
 "${KUBECTL[@]}" apply -n "$NS" -f "$ROOT/e2e/socialcluster.yaml"
 "${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "socialcluster/$SC" --timeout=10m
 "${KUBECTL[@]}" get -n "$NS" socialclusters -o wide
@@ -236,6 +240,27 @@ for pod in $("${KUBECTL[@]}" get pods -n "$NS" -l app.kubernetes.io/instance="$S
     fail "$pod runs without the cluster secret, or a peer presented another one"
   fi
 done
+
+log "operator leader election: two replicas, one Lease; deleting the leader hands over"
+lease_holder() {
+  "${KUBECTL[@]}" get lease -n "$OPERATOR_NS" tinysns-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true
+}
+leader_pod="$(lease_holder)"
+[ -n "$leader_pod" ] || fail "no operator replica holds the lease"
+[ "$("${KUBECTL[@]}" get pods -n "$OPERATOR_NS" -l app.kubernetes.io/name=tinysns-operator -o name | wc -l)" -eq 2 ] \
+  || fail "expected two operator replicas"
+"${KUBECTL[@]}" delete pod -n "$OPERATOR_NS" "$leader_pod" --wait=false
+deadline=$((SECONDS + 90))
+until holder="$(lease_holder)" && [ -n "$holder" ] && [ "$holder" != "$leader_pod" ]; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "no standby took the lease after $leader_pod was deleted"
+  sleep 2
+done
+echo "$holder leads now"
+# The new leader reconciles: pausing and resuming the SocialCluster shows in its status.
+"${KUBECTL[@]}" patch -n "$NS" "socialcluster/$SC" --type=merge -p '{"spec":{"paused":true}}'
+"${KUBECTL[@]}" wait -n "$NS" --for=jsonpath='{.status.conditions[?(@.type=="Progressing")].reason}'=Paused "socialcluster/$SC" --timeout=120s
+"${KUBECTL[@]}" patch -n "$NS" "socialcluster/$SC" --type=merge -p '{"spec":{"paused":false}}'
+"${KUBECTL[@]}" wait -n "$NS" --for=condition=Ready "socialcluster/$SC" --timeout=5m
 
 log "starting a tsc client pod"
 "${KUBECTL[@]}" apply -n "$NS" -f - <<YAML

@@ -130,6 +130,12 @@ log "helm lint and helm template"
 "$HELM" template tinysns-operator "$CHART" --namespace tinysns-system > "$OUT/helm/default.yaml"
 "$HELM" template tinysns-operator "$CHART" --namespace tinysns-system \
   --set watchNamespace=tinysns --set logLevel=debug > "$OUT/helm/namespaced.yaml"
+"$HELM" template tinysns-operator "$CHART" --namespace tinysns-system \
+  --set watchAllNamespaces=true --set leaderElection.enabled=false > "$OUT/helm/cluster-wide.yaml"
+# RBAC is namespaced by default: no ClusterRole unless every namespace is watched.
+! grep -q "kind: ClusterRole" "$OUT/helm/default.yaml" || fail "the default install creates a ClusterRole"
+grep -q "kind: ClusterRole" "$OUT/helm/cluster-wide.yaml" || fail "watchAllNamespaces creates no ClusterRole"
+grep -q "name: tinysns-operator-leader-election" "$OUT/helm/default.yaml" || fail "no leader-election Role"
 "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version "$K8S_VERSION" "$OUT"/helm/*.yaml \
   || fail "helm template output is not valid Kubernetes $K8S_VERSION"
 "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version "$K8S_VERSION" "$OUT/crd.yaml" \

@@ -9,6 +9,7 @@
 pub mod build;
 pub mod coordinators;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -18,6 +19,7 @@ use tracing::{error, info, warn};
 
 use tinysns_operator::build::{APP_NAME, FIELD_MANAGER, LABEL_MANAGED_BY, LABEL_NAME};
 use tinysns_operator::crd::SocialCluster;
+use tinysns_operator::leader;
 use tinysns_operator::metrics::{self, Metrics};
 use tinysns_operator::reconcile::{self, Context};
 
@@ -40,6 +42,55 @@ struct Args {
     /// appVersion).
     #[arg(long, env = "TINYSNS_DEFAULT_IMAGE_TAG", default_value = tinysns_operator::build::DEFAULT_IMAGE_TAG)]
     default_image_tag: String,
+    /// Elect a leader among the operator's replicas with a Lease: only the leader reconciles.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "tinysns-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (the operator's own; the chart passes it).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// How long the leader's lease record must stay unchanged before a standby takes over.
+    #[arg(long, default_value = "15s", value_parser = tinysns_common::cli::parse_duration)]
+    lease_duration: Duration,
+    /// A leader that could not renew for this long stops (and restarts as a standby).
+    #[arg(long, default_value = "10s", value_parser = tinysns_common::cli::parse_duration)]
+    lease_renew_deadline: Duration,
+    /// How often the leader renews and a standby looks.
+    #[arg(long, default_value = "2s", value_parser = tinysns_common::cli::parse_duration)]
+    lease_retry: Duration,
+}
+
+impl Args {
+    fn lease_timing(&self) -> anyhow::Result<leader::Timing> {
+        let timing = leader::Timing {
+            lease: self.lease_duration,
+            renew_deadline: self.lease_renew_deadline,
+            retry: self.lease_retry,
+        };
+        anyhow::ensure!(
+            timing.retry < timing.renew_deadline && timing.renew_deadline < timing.lease,
+            "--lease-retry < --lease-renew-deadline < --lease-duration must hold, or two replicas could lead at once"
+        );
+        Ok(timing)
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            warn!(error = %e, "cannot watch SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 fn api<K>(client: &Client, namespace: &str) -> Api<K>
@@ -112,11 +163,27 @@ async fn main() -> anyhow::Result<()> {
         })
     };
 
+    let mut elector = if args.leader_election {
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("tinysns-operator-{}", std::process::id()));
+        let leases = Api::namespaced(client.clone(), &args.lease_namespace);
+        let mut elector = leader::Elector::new(leases, &args.lease_name, &identity, args.lease_timing()?);
+        info!(lease = %args.lease_name, namespace = %args.lease_namespace, %identity, "waiting to lead");
+        if elector.acquire(terminated()).await.is_none() {
+            info!("stopped before leading");
+            let _ = stop_tx.send(true);
+            return Ok(());
+        }
+        Some(elector)
+    } else {
+        None
+    };
+    metrics.set_leader(true);
+
     info!(
         namespace = if ns.is_empty() { "<all>" } else { ns },
         "starting controller"
     );
-    Controller::new(socialclusters, watcher::Config::default().any_semantic())
+    let controller = Controller::new(socialclusters, watcher::Config::default().any_semantic())
         .owns(api::<StatefulSet>(&client, ns), children.clone())
         .owns(api::<Deployment>(&client, ns), children.clone())
         .owns(api::<Service>(&client, ns), children.clone())
@@ -129,8 +196,27 @@ async fn main() -> anyhow::Result<()> {
                 Ok((object, _)) => tracing::debug!(%object, "reconciled"),
                 Err(e) => warn!(error = %e, "reconcile error"),
             }
-        })
-        .await;
+        });
+    let lost = match elector.as_mut() {
+        Some(elector) => tokio::select! {
+            () = controller => None,
+            lost = elector.hold() => Some(lost),
+        },
+        None => {
+            controller.await;
+            None
+        }
+    };
+    metrics.set_leader(false);
+    if let Some(lost) = lost {
+        // Another replica may lead now: stop at once, and come back as a standby.
+        error!(reason = %lost, "lost the leader lease; exiting");
+        let _ = stop_tx.send(true);
+        anyhow::bail!("lost the leader lease: {lost}");
+    }
+    if let Some(elector) = elector.as_mut() {
+        elector.release().await;
+    }
 
     info!("controller stopped, shutting down");
     let _ = stop_tx.send(true);

@@ -14,6 +14,7 @@ use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -28,6 +29,7 @@ pub struct Metrics {
     registry: Registry,
     reconciliations: Family<ResultLabels, Counter>,
     duration: Histogram,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -52,10 +54,17 @@ impl Metrics {
             "Time spent in one reconciliation",
             duration.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease and reconciles, 0 while it stands by",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciliations,
             duration,
+            leader,
         }
     }
 
@@ -67,6 +76,11 @@ impl Metrics {
             })
             .inc();
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The registry in OpenMetrics text format.

@@ -36,6 +36,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 The permissions the operator uses, and no more: it reads SocialClusters and writes their
 status, server-side-applies and deletes the children it owns, publishes Events, reads Pods.
 */}}
+{{/* The namespace SocialClusters are watched in; empty for every namespace. */}}
+{{- define "tinysns-operator.watchNamespace" -}}
+{{- if .Values.watchAllNamespaces -}}
+{{- else -}}
+{{- default .Release.Namespace .Values.watchNamespace -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "tinysns-operator.rules" -}}
 # patch: to remove the tinysns.io/switchover annotation once the switchover it asks for is done
 - apiGroups: ["tinysns.io"]
