@@ -81,6 +81,10 @@ pub struct SocialClusterSpec {
     #[serde(default)]
     pub scheduling: SchedulingSpec,
 
+    /// NetworkPolicies that admit only the traffic tinysns needs.
+    #[serde(default)]
+    pub network_policies: NetworkPoliciesSpec,
+
     /// Per role, a partial pod template merged over the one the operator builds (objects
     /// merge key by key; lists of named items such as containers, env and volumes merge by
     /// name; other lists are replaced). The escape hatch for what the spec has no field for.
@@ -129,6 +133,7 @@ impl Default for SocialClusterSpec {
             resources: RoleResources::default(),
             scheduling: SchedulingSpec::default(),
             pod_overrides: PodOverrides::default(),
+            network_policies: NetworkPoliciesSpec::default(),
             rabbitmq: RabbitMqSpec::default(),
             auth: AuthMode::default(),
             tls: None,
@@ -408,6 +413,23 @@ impl Default for SchedulingSpec {
             tolerations: Vec::new(),
             priority_class_name: None,
         }
+    }
+}
+
+/// One NetworkPolicy per role: client ports (and health and metrics) open to every pod;
+/// internal ports only to this SocialCluster's members (and the coordinators' to the
+/// operator); the broker only to the synchronizers and its own nodes.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPoliciesSpec {
+    /// Needs a network plugin that enforces NetworkPolicies (without one they change nothing).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for NetworkPoliciesSpec {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 

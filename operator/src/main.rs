@@ -134,8 +134,10 @@ async fn main() -> anyhow::Result<()> {
         instance: std::env::var("POD_NAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let environment = tinysns_operator::build::Environment::new(&args.cluster_domain, &args.default_image_tag)
+    let mut environment = tinysns_operator::build::Environment::new(&args.cluster_domain, &args.default_image_tag)
         .map_err(anyhow::Error::msg)?;
+    // The coordinators' NetworkPolicies admit the operator's pods from this namespace.
+    environment.operator_namespace = std::env::var("POD_NAMESPACE").ok();
     let ctx = Arc::new(Context::new(
         client.clone(),
         recorder,

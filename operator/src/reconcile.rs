@@ -434,12 +434,14 @@ impl Run<'_> {
             secrets,
             config_maps,
             pdbs,
+            network_policies,
         } = children;
         let (client, ns) = (&self.ctx.client, self.ns.as_str());
         let mut deleted = Vec::new();
         deleted.extend(delete_orphans(client, ns, owner, stateful_sets).await?);
         deleted.extend(delete_orphans(client, ns, owner, deployments).await?);
         deleted.extend(delete_orphans(client, ns, owner, pdbs).await?);
+        deleted.extend(delete_orphans(client, ns, owner, network_policies).await?);
         deleted.extend(delete_orphans(client, ns, owner, services).await?);
         deleted.extend(delete_orphans(client, ns, owner, config_maps).await?);
         deleted.extend(delete_orphans(client, ns, owner, secrets).await?);
@@ -498,6 +500,7 @@ async fn apply_children(
         secrets,
         config_maps,
         pdbs,
+        network_policies,
     } = children;
     for secret in secrets {
         apply(client, ns, secret).await?;
@@ -517,6 +520,9 @@ async fn apply_children(
     }
     for p in pdbs {
         apply(client, ns, p).await?;
+    }
+    for policy in network_policies {
+        apply(client, ns, policy).await?;
     }
     Ok(applied_stateful_sets)
 }

@@ -3,6 +3,7 @@
 //! rendered offline (see the `render` binary).
 
 pub mod coordinator;
+pub mod network;
 pub mod overrides;
 pub mod quantity;
 pub mod rabbitmq;
@@ -21,6 +22,7 @@ use k8s_openapi::api::core::v1::{
     PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecurityContext, Service, ServicePort,
     ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -101,6 +103,8 @@ pub struct Owner {
     pub cluster_domain: String,
     /// The tinysns image tag for a spec that names none (`Environment`).
     pub default_image_tag: String,
+    /// The operator's namespace (`Environment`).
+    pub operator_namespace: Option<String>,
 }
 
 /// Longest SocialCluster name whose children still make valid names: StatefulSet pods get a
@@ -136,6 +140,7 @@ impl Owner {
             owner_ref,
             cluster_domain: environment.cluster_domain.clone(),
             default_image_tag: environment.default_image_tag.clone(),
+            operator_namespace: environment.operator_namespace.clone(),
         })
     }
 
@@ -256,6 +261,7 @@ pub struct Children {
     pub secrets: Vec<Secret>,
     pub config_maps: Vec<ConfigMap>,
     pub pdbs: Vec<PodDisruptionBudget>,
+    pub network_policies: Vec<NetworkPolicy>,
 }
 
 impl Children {
@@ -269,6 +275,7 @@ impl Children {
             secrets,
             config_maps,
             pdbs,
+            network_policies,
         } = self;
         let mut out = Vec::new();
         out.extend(secrets.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
@@ -277,6 +284,12 @@ impl Children {
         out.extend(deployments.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
         out.extend(stateful_sets.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
         out.extend(pdbs.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
+        out.extend(
+            network_policies
+                .iter()
+                .map(typed_value)
+                .collect::<Result<Vec<_>, _>>()?,
+        );
         Ok(out)
     }
 }
@@ -345,6 +358,9 @@ pub fn build_all(owner: &Owner, spec: &SocialClusterSpec, credentials: &Credenti
         children.pdbs.push(pdb(owner, Role::Synchronizer, Some(k)));
     }
     scheduling::place_all(owner, spec, &mut children.stateful_sets);
+    if spec.network_policies.enabled {
+        children.network_policies = network::policies(owner, spec);
+    }
     children
 }
 

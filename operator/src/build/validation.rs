@@ -26,6 +26,9 @@ pub struct Environment {
     pub cluster_domain: String,
     /// The tinysns image tag for a SocialCluster that names none.
     pub default_image_tag: String,
+    /// The operator's own namespace: its pods may call the coordinators' internal port
+    /// (NetworkPolicies). None: from any namespace.
+    pub operator_namespace: Option<String>,
 }
 
 impl Default for Environment {
@@ -33,6 +36,7 @@ impl Default for Environment {
         Self {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             default_image_tag: DEFAULT_IMAGE_TAG.to_owned(),
+            operator_namespace: None,
         }
     }
 }
@@ -54,6 +58,7 @@ impl Environment {
         Ok(Self {
             cluster_domain: domain.to_owned(),
             default_image_tag: default_image_tag.to_owned(),
+            operator_namespace: None,
         })
     }
 }

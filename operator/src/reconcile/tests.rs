@@ -140,10 +140,16 @@ async fn create_applies_every_child_then_writes_status() {
         expected.push(format!("PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-tsd-{k}"));
         expected.push(format!("PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-sync-{k}"));
     }
+    for role in ["coordinator", "tsd", "synchronizer", "rabbitmq"] {
+        expected.push(format!(
+            "PATCH /apis/networking.k8s.io/v1{NS}networkpolicies/demo-{role}"
+        ));
+    }
     for list in [
         "/apis/apps/v1/namespaces/ns1/statefulsets",
         "/apis/apps/v1/namespaces/ns1/deployments",
         "/apis/policy/v1/namespaces/ns1/poddisruptionbudgets",
+        "/apis/networking.k8s.io/v1/namespaces/ns1/networkpolicies",
         "/api/v1/namespaces/ns1/services",
         "/api/v1/namespaces/ns1/configmaps",
         "/api/v1/namespaces/ns1/secrets",

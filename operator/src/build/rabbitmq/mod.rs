@@ -5,7 +5,7 @@
 //! connection settings are built here.
 
 pub mod config;
-mod nodes;
+pub mod nodes;
 
 use std::collections::BTreeMap;
 
