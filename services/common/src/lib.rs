@@ -1,5 +1,5 @@
 //! Shared by every tinysns process: the generated protocol code, the cluster arithmetic,
-//! input limits, and the plumbing for logging, health, shutdown and gRPC connections.
+//! input limits, and the plumbing for logging, health, metrics, shutdown and gRPC connections.
 
 pub mod auth;
 pub mod background;
@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod health;
 pub mod limits;
 pub mod membership;
+pub mod metrics;
 pub mod proto;
 pub mod secret;
 pub mod shutdown;
