@@ -30,6 +30,10 @@ pub struct Config {
     /// when the client port uses TLS).
     #[arg(long, env = "TINYSNS_HEALTH_PORT")]
     pub health_port: Option<u16>,
+    // Once resolved (`resolved_metrics_port`): the port, or none when turned off.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub metrics: tinysns_common::metrics::MetricsArgs,
     /// Where the coordinator keeps what it decided (terms, masters, in-sync sets), so a
     /// restart continues from it instead of guessing from heartbeats. Without it the state
     /// lives in memory only (a warning is logged): fine for a throwaway local system.
@@ -82,6 +86,13 @@ impl Config {
         tinysns_common::cli::internal_port(self.port, self.internal_port)
     }
 
+    /// The metrics port, resolved (None: off).
+    pub fn resolved_metrics_port(&self) -> Result<Option<u16>, String> {
+        let mut taken = vec![("--internal-port", self.resolved_internal_port()?)];
+        taken.extend(self.health_port.map(|p| ("--health-port", p)));
+        self.metrics.resolve(self.port, &taken)
+    }
+
     /// This coordinator's Raft node id and every coordinator's internal address.
     pub fn raft_peers(&self) -> Result<(u64, Vec<String>), String> {
         if self.peers.is_empty() {
@@ -105,6 +116,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         self.resolved_internal_port()?;
+        self.resolved_metrics_port()?;
         let (_, peers) = self.raft_peers()?;
         if peers.len() > 1 && self.data_dir.is_none() {
             return Err(

@@ -1,11 +1,13 @@
 use anyhow::Context;
 use clap::Parser;
+use std::sync::Arc;
 use tinysns_common::grpc::MemberCredentials;
 use tinysns_common::grpc::RequireSecret;
 use tinysns_common::tls::Tls;
 use tinysns_common::tls::with_tls;
 use tinysns_common::{health::Health, shutdown::Shutdown, telemetry};
 use tinysns_coordinator::config::Config;
+use tinysns_coordinator::metrics::{Exposed, Metrics};
 use tinysns_coordinator::raft::leadership::Leadership;
 use tinysns_coordinator::raft::network::ConsensusService;
 use tinysns_coordinator::raft::node::{self, Timing};
@@ -19,10 +21,11 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::parse();
     let checked = config.validate().and_then(|()| {
         let internal_port = config.resolved_internal_port()?;
+        let metrics_port = config.resolved_metrics_port()?;
         let tls = config.tls_files.load().map_err(|e| e.to_string())?;
-        Ok((internal_port, config.secret.load()?, tls))
+        Ok((internal_port, metrics_port, config.secret.load()?, tls))
     });
-    let (internal_port, secret, tls) = match checked {
+    let (internal_port, metrics_port, secret, tls) = match checked {
         Ok(ok) => ok,
         Err(problem) => {
             eprintln!("error: {problem}");
@@ -30,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     config.internal_port = Some(internal_port);
+    config.metrics.metrics_port = metrics_port;
     let (node_id, peers) = match config.raft_peers() {
         Ok(resolved) => resolved,
         Err(problem) => {
@@ -87,7 +91,18 @@ async fn main() -> anyhow::Result<()> {
         failure_timeout: config.failure_timeout,
         switchover_timeout: config.switchover_timeout,
     };
-    let service = CoordinatorService::new(raft.clone(), machine, leadership, settings);
+    let metrics = Arc::new(Metrics::new());
+    if let Some(port) = metrics_port {
+        let exposed = Exposed {
+            metrics: metrics.clone(),
+            leadership: leadership.clone(),
+            machine: machine.clone(),
+            raft: raft.clone(),
+            clusters: config.clusters,
+        };
+        tinysns_common::metrics::serve(&config.bind, port, Arc::new(exposed), shutdown.clone()).await?;
+    }
+    let service = CoordinatorService::new(raft.clone(), machine, leadership, settings, metrics);
     let detector = tokio::spawn(service.clone().run_failure_detector(shutdown.clone()));
     let (health, health_service) = Health::new().await;
     health.set_ready(true).await;

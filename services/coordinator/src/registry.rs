@@ -178,6 +178,20 @@ pub enum Event {
         to: u32,
         why: String,
     },
+    /// A planned switchover handed the cluster from `from` to `to` (a `MasterChanged` with
+    /// the new term comes with it).
+    SwitchoverCompleted {
+        cluster: u32,
+        from: u32,
+        to: u32,
+    },
+    /// The master `from` died or lost its data: a failover (a `MasterChanged` says to whom,
+    /// maybe nobody yet).
+    FailedOver {
+        kind: Kind,
+        cluster: u32,
+        from: u32,
+    },
 }
 
 /// How long a master has to hand over when it leaves, unless the coordinator says otherwise.
@@ -236,6 +250,15 @@ impl Registry {
 
     pub fn clusters(&self) -> u32 {
         self.clusters
+    }
+
+    /// Live members of `kind`, over every cluster.
+    pub fn alive(&self, kind: Kind) -> usize {
+        self.alive
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|(_, members)| members.len())
+            .sum()
     }
 
     /// Events since the last call, oldest first.
@@ -544,8 +567,18 @@ impl<'a> Group<'a> {
         self.meta.in_sync.retain(|r| !lost(r));
         self.changed |= was_in_sync;
         if was_master && let Some(old) = self.meta.master {
-            self.fail_over(old);
+            self.failed(old);
         }
+    }
+
+    /// The master `old` failed (it died or lost its data): a failover.
+    fn failed(&mut self, old: Replica) {
+        self.events.push(Event::FailedOver {
+            kind: self.kind,
+            cluster: self.cluster,
+            from: old.member,
+        });
+        self.fail_over(old);
     }
 
     /// The master `old` is gone (or its data is): its best live in-sync slave takes over. With
@@ -670,7 +703,7 @@ impl<'a> Group<'a> {
     /// slaves leave the in-sync set (their master goes on without them).
     fn after_deaths(&mut self, dead: &[u32], past_grace: bool) {
         match self.meta.master {
-            Some(m) if past_grace && !self.members.contains_key(&m.member) => self.fail_over(m),
+            Some(m) if past_grace && !self.members.contains_key(&m.member) => self.failed(m),
             _ => {
                 let before = self.meta.in_sync.len();
                 self.meta.in_sync.retain(|r| !dead.contains(&r.member));
@@ -752,6 +785,12 @@ mod tests {
         assert_eq!(b.master.unwrap().member_id, 1);
         let (cluster, master, _) = r.server_for_user(4).unwrap();
         assert_eq!((cluster, master.member_id), (1, 1));
+        assert_eq!((r.alive(Kind::Server), r.alive(Kind::Synchronizer)), (2, 0));
+        let events = r.drain_events();
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::FailedOver { .. })),
+            "a first master is no failover: {events:?}"
+        );
     }
 
     #[test]
@@ -764,16 +803,23 @@ mod tests {
         let t1 = t0 + Duration::from_millis(800);
         beat(&mut r, &server(2, 2), t1);
         r.expire(t0 + Duration::from_millis(1200));
+        assert_eq!(r.alive(Kind::Server), 1, "the dead master is no longer counted");
         let a = beat(&mut r, &server(2, 2), t0 + Duration::from_millis(1250));
         assert_eq!((a.role, a.term), (Role::Master, 2));
         // The old master comes back: it is now a slave and learns the newer term.
         let old = beat(&mut r, &server(2, 1), t0 + Duration::from_millis(1300));
         assert_eq!((old.role, old.term), (Role::Slave, 2));
-        assert!(r.drain_events().contains(&Event::MasterChanged {
+        let events = r.drain_events();
+        assert!(events.contains(&Event::MasterChanged {
             kind: Kind::Server,
             cluster: 2,
             id: Some(2),
             term: 2
+        }));
+        assert!(events.contains(&Event::FailedOver {
+            kind: Kind::Server,
+            cluster: 2,
+            from: 1
         }));
     }
 
@@ -946,10 +992,16 @@ mod tests {
             "an empty replica must not stay master"
         );
         assert_eq!(r.server_for_user(1).unwrap().1.member_id, 2);
-        assert!(r.drain_events().contains(&Event::DataLost {
+        let events = r.drain_events();
+        assert!(events.contains(&Event::DataLost {
             cluster: 1,
             id: 1,
             was_master: true
+        }));
+        assert!(events.contains(&Event::FailedOver {
+            kind: Kind::Server,
+            cluster: 1,
+            from: 1
         }));
     }
 

@@ -1,5 +1,6 @@
 //! The coordinator's gRPC service and its failure detector.
 
+use crate::metrics::Metrics;
 use crate::raft::leadership::{Leadership, NotLeader, Tenure};
 use crate::raft::store::StateMachine;
 use crate::raft::{Command, Raft};
@@ -43,6 +44,7 @@ pub struct CoordinatorService {
     machine: StateMachine,
     leadership: Arc<Leadership>,
     settings: Settings,
+    metrics: Arc<Metrics>,
 }
 
 fn not_leader(why: NotLeader) -> Status {
@@ -50,13 +52,20 @@ fn not_leader(why: NotLeader) -> Status {
 }
 
 impl CoordinatorService {
-    pub fn new(raft: Raft, machine: StateMachine, leadership: Arc<Leadership>, settings: Settings) -> Self {
+    pub fn new(
+        raft: Raft,
+        machine: StateMachine,
+        leadership: Arc<Leadership>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             decider: Arc::new(tokio::sync::Mutex::new(None)),
             raft,
             machine,
             leadership,
             settings,
+            metrics,
         }
     }
 
@@ -94,7 +103,13 @@ impl CoordinatorService {
             return Err(Status::internal("no registry"));
         };
         let out = f(&mut decider.registry);
-        log_events(decider.registry.drain_events());
+        let events = decider.registry.drain_events();
+        self.metrics.record_events(&events);
+        log_events(events);
+        self.metrics.observe_alive(
+            decider.registry.alive(Kind::Server),
+            decider.registry.alive(Kind::Synchronizer),
+        );
         if let Some(metadata) = decider.registry.take_changed() {
             let part = metadata.changed_since(&self.machine.metadata());
             if !part.is_empty()
@@ -190,6 +205,12 @@ fn log_events(events: Vec<Event>) {
             Event::SwitchoverCancelled { cluster, to, why } => {
                 tracing::warn!(cluster, to, %why, "planned switchover cancelled; the master goes on")
             }
+            Event::SwitchoverCompleted { cluster, from, to } => {
+                tracing::info!(cluster, from, to, "planned switchover completed")
+            }
+            Event::FailedOver { kind, cluster, from } => {
+                tracing::warn!(?kind, cluster, master = from, "master failed; failing over")
+            }
         }
     }
 }
@@ -254,6 +275,7 @@ impl Coordinator for CoordinatorService {
 #[tonic::async_trait]
 impl Membership for CoordinatorService {
     async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatReply>, Status> {
+        self.metrics.heartbeat();
         let req = request.into_inner();
         let member = req
             .member

@@ -1,7 +1,8 @@
 //! A whole tinysns system as local processes, for the launcher (`tinysns-local`), the
 //! end-to-end tests and the benchmark: `rabbit` runs a private RabbitMQ broker, `process`
 //! supervises one service binary, `topology` starts and inspects the full system, and
-//! `client` drives it through the same session code the `tsc` binary uses.
+//! `client` drives it through the same session code the `tsc` binary uses; `scrape` reads a
+//! process' Prometheus endpoint.
 
 pub mod accounts;
 pub mod certs;
@@ -12,6 +13,7 @@ pub mod preload;
 pub mod process;
 pub mod proxy;
 pub mod rabbit;
+pub mod scrape;
 pub mod topology;
 pub mod tsc;
 pub mod workload;

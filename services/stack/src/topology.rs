@@ -118,6 +118,8 @@ pub struct CoordinatorNode {
     pub process: Process,
     pub port: u16,
     pub internal_port: u16,
+    /// Its Prometheus endpoint (`http://127.0.0.1:<port>/metrics`).
+    pub metrics_port: u16,
     /// Its plaintext health port (with `Options::tls`).
     pub health_port: Option<u16>,
 }
@@ -127,6 +129,8 @@ pub struct Member {
     pub port: u16,
     /// The internal API (tsd only; 0 for synchronizers, which serve none).
     pub internal_port: u16,
+    /// Its Prometheus endpoint (`http://127.0.0.1:<port>/metrics`).
+    pub metrics_port: u16,
     pub cluster: u32,
     /// With `Options::partitionable` (tsd only): the proxies its network links run through.
     pub links: Option<MemberLinks>,
@@ -179,24 +183,34 @@ fn hosts(ports: impl Iterator<Item = u16>) -> String {
     ports.map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
 }
 
-/// The coordinators' processes, one per (client port, internal port); with several, each
-/// knows the others as Raft peers.
+/// The ports of one process: where clients, members and Prometheus reach it.
+#[derive(Debug, Clone, Copy)]
+struct ProcessPorts {
+    client: u16,
+    internal: u16,
+    metrics: u16,
+}
+
+/// The coordinators' processes, one per set of ports; with several, each knows the others
+/// as Raft peers.
 fn lay_out_coordinators(
     options: &Options,
-    ports: &[(u16, u16)],
+    ports: &[ProcessPorts],
     secret_arg: &str,
     tls_args: &[String],
     bins: &std::path::Path,
     log: &dyn Fn(&str) -> PathBuf,
 ) -> Result<Vec<CoordinatorNode>, StackError> {
-    let peers = hosts(ports.iter().map(|(_, internal)| *internal));
+    let peers = hosts(ports.iter().map(|p| p.internal));
     let mut nodes = Vec::new();
-    for (i, &(port, internal_port)) in ports.iter().enumerate() {
+    for (i, p) in ports.iter().enumerate() {
         let mut args = strings(&[
             "-p",
-            &port.to_string(),
+            &p.client.to_string(),
             "--internal-port",
-            &internal_port.to_string(),
+            &p.internal.to_string(),
+            "--metrics-port",
+            &p.metrics.to_string(),
             "--bind",
             "127.0.0.1",
             "--clusters",
@@ -232,8 +246,9 @@ fn lay_out_coordinators(
         let process = Process::new(&name, bins.join("coordinator"), args, Vec::new(), log(&name));
         nodes.push(CoordinatorNode {
             process,
-            port,
-            internal_port,
+            port: p.client,
+            internal_port: p.internal,
+            metrics_port: p.metrics,
             health_port,
         });
     }
@@ -335,13 +350,28 @@ impl Topology {
                 free_port()
             }
         };
+        // Always given explicitly: free ports are too high for the default (+30000), and
+        // tests side by side must never share one.
+        let metrics = |client_port: u16| {
+            if classic {
+                tinysns_common::metrics::metrics_port(client_port, None, &[])
+                    .map_err(std::io::Error::other)?
+                    .ok_or_else(|| std::io::Error::other("no metrics port"))
+            } else {
+                free_port()
+            }
+        };
         let coordinators = (0..options.coordinators.clamp(1, 9))
             .map(|i| {
                 // Classic: 9000, then downwards (9001 and up are the synchronizers').
-                let client_port = port(9000 - i as u16)?;
-                Ok((client_port, internal(client_port)?))
+                let client = port(9000 - i as u16)?;
+                Ok(ProcessPorts {
+                    client,
+                    internal: internal(client)?,
+                    metrics: metrics(client)?,
+                })
             })
-            .collect::<Result<Vec<(u16, u16)>, StackError>>()?;
+            .collect::<Result<Vec<ProcessPorts>, StackError>>()?;
         let coordinators = lay_out_coordinators(&options, &coordinators, &secret_arg, &tls_args, &bins, &log)?;
         let coordinator_hosts = hosts(coordinators.iter().map(|c| c.port));
         let coordinator_internal = hosts(coordinators.iter().map(|c| c.internal_port));
@@ -350,6 +380,7 @@ impl Topology {
             for server in 1..=options.servers_per_cluster {
                 let p = port(classic_server_port(cluster, server, options.clusters))?;
                 let internal_port = internal(p)?;
+                let metrics_port = metrics(p)?;
                 let data = options.dir.join(format!("cluster{cluster}-server{server}")); // see server_data_dir
                 let links = if options.partitionable {
                     Some(MemberLinks::start(internal_port, coordinators[0].internal_port)?)
@@ -373,6 +404,8 @@ impl Topology {
                     &p.to_string(),
                     "--internal-port",
                     &internal_port.to_string(),
+                    "--metrics-port",
+                    &metrics_port.to_string(),
                     "--bind",
                     "127.0.0.1",
                     "--cluster-secret-file",
@@ -407,6 +440,7 @@ impl Topology {
                         process,
                         port: p,
                         internal_port,
+                        metrics_port,
                         cluster,
                         links,
                     },
@@ -416,6 +450,7 @@ impl Topology {
         let mut synchronizers = BTreeMap::new();
         for id in 1..=options.clusters * options.synchronizers_per_cluster {
             let p = port(classic_synchronizer_port(id))?;
+            let metrics_port = metrics(p)?;
             let args = strings(&[
                 "-h",
                 &coordinator_hosts,
@@ -423,6 +458,8 @@ impl Topology {
                 &coordinator_internal,
                 "-p",
                 &p.to_string(),
+                "--metrics-port",
+                &metrics_port.to_string(),
                 "-i",
                 &id.to_string(),
                 "--bind",
@@ -453,6 +490,7 @@ impl Topology {
                     process,
                     port: p,
                     internal_port: 0,
+                    metrics_port,
                     cluster,
                     links: None,
                 },
@@ -790,7 +828,22 @@ impl Topology {
         }
     }
 
-    /// One line per process: name, state, pid, port, log.
+    /// Every service process' name and the URL of its Prometheus endpoint.
+    pub fn metrics_urls(&self) -> Vec<(String, String)> {
+        let url = |port: u16| format!("http://127.0.0.1:{port}/metrics");
+        let coordinators = self
+            .coordinators
+            .iter()
+            .map(|c| (c.process.name.clone(), url(c.metrics_port)));
+        let members = self
+            .servers
+            .values()
+            .chain(self.synchronizers.values())
+            .map(|m| (m.process.name.clone(), url(m.metrics_port)));
+        coordinators.chain(members).collect()
+    }
+
+    /// One line per process: name, state, port, metrics port, log.
     pub fn status_lines(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(rabbit) = self.rabbit.as_mut() {
@@ -804,21 +857,22 @@ impl Topology {
                 rabbit.log().display()
             ));
         }
-        let line = |p: &mut Process, port: u16| {
+        let line = |p: &mut Process, port: u16, metrics: u16| {
             let state = if p.is_running() { "running" } else { "STOPPED" };
             format!(
-                "{:<16} {:<8} port {:<6} log {}",
+                "{:<16} {:<8} port {:<6} metrics {:<6} log {}",
                 p.name,
                 state,
                 port,
+                metrics,
                 p.log_path().display()
             )
         };
         for node in &mut self.coordinators {
-            lines.push(line(&mut node.process, node.port));
+            lines.push(line(&mut node.process, node.port, node.metrics_port));
         }
         for m in self.servers.values_mut().chain(self.synchronizers.values_mut()) {
-            lines.push(line(&mut m.process, m.port));
+            lines.push(line(&mut m.process, m.port, m.metrics_port));
         }
         lines
     }

@@ -25,6 +25,8 @@ pub struct Args {
     /// Port for health checks; defaults to 9000 + id.
     #[arg(short = 'p', long, env = "TINYSNS_PORT")]
     pub port: Option<u16>,
+    #[command(flatten)]
+    pub metrics: tinysns_common::metrics::MetricsArgs,
     /// RabbitMQ URL.
     #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
@@ -80,6 +82,8 @@ pub struct Config {
     pub port: u16,
     pub bind: String,
     pub advertise: String,
+    /// The Prometheus endpoint (plaintext HTTP on `bind`); None: off.
+    pub metrics_port: Option<u16>,
     #[serde(serialize_with = "masked")]
     pub amqp_url: String,
     pub amqp_ca_file: Option<std::path::PathBuf>,
@@ -126,6 +130,7 @@ impl Args {
             _ => return Err("give -i <id>, or --cluster and --clusters with POD_NAME set".into()),
         };
         let port = self.port.unwrap_or_else(|| topology::classic_synchronizer_port(id));
+        let metrics_port = self.metrics.resolve(port, &[])?;
         Ok(Config {
             id,
             coordinators_internal: self.member.coordinators_internal()?,
@@ -144,6 +149,7 @@ impl Args {
             port,
             bind: self.member.bind.clone(),
             advertise: self.member.advertise(port),
+            metrics_port,
             amqp_url: self.amqp_url,
             amqp_ca: self
                 .amqp_ca_file

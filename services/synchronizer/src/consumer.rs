@@ -6,6 +6,7 @@
 
 use crate::bus;
 use crate::cluster::ClusterLink;
+use crate::metrics::Metrics;
 use crate::run::SyncError;
 use futures_util::{FutureExt, StreamExt};
 use lapin::Channel;
@@ -29,6 +30,7 @@ pub async fn consume(
     names: &bus::Names,
     secret: Option<&ClusterSecret>,
     consumer_tag: &str,
+    metrics: &Metrics,
     stop: &Shutdown,
 ) -> Result<(), SyncError> {
     let mut deliveries = channel
@@ -51,13 +53,19 @@ pub async fn consume(
         };
         let mut batch = Batch::default();
         batch
-            .add(first.map_err(bus::BusError::from)?, link.cluster, names, secret)
+            .add(
+                first.map_err(bus::BusError::from)?,
+                link.cluster,
+                names,
+                secret,
+                metrics,
+            )
             .await?;
         while !batch.is_full() {
             match deliveries.next().now_or_never() {
                 Some(Some(d)) => {
                     batch
-                        .add(d.map_err(bus::BusError::from)?, link.cluster, names, secret)
+                        .add(d.map_err(bus::BusError::from)?, link.cluster, names, secret, metrics)
                         .await?
                 }
                 _ => break,
@@ -66,8 +74,11 @@ pub async fn consume(
         if batch.changes.is_empty() {
             continue;
         }
-        match apply(link, &batch.changes, stop).await {
-            Applied::Stored(reply) => settle(batch.deliveries, &reply, names).await?,
+        match apply(link, &batch.changes, metrics, stop).await {
+            Applied::Stored(reply) => {
+                metrics.applied(&batch.changes, &reply, tinysns_common::now_ms());
+                settle(batch.deliveries, &reply, names, metrics).await?
+            }
             // Stopping: the unacknowledged messages go back to the queue.
             Applied::Stopped => return Ok(()),
             // tsd will never take this call: find the message at fault, one at a time.
@@ -75,16 +86,19 @@ pub async fn consume(
                 tracing::warn!(error = %status.message(), messages = batch.deliveries.len(), "tsd refuses the batch; applying its messages one by one");
                 for (delivery, range) in batch.deliveries {
                     let changes = &batch.changes[range.clone()];
-                    match apply(link, changes, stop).await {
-                        Applied::Stored(reply) => settle(vec![(delivery, 0..changes.len())], &reply, names).await?,
+                    match apply(link, changes, metrics, stop).await {
+                        Applied::Stored(reply) => {
+                            metrics.applied(changes, &reply, tinysns_common::now_ms());
+                            settle(vec![(delivery, 0..changes.len())], &reply, names, metrics).await?
+                        }
                         Applied::Stopped => return Ok(()),
-                        Applied::Refused(status) => dead_letter(&delivery, names, &refusal(&status)).await?,
+                        Applied::Refused(status) => dead_letter(&delivery, names, &refusal(&status), metrics).await?,
                     }
                 }
             }
             Applied::Refused(status) => {
                 for (delivery, _) in batch.deliveries {
-                    dead_letter(&delivery, names, &refusal(&status)).await?;
+                    dead_letter(&delivery, names, &refusal(&status), metrics).await?;
                 }
             }
         }
@@ -105,6 +119,7 @@ async fn settle(
     deliveries: Vec<(Delivery, std::ops::Range<usize>)>,
     reply: &tinysns_common::proto::internal::ApplyRemoteReply,
     names: &bus::Names,
+    metrics: &Metrics,
 ) -> Result<(), SyncError> {
     for (delivery, changes) in deliveries {
         let refused = reply
@@ -116,7 +131,7 @@ async fn settle(
             // The rest of its changes are stored; the message is kept whole for a
             // person to look at (replaying it is harmless: applying is idempotent).
             let why = format!("tsd refused {refused} of its {} changes as invalid", changes.len());
-            dead_letter(&delivery, names, &why).await?;
+            dead_letter(&delivery, names, &why, metrics).await?;
         } else {
             delivery
                 .ack(BasicAckOptions::default())
@@ -150,10 +165,12 @@ impl Batch {
         cluster: u32,
         names: &bus::Names,
         secret: Option<&ClusterSecret>,
+        metrics: &Metrics,
     ) -> Result<(), SyncError> {
+        metrics.consumed();
         let signed = bus::verify(&delivery.data, delivery.properties.headers().as_ref(), secret);
         match signed.and_then(|()| bus::decode(&delivery.data)) {
-            Err(poison) => dead_letter(&delivery, names, &poison.to_string()).await,
+            Err(poison) => dead_letter(&delivery, names, &poison.to_string(), metrics).await,
             Ok(changes) if changes.iter().all(|c| c.origin_cluster == cluster) => {
                 delivery
                     .ack(BasicAckOptions::default())
@@ -195,7 +212,7 @@ fn refuses_content(status: &tonic::Status) -> bool {
 
 /// Retries until tsd has stored the changes (following master changes), we stop, or tsd
 /// has refused them for their content [`MAX_REFUSALS`] times.
-async fn apply(link: &ClusterLink, changes: &[RemoteChange], stop: &Shutdown) -> Applied {
+async fn apply(link: &ClusterLink, changes: &[RemoteChange], metrics: &Metrics, stop: &Shutdown) -> Applied {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     let mut refusals = 0;
     loop {
@@ -219,6 +236,7 @@ async fn apply(link: &ClusterLink, changes: &[RemoteChange], stop: &Shutdown) ->
                 tracing::warn!(error = %status.message(), "cannot apply remote changes yet");
             }
         }
+        metrics.apply_retried();
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = stop.wait() => return Applied::Stopped,
@@ -226,7 +244,7 @@ async fn apply(link: &ClusterLink, changes: &[RemoteChange], stop: &Shutdown) ->
     }
 }
 
-async fn dead_letter(delivery: &Delivery, names: &bus::Names, why: &str) -> Result<(), SyncError> {
+async fn dead_letter(delivery: &Delivery, names: &bus::Names, why: &str, metrics: &Metrics) -> Result<(), SyncError> {
     let id = delivery
         .properties
         .message_id()
@@ -241,5 +259,6 @@ async fn dead_letter(delivery: &Delivery, names: &bus::Names, why: &str) -> Resu
         })
         .await
         .map_err(bus::BusError::from)?;
+    metrics.dead_lettered();
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 use crate::bus;
 use crate::cluster::ClusterLink;
+use crate::metrics::Metrics;
 use crate::run::SyncError;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
@@ -30,6 +31,7 @@ pub async fn publish(
     channel: &Channel,
     names: &bus::Names,
     secret: Option<&ClusterSecret>,
+    metrics: &Metrics,
     stop: &Shutdown,
 ) -> Result<(), SyncError> {
     let mut tsd = link.master().await?;
@@ -58,6 +60,7 @@ pub async fn publish(
                     )
                     .await
                     .map_err(bus::BusError::from)?;
+                metrics.published(changes.len(), lsn);
                 unconfirmed.push_back(async move { (lsn, confirm.await) });
             }
             Some((lsn, confirmation)) = unconfirmed.next() => {
@@ -66,6 +69,7 @@ pub async fn publish(
                     return Err(bus::BusError::Nacked(lsn).into());
                 }
                 confirmed = lsn;
+                metrics.confirmed(lsn);
             }
             _ = tick.tick() => {
                 if confirmed > recorded {

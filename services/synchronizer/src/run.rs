@@ -5,8 +5,10 @@
 use crate::bus::{self, BusError};
 use crate::cluster::ClusterLink;
 use crate::config::{Config, mask_password};
+use crate::metrics::Metrics;
 use crate::{consumer, publisher};
 use anyhow::Context;
+use std::sync::Arc;
 use std::time::Duration;
 use tinysns_common::backoff::Backoff;
 use tinysns_common::grpc::MemberCredentials;
@@ -34,6 +36,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, id = config.id, auth = %config.auth, amqp = %mask_password(&config.amqp_url), "synchronizer listening");
+    let metrics = Arc::new(Metrics::new());
+    if let Some(port) = config.metrics_port {
+        tinysns_common::metrics::serve(&config.bind, port, metrics.clone(), shutdown.clone()).await?;
+    }
     let (health, health_service) = Health::new().await;
     let stop = shutdown.clone();
     let server = tokio::spawn(
@@ -83,8 +89,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 let cluster = view.assignment.me.cluster_id;
                 tracing::info!(cluster, term = view.term, "master synchronizer: starting to sync");
                 let stop = Shutdown::new();
-                let task = tokio::spawn(work(config.clone(), cluster, view.assignment.clusters, stop.clone()));
+                let task = tokio::spawn(work(
+                    config.clone(),
+                    cluster,
+                    view.assignment.clusters,
+                    metrics.clone(),
+                    stop.clone(),
+                ));
                 working = Some((stop, task));
+                metrics.set_master(true);
             }
             (false, true) => {
                 tracing::info!("no longer master synchronizer: stopping");
@@ -92,6 +105,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                     stop.trigger();
                     let _ = task.await;
                 }
+                metrics.set_master(false);
             }
             _ => {}
         }
@@ -106,7 +120,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 }
 
 /// Syncs until `stop`, reconnecting after any failure.
-async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
+async fn work(config: Config, cluster: u32, clusters: u32, metrics: Arc<Metrics>, stop: Shutdown) {
     let link = match ClusterLink::new(
         &config.coordinators_internal,
         MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client)),
@@ -120,9 +134,10 @@ async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
     };
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     while !stop.is_triggered() {
-        match session(&config, &link, clusters, &stop).await {
+        match session(&config, &link, clusters, &metrics, &stop).await {
             Ok(()) => backoff.reset(),
             Err(error) => {
+                metrics.restarted();
                 let retry_in = backoff.next_delay();
                 tracing::warn!(%error, ?retry_in, "sync interrupted");
                 tokio::select! {
@@ -135,7 +150,13 @@ async fn work(config: Config, cluster: u32, clusters: u32, stop: Shutdown) {
 }
 
 /// One broker connection's worth of work: returns Ok only when asked to stop.
-async fn session(config: &Config, link: &ClusterLink, clusters: u32, stop: &Shutdown) -> Result<(), SyncError> {
+async fn session(
+    config: &Config,
+    link: &ClusterLink,
+    clusters: u32,
+    metrics: &Metrics,
+    stop: &Shutdown,
+) -> Result<(), SyncError> {
     let names = bus::Names::new(&config.amqp_namespace);
     let (conn, publish, consume) = bus::open(
         &config.amqp_url,
@@ -150,8 +171,8 @@ async fn session(config: &Config, link: &ClusterLink, clusters: u32, stop: &Shut
     let watcher = tokio::spawn(bus::watch_connection(Box::pin(conn.events_listener())));
     let tag = format!("tinysns-synchronizer-{}", config.id);
     let result = tokio::select! {
-        r = publisher::publish(link, &publish, &names, config.secret.as_ref(), stop) => r,
-        r = consumer::consume(link, &consume, &names, config.secret.as_ref(), &tag, stop) => r,
+        r = publisher::publish(link, &publish, &names, config.secret.as_ref(), metrics, stop) => r,
+        r = consumer::consume(link, &consume, &names, config.secret.as_ref(), &tag, metrics, stop) => r,
     };
     watcher.abort();
     // Closing returns unacknowledged deliveries to the queue for the next consumer.

@@ -3,6 +3,7 @@
 
 use crate::command::{Command, Outcome};
 use crate::feed::Feed;
+use crate::metrics::Metrics;
 use crate::reader::Reader;
 use crate::remote::check_remote;
 use crate::store;
@@ -42,6 +43,7 @@ pub struct ChangeFeedService {
     pub reader: Reader,
     pub feed: Feed,
     pub role: RoleHandle,
+    pub metrics: std::sync::Arc<Metrics>,
 }
 
 impl ChangeFeedService {
@@ -101,6 +103,7 @@ impl ChangeFeedService {
                     }
                 }
             }
+            self.metrics.change_feed_read(tail.cursor());
         }
     }
 }
@@ -120,6 +123,7 @@ impl ChangeFeed for ChangeFeedService {
             n => n,
         };
         tracing::info!(after, "synchronizer subscribed to the change feed");
+        self.metrics.change_feed_read(after);
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(self.clone().stream(after, tx));
         Ok(Response::new(ReceiverStream::new(rx)))

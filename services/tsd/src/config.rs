@@ -53,6 +53,8 @@ pub struct Args {
     /// when the client port uses TLS).
     #[arg(long, env = "TINYSNS_HEALTH_PORT")]
     pub health_port: Option<u16>,
+    #[command(flatten)]
+    pub metrics: tinysns_common::metrics::MetricsArgs,
     /// Longest a unary call (or the opening of a stream) may take before the server gives up.
     #[arg(long, env = "TINYSNS_REQUEST_TIMEOUT", default_value = "30s", value_parser = tinysns_common::cli::parse_duration)]
     pub request_timeout: Duration,
@@ -134,6 +136,8 @@ pub struct Config {
     pub leave_timeout: Duration,
     pub clock_skew_ms: i64,
     pub health_port: Option<u16>,
+    /// The Prometheus endpoint (plaintext HTTP on `bind`); None: off.
+    pub metrics_port: Option<u16>,
     /// The PEM files (paths).
     pub tls_files: TlsArgs,
     #[serde(skip)]
@@ -161,6 +165,9 @@ impl Args {
             .data_dir
             .unwrap_or_else(|| PathBuf::from(format!("tinysns-data/cluster{}-server{server}", self.cluster)));
         let internal_port = tinysns_common::cli::internal_port(port, self.internal_port)?;
+        let mut taken = vec![("--internal-port", internal_port)];
+        taken.extend(self.health_port.map(|p| ("--health-port", p)));
+        let metrics_port = self.metrics.resolve(port, &taken)?;
         let secret = self.member.secret.load()?;
         if self.auth.auth == AuthMode::Password && secret.is_none() {
             return Err(
@@ -208,6 +215,7 @@ impl Args {
             leave_timeout: self.leave_timeout,
             clock_skew_ms: self.clock_skew_ms,
             health_port: self.health_port,
+            metrics_port,
             tls: self.member.tls.load().map_err(|e| e.to_string())?,
             tls_files: self.member.tls.clone(),
         })

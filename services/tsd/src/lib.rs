@@ -10,7 +10,8 @@
 //! and the synchronizer's `changefeed` tail that feed; `fanout` routes each post to the open
 //! timelines of its author's followers; `remote` checks what other clusters send. The
 //! server's role comes from `tinysns_common::membership` (heartbeats to the coordinator);
-//! `identity` keeps its incarnation and its durable term.
+//! `identity` keeps its incarnation and its durable term. `metrics` counts what happens for
+//! Prometheus.
 
 pub mod accounts;
 pub mod changefeed;
@@ -22,6 +23,7 @@ pub mod feed;
 pub mod identity;
 pub mod log_matching;
 pub mod login;
+pub mod metrics;
 pub mod presence;
 pub mod reader;
 pub mod readiness;

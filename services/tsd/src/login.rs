@@ -4,6 +4,7 @@
 
 use crate::accounts::{CredentialError, new_token, token_hash};
 use crate::command::{Command, Outcome, Registration};
+use crate::metrics::LoginResult;
 use crate::presence::KEEPALIVE_INTERVAL;
 use crate::presence::PresenceError;
 use crate::social::{Caller, Social, reply};
@@ -28,6 +29,18 @@ fn refused(status: Code, message: impl Into<String>) -> LoginReply {
         message: message.into(),
         keepalive_interval_ms: KEEPALIVE_INTERVAL.as_millis() as u32,
         ..Default::default()
+    }
+}
+
+/// How a login call ended, for metrics.
+pub(crate) fn login_result(result: &Result<LoginReply, Status>) -> LoginResult {
+    match result {
+        Ok(reply) if reply.status == Code::Success as i32 => LoginResult::Ok,
+        Ok(reply) if reply.message == WRONG_CREDENTIALS => LoginResult::WrongCredentials,
+        Ok(_) => LoginResult::Refused,
+        // Too many failed logins for the name, or every password hasher busy.
+        Err(status) if status.code() == tonic::Code::ResourceExhausted => LoginResult::Throttled,
+        Err(_) => LoginResult::Error,
     }
 }
 
@@ -291,5 +304,30 @@ fn internal(error: CredentialError) -> Status {
     match error {
         CredentialError::Busy => Status::resource_exhausted(error.to_string()),
         other => Status::internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_is_counted_by_how_it_ended() {
+        let ok = LoginReply {
+            status: Code::Success as i32,
+            token: "t".into(),
+            ..Default::default()
+        };
+        assert_eq!(login_result(&Ok(ok)), LoginResult::Ok);
+        let wrong = refused(Code::FailureInvalid, WRONG_CREDENTIALS);
+        assert_eq!(login_result(&Ok(wrong)), LoginResult::WrongCredentials);
+        let elsewhere = presence_refused(PresenceError::AlreadyPresent);
+        assert_eq!(login_result(&Ok(elsewhere)), LoginResult::Refused);
+        let invalid = refused(Code::FailureInvalidUsername, "a username is ...");
+        assert_eq!(login_result(&Ok(invalid)), LoginResult::Refused);
+        let throttled = Status::resource_exhausted("too many failed logins");
+        assert_eq!(login_result(&Err(throttled)), LoginResult::Throttled);
+        let not_master = tinysns_common::grpc::not_master("cluster 1 is served by another server");
+        assert_eq!(login_result(&Err(not_master)), LoginResult::Error);
     }
 }

@@ -135,6 +135,13 @@ impl Presence {
             connection,
         })
     }
+
+    /// How many sessions are present and how many timelines are open at `now` (metrics).
+    pub fn counts(&self, now: Instant) -> (usize, usize) {
+        let inner = tinysns_common::lock(&self.inner);
+        let sessions = inner.users.values().flatten().filter(|p| p.live(now)).count();
+        (sessions, inner.timelines_per_user.values().sum())
+    }
 }
 
 impl Inner {
@@ -284,6 +291,23 @@ mod tests {
         }
         assert_eq!(p.renew(1, b"one more", t0), Err(PresenceError::TooManySessions));
         assert!(p.renew(2, b"other user", t0).is_ok());
+    }
+
+    #[test]
+    fn counts_show_present_sessions_and_open_timelines() {
+        let p = Presence::new(Sharing::Shared);
+        let t0 = Instant::now();
+        assert_eq!(p.counts(t0), (0, 0));
+        p.renew(1, A, t0).unwrap();
+        let attached = p.attach(2, B, t0).unwrap();
+        let timelines = [p.open_timeline(1, None).unwrap(), p.open_timeline(2, None).unwrap()];
+        assert_eq!(p.counts(t0), (2, 2));
+        // The lease of 1 ran out; 2 holds its stream.
+        assert_eq!(p.counts(t0 + LEASE * 2), (1, 2));
+        drop(timelines);
+        drop(attached);
+        p.leave(1, A);
+        assert_eq!(p.counts(t0), (0, 0));
     }
 
     #[test]

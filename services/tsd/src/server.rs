@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::fanout::Fanout;
 use crate::feed::Feed;
 use crate::identity;
+use crate::metrics::{Exposed, Metrics};
 use crate::presence::{Presence, Sharing};
 use crate::reader::Reader;
 use crate::replication::{ReplicationService, ReplicationSettings, Replicator};
@@ -47,6 +48,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let credentials = MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client));
     let membership = Membership::durable(identity.term, Arc::new(terms));
     let role = membership.handle();
+    let metrics = Arc::new(Metrics::new());
     let setup = WriterSetup {
         cluster: config.cluster,
         role: role.clone(),
@@ -57,6 +59,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         },
         log_retain: config.log_retain,
         commit_point_period: config.commit_point_interval,
+        metrics: metrics.clone(),
     };
     let (writer, batches) = Writer::start(conn, setup, shutdown.clone())?;
     let reader = Reader::new(&config.data_dir);
@@ -73,6 +76,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 snapshot_rate: config.snapshot_rate(),
             },
         )
+        .with_metrics(metrics.clone())
         .run(batches),
     );
 
@@ -129,12 +133,24 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         }
     });
 
-    let fanout = Fanout::default();
-    tokio::spawn(fanout.clone().run(feed.tail(reader.clone(), feed.committed())));
     let sharing = match config.auth {
         AuthMode::Open => Sharing::Exclusive,
         AuthMode::Password => Sharing::Shared,
     };
+    let presence = Arc::new(Presence::new(sharing));
+    if let Some(port) = config.metrics_port {
+        let exposed = Exposed {
+            metrics: metrics.clone(),
+            role: role.clone(),
+            progress: progress.clone(),
+            feed: feed.clone(),
+            presence: presence.clone(),
+        };
+        tinysns_common::metrics::serve(&config.bind, port, Arc::new(exposed), shutdown.clone()).await?;
+    }
+
+    let fanout = Fanout::default();
+    tokio::spawn(fanout.clone().run(feed.tail(reader.clone(), feed.committed())));
     let social = Social {
         cluster: config.cluster,
         auth: config.auth,
@@ -143,10 +159,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         feed: feed.clone(),
         fanout,
         role: role.clone(),
-        presence: Arc::new(Presence::new(sharing)),
+        presence,
         hasher: Hasher::new(config.argon2, HASHING_THREADS)?,
         failed_logins: Arc::default(),
         session_ttl: config.session_ttl,
+        metrics,
     };
     let changefeed = ChangeFeedService {
         cluster: config.cluster,
@@ -154,6 +171,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         reader,
         feed,
         role,
+        metrics: social.metrics.clone(),
     };
     let stop = shutdown.clone();
     let (client_tls, internal_tls) = match &config.tls {

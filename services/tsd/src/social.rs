@@ -6,6 +6,7 @@ use crate::accounts::{FailedLogins, Hasher, token_hash};
 use crate::command::{Command, Outcome};
 use crate::fanout::Fanout;
 use crate::feed::Feed;
+use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::reader::Reader;
 use crate::store;
@@ -43,6 +44,7 @@ pub struct Social {
     pub hasher: Hasher,
     pub failed_logins: Arc<FailedLogins>,
     pub session_ttl: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The user a call acts for, established from its token.
@@ -208,7 +210,9 @@ impl SocialService for Social {
     }
 
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<LoginReply>, Status> {
-        self.log_in(request.into_inner()).await.map(Response::new)
+        let result = self.log_in(request.into_inner()).await;
+        self.metrics.login(crate::login::login_result(&result));
+        result.map(Response::new)
     }
 
     type AttachStream = ReceiverStream<Result<SessionEvent, Status>>;

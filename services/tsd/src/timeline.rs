@@ -300,11 +300,17 @@ impl Social {
                         status: status as i32,
                         message,
                     },
-                    Ok(_) => PostAck {
-                        post_id,
-                        status: Code::Success as i32,
-                        message: String::new(),
-                    },
+                    Ok(outcome) => {
+                        // Unchanged: a retried post, stored and counted the first time.
+                        if matches!(outcome, Outcome::Written(_)) {
+                            self.metrics.post_accepted();
+                        }
+                        PostAck {
+                            post_id,
+                            status: Code::Success as i32,
+                            message: String::new(),
+                        }
+                    }
                     Err(error) => {
                         let _ = tx.send(Err(error.into_status())).await;
                         return;

@@ -6,6 +6,7 @@ use crate::clock::{self, Hlc, WallClock};
 use crate::command::{Command, Decision, Origin, Outcome, decide};
 use crate::feed::Feed;
 use crate::log_matching;
+use crate::metrics::Metrics;
 use crate::store::{self, compaction, snapshot};
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -78,6 +79,7 @@ pub struct WriterSetup {
     /// considered for compaction). It is a lower bound (a restart re-confirms what lies past
     /// it), so it need not cost a page write per commit.
     pub commit_point_period: std::time::Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Committed locally, waiting for the slaves before the clients hear about it.
@@ -112,6 +114,7 @@ impl Writer {
             wall,
             log_retain,
             commit_point_period,
+            metrics,
         } = setup;
         let hlc = Hlc::new(wall, store::max_hlc(&conn)?);
         let (jobs_tx, jobs_rx) = mpsc::channel(4096);
@@ -135,6 +138,7 @@ impl Writer {
             hlc,
             log_retain,
             backlog: false,
+            metrics,
         };
         std::thread::Builder::new()
             .name("tsd-writer".into())
@@ -242,6 +246,7 @@ struct State {
     log_retain: u64,
     /// Writes were queued behind the batch being committed.
     backlog: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl State {
@@ -351,6 +356,7 @@ impl State {
         term: u64,
         commands: &[(Command, Reply<Outcome>)],
     ) -> Result<(Vec<LogEntry>, Vec<Outcome>), store::StoreError> {
+        let started = std::time::Instant::now();
         let tx = store::write_transaction(&mut self.conn)?;
         let mut lsn = store::last_lsn(&tx)?;
         let mut entries = Vec::new();
@@ -398,6 +404,7 @@ impl State {
         tx.commit()?;
         if let Some(last) = entries.last() {
             self.progress.set_applied(last.lsn);
+            self.metrics.committed_batch(self.cluster, &entries, started.elapsed());
         }
         Ok((entries, outcomes))
     }
@@ -509,6 +516,7 @@ mod tests {
             wall: WallClock::default(),
             log_retain: 10,
             commit_point_period: std::time::Duration::from_millis(100),
+            metrics: Arc::default(),
         };
         let (writer, mut batches) = Writer::start(conn, setup, shutdown.clone()).unwrap();
         // Stand in for replication: acknowledge every batch at once.

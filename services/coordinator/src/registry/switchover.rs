@@ -203,6 +203,11 @@ impl Registry {
         group.set_master(Some(handover.to), term);
         group.meta.in_sync.clear();
         self.changed |= group.changed;
+        self.events.push(Event::SwitchoverCompleted {
+            cluster,
+            from: handover.from.member,
+            to: handover.to.member,
+        });
     }
 
     fn cancel_handover(&mut self, cluster: u32, why: String) {
@@ -342,6 +347,16 @@ mod tests {
         let a = master_ready(&mut r, Some(2), t0 + Duration::from_millis(50));
         assert_eq!((a.role, a.term, a.handover_to), (Role::Slave, 2, None));
         assert_eq!(r.switchover(1, target), Switchover::Done { term: 2 });
+        let events = r.drain_events();
+        assert!(events.contains(&Event::SwitchoverCompleted {
+            cluster: 1,
+            from: 1,
+            to: 2
+        }));
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::FailedOver { .. })),
+            "a planned switchover is no failover: {events:?}"
+        );
         let (_, master, term) = r.server_for_user(1).unwrap();
         assert_eq!((master.member_id, term), (2, 2));
         // The new master admits its slaves into a new in-sync set once it has matched them.

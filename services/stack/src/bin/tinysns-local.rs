@@ -1,6 +1,7 @@
 //! Starts a whole tinysns system on this machine: a private RabbitMQ, the coordinator and
 //! every cluster's servers and synchronizers, with the classic ports. Shows the state of
-//! every process, says how to connect `tsc`, and stops everything on Ctrl-C.
+//! every process, says how to connect `tsc` and where each process' Prometheus metrics are,
+//! and stops everything on Ctrl-C.
 
 use anyhow::Context;
 use clap::Parser;
@@ -100,6 +101,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("The cluster secret is in {}.", topology.secret_file.display());
+    println!("Prometheus metrics (plaintext HTTP; docs/metrics.md lists them):");
+    for (name, url) in topology.metrics_urls() {
+        println!("  {name:<16} {url}");
+    }
     println!("Press Ctrl-C to stop everything.\n");
 
     let mut last = topology.status_lines();

@@ -5,6 +5,7 @@
 use super::in_sync::{self, LinkView, Replica, Round, Verdict};
 use super::link::{Goal, Link};
 use crate::feed::Feed;
+use crate::metrics::{Metrics, SlaveSample};
 use crate::reader::Reader;
 use crate::writer::{Batch, WriteError};
 use std::collections::{BTreeSet, HashMap};
@@ -47,6 +48,7 @@ pub struct Replicator {
     moved: Arc<Notify>,
     /// The in-sync set we propose to the coordinator.
     proposed: BTreeSet<Replica>,
+    metrics: Arc<Metrics>,
 }
 
 impl Replicator {
@@ -72,7 +74,14 @@ impl Replicator {
             goal: watch::channel(Goal::default()).0,
             moved: Arc::new(Notify::new()),
             proposed: BTreeSet::new(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Where to show replication latency and each slave's lag.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub async fn run(mut self, mut batches: tokio::sync::mpsc::Receiver<Batch>) {
@@ -127,9 +136,11 @@ impl Replicator {
             .max()
             .unwrap_or(0)
             .max(self.feed.committed());
+        let started = Instant::now();
         let result = self.replicate(term, target).await;
-        if let Err(why) = &result {
-            tracing::warn!(%why, lsn = target, "writes not acknowledged");
+        match &result {
+            Ok(()) => self.metrics.replicated(started),
+            Err(why) => tracing::warn!(%why, lsn = target, "writes not acknowledged"),
         }
         for batch in group {
             match &result {
@@ -161,6 +172,7 @@ impl Replicator {
         self.refresh_links(&view.assignment.slaves, &view.assignment.in_sync);
         self.set_goal(view.term, end, false);
         self.admit();
+        self.show_slaves(end);
         if self.feed.committed() < end && self.replicate(view.term, end).await.is_ok() {
             self.feed.publish_through(end, &self.reader).await;
         }
@@ -302,6 +314,21 @@ impl Replicator {
         self.proposed.clear();
         self.goal.send_replace(Goal::default());
         self.progress.set_in_sync(Vec::new());
+        self.show_slaves(0);
+    }
+
+    /// Each slave's lag behind `end` (our log's end) and whether it is in sync, for metrics.
+    fn show_slaves(&self, end: u64) {
+        let slaves: Vec<SlaveSample> = self
+            .links
+            .values()
+            .map(|link| SlaveSample {
+                id: link.replica.0,
+                matched: link.view().matched,
+                in_sync: self.proposed.contains(&link.replica),
+            })
+            .collect();
+        self.metrics.observe_slaves(end, &slaves);
     }
 
     /// One link per slave in the coordinator's view, under its current incarnation. A link
