@@ -81,6 +81,10 @@ pub struct SocialClusterSpec {
     #[serde(default)]
     pub scheduling: SchedulingSpec,
 
+    /// Prometheus scraping of every process (and the broker).
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
+
     /// NetworkPolicies that admit only the traffic tinysns needs.
     #[serde(default)]
     pub network_policies: NetworkPoliciesSpec,
@@ -134,6 +138,7 @@ impl Default for SocialClusterSpec {
             scheduling: SchedulingSpec::default(),
             pod_overrides: PodOverrides::default(),
             network_policies: NetworkPoliciesSpec::default(),
+            monitoring: MonitoringSpec::default(),
             rabbitmq: RabbitMqSpec::default(),
             auth: AuthMode::default(),
             tls: None,
@@ -430,6 +435,33 @@ pub struct NetworkPoliciesSpec {
 impl Default for NetworkPoliciesSpec {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// Every tinysns process serves Prometheus metrics on port 9464 (`metrics` on its Service),
+/// the broker on 15692 (`prometheus`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// A ServiceMonitor (Prometheus Operator) scraping all of them, when its CRD is installed.
+    #[serde(default = "default_true")]
+    pub service_monitor: bool,
+    /// How often Prometheus scrapes.
+    #[serde(default = "default_scrape_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"), length(min = 2, max = 32))]
+    pub scrape_interval: String,
+}
+
+fn default_scrape_interval() -> String {
+    "30s".to_owned()
+}
+
+impl Default for MonitoringSpec {
+    fn default() -> Self {
+        Self {
+            service_monitor: true,
+            scrape_interval: default_scrape_interval(),
+        }
     }
 }
 

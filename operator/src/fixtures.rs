@@ -51,6 +51,8 @@ pub struct ApiServer {
     pub lists: HashMap<&'static str, Vec<Value>>,
     /// Whether applied workloads report all replicas ready.
     pub ready: bool,
+    /// Whether the cluster serves ServiceMonitors (the Prometheus Operator's CRD).
+    pub service_monitors: bool,
     /// Applies to a path ending with this are refused with 422 Invalid.
     pub reject: Option<String>,
     /// Applied StatefulSets report this update revision, with this many pods updated (a
@@ -133,6 +135,15 @@ impl ApiServer {
                 }
                 json_response(StatusCode::OK, &obj)
             }
+            "GET" if r.path == "/apis/monitoring.coreos.com/v1" => match self.service_monitors {
+                true => json_response(
+                    StatusCode::OK,
+                    &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "monitoring.coreos.com/v1",
+                            "resources": [{"name": "servicemonitors", "singularName": "servicemonitor", "namespaced": true,
+                                           "kind": "ServiceMonitor", "verbs": ["get", "list", "patch", "delete"]}]}),
+                ),
+                false => not_found("monitoring.coreos.com/v1"),
+            },
             "GET" if r.query.contains("labelSelector") => {
                 let items = self.lists.get(segments.last().copied().unwrap_or("")).cloned();
                 json_response(

@@ -75,6 +75,8 @@ pub struct Context {
     pub coordinators: Arc<dyn CoordinatorApi>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Whether the cluster has ServiceMonitors (discovery, cached).
+    service_monitor_resource: tokio::sync::Mutex<monitoring::Discovered>,
 }
 
 impl Context {
@@ -92,6 +94,7 @@ impl Context {
             environment,
             coordinators,
             failures: Mutex::new(HashMap::new()),
+            service_monitor_resource: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -316,6 +319,7 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
     let volumes = run.grow_volumes(&owner, &mut children).await?;
     let stateful_sets = run.apply(&children, &volumes.recreating).await?;
     run.delete_orphans(&owner, &children).await?;
+    run.monitor(&owner).await?;
     let progress = run.roll(&owner, &credentials, &stateful_sets).await?;
     let new_status = status::observed(sc, &owner, &stateful_sets, &progress, &volumes, &run.now);
     let rolling = progress.step != crate::rollout::Step::Done;
@@ -607,6 +611,7 @@ async fn publish(ctx: &Context, sc: &SocialCluster, type_: EventType, reason: &s
     }
 }
 
+mod monitoring;
 pub mod rolling;
 mod volumes;
 

@@ -324,6 +324,7 @@ fn coordinator_fields(p: &PodUnderTest) -> Vec<(&'static str, Value)> {
         ("/node_id", json!(p.ordinal)),
         ("/peers", coordinators(29000)),
         ("/data_dir", json!("/var/lib/tinysns")),
+        ("/metrics_port", json!(9464)),
     ]
 }
 
@@ -344,6 +345,7 @@ fn tsd_fields(p: &PodUnderTest, k: u64) -> Vec<(&'static str, Value)> {
         ("/cluster_secret_file", p.secret_file()),
         ("/data_dir", json!("/var/lib/tinysns")),
         ("/auth", json!("password")),
+        ("/metrics_port", json!(9464)),
     ]
 }
 
@@ -357,6 +359,7 @@ fn synchronizer_fields(p: &PodUnderTest, k: u64) -> Vec<(&'static str, Value)> {
         ("/coordinators_internal", coordinators(29000)),
         ("/cluster_secret_file", p.secret_file()),
         ("/auth", json!("password")),
+        ("/metrics_port", json!(9464)),
     ]
 }
 

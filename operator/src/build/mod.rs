@@ -3,6 +3,7 @@
 //! rendered offline (see the `render` binary).
 
 pub mod coordinator;
+pub mod monitoring;
 pub mod network;
 pub mod overrides;
 pub mod quantity;
@@ -50,6 +51,8 @@ pub const SYNCHRONIZER_PORT: i32 = 9100;
 /// probes cannot speak TLS); the synchronizer's port serves only health and stays plaintext.
 pub const HEALTH_PORT: i32 = 9090;
 pub const AMQP_PORT: i32 = 5672;
+/// Every tinysns process serves Prometheus metrics here (plain HTTP, /metrics).
+pub const METRICS_PORT: i32 = 9464;
 /// Where the tsd volume is mounted (passed as TINYSNS_DATA_DIR).
 pub const DATA_DIR: &str = "/var/lib/tinysns";
 /// Scratch volume at /tmp: the root filesystem of tinysns containers is read-only.
@@ -533,12 +536,14 @@ pub struct Ports {
 pub const PORT_NAME_CLIENT: &str = "grpc";
 pub const PORT_NAME_INTERNAL: &str = "internal";
 pub const PORT_NAME_HEALTH: &str = "health";
+pub const PORT_NAME_METRICS: &str = "metrics";
 
 impl Ports {
-    /// (name, port) of each port, client first.
+    /// (name, port) of each port: client, internal, metrics.
     pub fn named(self) -> Vec<(&'static str, i32)> {
         let mut ports = vec![(PORT_NAME_CLIENT, self.client)];
         ports.extend(self.internal.map(|p| (PORT_NAME_INTERNAL, p)));
+        ports.push((PORT_NAME_METRICS, METRICS_PORT));
         ports
     }
 
@@ -586,6 +591,7 @@ pub fn tinysns_container(
     mut env: Vec<EnvVar>,
 ) -> Container {
     env.extend(security::env_vars(spec));
+    env.push(self::env("TINYSNS_METRICS_PORT", METRICS_PORT.to_string()));
     let health = ports.health(spec);
     if let Some(port) = health {
         env.push(self::env("TINYSNS_HEALTH_PORT", port.to_string()));

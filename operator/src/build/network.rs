@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::rabbitmq::nodes::{DIST_PORT, EPMD_PORT, PROMETHEUS_PORT};
 use super::{
     AMQP_PORT, APP_NAME, COORDINATOR_INTERNAL_PORT, COORDINATOR_PORT, HEALTH_PORT, LABEL_COMPONENT, LABEL_INSTANCE,
-    LABEL_NAME, Owner, Role, SYNCHRONIZER_PORT, TSD_INTERNAL_PORT, TSD_PORT, rabbitmq,
+    LABEL_NAME, METRICS_PORT, Owner, Role, SYNCHRONIZER_PORT, TSD_INTERNAL_PORT, TSD_PORT, rabbitmq,
 };
 use crate::crd::SocialClusterSpec;
 
@@ -113,7 +113,7 @@ pub fn policies(owner: &Owner, spec: &SocialClusterSpec) -> Vec<NetworkPolicy> {
             owner,
             Role::Coordinator,
             vec![
-                open(&[COORDINATOR_PORT, HEALTH_PORT]),
+                open(&[COORDINATOR_PORT, HEALTH_PORT, METRICS_PORT]),
                 only(&[COORDINATOR_INTERNAL_PORT], coordinator_peers),
             ],
         ),
@@ -121,11 +121,15 @@ pub fn policies(owner: &Owner, spec: &SocialClusterSpec) -> Vec<NetworkPolicy> {
             owner,
             Role::Tsd,
             vec![
-                open(&[TSD_PORT, HEALTH_PORT]),
+                open(&[TSD_PORT, HEALTH_PORT, METRICS_PORT]),
                 only(&[TSD_INTERNAL_PORT], members(owner, &[Role::Tsd, Role::Synchronizer])),
             ],
         ),
-        policy(owner, Role::Synchronizer, vec![open(&[SYNCHRONIZER_PORT])]),
+        policy(
+            owner,
+            Role::Synchronizer,
+            vec![open(&[SYNCHRONIZER_PORT, METRICS_PORT])],
+        ),
     ];
     if rabbitmq::managed(spec).is_some() {
         out.push(policy(
@@ -209,21 +213,24 @@ mod tests {
         assert_eq!(
             rules(&p, Role::Tsd),
             [
-                (vec![TSD_PORT, HEALTH_PORT], None),
+                (vec![TSD_PORT, HEALTH_PORT, METRICS_PORT], None),
                 (vec![TSD_INTERNAL_PORT], names(&["tsd", "synchronizer"])),
             ]
         );
         assert_eq!(
             rules(&p, Role::Coordinator),
             [
-                (vec![COORDINATOR_PORT, HEALTH_PORT], None),
+                (vec![COORDINATOR_PORT, HEALTH_PORT, METRICS_PORT], None),
                 (
                     vec![COORDINATOR_INTERNAL_PORT],
                     names(&["coordinator", "tsd", "synchronizer", "tinysns-operator"])
                 ),
             ]
         );
-        assert_eq!(rules(&p, Role::Synchronizer), [(vec![SYNCHRONIZER_PORT], None)]);
+        assert_eq!(
+            rules(&p, Role::Synchronizer),
+            [(vec![SYNCHRONIZER_PORT, METRICS_PORT], None)]
+        );
         assert_eq!(
             rules(&p, Role::RabbitMq),
             [

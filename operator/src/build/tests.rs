@@ -324,12 +324,12 @@ fn targeted(ports: &[(&str, i32)]) -> Vec<(String, i32, String)> {
         .collect()
 }
 
-/// Client and internal ports on containers, Services and in the environment (and, with TLS,
-/// the plaintext health port on the containers only).
+/// Client, internal and metrics ports on containers, Services and in the environment (and,
+/// with TLS, the plaintext health port on the containers only).
 fn check_ports(c: &Children, spec: &SocialClusterSpec) {
-    let coordinator = [("grpc", 9000), ("internal", 29000)];
-    let tsd = [("grpc", 10000), ("internal", 30000)];
-    let sync = [("grpc", 9100)];
+    let coordinator = [("grpc", 9000), ("internal", 29000), ("metrics", 9464)];
+    let tsd = [("grpc", 10000), ("internal", 30000), ("metrics", 9464)];
+    let sync = [("grpc", 9100), ("metrics", 9464)];
     let with_health = |ports: &[(&'static str, i32)]| {
         let mut all = ports.to_vec();
         if spec.tls.is_some() {
@@ -358,6 +358,9 @@ fn check_ports(c: &Children, spec: &SocialClusterSpec) {
             "a synchronizer serves no API"
         );
         assert_eq!(env_value(sc, "TINYSNS_COORDINATOR_INTERNAL_PORT"), Some("29000"));
+    }
+    for s in tinysns_sets(c) {
+        assert_eq!(env_value(container(s), "TINYSNS_METRICS_PORT"), Some("9464"));
     }
     // Probes use the health port when there is one (TLS), else the client port.
     for s in tinysns_sets(c) {

@@ -156,6 +156,8 @@ async fn create_applies_every_child_then_writes_status() {
     ] {
         expected.push(format!("GET {list}"));
     }
+    // Discovery: no Prometheus Operator on this server, so no ServiceMonitor.
+    expected.push("GET /apis/monitoring.coreos.com/v1".to_owned());
     expected.push("PATCH /apis/tinysns.io/v1alpha1/namespaces/ns1/socialclusters/demo/status".to_owned());
     assert_eq!(lines, expected);
 
@@ -931,4 +933,32 @@ async fn an_undecodable_object_is_reported_on_itself() {
         "the decoding error is shown: {degraded}"
     );
     assert_eq!(seen[1].body["status"]["observedGeneration"], 4);
+}
+
+#[tokio::test]
+async fn a_service_monitor_where_the_prometheus_operator_is_installed() {
+    let sc = socialcluster(SocialClusterSpec::default());
+    let mut server = existing(&sc);
+    server.service_monitors = true;
+    let (result, seen) = run(sc, server).await;
+    result.expect("reconcile succeeds");
+    let monitor = applied(&seen, "servicemonitors", "demo");
+    assert_eq!(
+        monitor.path,
+        "/apis/monitoring.coreos.com/v1/namespaces/ns1/servicemonitors/demo"
+    );
+    assert_eq!(monitor.body["spec"]["endpoints"][0]["port"], "metrics");
+
+    let mut spec = SocialClusterSpec::default();
+    spec.monitoring.service_monitor = false;
+    let sc = socialcluster(spec);
+    let mut server = existing(&sc);
+    server.service_monitors = true;
+    let (result, seen) = run(sc, server).await;
+    result.expect("reconcile succeeds");
+    assert!(
+        seen.iter()
+            .any(|r| r.line() == "DELETE /apis/monitoring.coreos.com/v1/namespaces/ns1/servicemonitors/demo"),
+        "turned off: deleted"
+    );
 }
