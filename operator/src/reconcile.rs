@@ -304,24 +304,25 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
         ns: sc.namespace().ok_or(Error::MissingNamespace)?,
         now: Time(Timestamp::now()),
     };
-    let owner = match build::check(sc, &ctx.environment) {
-        Ok(owner) => owner,
+    let validated = match build::check(sc, &ctx.environment) {
+        Ok(validated) => validated,
         Err(invalid) => return run.blocked(invalid.into()).await,
     };
     if sc.spec.paused {
         return run.paused().await;
     }
-    let credentials = match run.credentials(&owner).await? {
+    let owner = validated.owner();
+    let credentials = match run.credentials(owner).await? {
         Ok(credentials) => credentials,
         Err(unusable) => return run.blocked(unusable.into()).await,
     };
-    let mut children = build::build_all(&owner, &sc.spec, &credentials);
-    let volumes = run.grow_volumes(&owner, &mut children).await?;
+    let mut children = build::build_all(&validated, &credentials);
+    let volumes = run.grow_volumes(owner, &mut children).await?;
     let stateful_sets = run.apply(&children, &volumes.recreating).await?;
-    run.delete_orphans(&owner, &children).await?;
-    run.monitor(&owner).await?;
-    let progress = run.roll(&owner, &credentials, &stateful_sets).await?;
-    let new_status = status::observed(sc, &owner, &stateful_sets, &progress, &volumes, &run.now);
+    run.delete_orphans(owner, &children).await?;
+    run.monitor(owner).await?;
+    let progress = run.roll(owner, &credentials, &stateful_sets).await?;
+    let new_status = status::observed(sc, owner, &stateful_sets, &progress, &volumes, &run.now);
     let rolling = progress.step != crate::rollout::Step::Done;
     run.observed(new_status, rolling).await
 }

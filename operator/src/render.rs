@@ -35,6 +35,16 @@ pub enum RenderError {
     Yaml(#[from] serde_yaml::Error),
 }
 
+/// `spec` in a SocialCluster "demo" in `namespace`, checked with `environment`: what the
+/// builders take (tests and the wiring test build from it).
+pub fn validated(
+    namespace: &str,
+    spec: SocialClusterSpec,
+    environment: &build::Environment,
+) -> Result<build::Validated, InvalidSpec> {
+    build::check(&object("demo", namespace, spec), environment)
+}
+
 /// A SocialCluster object as the API server would hand it over (with uid and generation).
 pub fn object(name: &str, namespace: &str, spec: SocialClusterSpec) -> SocialCluster {
     let mut sc = SocialCluster::new(name, spec);
@@ -65,8 +75,8 @@ pub fn complete(mut sc: SocialCluster) -> SocialCluster {
 
 /// Every child object of `sc`, validated and built, as JSON values with apiVersion and kind.
 pub fn children(sc: &SocialCluster) -> Result<Vec<serde_json::Value>, RenderError> {
-    let owner = build::check(sc, &build::Environment::default())?;
-    Ok(build::build_all(&owner, &sc.spec, &credentials()).to_values()?)
+    let validated = build::check(sc, &build::Environment::default())?;
+    Ok(build::build_all(&validated, &credentials()).to_values()?)
 }
 
 /// The children as one multi-document YAML stream.

@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::{Container, EnvVar, Secret, SecretVolumeSource};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
+use tinysns_operator::build;
 use tinysns_operator::build::security::CLUSTER_SECRET_FILE;
-use tinysns_operator::build::{self, Owner};
 use tinysns_operator::crd::SocialClusterSpec;
 use tinysns_operator::render;
 
@@ -367,9 +367,8 @@ fn synchronizer_fields(p: &PodUnderTest, k: u64) -> Vec<(&'static str, Value)> {
 /// returns how many pods were checked.
 fn check_pods(prefix: &str) -> usize {
     let spec = SocialClusterSpec::default();
-    let sc = render::object("demo", NAMESPACE, spec.clone());
-    let owner = Owner::from_object(&sc, &Default::default()).expect("fixture is complete");
-    let children = build::build_all(&owner, &spec, &render::credentials());
+    let validated = render::validated(NAMESPACE, spec, &Default::default()).expect("the default spec is valid");
+    let children = build::build_all(&validated, &render::credentials());
     let mut checked = 0;
 
     for sts in &children.stateful_sets {

@@ -53,7 +53,7 @@ mod tests {
         let spec = SocialClusterSpec::default();
         let sc = render::object("demo", "ns1", spec.clone());
         let owner = Owner::from_object(&sc, &Environment::default()).expect("a complete fixture");
-        let monitor = service_monitor(&owner, &spec);
+        let monitor = service_monitor(&owner, &spec.clone());
         assert_eq!(monitor["kind"], "ServiceMonitor");
         assert_eq!(monitor["metadata"]["ownerReferences"][0]["kind"], "SocialCluster");
         let selector = monitor["spec"]["selector"]["matchLabels"].as_object().expect("labels");
@@ -64,7 +64,8 @@ mod tests {
             .filter_map(|e| e["port"].as_str())
             .collect();
         // Every Service the monitor selects has one of its ports; every process is covered.
-        let children: Children = build_all(&owner, &spec, &render::credentials());
+        let validated = render::validated("ns1", spec, &Environment::default()).expect("a valid spec");
+        let children: Children = build_all(&validated, &render::credentials());
         let mut scraped = Vec::new();
         for service in &children.services {
             let labels = service.labels();

@@ -268,7 +268,8 @@ mod tests {
         };
         assert_eq!(policies(&owner(None), &spec).len(), 3, "no broker, no broker policy");
         spec.network_policies.enabled = false;
-        let children = crate::build::build_all(&owner(None), &spec, &render::credentials());
+        let validated = render::validated("ns1", spec, &Environment::default()).expect("a valid spec");
+        let children = crate::build::build_all(&validated, &render::credentials());
         assert!(children.network_policies.is_empty());
     }
 }

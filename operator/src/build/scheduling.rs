@@ -121,8 +121,8 @@ mod tests {
     }
 
     fn build(spec: &SocialClusterSpec) -> Children {
-        validate(spec).expect("a valid spec");
-        build_all(&owner(), spec, &render::credentials())
+        let validated = render::validated("ns1", spec.clone(), &Environment::default()).expect("a valid spec");
+        build_all(&validated, &render::credentials())
     }
 
     fn pod<'a>(c: &'a Children, name: &str) -> &'a PodSpec {

@@ -1,8 +1,12 @@
 //! Builder tests: spec in, objects out, no client.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Service, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
+use std::collections::BTreeMap;
 
 use super::security::{
     CLUSTER_SECRET_DIR, CLUSTER_SECRET_FILE, CLUSTER_SECRET_KEY, CLUSTER_SECRET_VOLUME, TLS_DIR, TLS_VOLUME,
@@ -27,6 +31,12 @@ fn tinysns_sets(c: &Children) -> impl Iterator<Item = &StatefulSet> {
     c.stateful_sets.iter().filter(|s| s.name_any() != "demo-rabbitmq")
 }
 
+/// `spec` as the builders take it (checked).
+fn validated(spec: &SocialClusterSpec) -> Validated {
+    render::validated("ns1", spec.clone(), &Environment::default()).expect("a valid spec")
+}
+
+/// The default spec's owner (for what does not depend on the spec).
 fn owner() -> Owner {
     let sc = render::object("demo", "ns1", SocialClusterSpec::default());
     Owner::from_object(&sc, &Environment::default()).expect("fixture has name, namespace and uid")
@@ -97,9 +107,7 @@ fn replicas(s: &StatefulSet) -> i32 {
 
 /// Checks the shape every spec must have; returns the children for spec-specific checks.
 fn check_shape(spec: &SocialClusterSpec) -> Children {
-    let o = owner();
-    validate(spec).expect("valid spec");
-    let c = build_all(&o, spec, &credentials("p4ssw0rdp4ssw0rdp4ssw0rd"));
+    let c = build_all(&validated(spec), &credentials("p4ssw0rdp4ssw0rdp4ssw0rd"));
     let k = spec.clusters as usize;
     assert_eq!(
         c.stateful_sets.len(),
@@ -495,7 +503,7 @@ fn storage_and_image_come_from_the_spec() {
     s.storage.storage_class_name = Some("fast".to_owned());
     s.image.repository = "registry.example/tinysns".to_owned();
     s.image.tag = Some("v1".to_owned());
-    let c = build_all(&owner(), &s, &credentials("x"));
+    let c = build_all(&validated(&s), &credentials("x"));
     let tsd = sts(&c, "demo-tsd-1");
     let claim = &tsd
         .spec
@@ -515,7 +523,7 @@ fn storage_and_image_come_from_the_spec() {
     assert_eq!(container(tsd).image.as_deref(), Some("registry.example/tinysns:v1"));
     // No tag: the operator's own version, never `latest`.
     s.image.tag = None;
-    let c = build_all(&owner(), &s, &credentials("x"));
+    let c = build_all(&validated(&s), &credentials("x"));
     assert_eq!(
         container(sts(&c, "demo-tsd-1")).image.as_deref(),
         Some(format!("registry.example/tinysns:{DEFAULT_IMAGE_TAG}").as_str())
@@ -529,8 +537,7 @@ fn storage_and_image_come_from_the_spec() {
 #[test]
 fn managed_rabbitmq_secret_carries_the_given_password() {
     let c = build_all(
-        &owner(),
-        &SocialClusterSpec::default(),
+        &validated(&SocialClusterSpec::default()),
         &credentials("abcdefghijklmnop1234"),
     );
     let secret = c
@@ -573,7 +580,7 @@ fn external_rabbitmq_has_no_broker_and_uses_the_given_secret() {
         }),
         ..SocialClusterSpec::default()
     };
-    let c = build_all(&owner(), &s, &credentials(""));
+    let c = build_all(&validated(&s), &credentials(""));
     assert!(c.config_maps.is_empty());
     assert!(c.stateful_sets.iter().all(|s| s.name_any() != "demo-rabbitmq"));
     assert_eq!(
@@ -681,7 +688,7 @@ fn a_null_size_reads_as_the_default() {
 
 #[test]
 fn cluster_secret_object_is_immutable_shared_and_owned() {
-    let c = build_all(&owner(), &SocialClusterSpec::default(), &credentials("p"));
+    let c = build_all(&validated(&SocialClusterSpec::default()), &credentials("p"));
     let secret = &c.secrets[0];
     assert_eq!(secret.name_any(), "demo-cluster-secret", "applied first");
     assert_eq!(secret.type_.as_deref(), Some("Opaque"));
@@ -779,14 +786,14 @@ fn credentials_debug_hides_the_values() {
 
 #[test]
 fn tls_is_wired_only_when_spec_tls_is_set() {
-    let plain = build_all(&owner(), &SocialClusterSpec::default(), &credentials("p"));
+    let plain = build_all(&validated(&SocialClusterSpec::default()), &credentials("p"));
     let tls = SocialClusterSpec {
         tls: Some(TlsSpec {
             secret_name: "demo-tls".to_owned(),
         }),
         ..SocialClusterSpec::default()
     };
-    let secured = build_all(&owner(), &tls, &credentials("p"));
+    let secured = build_all(&validated(&tls), &credentials("p"));
     for s in tinysns_sets(&plain) {
         check_security(s, &SocialClusterSpec::default());
     }
@@ -828,7 +835,7 @@ fn auth_mode_reaches_every_binary() {
             auth,
             ..SocialClusterSpec::default()
         };
-        let c = build_all(&owner(), &s, &credentials("p"));
+        let c = build_all(&validated(&s), &credentials("p"));
         assert_eq!(tinysns_sets(&c).count(), 7);
         for sts in tinysns_sets(&c) {
             assert_eq!(
@@ -875,7 +882,7 @@ fn tls_secret_name_is_validated() {
     }
     let sc = render::object("demo", "ns1", with_tls("demo-tls"));
     assert_eq!(
-        check(&sc, &Environment::default()).map(|o| o.name),
+        check(&sc, &Environment::default()).map(|v| v.owner().name.clone()),
         Ok("demo".to_owned())
     );
 }

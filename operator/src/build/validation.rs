@@ -212,9 +212,27 @@ fn validate_quantities(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
     Ok(())
 }
 
-/// The owner of a SocialCluster whose spec can be built: metadata complete, spec valid, and
-/// no Secret it references is one the operator writes itself.
-pub fn check(sc: &SocialCluster, environment: &Environment) -> Result<Owner, InvalidSpec> {
+/// A SocialCluster the operator can build: its owner identity and a spec that passed every
+/// check. Only [`check`] makes one, so the builders never see an unchecked spec.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    owner: Owner,
+    spec: SocialClusterSpec,
+}
+
+impl Validated {
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    pub fn spec(&self) -> &SocialClusterSpec {
+        &self.spec
+    }
+}
+
+/// A SocialCluster whose spec can be built: metadata complete, spec valid, and no Secret it
+/// references is one the operator writes itself.
+pub fn check(sc: &SocialCluster, environment: &Environment) -> Result<Validated, InvalidSpec> {
     let owner = Owner::from_object(sc, environment)?;
     validate(&sc.spec)?;
     if let Some(TlsSpec { secret_name }) = &sc.spec.tls
@@ -225,7 +243,10 @@ pub fn check(sc: &SocialCluster, environment: &Environment) -> Result<Owner, Inv
             value: secret_name.clone(),
         });
     }
-    Ok(owner)
+    Ok(Validated {
+        owner,
+        spec: sc.spec.clone(),
+    })
 }
 
 /// Whether `name` may name a Service: a lowercase letter first, then lowercase letters, digits

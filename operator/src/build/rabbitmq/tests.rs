@@ -7,13 +7,17 @@ use kube::ResourceExt;
 
 use super::nodes::CONFIG_ANNOTATION;
 use super::*;
-use crate::build::{Children, Credentials, Environment, Owner, build_all, validate};
+use crate::build::{Children, Credentials, Environment, Owner, Validated, build_all, validate};
 use crate::crd::{ExternalRabbitMq, QueueType, RabbitMqClusterRef, SecretKeyRef};
 use crate::render;
 
 fn owner() -> Owner {
     let sc = render::object("demo", "ns1", SocialClusterSpec::default());
     Owner::from_object(&sc, &Environment::default()).expect("fixture has name, namespace and uid")
+}
+
+fn validated(spec: &SocialClusterSpec) -> Validated {
+    render::validated("ns1", spec.clone(), &Environment::default()).expect("a valid spec")
 }
 
 fn credentials(password: &str, cookie: &str) -> Credentials {
@@ -39,10 +43,8 @@ fn nodes(replicas: u32) -> SocialClusterSpec {
 }
 
 fn build(spec: &SocialClusterSpec) -> Children {
-    validate(spec).expect("a valid spec");
     build_all(
-        &owner(),
-        spec,
+        &validated(spec),
         &credentials("brokerPassword0123456789", "erlangCookie0123456789"),
     )
 }
@@ -215,7 +217,7 @@ fn the_password_reaches_the_broker_as_a_hash_and_nowhere_in_plain_sight() {
 #[test]
 fn new_credentials_restart_the_broker_and_the_synchronizers() {
     let spec = nodes(1);
-    let with = |password: &str, cookie: &str| build_all(&owner(), &spec, &credentials(password, cookie));
+    let with = |password: &str, cookie: &str| build_all(&validated(&spec), &credentials(password, cookie));
     let before = with("brokerPassword0123456789", "erlangCookie0123456789");
     let again = with("brokerPassword0123456789", "erlangCookie0123456789");
     let new_password = with("anotherPassword012345678", "erlangCookie0123456789");
