@@ -420,6 +420,16 @@ if out="$("${KUBECTL[@]}" patch -n "$NS" "socialcluster/$SC" --type=merge -p '{"
 fi
 grep -qF "clusters is fixed at creation" <<<"$out" || fail "unexpected refusal: $out"
 "${KUBECTL[@]}" get -n "$NS" statefulset "$SC-tsd-3" >/dev/null || fail "cluster 3's StatefulSet is gone"
+log "a name that cannot prefix a Service, and a smaller volume, are refused by the API server"
+if out="$(printf '%s\n' 'apiVersion: tinysns.io/v1alpha1' 'kind: SocialCluster' 'metadata: {name: 1demo}' 'spec: {}' \
+    | "${KUBECTL[@]}" apply -n "$NS" -f - 2>&1)"; then
+  fail "the API server accepted a SocialCluster named 1demo"
+fi
+grep -qF "DNS label" <<<"$out" || fail "unexpected refusal: $out"
+if out="$("${KUBECTL[@]}" patch -n "$NS" "socialcluster/$SC" --type=merge -p '{"spec":{"storage":{"size":"512Mi"}}}' 2>&1)"; then
+  fail "the API server accepted a smaller storage size"
+fi
+grep -qF "may only grow" <<<"$out" || fail "unexpected refusal: $out"
 
 log "the cluster secret was never regenerated (failover, rolling update)"
 [ "$(secret_uid)" = "$secret_uid_at_start" ] || fail "the cluster secret was recreated"

@@ -8,6 +8,32 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The SocialCluster's name prefixes every child's name and every Service's DNS name: the API
+/// server accepts any DNS subdomain ("1demo", "a.b"), so the CRD refuses what could not name
+/// them (a CEL rule on the root, where `metadata.name` is visible).
+pub const NAME_RULE: &str =
+    "size(self.metadata.name) <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+pub const NAME_RULE_MESSAGE: &str = "the SocialCluster name must be a DNS label of at most 40 characters that starts with a letter (lowercase letters, digits, '-'): it prefixes every Service and StatefulSet the operator creates";
+
+/// The CRD as the API server gets it: the derived one, plus the root rules the derive cannot
+/// express on the spec.
+pub fn definition() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = SocialCluster::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.x_kubernetes_validations.get_or_insert_default().push(
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule {
+                    rule: NAME_RULE.to_owned(),
+                    message: Some(NAME_RULE_MESSAGE.to_owned()),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    crd
+}
+
 /// Upper bound on clusters and per-cluster replicas. tinysns ids are small integers and a
 /// typo such as `clusters: 300` should be rejected by the API server, not turn into 600 pods.
 pub const MAX_CLUSTERS: u32 = 32;

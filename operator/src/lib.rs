@@ -20,11 +20,9 @@ pub mod volumes;
 #[cfg(test)]
 mod fixtures;
 
-use kube::CustomResourceExt;
-
 /// The CRD as YAML, exactly as checked in under crds/ and the chart.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&crd::SocialCluster::crd())
+    serde_yaml::to_string(&crd::definition())
 }
 
 #[cfg(test)]

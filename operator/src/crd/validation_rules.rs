@@ -3,10 +3,7 @@
 //! rules) bound to a value at its place, under cel-interpreter.
 
 use cel_interpreter::{Context, Program, Value};
-use kube::CustomResourceExt;
 use serde_json::{Value as Json, json};
-
-use super::SocialCluster;
 
 /// Every rule of the CRD: the path of properties it sits at, the rule and its message.
 fn rules() -> Vec<(Vec<String>, String, String)> {
@@ -25,7 +22,7 @@ fn rules() -> Vec<(Vec<String>, String, String)> {
             walk(child, path, out);
         }
     }
-    let crd = serde_json::to_value(SocialCluster::crd()).expect("the CRD serializes");
+    let crd = serde_json::to_value(super::definition()).expect("the CRD serializes");
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let mut out = Vec::new();
     walk(schema, &mut Vec::new(), &mut out);
@@ -173,4 +170,22 @@ fn storage_may_only_grow() {
     let size = |s: &str| json!({"replicas": 3, "storageSize": s});
     assert!(refusals(&path, size("1Gi"), Some(size("256Mi"))).is_empty());
     assert_eq!(refusals(&path, size("128Mi"), Some(size("256Mi"))).len(), 1);
+}
+
+#[test]
+fn the_name_must_be_able_to_prefix_every_child() {
+    let named = |name: &str| json!({"metadata": {"name": name}, "spec": {}});
+    for good in ["demo", "a", "social-1", &"x".repeat(40)] {
+        assert!(refusals(&[], named(good), None).is_empty(), "{good}");
+    }
+    for bad in ["1demo", "demo.eu", "Demo", "demo-", &"x".repeat(41)] {
+        let refused = refusals(&[], named(bad), None);
+        assert_eq!(refused.len(), 1, "{bad}");
+        assert!(refused[0].contains("DNS label"), "{refused:?}");
+    }
+    assert_eq!(
+        crate::build::MAX_NAME_LEN,
+        40,
+        "the rule and the operator's own check agree on the length"
+    );
 }
