@@ -17,10 +17,11 @@ use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource};
 use tracing::{error, info, warn};
 
+use tinysns_common::shutdown::Shutdown;
 use tinysns_operator::build::{APP_NAME, FIELD_MANAGER, LABEL_MANAGED_BY, LABEL_NAME};
 use tinysns_operator::crd::SocialCluster;
 use tinysns_operator::leader;
-use tinysns_operator::metrics::{self, Metrics};
+use tinysns_operator::metrics::Metrics;
 use tinysns_operator::reconcile::{self, Context};
 
 #[derive(Parser, Debug)]
@@ -150,20 +151,15 @@ async fn main() -> anyhow::Result<()> {
     let children =
         watcher::Config::default().labels(&format!("{LABEL_NAME}={APP_NAME},{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = {
-        let metrics = metrics.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                // Err means the sender is gone, which also means shut down.
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = metrics::serve(args.metrics_addr, metrics, shutdown).await {
-                error!(error = %e, "metrics server failed");
-            }
-        })
-    };
+    let stop = Shutdown::new();
+    let (_, server) = tinysns_common::metrics::serve(
+        &args.metrics_addr.ip().to_string(),
+        args.metrics_addr.port(),
+        metrics.clone(),
+        stop.clone(),
+    )
+    .await
+    .context("cannot serve /metrics and /healthz")?;
 
     let mut elector = if args.leader_election {
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("tinysns-operator-{}", std::process::id()));
@@ -172,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         info!(lease = %args.lease_name, namespace = %args.lease_namespace, %identity, "waiting to lead");
         if elector.acquire(terminated()).await.is_none() {
             info!("stopped before leading");
-            let _ = stop_tx.send(true);
+            stop.trigger();
             return Ok(());
         }
         Some(elector)
@@ -213,7 +209,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(lost) = lost {
         // Another replica may lead now: stop at once, and come back as a standby.
         error!(reason = %lost, "lost the leader lease; exiting");
-        let _ = stop_tx.send(true);
+        stop.trigger();
         anyhow::bail!("lost the leader lease: {lost}");
     }
     if let Some(elector) = elector.as_mut() {
@@ -221,7 +217,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     info!("controller stopped, shutting down");
-    let _ = stop_tx.send(true);
+    stop.trigger();
     if let Err(e) = server.await {
         warn!(error = %e, "metrics server task failed");
     }

@@ -1,16 +1,8 @@
-//! Prometheus metrics and the small HTTP server beside the controller: `/metrics` for
-//! scraping, `/healthz` for the Deployment's probes.
+//! The operator's Prometheus metrics. They are served, with `/healthz` for the Deployment's
+//! probes, by the endpoint every tinysns process shares (`tinysns_common::metrics`).
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -82,102 +74,34 @@ impl Metrics {
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
+}
 
-    /// The registry in OpenMetrics text format.
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+/// Scrapes read the registry through the endpoint every tinysns process shares
+/// (`tinysns_common::metrics`).
+impl tinysns_common::metrics::Source for Metrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
-}
-
-async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    match metrics.encode() {
-        Ok(body) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
-}
-
-/// The HTTP routes, separate from `serve` so tests can call them without a socket.
-pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(metrics)
-}
-
-/// Serves the routes on `addr` until `shutdown` completes.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
-    serve_on(listener, metrics, shutdown).await
-}
-
-/// Serves the routes on an already bound listener (tests bind port 0).
-pub async fn serve_on(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn get(addr: SocketAddr, path: &str) -> String {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("writes");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("reads");
-        response
-    }
-
-    #[tokio::test]
-    async fn serves_healthz_and_metrics_and_stops_on_shutdown() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
-        let addr = listener.local_addr().expect("has an address");
-        let metrics = Arc::new(Metrics::new());
+    #[test]
+    fn reconciliations_and_leadership_are_encoded() {
+        let metrics = Metrics::new();
         metrics.observe("ok", Duration::from_millis(1));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_on(listener, metrics, async {
-            let _ = stopped.await;
-        }));
-
-        let health = get(addr, "/healthz").await;
-        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-        assert!(health.ends_with("ok"), "{health}");
-        let scraped = get(addr, "/metrics").await;
-        assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
-        assert!(scraped.contains("application/openmetrics-text"), "{scraped}");
+        metrics.set_leader(true);
+        let text = tinysns_common::metrics::encode(&metrics).expect("encodes");
         assert!(
-            scraped.contains("tinysns_operator_reconciliations_total{result=\"ok\"} 1"),
-            "{scraped}"
+            text.contains("tinysns_operator_reconciliations_total{result=\"ok\"} 1"),
+            "{text}"
         );
-        assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
-
-        stop.send(()).expect("server still running");
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("stops after shutdown")
-            .expect("did not panic")
-            .expect("served without error");
+        assert!(text.contains("tinysns_operator_leader 1"), "{text}");
+        assert!(
+            text.contains("tinysns_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 }

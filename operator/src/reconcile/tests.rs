@@ -42,6 +42,17 @@ pub(super) fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
+/// Checks that `status` says Degraded=True for `reason` with a message containing `text`;
+/// returns the message.
+fn degraded_message(status: &Value, reason: &str, text: &str) -> String {
+    let degraded = condition(status, "Degraded");
+    assert_eq!(degraded["status"], "True", "{degraded}");
+    assert_eq!(degraded["reason"], reason, "{degraded}");
+    let message = degraded["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains(text), "{degraded}");
+    message
+}
+
 fn applied<'a>(seen: &'a [Recorded], plural: &str, name: &str) -> &'a Recorded {
     let suffix = format!("/{plural}/{name}");
     seen.iter()
@@ -392,14 +403,8 @@ async fn unusable_cluster_secret_is_reported_not_replaced() {
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(event.body["reason"], "InvalidClusterSecret");
     let status = status_patch(&seen);
-    let degraded = condition(&status.body, "Degraded");
-    assert_eq!(degraded["status"], "True");
-    assert_eq!(degraded["reason"], "InvalidClusterSecret");
-    let message = degraded["message"].as_str().expect("a message");
-    assert!(
-        message.contains("demo-cluster-secret") && message.contains("19 characters"),
-        "{message}"
-    );
+    let message = degraded_message(&status.body, "InvalidClusterSecret", "demo-cluster-secret");
+    assert!(message.contains("19 characters"), "{message}");
     for r in &seen {
         assert!(
             !r.body.to_string().contains(short),
@@ -611,15 +616,7 @@ async fn invalid_spec_reports_degraded_without_touching_children() {
     assert_eq!(seen[0].body["type"], "Warning");
     assert_eq!(seen[0].body["reason"], "InvalidSpec");
     let status = status_patch(&seen);
-    let degraded = condition(&status.body, "Degraded");
-    assert_eq!(degraded["status"], "True");
-    assert_eq!(degraded["reason"], "InvalidSpec");
-    assert!(
-        degraded["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("failureTimeout")),
-        "{degraded}"
-    );
+    degraded_message(&status.body, "InvalidSpec", "failureTimeout");
     assert_eq!(condition(&status.body, "Ready")["status"], "False");
 
     // Reconciling again with that status already written publishes no second event.
@@ -665,13 +662,7 @@ async fn rejected_apply_is_reported_in_status_and_retried() {
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(event.body["reason"], "ApplyRejected");
     let status = status_patch(&seen);
-    let degraded = condition(&status.body, "Degraded");
-    assert_eq!(degraded["status"], "True");
-    assert_eq!(degraded["reason"], "ApplyRejected");
-    assert!(
-        degraded["message"].as_str().is_some_and(|m| m.contains("Forbidden")),
-        "{degraded}"
-    );
+    degraded_message(&status.body, "ApplyRejected", "Forbidden");
 }
 
 #[tokio::test]
@@ -710,7 +701,7 @@ fn backoff_grows_and_is_capped() {
 fn metrics_encode_reconciliations() {
     let m = Metrics::new();
     m.observe("ok", Duration::from_millis(3));
-    let text = m.encode().expect("encodes");
+    let text = tinysns_common::metrics::encode(&m).expect("encodes");
     assert!(
         text.contains("tinysns_operator_reconciliations_total{result=\"ok\"} 1"),
         "{text}"
@@ -880,15 +871,7 @@ async fn a_storage_class_that_cannot_expand_keeps_the_set_and_says_so() {
         "the old claim template, which the API server accepts"
     );
     let status = status_patch(&seen);
-    let degraded = condition(&status.body, "Degraded");
-    assert_eq!(degraded["status"], "True");
-    assert_eq!(degraded["reason"], "VolumeExpansionRefused");
-    assert!(
-        degraded["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("allowVolumeExpansion")),
-        "{degraded}"
-    );
+    degraded_message(&status.body, "VolumeExpansionRefused", "allowVolumeExpansion");
 }
 
 #[tokio::test]
@@ -926,12 +909,7 @@ async fn an_undecodable_object_is_reported_on_itself() {
         "nothing but the report"
     );
     assert_eq!(seen[0].body["reason"], "UndecodableObject");
-    let degraded = condition(&seen[1].body, "Degraded");
-    assert_eq!(degraded["status"], "True");
-    assert!(
-        degraded["message"].as_str().is_some_and(|m| m.contains("\"three\"")),
-        "the decoding error is shown: {degraded}"
-    );
+    degraded_message(&seen[1].body, "UndecodableObject", "\"three\"");
     assert_eq!(seen[1].body["status"]["observedGeneration"], 4);
 }
 
