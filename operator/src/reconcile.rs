@@ -620,4 +620,6 @@ pub use rolling::{SWITCHOVER_ANNOTATION, parse_switchover};
 pub use volumes::Volumes;
 
 #[cfg(test)]
+mod rbac_tests;
+#[cfg(test)]
 mod tests;

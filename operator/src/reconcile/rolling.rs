@@ -281,4 +281,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod reconcile_tests;
+pub(super) mod reconcile_tests;

@@ -756,7 +756,7 @@ async fn an_upgrade_from_the_deployment_broker_replaces_it_and_keeps_the_passwor
 }
 
 /// A StatefulSet as stored whose data claim template asks for `size`.
-fn sts_with_claims(name: &str, size: &str) -> Value {
+pub(super) fn sts_with_claims(name: &str, size: &str) -> Value {
     owned(
         "StatefulSet",
         "apps/v1",

@@ -31,7 +31,7 @@ fn pod(sts: &str, ordinal: u32, revision: &str, ready: bool) -> Value {
 /// Every pod of the default SocialCluster (3 coordinators; 3 clusters of 2 servers and 2
 /// synchronizers), ready; `revision` picks each pod's revision from its StatefulSet name and
 /// ordinal.
-fn pods(revision: impl Fn(&str, u32) -> &'static str) -> Vec<Value> {
+pub(in crate::reconcile) fn pods(revision: impl Fn(&str, u32) -> &'static str) -> Vec<Value> {
     let mut sets = vec![("demo-coordinator".to_owned(), 3)];
     for k in 1..=3 {
         sets.push((format!("demo-tsd-{k}"), 2));
