@@ -31,6 +31,40 @@ pub fn validate_post_text(text: &str) -> Result<(), PostTextError> {
     Ok(())
 }
 
+/// Longest display name and bio of a profile, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+pub const MAX_BIO_CHARS: usize = 280;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProfileError {
+    #[error("the {field} is longer than {max} characters ({len})")]
+    TooLong {
+        field: &'static str,
+        max: usize,
+        len: usize,
+    },
+    #[error("the {field} holds a control character (U+{code:04X})")]
+    ControlCharacter { field: &'static str, code: u32 },
+}
+
+/// A profile's display name and bio: bounded, one line each, no control characters. Empty
+/// is allowed (nothing shown).
+pub fn validate_profile(display_name: &str, bio: &str) -> Result<(), ProfileError> {
+    for (field, text, max) in [
+        ("display name", display_name, MAX_DISPLAY_NAME_CHARS),
+        ("bio", bio, MAX_BIO_CHARS),
+    ] {
+        let len = text.chars().count();
+        if len > max {
+            return Err(ProfileError::TooLong { field, max, len });
+        }
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(ProfileError::ControlCharacter { field, code: c as u32 });
+        }
+    }
+    Ok(())
+}
+
 /// Longest username, in characters of `[a-z0-9_]`.
 pub const MAX_USERNAME_LEN: usize = 32;
 /// Password length bounds, in bytes of UTF-8.
@@ -86,6 +120,31 @@ pub fn parse_user_id(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_are_bounded_one_line_texts() {
+        assert_eq!(validate_profile("", ""), Ok(()));
+        assert_eq!(
+            validate_profile(&"é".repeat(MAX_DISPLAY_NAME_CHARS), "bio"),
+            Ok(()),
+            "characters, not bytes"
+        );
+        assert!(matches!(
+            validate_profile(&"x".repeat(MAX_DISPLAY_NAME_CHARS + 1), ""),
+            Err(ProfileError::TooLong {
+                field: "display name",
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate_profile("", &"x".repeat(MAX_BIO_CHARS + 1)),
+            Err(ProfileError::TooLong { field: "bio", .. })
+        ));
+        assert!(matches!(
+            validate_profile("a\tb", ""),
+            Err(ProfileError::ControlCharacter { code: 9, .. })
+        ));
+    }
 
     #[test]
     fn post_text_rules() {

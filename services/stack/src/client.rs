@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{
-    NewPost, Post, PostAck, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event,
-    timeline_request,
+    NewPost, Post, PostAck, ProfileReply, SetProfileRequest, Status as Code, TimelineEvent, TimelineOpen,
+    TimelineRequest, timeline_event, timeline_request,
 };
 use tinysns_tsc::session::{ConnectError, Connection, Credentials, Listing, Session};
 use tokio::sync::mpsc;
@@ -59,6 +59,25 @@ impl User {
 
     pub async fn unfollow(&mut self, target: &str) -> Result<Code, tonic::Status> {
         self.session.relation(target, false).await
+    }
+
+    /// PROFILE: `target`'s profile (the user's own when None).
+    pub async fn profile(&mut self, target: Option<&str>) -> Result<ProfileReply, tonic::Status> {
+        self.session.profile(target).await
+    }
+
+    /// Sets the display name and/or bio (None keeps a field): (status, server's detail).
+    pub async fn set_profile(
+        &mut self,
+        display_name: Option<&str>,
+        bio: Option<&str>,
+    ) -> Result<(Code, String), tonic::Status> {
+        self.session
+            .set_profile(SetProfileRequest {
+                display_name: display_name.map(str::to_owned),
+                bio: bio.map(str::to_owned),
+            })
+            .await
     }
 
     /// LIST, every page. A refused LIST is an error with the status's name.

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use std::time::Duration;
 use tinysns_common::proto::social::{
-    ChangePasswordRequest, Empty, FollowRequest, ListRequest, LoginRequest, RegisterRequest, Status as Code,
-    TimelineOpen, TimelineRequest, timeline_request,
+    ChangePasswordRequest, Empty, FollowRequest, ListRequest, LoginRequest, ProfileRequest, RegisterRequest,
+    SetProfileRequest, Status as Code, TimelineOpen, TimelineRequest, timeline_request,
 };
 use tinysns_stack::client::User;
 use tinysns_stack::topology::Topology;
@@ -53,6 +53,21 @@ async fn every_rpc(address: &str, token: &str) -> Vec<(&'static str, Grpc)> {
         ("Follow", code(c.follow(follow.clone()).await.map(|_| ()))),
         ("UnFollow", code(c.un_follow(follow).await.map(|_| ()))),
         ("ChangePassword", code(c.change_password(change).await.map(|_| ()))),
+        (
+            "GetProfile",
+            code(c.get_profile(ProfileRequest::default()).await.map(|_| ())),
+        ),
+        (
+            "SetProfile",
+            code(
+                c.set_profile(SetProfileRequest {
+                    display_name: Some("mallory".into()),
+                    bio: None,
+                })
+                .await
+                .map(|_| ()),
+            ),
+        ),
         (
             "Timeline",
             code(c.timeline(tokio_stream::iter(vec![open])).await.map(|_| ())),

@@ -1,5 +1,6 @@
 //! Parsing a command line the way the classic client does: the command word is
-//! case-insensitive, only FOLLOW and UNFOLLOW take an argument.
+//! case-insensitive, and of the classic commands only FOLLOW and UNFOLLOW take an argument.
+//! Newer commands (PROFILE, HELP) parse their own arguments.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -9,6 +10,18 @@ pub enum Command {
     Timeline,
     /// Change the password (password mode): reads the current and the new one.
     Password,
+    /// Show a profile: the caller's (None) or a user's.
+    Profile(Option<String>),
+    /// Set the caller's display name or bio.
+    SetProfile(ProfileField, String),
+    /// The full list of commands.
+    Help,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileField {
+    Name,
+    Bio,
 }
 
 /// What to do with one input line.
@@ -41,6 +54,8 @@ pub fn parse(line: &str) -> Parsed {
                 "FOLLOW" => Parsed::Run(Command::Follow(argument.to_string())),
                 "UNFOLLOW" => Parsed::Run(Command::UnFollow(argument.to_string())),
                 "LIST" | "TIMELINE" | "PASSWORD" => Parsed::Complain(ONLY_FOLLOW_TAKES_ARGUMENTS),
+                "PROFILE" => Parsed::Run(profile(argument)),
+                "HELP" => Parsed::Complain(TAKES_NO_ARGUMENTS),
                 _ => Parsed::Complain(INVALID_COMMAND),
             }
         }
@@ -48,8 +63,26 @@ pub fn parse(line: &str) -> Parsed {
             "LIST" => Parsed::Run(Command::List),
             "TIMELINE" => Parsed::Run(Command::Timeline),
             "PASSWORD" => Parsed::Run(Command::Password),
+            "PROFILE" => Parsed::Run(Command::Profile(None)),
+            "HELP" => Parsed::Run(Command::Help),
             _ => Parsed::Complain(INVALID_COMMAND),
         },
+    }
+}
+
+pub const TAKES_NO_ARGUMENTS: &str = "Invalid Input -- HELP takes no arguments";
+
+/// `PROFILE NAME <text>`, `PROFILE BIO <text>` or `PROFILE <user>`. A user named `name` or
+/// `bio` is shown by `PROFILE name`, since a field needs text after it.
+fn profile(argument: &str) -> Command {
+    let (first, rest) = match argument.split_once(' ') {
+        Some((first, rest)) => (first, rest.trim()),
+        None => (argument, ""),
+    };
+    match first.to_ascii_uppercase().as_str() {
+        "NAME" if !rest.is_empty() => Command::SetProfile(ProfileField::Name, rest.to_string()),
+        "BIO" if !rest.is_empty() => Command::SetProfile(ProfileField::Bio, rest.to_string()),
+        _ => Command::Profile(Some(argument.to_string())),
     }
 }
 
@@ -64,6 +97,29 @@ mod tests {
         assert_eq!(parse("follow 3"), Parsed::Run(Command::Follow("3".into())));
         assert_eq!(parse("UnFollow 12\r\n"), Parsed::Run(Command::UnFollow("12".into())));
         assert_eq!(parse("password"), Parsed::Run(Command::Password));
+    }
+
+    #[test]
+    fn profile_commands() {
+        assert_eq!(parse("PROFILE"), Parsed::Run(Command::Profile(None)));
+        assert_eq!(
+            parse("profile alice"),
+            Parsed::Run(Command::Profile(Some("alice".into())))
+        );
+        assert_eq!(
+            parse("profile name"),
+            Parsed::Run(Command::Profile(Some("name".into())))
+        );
+        assert_eq!(
+            parse("Profile Name Alice Liddell"),
+            Parsed::Run(Command::SetProfile(ProfileField::Name, "Alice Liddell".into()))
+        );
+        assert_eq!(
+            parse("PROFILE BIO  curiouser and curiouser "),
+            Parsed::Run(Command::SetProfile(ProfileField::Bio, "curiouser and curiouser".into()))
+        );
+        assert_eq!(parse("help"), Parsed::Run(Command::Help));
+        assert_eq!(parse("HELP me"), Parsed::Complain(TAKES_NO_ARGUMENTS));
     }
 
     #[test]

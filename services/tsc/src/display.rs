@@ -2,10 +2,12 @@
 
 use crate::session::Listing;
 use chrono::{Local, TimeZone};
-use tinysns_common::proto::social::{Post, Status, UserRef};
+use tinysns_common::proto::social::{Post, Profile, Status, UserRef};
 
 pub const BANNER: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n=====================================\n";
 pub const PROMPT: &str = "Cmd> ";
+/// HELP: the classic commands, then the newer ones, in the banner's style.
+pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n HELP\n=====================================\n";
 pub const IN_TIMELINE: &str = "Now you are in the timeline";
 
 /// The classic message for a reply status.
@@ -52,6 +54,28 @@ fn shown(user: &UserRef) -> String {
 
 fn joined(users: &[UserRef]) -> String {
     users.iter().map(|u| format!("{}, ", shown(u))).collect()
+}
+
+/// The lines PROFILE prints after its status line: who, the bio if any, the counts.
+pub fn profile_lines(profile: &Profile) -> String {
+    let who = if profile.username.is_empty() {
+        format!("user {}", profile.user_id)
+    } else {
+        profile.username.clone()
+    };
+    let mut out = if profile.display_name.is_empty() {
+        format!("{who}\n")
+    } else {
+        format!("{who} ({})\n", profile.display_name)
+    };
+    if !profile.bio.is_empty() {
+        out.push_str(&format!("Bio: {}\n", profile.bio));
+    }
+    out.push_str(&format!(
+        "Followers: {}, Following: {}, Posts: {}\n",
+        profile.followers, profile.following, profile.posts
+    ));
+    out
 }
 
 /// The two lines LIST prints after its status line.

@@ -13,8 +13,8 @@ use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{
-    ChangePasswordRequest, Empty, FollowRequest, ListRequest, LoginReply, LoginRequest, RegisterRequest,
-    Status as Code, UserRef,
+    ChangePasswordRequest, Empty, FollowRequest, ListRequest, LoginReply, LoginRequest, ProfileReply, ProfileRequest,
+    RegisterRequest, SetProfileRequest, Status as Code, UserRef,
 };
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
@@ -297,6 +297,32 @@ impl Session {
             }
         }
         Ok(Ok(listing))
+    }
+
+    /// The profile of `target` (the caller's when None), following failovers.
+    pub async fn profile(&mut self, target: Option<&str>) -> Result<ProfileReply, tonic::Status> {
+        let request = ProfileRequest {
+            user: target.unwrap_or_default().to_string(),
+        };
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.get_profile(request).await }
+        })
+        .await
+    }
+
+    /// Sets the caller's display name and/or bio (None keeps a field), following failovers.
+    pub async fn set_profile(&mut self, request: SetProfileRequest) -> Result<(Code, String), tonic::Status> {
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.set_profile(request).await }
+            })
+            .await?;
+        Ok((
+            Code::try_from(reply.status).unwrap_or(Code::FailureUnknown),
+            reply.message,
+        ))
     }
 
     /// Changes the password (password mode); other sessions of the user end.

@@ -6,7 +6,7 @@
 use crate::store;
 use rusqlite::Connection;
 use tinysns_common::proto::internal::{
-    AccountChange, Change, FollowChanged, PasswordSet, PostCreated, Registered, RemoteChange, SessionEnded,
+    AccountChange, Change, FollowChanged, PasswordSet, PostCreated, ProfileSet, Registered, RemoteChange, SessionEnded,
     SessionStarted, SyncCursor, UserCreated, account_change, change, log_entry,
 };
 use tinysns_common::proto::social::Status;
@@ -30,6 +30,12 @@ pub enum Command {
         text: String,
     },
     Remote(RemoteChange),
+    /// A user's own profile (at the user's home cluster); a field left None keeps its value.
+    SetProfile {
+        user: u64,
+        display_name: Option<String>,
+        bio: Option<String>,
+    },
     SyncCursor(u64),
     /// Password mode: a new account, with the next id of this cluster's residue class.
     Register(Registration),
@@ -175,6 +181,35 @@ pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::S
                 }
             }
         }
+        Command::SetProfile {
+            user,
+            display_name,
+            bio,
+        } => {
+            if !store::user_exists(conn, *user)? {
+                return Ok(reject(
+                    Status::FailureNotExists,
+                    format!("user {user} has never logged in"),
+                ));
+            }
+            let (old_name, old_bio) = store::profile_fields(conn, *user)?
+                .map(|(name, bio, _)| (name, bio))
+                .unwrap_or_default();
+            let name = display_name.clone().unwrap_or_else(|| old_name.clone());
+            let bio = bio.clone().unwrap_or_else(|| old_bio.clone());
+            if name == old_name && bio == old_bio {
+                Decision::Done(Outcome::Unchanged(None))
+            } else {
+                Decision::Write {
+                    kind: change(change::Kind::Profile(ProfileSet {
+                        user_id: *user,
+                        display_name: name,
+                        bio,
+                    })),
+                    origin: None,
+                }
+            }
+        }
         Command::SyncCursor(lsn) => {
             if *lsn <= store::sync_cursor(conn)? {
                 Decision::Done(Outcome::Unchanged(None))
@@ -271,6 +306,9 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
             store::follow_state(conn, f.follower, f.followee)?.is_none_or(|(_, version)| remote.origin_lsn > version)
         }
         change::Kind::Post(p) => store::post_seq(conn, p.author, p.post_id)?.is_none(),
+        change::Kind::Profile(p) => {
+            store::profile_fields(conn, p.user_id)?.is_none_or(|(_, _, version)| remote.origin_lsn > version)
+        }
     };
     Ok(if fresh {
         Decision::Write {
@@ -357,6 +395,85 @@ mod tests {
         run(&mut c, Command::CreateUser { user: 8 });
         run(&mut c, register("carol"));
         assert_eq!(store::user_by_name(&c, "carol").unwrap(), Some(11));
+    }
+
+    fn set_profile(user: u64, name: Option<&str>, bio: Option<&str>) -> Command {
+        Command::SetProfile {
+            user,
+            display_name: name.map(str::to_owned),
+            bio: bio.map(str::to_owned),
+        }
+    }
+
+    fn remote_profile(user: u64, origin_lsn: u64, name: &str) -> Command {
+        Command::Remote(RemoteChange {
+            origin_cluster: 1,
+            origin_lsn,
+            timestamp_ms: 1_000,
+            change: Some(Change {
+                kind: Some(change::Kind::Profile(ProfileSet {
+                    user_id: user,
+                    display_name: name.into(),
+                    bio: String::new(),
+                })),
+            }),
+            hlc: 0,
+        })
+    }
+
+    #[test]
+    fn a_profile_is_set_field_by_field_and_unchanged_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        assert!(matches!(
+            run(&mut c, set_profile(2, Some("Alice"), None)),
+            Outcome::Rejected(Status::FailureNotExists, _)
+        ));
+        run(&mut c, register("alice"));
+        assert!(matches!(
+            run(&mut c, set_profile(2, Some("Alice"), None)),
+            Outcome::Written(_)
+        ));
+        assert!(matches!(
+            run(&mut c, set_profile(2, None, Some("hi"))),
+            Outcome::Written(_)
+        ));
+        let (name, bio, _) = store::profile_fields(&c, 2).unwrap().expect("a profile");
+        assert_eq!((name.as_str(), bio.as_str()), ("Alice", "hi"), "the name was kept");
+        assert_eq!(
+            run(&mut c, set_profile(2, Some("Alice"), Some("hi"))),
+            Outcome::Unchanged(None)
+        );
+        assert!(matches!(
+            run(&mut c, set_profile(2, Some(""), None)),
+            Outcome::Written(_)
+        ));
+        assert_eq!(store::profile_fields(&c, 2).unwrap().map(|p| p.0), Some(String::new()));
+    }
+
+    #[test]
+    fn a_remote_profile_applies_only_if_newer_than_what_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        assert!(matches!(
+            run(&mut c, remote_profile(4, 10, "newer")),
+            Outcome::Written(_)
+        ));
+        // A redelivered or reordered older change is not applied over it.
+        assert_eq!(run(&mut c, remote_profile(4, 7, "older")), Outcome::Unchanged(None));
+        assert_eq!(run(&mut c, remote_profile(4, 10, "newer")), Outcome::Unchanged(None));
+        assert_eq!(
+            store::profile_fields(&c, 4).unwrap(),
+            Some(("newer".to_owned(), String::new(), 10))
+        );
+        assert!(matches!(
+            run(&mut c, remote_profile(4, 12, "newest")),
+            Outcome::Written(_)
+        ));
+        assert_eq!(
+            store::profile_fields(&c, 4).unwrap().map(|p| p.0),
+            Some("newest".to_owned())
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod log_matching;
 pub mod login;
 pub mod metrics;
 pub mod presence;
+pub mod profiles;
 pub mod reader;
 pub mod readiness;
 pub mod remote;

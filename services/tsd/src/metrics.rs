@@ -32,6 +32,7 @@ pub enum WriteKind {
     Follow,
     Unfollow,
     Post,
+    Profile,
     /// A change made in another cluster, applied here (any social kind).
     Remote,
     Register,
@@ -43,11 +44,12 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
-    pub const ALL: [WriteKind; 10] = [
+    pub const ALL: [WriteKind; 11] = [
         WriteKind::User,
         WriteKind::Follow,
         WriteKind::Unfollow,
         WriteKind::Post,
+        WriteKind::Profile,
         WriteKind::Remote,
         WriteKind::Register,
         WriteKind::Password,
@@ -62,6 +64,7 @@ impl WriteKind {
             WriteKind::Follow => "follow",
             WriteKind::Unfollow => "unfollow",
             WriteKind::Post => "post",
+            WriteKind::Profile => "profile",
             WriteKind::Remote => "remote",
             WriteKind::Register => "register",
             WriteKind::Password => "password",
@@ -82,6 +85,7 @@ impl WriteKind {
                 change::Kind::Follow(f) if f.following => WriteKind::Follow,
                 change::Kind::Follow(_) => WriteKind::Unfollow,
                 change::Kind::Post(_) => WriteKind::Post,
+                change::Kind::Profile(_) => WriteKind::Profile,
             },
             log_entry::Kind::SyncCursor(_) => WriteKind::SyncCursor,
             log_entry::Kind::Account(AccountChange { kind }) => match kind.as_ref()? {

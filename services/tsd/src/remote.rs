@@ -3,7 +3,7 @@
 //! can reach the broker could otherwise write into every cluster; each change must be one
 //! its origin cluster could really have made.
 
-use tinysns_common::limits::{MAX_LSN, canonical_username, validate_post_text};
+use tinysns_common::limits::{MAX_LSN, canonical_username, validate_post_text, validate_profile};
 use tinysns_common::proto::internal::{RemoteChange, change};
 use tinysns_common::topology::{cluster_of_user, cluster_of_username};
 
@@ -81,6 +81,10 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
             },
         ),
         change::Kind::Post(p) => (p.author, validate_post_text(&p.text).map_err(|e| e.to_string())),
+        change::Kind::Profile(p) => (
+            p.user_id,
+            validate_profile(&p.display_name, &p.bio).map_err(|e| e.to_string()),
+        ),
     };
     content.map_err(RemoteError::Content)?;
     let home = cluster_of_user(actor, clusters).map_err(|e| RemoteError::Content(e.to_string()))?;
@@ -148,6 +152,35 @@ mod tests {
         ));
         assert!(matches!(
             check_remote(&remote(3, user(3, "Alice")), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+    }
+
+    #[test]
+    fn a_profile_comes_only_from_its_users_home_and_within_bounds() {
+        let profile = |user_id, bio: &str| {
+            change::Kind::Profile(tinysns_common::proto::internal::ProfileSet {
+                user_id,
+                display_name: "Name".into(),
+                bio: bio.into(),
+            })
+        };
+        assert_eq!(check_remote(&remote(2, profile(2, "ok")), 1, 3, NOW), Ok(()));
+        assert_eq!(
+            check_remote(&remote(2, profile(1, "forged")), 3, 3, NOW),
+            Err(RemoteError::NotHome {
+                user: 1,
+                home: 1,
+                origin: 2
+            })
+        );
+        let long = "x".repeat(tinysns_common::limits::MAX_BIO_CHARS + 1);
+        assert!(matches!(
+            check_remote(&remote(2, profile(2, &long)), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+        assert!(matches!(
+            check_remote(&remote(2, profile(2, "a\nb")), 1, 3, NOW),
             Err(RemoteError::Content(_))
         ));
     }

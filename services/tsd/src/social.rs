@@ -1,6 +1,7 @@
 //! The client API: every call but Register and Login is made by the user its session token
 //! names, never by a user a request field names. Account calls live in `login`, the
-//! timeline stream in `timeline`; this module authenticates and serves LIST and FOLLOW.
+//! timeline stream in `timeline`, profiles in `profiles`; this module authenticates and
+//! serves LIST and FOLLOW.
 
 use crate::accounts::{FailedLogins, Hasher, token_hash};
 use crate::command::{Command, Outcome};
@@ -19,8 +20,9 @@ use tinysns_common::limits::{canonical_username, parse_user_id};
 use tinysns_common::membership::{RoleHandle, RoleView};
 use tinysns_common::proto::social::social_service_server::{SocialService, SocialServiceServer};
 use tinysns_common::proto::social::{
-    ChangePasswordRequest, Empty, FollowRequest, ListReply, ListRequest, LoginReply, LoginRequest, RegisterRequest,
-    Reply, SessionEvent, Status as Code, TimelineEvent, TimelineRequest,
+    ChangePasswordRequest, Empty, FollowRequest, ListReply, ListRequest, LoginReply, LoginRequest, ProfileReply,
+    ProfileRequest, RegisterRequest, Reply, SessionEvent, SetProfileRequest, Status as Code, TimelineEvent,
+    TimelineRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -136,7 +138,7 @@ impl Social {
 
     /// The id of the user `target` names (a username in password mode, an id in open mode),
     /// or why it names nobody.
-    async fn resolve_target(&self, target: &str) -> Result<Result<u64, (Code, String)>, Status> {
+    pub(crate) async fn resolve_target(&self, target: &str) -> Result<Result<u64, (Code, String)>, Status> {
         let invalid = || (Code::FailureInvalidUsername, format!("{target:?} is not a valid user"));
         match self.auth {
             AuthMode::Open => Ok(parse_user_id(target).ok_or_else(invalid)),
@@ -255,6 +257,21 @@ impl SocialService for Social {
     async fn un_follow(&self, request: Request<FollowRequest>) -> Result<Response<Reply>, Status> {
         let caller = self.authenticate(request.metadata()).await?;
         Social::follow(self, caller, request.into_inner(), false)
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_profile(&self, request: Request<ProfileRequest>) -> Result<Response<ProfileReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.fenced()?;
+        self.get_profile_of(caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_profile(&self, request: Request<SetProfileRequest>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.set_own_profile(caller, request.into_inner())
             .await
             .map(Response::new)
     }

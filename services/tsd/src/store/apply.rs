@@ -50,6 +50,25 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                     clock::stamp(entry) as i64
                 ])?;
             }
+            change::Kind::Profile(p) => {
+                // Last writer wins by the origin's log position: a profile is only ever set
+                // in its user's home cluster.
+                conn.prepare_cached(
+                    "INSERT INTO profiles (user_id, display_name, bio, version, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (user_id) DO UPDATE SET
+                        display_name = excluded.display_name, bio = excluded.bio,
+                        version = excluded.version, updated_ms = excluded.updated_ms
+                     WHERE excluded.version > profiles.version",
+                )?
+                .execute(params![
+                    p.user_id as i64,
+                    p.display_name,
+                    p.bio,
+                    entry.origin_lsn as i64,
+                    entry.timestamp_ms
+                ])?;
+            }
         },
         Some(log_entry::Kind::SyncCursor(c)) => {
             conn.prepare_cached(

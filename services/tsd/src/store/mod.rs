@@ -81,6 +81,9 @@ CREATE TABLE IF NOT EXISTS posts (
     seq INTEGER NOT NULL, author_name TEXT NOT NULL DEFAULT '', hlc INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (author, post_id));
 CREATE INDEX IF NOT EXISTS posts_by_seq ON posts (seq);
+CREATE TABLE IF NOT EXISTS profiles (
+    user_id INTEGER PRIMARY KEY, display_name TEXT NOT NULL, bio TEXT NOT NULL,
+    version INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS credentials (user_id INTEGER PRIMARY KEY, phc TEXT NOT NULL);
@@ -118,7 +121,19 @@ CREATE INDEX IF NOT EXISTS posts_by_author_hlc ON posts (author, hlc);
 DROP INDEX IF EXISTS undo_by_lsn;
 ";
 
-const DERIVED_TABLES: [&str; 6] = ["users", "follows", "posts", "meta", "credentials", "sessions"];
+const DERIVED_TABLES: [&str; 7] = [
+    "users",
+    "follows",
+    "posts",
+    "profiles",
+    "meta",
+    "credentials",
+    "sessions",
+];
+
+/// Derived tables added after the first release: a snapshot from a replica of an older
+/// version has none, and installs them empty (that version could not have written to them).
+const ADDED_TABLES: [&str; 1] = ["profiles"];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {
     for (table, column, decl, backfill) in ADDED_COLUMNS {

@@ -2,7 +2,7 @@
 
 use super::{Result, bound};
 use rusqlite::{Connection, OptionalExtension, params};
-use tinysns_common::proto::social::{Post, UserRef};
+use tinysns_common::proto::social::{Post, Profile, UserRef};
 
 pub fn user_exists(conn: &Connection, user: u64) -> Result<bool> {
     let mut stmt = conn.prepare_cached("SELECT 1 FROM users WHERE user_id = ?1")?;
@@ -188,6 +188,44 @@ pub fn all_follows(conn: &Connection) -> Result<Vec<(u64, u64)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The profile of `user` as stored: (display name, bio, version = its origin position).
+pub fn profile_fields(conn: &Connection, user: u64) -> Result<Option<(String, String, u64)>> {
+    Ok(conn
+        .prepare_cached("SELECT display_name, bio, version FROM profiles WHERE user_id = ?1")?
+        .query_row([user as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })
+        .optional()?)
+}
+
+/// A user's profile with its counts as this replica knows them; None for an unknown user.
+pub fn profile(conn: &Connection, user: u64) -> Result<Option<Profile>> {
+    if !user_exists(conn, user)? {
+        return Ok(None);
+    }
+    let (display_name, bio) = profile_fields(conn, user)?
+        .map(|(name, bio, _)| (name, bio))
+        .unwrap_or_default();
+    let count = |sql: &str| -> Result<u64> {
+        Ok(conn
+            .prepare_cached(sql)?
+            .query_row([user as i64], |r| r.get::<_, i64>(0))? as u64)
+    };
+    Ok(Some(Profile {
+        user_id: user,
+        username: username_of(conn, user)?.unwrap_or_default(),
+        display_name,
+        bio,
+        followers: count("SELECT COUNT(*) FROM follows WHERE followee = ?1 AND following = 1")?,
+        following: count("SELECT COUNT(*) FROM follows WHERE follower = ?1 AND following = 1")?,
+        posts: count("SELECT COUNT(*) FROM posts WHERE author = ?1")?,
+    }))
+}
+
 /// A digest of the derived state, to compare replicas in tests and tools.
 pub fn state_digest(conn: &Connection) -> Result<String> {
     let users = all_users(conn)?;
@@ -207,7 +245,11 @@ pub fn state_digest(conn: &Connection) -> Result<String> {
     let sessions: Vec<(i64, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare("SELECT user_id, display_name, bio, version FROM profiles ORDER BY user_id")?;
+    let profiles: Vec<(i64, String, String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(format!(
-        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?}"
+        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?} profiles={profiles:?}"
     ))
 }

@@ -4,7 +4,9 @@
 //! the replica replaces its log, derived tables and undo log with the copy's in one
 //! transaction. What belongs to the replica alone (its incarnation, its term) stays.
 
-use super::{DERIVED_TABLES, Result, StoreError, compaction, record_commit_point, table_columns, write_transaction};
+use super::{
+    ADDED_TABLES, DERIVED_TABLES, Result, StoreError, compaction, record_commit_point, table_columns, write_transaction,
+};
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
@@ -155,6 +157,10 @@ fn replace_marked(
         clear_in_steps(conn, table, step, rest)?;
     }
     for table in replaced_tables() {
+        // A table an older sender did not have (checked in `check`) stays empty.
+        if table_columns(conn, "snapshot", table)?.is_empty() {
+            continue;
+        }
         copy_in_steps(conn, table, step, rest)?;
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -188,6 +194,9 @@ fn check_attached(conn: &Connection) -> Result<SnapshotInfo> {
     }
     for table in replaced_tables().chain(["log_bounds"]) {
         let theirs = table_columns(conn, "snapshot", table).map_err(|e| damaged(&e))?;
+        if theirs.is_empty() && ADDED_TABLES.contains(&table) {
+            continue;
+        }
         if let Some(missing) = table_columns(conn, "main", table)?
             .into_iter()
             .find(|c| !theirs.contains(c))

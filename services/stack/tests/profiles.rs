@@ -1,0 +1,132 @@
+//! Profiles end to end: a user sets a display name and bio at its home cluster, and users of
+//! other clusters see it (and its follower count) once the synchronizers have carried it;
+//! bad input is refused and changes nothing; replicas agree; tsc shows and sets them.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use tinysns_common::limits::MAX_BIO_CHARS;
+use tinysns_common::proto::social::{Profile, Status as Code};
+use tinysns_stack::client::User;
+use tinysns_stack::topology::Topology;
+use tinysns_tsc::session::Credentials;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn register(t: &Topology, name: &str) -> User {
+    let credentials = Credentials::Password {
+        username: name.into(),
+        password: PASSWORD.into(),
+        register: true,
+    };
+    User::connect(&t.coordinator_address(), credentials, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{name} registers: {e:?}"))
+}
+
+/// `target`'s profile as `viewer`'s cluster shows it, once it satisfies `ready`.
+async fn profile_when(viewer: &mut User, target: &str, ready: impl Fn(&Profile) -> bool) -> Profile {
+    let mut last = None;
+    for _ in 0..300 {
+        let reply = viewer.profile(Some(target)).await.expect("GetProfile answers");
+        if let Some(profile) = reply.profile.as_ref().filter(|p| ready(p)) {
+            return profile.clone();
+        }
+        last = Some(reply);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{target}'s profile never became as expected; last: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_set_in_one_cluster_is_seen_in_the_others() {
+    let t = start_with("profiles", |o| o.synchronizers_per_cluster = 1).await;
+    // "alice" lives in cluster 3 of 3, "bob" in cluster 1.
+    let mut alice = register(&t, "alice").await;
+    let mut bob = register(&t, "bob").await;
+
+    let mine = alice.profile(None).await.expect("her own profile");
+    assert_eq!(mine.status, Code::Success as i32);
+    let mine = mine.profile.expect("a profile");
+    assert_eq!((mine.username.as_str(), mine.display_name.as_str()), ("alice", ""));
+
+    let (status, _) = alice
+        .set_profile(Some("Alice Liddell"), Some("Curiouser and curiouser"))
+        .await
+        .expect("SetProfile answers");
+    assert_eq!(status, Code::Success);
+    assert_eq!(bob.follow("alice").await.expect("FOLLOW answers"), Code::Success);
+
+    // Cluster 1 learns her profile and that bob follows her.
+    let seen = profile_when(&mut bob, "alice", |p| {
+        p.display_name == "Alice Liddell" && p.followers == 1
+    })
+    .await;
+    assert_eq!(seen.bio, "Curiouser and curiouser");
+    assert_eq!(seen.user_id, alice.id());
+    // A field left out keeps its value.
+    let (status, _) = alice.set_profile(None, Some("Down the rabbit hole")).await.unwrap();
+    assert_eq!(status, Code::Success);
+    let seen = profile_when(&mut bob, "alice", |p| p.bio == "Down the rabbit hole").await;
+    assert_eq!(seen.display_name, "Alice Liddell");
+    // Bob's own counts, at his own cluster.
+    let his = bob.profile(None).await.unwrap().profile.expect("his profile");
+    assert_eq!((his.following, his.followers), (1, 0));
+
+    // Bad input is refused and changes nothing.
+    let long_bio = "x".repeat(MAX_BIO_CHARS + 1);
+    for (name, bio) in [
+        (None, Some(long_bio.as_str())),
+        (Some("two\nlines"), None),
+        (Some("bell\u{7}"), None),
+    ] {
+        let (status, message) = alice.set_profile(name, bio).await.unwrap();
+        assert_eq!(status, Code::FailureInvalid, "{name:?} {bio:?}");
+        assert!(!message.is_empty());
+    }
+    let unknown = bob.profile(Some("nobody_here")).await.unwrap();
+    assert_eq!(unknown.status, Code::FailureNotExists as i32);
+    let bad = bob.profile(Some("Not A Name!")).await.unwrap();
+    assert_eq!(bad.status, Code::FailureInvalidUsername as i32);
+    let kept = alice.profile(None).await.unwrap().profile.unwrap();
+    assert_eq!(
+        (kept.display_name.as_str(), kept.bio.as_str()),
+        ("Alice Liddell", "Down the rabbit hole")
+    );
+
+    // Every replica of every cluster holds the same profiles.
+    let digests = settled_digests(&t).await;
+    for c in 1..=3 {
+        let (a, b) = (&digests[&(c, 1)], &digests[&(c, 2)]);
+        assert!(a.is_ok() && a == b, "cluster {c}: {a:?} vs {b:?}");
+        assert!(
+            a.as_ref().is_ok_and(|d| d.contains("Down the rabbit hole")),
+            "cluster {c} holds her profile"
+        );
+    }
+
+    // tsc: PROFILE shows, PROFILE NAME sets; HELP lists the commands.
+    let mut tsc = tinysns_stack::tsc::Tsc::start_with(
+        &t.coordinator_address(),
+        &["-u", "bob"],
+        &[("TINYSNS_PASSWORD", PASSWORD)],
+    )
+    .expect("tsc starts");
+    tsc.send("PROFILE alice\n");
+    tsc.wait_for(
+        "alice (Alice Liddell)\nBio: Down the rabbit hole\nFollowers: 1, Following: 0, Posts: 0",
+        1,
+        Duration::from_secs(20),
+    )
+    .expect("tsc shows her profile");
+    tsc.send("PROFILE NAME Bob the Builder\n");
+    tsc.send("PROFILE\n");
+    tsc.wait_for("bob (Bob the Builder)", 1, Duration::from_secs(20))
+        .expect("tsc sets and shows his name");
+    tsc.send("HELP\n");
+    tsc.wait_for(" PROFILE NAME <display name>", 1, Duration::from_secs(20))
+        .expect("HELP lists PROFILE");
+    let (_, output) = tsc.finish(Duration::from_secs(10));
+    assert!(!output.contains("Invalid Command"), "{output}");
+}

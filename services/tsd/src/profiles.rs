@@ -1,0 +1,65 @@
+//! Profiles: a display name and a bio each user sets at its home cluster, replicated to
+//! every cluster like its follows, and shown with follower, following and post counts.
+
+use crate::command::{Command, Outcome};
+use crate::social::{Caller, Social, reply};
+use crate::store;
+use tinysns_common::limits::validate_profile;
+use tinysns_common::proto::social::{ProfileReply, ProfileRequest, Reply, SetProfileRequest, Status as Code};
+use tonic::Status;
+
+fn refused(status: Code, message: impl Into<String>) -> ProfileReply {
+    ProfileReply {
+        status: status as i32,
+        message: message.into(),
+        profile: None,
+    }
+}
+
+impl Social {
+    /// Anyone's profile (the caller's when `user` is empty), as this cluster knows it.
+    pub(crate) async fn get_profile_of(&self, caller: Caller, request: ProfileRequest) -> Result<ProfileReply, Status> {
+        let user = if request.user.trim().is_empty() {
+            caller.user
+        } else {
+            match self.resolve_target(&request.user).await? {
+                Ok(user) => user,
+                Err((status, message)) => return Ok(refused(status, message)),
+            }
+        };
+        Ok(match self.read(move |c| store::profile(c, user)).await? {
+            Some(profile) => ProfileReply {
+                status: Code::Success as i32,
+                message: String::new(),
+                profile: Some(profile),
+            },
+            None => refused(Code::FailureNotExists, format!("user {user} does not exist")),
+        })
+    }
+
+    /// Sets the caller's profile. Its home cluster is the one serving the caller.
+    pub(crate) async fn set_own_profile(&self, caller: Caller, request: SetProfileRequest) -> Result<Reply, Status> {
+        let trimmed = |field: Option<String>| field.map(|text| text.trim().to_owned());
+        let (display_name, bio) = (trimmed(request.display_name), trimmed(request.bio));
+        let check = validate_profile(
+            display_name.as_deref().unwrap_or_default(),
+            bio.as_deref().unwrap_or_default(),
+        );
+        let command = match check {
+            Ok(()) => Command::SetProfile {
+                user: caller.user,
+                display_name,
+                bio,
+            },
+            // Through the writer, so that a deposed master cannot answer it.
+            Err(e) => Command::Refuse {
+                status: Code::FailureInvalid,
+                message: e.to_string(),
+            },
+        };
+        Ok(match self.submit(command).await? {
+            Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
+            Outcome::Rejected(status, message) => reply(status, message),
+        })
+    }
+}
