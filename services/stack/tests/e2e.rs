@@ -216,6 +216,35 @@ async fn quorum_queues_carry_changes_between_clusters() {
     }
 }
 
+/// A broker killed (its connections reset, not closed) while the system is quiet, with no
+/// publish pending to fail: the synchronizers must notice, reconnect once the broker is back,
+/// and a post made then must cross. (Under load, `faults::managed_broker_*` kill it too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_synchronizers_reconnect_after_the_broker_is_killed() {
+    let mut t = start_with("broker-killed-quiet", |o| {
+        o.broker = tinysns_stack::topology::Broker::Private
+    })
+    .await;
+    let (mut u1, mut u2) = (login(&t, 1).await, login(&t, 2).await);
+    until_known(&mut u1, &[2]).await;
+    assert_eq!(u1.follow(&t.name(2)).await.unwrap(), Code::Success);
+    until_followers(&mut u2, &[1]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    t.rabbit.as_mut().expect("a private broker").kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    t.start_broker().await.expect("the broker restarts on its data");
+    u2.timeline(0)
+        .await
+        .unwrap()
+        .post("after the broker came back")
+        .await
+        .unwrap();
+    eventually!("the post to cross", DELIVERY, async {
+        let history = u1.timeline(0).await.ok()?.history;
+        (texts(&history) == ["after the broker came back"]).then_some(())
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
     // The classic system: numeric ids, one login per user at a time.

@@ -25,8 +25,8 @@ enum Fault {
     PauseMasterTsd,
     BrokerOutage,
     /// The broker set up as the operator sets up a managed node (its definitions, generated
-    /// password and memory budget; classic or quorum queues), killed -9 and started again at
-    /// once on the same data: a deleted broker pod coming back on its volume.
+    /// password and memory budget; classic or quorum queues), killed -9 and started again
+    /// 10 s later on the same data: a deleted broker pod coming back on its volume.
     BrokerNodeKilled {
         quorum: bool,
     },
@@ -317,7 +317,10 @@ async fn inject(t: &mut Topology, fault: Fault, cluster: u32, seed: u64, started
         Fault::BrokerNodeKilled { .. } => {
             let rabbit = t.rabbit.as_mut().expect("a private broker");
             rabbit.kill();
-            log(started, "RabbitMQ killed (kill -9)");
+            log(started, "RabbitMQ killed (kill -9); back in 10 s, as a pod rescheduled");
+            // Long enough for every synchronizer to notice (their connections were reset,
+            // not closed) and for publishers to fill their window of unconfirmed messages.
+            tokio::time::sleep(Duration::from_secs(10)).await;
             t.start_broker().await.expect("broker restarts on its data");
             log(started, "RabbitMQ restarted on the same data");
         }

@@ -183,12 +183,17 @@ pub fn properties(changes: &[RemoteChange], body: &[u8], secret: Option<&Cluster
         .with_headers(signature(body, secret))
 }
 
-/// Logs what the broker says about `connection` for as long as it lasts. A resource alarm
-/// (memory or disk) makes the broker send `connection.blocked`: lapin then stops sending,
-/// publishes and their confirms wait (nothing is confirmed early, nothing is lost, the
-/// change feed is read no further), and `connection.unblocked` ends the wait. Consuming goes
-/// on meanwhile, so other clusters' changes keep arriving here.
-pub async fn watch_connection(events: impl futures_util::Stream<Item = lapin::Event> + Unpin) {
+/// Logs what the broker says about `connection` for as long as it lasts, and returns the
+/// error that ends it. A resource alarm (memory or disk) makes the broker send
+/// `connection.blocked`: lapin then stops sending, publishes and their confirms wait
+/// (nothing is confirmed early, nothing is lost, the change feed is read no further), and
+/// `connection.unblocked` ends the wait. Consuming goes on meanwhile, so other clusters'
+/// changes keep arriving here.
+///
+/// A connection that fails without a close from the broker (a broker killed, a connection
+/// reset) is reported here, while confirms the publisher waits on may never resolve and the
+/// consumer may never see its stream end: the caller must end its work when this returns.
+pub async fn watch_connection(events: impl futures_util::Stream<Item = lapin::Event> + Unpin) -> Option<lapin::Error> {
     use futures_util::StreamExt;
     let mut events = events;
     let mut blocked_since: Option<std::time::Instant> = None;
@@ -202,9 +207,11 @@ pub async fn watch_connection(events: impl futures_util::Stream<Item = lapin::Ev
                 let waited = blocked_since.take().map(|since| since.elapsed());
                 tracing::info!(?waited, "the broker accepts publishing again");
             }
+            lapin::Event::Error(error) => return Some(error),
             _ => {}
         }
     }
+    None
 }
 
 /// Connects to `url`; an `amqps://` broker is checked against the system's CAs and `ca`.
@@ -338,6 +345,26 @@ async fn consumer_channel(conn: &Connection) -> Result<Channel, BusError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_connection_ends_the_watch_with_its_error_and_an_alarm_does_not() {
+        let reset = lapin::Error::from(lapin::ErrorKind::IOError(std::sync::Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        ))));
+        let events = futures_util::stream::iter(vec![
+            lapin::Event::ConnectionBlocked("memory".into()),
+            lapin::Event::ConnectionUnblocked,
+            lapin::Event::Error(reset),
+            lapin::Event::Connected,
+        ]);
+        let ended = watch_connection(events).await.expect("the error ends the watch");
+        assert!(matches!(ended.kind(), lapin::ErrorKind::IOError(_)), "{ended}");
+        let quiet = futures_util::stream::iter(vec![lapin::Event::ConnectionBlocked("disk".into())]);
+        assert!(
+            watch_connection(quiet).await.is_none(),
+            "an alarm alone is not a failure"
+        );
+    }
     use tinysns_common::proto::internal::{Change, PostCreated, change};
 
     fn sample() -> RemoteChange {

@@ -28,6 +28,8 @@ pub enum SyncError {
     FeedEnded,
     #[error("the broker ended the consumer")]
     ConsumerEnded,
+    #[error("the connection to RabbitMQ failed: {0}")]
+    ConnectionLost(String),
 }
 
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -168,11 +170,18 @@ async fn session(
     )
     .await?;
     tracing::info!(amqp = %mask_password(&config.amqp_url), "connected to RabbitMQ");
-    let watcher = tokio::spawn(bus::watch_connection(Box::pin(conn.events_listener())));
+    let mut watcher = tokio::spawn(bus::watch_connection(Box::pin(conn.events_listener())));
     let tag = format!("tinysns-synchronizer-{}", config.id);
+    // A failed connection ends the work at once: its pending confirms and its consumer may
+    // otherwise wait forever (a broker killed resets the connection without closing it).
     let result = tokio::select! {
         r = publisher::publish(link, &publish, &names, config.secret.as_ref(), metrics, stop) => r,
         r = consumer::consume(link, &consume, &names, config.secret.as_ref(), &tag, metrics, stop) => r,
+        lost = &mut watcher => Err(SyncError::ConnectionLost(match lost {
+            Ok(Some(error)) => error.to_string(),
+            Ok(None) => "its events ended".to_owned(),
+            Err(join) => join.to_string(),
+        })),
     };
     watcher.abort();
     // Closing returns unacknowledged deliveries to the queue for the next consumer.
