@@ -6,6 +6,7 @@ pub mod background;
 pub mod backoff;
 pub mod cli;
 pub mod coordinators;
+pub mod features;
 pub mod grpc;
 pub mod health;
 pub mod limits;

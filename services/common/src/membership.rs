@@ -40,6 +40,9 @@ pub struct Assignment {
     /// A planned switchover to this replica is under way (we are its master or its target).
     /// A master takes no writes meanwhile.
     pub handover_to: Option<ReplicaId>,
+    /// The lowest feature level among the system's live members ([`crate::features`]); 0
+    /// until a coordinator has said.
+    pub system_feature_level: u32,
 }
 
 impl Assignment {
@@ -339,7 +342,16 @@ impl Membership {
                                 lease_until: Some(sent + failure_timeout.saturating_sub(interval / 2)),
                                 in_sync: r.in_sync,
                                 handover_to: r.handover_to,
+                                // 0: the coordinator does not know yet (it has just
+                                // started leading): the last level stands.
+                                system_feature_level: match r.system_feature_level {
+                                    0 => current.system_feature_level,
+                                    level => level,
+                                },
                             };
+                            if next.system_feature_level != current.system_feature_level {
+                                tracing::info!(level = next.system_feature_level, "system feature level");
+                            }
                             if next.role != current.role || next.term != current.term {
                                 tracing::info!(role = ?next.role, term = next.term, cluster = next.me.cluster_id, "role assigned");
                             }

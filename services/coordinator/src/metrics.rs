@@ -63,6 +63,7 @@ pub struct Metrics {
     term: Family<ClusterLabel, U64Gauge>,
     leader: Gauge,
     raft_term: U64Gauge,
+    system_feature_level: Gauge,
 }
 
 impl Default for Metrics {
@@ -133,7 +134,14 @@ impl Metrics {
             "The coordinators' Raft term as this one knows it",
             raft_term.clone(),
         );
+        let system_feature_level = Gauge::default();
+        registry.register(
+            "system_feature_level",
+            "The lowest feature level among live members (writes of newer kinds wait for it; 0 while not known or not leading)",
+            system_feature_level.clone(),
+        );
         Self {
+            system_feature_level,
             registry,
             heartbeats,
             servers_alive,
@@ -187,6 +195,11 @@ impl Metrics {
             .set(i64::try_from(synchronizers).unwrap_or(i64::MAX));
     }
 
+    /// The system's feature level, as the leader's registry sees it.
+    pub fn observe_feature_level(&self, level: u32) {
+        self.system_feature_level.set(i64::from(level));
+    }
+
     pub fn observe_state(&self, state: &StateSample) {
         self.leader.set(i64::from(state.leader));
         self.raft_term.set(state.raft_term);
@@ -196,6 +209,7 @@ impl Metrics {
         if !state.leader {
             // Members heartbeat the leader: anything else this coordinator saw is stale.
             self.observe_alive(0, 0);
+            self.observe_feature_level(0);
         }
     }
 }

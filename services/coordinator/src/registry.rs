@@ -90,6 +90,8 @@ struct Alive {
     applied_lsn: u64,
     /// The highest term the member reported.
     term: u64,
+    /// What its release can store and carry (`tinysns_common::features`).
+    feature_level: u32,
 }
 
 impl Alive {
@@ -101,6 +103,7 @@ impl Alive {
             address: self.address.clone(),
             internal_address: self.internal_address.clone(),
             incarnation: self.incarnation,
+            feature_level: self.feature_level,
         }
     }
 }
@@ -347,6 +350,7 @@ impl Registry {
             last_seen: now,
             applied_lsn: *applied_lsn,
             term: *believed_term,
+            feature_level: member.feature_level,
         };
         if members.insert(id, alive).is_none() {
             self.events.push(Event::Joined { kind, cluster, id });
@@ -431,6 +435,20 @@ impl Registry {
             }
         }
         self.expire_handovers(now);
+    }
+
+    /// The lowest feature level among the live members of every cluster, or 0 while this
+    /// registry is too new to have heard from every live member (a member it has not heard
+    /// from may run an older release).
+    pub fn system_feature_level(&self, now: Instant) -> u32 {
+        if now.duration_since(self.started) < self.failure_timeout {
+            return 0;
+        }
+        tinysns_common::features::system_level(
+            self.alive
+                .values()
+                .flat_map(|members| members.values().map(|alive| alive.feature_level)),
+        )
     }
 
     /// The master server of the user's cluster.
@@ -733,6 +751,18 @@ mod tests {
             address: format!("127.0.0.1:{}", 10000 + id),
             internal_address: format!("127.0.0.1:{}", 30000 + id),
             incarnation: 100 + u64::from(id),
+            feature_level: tinysns_common::features::FEATURE_LEVEL,
+        }
+    }
+
+    /// A synchronizer (its cluster follows from its id).
+    pub(super) fn synchronizer(id: u32) -> Member {
+        Member {
+            kind: MemberKind::Synchronizer as i32,
+            member_id: id,
+            address: format!("127.0.0.1:{}", 9000 + id),
+            feature_level: tinysns_common::features::FEATURE_LEVEL,
+            ..Default::default()
         }
     }
 
@@ -772,6 +802,36 @@ mod tests {
     /// The master of a cluster says which slaves are in sync.
     pub(super) fn master_beat(r: &mut Registry, m: &Member, in_sync: &[u32], now: Instant) -> Assignment {
         r.heartbeat(&report(m, Role::Master, 1, 0, in_sync), now).unwrap()
+    }
+
+    #[test]
+    fn the_system_feature_level_is_the_oldest_live_members_once_every_member_could_be_heard() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(2, TIMEOUT, t0);
+        let at = |m: Member, level: u32| Member {
+            feature_level: level,
+            ..m
+        };
+        beat(&mut r, &at(server(1, 1), 3), t0);
+        beat(&mut r, &at(server(2, 2), 3), t0);
+        // Within the first failure timeout an older member may not have been heard yet.
+        assert_eq!(r.system_feature_level(t0), 0);
+        let t1 = t0 + TIMEOUT + Duration::from_millis(10);
+        beat(&mut r, &at(server(1, 1), 3), t1);
+        beat(&mut r, &at(server(2, 2), 3), t1);
+        assert_eq!(r.system_feature_level(t1), 3);
+        // An old synchronizer joins (a release from before feature levels reports 0).
+        let old_sync = at(synchronizer(7), 0);
+        beat(&mut r, &old_sync, t1);
+        assert_eq!(r.system_feature_level(t1), 0);
+        // It is upgraded to level 2 in place, then dies: the level follows the live members.
+        beat(&mut r, &at(old_sync.clone(), 2), t1);
+        assert_eq!(r.system_feature_level(t1), 2);
+        let t2 = t1 + Duration::from_millis(600);
+        beat(&mut r, &at(server(1, 1), 3), t2);
+        beat(&mut r, &at(server(2, 2), 3), t2);
+        r.expire(t1 + TIMEOUT + Duration::from_millis(100));
+        assert_eq!(r.system_feature_level(t1 + TIMEOUT + Duration::from_millis(100)), 3);
     }
 
     #[test]
@@ -1169,14 +1229,7 @@ mod tests {
     fn synchronizers_are_grouped_by_their_derived_cluster() {
         let t0 = Instant::now();
         let mut r = Registry::new(3, TIMEOUT, t0);
-        let sync = |id| Member {
-            kind: MemberKind::Synchronizer as i32,
-            cluster_id: 0,
-            member_id: id,
-            address: format!("127.0.0.1:{}", 9000 + id),
-            internal_address: String::new(),
-            incarnation: 0,
-        };
+        let sync = synchronizer;
         let a = beat(&mut r, &sync(1), t0);
         let b = beat(&mut r, &sync(4), t0);
         let c = beat(&mut r, &sync(2), t0);

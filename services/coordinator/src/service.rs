@@ -110,6 +110,8 @@ impl CoordinatorService {
             decider.registry.alive(Kind::Server),
             decider.registry.alive(Kind::Synchronizer),
         );
+        self.metrics
+            .observe_feature_level(decider.registry.system_feature_level(Instant::now()));
         if let Some(metadata) = decider.registry.take_changed() {
             let part = metadata.changed_since(&self.machine.metadata());
             if !part.is_empty()
@@ -290,8 +292,11 @@ impl Membership for CoordinatorService {
             ready_to_hand_over: req.ready_to_hand_over,
             leaving: req.leaving,
         };
-        let (assignment, clusters) = self
-            .with_registry(|r| (r.heartbeat(&report, Instant::now()), r.clusters()))
+        let (assignment, clusters, system_feature_level) = self
+            .with_registry(|r| {
+                let now = Instant::now();
+                (r.heartbeat(&report, now), r.clusters(), r.system_feature_level(now))
+            })
             .await?;
         let a = assignment.map_err(to_status)?;
         Ok(Response::new(pb::HeartbeatReply {
@@ -306,6 +311,7 @@ impl Membership for CoordinatorService {
             in_sync: a.in_sync,
             handover_to: a.handover_to,
             left: a.left,
+            system_feature_level,
         }))
     }
 
@@ -371,6 +377,7 @@ impl Membership for CoordinatorService {
             self.with_registry(|r| pb::ListClustersReply {
                 clusters: r.clusters(),
                 views: (1..=r.clusters()).map(|c| view(r, c)).collect(),
+                system_feature_level: r.system_feature_level(Instant::now()),
             })
             .await?,
         ))

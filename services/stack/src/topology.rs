@@ -12,14 +12,20 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tinysns_common::auth::AuthMode;
 use tinysns_common::coordinators::Coordinators;
+use tinysns_common::features::FEATURE_LEVEL;
 use tinysns_common::grpc::MemberCredentials;
 use tinysns_common::proto::coordinator::membership_client::MembershipClient;
-use tinysns_common::proto::coordinator::{ClusterView, ListClustersRequest, SwitchoverReply, SwitchoverRequest};
+use tinysns_common::proto::coordinator::{
+    ClusterView, ListClustersReply, ListClustersRequest, SwitchoverReply, SwitchoverRequest,
+};
 use tinysns_common::secret::ClusterSecret;
 use tinysns_common::tls::TlsArgs;
 use tinysns_common::topology::{classic_server_port, classic_synchronizer_port, cluster_of_synchronizer};
 use tinysns_tsc::session::{Connection, Credentials};
 use tonic::transport::ClientTlsConfig;
+
+/// The coordinator's `--heartbeat-interval` when none is given.
+const COORDINATOR_DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -706,6 +712,20 @@ impl Topology {
     }
 
     pub async fn views(&self) -> Result<Vec<ClusterView>, StackError> {
+        Ok(self.list_clusters().await?.views)
+    }
+
+    /// How often members heartbeat (the coordinator's `--heartbeat-interval`).
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.options
+            .heartbeat_interval
+            .as_deref()
+            .and_then(|text| tinysns_common::cli::parse_duration(text).ok())
+            .unwrap_or(COORDINATOR_DEFAULT_HEARTBEAT_INTERVAL)
+    }
+
+    /// The coordinator's view of every cluster, and the system's feature level.
+    pub async fn list_clusters(&self) -> Result<ListClustersReply, StackError> {
         let reply = self
             .membership()?
             .call(|mut client| async move {
@@ -715,7 +735,7 @@ impl Topology {
             })
             .await
             .map_err(|s| StackError::Coordinator(s.message().to_string()))?;
-        Ok(reply.into_inner().views)
+        Ok(reply.into_inner())
     }
 
     pub async fn view(&self, cluster: u32) -> Result<ClusterView, StackError> {
@@ -735,14 +755,20 @@ impl Topology {
         self.view(cluster).await.ok()?.sync_master.map(|m| m.member_id)
     }
 
-    /// Waits until every cluster has a master, all its running members have joined, and
-    /// every slave holds its master's whole log.
+    /// Waits until every cluster has a master, all its running members have joined, every
+    /// slave holds its master's whole log, and the masters know that every member runs this
+    /// release (its newest features are open: `tinysns_common::features`).
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), StackError> {
         let started = Instant::now();
         let mut last = String::from("coordinator not reachable");
         while started.elapsed() < timeout {
             match self.readiness().await {
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    // The coordinator knows the level; every member hears it in the reply to
+                    // its next heartbeat.
+                    tokio::time::sleep(self.heartbeat_interval() * 2).await;
+                    return Ok(());
+                }
                 Ok(Some(missing)) => last = missing,
                 Err(e) => last = e.to_string(),
             }
@@ -753,7 +779,16 @@ impl Topology {
 
     /// None when ready, else what is missing.
     async fn readiness(&mut self) -> Result<Option<String>, StackError> {
-        let views = self.views().await?;
+        let ListClustersReply {
+            views,
+            system_feature_level,
+            ..
+        } = self.list_clusters().await?;
+        if system_feature_level < FEATURE_LEVEL {
+            return Ok(Some(format!(
+                "system feature level {system_feature_level}, this release's is {FEATURE_LEVEL}"
+            )));
+        }
         for cluster in 1..=self.options.clusters {
             let Some(view) = views.iter().find(|v| v.cluster_id == cluster) else {
                 return Ok(Some(format!("cluster {cluster} unknown")));

@@ -124,6 +124,7 @@ fn hijack(term: u64, id: u32, address: &str) -> HeartbeatRequest {
             address: address.into(),
             internal_address: address.into(),
             incarnation: 1,
+            ..Default::default()
         }),
         believed_role: Role::Master as i32,
         believed_term: term,

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
+use tinysns_common::features::FEATURE_LEVEL;
 use tinysns_common::limits::MAX_BIO_CHARS;
 use tinysns_common::proto::social::{Profile, Status as Code};
 use tinysns_stack::client::User;
@@ -129,4 +130,81 @@ async fn a_profile_set_in_one_cluster_is_seen_in_the_others() {
         .expect("HELP lists PROFILE");
     let (_, output) = tsc.finish(Duration::from_secs(10));
     assert!(!output.contains("Invalid Command"), "{output}");
+}
+
+/// Heartbeats as a synchronizer of an older release (feature level 1, before profiles) until
+/// `stop` is set, then leaves.
+async fn older_member(t: &Topology, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    use tinysns_common::proto::coordinator::membership_client::MembershipClient;
+    use tinysns_common::proto::coordinator::{HeartbeatRequest, Member, MemberKind};
+    let channel = tinysns_common::grpc::internal_channel(
+        &t.coordinator_internal_addresses()[0],
+        Duration::from_secs(1),
+        &t.member_credentials(),
+    )
+    .expect("a channel to the coordinator");
+    let mut client = MembershipClient::new(channel);
+    let beat = move |leaving: bool| HeartbeatRequest {
+        member: Some(Member {
+            kind: MemberKind::Synchronizer as i32,
+            member_id: 50,
+            address: "127.0.0.1:9".into(),
+            feature_level: 1,
+            ..Default::default()
+        }),
+        leaving,
+        ..Default::default()
+    };
+    client.heartbeat(beat(false)).await.expect("the old member joins");
+    tokio::spawn(async move {
+        let mut stop = stop;
+        while !*stop.borrow() {
+            let _ = client.heartbeat(beat(false)).await;
+            let _ = tokio::time::timeout(Duration::from_millis(100), stop.changed()).await;
+        }
+        client.heartbeat(beat(true)).await.expect("the old member leaves");
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_wait_while_a_member_of_an_older_release_runs() {
+    let t = start_with("profiles-upgrade", |o| o.synchronizers_per_cluster = 1).await;
+    let mut alice = register(&t, "alice").await;
+    let _bob = register(&t, "bob").await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let old = older_member(&t, stopped).await;
+    let level = t.list_clusters().await.expect("ListClusters").system_feature_level;
+    assert_eq!(level, 1, "the oldest member sets the system's level");
+    tokio::time::sleep(t.heartbeat_interval() * 3).await;
+
+    // A new kind of write waits, and changes nothing; what older releases had works.
+    let (status, message) = alice
+        .set_profile(Some("Alice"), None)
+        .await
+        .expect("SetProfile answers");
+    assert_eq!(status, Code::FailureUpgrading, "{message}");
+    assert!(message.contains("upgrade"), "{message}");
+    let mine = alice.profile(None).await.unwrap().profile.expect("her profile");
+    assert_eq!(mine.display_name, "");
+    assert_eq!(alice.follow("bob").await.expect("FOLLOW answers"), Code::Success);
+
+    // Once the old member is gone, profiles open.
+    stop.send_replace(true);
+    old.await.expect("the old member's task");
+    let mut status = Code::FailureUpgrading;
+    for _ in 0..100 {
+        status = alice
+            .set_profile(Some("Alice"), None)
+            .await
+            .expect("SetProfile answers")
+            .0;
+        if status != Code::FailureUpgrading {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Code::Success);
+    assert_eq!(t.list_clusters().await.unwrap().system_feature_level, FEATURE_LEVEL);
+    let mine = alice.profile(None).await.unwrap().profile.expect("her profile");
+    assert_eq!(mine.display_name, "Alice");
 }

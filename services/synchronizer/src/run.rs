@@ -62,6 +62,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         address: config.advertise.clone(),
         internal_address: String::new(),
         incarnation: 0,
+        feature_level: tinysns_common::features::FEATURE_LEVEL,
     };
     let progress = Progress::new(0);
     tokio::spawn(tinysns_common::membership::leave_on_signal(

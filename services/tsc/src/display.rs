@@ -20,6 +20,7 @@ pub fn status_line(status: Status) -> &'static str {
         Status::FailureNotAFollower => "Command failed with not a follower",
         Status::FailureInvalid => "Command failed with invalid command",
         Status::FailureUnknown => "Command failed with unknown reason",
+        Status::FailureUpgrading => "Command failed: the system is being upgraded, try again later",
         Status::Unspecified => "Invalid status",
     }
 }

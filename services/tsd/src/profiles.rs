@@ -4,6 +4,7 @@
 use crate::command::{Command, Outcome};
 use crate::social::{Caller, Social, reply};
 use crate::store;
+use tinysns_common::features::Feature;
 use tinysns_common::limits::validate_profile;
 use tinysns_common::proto::social::{ProfileReply, ProfileRequest, Reply, SetProfileRequest, Status as Code};
 use tonic::Status;
@@ -57,7 +58,7 @@ impl Social {
                 message: e.to_string(),
             },
         };
-        Ok(match self.submit(command).await? {
+        Ok(match self.submit(self.gated(Feature::Profiles, command)).await? {
             Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
             Outcome::Rejected(status, message) => reply(status, message),
         })

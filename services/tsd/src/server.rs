@@ -99,6 +99,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         address: config.advertise.clone(),
         internal_address: config.internal_advertise.clone(),
         incarnation: identity.incarnation,
+        feature_level: tinysns_common::features::FEATURE_LEVEL,
     };
     tokio::spawn(tinysns_common::membership::leave_on_signal(
         progress.clone(),

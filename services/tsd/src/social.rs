@@ -15,6 +15,7 @@ use crate::writer::{WriteError, Writer};
 use std::sync::Arc;
 use std::time::Duration;
 use tinysns_common::auth::{AuthMode, presented_token};
+use tinysns_common::features::Feature;
 use tinysns_common::grpc::not_master;
 use tinysns_common::limits::{canonical_username, parse_user_id};
 use tinysns_common::membership::{RoleHandle, RoleView};
@@ -102,6 +103,20 @@ impl Social {
         f: impl FnOnce(&rusqlite::Connection) -> Result<T, store::StoreError> + Send + 'static,
     ) -> Result<T, Status> {
         self.reader.with(f).await.map_err(|e| Status::internal(e.to_string()))
+    }
+
+    /// `command`, or its refusal while some member of the system cannot carry `feature`'s
+    /// changes yet (a rolling upgrade is under way: `tinysns_common::features`).
+    pub(crate) fn gated(&self, feature: Feature, command: Command) -> Command {
+        let level = self.role.current().assignment.system_feature_level;
+        if feature.enabled_at(level) {
+            command
+        } else {
+            Command::Refuse {
+                status: Code::FailureUpgrading,
+                message: feature.upgrading_message(level),
+            }
+        }
     }
 
     pub(crate) async fn submit(&self, command: Command) -> Result<Outcome, Status> {

@@ -528,13 +528,7 @@ mod tests {
 
     #[test]
     fn a_leaving_synchronizer_master_is_replaced_at_once() {
-        use tinysns_common::proto::coordinator::{Member, MemberKind};
-        let sync = |id: u32| Member {
-            kind: MemberKind::Synchronizer as i32,
-            member_id: id,
-            address: format!("127.0.0.1:{}", 20000 + id),
-            ..Default::default()
-        };
+        let sync = super::super::tests::synchronizer;
         let t0 = Instant::now();
         let mut r = Registry::new(1, TIMEOUT, t0);
         assert_eq!(beat(&mut r, &sync(1), t0).role, Role::Master);
