@@ -13,13 +13,15 @@
 //! newer kinds were written is not supported (its log would lose their content).
 
 /// The level of this release.
-pub const FEATURE_LEVEL: u32 = 2;
+pub const FEATURE_LEVEL: u32 = 3;
 
 /// A capability that writes a kind of change older releases cannot carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature {
     /// Display names and bios (`ProfileSet`).
     Profiles,
+    /// Likes of posts (`LikeSet`), and post numbers.
+    Likes,
 }
 
 impl Feature {
@@ -27,12 +29,14 @@ impl Feature {
     pub const fn level(self) -> u32 {
         match self {
             Feature::Profiles => 2,
+            Feature::Likes => 3,
         }
     }
 
     pub const fn name(self) -> &'static str {
         match self {
             Feature::Profiles => "profiles",
+            Feature::Likes => "likes",
         }
     }
 

@@ -117,9 +117,86 @@ pub fn parse_user_id(text: &str) -> Option<u64> {
     t.parse::<u64>().ok().filter(|&id| id > 0)
 }
 
+/// A post as users name it: `<author>/<number>` (`alice/17`, or `7/17` in open mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostName {
+    /// The author as typed (a username or a numeric id; the server resolves it).
+    pub author: String,
+    pub number: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a post is named <author>/<number>, as in alice/17")]
+pub struct PostNameError;
+
+/// Reads `<author>/<number>`: a non-empty author of at most [`MAX_USERNAME_LEN`] characters
+/// and a post number from 1 to [`MAX_LSN`].
+pub fn parse_post_name(text: &str) -> Result<PostName, PostNameError> {
+    let (author, number) = text.trim().split_once('/').ok_or(PostNameError)?;
+    let ok_author = !author.is_empty() && author.len() <= MAX_USERNAME_LEN && !author.contains(char::is_whitespace);
+    let number = parse_user_id(number).filter(|n| *n <= MAX_LSN).ok_or(PostNameError)?;
+    if !ok_author {
+        return Err(PostNameError);
+    }
+    Ok(PostName {
+        author: author.to_owned(),
+        number,
+    })
+}
+
+impl std::fmt::Display for PostName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.author, self.number)
+    }
+}
+
+/// Posts per page of a paged view, by default and at most.
+pub const DEFAULT_PAGE: usize = 20;
+pub const MAX_PAGE: usize = 100;
+
+/// The page size a request asks for (0: the default), capped at [`MAX_PAGE`].
+pub fn page_size(asked: u32) -> usize {
+    match asked as usize {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn posts_are_named_author_slash_number() {
+        let name = parse_post_name(" alice/17 ").unwrap();
+        assert_eq!((name.author.as_str(), name.number), ("alice", 17));
+        assert_eq!(name.to_string(), "alice/17");
+        assert_eq!(parse_post_name("7/1").unwrap().author, "7");
+        for bad in [
+            "",
+            "alice",
+            "alice/",
+            "/3",
+            "alice/0",
+            "alice/-1",
+            "alice/x",
+            "alice/3/4",
+            "a b/3",
+            "alice/99999999999999999999",
+        ] {
+            assert_eq!(parse_post_name(bad), Err(PostNameError), "{bad:?}");
+        }
+        let long = format!("{}/1", "a".repeat(MAX_USERNAME_LEN + 1));
+        assert_eq!(parse_post_name(&long), Err(PostNameError));
+    }
+
+    #[test]
+    fn pages_default_to_20_and_stop_at_100() {
+        assert_eq!(
+            (page_size(0), page_size(7), page_size(100), page_size(5000)),
+            (20, 7, 100, 100)
+        );
+    }
 
     #[test]
     fn profiles_are_bounded_one_line_texts() {

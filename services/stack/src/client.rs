@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{
-    NewPost, Post, PostAck, ProfileReply, SetProfileRequest, Status as Code, TimelineEvent, TimelineOpen,
-    TimelineRequest, timeline_event, timeline_request,
+    LikesReply, NewPost, Post, PostAck, PostsReply, PostsRequest, ProfileReply, SetProfileRequest, Status as Code,
+    TimelineEvent, TimelineOpen, TimelineRequest, timeline_event, timeline_request,
 };
 use tinysns_tsc::session::{ConnectError, Connection, Credentials, Listing, Session};
 use tokio::sync::mpsc;
@@ -78,6 +78,27 @@ impl User {
                 bio: bio.map(str::to_owned),
             })
             .await
+    }
+
+    /// `user`'s newest posts (the user's own when None) with numbers and likes.
+    pub async fn posts(&mut self, user: Option<&str>) -> Result<PostsReply, tonic::Status> {
+        self.session
+            .posts(PostsRequest {
+                user: user.unwrap_or_default().to_owned(),
+                before_number: 0,
+                limit: 0,
+            })
+            .await
+    }
+
+    /// Likes (`on`) or stops liking `post` (`alice/3`): (status, server's detail).
+    pub async fn like(&mut self, post: &str, on: bool) -> Result<(Code, String), tonic::Status> {
+        self.session.like(post, on).await
+    }
+
+    /// Who likes `post`, and how many.
+    pub async fn likes(&mut self, post: &str) -> Result<LikesReply, tonic::Status> {
+        self.session.likes(post).await
     }
 
     /// LIST, every page. A refused LIST is an error with the status's name.

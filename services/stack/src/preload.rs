@@ -62,6 +62,7 @@ pub fn preload(topology: &Topology, cluster: u32, entries: u64, retain: u64) -> 
                     post_id: lsn,
                     text: format!("preloaded post {lsn:>10} {}", "x".repeat(170)),
                     author_name: "preloaded".into(),
+                    number: lsn - 1,
                 })
             };
             store::append(&tx, &entry(cluster, lsn, now_ms, change))?;
@@ -103,6 +104,7 @@ pub fn time_truncation(topology: &Topology, cluster: u32, suffix: u64) -> Result
             post_id: lsn,
             text: format!("unreplicated post {lsn}"),
             author_name: "preloaded".into(),
+            number: lsn,
         });
         store::append(&tx, &entry(cluster, lsn, now_ms, post))?;
     }

@@ -66,6 +66,7 @@ fn forged_entry(lsn: u64, term: u64) -> LogEntry {
                 post_id: 666,
                 text: "forged".into(),
                 author_name: String::new(),
+                number: 1,
             })),
         })),
     }
@@ -108,6 +109,7 @@ fn forged_remote_post() -> ApplyRemoteRequest {
                     post_id: 667,
                     text: "in someone else's name".into(),
                     author_name: String::new(),
+                    number: 1,
                 })),
             }),
         }],

@@ -383,6 +383,7 @@ mod tests {
                     post_id: 9,
                     text: "hi".into(),
                     author_name: String::new(),
+                    number: 1,
                 })),
             }),
         }

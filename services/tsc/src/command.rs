@@ -1,6 +1,6 @@
 //! Parsing a command line the way the classic client does: the command word is
 //! case-insensitive, and of the classic commands only FOLLOW and UNFOLLOW take an argument.
-//! Newer commands (PROFILE, HELP) parse their own arguments.
+//! Newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, HELP) parse their own arguments.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -14,6 +14,13 @@ pub enum Command {
     Profile(Option<String>),
     /// Set the caller's display name or bio.
     SetProfile(ProfileField, String),
+    /// A user's posts with their names (`alice/17`) and likes: the caller's (None) or a user's.
+    Posts(Option<String>),
+    /// Like or stop liking a post (named `<author>/<number>`).
+    Like(String),
+    Unlike(String),
+    /// Who likes a post.
+    Likes(String),
     /// The full list of commands.
     Help,
 }
@@ -55,6 +62,10 @@ pub fn parse(line: &str) -> Parsed {
                 "UNFOLLOW" => Parsed::Run(Command::UnFollow(argument.to_string())),
                 "LIST" | "TIMELINE" | "PASSWORD" => Parsed::Complain(ONLY_FOLLOW_TAKES_ARGUMENTS),
                 "PROFILE" => Parsed::Run(profile(argument)),
+                "POSTS" => Parsed::Run(Command::Posts(Some(argument.to_string()))),
+                "LIKE" => post_command(argument, Command::Like),
+                "UNLIKE" => post_command(argument, Command::Unlike),
+                "LIKES" => post_command(argument, Command::Likes),
                 "HELP" => Parsed::Complain(TAKES_NO_ARGUMENTS),
                 _ => Parsed::Complain(INVALID_COMMAND),
             }
@@ -64,6 +75,7 @@ pub fn parse(line: &str) -> Parsed {
             "TIMELINE" => Parsed::Run(Command::Timeline),
             "PASSWORD" => Parsed::Run(Command::Password),
             "PROFILE" => Parsed::Run(Command::Profile(None)),
+            "POSTS" => Parsed::Run(Command::Posts(None)),
             "HELP" => Parsed::Run(Command::Help),
             _ => Parsed::Complain(INVALID_COMMAND),
         },
@@ -71,6 +83,15 @@ pub fn parse(line: &str) -> Parsed {
 }
 
 pub const TAKES_NO_ARGUMENTS: &str = "Invalid Input -- HELP takes no arguments";
+pub const BAD_POST_NAME: &str = "Invalid Input -- a post is named <author>/<number>, as in alice/17";
+
+/// A command on one post, named as `alice/17` (checked here, so a typo costs no round trip).
+fn post_command(argument: &str, command: fn(String) -> Command) -> Parsed {
+    match tinysns_common::limits::parse_post_name(argument) {
+        Ok(name) => Parsed::Run(command(name.to_string())),
+        Err(_) => Parsed::Complain(BAD_POST_NAME),
+    }
+}
 
 /// `PROFILE NAME <text>`, `PROFILE BIO <text>` or `PROFILE <user>`. A user named `name` or
 /// `bio` is shown by `PROFILE name`, since a field needs text after it.
@@ -120,6 +141,19 @@ mod tests {
         );
         assert_eq!(parse("help"), Parsed::Run(Command::Help));
         assert_eq!(parse("HELP me"), Parsed::Complain(TAKES_NO_ARGUMENTS));
+    }
+
+    #[test]
+    fn post_commands() {
+        assert_eq!(parse("like alice/3"), Parsed::Run(Command::Like("alice/3".into())));
+        assert_eq!(parse("UNLIKE 7/12 "), Parsed::Run(Command::Unlike("7/12".into())));
+        assert_eq!(parse("Likes bob/1"), Parsed::Run(Command::Likes("bob/1".into())));
+        for bad in ["LIKE alice", "LIKE alice/0", "UNLIKE /3", "LIKES alice/x", "LIKE a b/3"] {
+            assert_eq!(parse(bad), Parsed::Complain(BAD_POST_NAME), "{bad}");
+        }
+        assert_eq!(parse("LIKE"), Parsed::Complain(INVALID_COMMAND));
+        assert_eq!(parse("posts"), Parsed::Run(Command::Posts(None)));
+        assert_eq!(parse("POSTS alice"), Parsed::Run(Command::Posts(Some("alice".into()))));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use tinysns_common::proto::social::{Post, Profile, Status, UserRef};
 pub const BANNER: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n=====================================\n";
 pub const PROMPT: &str = "Cmd> ";
 /// HELP: the classic commands, then the newer ones, in the banner's style.
-pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n HELP\n=====================================\n";
+pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n POSTS [<username>]\n LIKE <post>\n UNLIKE <post>\n LIKES <post>\n HELP\n (a <post> is named <author>/<number>, as POSTS shows)\n=====================================\n";
 pub const IN_TIMELINE: &str = "Now you are in the timeline";
 
 /// The classic message for a reply status.
@@ -79,6 +79,50 @@ pub fn profile_lines(profile: &Profile) -> String {
     out
 }
 
+/// What POSTS prints after its status line: each post's name and likes, then the post as
+/// the timeline shows it; newest first.
+pub fn posts_lines(posts: &[Post]) -> String {
+    if posts.is_empty() {
+        return "No posts\n".to_string();
+    }
+    posts
+        .iter()
+        .map(|post| {
+            let liked = if post.liked { ", you like it" } else { "" };
+            format!(
+                "[{}] {}{liked}\n{}",
+                post_name(post),
+                plural(post.likes, "like"),
+                post_line(post)
+            )
+        })
+        .collect()
+}
+
+/// `alice/17`: the name LIKE, UNLIKE and LIKES take.
+pub fn post_name(post: &Post) -> String {
+    let author = if post.author_name.is_empty() {
+        post.author.to_string()
+    } else {
+        post.author_name.clone()
+    };
+    format!("{author}/{}", post.number)
+}
+
+fn plural(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// What LIKES prints after its status line: the count, then who.
+pub fn likes_lines(count: u64, liked: bool, likers: &[UserRef]) -> String {
+    let liked = if liked { ", you like it" } else { "" };
+    format!("{}{liked}\nLiked by: {}\n", plural(count, "like"), joined(likers))
+}
+
 /// The two lines LIST prints after its status line.
 pub fn list_lines(listing: &Listing) -> String {
     format!(
@@ -116,6 +160,29 @@ mod tests {
                 username: String::new(),
             })
             .collect()
+    }
+
+    #[test]
+    fn posts_show_their_names_and_likes() {
+        let post = |number, likes, liked| Post {
+            author: 3,
+            post_id: 99,
+            text: "hello".into(),
+            timestamp_ms: 0,
+            seq: 5,
+            author_name: "alice".into(),
+            number,
+            likes,
+            liked,
+        };
+        let text = posts_lines(&[post(2, 1, true), post(1, 0, false)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], "[alice/2] 1 like, you like it");
+        assert!(lines[1].starts_with("alice (") && lines[1].ends_with(") >> hello"));
+        assert_eq!(lines[2], "[alice/1] 0 likes");
+        assert_eq!(posts_lines(&[]), "No posts\n");
+        assert_eq!(likes_lines(2, false, &ids(&[4, 9])), "2 likes\nLiked by: 4, 9, \n");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 use clap::Parser;
 use std::io::{IsTerminal, Write};
-use tinysns_common::proto::social::{SetProfileRequest, Status as Code};
+use tinysns_common::proto::social::Status as Code;
 use tinysns_common::tls::TlsArgs;
-use tinysns_tsc::command::{self, Command, Parsed, ProfileField};
+use tinysns_tsc::command::{self, Command, Parsed};
 use tinysns_tsc::display;
 use tinysns_tsc::password;
 use tinysns_tsc::session::{Connection, Credentials, Session};
 use tinysns_tsc::timeline::{self, Lines};
+use tinysns_tsc::views;
 use tokio::io::{AsyncBufReadExt, BufReader, Stdin};
 
 #[derive(Debug, Parser)]
@@ -203,42 +204,14 @@ async fn main() {
                 print(display::HELP);
                 continue;
             }
-            Command::Profile(target) => match session.profile(target.as_deref()).await {
-                Ok(reply) => match (
-                    Code::try_from(reply.status).unwrap_or(Code::FailureUnknown),
-                    reply.profile,
-                ) {
-                    (Code::Success, Some(profile)) => {
-                        print(&format!("{}\n", display::status_line(Code::Success)));
-                        print(&display::profile_lines(&profile));
-                        continue;
-                    }
-                    (Code::Success, None) => Ok(display::status_line(Code::FailureUnknown)),
-                    (status, _) => Ok(display::status_line(status)),
-                },
-                Err(status) => Err(status),
-            },
-            Command::SetProfile(field, text) => {
-                let request = match field {
-                    ProfileField::Name => SetProfileRequest {
-                        display_name: Some(text.clone()),
-                        bio: None,
-                    },
-                    ProfileField::Bio => SetProfileRequest {
-                        display_name: None,
-                        bio: Some(text.clone()),
-                    },
-                };
-                match session.set_profile(request).await {
-                    Ok((status, message)) => {
-                        if !message.is_empty() && status != Code::Success {
-                            eprintln!("{message}");
-                        }
-                        Ok(display::status_line(status))
-                    }
-                    Err(status) => Err(status),
+            newer => match views::run(&mut session, newer).await {
+                Some(Ok(text)) => {
+                    print(&text);
+                    continue;
                 }
-            }
+                Some(Err(status)) => Err(status),
+                None => continue,
+            },
         };
         match line {
             Ok(line) => print(&format!("{line}\n")),

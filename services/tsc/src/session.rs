@@ -13,8 +13,9 @@ use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{
-    ChangePasswordRequest, Empty, FollowRequest, ListRequest, LoginReply, LoginRequest, ProfileReply, ProfileRequest,
-    RegisterRequest, SetProfileRequest, Status as Code, UserRef,
+    ChangePasswordRequest, Empty, FollowRequest, LikesReply, LikesRequest, ListRequest, LoginReply, LoginRequest,
+    PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, RegisterRequest, Reply, SetProfileRequest,
+    Status as Code, UserRef,
 };
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
@@ -319,10 +320,49 @@ impl Session {
                 async move { c.set_profile(request).await }
             })
             .await?;
-        Ok((
-            Code::try_from(reply.status).unwrap_or(Code::FailureUnknown),
-            reply.message,
-        ))
+        Ok(outcome(reply))
+    }
+
+    /// A page of `user`'s posts (the caller's when empty) with numbers and likes, newest
+    /// first, numbered below `before_number` (0: the newest).
+    pub async fn posts(&mut self, request: PostsRequest) -> Result<PostsReply, tonic::Status> {
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.posts(request).await }
+        })
+        .await
+    }
+
+    /// Likes (`on`) or stops liking the post named `post` (`alice/17`).
+    pub async fn like(&mut self, post: &str, on: bool) -> Result<(Code, String), tonic::Status> {
+        let request = PostRef { post: post.to_string() };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move {
+                    if on {
+                        c.like(request).await
+                    } else {
+                        c.unlike(request).await
+                    }
+                }
+            })
+            .await?;
+        Ok(outcome(reply))
+    }
+
+    /// Who likes `post` (the first page of up to 1000 likers), and how many do.
+    pub async fn likes(&mut self, post: &str) -> Result<LikesReply, tonic::Status> {
+        let request = LikesRequest {
+            post: post.to_string(),
+            page_size: 0,
+            users_after: 0,
+        };
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.likes(request).await }
+        })
+        .await
     }
 
     /// Changes the password (password mode); other sessions of the user end.
@@ -337,10 +377,7 @@ impl Session {
                 async move { c.change_password(request).await }
             })
             .await?;
-        Ok((
-            Code::try_from(reply.status).unwrap_or(Code::FailureUnknown),
-            reply.message,
-        ))
+        Ok(outcome(reply))
     }
 
     pub async fn logout(self) {
@@ -352,6 +389,14 @@ impl Session {
             let _ = client.logout(Empty {}).await;
         }
     }
+}
+
+/// A reply's status and the server's detail.
+fn outcome(reply: Reply) -> (Code, String) {
+    (
+        Code::try_from(reply.status).unwrap_or(Code::FailureUnknown),
+        reply.message,
+    )
 }
 
 /// Register or Login on a server that runs in `mode`.

@@ -6,8 +6,8 @@
 use crate::store;
 use rusqlite::Connection;
 use tinysns_common::proto::internal::{
-    AccountChange, Change, FollowChanged, PasswordSet, PostCreated, ProfileSet, Registered, RemoteChange, SessionEnded,
-    SessionStarted, SyncCursor, UserCreated, account_change, change, log_entry,
+    AccountChange, Change, FollowChanged, LikeSet, PasswordSet, PostCreated, ProfileSet, Registered, RemoteChange,
+    SessionEnded, SessionStarted, SyncCursor, UserCreated, account_change, change, log_entry,
 };
 use tinysns_common::proto::social::Status;
 
@@ -28,6 +28,13 @@ pub enum Command {
         author_name: String,
         post_id: u64,
         text: String,
+    },
+    /// A user likes (`on`) or stops liking the post `author/number` (at the liker's home).
+    Like {
+        liker: u64,
+        author: u64,
+        number: u64,
+        on: bool,
     },
     Remote(RemoteChange),
     /// A user's own profile (at the user's home cluster); a field left None keeps its value.
@@ -176,11 +183,18 @@ pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::S
                         post_id: *post_id,
                         text: text.clone(),
                         author_name: author_name.clone(),
+                        number: store::highest_post_number(conn, *author)? + 1,
                     })),
                     origin: None,
                 }
             }
         }
+        Command::Like {
+            liker,
+            author,
+            number,
+            on,
+        } => decide_like(conn, *liker, *author, *number, *on)?,
         Command::SetProfile {
             user,
             display_name,
@@ -265,6 +279,36 @@ pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::S
     })
 }
 
+/// Liking is idempotent: liking a post one likes (or unliking one one does not) succeeds
+/// and writes nothing. Only a post this cluster holds can be liked.
+fn decide_like(
+    conn: &Connection,
+    liker: u64,
+    author: u64,
+    number: u64,
+    on: bool,
+) -> Result<Decision, store::StoreError> {
+    let liked = store::like_state(conn, author, number, liker)?.is_some_and(|(liked, _)| liked);
+    if liked == on {
+        return Ok(Decision::Done(Outcome::Unchanged(None)));
+    }
+    if on && store::post_by_number(conn, author, number)?.is_none() {
+        return Ok(reject(
+            Status::FailureNotExists,
+            format!("there is no post {author}/{number}"),
+        ));
+    }
+    Ok(Decision::Write {
+        kind: change(change::Kind::Like(LikeSet {
+            post_author: author,
+            post_number: number,
+            liker,
+            liked: on,
+        })),
+        origin: None,
+    })
+}
+
 fn account(kind: account_change::Kind) -> Decision {
     Decision::Write {
         kind: log_entry::Kind::Account(AccountChange { kind: Some(kind) }),
@@ -309,6 +353,8 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
         change::Kind::Profile(p) => {
             store::profile_fields(conn, p.user_id)?.is_none_or(|(_, _, version)| remote.origin_lsn > version)
         }
+        change::Kind::Like(l) => store::like_state(conn, l.post_author, l.post_number, l.liker)?
+            .is_none_or(|(_, version)| remote.origin_lsn > version),
     };
     Ok(if fresh {
         Decision::Write {
@@ -395,6 +441,106 @@ mod tests {
         run(&mut c, Command::CreateUser { user: 8 });
         run(&mut c, register("carol"));
         assert_eq!(store::user_by_name(&c, "carol").unwrap(), Some(11));
+    }
+
+    fn post(author: u64, post_id: u64) -> Command {
+        Command::Post {
+            author,
+            author_name: String::new(),
+            post_id,
+            text: format!("post {post_id}"),
+        }
+    }
+
+    fn like(liker: u64, author: u64, number: u64, on: bool) -> Command {
+        Command::Like {
+            liker,
+            author,
+            number,
+            on,
+        }
+    }
+
+    fn remote_like(liker: u64, origin_lsn: u64, on: bool) -> Command {
+        Command::Remote(RemoteChange {
+            origin_cluster: 1,
+            origin_lsn,
+            timestamp_ms: 1_000,
+            change: Some(Change {
+                kind: Some(change::Kind::Like(LikeSet {
+                    post_author: 2,
+                    post_number: 1,
+                    liker,
+                    liked: on,
+                })),
+            }),
+            hlc: 0,
+        })
+    }
+
+    #[test]
+    fn an_authors_posts_are_numbered_in_order_and_a_resent_post_keeps_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        run(&mut c, Command::CreateUser { user: 2 });
+        run(&mut c, Command::CreateUser { user: 5 });
+        for (author, post_id) in [(2, 70), (5, 3), (2, 11), (2, 70)] {
+            run(&mut c, post(author, post_id));
+        }
+        let numbers = |author| {
+            store::posts_of(&c, author, 0, 10, 0)
+                .unwrap()
+                .iter()
+                .map(|p| (p.post_id, p.number))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(numbers(2), [(11, 2), (70, 1)]);
+        assert_eq!(numbers(5), [(3, 1)]);
+        assert_eq!(store::highest_post_number(&c, 9).unwrap(), 0);
+    }
+
+    #[test]
+    fn liking_is_idempotent_needs_the_post_and_the_last_like_from_home_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        run(&mut c, Command::CreateUser { user: 2 });
+        assert!(matches!(
+            run(&mut c, like(4, 2, 1, true)),
+            Outcome::Rejected(Status::FailureNotExists, _)
+        ));
+        run(&mut c, post(2, 9));
+        assert!(matches!(run(&mut c, like(4, 2, 1, true)), Outcome::Written(_)));
+        assert_eq!(run(&mut c, like(4, 2, 1, true)), Outcome::Unchanged(None));
+        assert!(matches!(run(&mut c, like(7, 2, 1, true)), Outcome::Written(_)));
+        assert_eq!(store::like_count(&c, 2, 1).unwrap(), 2);
+        assert!(matches!(run(&mut c, like(4, 2, 1, false)), Outcome::Written(_)));
+        assert_eq!(run(&mut c, like(4, 2, 1, false)), Outcome::Unchanged(None));
+        assert_eq!(store::like_count(&c, 2, 1).unwrap(), 1);
+        let likers = store::likers_page(&c, 2, 1, 0, 10).unwrap();
+        assert_eq!(likers.iter().map(|u| u.id).collect::<Vec<_>>(), [7]);
+        // Another cluster's liker: its home's log order decides, whatever order arrives.
+        assert!(matches!(run(&mut c, remote_like(10, 8, true)), Outcome::Written(_)));
+        assert!(matches!(run(&mut c, remote_like(10, 12, false)), Outcome::Written(_)));
+        assert_eq!(run(&mut c, remote_like(10, 8, true)), Outcome::Unchanged(None));
+        assert_eq!(run(&mut c, remote_like(10, 12, false)), Outcome::Unchanged(None));
+        assert_eq!(store::like_state(&c, 2, 1, 10).unwrap(), Some((false, 12)));
+        // A like of a post this cluster does not hold (yet) is kept: counts converge.
+        let early = Command::Remote(RemoteChange {
+            origin_cluster: 1,
+            origin_lsn: 20,
+            timestamp_ms: 1_000,
+            change: Some(Change {
+                kind: Some(change::Kind::Like(LikeSet {
+                    post_author: 2,
+                    post_number: 5,
+                    liker: 10,
+                    liked: true,
+                })),
+            }),
+            hlc: 0,
+        });
+        assert!(matches!(run(&mut c, early), Outcome::Written(_)));
+        assert_eq!(store::like_count(&c, 2, 5).unwrap(), 1);
     }
 
     fn set_profile(user: u64, name: Option<&str>, bio: Option<&str>) -> Command {
@@ -559,6 +705,7 @@ mod tests {
             post_id: 77,
             text: "hello".into(),
             author_name: String::new(),
+            number: 0,
         });
         for (lsn, kind) in [(1, user), (2, post)] {
             assert!(matches!(run(&mut c, remote(lsn, kind.clone())), Outcome::Written(_)));

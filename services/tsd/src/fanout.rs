@@ -335,6 +335,7 @@ mod tests {
                 post_id: lsn,
                 text: format!("post {lsn}"),
                 author_name: String::new(),
+                number: 0,
             }),
         )
     }

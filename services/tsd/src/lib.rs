@@ -21,6 +21,7 @@ pub mod config;
 pub mod fanout;
 pub mod feed;
 pub mod identity;
+pub mod likes;
 pub mod log_matching;
 pub mod login;
 pub mod metrics;

@@ -33,6 +33,8 @@ pub enum WriteKind {
     Unfollow,
     Post,
     Profile,
+    Like,
+    Unlike,
     /// A change made in another cluster, applied here (any social kind).
     Remote,
     Register,
@@ -44,12 +46,14 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
-    pub const ALL: [WriteKind; 11] = [
+    pub const ALL: [WriteKind; 13] = [
         WriteKind::User,
         WriteKind::Follow,
         WriteKind::Unfollow,
         WriteKind::Post,
         WriteKind::Profile,
+        WriteKind::Like,
+        WriteKind::Unlike,
         WriteKind::Remote,
         WriteKind::Register,
         WriteKind::Password,
@@ -65,6 +69,8 @@ impl WriteKind {
             WriteKind::Unfollow => "unfollow",
             WriteKind::Post => "post",
             WriteKind::Profile => "profile",
+            WriteKind::Like => "like",
+            WriteKind::Unlike => "unlike",
             WriteKind::Remote => "remote",
             WriteKind::Register => "register",
             WriteKind::Password => "password",
@@ -86,6 +92,8 @@ impl WriteKind {
                 change::Kind::Follow(_) => WriteKind::Unfollow,
                 change::Kind::Post(_) => WriteKind::Post,
                 change::Kind::Profile(_) => WriteKind::Profile,
+                change::Kind::Like(l) if l.liked => WriteKind::Like,
+                change::Kind::Like(_) => WriteKind::Unlike,
             },
             log_entry::Kind::SyncCursor(_) => WriteKind::SyncCursor,
             log_entry::Kind::Account(AccountChange { kind }) => match kind.as_ref()? {

@@ -85,6 +85,14 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
             p.user_id,
             validate_profile(&p.display_name, &p.bio).map_err(|e| e.to_string()),
         ),
+        change::Kind::Like(l) => (
+            l.liker,
+            if l.post_author == 0 || l.post_number == 0 || l.post_number > MAX_LSN {
+                Err(format!("post {}/{} cannot exist", l.post_author, l.post_number))
+            } else {
+                Ok(())
+            },
+        ),
     };
     content.map_err(RemoteError::Content)?;
     let home = cluster_of_user(actor, clusters).map_err(|e| RemoteError::Content(e.to_string()))?;
@@ -121,6 +129,7 @@ mod tests {
             post_id: 1,
             text: text.into(),
             author_name: String::new(),
+            number: 0,
         })
     }
 
@@ -183,6 +192,37 @@ mod tests {
             check_remote(&remote(2, profile(2, "a\nb")), 1, 3, NOW),
             Err(RemoteError::Content(_))
         ));
+    }
+
+    #[test]
+    fn a_like_comes_only_from_its_likers_home_and_names_a_possible_post() {
+        let like = |liker, author, number| {
+            change::Kind::Like(tinysns_common::proto::internal::LikeSet {
+                post_author: author,
+                post_number: number,
+                liker,
+                liked: true,
+            })
+        };
+        // Liker 2 lives in cluster 2; the post's author may live anywhere.
+        assert_eq!(check_remote(&remote(2, like(2, 1, 4)), 3, 3, NOW), Ok(()));
+        assert_eq!(
+            check_remote(&remote(2, like(3, 1, 4)), 1, 3, NOW),
+            Err(RemoteError::NotHome {
+                user: 3,
+                home: 3,
+                origin: 2
+            })
+        );
+        for (author, number) in [(0, 1), (1, 0), (1, MAX_LSN + 1)] {
+            assert!(
+                matches!(
+                    check_remote(&remote(2, like(2, author, number)), 1, 3, NOW),
+                    Err(RemoteError::Content(_))
+                ),
+                "{author}/{number}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The client API: every call but Register and Login is made by the user its session token
 //! names, never by a user a request field names. Account calls live in `login`, the
-//! timeline stream in `timeline`, profiles in `profiles`; this module authenticates and
+//! timeline stream in `timeline`, profiles in `profiles`, posts by number and likes in `likes`; this module authenticates and
 //! serves LIST and FOLLOW.
 
 use crate::accounts::{FailedLogins, Hasher, token_hash};
@@ -21,9 +21,9 @@ use tinysns_common::limits::{canonical_username, parse_user_id};
 use tinysns_common::membership::{RoleHandle, RoleView};
 use tinysns_common::proto::social::social_service_server::{SocialService, SocialServiceServer};
 use tinysns_common::proto::social::{
-    ChangePasswordRequest, Empty, FollowRequest, ListReply, ListRequest, LoginReply, LoginRequest, ProfileReply,
-    ProfileRequest, RegisterRequest, Reply, SessionEvent, SetProfileRequest, Status as Code, TimelineEvent,
-    TimelineRequest,
+    ChangePasswordRequest, Empty, FollowRequest, LikesReply, LikesRequest, ListReply, ListRequest, LoginReply,
+    LoginRequest, PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, RegisterRequest, Reply,
+    SessionEvent, SetProfileRequest, Status as Code, TimelineEvent, TimelineRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -289,6 +289,32 @@ impl SocialService for Social {
         self.set_own_profile(caller, request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn posts(&self, request: Request<PostsRequest>) -> Result<Response<PostsReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.fenced()?;
+        self.posts_of(caller, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn like(&self, request: Request<PostRef>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        Social::like(self, caller, request.into_inner(), true)
+            .await
+            .map(Response::new)
+    }
+
+    async fn unlike(&self, request: Request<PostRef>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        Social::like(self, caller, request.into_inner(), false)
+            .await
+            .map(Response::new)
+    }
+
+    async fn likes(&self, request: Request<LikesRequest>) -> Result<Response<LikesReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.fenced()?;
+        self.likes_of(caller, request.into_inner()).await.map(Response::new)
     }
 
     type TimelineStream = ReceiverStream<Result<TimelineEvent, Status>>;

@@ -63,6 +63,9 @@ fn shown_post(entry: &LogEntry) -> Option<Post> {
         timestamp_ms: entry.timestamp_ms,
         seq: entry.lsn,
         author_name: p.author_name.clone(),
+        number: p.number,
+        likes: 0,
+        liked: false,
     })
 }
 

@@ -36,9 +36,11 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                 ])?;
             }
             change::Kind::Post(p) => {
+                // A post from before numbers existed (number 0) takes the author's next one.
                 conn.prepare_cached(
-                    "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name, hlc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name, hlc, number)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?8 > 0 THEN ?8 ELSE
+                        (SELECT COALESCE(MAX(number), 0) + 1 FROM posts WHERE author = ?1) END)",
                 )?
                 .execute(params![
                     p.author as i64,
@@ -47,7 +49,26 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                     entry.timestamp_ms,
                     entry.lsn as i64,
                     p.author_name,
-                    clock::stamp(entry) as i64
+                    clock::stamp(entry) as i64,
+                    p.number.min(i64::MAX as u64) as i64
+                ])?;
+            }
+            change::Kind::Like(l) => {
+                // Last writer wins by the origin's log position: a user's likes are all
+                // made in its home cluster. Stored whether or not this cluster holds the
+                // post (it may arrive later from its author's cluster).
+                conn.prepare_cached(
+                    "INSERT INTO likes (author, number, liker, liked, version) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (author, number, liker) DO UPDATE SET
+                        liked = excluded.liked, version = excluded.version
+                     WHERE excluded.version > likes.version",
+                )?
+                .execute(params![
+                    l.post_author as i64,
+                    l.post_number.min(i64::MAX as u64) as i64,
+                    l.liker as i64,
+                    l.liked,
+                    entry.origin_lsn as i64
                 ])?;
             }
             change::Kind::Profile(p) => {

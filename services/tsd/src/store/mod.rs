@@ -84,6 +84,12 @@ CREATE INDEX IF NOT EXISTS posts_by_seq ON posts (seq);
 CREATE TABLE IF NOT EXISTS profiles (
     user_id INTEGER PRIMARY KEY, display_name TEXT NOT NULL, bio TEXT NOT NULL,
     version INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+-- One row per (post, liker) ever liked: `liked` is the last state, `version` the liker's
+-- home-cluster log position that set it (last writer wins).
+CREATE TABLE IF NOT EXISTS likes (
+    author INTEGER NOT NULL, number INTEGER NOT NULL, liker INTEGER NOT NULL,
+    liked INTEGER NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (author, number, liker));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS credentials (user_id INTEGER PRIMARY KEY, phc TEXT NOT NULL);
@@ -95,7 +101,7 @@ CREATE TABLE IF NOT EXISTS undo (seq INTEGER PRIMARY KEY, lsn INTEGER NOT NULL, 
 
 /// Columns added after the first release, for stores created before them, with what fills
 /// them in for rows stored before (hybrid clock stamps: the rows' wall-clock times).
-const ADDED_COLUMNS: [(&str, &str, &str, &str); 5] = [
+const ADDED_COLUMNS: [(&str, &str, &str, &str); 6] = [
     ("users", "username", "TEXT", ""),
     ("posts", "author_name", "TEXT NOT NULL DEFAULT ''", ""),
     ("log", "hlc", "INTEGER NOT NULL DEFAULT 0", ""),
@@ -111,21 +117,36 @@ const ADDED_COLUMNS: [(&str, &str, &str, &str); 5] = [
         "INTEGER NOT NULL DEFAULT 0",
         "UPDATE follows SET since_hlc = since_ms * 1000",
     ),
+    // Posts stored before numbers existed are numbered per author in the order they were
+    // applied, as a post without a number is when it arrives (an author's posts reach every
+    // cluster in the order of its home cluster's log).
+    ("posts", "number", "INTEGER NOT NULL DEFAULT 0", NUMBER_UNNUMBERED_POSTS),
 ];
+
+/// Numbers every post still numbered 0 after its author's highest number, in stamp order.
+const NUMBER_UNNUMBERED_POSTS: &str = "
+UPDATE posts SET number = r.n FROM (
+    SELECT p.author, p.post_id,
+           ROW_NUMBER() OVER (PARTITION BY p.author ORDER BY p.seq)
+             + (SELECT COALESCE(MAX(q.number), 0) FROM posts q WHERE q.author = p.author) AS n
+    FROM posts p WHERE p.number = 0) AS r
+WHERE posts.author = r.author AND posts.post_id = r.post_id";
 
 /// Indexes on added columns (created once the columns exist).
 const LATE_INDEXES: &str = "
 CREATE UNIQUE INDEX IF NOT EXISTS users_by_name ON users (username) WHERE username IS NOT NULL;
 DROP INDEX IF EXISTS posts_by_author_time;
 CREATE INDEX IF NOT EXISTS posts_by_author_hlc ON posts (author, hlc);
+CREATE INDEX IF NOT EXISTS posts_by_author_number ON posts (author, number);
 DROP INDEX IF EXISTS undo_by_lsn;
 ";
 
-const DERIVED_TABLES: [&str; 7] = [
+const DERIVED_TABLES: [&str; 8] = [
     "users",
     "follows",
     "posts",
     "profiles",
+    "likes",
     "meta",
     "credentials",
     "sessions",
@@ -133,7 +154,7 @@ const DERIVED_TABLES: [&str; 7] = [
 
 /// Derived tables added after the first release: a snapshot from a replica of an older
 /// version has none, and installs them empty (that version could not have written to them).
-const ADDED_TABLES: [&str; 1] = ["profiles"];
+const ADDED_TABLES: [&str; 2] = ["profiles", "likes"];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {
     for (table, column, decl, backfill) in ADDED_COLUMNS {
@@ -297,8 +318,8 @@ pub fn entries_after(conn: &Connection, after: u64, upto: u64, limit: usize) -> 
 pub(crate) mod tests {
     use super::*;
     use tinysns_common::proto::internal::{
-        AccountChange, Change, FollowChanged, PasswordSet, PostCreated, Registered, SessionEnded, SessionStarted,
-        SyncCursor, UserCreated, account_change, change, log_entry,
+        AccountChange, Change, FollowChanged, LikeSet, PasswordSet, PostCreated, Registered, SessionEnded,
+        SessionStarted, SyncCursor, UserCreated, account_change, change, log_entry,
     };
 
     pub(crate) fn entry(lsn: u64, ts: i64, origin_lsn: u64, kind: change::Kind) -> LogEntry {
@@ -335,6 +356,7 @@ pub(crate) mod tests {
             post_id: id,
             text: format!("p{id}"),
             author_name: String::new(),
+            number: 0,
         })
     }
 
@@ -384,8 +406,16 @@ pub(crate) mod tests {
                     1 | 2 => log_entry::Kind::Change(Change {
                         kind: Some(follow(user, other, rng.random_bool(0.7))),
                     }),
-                    3 | 4 => log_entry::Kind::Change(Change {
+                    3 => log_entry::Kind::Change(Change {
                         kind: Some(post(user, rng.random_range(1..=20))),
+                    }),
+                    4 => log_entry::Kind::Change(Change {
+                        kind: Some(change::Kind::Like(LikeSet {
+                            post_author: other,
+                            post_number: rng.random_range(1..=3),
+                            liker: user,
+                            liked: rng.random_bool(0.7),
+                        })),
                     }),
                     5 => account(account_change::Kind::Registered(Registered {
                         user_id: user,

@@ -29,6 +29,95 @@ pub fn post_seq(conn: &Connection, author: u64, post_id: u64) -> Result<Option<u
         .map(|s| s as u64))
 }
 
+/// The highest post number of `author` this replica holds (0: none).
+pub fn highest_post_number(conn: &Connection, author: u64) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(number), 0) FROM posts WHERE author = ?1")?
+        .query_row([author as i64], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// The post `author/number` (its `seq` is its log position here), if this replica holds it.
+pub fn post_by_number(conn: &Connection, author: u64, number: u64) -> Result<Option<Post>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT author, post_id, text, ts_ms, seq, author_name, number FROM posts WHERE author = ?1 AND number = ?2",
+    )?;
+    Ok(stmt
+        .query_row([author as i64, number.min(i64::MAX as u64) as i64], numbered_post)
+        .optional()?)
+}
+
+/// A post row with its number as the seventh column.
+fn numbered_post(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
+    Ok(Post {
+        number: r.get::<_, i64>(6)? as u64,
+        ..post_row(r)?
+    })
+}
+
+/// Up to `limit` posts of `author` numbered below `before` (0: from the newest), newest
+/// first, each with its like count and whether `viewer` likes it.
+pub fn posts_of(conn: &Connection, author: u64, before: u64, limit: usize, viewer: u64) -> Result<Vec<Post>> {
+    let before = if before == 0 { i64::MAX } else { bound(before) };
+    let mut stmt = conn.prepare_cached(
+        "SELECT author, post_id, text, ts_ms, seq, author_name, number FROM posts
+         WHERE author = ?1 AND number < ?2 ORDER BY number DESC LIMIT ?3",
+    )?;
+    let posts = stmt
+        .query_map(params![author as i64, before, limit as i64], numbered_post)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    posts
+        .into_iter()
+        .map(|mut post| {
+            post.likes = like_count(conn, post.author, post.number)?;
+            post.liked = like_state(conn, post.author, post.number, viewer)?.is_some_and(|(liked, _)| liked);
+            Ok(post)
+        })
+        .collect()
+}
+
+/// Whether `liker` likes `author/number`, and the log position (in the liker's home
+/// cluster) that said so; None if it never did.
+pub fn like_state(conn: &Connection, author: u64, number: u64, liker: u64) -> Result<Option<(bool, u64)>> {
+    Ok(conn
+        .prepare_cached("SELECT liked, version FROM likes WHERE author = ?1 AND number = ?2 AND liker = ?3")?
+        .query_row(
+            params![author as i64, number.min(i64::MAX as u64) as i64, liker as i64],
+            |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)? as u64)),
+        )
+        .optional()?)
+}
+
+pub fn like_count(conn: &Connection, author: u64, number: u64) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM likes WHERE author = ?1 AND number = ?2 AND liked = 1")?
+        .query_row(params![author as i64, number.min(i64::MAX as u64) as i64], |r| {
+            r.get::<_, i64>(0)
+        })? as u64)
+}
+
+/// Up to `limit` users who like `author/number`, ascending by id after `after`.
+pub fn likers_page(conn: &Connection, author: u64, number: u64, after: u64, limit: usize) -> Result<Vec<UserRef>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.liker, COALESCE(u.username, '') FROM likes l LEFT JOIN users u ON u.user_id = l.liker
+         WHERE l.author = ?1 AND l.number = ?2 AND l.liked = 1 AND l.liker > ?3 ORDER BY l.liker LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            author as i64,
+            number.min(i64::MAX as u64) as i64,
+            bound(after),
+            limit as i64
+        ],
+        |r| {
+            Ok(UserRef {
+                id: r.get::<_, i64>(0)? as u64,
+                username: r.get(1)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The id of the account with this (canonical) username.
 pub fn user_by_name(conn: &Connection, username: &str) -> Result<Option<u64>> {
     let mut stmt = conn.prepare_cached("SELECT user_id FROM users WHERE username = ?1")?;
@@ -154,6 +243,9 @@ fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
         timestamp_ms: r.get(3)?,
         seq: r.get::<_, i64>(4)? as u64,
         author_name: r.get(5)?,
+        number: 0,
+        likes: 0,
+        liked: false,
     })
 }
 
@@ -233,9 +325,9 @@ pub fn state_digest(conn: &Connection) -> Result<String> {
     let follows: Vec<(i64, i64, bool)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare("SELECT author, post_id, seq FROM posts ORDER BY author, post_id")?;
-    let posts: Vec<(i64, i64, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    let mut stmt = conn.prepare("SELECT author, post_id, seq, number FROM posts ORDER BY author, post_id")?;
+    let posts: Vec<(i64, i64, i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut stmt = conn.prepare("SELECT user_id, phc FROM credentials ORDER BY user_id")?;
     let credentials: Vec<(i64, String)> = stmt
@@ -249,7 +341,12 @@ pub fn state_digest(conn: &Connection) -> Result<String> {
     let profiles: Vec<(i64, String, String, i64)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut stmt =
+        conn.prepare("SELECT author, number, liker, liked, version FROM likes ORDER BY author, number, liker")?;
+    let likes: Vec<(i64, i64, i64, bool, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(format!(
-        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?} profiles={profiles:?}"
+        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?} profiles={profiles:?} likes={likes:?}"
     ))
 }

@@ -5,7 +5,8 @@
 //! transaction. What belongs to the replica alone (its incarnation, its term) stays.
 
 use super::{
-    ADDED_TABLES, DERIVED_TABLES, Result, StoreError, compaction, record_commit_point, table_columns, write_transaction,
+    ADDED_COLUMNS, ADDED_TABLES, DERIVED_TABLES, Result, StoreError, compaction, record_commit_point, table_columns,
+    write_transaction,
 };
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -175,6 +176,7 @@ fn replace_marked(
     if compaction::bounds(&tx).is_err() {
         return Err(StoreError::Snapshot("the snapshot has no log bounds".into()));
     }
+    fill_added_columns(&tx)?;
     record_commit_point(&tx, info.committed)?;
     tx.execute("DELETE FROM replica WHERE key = ?1", [INSTALLING])?;
     tx.commit()?;
@@ -197,14 +199,30 @@ fn check_attached(conn: &Connection) -> Result<SnapshotInfo> {
         if theirs.is_empty() && ADDED_TABLES.contains(&table) {
             continue;
         }
+        // A column added since the sender's release is filled in as `open` fills it.
         if let Some(missing) = table_columns(conn, "main", table)?
             .into_iter()
-            .find(|c| !theirs.contains(c))
+            .find(|c| !theirs.contains(c) && !is_added_column(table, c))
         {
             return Err(damaged(&format!("table {table} has no column {missing}")));
         }
     }
     info(conn, "snapshot").map_err(|e| damaged(&e))
+}
+
+fn is_added_column(table: &str, column: &str) -> bool {
+    ADDED_COLUMNS.iter().any(|(t, c, _, _)| *t == table && *c == column)
+}
+
+/// Fills in the columns the snapshot's older release did not have (call before detaching it).
+fn fill_added_columns(conn: &Connection) -> Result<()> {
+    for (table, column, _, fill) in ADDED_COLUMNS {
+        let theirs = table_columns(conn, "snapshot", table)?;
+        if !theirs.is_empty() && !theirs.iter().any(|c| c == column) && !fill.is_empty() {
+            conn.execute_batch(fill)?;
+        }
+    }
+    Ok(())
 }
 
 fn clear_in_steps(conn: &Connection, table: &str, step: i64, rest: &mut impl FnMut(std::time::Duration)) -> Result<()> {
@@ -224,7 +242,12 @@ fn copy_in_steps(
     step: i64,
     rest: &mut impl FnMut(std::time::Duration),
 ) -> Result<()> {
-    let columns = table_columns(conn, "main", table)?.join(",");
+    let theirs = table_columns(conn, "snapshot", table)?;
+    let columns = table_columns(conn, "main", table)?
+        .into_iter()
+        .filter(|c| theirs.contains(c))
+        .collect::<Vec<_>>()
+        .join(",");
     let next = format!(
         "SELECT MAX(r) FROM (SELECT rowid AS r FROM snapshot.{table} WHERE rowid > ?1 ORDER BY rowid LIMIT {step})"
     );
@@ -390,16 +413,51 @@ mod tests {
         create(&read_only(master_dir.path()), &partial).unwrap();
         Connection::open(&partial)
             .unwrap()
-            .execute_batch("ALTER TABLE posts DROP COLUMN author_name")
+            .execute_batch("ALTER TABLE posts DROP COLUMN ts_ms")
             .unwrap();
         let refused = install(&db, &partial, INSTALL_STEP, |_| {}).unwrap_err();
         assert!(!refused.is_fatal(), "a bad file must not stop the server: {refused}");
-        assert!(refused.to_string().contains("author_name"), "{refused}");
+        assert!(refused.to_string().contains("ts_ms"), "{refused}");
         assert_eq!(dump(&replica), before);
         // Recording goes on: the store still drops suffixes exactly.
         write(&mut replica, &mixed_entries(6, 60)[40..]);
         truncate_after(&mut replica, 40).unwrap();
         assert_eq!(dump(&replica), before);
+    }
+
+    #[test]
+    fn a_snapshot_from_a_release_without_post_numbers_or_likes_installs_and_numbers_its_posts() {
+        let (master_dir, replica_dir, files) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let master = master_store(master_dir.path());
+        // (An older release has no likes to send.)
+        let without_likes = |rows: Vec<String>| {
+            rows.into_iter()
+                .filter(|r| !r.starts_with("likes:"))
+                .collect::<Vec<_>>()
+        };
+        let expected = without_likes(dump(&master));
+        assert!(expected.iter().any(|r| r.starts_with("posts:")));
+        drop(master);
+        let old = files.path().join("old.db");
+        create(&read_only(master_dir.path()), &old).unwrap();
+        Connection::open(&old)
+            .unwrap()
+            .execute_batch("DROP INDEX posts_by_author_number; ALTER TABLE posts DROP COLUMN number; DROP TABLE likes;")
+            .unwrap();
+        drop(replica_store(replica_dir.path()));
+        install(&replica_dir.path().join("tsd.db"), &old, INSTALL_STEP, |_| {}).unwrap();
+        let replica = open(replica_dir.path()).unwrap();
+        // Numbered as the master numbered them: per author, in the order applied.
+        assert_eq!(without_likes(dump(&replica)), expected);
+        assert!(!dump(&replica).iter().any(|r| r.starts_with("likes:")));
+        let unnumbered: i64 = replica
+            .query_row("SELECT COUNT(*) FROM posts WHERE number = 0", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(unnumbered, 0);
     }
 
     #[test]

@@ -1,0 +1,93 @@
+//! The newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES): what each asks the server and
+//! the text it prints. The classic commands stay in `main`, printed by `display` byte for byte.
+//! A refusal prints the classic status line, and the server's detail on stderr.
+
+use crate::command::{Command, ProfileField};
+use crate::display;
+use crate::session::Session;
+use tinysns_common::proto::social::{PostsRequest, SetProfileRequest, Status as Code};
+
+/// What one of the newer commands prints (None for any other command).
+pub async fn run(session: &mut Session, command: &Command) -> Option<Result<String, tonic::Status>> {
+    Some(match command {
+        Command::Profile(target) => profile(session, target.as_deref()).await,
+        Command::SetProfile(field, text) => set_profile(session, *field, text).await,
+        Command::Posts(user) => posts(session, user.as_deref()).await,
+        Command::Like(post) => status(session.like(post, true).await),
+        Command::Unlike(post) => status(session.like(post, false).await),
+        Command::Likes(post) => likes(session, post).await,
+        Command::Follow(_)
+        | Command::UnFollow(_)
+        | Command::List
+        | Command::Timeline
+        | Command::Password
+        | Command::Help => return None,
+    })
+}
+
+fn success(lines: String) -> String {
+    format!("{}\n{lines}", display::status_line(Code::Success))
+}
+
+/// The classic line for a refusal, with the server's detail on stderr.
+fn refused(status: i32, message: &str) -> String {
+    if !message.is_empty() {
+        eprintln!("{message}");
+    }
+    let status = Code::try_from(status).unwrap_or(Code::FailureUnknown);
+    format!("{}\n", display::status_line(status))
+}
+
+fn status(answer: Result<(Code, String), tonic::Status>) -> Result<String, tonic::Status> {
+    let (status, message) = answer?;
+    Ok(match status {
+        Code::Success => success(String::new()),
+        other => refused(other as i32, &message),
+    })
+}
+
+async fn profile(session: &mut Session, target: Option<&str>) -> Result<String, tonic::Status> {
+    let reply = session.profile(target).await?;
+    Ok(match (Code::try_from(reply.status), reply.profile) {
+        (Ok(Code::Success), Some(profile)) => success(display::profile_lines(&profile)),
+        (Ok(Code::Success), None) => refused(Code::FailureUnknown as i32, "the server sent no profile"),
+        _ => refused(reply.status, &reply.message),
+    })
+}
+
+async fn set_profile(session: &mut Session, field: ProfileField, text: &str) -> Result<String, tonic::Status> {
+    let text = Some(text.to_string());
+    let request = match field {
+        ProfileField::Name => SetProfileRequest {
+            display_name: text,
+            bio: None,
+        },
+        ProfileField::Bio => SetProfileRequest {
+            display_name: None,
+            bio: text,
+        },
+    };
+    status(session.set_profile(request).await)
+}
+
+async fn posts(session: &mut Session, user: Option<&str>) -> Result<String, tonic::Status> {
+    let reply = session
+        .posts(PostsRequest {
+            user: user.unwrap_or_default().to_string(),
+            before_number: 0,
+            limit: 0,
+        })
+        .await?;
+    Ok(match Code::try_from(reply.status) {
+        Ok(Code::Success) => success(display::posts_lines(&reply.posts)),
+        _ => refused(reply.status, &reply.message),
+    })
+}
+
+async fn likes(session: &mut Session, post: &str) -> Result<String, tonic::Status> {
+    let reply = session.likes(post).await?;
+    Ok(match Code::try_from(reply.status) {
+        Ok(Code::Success) => success(display::likes_lines(reply.count, reply.liked, &reply.users)),
+        _ => refused(reply.status, &reply.message),
+    })
+}

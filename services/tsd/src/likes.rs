@@ -1,0 +1,132 @@
+//! Posts by number and their likes: a user's posts newest first with like counts, liking and
+//! unliking (written at the liker's home cluster, replicated everywhere, last writer wins),
+//! and who likes a post.
+
+use crate::command::{Command, Outcome};
+use crate::social::{Caller, MAX_LIST_PAGE, Social, reply};
+use crate::store;
+use tinysns_common::features::Feature;
+use tinysns_common::limits::{page_size, parse_post_name};
+use tinysns_common::proto::social::{
+    LikesReply, LikesRequest, PostRef, PostsReply, PostsRequest, Reply, Status as Code,
+};
+use tonic::Status;
+
+type Refusal = (Code, String);
+
+impl Social {
+    /// The author and number a post name (`alice/17`) names, or why it names no post.
+    async fn resolve_post(&self, name: &str) -> Result<Result<(u64, u64), Refusal>, Status> {
+        let name = match parse_post_name(name) {
+            Ok(name) => name,
+            Err(e) => return Ok(Err((Code::FailureInvalid, e.to_string()))),
+        };
+        Ok(self
+            .resolve_target(&name.author)
+            .await?
+            .map(|author| (author, name.number)))
+    }
+
+    /// A user's posts (the caller's when `user` is empty), newest first, with numbers and likes.
+    pub(crate) async fn posts_of(&self, caller: Caller, request: PostsRequest) -> Result<PostsReply, Status> {
+        let refused = |(status, message): Refusal| PostsReply {
+            status: status as i32,
+            message,
+            ..Default::default()
+        };
+        let author = if request.user.trim().is_empty() {
+            caller.user
+        } else {
+            match self.resolve_target(&request.user).await? {
+                Ok(user) => user,
+                Err(refusal) => return Ok(refused(refusal)),
+            }
+        };
+        let (limit, before, viewer) = (page_size(request.limit), request.before_number, caller.user);
+        let found = self
+            .read(move |c| {
+                if !store::user_exists(c, author)? {
+                    return Ok(None);
+                }
+                store::posts_of(c, author, before, limit + 1, viewer).map(Some)
+            })
+            .await?;
+        let Some(mut posts) = found else {
+            return Ok(refused((
+                Code::FailureNotExists,
+                format!("user {author} does not exist"),
+            )));
+        };
+        let more = posts.len() > limit;
+        posts.truncate(limit);
+        Ok(PostsReply {
+            status: Code::Success as i32,
+            message: String::new(),
+            next_before_number: if more { posts.last().map_or(0, |p| p.number) } else { 0 },
+            posts,
+        })
+    }
+
+    /// The caller likes (`on`) or stops liking a post; idempotent.
+    pub(crate) async fn like(&self, caller: Caller, request: PostRef, on: bool) -> Result<Reply, Status> {
+        let command = match self.resolve_post(&request.post).await? {
+            Ok((author, number)) => Command::Like {
+                liker: caller.user,
+                author,
+                number,
+                on,
+            },
+            // Through the writer, so that a deposed master cannot answer it.
+            Err((status, message)) => Command::Refuse { status, message },
+        };
+        Ok(match self.submit(self.gated(Feature::Likes, command)).await? {
+            Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
+            Outcome::Rejected(status, message) => reply(status, message),
+        })
+    }
+
+    /// Who likes a post (a page of them), how many, and whether the caller does.
+    pub(crate) async fn likes_of(&self, caller: Caller, request: LikesRequest) -> Result<LikesReply, Status> {
+        let refused = |(status, message): Refusal| LikesReply {
+            status: status as i32,
+            message,
+            ..Default::default()
+        };
+        let (author, number) = match self.resolve_post(&request.post).await? {
+            Ok(post) => post,
+            Err(refusal) => return Ok(refused(refusal)),
+        };
+        let size = match request.page_size as usize {
+            0 => MAX_LIST_PAGE,
+            n => n.min(MAX_LIST_PAGE),
+        };
+        let (after, viewer) = (request.users_after, caller.user);
+        let found = self
+            .read(move |c| {
+                if store::post_by_number(c, author, number)?.is_none() {
+                    return Ok(None);
+                }
+                let users = store::likers_page(c, author, number, after, size + 1)?;
+                let count = store::like_count(c, author, number)?;
+                let liked = store::like_state(c, author, number, viewer)?.is_some_and(|(liked, _)| liked);
+                Ok(Some((users, count, liked)))
+            })
+            .await?;
+        let Some((mut users, count, liked)) = found else {
+            return Ok(refused((
+                Code::FailureNotExists,
+                format!("there is no post {}", request.post.trim()),
+            )));
+        };
+        let more = users.len() > size;
+        users.truncate(size);
+        Ok(LikesReply {
+            status: Code::Success as i32,
+            message: String::new(),
+            count,
+            liked,
+            next_users_after: if more { users.last().map_or(0, |u| u.id) } else { 0 },
+            users,
+        })
+    }
+}
