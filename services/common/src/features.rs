@@ -13,7 +13,7 @@
 //! newer kinds were written is not supported (its log would lose their content).
 
 /// The level of this release.
-pub const FEATURE_LEVEL: u32 = 3;
+pub const FEATURE_LEVEL: u32 = 4;
 
 /// A capability that writes a kind of change older releases cannot carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub enum Feature {
     Profiles,
     /// Likes of posts (`LikeSet`), and post numbers.
     Likes,
+    /// Replies (`PostCreated` answering a post) and deleting posts (`PostDeleted`).
+    RepliesAndDeletion,
 }
 
 impl Feature {
@@ -30,6 +32,7 @@ impl Feature {
         match self {
             Feature::Profiles => 2,
             Feature::Likes => 3,
+            Feature::RepliesAndDeletion => 4,
         }
     }
 
@@ -37,6 +40,7 @@ impl Feature {
         match self {
             Feature::Profiles => "profiles",
             Feature::Likes => "likes",
+            Feature::RepliesAndDeletion => "replies and deleting posts",
         }
     }
 

@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{
-    LikesReply, NewPost, Post, PostAck, PostsReply, PostsRequest, ProfileReply, SetProfileRequest, Status as Code,
-    TimelineEvent, TimelineOpen, TimelineRequest, timeline_event, timeline_request,
+    LikesReply, NewPost, Post, PostAck, PostsReply, PostsRequest, ProfileReply, PublishReply, SetProfileRequest,
+    Status as Code, ThreadReply, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event, timeline_request,
 };
 use tinysns_tsc::session::{ConnectError, Connection, Credentials, Listing, Session};
 use tokio::sync::mpsc;
@@ -94,6 +94,21 @@ impl User {
     /// Likes (`on`) or stops liking `post` (`alice/3`): (status, server's detail).
     pub async fn like(&mut self, post: &str, on: bool) -> Result<(Code, String), tonic::Status> {
         self.session.like(post, on).await
+    }
+
+    /// Posts `text` as a reply to `post` (`alice/3`) without a timeline stream.
+    pub async fn reply(&mut self, post: &str, text: &str) -> Result<PublishReply, tonic::Status> {
+        self.session.publish(text, post).await
+    }
+
+    /// `post` and the page of its replies from `page_token` (empty: the first page).
+    pub async fn thread(&mut self, post: &str, page_token: &str) -> Result<ThreadReply, tonic::Status> {
+        self.session.thread(post, page_token).await
+    }
+
+    /// Deletes one of the user's posts: (status, server's detail).
+    pub async fn delete_post(&mut self, post: &str) -> Result<(Code, String), tonic::Status> {
+        self.session.delete_post(post).await
     }
 
     /// Who likes `post`, and how many.

@@ -63,6 +63,7 @@ pub fn preload(topology: &Topology, cluster: u32, entries: u64, retain: u64) -> 
                     text: format!("preloaded post {lsn:>10} {}", "x".repeat(170)),
                     author_name: "preloaded".into(),
                     number: lsn - 1,
+                    ..Default::default()
                 })
             };
             store::append(&tx, &entry(cluster, lsn, now_ms, change))?;
@@ -105,6 +106,7 @@ pub fn time_truncation(topology: &Topology, cluster: u32, suffix: u64) -> Result
             text: format!("unreplicated post {lsn}"),
             author_name: "preloaded".into(),
             number: lsn,
+            ..Default::default()
         });
         store::append(&tx, &entry(cluster, lsn, now_ms, post))?;
     }

@@ -144,6 +144,7 @@ async fn poison_messages_are_dead_lettered_and_never_block_the_queue() {
                 text: text.into(),
                 author_name: String::new(),
                 number: lsn,
+                ..Default::default()
             })),
         }),
     };

@@ -67,6 +67,7 @@ fn forged_entry(lsn: u64, term: u64) -> LogEntry {
                 text: "forged".into(),
                 author_name: String::new(),
                 number: 1,
+                ..Default::default()
             })),
         })),
     }
@@ -110,6 +111,7 @@ fn forged_remote_post() -> ApplyRemoteRequest {
                     text: "in someone else's name".into(),
                     author_name: String::new(),
                     number: 1,
+                    ..Default::default()
                 })),
             }),
         }],

@@ -384,6 +384,7 @@ mod tests {
                     text: "hi".into(),
                     author_name: String::new(),
                     number: 1,
+                    ..Default::default()
                 })),
             }),
         }

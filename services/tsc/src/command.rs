@@ -1,6 +1,7 @@
 //! Parsing a command line the way the classic client does: the command word is
 //! case-insensitive, and of the classic commands only FOLLOW and UNFOLLOW take an argument.
-//! Newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, HELP) parse their own arguments.
+//! Newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, REPLY, THREAD, DELETE, HELP) parse
+//! their own arguments.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -21,6 +22,12 @@ pub enum Command {
     Unlike(String),
     /// Who likes a post.
     Likes(String),
+    /// Reply to a post.
+    Reply(String, String),
+    /// A post and a page of its replies (from this page token; empty: the first page).
+    Thread(String, String),
+    /// Delete one of your posts.
+    Delete(String),
     /// The full list of commands.
     Help,
 }
@@ -66,6 +73,9 @@ pub fn parse(line: &str) -> Parsed {
                 "LIKE" => post_command(argument, Command::Like),
                 "UNLIKE" => post_command(argument, Command::Unlike),
                 "LIKES" => post_command(argument, Command::Likes),
+                "DELETE" => post_command(argument, Command::Delete),
+                "REPLY" => reply(argument),
+                "THREAD" => thread(argument),
                 "HELP" => Parsed::Complain(TAKES_NO_ARGUMENTS),
                 _ => Parsed::Complain(INVALID_COMMAND),
             }
@@ -86,7 +96,7 @@ pub const TAKES_NO_ARGUMENTS: &str = "Invalid Input -- HELP takes no arguments";
 pub const BAD_POST_NAME: &str = "Invalid Input -- a post is named <author>/<number>, as in alice/17";
 
 /// A command on one post, named as `alice/17` (checked here, so a typo costs no round trip).
-fn post_command(argument: &str, command: fn(String) -> Command) -> Parsed {
+fn post_command(argument: &str, command: impl FnOnce(String) -> Command) -> Parsed {
     match tinysns_common::limits::parse_post_name(argument) {
         Ok(name) => Parsed::Run(command(name.to_string())),
         Err(_) => Parsed::Complain(BAD_POST_NAME),
@@ -106,6 +116,29 @@ fn profile(argument: &str) -> Command {
         _ => Command::Profile(Some(argument.to_string())),
     }
 }
+
+/// `REPLY <post> <text>`: the text is everything after the post's name.
+fn reply(argument: &str) -> Parsed {
+    match argument.split_once(' ') {
+        Some((post, text)) if !text.trim().is_empty() => {
+            post_command(post, |post| Command::Reply(post, text.trim().to_string()))
+        }
+        _ => Parsed::Complain(REPLY_NEEDS_TEXT),
+    }
+}
+
+/// `THREAD <post> [<page>]` (a page token as THREAD printed it).
+fn thread(argument: &str) -> Parsed {
+    let (post, page) = match argument.split_once(' ') {
+        Some((_, page)) if page.trim().contains(' ') => return Parsed::Complain(THREAD_USAGE),
+        Some((post, page)) => (post, page.trim()),
+        None => (argument, ""),
+    };
+    post_command(post, |post| Command::Thread(post, page.to_string()))
+}
+
+pub const REPLY_NEEDS_TEXT: &str = "Invalid Input -- REPLY <post> <text>";
+pub const THREAD_USAGE: &str = "Invalid Input -- THREAD <post> [<page>]";
 
 #[cfg(test)]
 mod tests {
@@ -153,6 +186,23 @@ mod tests {
         }
         assert_eq!(parse("LIKE"), Parsed::Complain(INVALID_COMMAND));
         assert_eq!(parse("posts"), Parsed::Run(Command::Posts(None)));
+        assert_eq!(
+            parse("REPLY alice/3  so true "),
+            Parsed::Run(Command::Reply("alice/3".into(), "so true".into()))
+        );
+        assert_eq!(parse("REPLY alice/3"), Parsed::Complain(REPLY_NEEDS_TEXT));
+        assert_eq!(parse("REPLY alice hi"), Parsed::Complain(BAD_POST_NAME));
+        assert_eq!(
+            parse("thread bob/2"),
+            Parsed::Run(Command::Thread("bob/2".into(), String::new()))
+        );
+        assert_eq!(
+            parse("THREAD bob/2 17-3-4"),
+            Parsed::Run(Command::Thread("bob/2".into(), "17-3-4".into()))
+        );
+        assert_eq!(parse("THREAD bob/2 x y"), Parsed::Complain(THREAD_USAGE));
+        assert_eq!(parse("DELETE bob/2"), Parsed::Run(Command::Delete("bob/2".into())));
+        assert_eq!(parse("DELETE bob"), Parsed::Complain(BAD_POST_NAME));
         assert_eq!(parse("POSTS alice"), Parsed::Run(Command::Posts(Some("alice".into()))));
     }
 

@@ -7,7 +7,7 @@ use tinysns_common::proto::social::{Post, Profile, Status, UserRef};
 pub const BANNER: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n=====================================\n";
 pub const PROMPT: &str = "Cmd> ";
 /// HELP: the classic commands, then the newer ones, in the banner's style.
-pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n POSTS [<username>]\n LIKE <post>\n UNLIKE <post>\n LIKES <post>\n HELP\n (a <post> is named <author>/<number>, as POSTS shows)\n=====================================\n";
+pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n POSTS [<username>]\n LIKE <post>\n UNLIKE <post>\n LIKES <post>\n REPLY <post> <text>\n THREAD <post> [<page>]\n DELETE <post>\n HELP\n (a <post> is named <author>/<number>, as POSTS shows)\n=====================================\n";
 pub const IN_TIMELINE: &str = "Now you are in the timeline";
 
 /// The classic message for a reply status.
@@ -87,26 +87,63 @@ pub fn posts_lines(posts: &[Post]) -> String {
     }
     posts
         .iter()
-        .map(|post| {
-            let liked = if post.liked { ", you like it" } else { "" };
-            format!(
-                "[{}] {}{liked}\n{}",
-                post_name(post),
-                plural(post.likes, "like"),
-                post_line(post)
-            )
-        })
+        .map(|post| format!("{}\n{}", post_header(post), post_line(post)))
         .collect()
+}
+
+/// `[alice/2] 1 like, you like it, 2 replies, reply to bob/3`: a post's name and counts.
+pub fn post_header(post: &Post) -> String {
+    let mut parts = vec![plural(post.likes, "like")];
+    if post.liked {
+        parts.push("you like it".into());
+    }
+    if post.replies > 0 {
+        parts.push(plural_replies(post.replies));
+    }
+    if let Some(parent) = &post.reply_to {
+        parts.push(format!(
+            "reply to {}",
+            name_of(parent.author, &parent.author_name, parent.number)
+        ));
+    }
+    format!("[{}] {}", post_name(post), parts.join(", "))
+}
+
+fn plural_replies(count: u64) -> String {
+    if count == 1 {
+        "1 reply".into()
+    } else {
+        format!("{count} replies")
+    }
+}
+
+/// What THREAD prints after its status line: the post, then a page of its replies, and how
+/// to see the next page.
+pub fn thread_lines(post: &Post, replies: &[Post], next: Option<String>) -> String {
+    let mut out = format!("{}\n{}", post_header(post), post_line(post));
+    if replies.is_empty() {
+        out.push_str("No replies\n");
+    } else {
+        out.push_str("Replies:\n");
+        out.push_str(&posts_lines(replies));
+    }
+    if let Some(next) = next {
+        out.push_str(&format!("More replies: {next}\n"));
+    }
+    out
+}
+
+fn name_of(author: u64, author_name: &str, number: u64) -> String {
+    if author_name.is_empty() {
+        format!("{author}/{number}")
+    } else {
+        format!("{author_name}/{number}")
+    }
 }
 
 /// `alice/17`: the name LIKE, UNLIKE and LIKES take.
 pub fn post_name(post: &Post) -> String {
-    let author = if post.author_name.is_empty() {
-        post.author.to_string()
-    } else {
-        post.author_name.clone()
-    };
-    format!("{author}/{}", post.number)
+    name_of(post.author, &post.author_name, post.number)
 }
 
 fn plural(count: u64, noun: &str) -> String {
@@ -152,6 +189,7 @@ pub fn post_line(post: &Post) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tinysns_common::proto::social::PostName;
 
     fn ids(ids: &[u64]) -> Vec<UserRef> {
         ids.iter()
@@ -174,6 +212,8 @@ mod tests {
             number,
             likes,
             liked,
+            reply_to: None,
+            replies: 0,
         };
         let text = posts_lines(&[post(2, 1, true), post(1, 0, false)]);
         let lines: Vec<&str> = text.lines().collect();
@@ -182,6 +222,22 @@ mod tests {
         assert!(lines[1].starts_with("alice (") && lines[1].ends_with(") >> hello"));
         assert_eq!(lines[2], "[alice/1] 0 likes");
         assert_eq!(posts_lines(&[]), "No posts\n");
+        let reply = Post {
+            replies: 2,
+            reply_to: Some(PostName {
+                author: 7,
+                author_name: String::new(),
+                number: 3,
+            }),
+            ..post(4, 0, false)
+        };
+        assert_eq!(post_header(&reply), "[alice/4] 0 likes, 2 replies, reply to 7/3");
+        let thread = thread_lines(&post(1, 0, false), &[reply], Some("THREAD alice/1 17-3-4".into()));
+        let lines: Vec<&str> = thread.lines().collect();
+        assert_eq!(lines[2], "Replies:");
+        assert_eq!(lines[3], "[alice/4] 0 likes, 2 replies, reply to 7/3");
+        assert_eq!(lines[5], "More replies: THREAD alice/1 17-3-4");
+        assert!(thread_lines(&post(1, 0, false), &[], None).ends_with("No replies\n"));
         assert_eq!(likes_lines(2, false, &ids(&[4, 9])), "2 likes\nLiked by: 4, 9, \n");
     }
 

@@ -14,8 +14,8 @@ use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{
     ChangePasswordRequest, Empty, FollowRequest, LikesReply, LikesRequest, ListRequest, LoginReply, LoginRequest,
-    PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, RegisterRequest, Reply, SetProfileRequest,
-    Status as Code, UserRef,
+    PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest, RegisterRequest,
+    Reply, SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, UserRef,
 };
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
@@ -106,6 +106,15 @@ pub struct Session {
 }
 
 impl Session {
+    /// How the user is named in post names: the username, or the id in open mode.
+    pub fn me(&self) -> String {
+        if self.username.is_empty() {
+            self.user.to_string()
+        } else {
+            self.username.clone()
+        }
+    }
+
     /// Connects and logs in (registering first if asked), retrying for up to `patience`
     /// while no server can take the user (a failover in progress); failure here is the
     /// classic "connection failed". A refusal (wrong password, taken name, logged in
@@ -346,6 +355,47 @@ impl Session {
                         c.unlike(request).await
                     }
                 }
+            })
+            .await?;
+        Ok(outcome(reply))
+    }
+
+    /// Posts outside a timeline (a reply when `reply_to` names a post); a retry after a
+    /// failover re-sends the same post id, so the post is stored once.
+    pub async fn publish(&mut self, text: &str, reply_to: &str) -> Result<PublishReply, tonic::Status> {
+        let request = PublishRequest {
+            post_id: rand::random::<u64>() >> 1,
+            text: text.to_string(),
+            reply_to: reply_to.to_string(),
+        };
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.publish(request).await }
+        })
+        .await
+    }
+
+    /// `post` and the page of its replies from `page_token` (empty: the first page).
+    pub async fn thread(&mut self, post: &str, page_token: &str) -> Result<ThreadReply, tonic::Status> {
+        let request = ThreadRequest {
+            post: post.to_string(),
+            page_token: page_token.to_string(),
+            limit: 0,
+        };
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.thread(request).await }
+        })
+        .await
+    }
+
+    /// Deletes one of the caller's posts, in every cluster.
+    pub async fn delete_post(&mut self, post: &str) -> Result<(Code, String), tonic::Status> {
+        let request = PostRef { post: post.to_string() };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.delete_post(request).await }
             })
             .await?;
         Ok(outcome(reply))

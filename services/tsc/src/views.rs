@@ -1,4 +1,5 @@
-//! The newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES): what each asks the server and
+//! The newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, REPLY, THREAD, DELETE): what each
+//! asks the server and
 //! the text it prints. The classic commands stay in `main`, printed by `display` byte for byte.
 //! A refusal prints the classic status line, and the server's detail on stderr.
 
@@ -16,6 +17,9 @@ pub async fn run(session: &mut Session, command: &Command) -> Option<Result<Stri
         Command::Like(post) => status(session.like(post, true).await),
         Command::Unlike(post) => status(session.like(post, false).await),
         Command::Likes(post) => likes(session, post).await,
+        Command::Reply(post, text) => reply(session, post, text).await,
+        Command::Thread(post, page) => thread(session, post, page).await,
+        Command::Delete(post) => status(session.delete_post(post).await),
         Command::Follow(_)
         | Command::UnFollow(_)
         | Command::List
@@ -88,6 +92,26 @@ async fn likes(session: &mut Session, post: &str) -> Result<String, tonic::Statu
     let reply = session.likes(post).await?;
     Ok(match Code::try_from(reply.status) {
         Ok(Code::Success) => success(display::likes_lines(reply.count, reply.liked, &reply.users)),
+        _ => refused(reply.status, &reply.message),
+    })
+}
+
+async fn reply(session: &mut Session, post: &str, text: &str) -> Result<String, tonic::Status> {
+    let reply = session.publish(text, post).await?;
+    Ok(match Code::try_from(reply.status) {
+        Ok(Code::Success) => success(format!("Your reply is {}/{}\n", session.me(), reply.number)),
+        _ => refused(reply.status, &reply.message),
+    })
+}
+
+async fn thread(session: &mut Session, post: &str, page: &str) -> Result<String, tonic::Status> {
+    let reply = session.thread(post, page).await?;
+    Ok(match (Code::try_from(reply.status), reply.post) {
+        (Ok(Code::Success), Some(root)) => {
+            let next = (!reply.next_page_token.is_empty()).then(|| format!("THREAD {post} {}", reply.next_page_token));
+            success(display::thread_lines(&root, &reply.replies, next))
+        }
+        (Ok(Code::Success), None) => refused(Code::FailureUnknown as i32, "the server sent no post"),
         _ => refused(reply.status, &reply.message),
     })
 }

@@ -6,8 +6,8 @@
 use crate::store;
 use rusqlite::Connection;
 use tinysns_common::proto::internal::{
-    AccountChange, Change, FollowChanged, LikeSet, PasswordSet, PostCreated, ProfileSet, Registered, RemoteChange,
-    SessionEnded, SessionStarted, SyncCursor, UserCreated, account_change, change, log_entry,
+    AccountChange, Change, FollowChanged, LikeSet, PasswordSet, PostCreated, PostDeleted, ProfileSet, Registered,
+    RemoteChange, SessionEnded, SessionStarted, SyncCursor, UserCreated, account_change, change, log_entry,
 };
 use tinysns_common::proto::social::Status;
 
@@ -28,6 +28,13 @@ pub enum Command {
         author_name: String,
         post_id: u64,
         text: String,
+        /// The post it replies to (author, number), which must be stored here.
+        reply_to: Option<(u64, u64)>,
+    },
+    /// The author deletes one of its posts (at the author's home cluster).
+    DeletePost {
+        author: u64,
+        number: u64,
     },
     /// A user likes (`on`) or stops liking the post `author/number` (at the liker's home).
     Like {
@@ -171,19 +178,18 @@ pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::S
             author_name,
             post_id,
             text,
-        } => {
-            if let Some(seq) = store::post_seq(conn, *author, *post_id)? {
-                Decision::Done(Outcome::Unchanged(Some(seq)))
-            } else if !store::user_exists(conn, *author)? {
-                reject(Status::FailureNotExists, format!("user {author} has never logged in"))
+            reply_to,
+        } => decide_post(conn, *author, author_name, *post_id, text, *reply_to)?,
+        Command::DeletePost { author, number } => {
+            if store::is_tombstoned(conn, *author, *number)? {
+                Decision::Done(Outcome::Unchanged(None))
+            } else if store::post_by_number(conn, *author, *number)?.is_none() {
+                reject(Status::FailureNotExists, format!("there is no post {author}/{number}"))
             } else {
                 Decision::Write {
-                    kind: change(change::Kind::Post(PostCreated {
+                    kind: change(change::Kind::PostDeleted(PostDeleted {
                         author: *author,
-                        post_id: *post_id,
-                        text: text.clone(),
-                        author_name: author_name.clone(),
-                        number: store::highest_post_number(conn, *author)? + 1,
+                        number: *number,
                     })),
                     origin: None,
                 }
@@ -279,6 +285,49 @@ pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::S
     })
 }
 
+/// A post is stored once per (author, client-chosen id): a re-sent post is Unchanged, with
+/// the position it was stored at. It takes the author's next number; a reply needs the post
+/// it answers.
+fn decide_post(
+    conn: &Connection,
+    author: u64,
+    author_name: &str,
+    post_id: u64,
+    text: &str,
+    reply_to: Option<(u64, u64)>,
+) -> Result<Decision, store::StoreError> {
+    if let Some(seq) = store::post_seq(conn, author, post_id)? {
+        return Ok(Decision::Done(Outcome::Unchanged(Some(seq))));
+    }
+    if !store::user_exists(conn, author)? {
+        return Ok(reject(
+            Status::FailureNotExists,
+            format!("user {author} has never logged in"),
+        ));
+    }
+    if let Some((parent, number)) = reply_to
+        && store::post_by_number(conn, parent, number)?.is_none()
+    {
+        return Ok(reject(
+            Status::FailureNotExists,
+            format!("there is no post {parent}/{number}"),
+        ));
+    }
+    let (reply_to_author, reply_to_number) = reply_to.unwrap_or_default();
+    Ok(Decision::Write {
+        kind: change(change::Kind::Post(PostCreated {
+            author,
+            post_id,
+            text: text.to_owned(),
+            author_name: author_name.to_owned(),
+            number: store::highest_post_number(conn, author)? + 1,
+            reply_to_author,
+            reply_to_number,
+        })),
+        origin: None,
+    })
+}
+
 /// Liking is idempotent: liking a post one likes (or unliking one one does not) succeeds
 /// and writes nothing. Only a post this cluster holds can be liked.
 fn decide_like(
@@ -292,7 +341,7 @@ fn decide_like(
     if liked == on {
         return Ok(Decision::Done(Outcome::Unchanged(None)));
     }
-    if on && store::post_by_number(conn, author, number)?.is_none() {
+    if on && (store::post_by_number(conn, author, number)?.is_none() || store::is_tombstoned(conn, author, number)?) {
         return Ok(reject(
             Status::FailureNotExists,
             format!("there is no post {author}/{number}"),
@@ -349,12 +398,20 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
         change::Kind::Follow(f) => {
             store::follow_state(conn, f.follower, f.followee)?.is_none_or(|(_, version)| remote.origin_lsn > version)
         }
-        change::Kind::Post(p) => store::post_seq(conn, p.author, p.post_id)?.is_none(),
+        // A post deleted before its copy arrived stays deleted.
+        change::Kind::Post(p) => {
+            store::post_seq(conn, p.author, p.post_id)?.is_none()
+                && !(p.number > 0 && store::is_tombstoned(conn, p.author, p.number)?)
+        }
+        change::Kind::PostDeleted(d) => !store::is_tombstoned(conn, d.author, d.number)?,
         change::Kind::Profile(p) => {
             store::profile_fields(conn, p.user_id)?.is_none_or(|(_, _, version)| remote.origin_lsn > version)
         }
-        change::Kind::Like(l) => store::like_state(conn, l.post_author, l.post_number, l.liker)?
-            .is_none_or(|(_, version)| remote.origin_lsn > version),
+        change::Kind::Like(l) => {
+            !store::is_tombstoned(conn, l.post_author, l.post_number)?
+                && store::like_state(conn, l.post_author, l.post_number, l.liker)?
+                    .is_none_or(|(_, version)| remote.origin_lsn > version)
+        }
     };
     Ok(if fresh {
         Decision::Write {
@@ -449,6 +506,7 @@ mod tests {
             author_name: String::new(),
             post_id,
             text: format!("post {post_id}"),
+            reply_to: None,
         }
     }
 
@@ -541,6 +599,122 @@ mod tests {
         });
         assert!(matches!(run(&mut c, early), Outcome::Written(_)));
         assert_eq!(store::like_count(&c, 2, 5).unwrap(), 1);
+    }
+
+    fn reply(author: u64, post_id: u64, to: (u64, u64)) -> Command {
+        match post(author, post_id) {
+            Command::Post {
+                author,
+                author_name,
+                post_id,
+                text,
+                ..
+            } => Command::Post {
+                author,
+                author_name,
+                post_id,
+                text,
+                reply_to: Some(to),
+            },
+            _ => unreachable!(),
+        }
+    }
+
+    /// The copy of `author`'s post `post_id` (number `number`) another cluster sends.
+    fn remote_post(author: u64, post_id: u64, number: u64, origin_lsn: u64) -> Command {
+        Command::Remote(RemoteChange {
+            origin_cluster: 1,
+            origin_lsn,
+            timestamp_ms: 1_000,
+            change: Some(Change {
+                kind: Some(change::Kind::Post(PostCreated {
+                    author,
+                    post_id,
+                    text: "late".into(),
+                    number,
+                    ..Default::default()
+                })),
+            }),
+            hlc: 0,
+        })
+    }
+
+    #[test]
+    fn replies_need_their_post_and_page_in_the_order_they_were_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        for user in [2, 5] {
+            run(&mut c, Command::CreateUser { user });
+        }
+        assert!(matches!(
+            run(&mut c, reply(5, 1, (2, 1))),
+            Outcome::Rejected(Status::FailureNotExists, _)
+        ));
+        run(&mut c, post(2, 10));
+        for post_id in 1..=5 {
+            assert!(matches!(run(&mut c, reply(5, post_id, (2, 1))), Outcome::Written(_)));
+        }
+        let mut seen = Vec::new();
+        let mut after = store::ReplyCursor::default();
+        loop {
+            let page = store::replies_to(&c, 2, 1, after, 2, 0).unwrap();
+            let Some((_, last)) = page.last() else { break };
+            after = store::ReplyCursor::parse(&last.token()).expect("a token reads back");
+            seen.extend(page.iter().map(|(p, _)| p.number));
+        }
+        assert_eq!(seen, [1, 2, 3, 4, 5]);
+        let root = store::with_counts(&c, store::post_by_number(&c, 2, 1).unwrap().unwrap(), 0).unwrap();
+        assert_eq!(root.replies, 5);
+        for bad in ["x", "1-2", "1-2-3-4", "-1-2-3", "99999999999999999999-1-1"] {
+            assert_eq!(store::ReplyCursor::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_deleted_post_stays_deleted_whatever_arrives_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        run(&mut c, Command::CreateUser { user: 2 });
+        let delete = |number| Command::DeletePost { author: 2, number };
+        assert!(matches!(
+            run(&mut c, delete(1)),
+            Outcome::Rejected(Status::FailureNotExists, _)
+        ));
+        run(&mut c, post(2, 10));
+        run(&mut c, like(4, 2, 1, true));
+        assert!(matches!(run(&mut c, delete(1)), Outcome::Written(_)));
+        assert_eq!(run(&mut c, delete(1)), Outcome::Unchanged(None), "idempotent");
+        assert_eq!(store::post_by_number(&c, 2, 1).unwrap(), None);
+        assert_eq!(store::like_count(&c, 2, 1).unwrap(), 0);
+        assert!(matches!(
+            run(&mut c, like(7, 2, 1, true)),
+            Outcome::Rejected(Status::FailureNotExists, _)
+        ));
+        // A redelivered copy of the post, and a late like from another cluster: ignored.
+        assert_eq!(run(&mut c, remote_post(2, 10, 1, 40)), Outcome::Unchanged(None));
+        assert_eq!(run(&mut c, remote_like(10, 41, true)), Outcome::Unchanged(None));
+        assert_eq!(store::post_by_number(&c, 2, 1).unwrap(), None);
+        // The next post takes the next number: a name is never reused.
+        run(&mut c, post(2, 11));
+        assert_eq!(store::post_number(&c, 2, 11).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn a_deletion_dropped_with_a_deposed_masters_suffix_brings_the_post_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = store::open(dir.path()).unwrap();
+        run(&mut c, Command::CreateUser { user: 2 });
+        run(&mut c, post(2, 10));
+        run(&mut c, reply(2, 11, (2, 1)));
+        run(&mut c, like(4, 2, 1, true));
+        let before = store::state_digest(&c).unwrap();
+        let kept = store::last_lsn(&c).unwrap();
+        run(&mut c, Command::DeletePost { author: 2, number: 1 });
+        assert_ne!(store::state_digest(&c).unwrap(), before);
+        store::truncate_after(&mut c, kept).unwrap();
+        assert_eq!(store::state_digest(&c).unwrap(), before);
+        assert!(!store::is_tombstoned(&c, 2, 1).unwrap());
+        assert_eq!(store::like_count(&c, 2, 1).unwrap(), 1);
     }
 
     fn set_profile(user: u64, name: Option<&str>, bio: Option<&str>) -> Command {
@@ -706,6 +880,7 @@ mod tests {
             text: "hello".into(),
             author_name: String::new(),
             number: 0,
+            ..Default::default()
         });
         for (lsn, kind) in [(1, user), (2, post)] {
             assert!(matches!(run(&mut c, remote(lsn, kind.clone())), Outcome::Written(_)));

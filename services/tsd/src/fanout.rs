@@ -336,6 +336,7 @@ mod tests {
                 text: format!("post {lsn}"),
                 author_name: String::new(),
                 number: 0,
+                ..Default::default()
             }),
         )
     }

@@ -25,6 +25,7 @@ pub mod likes;
 pub mod log_matching;
 pub mod login;
 pub mod metrics;
+pub mod posts;
 pub mod presence;
 pub mod profiles;
 pub mod reader;

@@ -1,72 +1,15 @@
-//! Posts by number and their likes: a user's posts newest first with like counts, liking and
-//! unliking (written at the liker's home cluster, replicated everywhere, last writer wins),
-//! and who likes a post.
+//! Likes: liking and unliking a post (written at the liker's home cluster, replicated
+//! everywhere, last writer wins), and who likes a post.
 
 use crate::command::{Command, Outcome};
+use crate::posts::Refusal;
 use crate::social::{Caller, MAX_LIST_PAGE, Social, reply};
 use crate::store;
 use tinysns_common::features::Feature;
-use tinysns_common::limits::{page_size, parse_post_name};
-use tinysns_common::proto::social::{
-    LikesReply, LikesRequest, PostRef, PostsReply, PostsRequest, Reply, Status as Code,
-};
+use tinysns_common::proto::social::{LikesReply, LikesRequest, PostRef, Reply, Status as Code};
 use tonic::Status;
 
-type Refusal = (Code, String);
-
 impl Social {
-    /// The author and number a post name (`alice/17`) names, or why it names no post.
-    async fn resolve_post(&self, name: &str) -> Result<Result<(u64, u64), Refusal>, Status> {
-        let name = match parse_post_name(name) {
-            Ok(name) => name,
-            Err(e) => return Ok(Err((Code::FailureInvalid, e.to_string()))),
-        };
-        Ok(self
-            .resolve_target(&name.author)
-            .await?
-            .map(|author| (author, name.number)))
-    }
-
-    /// A user's posts (the caller's when `user` is empty), newest first, with numbers and likes.
-    pub(crate) async fn posts_of(&self, caller: Caller, request: PostsRequest) -> Result<PostsReply, Status> {
-        let refused = |(status, message): Refusal| PostsReply {
-            status: status as i32,
-            message,
-            ..Default::default()
-        };
-        let author = if request.user.trim().is_empty() {
-            caller.user
-        } else {
-            match self.resolve_target(&request.user).await? {
-                Ok(user) => user,
-                Err(refusal) => return Ok(refused(refusal)),
-            }
-        };
-        let (limit, before, viewer) = (page_size(request.limit), request.before_number, caller.user);
-        let found = self
-            .read(move |c| {
-                if !store::user_exists(c, author)? {
-                    return Ok(None);
-                }
-                store::posts_of(c, author, before, limit + 1, viewer).map(Some)
-            })
-            .await?;
-        let Some(mut posts) = found else {
-            return Ok(refused((
-                Code::FailureNotExists,
-                format!("user {author} does not exist"),
-            )));
-        };
-        let more = posts.len() > limit;
-        posts.truncate(limit);
-        Ok(PostsReply {
-            status: Code::Success as i32,
-            message: String::new(),
-            next_before_number: if more { posts.last().map_or(0, |p| p.number) } else { 0 },
-            posts,
-        })
-    }
-
     /// The caller likes (`on`) or stops liking a post; idempotent.
     pub(crate) async fn like(&self, caller: Caller, request: PostRef, on: bool) -> Result<Reply, Status> {
         let command = match self.resolve_post(&request.post).await? {

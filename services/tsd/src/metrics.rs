@@ -35,6 +35,7 @@ pub enum WriteKind {
     Profile,
     Like,
     Unlike,
+    DeletePost,
     /// A change made in another cluster, applied here (any social kind).
     Remote,
     Register,
@@ -46,7 +47,7 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
-    pub const ALL: [WriteKind; 13] = [
+    pub const ALL: [WriteKind; 14] = [
         WriteKind::User,
         WriteKind::Follow,
         WriteKind::Unfollow,
@@ -54,6 +55,7 @@ impl WriteKind {
         WriteKind::Profile,
         WriteKind::Like,
         WriteKind::Unlike,
+        WriteKind::DeletePost,
         WriteKind::Remote,
         WriteKind::Register,
         WriteKind::Password,
@@ -71,6 +73,7 @@ impl WriteKind {
             WriteKind::Profile => "profile",
             WriteKind::Like => "like",
             WriteKind::Unlike => "unlike",
+            WriteKind::DeletePost => "delete_post",
             WriteKind::Remote => "remote",
             WriteKind::Register => "register",
             WriteKind::Password => "password",
@@ -94,6 +97,7 @@ impl WriteKind {
                 change::Kind::Profile(_) => WriteKind::Profile,
                 change::Kind::Like(l) if l.liked => WriteKind::Like,
                 change::Kind::Like(_) => WriteKind::Unlike,
+                change::Kind::PostDeleted(_) => WriteKind::DeletePost,
             },
             log_entry::Kind::SyncCursor(_) => WriteKind::SyncCursor,
             log_entry::Kind::Account(AccountChange { kind }) => match kind.as_ref()? {

@@ -80,7 +80,24 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
                 _ => Ok(()),
             },
         ),
-        change::Kind::Post(p) => (p.author, validate_post_text(&p.text).map_err(|e| e.to_string())),
+        change::Kind::Post(p) => (
+            p.author,
+            validate_post_text(&p.text).map_err(|e| e.to_string()).and_then(|()| {
+                match (p.reply_to_author, p.reply_to_number) {
+                    (0, 0) => Ok(()),
+                    (author, number) if author > 0 && number > 0 && number <= MAX_LSN => Ok(()),
+                    (author, number) => Err(format!("a reply to {author}/{number}, which cannot exist")),
+                }
+            }),
+        ),
+        change::Kind::PostDeleted(d) => (
+            d.author,
+            if d.number == 0 || d.number > MAX_LSN {
+                Err(format!("post {}/{} cannot exist", d.author, d.number))
+            } else {
+                Ok(())
+            },
+        ),
         change::Kind::Profile(p) => (
             p.user_id,
             validate_profile(&p.display_name, &p.bio).map_err(|e| e.to_string()),
@@ -130,6 +147,7 @@ mod tests {
             text: text.into(),
             author_name: String::new(),
             number: 0,
+            ..Default::default()
         })
     }
 
@@ -218,6 +236,41 @@ mod tests {
             assert!(
                 matches!(
                     check_remote(&remote(2, like(2, author, number)), 1, 3, NOW),
+                    Err(RemoteError::Content(_))
+                ),
+                "{author}/{number}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deletion_comes_only_from_the_authors_home_and_a_reply_names_a_possible_post() {
+        let deleted =
+            |author, number| change::Kind::PostDeleted(tinysns_common::proto::internal::PostDeleted { author, number });
+        assert_eq!(check_remote(&remote(2, deleted(2, 7)), 1, 3, NOW), Ok(()));
+        assert!(matches!(
+            check_remote(&remote(2, deleted(1, 7)), 3, 3, NOW),
+            Err(RemoteError::NotHome { .. })
+        ));
+        assert!(matches!(
+            check_remote(&remote(2, deleted(2, 0)), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+        let reply = |author, number| {
+            change::Kind::Post(PostCreated {
+                reply_to_author: author,
+                reply_to_number: number,
+                ..match post(2, "re") {
+                    change::Kind::Post(p) => p,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        assert_eq!(check_remote(&remote(2, reply(1, 3)), 1, 3, NOW), Ok(()));
+        for (author, number) in [(0, 3), (1, 0), (1, MAX_LSN + 1)] {
+            assert!(
+                matches!(
+                    check_remote(&remote(2, reply(author, number)), 1, 3, NOW),
                     Err(RemoteError::Content(_))
                 ),
                 "{author}/{number}"

@@ -1,6 +1,7 @@
 //! The client API: every call but Register and Login is made by the user its session token
 //! names, never by a user a request field names. Account calls live in `login`, the
-//! timeline stream in `timeline`, profiles in `profiles`, posts by number and likes in `likes`; this module authenticates and
+//! timeline stream in `timeline`, profiles in `profiles`, posts by name (replies, threads, deletion) in `posts`,
+//! likes in `likes`; this module authenticates and
 //! serves LIST and FOLLOW.
 
 use crate::accounts::{FailedLogins, Hasher, token_hash};
@@ -22,8 +23,9 @@ use tinysns_common::membership::{RoleHandle, RoleView};
 use tinysns_common::proto::social::social_service_server::{SocialService, SocialServiceServer};
 use tinysns_common::proto::social::{
     ChangePasswordRequest, Empty, FollowRequest, LikesReply, LikesRequest, ListReply, ListRequest, LoginReply,
-    LoginRequest, PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, RegisterRequest, Reply,
-    SessionEvent, SetProfileRequest, Status as Code, TimelineEvent, TimelineRequest,
+    LoginRequest, PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest,
+    RegisterRequest, Reply, SessionEvent, SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, TimelineEvent,
+    TimelineRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -315,6 +317,28 @@ impl SocialService for Social {
         let caller = self.authenticate(request.metadata()).await?;
         self.fenced()?;
         self.likes_of(caller, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        Social::publish(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn thread(&self, request: Request<ThreadRequest>) -> Result<Response<ThreadReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.fenced()?;
+        Social::thread(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_post(&self, request: Request<PostRef>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.delete_own_post(caller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     type TimelineStream = ReceiverStream<Result<TimelineEvent, Status>>;

@@ -2,16 +2,14 @@
 //! caller follows; every post the client sends on the stream is stored under the caller's
 //! name and acknowledged.
 
-use crate::command::{Command, Outcome};
 use crate::fanout::{self, Following, Handback, Subscription};
 use crate::presence::TimelineSlot;
 use crate::social::{Caller, Social};
 use crate::store;
 use std::net::SocketAddr;
-use tinysns_common::limits::validate_post_text;
 use tinysns_common::proto::internal::{LogEntry, change, log_entry};
 use tinysns_common::proto::social::{
-    NewPost, Post, PostAck, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event,
+    NewPost, Post, PostAck, PostName, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event,
     timeline_request,
 };
 use tokio::sync::mpsc;
@@ -66,6 +64,13 @@ fn shown_post(entry: &LogEntry) -> Option<Post> {
         number: p.number,
         likes: 0,
         liked: false,
+        // (The live path names the replied-to author by id only.)
+        reply_to: (p.reply_to_number > 0).then(|| PostName {
+            author: p.reply_to_author,
+            author_name: String::new(),
+            number: p.reply_to_number,
+        }),
+        replies: 0,
     })
 }
 
@@ -282,43 +287,16 @@ impl Social {
             } else {
                 post_id
             };
-            let ack = match validate_post_text(&text) {
-                Err(problem) => PostAck {
+            let ack = match self.store_post(&caller, post_id, text, None).await {
+                Ok((status, message)) => PostAck {
                     post_id,
-                    status: Code::FailureInvalid as i32,
-                    message: problem.to_string(),
+                    status: status as i32,
+                    message,
                 },
-                Ok(()) => match self
-                    .writer
-                    .submit(Command::Post {
-                        author: user,
-                        author_name: caller.username.clone(),
-                        post_id,
-                        text,
-                    })
-                    .await
-                {
-                    Ok(Outcome::Rejected(status, message)) => PostAck {
-                        post_id,
-                        status: status as i32,
-                        message,
-                    },
-                    Ok(outcome) => {
-                        // Unchanged: a retried post, stored and counted the first time.
-                        if matches!(outcome, Outcome::Written(_)) {
-                            self.metrics.post_accepted();
-                        }
-                        PostAck {
-                            post_id,
-                            status: Code::Success as i32,
-                            message: String::new(),
-                        }
-                    }
-                    Err(error) => {
-                        let _ = tx.send(Err(error.into_status())).await;
-                        return;
-                    }
-                },
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
             };
             if tx.send(event(timeline_event::Kind::Ack(ack))).await.is_err() {
                 return;

@@ -536,6 +536,7 @@ mod tests {
             author_name: String::new(),
             post_id: id,
             text: "x".repeat(bytes),
+            reply_to: None,
         }
     }
 

@@ -3,7 +3,9 @@
 use super::Result;
 use crate::clock;
 use rusqlite::{Connection, params};
-use tinysns_common::proto::internal::{AccountChange, Change, LogEntry, account_change, change, log_entry};
+use tinysns_common::proto::internal::{
+    AccountChange, Change, LogEntry, PostCreated, account_change, change, log_entry,
+};
 
 /// Updates the derived tables for one entry. Deterministic, so every replica that applies
 /// the same log holds the same state; idempotent for changes that arrive twice.
@@ -35,30 +37,16 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                     clock::stamp(entry) as i64
                 ])?;
             }
-            change::Kind::Post(p) => {
-                // A post from before numbers existed (number 0) takes the author's next one.
-                conn.prepare_cached(
-                    "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name, hlc, number)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?8 > 0 THEN ?8 ELSE
-                        (SELECT COALESCE(MAX(number), 0) + 1 FROM posts WHERE author = ?1) END)",
-                )?
-                .execute(params![
-                    p.author as i64,
-                    p.post_id as i64,
-                    p.text,
-                    entry.timestamp_ms,
-                    entry.lsn as i64,
-                    p.author_name,
-                    clock::stamp(entry) as i64,
-                    p.number.min(i64::MAX as u64) as i64
-                ])?;
-            }
+            change::Kind::Post(p) => insert_post(conn, entry, p)?,
+            change::Kind::PostDeleted(d) => delete_post(conn, d.author, d.number, entry.timestamp_ms)?,
             change::Kind::Like(l) => {
                 // Last writer wins by the origin's log position: a user's likes are all
                 // made in its home cluster. Stored whether or not this cluster holds the
                 // post (it may arrive later from its author's cluster).
                 conn.prepare_cached(
-                    "INSERT INTO likes (author, number, liker, liked, version) VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO likes (author, number, liker, liked, version)
+                     SELECT ?1, ?2, ?3, ?4, ?5
+                     WHERE NOT EXISTS (SELECT 1 FROM post_tombstones WHERE author = ?1 AND number = ?2)
                      ON CONFLICT (author, number, liker) DO UPDATE SET
                         liked = excluded.liked, version = excluded.version
                      WHERE excluded.version > likes.version",
@@ -103,6 +91,51 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
         | Some(log_entry::Kind::Account(AccountChange { kind: None }))
         | None => {}
     }
+    Ok(())
+}
+
+/// A post is stored once (by author and client-chosen id), never after its tombstone.
+fn insert_post(conn: &Connection, entry: &LogEntry, p: &PostCreated) -> Result<()> {
+    if p.number > 0
+        && conn
+            .prepare_cached("SELECT 1 FROM post_tombstones WHERE author = ?1 AND number = ?2")?
+            .exists(params![p.author as i64, p.number.min(i64::MAX as u64) as i64])?
+    {
+        return Ok(());
+    }
+    // A post from before numbers existed (number 0) takes the author's next one.
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name, hlc, number,
+                                      reply_author, reply_number)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?8 > 0 THEN ?8 ELSE
+            MAX(COALESCE((SELECT MAX(number) FROM posts WHERE author = ?1), 0),
+                COALESCE((SELECT MAX(number) FROM post_tombstones WHERE author = ?1), 0)) + 1 END, ?9, ?10)",
+    )?
+    .execute(params![
+        p.author as i64,
+        p.post_id as i64,
+        p.text,
+        entry.timestamp_ms,
+        entry.lsn as i64,
+        p.author_name,
+        clock::stamp(entry) as i64,
+        p.number.min(i64::MAX as u64) as i64,
+        p.reply_to_author as i64,
+        p.reply_to_number.min(i64::MAX as u64) as i64
+    ])?;
+    Ok(())
+}
+
+/// Removes the post and its likes, and keeps its tombstone. Replies to it stay (they are
+/// their authors' posts), answering a post that is gone.
+fn delete_post(conn: &Connection, author: u64, number: u64, deleted_ms: i64) -> Result<()> {
+    let key = params![author as i64, number.min(i64::MAX as u64) as i64];
+    conn.prepare_cached("DELETE FROM posts WHERE author = ?1 AND number = ?2")?
+        .execute(key)?;
+    conn.prepare_cached("DELETE FROM likes WHERE author = ?1 AND number = ?2")?
+        .execute(key)?;
+    conn.prepare_cached("INSERT OR IGNORE INTO post_tombstones (author, number, deleted_ms) VALUES (?1, ?2, ?3)")?
+        .execute(params![author as i64, number.min(i64::MAX as u64) as i64, deleted_ms])?;
     Ok(())
 }
 

@@ -90,6 +90,10 @@ CREATE TABLE IF NOT EXISTS likes (
     author INTEGER NOT NULL, number INTEGER NOT NULL, liker INTEGER NOT NULL,
     liked INTEGER NOT NULL, version INTEGER NOT NULL,
     PRIMARY KEY (author, number, liker));
+-- Posts their authors deleted: a late copy of one (or a like of it) is ignored.
+CREATE TABLE IF NOT EXISTS post_tombstones (
+    author INTEGER NOT NULL, number INTEGER NOT NULL, deleted_ms INTEGER NOT NULL,
+    PRIMARY KEY (author, number));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS credentials (user_id INTEGER PRIMARY KEY, phc TEXT NOT NULL);
@@ -101,7 +105,7 @@ CREATE TABLE IF NOT EXISTS undo (seq INTEGER PRIMARY KEY, lsn INTEGER NOT NULL, 
 
 /// Columns added after the first release, for stores created before them, with what fills
 /// them in for rows stored before (hybrid clock stamps: the rows' wall-clock times).
-const ADDED_COLUMNS: [(&str, &str, &str, &str); 6] = [
+const ADDED_COLUMNS: [(&str, &str, &str, &str); 8] = [
     ("users", "username", "TEXT", ""),
     ("posts", "author_name", "TEXT NOT NULL DEFAULT ''", ""),
     ("log", "hlc", "INTEGER NOT NULL DEFAULT 0", ""),
@@ -121,6 +125,9 @@ const ADDED_COLUMNS: [(&str, &str, &str, &str); 6] = [
     // applied, as a post without a number is when it arrives (an author's posts reach every
     // cluster in the order of its home cluster's log).
     ("posts", "number", "INTEGER NOT NULL DEFAULT 0", NUMBER_UNNUMBERED_POSTS),
+    // Replies: the post answered (0, 0 for a post that is not a reply, as all older ones).
+    ("posts", "reply_author", "INTEGER NOT NULL DEFAULT 0", ""),
+    ("posts", "reply_number", "INTEGER NOT NULL DEFAULT 0", ""),
 ];
 
 /// Numbers every post still numbered 0 after its author's highest number, in stamp order.
@@ -138,15 +145,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS users_by_name ON users (username) WHERE userna
 DROP INDEX IF EXISTS posts_by_author_time;
 CREATE INDEX IF NOT EXISTS posts_by_author_hlc ON posts (author, hlc);
 CREATE INDEX IF NOT EXISTS posts_by_author_number ON posts (author, number);
+CREATE INDEX IF NOT EXISTS posts_by_parent ON posts (reply_author, reply_number, hlc, author, number) WHERE reply_number > 0;
 DROP INDEX IF EXISTS undo_by_lsn;
 ";
 
-const DERIVED_TABLES: [&str; 8] = [
+const DERIVED_TABLES: [&str; 9] = [
     "users",
     "follows",
     "posts",
     "profiles",
     "likes",
+    "post_tombstones",
     "meta",
     "credentials",
     "sessions",
@@ -154,7 +163,7 @@ const DERIVED_TABLES: [&str; 8] = [
 
 /// Derived tables added after the first release: a snapshot from a replica of an older
 /// version has none, and installs them empty (that version could not have written to them).
-const ADDED_TABLES: [&str; 2] = ["profiles", "likes"];
+const ADDED_TABLES: [&str; 3] = ["profiles", "likes", "post_tombstones"];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {
     for (table, column, decl, backfill) in ADDED_COLUMNS {
@@ -357,6 +366,7 @@ pub(crate) mod tests {
             text: format!("p{id}"),
             author_name: String::new(),
             number: 0,
+            ..Default::default()
         })
     }
 

@@ -2,7 +2,7 @@
 
 use super::{Result, bound};
 use rusqlite::{Connection, OptionalExtension, params};
-use tinysns_common::proto::social::{Post, Profile, UserRef};
+use tinysns_common::proto::social::{Post, PostName, Profile, UserRef};
 
 pub fn user_exists(conn: &Connection, user: u64) -> Result<bool> {
     let mut stmt = conn.prepare_cached("SELECT 1 FROM users WHERE user_id = ?1")?;
@@ -29,49 +29,166 @@ pub fn post_seq(conn: &Connection, author: u64, post_id: u64) -> Result<Option<u
         .map(|s| s as u64))
 }
 
-/// The highest post number of `author` this replica holds (0: none).
+/// The highest post number of `author` this replica holds or saw deleted (0: none): a
+/// number is never given twice.
 pub fn highest_post_number(conn: &Connection, author: u64) -> Result<u64> {
     Ok(conn
-        .prepare_cached("SELECT COALESCE(MAX(number), 0) FROM posts WHERE author = ?1")?
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT MAX(number) FROM posts WHERE author = ?1), 0),
+                        COALESCE((SELECT MAX(number) FROM post_tombstones WHERE author = ?1), 0))",
+        )?
         .query_row([author as i64], |r| r.get::<_, i64>(0))? as u64)
 }
 
+/// The columns [`numbered_post`] reads ...
+const NUMBERED_COLUMNS: &str = "p.author, p.post_id, p.text, p.ts_ms, p.seq, p.author_name, p.number,
+        p.reply_author, COALESCE(u.username, ''), p.reply_number";
+/// ... from `posts p` joined with the replied-to author `u`.
+const NUMBERED_FROM: &str = "FROM posts p LEFT JOIN users u ON u.user_id = p.reply_author AND p.reply_number > 0";
+
 /// The post `author/number` (its `seq` is its log position here), if this replica holds it.
 pub fn post_by_number(conn: &Connection, author: u64, number: u64) -> Result<Option<Post>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT author, post_id, text, ts_ms, seq, author_name, number FROM posts WHERE author = ?1 AND number = ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {NUMBERED_COLUMNS} {NUMBERED_FROM} WHERE p.author = ?1 AND p.number = ?2"
+    ))?;
     Ok(stmt
         .query_row([author as i64, number.min(i64::MAX as u64) as i64], numbered_post)
         .optional()?)
 }
 
-/// A post row with its number as the seventh column.
+/// The number of the author's post with the client-chosen `post_id`, if stored here.
+pub fn post_number(conn: &Connection, author: u64, post_id: u64) -> Result<Option<u64>> {
+    Ok(conn
+        .prepare_cached("SELECT number FROM posts WHERE author = ?1 AND post_id = ?2")?
+        .query_row([author as i64, post_id as i64], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|n| n as u64))
+}
+
+/// Whether the author deleted `author/number`.
+pub fn is_tombstoned(conn: &Connection, author: u64, number: u64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM post_tombstones WHERE author = ?1 AND number = ?2")?
+        .exists([author as i64, number.min(i64::MAX as u64) as i64])?)
+}
+
+/// A post row as [`NUMBERED_COLUMNS`] are selected (counts not filled in).
 fn numbered_post(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
+    let reply_number = r.get::<_, i64>(9)? as u64;
     Ok(Post {
         number: r.get::<_, i64>(6)? as u64,
+        reply_to: (reply_number > 0)
+            .then(|| -> rusqlite::Result<PostName> {
+                Ok(PostName {
+                    author: r.get::<_, i64>(7)? as u64,
+                    author_name: r.get(8)?,
+                    number: reply_number,
+                })
+            })
+            .transpose()?,
         ..post_row(r)?
     })
 }
 
+/// Fills in a post's like and reply counts, and whether `viewer` likes it.
+pub fn with_counts(conn: &Connection, mut post: Post, viewer: u64) -> Result<Post> {
+    post.likes = like_count(conn, post.author, post.number)?;
+    post.liked = like_state(conn, post.author, post.number, viewer)?.is_some_and(|(liked, _)| liked);
+    post.replies = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM posts WHERE reply_author = ?1 AND reply_number = ?2 AND reply_number > 0",
+        )?
+        .query_row([post.author as i64, post.number.min(i64::MAX as u64) as i64], |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
+    Ok(post)
+}
+
 /// Up to `limit` posts of `author` numbered below `before` (0: from the newest), newest
-/// first, each with its like count and whether `viewer` likes it.
+/// first, each with its counts.
 pub fn posts_of(conn: &Connection, author: u64, before: u64, limit: usize, viewer: u64) -> Result<Vec<Post>> {
     let before = if before == 0 { i64::MAX } else { bound(before) };
-    let mut stmt = conn.prepare_cached(
-        "SELECT author, post_id, text, ts_ms, seq, author_name, number FROM posts
-         WHERE author = ?1 AND number < ?2 ORDER BY number DESC LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {NUMBERED_COLUMNS} {NUMBERED_FROM} WHERE p.author = ?1 AND p.number < ?2
+         ORDER BY p.number DESC LIMIT ?3"
+    ))?;
     let posts = stmt
         .query_map(params![author as i64, before, limit as i64], numbered_post)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    posts
-        .into_iter()
-        .map(|mut post| {
-            post.likes = like_count(conn, post.author, post.number)?;
-            post.liked = like_state(conn, post.author, post.number, viewer)?.is_some_and(|(liked, _)| liked);
-            Ok(post)
-        })
+    posts.into_iter().map(|post| with_counts(conn, post, viewer)).collect()
+}
+
+/// Where a page of replies starts: after the reply with this (stamp, author, number), in
+/// the order replies were made (the same in every cluster).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplyCursor {
+    pub hlc: u64,
+    pub author: u64,
+    pub number: u64,
+}
+
+impl ReplyCursor {
+    /// The cursor as clients carry it: `<stamp>-<author>-<number>`.
+    pub fn token(&self) -> String {
+        format!("{}-{}-{}", self.hlc, self.author, self.number)
+    }
+
+    /// Reads a token (an empty one is the start).
+    pub fn parse(token: &str) -> Option<Self> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Some(Self::default());
+        }
+        let mut parts = token
+            .split('-')
+            .map(|p| p.parse::<u64>().ok().filter(|n| *n <= i64::MAX as u64));
+        let cursor = Self {
+            hlc: parts.next()??,
+            author: parts.next()??,
+            number: parts.next()??,
+        };
+        parts.next().is_none().then_some(cursor)
+    }
+}
+
+/// Up to `limit` direct replies to `author/number` after `after`, oldest first, each with
+/// its counts, and the cursor after the last one.
+pub fn replies_to(
+    conn: &Connection,
+    author: u64,
+    number: u64,
+    after: ReplyCursor,
+    limit: usize,
+    viewer: u64,
+) -> Result<Vec<(Post, ReplyCursor)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {NUMBERED_COLUMNS}, p.hlc {NUMBERED_FROM}
+         WHERE p.reply_author = ?1 AND p.reply_number = ?2 AND p.reply_number > 0
+           AND (p.hlc, p.author, p.number) > (?3, ?4, ?5) ORDER BY p.hlc, p.author, p.number LIMIT ?6"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![
+                author as i64,
+                number.min(i64::MAX as u64) as i64,
+                bound(after.hlc),
+                bound(after.author),
+                bound(after.number),
+                limit as i64
+            ],
+            |r| {
+                let post = numbered_post(r)?;
+                let cursor = ReplyCursor {
+                    hlc: r.get::<_, i64>(10)? as u64,
+                    author: post.author,
+                    number: post.number,
+                };
+                Ok((post, cursor))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(post, cursor)| Ok((with_counts(conn, post, viewer)?, cursor)))
         .collect()
 }
 
@@ -246,6 +363,8 @@ fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Post> {
         number: 0,
         likes: 0,
         liked: false,
+        reply_to: None,
+        replies: 0,
     })
 }
 
@@ -325,9 +444,13 @@ pub fn state_digest(conn: &Connection) -> Result<String> {
     let follows: Vec<(i64, i64, bool)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare("SELECT author, post_id, seq, number FROM posts ORDER BY author, post_id")?;
-    let posts: Vec<(i64, i64, i64, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+    let mut stmt = conn.prepare(
+        "SELECT author, post_id, seq, number, reply_author, reply_number FROM posts ORDER BY author, post_id",
+    )?;
+    let posts: Vec<(i64, i64, i64, i64, i64, i64)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut stmt = conn.prepare("SELECT user_id, phc FROM credentials ORDER BY user_id")?;
     let credentials: Vec<(i64, String)> = stmt
@@ -346,7 +469,11 @@ pub fn state_digest(conn: &Connection) -> Result<String> {
     let likes: Vec<(i64, i64, i64, bool, i64)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare("SELECT author, number FROM post_tombstones ORDER BY author, number")?;
+    let tombstones: Vec<(i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(format!(
-        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?} profiles={profiles:?} likes={likes:?}"
+        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?} profiles={profiles:?} likes={likes:?} tombstones={tombstones:?}"
     ))
 }

@@ -426,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_from_a_release_without_post_numbers_or_likes_installs_and_numbers_its_posts() {
+    fn a_snapshot_from_a_release_without_post_numbers_likes_or_replies_installs_and_numbers_its_posts() {
         let (master_dir, replica_dir, files) = (
             tempfile::tempdir().unwrap(),
             tempfile::tempdir().unwrap(),
@@ -446,7 +446,11 @@ mod tests {
         create(&read_only(master_dir.path()), &old).unwrap();
         Connection::open(&old)
             .unwrap()
-            .execute_batch("DROP INDEX posts_by_author_number; ALTER TABLE posts DROP COLUMN number; DROP TABLE likes;")
+            .execute_batch(
+                "DROP INDEX posts_by_author_number; DROP INDEX posts_by_parent;
+                 ALTER TABLE posts DROP COLUMN number; ALTER TABLE posts DROP COLUMN reply_author;
+                 ALTER TABLE posts DROP COLUMN reply_number; DROP TABLE likes; DROP TABLE post_tombstones;",
+            )
             .unwrap();
         drop(replica_store(replica_dir.path()));
         install(&replica_dir.path().join("tsd.db"), &old, INSTALL_STEP, |_| {}).unwrap();

@@ -1,0 +1,249 @@
+//! Replies, threads and deleting posts end to end, across clusters: users of clusters 1 and 2
+//! reply to a post of cluster 3 and page through its thread from every cluster; the author
+//! deletes the post, and it disappears from every cluster's thread, likes and timelines; a
+//! redelivered copy of the post on the bus and a replica that catches up afterwards bring
+//! nothing back (read from every replica's stored state); bad input is refused.
+
+mod common;
+
+use common::*;
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use prost::Message;
+use std::time::Duration;
+use tinysns_common::proto::internal::{BusEnvelope, Change, RemoteChange, change, log_entry};
+use tinysns_common::proto::social::{Status as Code, ThreadReply};
+use tinysns_stack::client::User;
+use tinysns_stack::topology::{Broker, Topology};
+use tinysns_synchronizer::bus::signature;
+use tinysns_tsc::session::Credentials;
+use tinysns_tsd::store;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn register(t: &Topology, name: &str) -> User {
+    let credentials = Credentials::Password {
+        username: name.into(),
+        password: PASSWORD.into(),
+        register: true,
+    };
+    User::connect(&t.coordinator_address(), credentials, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{name} registers: {e:?}"))
+}
+
+/// `post`'s thread as `viewer`'s cluster shows it, once it satisfies `ready`.
+async fn thread_when(viewer: &mut User, post: &str, ready: impl Fn(&ThreadReply) -> bool) -> ThreadReply {
+    let mut last = None;
+    for _ in 0..300 {
+        let reply = viewer.thread(post, "").await.expect("Thread answers");
+        if ready(&reply) {
+            return reply;
+        }
+        last = Some(reply);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the thread of {post} never became as expected; last: {last:?}");
+}
+
+/// The copy of `author/number`'s creation its home cluster published, as a synchronizer
+/// would carry it again after a redelivery.
+fn published_copy(t: &Topology, cluster: u32, author: u64, number: u64) -> RemoteChange {
+    let conn = store::open(&t.server_data_dir(cluster, 1)).expect("the store opens");
+    let entries = store::entries_after(&conn, 0, u64::MAX, 100_000).expect("the log reads");
+    let entry = entries
+        .into_iter()
+        .find(|e| {
+            matches!(&e.kind, Some(log_entry::Kind::Change(Change { kind: Some(change::Kind::Post(p)) }))
+                if p.author == author && p.number == number)
+        })
+        .expect("the post's entry is in its home cluster's log");
+    let Some(log_entry::Kind::Change(change)) = entry.kind else {
+        unreachable!()
+    };
+    RemoteChange {
+        origin_cluster: entry.origin_cluster,
+        origin_lsn: entry.origin_lsn,
+        timestamp_ms: entry.timestamp_ms,
+        change: Some(change),
+        hlc: entry.hlc,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_form_threads_and_a_deleted_post_never_comes_back() {
+    let mut t = start_with("threads", |o| {
+        o.synchronizers_per_cluster = 1;
+        o.broker = Broker::Private;
+    })
+    .await;
+    // "alice" lives in cluster 3 of 3, "bob" in cluster 1, "carol" in cluster 2.
+    let mut alice = register(&t, "alice").await;
+    let mut bob = register(&t, "bob").await;
+    let mut carol = register(&t, "carol").await;
+    assert_eq!(bob.follow("alice").await.unwrap(), Code::Success);
+
+    let mut timeline = alice.timeline(0).await.expect("alice's timeline");
+    assert_eq!(
+        timeline
+            .post("What is a raven like a writing desk?")
+            .await
+            .unwrap()
+            .status,
+        Code::Success as i32
+    );
+    // Bob and carol reply from their clusters once the post has reached them.
+    thread_when(&mut bob, "alice/1", |r| r.status == Code::Success as i32).await;
+    thread_when(&mut carol, "alice/1", |r| r.status == Code::Success as i32).await;
+    let first = bob.reply("alice/1", "No idea").await.expect("Publish answers");
+    assert_eq!(
+        (first.status, first.number),
+        (Code::Success as i32, 1),
+        "{}",
+        first.message
+    );
+    for i in 0..22 {
+        let reply = carol.reply("alice/1", &format!("guess {i}")).await.unwrap();
+        assert_eq!(reply.status, Code::Success as i32, "{}", reply.message);
+        assert_eq!(reply.number, i + 1, "carol's posts are numbered in order");
+    }
+    // A reply to a reply: a thread of its own.
+    assert_eq!(
+        alice.reply("bob/1", "Nor I").await.unwrap().status,
+        Code::Success as i32
+    );
+
+    // Every cluster shows the thread: 23 replies, 20 per page, oldest first.
+    for viewer in [&mut alice, &mut bob, &mut carol] {
+        let page = thread_when(viewer, "alice/1", |r| r.post.as_ref().is_some_and(|p| p.replies == 23)).await;
+        assert_eq!(page.replies.len(), 20);
+        assert_eq!(page.replies[0].text, "No idea");
+        assert_eq!(page.replies[0].replies, 1, "bob's reply has alice's reply under it");
+        assert!(!page.next_page_token.is_empty());
+        let rest = viewer.thread("alice/1", &page.next_page_token).await.unwrap();
+        let texts: Vec<&str> = rest.replies.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts, ["guess 19", "guess 20", "guess 21"]);
+        assert_eq!(rest.next_page_token, "");
+        let parent = rest.replies[0].reply_to.as_ref().expect("a reply names its post");
+        assert_eq!((parent.author_name.as_str(), parent.number), ("alice", 1));
+    }
+    let nested = thread_when(&mut carol, "bob/1", |r| r.replies.len() == 1).await;
+    assert_eq!(nested.replies[0].text, "Nor I");
+
+    // Bad input is refused and changes nothing.
+    for (post, expected) in [
+        ("alice/99", Code::FailureNotExists),
+        ("alice", Code::FailureInvalid),
+        ("nobody_here/1", Code::FailureNotExists),
+    ] {
+        let reply = bob.reply(post, "hello?").await.unwrap();
+        assert_eq!(reply.status, expected as i32, "{post}: {}", reply.message);
+    }
+    assert_eq!(
+        bob.reply("alice/1", "").await.unwrap().status,
+        Code::FailureInvalid as i32
+    );
+    let (status, message) = bob.delete_post("alice/1").await.unwrap();
+    assert_eq!(status, Code::FailureInvalid, "only the author deletes: {message}");
+    assert_eq!(bob.delete_post("bob/9").await.unwrap().0, Code::FailureNotExists);
+
+    // Cluster 1's slave is away while alice deletes her post (it catches up afterwards).
+    t.server(1, 2).stop(Duration::from_secs(10));
+    assert_eq!(bob.like("alice/1", true).await.unwrap().0, Code::Success);
+    let copy = published_copy(&t, 3, alice.id(), 1);
+    let (status, message) = alice.delete_post("alice/1").await.unwrap();
+    assert_eq!(status, Code::Success, "{message}");
+    assert_eq!(
+        alice.delete_post("alice/1").await.unwrap().0,
+        Code::Success,
+        "idempotent"
+    );
+    for viewer in [&mut alice, &mut bob, &mut carol] {
+        let gone = thread_when(viewer, "alice/1", |r| r.status == Code::FailureNotExists as i32).await;
+        assert!(gone.message.contains("deleted"), "{}", gone.message);
+    }
+    assert_eq!(bob.like("alice/1", true).await.unwrap().0, Code::FailureNotExists);
+    // The replies stay (they are their authors' posts), answering a post that is gone.
+    let orphan = thread_when(&mut alice, "carol/1", |r| r.status == Code::Success as i32).await;
+    assert!(orphan.post.unwrap().reply_to.is_some());
+
+    // The broker delivers the post again, as after a lost acknowledgement.
+    let conn = Connection::connect(&t.amqp_url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let payload = BusEnvelope {
+        version: 2,
+        change: None,
+        changes: vec![copy],
+    }
+    .encode_to_vec();
+    channel
+        .basic_publish(
+            format!("{}.changes-by-origin", t.namespace).as_str().into(),
+            "from.3".into(),
+            BasicPublishOptions::default(),
+            &payload,
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(signature(&payload, Some(&t.secret))),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    t.server(1, 2).start().expect("the slave restarts");
+    t.wait_ready(Duration::from_secs(60))
+        .await
+        .expect("the slave catches up");
+
+    // Nothing came back, in any replica's stored state; the replicas agree.
+    let digests = settled_digests(&t).await;
+    for c in 1..=3 {
+        let (a, b) = (&digests[&(c, 1)], &digests[&(c, 2)]);
+        assert!(a.is_ok() && a == b, "cluster {c}: {a:?} vs {b:?}");
+        for s in 1..=2 {
+            let conn = store::open(&t.server_data_dir(c, s)).unwrap();
+            assert_eq!(store::post_by_number(&conn, alice.id(), 1).unwrap(), None, "{c}/{s}");
+            assert!(store::is_tombstoned(&conn, alice.id(), 1).unwrap(), "{c}/{s}");
+            assert_eq!(store::like_count(&conn, alice.id(), 1).unwrap(), 0, "{c}/{s}");
+        }
+    }
+    // Bob's timeline no longer shows it.
+    let history = bob.timeline(0).await.unwrap().history.clone();
+    assert!(!history.is_empty(), "her reply to bob is still there");
+    assert!(
+        history.iter().all(|p| !(p.author == alice.id() && p.number == 1)),
+        "{history:?}"
+    );
+    let mine = alice.profile(None).await.unwrap().profile.unwrap();
+    assert_eq!(mine.posts, 1, "only her reply to bob is left");
+
+    // tsc: REPLY, THREAD and DELETE.
+    let mut tsc = tinysns_stack::tsc::Tsc::start_with(
+        &t.coordinator_address(),
+        &["-u", "bob"],
+        &[("TINYSNS_PASSWORD", PASSWORD)],
+    )
+    .expect("tsc starts");
+    tsc.send("REPLY carol/2 Curiouser and curiouser\n");
+    tsc.wait_for("Your reply is bob/2\n", 1, Duration::from_secs(20))
+        .expect("tsc replies");
+    tsc.send("THREAD carol/2\n");
+    tsc.wait_for(
+        "Replies:\n[bob/2] 0 likes, reply to carol/2\n",
+        1,
+        Duration::from_secs(20),
+    )
+    .expect("tsc shows the thread");
+    tsc.send("DELETE bob/2\n");
+    tsc.send("THREAD bob/2\n");
+    tsc.wait_for(
+        "Input username does not exists, command failed",
+        1,
+        Duration::from_secs(20),
+    )
+    .expect("the deleted reply is gone");
+    let (_, output) = tsc.finish(Duration::from_secs(10));
+    assert!(!output.contains("Invalid Command"), "{output}");
+}

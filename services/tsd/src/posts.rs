@@ -1,0 +1,208 @@
+//! Posts by name (`alice/17`): storing one (from a timeline stream or Publish, possibly a
+//! reply), a user's posts newest first with their counts, a post's thread of replies, and
+//! deleting one's own post (a tombstone in every cluster).
+
+use crate::command::{Command, Outcome};
+use crate::social::{Caller, Social, reply};
+use crate::store;
+use tinysns_common::features::Feature;
+use tinysns_common::limits::{page_size, parse_post_name, validate_post_text};
+use tinysns_common::proto::social::{
+    PostRef, PostsReply, PostsRequest, PublishReply, PublishRequest, Reply, Status as Code, ThreadReply, ThreadRequest,
+};
+use tonic::Status;
+
+pub(crate) type Refusal = (Code, String);
+
+impl Social {
+    /// The author and number a post name (`alice/17`) names, or why it names no post.
+    pub(crate) async fn resolve_post(&self, name: &str) -> Result<Result<(u64, u64), Refusal>, Status> {
+        let name = match parse_post_name(name) {
+            Ok(name) => name,
+            Err(e) => return Ok(Err((Code::FailureInvalid, e.to_string()))),
+        };
+        Ok(self
+            .resolve_target(&name.author)
+            .await?
+            .map(|author| (author, name.number)))
+    }
+
+    /// Stores the caller's post (once per `post_id`: a re-sent post succeeds again) and says
+    /// what became of it. Only a failing writer is an error.
+    pub(crate) async fn store_post(
+        &self,
+        caller: &Caller,
+        post_id: u64,
+        text: String,
+        reply_to: Option<(u64, u64)>,
+    ) -> Result<Refusal, Status> {
+        if let Err(problem) = validate_post_text(&text) {
+            return Ok((Code::FailureInvalid, problem.to_string()));
+        }
+        let command = Command::Post {
+            author: caller.user,
+            author_name: caller.username.clone(),
+            post_id,
+            text,
+            reply_to,
+        };
+        let command = match reply_to {
+            Some(_) => self.gated(Feature::RepliesAndDeletion, command),
+            None => command,
+        };
+        Ok(match self.submit(command).await? {
+            Outcome::Rejected(status, message) => (status, message),
+            outcome => {
+                // Unchanged: a retried post, stored and counted the first time.
+                if matches!(outcome, Outcome::Written(_)) {
+                    self.metrics.post_accepted();
+                }
+                (Code::Success, String::new())
+            }
+        })
+    }
+
+    /// A post (or a reply) without a timeline stream.
+    pub(crate) async fn publish(&self, caller: Caller, request: PublishRequest) -> Result<PublishReply, Status> {
+        let post_id = match request.post_id {
+            0 => rand::random::<u64>() >> 1,
+            id => id,
+        };
+        let reply_to = if request.reply_to.trim().is_empty() {
+            Ok(None)
+        } else {
+            self.resolve_post(&request.reply_to).await?.map(Some)
+        };
+        let (status, message) = match reply_to {
+            Ok(reply_to) => self.store_post(&caller, post_id, request.text, reply_to).await?,
+            // Through the writer, so that a deposed master cannot answer it.
+            Err((status, message)) => match self.submit(Command::Refuse { status, message }).await? {
+                Outcome::Rejected(status, message) => (status, message),
+                _ => (Code::FailureUnknown, String::new()),
+            },
+        };
+        let number = if status == Code::Success {
+            let author = caller.user;
+            self.read(move |c| store::post_number(c, author, post_id))
+                .await?
+                .unwrap_or_default()
+        } else {
+            0
+        };
+        Ok(PublishReply {
+            status: status as i32,
+            message,
+            number,
+        })
+    }
+
+    /// A user's posts (the caller's when `user` is empty), newest first, with their counts.
+    pub(crate) async fn posts_of(&self, caller: Caller, request: PostsRequest) -> Result<PostsReply, Status> {
+        let refused = |(status, message): Refusal| PostsReply {
+            status: status as i32,
+            message,
+            ..Default::default()
+        };
+        let author = if request.user.trim().is_empty() {
+            caller.user
+        } else {
+            match self.resolve_target(&request.user).await? {
+                Ok(user) => user,
+                Err(refusal) => return Ok(refused(refusal)),
+            }
+        };
+        let (limit, before, viewer) = (page_size(request.limit), request.before_number, caller.user);
+        let found = self
+            .read(move |c| {
+                if !store::user_exists(c, author)? {
+                    return Ok(None);
+                }
+                store::posts_of(c, author, before, limit + 1, viewer).map(Some)
+            })
+            .await?;
+        let Some(mut posts) = found else {
+            return Ok(refused((
+                Code::FailureNotExists,
+                format!("user {author} does not exist"),
+            )));
+        };
+        let more = posts.len() > limit;
+        posts.truncate(limit);
+        Ok(PostsReply {
+            status: Code::Success as i32,
+            message: String::new(),
+            next_before_number: if more { posts.last().map_or(0, |p| p.number) } else { 0 },
+            posts,
+        })
+    }
+
+    /// A post with a page of its direct replies, oldest first.
+    pub(crate) async fn thread(&self, caller: Caller, request: ThreadRequest) -> Result<ThreadReply, Status> {
+        let refused = |(status, message): Refusal| ThreadReply {
+            status: status as i32,
+            message,
+            ..Default::default()
+        };
+        let (author, number) = match self.resolve_post(&request.post).await? {
+            Ok(post) => post,
+            Err(refusal) => return Ok(refused(refusal)),
+        };
+        let Some(after) = store::ReplyCursor::parse(&request.page_token) else {
+            return Ok(refused((
+                Code::FailureInvalid,
+                "the page token is not one this server gave".into(),
+            )));
+        };
+        let (limit, viewer) = (page_size(request.limit), caller.user);
+        let found = self
+            .read(move |c| {
+                let Some(post) = store::post_by_number(c, author, number)? else {
+                    return Ok(Err(store::is_tombstoned(c, author, number)?));
+                };
+                let post = store::with_counts(c, post, viewer)?;
+                Ok(Ok((
+                    post,
+                    store::replies_to(c, author, number, after, limit + 1, viewer)?,
+                )))
+            })
+            .await?;
+        let name = request.post.trim();
+        let (post, mut replies) = match found {
+            Ok(found) => found,
+            Err(true) => return Ok(refused((Code::FailureNotExists, format!("{name} was deleted")))),
+            Err(false) => return Ok(refused((Code::FailureNotExists, format!("there is no post {name}")))),
+        };
+        let more = replies.len() > limit;
+        replies.truncate(limit);
+        let next_page_token = match replies.last() {
+            Some((_, cursor)) if more => cursor.token(),
+            _ => String::new(),
+        };
+        Ok(ThreadReply {
+            status: Code::Success as i32,
+            message: String::new(),
+            post: Some(post),
+            next_page_token,
+            replies: replies.into_iter().map(|(post, _)| post).collect(),
+        })
+    }
+
+    /// Deletes one of the caller's own posts (deleting it again succeeds).
+    pub(crate) async fn delete_own_post(&self, caller: Caller, request: PostRef) -> Result<Reply, Status> {
+        let command = match self.resolve_post(&request.post).await? {
+            Ok((author, number)) if author == caller.user => Command::DeletePost { author, number },
+            Ok(_) => Command::Refuse {
+                status: Code::FailureInvalid,
+                message: "you can delete only your own posts".into(),
+            },
+            // Through the writer, so that a deposed master cannot answer it.
+            Err((status, message)) => Command::Refuse { status, message },
+        };
+        Ok(
+            match self.submit(self.gated(Feature::RepliesAndDeletion, command)).await? {
+                Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
+                Outcome::Rejected(status, message) => reply(status, message),
+            },
+        )
+    }
+}
