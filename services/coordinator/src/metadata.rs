@@ -35,11 +35,17 @@ pub struct GroupMeta {
     pub waiting_for: BTreeSet<Replica>,
 }
 
-/// The durable state of every group.
+/// The durable state of every group, and the system's feature level.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
     pub servers: BTreeMap<u32, GroupMeta>,
     pub synchronizers: BTreeMap<u32, GroupMeta>,
+    /// The lowest feature level among live members, as last established with every member
+    /// heard from (`tinysns_common::features`). A coordinator that has just started leading
+    /// answers no higher than this until it has heard from everyone itself. None: never
+    /// established (a new system, or coordinators from before feature levels).
+    #[serde(default)]
+    pub feature_level: Option<u32>,
 }
 
 impl Metadata {
@@ -54,18 +60,28 @@ impl Metadata {
         Metadata {
             servers: diff(&self.servers, &before.servers),
             synchronizers: diff(&self.synchronizers, &before.synchronizers),
+            feature_level: self
+                .feature_level
+                .filter(|_| self.feature_level != before.feature_level),
         }
     }
 
-    /// Takes every group `part` names.
+    /// Takes every group `part` names, and its feature level if it has one.
     pub fn merge(&mut self, part: Metadata) {
-        let Metadata { servers, synchronizers } = part;
+        let Metadata {
+            servers,
+            synchronizers,
+            feature_level,
+        } = part;
         self.servers.extend(servers);
         self.synchronizers.extend(synchronizers);
+        if feature_level.is_some() {
+            self.feature_level = feature_level;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.servers.is_empty() && self.synchronizers.is_empty()
+        self.servers.is_empty() && self.synchronizers.is_empty() && self.feature_level.is_none()
     }
 }
 
@@ -98,9 +114,11 @@ mod tests {
         let mut after = before.clone();
         after.servers.get_mut(&2).unwrap().term = 8;
         after.synchronizers.insert(3, group(1));
+        after.feature_level = Some(4);
         let part = after.changed_since(&before);
         assert_eq!(part.servers.keys().collect::<Vec<_>>(), [&2]);
         assert_eq!(part.synchronizers.keys().collect::<Vec<_>>(), [&3]);
+        assert_eq!(part.feature_level, Some(4));
         assert!(after.changed_since(&after).is_empty());
         let mut merged = before;
         merged.merge(part);
@@ -111,7 +129,11 @@ mod tests {
     fn metadata_round_trips_through_json() {
         let mut meta = Metadata::default();
         meta.servers.insert(2, group(7));
+        meta.feature_level = Some(3);
         let text = serde_json::to_string(&meta).unwrap();
         assert_eq!(serde_json::from_str::<Metadata>(&text).unwrap(), meta);
+        // Stored by a coordinator from before feature levels.
+        let old: Metadata = serde_json::from_str(r#"{"servers":{},"synchronizers":{}}"#).unwrap();
+        assert_eq!(old.feature_level, None);
     }
 }

@@ -435,20 +435,37 @@ impl Registry {
             }
         }
         self.expire_handovers(now);
+        self.establish_feature_level(now);
     }
 
-    /// The lowest feature level among the live members of every cluster, or 0 while this
-    /// registry is too new to have heard from every live member (a member it has not heard
-    /// from may run an older release).
+    /// The lowest feature level among the live members of every cluster. While this registry
+    /// is too new to have heard from every live member (one not heard yet may run an older
+    /// release), no higher than the level last established ([`Metadata::feature_level`]).
     pub fn system_feature_level(&self, now: Instant) -> u32 {
-        if now.duration_since(self.started) < self.failure_timeout {
-            return 0;
-        }
-        tinysns_common::features::system_level(
+        let heard = tinysns_common::features::system_level(
             self.alive
                 .values()
                 .flat_map(|members| members.values().map(|alive| alive.feature_level)),
-        )
+        );
+        if now.duration_since(self.started) < self.failure_timeout {
+            self.meta
+                .feature_level
+                .map_or(heard, |established| established.min(heard))
+        } else {
+            heard
+        }
+    }
+
+    /// Stores the system's feature level once every live member has been heard from.
+    fn establish_feature_level(&mut self, now: Instant) {
+        if now.duration_since(self.started) <= self.failure_timeout {
+            return;
+        }
+        let level = Some(self.system_feature_level(now));
+        if self.meta.feature_level != level {
+            self.meta.feature_level = level;
+            self.changed = true;
+        }
     }
 
     /// The master server of the user's cluster.
@@ -805,33 +822,45 @@ mod tests {
     }
 
     #[test]
-    fn the_system_feature_level_is_the_oldest_live_members_once_every_member_could_be_heard() {
+    fn the_system_feature_level_is_the_oldest_live_members_and_a_new_leader_never_answers_above_the_established_one() {
         let t0 = Instant::now();
         let mut r = Registry::new(2, TIMEOUT, t0);
         let at = |m: Member, level: u32| Member {
             feature_level: level,
             ..m
         };
+        // A new system: nothing established, what is heard counts at once.
         beat(&mut r, &at(server(1, 1), 3), t0);
         beat(&mut r, &at(server(2, 2), 3), t0);
-        // Within the first failure timeout an older member may not have been heard yet.
-        assert_eq!(r.system_feature_level(t0), 0);
-        let t1 = t0 + TIMEOUT + Duration::from_millis(10);
-        beat(&mut r, &at(server(1, 1), 3), t1);
-        beat(&mut r, &at(server(2, 2), 3), t1);
-        assert_eq!(r.system_feature_level(t1), 3);
-        // An old synchronizer joins (a release from before feature levels reports 0).
+        assert_eq!(r.system_feature_level(t0), 3);
+        // An old synchronizer joins (a release from before feature levels reports 0), then
+        // is upgraded in place to level 2.
         let old_sync = at(synchronizer(7), 0);
-        beat(&mut r, &old_sync, t1);
-        assert_eq!(r.system_feature_level(t1), 0);
-        // It is upgraded to level 2 in place, then dies: the level follows the live members.
-        beat(&mut r, &at(old_sync.clone(), 2), t1);
-        assert_eq!(r.system_feature_level(t1), 2);
-        let t2 = t1 + Duration::from_millis(600);
-        beat(&mut r, &at(server(1, 1), 3), t2);
-        beat(&mut r, &at(server(2, 2), 3), t2);
-        r.expire(t1 + TIMEOUT + Duration::from_millis(100));
-        assert_eq!(r.system_feature_level(t1 + TIMEOUT + Duration::from_millis(100)), 3);
+        beat(&mut r, &old_sync, t0);
+        assert_eq!(r.system_feature_level(t0), 0);
+        beat(&mut r, &at(old_sync.clone(), 2), t0);
+        assert_eq!(r.system_feature_level(t0), 2);
+        // Past the first failure timeout the level is established (stored).
+        let t1 = t0 + TIMEOUT + Duration::from_millis(10);
+        for m in [at(server(1, 1), 3), at(server(2, 2), 3), at(old_sync.clone(), 2)] {
+            beat(&mut r, &m, t1);
+        }
+        r.expire(t1);
+        assert_eq!(r.metadata().feature_level, Some(2));
+        assert!(r.take_changed().is_some(), "the level is stored");
+        // A coordinator taking over has heard only the servers so far: it answers no higher
+        // than the established level until everyone could have been heard.
+        let t2 = t1 + Duration::from_secs(60);
+        let mut next = Registry::restore(2, TIMEOUT, t2, r.metadata().clone());
+        beat(&mut next, &at(server(1, 1), 3), t2);
+        assert_eq!(next.system_feature_level(t2), 2);
+        // The old synchronizer is gone for good: once everyone could be heard, the level rises.
+        let t3 = t2 + TIMEOUT + Duration::from_millis(10);
+        beat(&mut next, &at(server(1, 1), 3), t3);
+        beat(&mut next, &at(server(2, 2), 3), t3);
+        next.expire(t3);
+        assert_eq!(next.system_feature_level(t3), 3);
+        assert_eq!(next.metadata().feature_level, Some(3));
     }
 
     #[test]
