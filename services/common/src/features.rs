@@ -13,7 +13,7 @@
 //! newer kinds were written is not supported (its log would lose their content).
 
 /// The level of this release.
-pub const FEATURE_LEVEL: u32 = 4;
+pub const FEATURE_LEVEL: u32 = 5;
 
 /// A capability that writes a kind of change older releases cannot carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,9 @@ pub enum Feature {
     Likes,
     /// Replies (`PostCreated` answering a post) and deleting posts (`PostDeleted`).
     RepliesAndDeletion,
+    /// Direct messages, what a user has read (`DirectMessage`, `ConversationRead`) and
+    /// blocks (`BlockSet`).
+    DirectMessages,
 }
 
 impl Feature {
@@ -33,6 +36,7 @@ impl Feature {
             Feature::Profiles => 2,
             Feature::Likes => 3,
             Feature::RepliesAndDeletion => 4,
+            Feature::DirectMessages => 5,
         }
     }
 
@@ -41,6 +45,7 @@ impl Feature {
             Feature::Profiles => "profiles",
             Feature::Likes => "likes",
             Feature::RepliesAndDeletion => "replies and deleting posts",
+            Feature::DirectMessages => "direct messages and blocks",
         }
     }
 

@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{
-    LikesReply, NewPost, Post, PostAck, PostsReply, PostsRequest, ProfileReply, PublishReply, SetProfileRequest,
-    Status as Code, ThreadReply, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event, timeline_request,
+    ConversationReply, InboxReply, LikesReply, NewPost, Post, PostAck, PostsReply, PostsRequest, ProfileReply,
+    PublishReply, SetProfileRequest, Status as Code, ThreadReply, TimelineEvent, TimelineOpen, TimelineRequest,
+    timeline_event, timeline_request,
 };
 use tinysns_tsc::session::{ConnectError, Connection, Credentials, Listing, Session};
 use tokio::sync::mpsc;
@@ -109,6 +110,25 @@ impl User {
     /// Deletes one of the user's posts: (status, server's detail).
     pub async fn delete_post(&mut self, post: &str) -> Result<(Code, String), tonic::Status> {
         self.session.delete_post(post).await
+    }
+
+    /// A direct message to `to`: (status, server's detail).
+    pub async fn send_message(&mut self, to: &str, text: &str) -> Result<(Code, String), tonic::Status> {
+        self.session.send_message(to, text).await
+    }
+
+    pub async fn inbox(&mut self) -> Result<InboxReply, tonic::Status> {
+        self.session.inbox().await
+    }
+
+    /// The newest messages with `with`, newest first (marking them read if `mark_read`).
+    pub async fn conversation(&mut self, with: &str, mark_read: bool) -> Result<ConversationReply, tonic::Status> {
+        self.session.conversation(with, mark_read).await
+    }
+
+    /// Blocks (`on`) or stops blocking `user`.
+    pub async fn block(&mut self, user: &str, on: bool) -> Result<(Code, String), tonic::Status> {
+        self.session.block(user, on).await
     }
 
     /// Who likes `post`, and how many.

@@ -1,7 +1,7 @@
 //! Parsing a command line the way the classic client does: the command word is
 //! case-insensitive, and of the classic commands only FOLLOW and UNFOLLOW take an argument.
-//! Newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, REPLY, THREAD, DELETE, HELP) parse
-//! their own arguments.
+//! Newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, REPLY, THREAD, DELETE, DM, INBOX,
+//! READ, BLOCK, UNBLOCK, HELP) parse their own arguments.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -28,6 +28,14 @@ pub enum Command {
     Thread(String, String),
     /// Delete one of your posts.
     Delete(String),
+    /// A direct message to a user.
+    Message(String, String),
+    /// Your conversations with their unread counts.
+    Inbox,
+    /// Your conversation with a user (marks it read).
+    Read(String),
+    Block(String),
+    Unblock(String),
     /// The full list of commands.
     Help,
 }
@@ -76,6 +84,16 @@ pub fn parse(line: &str) -> Parsed {
                 "DELETE" => post_command(argument, Command::Delete),
                 "REPLY" => reply(argument),
                 "THREAD" => thread(argument),
+                "DM" => match argument.split_once(' ') {
+                    Some((to, text)) if !text.trim().is_empty() => {
+                        Parsed::Run(Command::Message(to.to_string(), text.trim().to_string()))
+                    }
+                    _ => Parsed::Complain(DM_NEEDS_TEXT),
+                },
+                "READ" => Parsed::Run(Command::Read(argument.to_string())),
+                "BLOCK" => Parsed::Run(Command::Block(argument.to_string())),
+                "UNBLOCK" => Parsed::Run(Command::Unblock(argument.to_string())),
+                "INBOX" => Parsed::Complain(INBOX_TAKES_NO_ARGUMENTS),
                 "HELP" => Parsed::Complain(TAKES_NO_ARGUMENTS),
                 _ => Parsed::Complain(INVALID_COMMAND),
             }
@@ -86,6 +104,7 @@ pub fn parse(line: &str) -> Parsed {
             "PASSWORD" => Parsed::Run(Command::Password),
             "PROFILE" => Parsed::Run(Command::Profile(None)),
             "POSTS" => Parsed::Run(Command::Posts(None)),
+            "INBOX" => Parsed::Run(Command::Inbox),
             "HELP" => Parsed::Run(Command::Help),
             _ => Parsed::Complain(INVALID_COMMAND),
         },
@@ -137,6 +156,8 @@ fn thread(argument: &str) -> Parsed {
     post_command(post, |post| Command::Thread(post, page.to_string()))
 }
 
+pub const DM_NEEDS_TEXT: &str = "Invalid Input -- DM <username> <text>";
+pub const INBOX_TAKES_NO_ARGUMENTS: &str = "Invalid Input -- INBOX takes no arguments";
 pub const REPLY_NEEDS_TEXT: &str = "Invalid Input -- REPLY <post> <text>";
 pub const THREAD_USAGE: &str = "Invalid Input -- THREAD <post> [<page>]";
 
@@ -203,6 +224,20 @@ mod tests {
         assert_eq!(parse("THREAD bob/2 x y"), Parsed::Complain(THREAD_USAGE));
         assert_eq!(parse("DELETE bob/2"), Parsed::Run(Command::Delete("bob/2".into())));
         assert_eq!(parse("DELETE bob"), Parsed::Complain(BAD_POST_NAME));
+    }
+
+    #[test]
+    fn message_commands() {
+        assert_eq!(
+            parse("dm alice  see you at tea "),
+            Parsed::Run(Command::Message("alice".into(), "see you at tea".into()))
+        );
+        assert_eq!(parse("DM alice"), Parsed::Complain(DM_NEEDS_TEXT));
+        assert_eq!(parse("inbox"), Parsed::Run(Command::Inbox));
+        assert_eq!(parse("INBOX 2"), Parsed::Complain(INBOX_TAKES_NO_ARGUMENTS));
+        assert_eq!(parse("Read alice"), Parsed::Run(Command::Read("alice".into())));
+        assert_eq!(parse("BLOCK bob"), Parsed::Run(Command::Block("bob".into())));
+        assert_eq!(parse("unblock bob"), Parsed::Run(Command::Unblock("bob".into())));
         assert_eq!(parse("POSTS alice"), Parsed::Run(Command::Posts(Some("alice".into()))));
     }
 

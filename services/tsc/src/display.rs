@@ -2,12 +2,12 @@
 
 use crate::session::Listing;
 use chrono::{Local, TimeZone};
-use tinysns_common::proto::social::{Post, Profile, Status, UserRef};
+use tinysns_common::proto::social::{Conversation, DirectMessageView, Post, Profile, Status, UserRef};
 
 pub const BANNER: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n=====================================\n";
 pub const PROMPT: &str = "Cmd> ";
 /// HELP: the classic commands, then the newer ones, in the banner's style.
-pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n POSTS [<username>]\n LIKE <post>\n UNLIKE <post>\n LIKES <post>\n REPLY <post> <text>\n THREAD <post> [<page>]\n DELETE <post>\n HELP\n (a <post> is named <author>/<number>, as POSTS shows)\n=====================================\n";
+pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n POSTS [<username>]\n LIKE <post>\n UNLIKE <post>\n LIKES <post>\n REPLY <post> <text>\n THREAD <post> [<page>]\n DELETE <post>\n DM <username> <text>\n INBOX\n READ <username>\n BLOCK <username>\n UNBLOCK <username>\n HELP\n (a <post> is named <author>/<number>, as POSTS shows)\n=====================================\n";
 pub const IN_TIMELINE: &str = "Now you are in the timeline";
 
 /// The classic message for a reply status.
@@ -160,6 +160,41 @@ pub fn likes_lines(count: u64, liked: bool, likers: &[UserRef]) -> String {
     format!("{}{liked}\nLiked by: {}\n", plural(count, "like"), joined(likers))
 }
 
+/// What INBOX prints after its status line: the unread total, then each conversation, most
+/// recent first.
+pub fn inbox_lines(conversations: &[Conversation], unread_total: u64) -> String {
+    let mut out = format!("Unread: {unread_total}\n");
+    if conversations.is_empty() {
+        out.push_str("No conversations\n");
+    }
+    for c in conversations {
+        let peer = c.peer.as_ref().map(shown).unwrap_or_default();
+        let unread = if c.unread > 0 {
+            format!(", {} unread", c.unread)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("{peer} (last {}){unread}\n", ctime(c.last_ms)));
+    }
+    out
+}
+
+/// What READ prints after its status line: the messages oldest first, each as a timeline
+/// line of its sender.
+pub fn conversation_lines(messages: &[DirectMessageView]) -> String {
+    if messages.is_empty() {
+        return "No messages\n".to_string();
+    }
+    messages
+        .iter()
+        .rev()
+        .map(|m| {
+            let sender = m.sender.as_ref().map(shown).unwrap_or_default();
+            format!("{sender} ({}) >> {}\n", ctime(m.timestamp_ms), m.text)
+        })
+        .collect()
+}
+
 /// The two lines LIST prints after its status line.
 pub fn list_lines(listing: &Listing) -> String {
     format!(
@@ -239,6 +274,37 @@ mod tests {
         assert_eq!(lines[5], "More replies: THREAD alice/1 17-3-4");
         assert!(thread_lines(&post(1, 0, false), &[], None).ends_with("No replies\n"));
         assert_eq!(likes_lines(2, false, &ids(&[4, 9])), "2 likes\nLiked by: 4, 9, \n");
+    }
+
+    #[test]
+    fn inbox_and_conversations() {
+        let alice = UserRef {
+            id: 3,
+            username: "alice".into(),
+        };
+        let conversations = [Conversation {
+            peer: Some(alice.clone()),
+            last_ms: 0,
+            last_stamp: 9,
+            unread: 2,
+        }];
+        let text = inbox_lines(&conversations, 2);
+        assert!(text.starts_with("Unread: 2\nalice (last "), "{text}");
+        assert!(text.ends_with("), 2 unread\n"), "{text}");
+        assert_eq!(inbox_lines(&[], 0), "Unread: 0\nNo conversations\n");
+        let message = |text: &str| DirectMessageView {
+            sender: Some(alice.clone()),
+            recipient: None,
+            text: text.into(),
+            timestamp_ms: 0,
+            stamp: 1,
+            message_id: 1,
+        };
+        let lines = conversation_lines(&[message("second"), message("first")]);
+        let lines: Vec<&str> = lines.lines().collect();
+        assert!(lines[0].starts_with("alice (") && lines[0].ends_with(">> first"));
+        assert!(lines[1].ends_with(">> second"));
+        assert_eq!(conversation_lines(&[]), "No messages\n");
     }
 
     #[test]

@@ -13,9 +13,10 @@ use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{
-    ChangePasswordRequest, Empty, FollowRequest, LikesReply, LikesRequest, ListRequest, LoginReply, LoginRequest,
-    PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest, RegisterRequest,
-    Reply, SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, UserRef,
+    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, Empty, FollowRequest, InboxReply,
+    InboxRequest, LikesReply, LikesRequest, ListRequest, LoginReply, LoginRequest, PostRef, PostsReply, PostsRequest,
+    ProfileReply, ProfileRequest, PublishReply, PublishRequest, RegisterRequest, Reply, SendMessageRequest,
+    SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, UserRef,
 };
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
@@ -396,6 +397,61 @@ impl Session {
             .call(|mut c| {
                 let request = request.clone();
                 async move { c.delete_post(request).await }
+            })
+            .await?;
+        Ok(outcome(reply))
+    }
+
+    /// A direct message to `to`; a retry re-sends the same message id, so it is stored once.
+    pub async fn send_message(&mut self, to: &str, text: &str) -> Result<(Code, String), tonic::Status> {
+        let request = SendMessageRequest {
+            to: to.to_string(),
+            message_id: rand::random::<u64>() >> 1,
+            text: text.to_string(),
+        };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.send_message(request).await }
+            })
+            .await?;
+        Ok(outcome(reply))
+    }
+
+    /// The newest conversations with their unread counts.
+    pub async fn inbox(&mut self) -> Result<InboxReply, tonic::Status> {
+        self.call(|mut c| async move { c.inbox(InboxRequest::default()).await })
+            .await
+    }
+
+    /// The newest messages with `with` (newest first), marking them read if `mark_read`.
+    pub async fn conversation(&mut self, with: &str, mark_read: bool) -> Result<ConversationReply, tonic::Status> {
+        let request = ConversationRequest {
+            with: with.to_string(),
+            before_stamp: 0,
+            limit: 0,
+            mark_read,
+        };
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.read_conversation(request).await }
+        })
+        .await
+    }
+
+    /// Blocks (`on`) or stops blocking `user`.
+    pub async fn block(&mut self, user: &str, on: bool) -> Result<(Code, String), tonic::Status> {
+        let request = BlockRequest { user: user.to_string() };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move {
+                    if on {
+                        c.block(request).await
+                    } else {
+                        c.unblock(request).await
+                    }
+                }
             })
             .await?;
         Ok(outcome(reply))

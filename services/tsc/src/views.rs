@@ -1,5 +1,5 @@
-//! The newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, REPLY, THREAD, DELETE): what each
-//! asks the server and
+//! The newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, REPLY, THREAD, DELETE, DM, INBOX,
+//! READ, BLOCK, UNBLOCK): what each asks the server and
 //! the text it prints. The classic commands stay in `main`, printed by `display` byte for byte.
 //! A refusal prints the classic status line, and the server's detail on stderr.
 
@@ -20,6 +20,11 @@ pub async fn run(session: &mut Session, command: &Command) -> Option<Result<Stri
         Command::Reply(post, text) => reply(session, post, text).await,
         Command::Thread(post, page) => thread(session, post, page).await,
         Command::Delete(post) => status(session.delete_post(post).await),
+        Command::Message(to, text) => status(session.send_message(to, text).await),
+        Command::Inbox => inbox(session).await,
+        Command::Read(with) => conversation(session, with).await,
+        Command::Block(user) => status(session.block(user, true).await),
+        Command::Unblock(user) => status(session.block(user, false).await),
         Command::Follow(_)
         | Command::UnFollow(_)
         | Command::List
@@ -112,6 +117,22 @@ async fn thread(session: &mut Session, post: &str, page: &str) -> Result<String,
             success(display::thread_lines(&root, &reply.replies, next))
         }
         (Ok(Code::Success), None) => refused(Code::FailureUnknown as i32, "the server sent no post"),
+        _ => refused(reply.status, &reply.message),
+    })
+}
+
+async fn inbox(session: &mut Session) -> Result<String, tonic::Status> {
+    let reply = session.inbox().await?;
+    Ok(match Code::try_from(reply.status) {
+        Ok(Code::Success) => success(display::inbox_lines(&reply.conversations, reply.unread_total)),
+        _ => refused(reply.status, &reply.message),
+    })
+}
+
+async fn conversation(session: &mut Session, with: &str) -> Result<String, tonic::Status> {
+    let reply = session.conversation(with, true).await?;
+    Ok(match Code::try_from(reply.status) {
+        Ok(Code::Success) => success(display::conversation_lines(&reply.messages)),
         _ => refused(reply.status, &reply.message),
     })
 }

@@ -5,7 +5,7 @@ use crate::command::{Command, Outcome};
 use crate::feed::Feed;
 use crate::metrics::Metrics;
 use crate::reader::Reader;
-use crate::remote::check_remote;
+use crate::remote::{check_remote, stored_here};
 use crate::store;
 use crate::writer::{WriteError, Writer};
 use tinysns_common::grpc::not_master;
@@ -19,10 +19,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-/// What other clusters learn of one of our entries: social changes as they are, a new
-/// account as a user with its name (never its password hash), sessions nothing.
+/// What other clusters learn of one of our entries: social changes as they are (but what
+/// a user has read stays home), a new account as a user with its name (never its password
+/// hash), sessions nothing.
 pub fn published_change(entry: &LogEntry) -> Option<Change> {
     match entry.kind.as_ref()? {
+        log_entry::Kind::Change(Change {
+            kind: Some(change::Kind::ConversationRead(_)),
+        }) => None,
         log_entry::Kind::Change(change) => Some(change.clone()),
         log_entry::Kind::Account(AccountChange {
             kind: Some(account_change::Kind::Registered(r)),
@@ -157,6 +161,8 @@ impl ChangeFeed for ChangeFeedService {
         let mut valid = Vec::with_capacity(changes.len());
         for (index, change) in changes.into_iter().enumerate() {
             match check_remote(&change, self.cluster, clusters, now) {
+                // A direct message between users of other clusters: not ours to keep.
+                Ok(()) if !stored_here(&change, self.cluster, clusters) => {}
                 Ok(()) => valid.push((index, change)),
                 Err(why) => {
                     tracing::warn!(index, %why, "remote change refused");

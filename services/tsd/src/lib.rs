@@ -24,6 +24,7 @@ pub mod identity;
 pub mod likes;
 pub mod log_matching;
 pub mod login;
+pub mod messages;
 pub mod metrics;
 pub mod posts;
 pub mod presence;

@@ -36,6 +36,10 @@ pub enum WriteKind {
     Like,
     Unlike,
     DeletePost,
+    Message,
+    Read,
+    Block,
+    Unblock,
     /// A change made in another cluster, applied here (any social kind).
     Remote,
     Register,
@@ -47,7 +51,7 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
-    pub const ALL: [WriteKind; 14] = [
+    pub const ALL: [WriteKind; 18] = [
         WriteKind::User,
         WriteKind::Follow,
         WriteKind::Unfollow,
@@ -56,6 +60,10 @@ impl WriteKind {
         WriteKind::Like,
         WriteKind::Unlike,
         WriteKind::DeletePost,
+        WriteKind::Message,
+        WriteKind::Read,
+        WriteKind::Block,
+        WriteKind::Unblock,
         WriteKind::Remote,
         WriteKind::Register,
         WriteKind::Password,
@@ -74,6 +82,10 @@ impl WriteKind {
             WriteKind::Like => "like",
             WriteKind::Unlike => "unlike",
             WriteKind::DeletePost => "delete_post",
+            WriteKind::Message => "message",
+            WriteKind::Read => "read",
+            WriteKind::Block => "block",
+            WriteKind::Unblock => "unblock",
             WriteKind::Remote => "remote",
             WriteKind::Register => "register",
             WriteKind::Password => "password",
@@ -98,6 +110,10 @@ impl WriteKind {
                 change::Kind::Like(l) if l.liked => WriteKind::Like,
                 change::Kind::Like(_) => WriteKind::Unlike,
                 change::Kind::PostDeleted(_) => WriteKind::DeletePost,
+                change::Kind::DirectMessage(_) => WriteKind::Message,
+                change::Kind::ConversationRead(_) => WriteKind::Read,
+                change::Kind::Block(b) if b.blocking => WriteKind::Block,
+                change::Kind::Block(_) => WriteKind::Unblock,
             },
             log_entry::Kind::SyncCursor(_) => WriteKind::SyncCursor,
             log_entry::Kind::Account(AccountChange { kind }) => match kind.as_ref()? {

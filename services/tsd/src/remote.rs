@@ -102,6 +102,25 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
             p.user_id,
             validate_profile(&p.display_name, &p.bio).map_err(|e| e.to_string()),
         ),
+        change::Kind::DirectMessage(m) => (
+            m.sender,
+            validate_post_text(&m.text)
+                .map_err(|e| e.to_string())
+                .and_then(|()| match m.recipient {
+                    0 => Err("recipient 0 is not a user".to_string()),
+                    r if r == m.sender => Err("a user cannot message themselves".to_string()),
+                    _ => Ok(()),
+                }),
+        ),
+        change::Kind::ConversationRead(r) => (r.reader, Err("what a user has read is never published".to_string())),
+        change::Kind::Block(b) => (
+            b.blocker,
+            match b.blocked {
+                0 => Err("blocked 0 is not a user".to_string()),
+                x if x == b.blocker => Err("a user cannot block themselves".to_string()),
+                _ => Ok(()),
+            },
+        ),
         change::Kind::Like(l) => (
             l.liker,
             if l.post_author == 0 || l.post_number == 0 || l.post_number > MAX_LSN {
@@ -121,6 +140,17 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
         });
     }
     Ok(())
+}
+
+/// Whether cluster `here` keeps `change`: a direct message only in the sender's and the
+/// recipient's home clusters; everything else everywhere.
+pub fn stored_here(change: &RemoteChange, here: u32, clusters: u32) -> bool {
+    match change.change.as_ref().and_then(|c| c.kind.as_ref()) {
+        Some(change::Kind::DirectMessage(m)) => [m.sender, m.recipient]
+            .iter()
+            .any(|user| cluster_of_user(*user, clusters).is_ok_and(|home| home == here)),
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -276,6 +306,55 @@ mod tests {
                 "{author}/{number}"
             );
         }
+    }
+
+    #[test]
+    fn a_direct_message_comes_from_its_senders_home_and_stays_with_its_two_users() {
+        let dm = |sender, recipient, text: &str| {
+            change::Kind::DirectMessage(tinysns_common::proto::internal::DirectMessage {
+                sender,
+                recipient,
+                message_id: 1,
+                text: text.into(),
+            })
+        };
+        // Sender 2 lives in cluster 2, recipient 3 in cluster 3.
+        let message = remote(2, dm(2, 3, "hi"));
+        assert_eq!(check_remote(&message, 3, 3, NOW), Ok(()));
+        assert!(stored_here(&message, 3, 3));
+        assert!(!stored_here(&message, 1, 3), "cluster 1 holds neither user");
+        assert!(matches!(
+            check_remote(&remote(2, dm(1, 3, "forged")), 3, 3, NOW),
+            Err(RemoteError::NotHome { .. })
+        ));
+        for bad in [dm(2, 2, "me"), dm(2, 0, "nobody"), dm(2, 3, ""), dm(2, 3, "bell\u{7}")] {
+            assert!(matches!(
+                check_remote(&remote(2, bad), 3, 3, NOW),
+                Err(RemoteError::Content(_))
+            ));
+        }
+        let read = change::Kind::ConversationRead(tinysns_common::proto::internal::ConversationRead {
+            reader: 2,
+            peer: 3,
+            up_to_hlc: 5,
+        });
+        assert!(matches!(
+            check_remote(&remote(2, read), 3, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+        let block = |blocker, blocked| {
+            change::Kind::Block(tinysns_common::proto::internal::BlockSet {
+                blocker,
+                blocked,
+                blocking: true,
+            })
+        };
+        assert_eq!(check_remote(&remote(2, block(2, 3)), 1, 3, NOW), Ok(()));
+        assert!(matches!(
+            check_remote(&remote(2, block(2, 2)), 1, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
+        assert!(stored_here(&remote(2, block(2, 3)), 1, 3));
     }
 
     #[test]

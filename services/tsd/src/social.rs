@@ -1,7 +1,7 @@
 //! The client API: every call but Register and Login is made by the user its session token
 //! names, never by a user a request field names. Account calls live in `login`, the
 //! timeline stream in `timeline`, profiles in `profiles`, posts by name (replies, threads, deletion) in `posts`,
-//! likes in `likes`; this module authenticates and
+//! likes in `likes`, direct messages and blocks in `messages`; this module authenticates and
 //! serves LIST and FOLLOW.
 
 use crate::accounts::{FailedLogins, Hasher, token_hash};
@@ -22,9 +22,10 @@ use tinysns_common::limits::{canonical_username, parse_user_id};
 use tinysns_common::membership::{RoleHandle, RoleView};
 use tinysns_common::proto::social::social_service_server::{SocialService, SocialServiceServer};
 use tinysns_common::proto::social::{
-    ChangePasswordRequest, Empty, FollowRequest, LikesReply, LikesRequest, ListReply, ListRequest, LoginReply,
-    LoginRequest, PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest,
-    RegisterRequest, Reply, SessionEvent, SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, TimelineEvent,
+    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, Empty, FollowRequest, InboxReply,
+    InboxRequest, LikesReply, LikesRequest, ListReply, ListRequest, LoginReply, LoginRequest, PostRef, PostsReply,
+    PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest, RegisterRequest, Reply,
+    SendMessageRequest, SessionEvent, SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, TimelineEvent,
     TimelineRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
@@ -337,6 +338,44 @@ impl SocialService for Social {
     async fn delete_post(&self, request: Request<PostRef>) -> Result<Response<Reply>, Status> {
         let caller = self.authenticate(request.metadata()).await?;
         self.delete_own_post(caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn send_message(&self, request: Request<SendMessageRequest>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        Social::send_message(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn inbox(&self, request: Request<InboxRequest>) -> Result<Response<InboxReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.fenced()?;
+        self.inbox_of(caller, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn read_conversation(
+        &self,
+        request: Request<ConversationRequest>,
+    ) -> Result<Response<ConversationReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.fenced()?;
+        Social::read_conversation(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn block(&self, request: Request<BlockRequest>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.block_user(caller, request.into_inner(), true)
+            .await
+            .map(Response::new)
+    }
+
+    async fn unblock(&self, request: Request<BlockRequest>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.block_user(caller, request.into_inner(), false)
             .await
             .map(Response::new)
     }

@@ -1,6 +1,6 @@
 //! How one log entry changes the derived tables.
 
-use super::Result;
+use super::{Result, messages};
 use crate::clock;
 use rusqlite::{Connection, params};
 use tinysns_common::proto::internal::{
@@ -39,6 +39,9 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
             }
             change::Kind::Post(p) => insert_post(conn, entry, p)?,
             change::Kind::PostDeleted(d) => delete_post(conn, d.author, d.number, entry.timestamp_ms)?,
+            change::Kind::DirectMessage(m) => messages::apply_direct_message(conn, entry, m, clock::stamp(entry))?,
+            change::Kind::ConversationRead(r) => messages::apply_conversation_read(conn, r)?,
+            change::Kind::Block(b) => messages::apply_block(conn, entry, b)?,
             change::Kind::Like(l) => {
                 // Last writer wins by the origin's log position: a user's likes are all
                 // made in its home cluster. Stored whether or not this cluster holds the

@@ -7,6 +7,7 @@
 
 mod apply;
 pub mod compaction;
+mod messages;
 mod queries;
 pub mod snapshot;
 pub mod undo;
@@ -18,6 +19,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use tinysns_common::proto::internal::LogEntry;
 
+pub use messages::{
+    ConversationSummary, StoredMessage, block_state, blocks, conversation, inbox, inbox_entry, message_stored,
+    unread_total,
+};
 pub use queries::*;
 pub use undo::truncate_after;
 
@@ -94,6 +99,21 @@ CREATE TABLE IF NOT EXISTS likes (
 CREATE TABLE IF NOT EXISTS post_tombstones (
     author INTEGER NOT NULL, number INTEGER NOT NULL, deleted_ms INTEGER NOT NULL,
     PRIMARY KEY (author, number));
+-- Direct messages between users of this cluster and anyone (keyed by sender and its id).
+CREATE TABLE IF NOT EXISTS direct_messages (
+    sender INTEGER NOT NULL, message_id INTEGER NOT NULL, recipient INTEGER NOT NULL,
+    text TEXT NOT NULL, ts_ms INTEGER NOT NULL, hlc INTEGER NOT NULL,
+    PRIMARY KEY (sender, message_id));
+CREATE INDEX IF NOT EXISTS dms_by_pair ON direct_messages (min(sender, recipient), max(sender, recipient), hlc);
+-- Each user's conversations: the last message, how far the owner has read, what is unread.
+CREATE TABLE IF NOT EXISTS conversations (
+    owner INTEGER NOT NULL, peer INTEGER NOT NULL, last_hlc INTEGER NOT NULL, last_ms INTEGER NOT NULL,
+    read_hlc INTEGER NOT NULL, unread INTEGER NOT NULL,
+    PRIMARY KEY (owner, peer));
+CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, last_hlc);
+CREATE TABLE IF NOT EXISTS blocks (
+    blocker INTEGER NOT NULL, blocked INTEGER NOT NULL, blocking INTEGER NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (blocker, blocked));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS credentials (user_id INTEGER PRIMARY KEY, phc TEXT NOT NULL);
@@ -149,13 +169,16 @@ CREATE INDEX IF NOT EXISTS posts_by_parent ON posts (reply_author, reply_number,
 DROP INDEX IF EXISTS undo_by_lsn;
 ";
 
-const DERIVED_TABLES: [&str; 9] = [
+const DERIVED_TABLES: [&str; 12] = [
     "users",
     "follows",
     "posts",
     "profiles",
     "likes",
     "post_tombstones",
+    "direct_messages",
+    "conversations",
+    "blocks",
     "meta",
     "credentials",
     "sessions",
@@ -163,7 +186,14 @@ const DERIVED_TABLES: [&str; 9] = [
 
 /// Derived tables added after the first release: a snapshot from a replica of an older
 /// version has none, and installs them empty (that version could not have written to them).
-const ADDED_TABLES: [&str; 3] = ["profiles", "likes", "post_tombstones"];
+const ADDED_TABLES: [&str; 6] = [
+    "profiles",
+    "likes",
+    "post_tombstones",
+    "direct_messages",
+    "conversations",
+    "blocks",
+];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {
     for (table, column, decl, backfill) in ADDED_COLUMNS {
