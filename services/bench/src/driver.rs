@@ -389,6 +389,8 @@ impl Actor {
                                     .unwrap_or_else(|p| p.into_inner())
                                     .push(DeliveryRecord { post_id: post.post_id, follower: self.user, at: Instant::now() });
                             }
+                            // (The benchmark sends no direct messages; one would still move the cursor.)
+                            timeline_event::Kind::DirectMessage(message) => cursor = cursor.max(message.seq),
                             timeline_event::Kind::Ack(ack) => {
                                 let found = pending.iter().position(|p| p.post_id == ack.post_id);
                                 if let Some(p) = found.and_then(|index| pending.remove(index)) {

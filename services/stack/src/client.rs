@@ -4,9 +4,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{
-    ConversationReply, InboxReply, LikesReply, NewPost, Post, PostAck, PostsReply, PostsRequest, ProfileReply,
-    PublishReply, SetProfileRequest, Status as Code, ThreadReply, TimelineEvent, TimelineOpen, TimelineRequest,
-    timeline_event, timeline_request,
+    ConversationReply, DirectMessageView, InboxReply, LikesReply, NewPost, Post, PostAck, PostsReply, PostsRequest,
+    ProfileReply, PublishReply, SetProfileRequest, Status as Code, ThreadReply, TimelineEvent, TimelineOpen,
+    TimelineRequest, timeline_event, timeline_request,
 };
 use tinysns_tsc::session::{ConnectError, Connection, Credentials, Listing, Session};
 use tokio::sync::mpsc;
@@ -180,6 +180,8 @@ pub struct Timeline {
     /// Where live delivery started (the resume cursor).
     pub live_from: u64,
     received: VecDeque<Post>,
+    /// Direct messages delivered while waiting for something else.
+    messages: VecDeque<DirectMessageView>,
 }
 
 impl Timeline {
@@ -202,6 +204,7 @@ impl Timeline {
                         history,
                         live_from: from,
                         received: VecDeque::new(),
+                        messages: VecDeque::new(),
                     });
                 }
                 _ => {}
@@ -234,6 +237,7 @@ impl Timeline {
             match event.kind {
                 Some(timeline_event::Kind::Ack(ack)) if ack.post_id == post_id => return Ok(ack),
                 Some(timeline_event::Kind::Post(p)) => self.received.push_back(p),
+                Some(timeline_event::Kind::DirectMessage(m)) => self.messages.push_back(m),
                 _ => {}
             }
         }
@@ -250,6 +254,27 @@ impl Timeline {
                 Err(_) => return Ok(None),
                 Ok(message) => match message?.and_then(|e| e.kind) {
                     Some(timeline_event::Kind::Post(p)) => return Ok(Some(p)),
+                    Some(timeline_event::Kind::DirectMessage(m)) => self.messages.push_back(m),
+                    Some(_) => {}
+                    None => return Err(tonic::Status::unavailable("timeline closed")),
+                },
+            }
+        }
+    }
+
+    /// The next direct message the stream delivers, waiting up to `timeout` (posts that
+    /// arrive meanwhile are kept for `next_post`).
+    pub async fn next_message(&mut self, timeout: Duration) -> Result<Option<DirectMessageView>, tonic::Status> {
+        if let Some(m) = self.messages.pop_front() {
+            return Ok(Some(m));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.message()).await {
+                Err(_) => return Ok(None),
+                Ok(message) => match message?.and_then(|e| e.kind) {
+                    Some(timeline_event::Kind::DirectMessage(m)) => return Ok(Some(m)),
+                    Some(timeline_event::Kind::Post(p)) => self.received.push_back(p),
                     Some(_) => {}
                     None => return Err(tonic::Status::unavailable("timeline closed")),
                 },

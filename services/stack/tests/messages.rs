@@ -1,7 +1,8 @@
 //! Direct messages end to end, across clusters: a user of cluster 1 writes to a user of
-//! cluster 3; the inbox counts unread messages until the conversation is read; only the two
-//! users can read it, and only their two home clusters store it; a block stops messages and
-//! follows and ends the blocked user's follow; replicas agree; tsc sends, lists and reads.
+//! cluster 3, whose open stream shows them as they arrive; the inbox counts unread messages
+//! until the conversation is read; only the two users can read it, and only their two home
+//! clusters store it; a block stops messages and follows and ends the blocked user's follow;
+//! replicas agree; tsc sends, lists and reads.
 
 mod common;
 
@@ -62,13 +63,20 @@ async fn direct_messages_reach_only_their_two_users_and_count_as_unread_until_re
     let mut bob = register(&t, "bob").await;
     let mut carol = register(&t, "carol").await;
 
+    // Her open stream shows his messages as they arrive.
+    let mut stream = alice.timeline(0).await.expect("alice's timeline");
     for text in [
         "Have you guessed the riddle yet?",
         "Why is a raven like a writing desk?",
     ] {
         let (status, message) = bob.send_message("alice", text).await.unwrap();
         assert_eq!(status, Code::Success, "{message}");
+        let live = stream.next_message(Duration::from_secs(15)).await.unwrap();
+        let live = live.unwrap_or_else(|| panic!("{text:?} arrives live"));
+        assert_eq!(live.text, text);
+        assert_eq!(live.sender.as_ref().map(|u| u.username.as_str()), Some("bob"));
     }
+    drop(stream);
     let inbox = inbox_when(&mut alice, |r| r.unread_total == 2).await;
     let first = &inbox.conversations[0];
     assert_eq!(

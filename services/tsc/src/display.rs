@@ -195,6 +195,12 @@ pub fn conversation_lines(messages: &[DirectMessageView]) -> String {
         .collect()
 }
 
+/// A direct message arriving in timeline mode (posts keep the classic line).
+pub fn live_message_line(m: &DirectMessageView) -> String {
+    let sender = m.sender.as_ref().map(shown).unwrap_or_default();
+    format!("DM from {sender} ({}) >> {}\n", ctime(m.timestamp_ms), m.text)
+}
+
 /// The two lines LIST prints after its status line.
 pub fn list_lines(listing: &Listing) -> String {
     format!(
@@ -299,12 +305,18 @@ mod tests {
             timestamp_ms: 0,
             stamp: 1,
             message_id: 1,
+            seq: 0,
         };
         let lines = conversation_lines(&[message("second"), message("first")]);
         let lines: Vec<&str> = lines.lines().collect();
         assert!(lines[0].starts_with("alice (") && lines[0].ends_with(">> first"));
         assert!(lines[1].ends_with(">> second"));
         assert_eq!(conversation_lines(&[]), "No messages\n");
+        let live = live_message_line(&message("psst"));
+        assert!(
+            live.starts_with("DM from alice (") && live.ends_with(") >> psst\n"),
+            "{live}"
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ fn print(text: &str) {
 /// reached again within the retry window.
 pub async fn run(session: &mut Session, input: &mut impl Lines) -> Result<(), tonic::Status> {
     let mut shown: HashSet<(u64, u64)> = HashSet::new();
+    // Direct messages shown, by (sender, message id).
+    let mut shown_messages: HashSet<(u64, u64)> = HashSet::new();
     let mut cursor = 0u64;
     let mut live = false;
     let mut unacked: VecDeque<(u64, String)> = VecDeque::new();
@@ -83,6 +85,15 @@ pub async fn run(session: &mut Session, input: &mut impl Lines) -> Result<(), to
                             }
                             if live {
                                 cursor = cursor.max(p.seq);
+                            }
+                        }
+                        Some(timeline_event::Kind::DirectMessage(m)) => {
+                            let sender = m.sender.as_ref().map_or(0, |u| u.id);
+                            if shown_messages.insert((sender, m.message_id)) {
+                                print(&display::live_message_line(&m));
+                            }
+                            if live {
+                                cursor = cursor.max(m.seq);
                             }
                         }
                         Some(timeline_event::Kind::LiveFrom(from)) => {

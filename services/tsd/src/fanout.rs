@@ -1,4 +1,5 @@
-//! Routes each committed post to the open timelines of its author's followers.
+//! Routes each committed post to the open timelines of its author's followers, and each
+//! direct message to its recipient's.
 //!
 //! One task follows the committed log for the whole server and keeps an index of open
 //! timelines by the users they follow, so a post costs work only for the timelines that show
@@ -57,6 +58,7 @@ pub fn step(following: &mut Following, user: u64, entry: &LogEntry) -> bool {
             false
         }
         Some(change::Kind::Post(p)) => shows(following, user, p.author, entry),
+        Some(change::Kind::DirectMessage(m)) => m.recipient == user,
         _ => false,
     }
 }
@@ -230,6 +232,12 @@ impl State {
                     self.offer(id, entry, p.author);
                 }
             }
+            Some(change::Kind::DirectMessage(m)) => {
+                let ids: Vec<u64> = self.by_user.get(&m.recipient).into_iter().flatten().copied().collect();
+                for id in ids {
+                    self.send(id, entry);
+                }
+            }
             _ => {}
         }
     }
@@ -253,7 +261,17 @@ impl State {
         let Some(member) = self.timelines.get_mut(&id) else {
             return;
         };
-        if entry.lsn <= member.joined_after || !shows(&member.following, member.user, author, entry) {
+        if shows(&member.following, member.user, author, entry) {
+            self.send(id, entry);
+        }
+    }
+
+    /// Hands `entry` to timeline `id` unless it had read it before joining.
+    fn send(&mut self, id: u64, entry: &Arc<LogEntry>) {
+        let Some(member) = self.timelines.get_mut(&id) else {
+            return;
+        };
+        if entry.lsn <= member.joined_after {
             return;
         }
         if member.tx.try_send(entry.clone()).is_err() {

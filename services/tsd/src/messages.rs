@@ -44,6 +44,7 @@ impl Social {
         let text = request.text;
         self.submit_for(target, |recipient| Command::SendMessage {
             sender: caller.user,
+            sender_name: caller.username.clone(),
             recipient,
             message_id,
             text,
@@ -166,5 +167,7 @@ fn message_view(m: StoredMessage, user: &impl Fn(u64) -> UserRef) -> DirectMessa
         timestamp_ms: m.timestamp_ms,
         stamp: m.hlc,
         message_id: m.message_id,
+        // (Not on a stream.)
+        seq: 0,
     }
 }

@@ -316,6 +316,7 @@ mod tests {
                 recipient,
                 message_id: 1,
                 text: text.into(),
+                sender_name: String::new(),
             })
         };
         // Sender 2 lives in cluster 2, recipient 3 in cluster 3.

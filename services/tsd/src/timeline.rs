@@ -2,6 +2,7 @@
 //! caller follows; every post the client sends on the stream is stored under the caller's
 //! name and acknowledged.
 
+use crate::clock;
 use crate::fanout::{self, Following, Handback, Subscription};
 use crate::presence::TimelineSlot;
 use crate::social::{Caller, Social};
@@ -9,8 +10,8 @@ use crate::store;
 use std::net::SocketAddr;
 use tinysns_common::proto::internal::{LogEntry, change, log_entry};
 use tinysns_common::proto::social::{
-    NewPost, Post, PostAck, PostName, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event,
-    timeline_request,
+    DirectMessageView, NewPost, Post, PostAck, PostName, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest,
+    UserRef, timeline_event, timeline_request,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -46,32 +47,48 @@ impl Social {
 
 type Events = mpsc::Sender<Result<TimelineEvent, Status>>;
 
-/// A post entry as the client sees it.
-fn shown_post(entry: &LogEntry) -> Option<Post> {
+/// What a timeline shows of an entry routed to it: a post, or a direct message.
+fn shown(entry: &LogEntry) -> Option<timeline_event::Kind> {
     let Some(log_entry::Kind::Change(c)) = &entry.kind else {
         return None;
     };
-    let Some(change::Kind::Post(p)) = &c.kind else {
-        return None;
-    };
-    Some(Post {
-        author: p.author,
-        post_id: p.post_id,
-        text: p.text.clone(),
-        timestamp_ms: entry.timestamp_ms,
-        seq: entry.lsn,
-        author_name: p.author_name.clone(),
-        number: p.number,
-        likes: 0,
-        liked: false,
-        // (The live path names the replied-to author by id only.)
-        reply_to: (p.reply_to_number > 0).then(|| PostName {
-            author: p.reply_to_author,
-            author_name: String::new(),
-            number: p.reply_to_number,
-        }),
-        replies: 0,
-    })
+    match c.kind.as_ref()? {
+        change::Kind::Post(p) => Some(timeline_event::Kind::Post(Post {
+            author: p.author,
+            post_id: p.post_id,
+            text: p.text.clone(),
+            timestamp_ms: entry.timestamp_ms,
+            seq: entry.lsn,
+            author_name: p.author_name.clone(),
+            number: p.number,
+            likes: 0,
+            liked: false,
+            // (The live path names the replied-to author by id only.)
+            reply_to: (p.reply_to_number > 0).then(|| PostName {
+                author: p.reply_to_author,
+                author_name: String::new(),
+                number: p.reply_to_number,
+            }),
+            replies: 0,
+        })),
+        change::Kind::DirectMessage(m) => Some(timeline_event::Kind::DirectMessage(DirectMessageView {
+            sender: Some(UserRef {
+                id: m.sender,
+                username: m.sender_name.clone(),
+            }),
+            // (The stream's own user.)
+            recipient: Some(UserRef {
+                id: m.recipient,
+                username: String::new(),
+            }),
+            text: m.text.clone(),
+            timestamp_ms: entry.timestamp_ms,
+            stamp: clock::stamp(entry),
+            message_id: m.message_id,
+            seq: entry.lsn,
+        })),
+        _ => None,
+    }
 }
 
 fn event(kind: timeline_event::Kind) -> Result<TimelineEvent, Status> {
@@ -198,8 +215,8 @@ impl Social {
             // A master that has just learned of a newer term (from its new master's first
             // Append), or lost its lease, stops streaming at once: its log may be rewritten.
             self.fenced()?;
-            if let Some(post) = shown_post(&entry)
-                && tx.send(event(timeline_event::Kind::Post(post))).await.is_err()
+            if let Some(shown) = shown(&entry)
+                && tx.send(event(shown)).await.is_err()
             {
                 return Ok(None);
             }
@@ -227,8 +244,8 @@ impl Social {
         self.fenced()?;
         for entry in entries {
             if fanout::step(&mut place.following, user, &entry)
-                && let Some(post) = shown_post(&entry)
-                && tx.send(event(timeline_event::Kind::Post(post))).await.is_err()
+                && let Some(shown) = shown(&entry)
+                && tx.send(event(shown)).await.is_err()
             {
                 return Ok(false);
             }

@@ -47,6 +47,7 @@ pub enum Command {
     /// A direct message (at the sender's home cluster); once per (sender, message id).
     SendMessage {
         sender: u64,
+        sender_name: String,
         recipient: u64,
         message_id: u64,
         text: String,
@@ -229,10 +230,20 @@ pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::S
         } => decide_like(conn, *liker, *author, *number, *on)?,
         Command::SendMessage {
             sender,
+            sender_name,
             recipient,
             message_id,
             text,
-        } => decide_message(conn, *sender, *recipient, *message_id, text)?,
+        } => decide_message(
+            conn,
+            DirectMessage {
+                sender: *sender,
+                recipient: *recipient,
+                message_id: *message_id,
+                text: text.clone(),
+                sender_name: sender_name.clone(),
+            },
+        )?,
         Command::ReadConversation {
             reader,
             peer,
@@ -382,13 +393,13 @@ fn decide_post(
 
 /// A message is stored once per (sender, id); never to oneself, to an unknown user, or to
 /// someone who blocks the sender.
-fn decide_message(
-    conn: &Connection,
-    sender: u64,
-    recipient: u64,
-    message_id: u64,
-    text: &str,
-) -> Result<Decision, store::StoreError> {
+fn decide_message(conn: &Connection, message: DirectMessage) -> Result<Decision, store::StoreError> {
+    let DirectMessage {
+        sender,
+        recipient,
+        message_id,
+        ..
+    } = message;
     if store::message_stored(conn, sender, message_id)? {
         return Ok(Decision::Done(Outcome::Unchanged(None)));
     }
@@ -408,12 +419,7 @@ fn decide_message(
         ));
     }
     Ok(Decision::Write {
-        kind: change(change::Kind::DirectMessage(DirectMessage {
-            sender,
-            recipient,
-            message_id,
-            text: text.to_owned(),
-        })),
+        kind: change(change::Kind::DirectMessage(message)),
         origin: None,
     })
 }

@@ -496,6 +496,7 @@ fn a_refusal_is_an_answer_without_an_entry() {
 fn message(sender: u64, recipient: u64, message_id: u64) -> Command {
     Command::SendMessage {
         sender,
+        sender_name: String::new(),
         recipient,
         message_id,
         text: format!("message {message_id}"),

@@ -97,35 +97,50 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
     Ok(())
 }
 
-/// A post is stored once (by author and client-chosen id), never after its tombstone.
+/// A post is stored once (by author and client-chosen id), never after its tombstone; a
+/// reply is also indexed under the post it answers. (Every statement here keeps its plan
+/// whatever is bound: a plan that depends on a bound value is prepared again on each post.)
 fn insert_post(conn: &Connection, entry: &LogEntry, p: &PostCreated) -> Result<()> {
-    if p.number > 0
-        && conn
-            .prepare_cached("SELECT 1 FROM post_tombstones WHERE author = ?1 AND number = ?2")?
-            .exists(params![p.author as i64, p.number.min(i64::MAX as u64) as i64])?
-    {
-        return Ok(());
+    let number = if p.number > 0 {
+        if super::is_tombstoned(conn, p.author, p.number)? {
+            return Ok(());
+        }
+        p.number
+    } else {
+        // A post from before numbers existed takes the author's next one.
+        super::highest_post_number(conn, p.author)? + 1
+    };
+    let stored = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name, hlc, number,
+                                          reply_author, reply_number)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            p.author as i64,
+            p.post_id as i64,
+            p.text,
+            entry.timestamp_ms,
+            entry.lsn as i64,
+            p.author_name,
+            clock::stamp(entry) as i64,
+            number.min(i64::MAX as u64) as i64,
+            p.reply_to_author as i64,
+            p.reply_to_number.min(i64::MAX as u64) as i64
+        ])?;
+    if stored > 0 && p.reply_to_number > 0 {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO replies (parent_author, parent_number, hlc, author, number)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            p.reply_to_author as i64,
+            p.reply_to_number.min(i64::MAX as u64) as i64,
+            clock::stamp(entry) as i64,
+            p.author as i64,
+            number.min(i64::MAX as u64) as i64
+        ])?;
     }
-    // A post from before numbers existed (number 0) takes the author's next one.
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO posts (author, post_id, text, ts_ms, seq, author_name, hlc, number,
-                                      reply_author, reply_number)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?8 > 0 THEN ?8 ELSE
-            MAX(COALESCE((SELECT MAX(number) FROM posts WHERE author = ?1), 0),
-                COALESCE((SELECT MAX(number) FROM post_tombstones WHERE author = ?1), 0)) + 1 END, ?9, ?10)",
-    )?
-    .execute(params![
-        p.author as i64,
-        p.post_id as i64,
-        p.text,
-        entry.timestamp_ms,
-        entry.lsn as i64,
-        p.author_name,
-        clock::stamp(entry) as i64,
-        p.number.min(i64::MAX as u64) as i64,
-        p.reply_to_author as i64,
-        p.reply_to_number.min(i64::MAX as u64) as i64
-    ])?;
     Ok(())
 }
 
@@ -133,6 +148,12 @@ fn insert_post(conn: &Connection, entry: &LogEntry, p: &PostCreated) -> Result<(
 /// their authors' posts), answering a post that is gone.
 fn delete_post(conn: &Connection, author: u64, number: u64, deleted_ms: i64) -> Result<()> {
     let key = params![author as i64, number.min(i64::MAX as u64) as i64];
+    conn.prepare_cached(
+        "DELETE FROM replies WHERE (parent_author, parent_number, hlc, author, number) IN
+            (SELECT reply_author, reply_number, hlc, author, number FROM posts
+             WHERE author = ?1 AND number = ?2 AND reply_number > 0)",
+    )?
+    .execute(key)?;
     conn.prepare_cached("DELETE FROM posts WHERE author = ?1 AND number = ?2")?
         .execute(key)?;
     conn.prepare_cached("DELETE FROM likes WHERE author = ?1 AND number = ?2")?

@@ -95,6 +95,12 @@ CREATE TABLE IF NOT EXISTS likes (
     author INTEGER NOT NULL, number INTEGER NOT NULL, liker INTEGER NOT NULL,
     liked INTEGER NOT NULL, version INTEGER NOT NULL,
     PRIMARY KEY (author, number, liker));
+-- Replies by the post they answer, in the order they were made (the thread's index; only
+-- replies pay for it).
+CREATE TABLE IF NOT EXISTS replies (
+    parent_author INTEGER NOT NULL, parent_number INTEGER NOT NULL,
+    hlc INTEGER NOT NULL, author INTEGER NOT NULL, number INTEGER NOT NULL,
+    PRIMARY KEY (parent_author, parent_number, hlc, author, number));
 -- Posts their authors deleted: a late copy of one (or a like of it) is ignored.
 CREATE TABLE IF NOT EXISTS post_tombstones (
     author INTEGER NOT NULL, number INTEGER NOT NULL, deleted_ms INTEGER NOT NULL,
@@ -165,16 +171,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS users_by_name ON users (username) WHERE userna
 DROP INDEX IF EXISTS posts_by_author_time;
 CREATE INDEX IF NOT EXISTS posts_by_author_hlc ON posts (author, hlc);
 CREATE INDEX IF NOT EXISTS posts_by_author_number ON posts (author, number);
-CREATE INDEX IF NOT EXISTS posts_by_parent ON posts (reply_author, reply_number, hlc, author, number) WHERE reply_number > 0;
+-- (A partial index on posts made SQLite prepare every post's INSERT again: replies have a
+-- table of their own, `replies`.)
+DROP INDEX IF EXISTS posts_by_parent;
 DROP INDEX IF EXISTS undo_by_lsn;
 ";
 
-const DERIVED_TABLES: [&str; 12] = [
+const DERIVED_TABLES: [&str; 13] = [
     "users",
     "follows",
     "posts",
     "profiles",
     "likes",
+    "replies",
     "post_tombstones",
     "direct_messages",
     "conversations",
@@ -186,9 +195,10 @@ const DERIVED_TABLES: [&str; 12] = [
 
 /// Derived tables added after the first release: a snapshot from a replica of an older
 /// version has none, and installs them empty (that version could not have written to them).
-const ADDED_TABLES: [&str; 6] = [
+const ADDED_TABLES: [&str; 7] = [
     "profiles",
     "likes",
+    "replies",
     "post_tombstones",
     "direct_messages",
     "conversations",

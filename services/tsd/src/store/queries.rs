@@ -95,9 +95,7 @@ pub fn with_counts(conn: &Connection, mut post: Post, viewer: u64) -> Result<Pos
     post.likes = like_count(conn, post.author, post.number)?;
     post.liked = like_state(conn, post.author, post.number, viewer)?.is_some_and(|(liked, _)| liked);
     post.replies = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM posts WHERE reply_author = ?1 AND reply_number = ?2 AND reply_number > 0",
-        )?
+        .prepare_cached("SELECT COUNT(*) FROM replies WHERE parent_author = ?1 AND parent_number = ?2")?
         .query_row([post.author as i64, post.number.min(i64::MAX as u64) as i64], |r| {
             r.get::<_, i64>(0)
         })? as u64;
@@ -162,9 +160,11 @@ pub fn replies_to(
     viewer: u64,
 ) -> Result<Vec<(Post, ReplyCursor)>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {NUMBERED_COLUMNS}, p.hlc {NUMBERED_FROM}
-         WHERE p.reply_author = ?1 AND p.reply_number = ?2 AND p.reply_number > 0
-           AND (p.hlc, p.author, p.number) > (?3, ?4, ?5) ORDER BY p.hlc, p.author, p.number LIMIT ?6"
+        "SELECT {NUMBERED_COLUMNS}, r.hlc FROM replies r
+           JOIN posts p ON p.author = r.author AND p.number = r.number
+           LEFT JOIN users u ON u.user_id = p.reply_author AND p.reply_number > 0
+         WHERE r.parent_author = ?1 AND r.parent_number = ?2
+           AND (r.hlc, r.author, r.number) > (?3, ?4, ?5) ORDER BY r.hlc, r.author, r.number LIMIT ?6"
     ))?;
     let rows = stmt
         .query_map(
@@ -469,11 +469,17 @@ pub fn state_digest(conn: &Connection) -> Result<String> {
     let likes: Vec<(i64, i64, i64, bool, i64)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT parent_author, parent_number, author, number FROM replies ORDER BY parent_author, parent_number, hlc, author, number",
+    )?;
+    let replies: Vec<(i64, i64, i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut stmt = conn.prepare("SELECT author, number FROM post_tombstones ORDER BY author, number")?;
     let tombstones: Vec<(i64, i64)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(format!(
-        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?} profiles={profiles:?} likes={likes:?} tombstones={tombstones:?}"
+        "users={users:?} follows={follows:?} posts={posts:?} credentials={credentials:?} sessions={sessions:?} profiles={profiles:?} likes={likes:?} replies={replies:?} tombstones={tombstones:?}"
     ))
 }

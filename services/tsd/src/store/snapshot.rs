@@ -447,7 +447,7 @@ mod tests {
         Connection::open(&old)
             .unwrap()
             .execute_batch(
-                "DROP INDEX posts_by_author_number; DROP INDEX posts_by_parent;
+                "DROP INDEX posts_by_author_number; DROP TABLE replies;
                  ALTER TABLE posts DROP COLUMN number; ALTER TABLE posts DROP COLUMN reply_author;
                  ALTER TABLE posts DROP COLUMN reply_number; DROP TABLE likes; DROP TABLE post_tombstones;",
             )
