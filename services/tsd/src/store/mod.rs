@@ -73,6 +73,11 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Prepared statements each connection keeps (rusqlite's default is 16). The writer's loop
+/// uses more than 16 distinct statements, and past the cache a statement is prepared again
+/// (parsed and planned) every time it is used.
+pub const STATEMENT_CACHE: usize = 256;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log (lsn INTEGER PRIMARY KEY, term INTEGER NOT NULL, origin_cluster INTEGER NOT NULL, entry BLOB NOT NULL, hlc INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL, username TEXT);
@@ -239,6 +244,7 @@ pub fn open(dir: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(SCHEMA)?;
     add_missing_columns(&conn)?;
     conn.execute_batch(LATE_INDEXES)?;
