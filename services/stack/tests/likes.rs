@@ -9,21 +9,6 @@ use common::*;
 use std::time::Duration;
 use tinysns_common::proto::social::{LikesReply, Status as Code};
 use tinysns_stack::client::User;
-use tinysns_stack::topology::Topology;
-use tinysns_tsc::session::Credentials;
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn register(t: &Topology, name: &str) -> User {
-    let credentials = Credentials::Password {
-        username: name.into(),
-        password: PASSWORD.into(),
-        register: true,
-    };
-    User::connect(&t.coordinator_address(), credentials, Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{name} registers: {e:?}"))
-}
 
 /// `post`'s likes as `viewer`'s cluster shows them, once they satisfy `ready`.
 async fn likes_when(viewer: &mut User, post: &str, ready: impl Fn(&LikesReply) -> bool) -> LikesReply {

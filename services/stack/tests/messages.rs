@@ -10,22 +10,7 @@ use common::*;
 use std::time::Duration;
 use tinysns_common::proto::social::{InboxReply, Status as Code};
 use tinysns_stack::client::User;
-use tinysns_stack::topology::Topology;
-use tinysns_tsc::session::Credentials;
 use tinysns_tsd::store;
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn register(t: &Topology, name: &str) -> User {
-    let credentials = Credentials::Password {
-        username: name.into(),
-        password: PASSWORD.into(),
-        register: true,
-    };
-    User::connect(&t.coordinator_address(), credentials, Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{name} registers: {e:?}"))
-}
 
 async fn inbox_when(user: &mut User, ready: impl Fn(&InboxReply) -> bool) -> InboxReply {
     let mut last = None;

@@ -11,20 +11,6 @@ use tinysns_common::limits::MAX_BIO_CHARS;
 use tinysns_common::proto::social::{Profile, Status as Code};
 use tinysns_stack::client::User;
 use tinysns_stack::topology::Topology;
-use tinysns_tsc::session::Credentials;
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn register(t: &Topology, name: &str) -> User {
-    let credentials = Credentials::Password {
-        username: name.into(),
-        password: PASSWORD.into(),
-        register: true,
-    };
-    User::connect(&t.coordinator_address(), credentials, Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{name} registers: {e:?}"))
-}
 
 /// `target`'s profile as `viewer`'s cluster shows it, once it satisfies `ready`.
 async fn profile_when(viewer: &mut User, target: &str, ready: impl Fn(&Profile) -> bool) -> Profile {

@@ -16,21 +16,7 @@ use tinysns_common::proto::social::{Status as Code, ThreadReply};
 use tinysns_stack::client::User;
 use tinysns_stack::topology::{Broker, Topology};
 use tinysns_synchronizer::bus::signature;
-use tinysns_tsc::session::Credentials;
 use tinysns_tsd::store;
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn register(t: &Topology, name: &str) -> User {
-    let credentials = Credentials::Password {
-        username: name.into(),
-        password: PASSWORD.into(),
-        register: true,
-    };
-    User::connect(&t.coordinator_address(), credentials, Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{name} registers: {e:?}"))
-}
 
 /// `post`'s thread as `viewer`'s cluster shows it, once it satisfies `ready`.
 async fn thread_when(viewer: &mut User, post: &str, ready: impl Fn(&ThreadReply) -> bool) -> ThreadReply {

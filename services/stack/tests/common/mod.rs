@@ -56,6 +56,21 @@ pub async fn login(t: &Topology, user: u64) -> User {
 }
 
 /// The real `tsc` logged in as user `k` (its account, in password mode; its id, in open mode).
+/// The password every account registered by [`register`] has.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Registers `name` (password mode) and logs in.
+pub async fn register(t: &Topology, name: &str) -> User {
+    let credentials = Credentials::Password {
+        username: name.into(),
+        password: PASSWORD.into(),
+        register: true,
+    };
+    User::connect(&t.coordinator_address(), credentials, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{name} registers: {e:?}"))
+}
+
 pub async fn tsc_for(t: &Topology, k: u64) -> Tsc {
     let port = t.coordinator_address();
     let port = port.as_str();
