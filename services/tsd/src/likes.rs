@@ -1,9 +1,9 @@
 //! Likes: liking and unliking a post (written at the liker's home cluster, replicated
 //! everywhere, last writer wins), and who likes a post.
 
-use crate::command::{Command, Outcome};
+use crate::command::Command;
 use crate::posts::Refusal;
-use crate::social::{Caller, MAX_LIST_PAGE, Social, reply};
+use crate::social::{Caller, MAX_LIST_PAGE, Social, answer};
 use crate::store;
 use tinysns_common::features::Feature;
 use tinysns_common::proto::social::{LikesReply, LikesRequest, PostRef, Reply, Status as Code};
@@ -22,10 +22,7 @@ impl Social {
             // Through the writer, so that a deposed master cannot answer it.
             Err((status, message)) => Command::Refuse { status, message },
         };
-        Ok(match self.submit(self.gated(Feature::Likes, command)).await? {
-            Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
-            Outcome::Rejected(status, message) => reply(status, message),
-        })
+        Ok(answer(self.submit(self.gated(Feature::Likes, command)).await?))
     }
 
     /// Who likes a post (a page of them), how many, and whether the caller does.

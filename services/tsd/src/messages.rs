@@ -4,7 +4,7 @@
 
 use crate::command::{Command, Outcome};
 use crate::posts::Refusal;
-use crate::social::{Caller, Social, reply};
+use crate::social::{Caller, Social, answer};
 use crate::store::{self, ConversationSummary, StoredMessage};
 use tinysns_common::features::Feature;
 use tinysns_common::limits::{page_size, validate_post_text};
@@ -26,10 +26,7 @@ impl Social {
             Ok(user) => command(user),
             Err((status, message)) => Command::Refuse { status, message },
         };
-        Ok(match self.submit(self.gated(Feature::DirectMessages, command)).await? {
-            Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
-            Outcome::Rejected(status, message) => reply(status, message),
-        })
+        Ok(answer(self.submit(self.gated(Feature::DirectMessages, command)).await?))
     }
 
     pub(crate) async fn send_message(&self, caller: Caller, request: SendMessageRequest) -> Result<Reply, Status> {

@@ -3,7 +3,7 @@
 //! deleting one's own post (a tombstone in every cluster).
 
 use crate::command::{Command, Outcome};
-use crate::social::{Caller, Social, reply};
+use crate::social::{Caller, Social, answer};
 use crate::store;
 use tinysns_common::features::Feature;
 use tinysns_common::limits::{page_size, parse_post_name, validate_post_text};
@@ -198,11 +198,8 @@ impl Social {
             // Through the writer, so that a deposed master cannot answer it.
             Err((status, message)) => Command::Refuse { status, message },
         };
-        Ok(
-            match self.submit(self.gated(Feature::RepliesAndDeletion, command)).await? {
-                Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
-                Outcome::Rejected(status, message) => reply(status, message),
-            },
-        )
+        Ok(answer(
+            self.submit(self.gated(Feature::RepliesAndDeletion, command)).await?,
+        ))
     }
 }

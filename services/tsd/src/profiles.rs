@@ -1,8 +1,8 @@
 //! Profiles: a display name and a bio each user sets at its home cluster, replicated to
 //! every cluster like its follows, and shown with follower, following and post counts.
 
-use crate::command::{Command, Outcome};
-use crate::social::{Caller, Social, reply};
+use crate::command::Command;
+use crate::social::{Caller, Social, answer};
 use crate::store;
 use tinysns_common::features::Feature;
 use tinysns_common::limits::validate_profile;
@@ -58,9 +58,6 @@ impl Social {
                 message: e.to_string(),
             },
         };
-        Ok(match self.submit(self.gated(Feature::Profiles, command)).await? {
-            Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
-            Outcome::Rejected(status, message) => reply(status, message),
-        })
+        Ok(answer(self.submit(self.gated(Feature::Profiles, command)).await?))
     }
 }

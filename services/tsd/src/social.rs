@@ -62,6 +62,14 @@ pub struct Caller {
     pub token_hash: Vec<u8>,
 }
 
+/// The reply to a write: success if it was written or already so, else the refusal.
+pub fn answer(outcome: Outcome) -> Reply {
+    match outcome {
+        Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
+        Outcome::Rejected(status, message) => reply(status, message),
+    }
+}
+
 pub fn reply(status: Code, message: impl Into<String>) -> Reply {
     Reply {
         status: status as i32,
@@ -183,10 +191,7 @@ impl Social {
             // Still through the writer, so that a deposed master cannot answer it.
             Err((status, message)) => Command::Refuse { status, message },
         };
-        Ok(match self.submit(command).await? {
-            Outcome::Written(_) | Outcome::Unchanged(_) => reply(Code::Success, ""),
-            Outcome::Rejected(status, message) => reply(status, message),
-        })
+        Ok(answer(self.submit(command).await?))
     }
 
     async fn list(&self, caller: Caller, request: ListRequest) -> Result<ListReply, Status> {
