@@ -7,8 +7,10 @@ mod common;
 use common::*;
 use std::time::Duration;
 use tinysns_common::proto::social::{
-    ChangePasswordRequest, Empty, FollowRequest, ListRequest, LoginRequest, ProfileRequest, RegisterRequest,
-    SetProfileRequest, Status as Code, TimelineOpen, TimelineRequest, timeline_request,
+    BlockRequest, ChangePasswordRequest, ConversationRequest, Empty, FollowRequest, InboxRequest, LikesRequest,
+    ListRequest, LoginRequest, PostRef, PostsRequest, ProfileRequest, PublishRequest, RegisterRequest,
+    SendMessageRequest, SetProfileRequest, Status as Code, ThreadRequest, TimelineOpen, TimelineRequest,
+    timeline_request,
 };
 use tinysns_stack::client::User;
 use tinysns_stack::topology::Topology;
@@ -46,6 +48,9 @@ async fn every_rpc(address: &str, token: &str) -> Vec<(&'static str, Grpc)> {
         current_password: PASSWORD.into(),
         new_password: "another password".into(),
     };
+    let post = PostRef {
+        post: "someone/1".into(),
+    };
     vec![
         ("Attach", code(c.attach(Empty {}).await.map(|_| ()))),
         ("KeepAlive", code(c.keep_alive(Empty {}).await.map(|_| ()))),
@@ -68,6 +73,24 @@ async fn every_rpc(address: &str, token: &str) -> Vec<(&'static str, Grpc)> {
                 .map(|_| ()),
             ),
         ),
+        ("Posts", code(c.posts(PostsRequest::default()).await.map(|_| ()))),
+        ("Like", code(c.like(post.clone()).await.map(|_| ()))),
+        ("Unlike", code(c.unlike(post.clone()).await.map(|_| ()))),
+        ("Likes", code(c.likes(LikesRequest::default()).await.map(|_| ()))),
+        ("Publish", code(c.publish(PublishRequest::default()).await.map(|_| ()))),
+        ("Thread", code(c.thread(ThreadRequest::default()).await.map(|_| ()))),
+        ("DeletePost", code(c.delete_post(post).await.map(|_| ()))),
+        (
+            "SendMessage",
+            code(c.send_message(SendMessageRequest::default()).await.map(|_| ())),
+        ),
+        ("Inbox", code(c.inbox(InboxRequest::default()).await.map(|_| ()))),
+        (
+            "ReadConversation",
+            code(c.read_conversation(ConversationRequest::default()).await.map(|_| ())),
+        ),
+        ("Block", code(c.block(BlockRequest::default()).await.map(|_| ()))),
+        ("Unblock", code(c.unblock(BlockRequest::default()).await.map(|_| ()))),
         (
             "Timeline",
             code(c.timeline(tokio_stream::iter(vec![open])).await.map(|_| ())),
