@@ -81,6 +81,10 @@ pub enum BusError {
     Nacked(u64),
     #[error("the broker did not set up the connection within {0:?}")]
     Timeout(std::time::Duration),
+    #[error("the broker confirmed nothing for {0:?}")]
+    ConfirmTimeout(std::time::Duration),
+    #[error("bad AMQP URL: {0}")]
+    BadUrl(String),
 }
 
 /// Why a message can never be applied.
@@ -193,7 +197,10 @@ pub fn properties(changes: &[RemoteChange], body: &[u8], secret: Option<&Cluster
 /// A connection that fails without a close from the broker (a broker killed, a connection
 /// reset) is reported here, while confirms the publisher waits on may never resolve and the
 /// consumer may never see its stream end: the caller must end its work when this returns.
-pub async fn watch_connection(events: impl futures_util::Stream<Item = lapin::Event> + Unpin) -> Option<lapin::Error> {
+pub async fn watch_connection(
+    events: impl futures_util::Stream<Item = lapin::Event> + Unpin,
+    blocked: tokio::sync::watch::Sender<bool>,
+) -> Option<lapin::Error> {
     use futures_util::StreamExt;
     let mut events = events;
     let mut blocked_since: Option<std::time::Instant> = None;
@@ -201,10 +208,12 @@ pub async fn watch_connection(events: impl futures_util::Stream<Item = lapin::Ev
         match event {
             lapin::Event::ConnectionBlocked(reason) => {
                 blocked_since.get_or_insert_with(std::time::Instant::now);
+                blocked.send_replace(true);
                 tracing::warn!(%reason, "the broker blocks publishing (resource alarm); changes wait here until it clears");
             }
             lapin::Event::ConnectionUnblocked => {
                 let waited = blocked_since.take().map(|since| since.elapsed());
+                blocked.send_replace(false);
                 tracing::info!(?waited, "the broker accepts publishing again");
             }
             lapin::Event::Error(error) => return Some(error),
@@ -214,15 +223,47 @@ pub async fn watch_connection(events: impl futures_util::Stream<Item = lapin::Ev
     None
 }
 
-/// Connects to `url`; an `amqps://` broker is checked against the system's CAs and `ca`.
-async fn connect(url: &str, ca: Option<&str>) -> Result<Connection, BusError> {
+/// How to reach the broker.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    pub url: &'a str,
+    /// PEM CA certificate(s) an `amqps://` broker is checked against, besides the system's.
+    pub ca: Option<&'a str>,
+    /// The heartbeat asked of the broker, unless the URL names one.
+    pub heartbeat: std::time::Duration,
+    /// Longest wait for the connection to be set up, and for it to close.
+    pub timeout: std::time::Duration,
+}
+
+/// `url` with a `heartbeat` of `interval` (whole seconds, at least 1) unless it names one.
+pub fn with_heartbeat(url: &str, interval: std::time::Duration) -> Result<lapin::uri::AMQPUri, BusError> {
+    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(BusError::BadUrl)?;
+    if uri.query.heartbeat.is_none() {
+        let seconds = interval.as_secs().clamp(1, u64::from(u16::MAX));
+        uri.query.heartbeat = Some(u16::try_from(seconds).unwrap_or(u16::MAX));
+    }
+    Ok(uri)
+}
+
+/// Connects to the broker of `endpoint`.
+async fn connect(endpoint: Endpoint<'_>) -> Result<Connection, BusError> {
     let properties = ConnectionProperties::default().with_connection_name("tinysns-synchronizer".into());
     let tls = lapin::tcp::OwnedTLSConfig {
         identity: None,
-        cert_chain: ca.map(str::to_string),
+        cert_chain: endpoint.ca.map(str::to_string),
     };
     let runtime = lapin::runtime::default_runtime()?;
-    Ok(Connection::connect_with_config(url, properties, tls, runtime).await?)
+    let uri = with_heartbeat(endpoint.url, endpoint.heartbeat)?;
+    Ok(Connection::connect_uri_with_config(uri, properties, tls, runtime).await?)
+}
+
+/// Closes `conn`, returning its unacknowledged deliveries to their queues; gives up after
+/// the endpoint's timeout (on a connection that failed, lapin's close may never answer).
+pub async fn close(conn: &Connection, endpoint: Endpoint<'_>) {
+    let closing = conn.close(200, "synchronizer stopping".into());
+    if tokio::time::timeout(endpoint.timeout, closing).await.is_err() {
+        tracing::warn!(timeout = ?endpoint.timeout, "the broker connection did not close in time; dropping it");
+    }
 }
 
 /// The kind of queue the changes wait in.
@@ -242,23 +283,21 @@ pub enum QueueType {
 /// whose topology is declared; given up after `timeout` (lapin itself waits forever on a
 /// broker that accepts the socket and never answers, as one does while it starts).
 pub async fn open(
-    url: &str,
-    ca: Option<&str>,
+    endpoint: Endpoint<'_>,
     names: &Names,
     clusters: u32,
     queue_type: QueueType,
-    timeout: std::time::Duration,
 ) -> Result<(Connection, Channel, Channel), BusError> {
     let setup = async {
-        let conn = connect(url, ca).await?;
+        let conn = connect(endpoint).await?;
         let publish = publisher_channel(&conn).await?;
         declare(&publish, names, clusters, queue_type).await?;
         let consume = consumer_channel(&conn).await?;
         Ok((conn, publish, consume))
     };
-    tokio::time::timeout(timeout, setup)
+    tokio::time::timeout(endpoint.timeout, setup)
         .await
-        .unwrap_or(Err(BusError::Timeout(timeout)))
+        .unwrap_or(Err(BusError::Timeout(endpoint.timeout)))
 }
 
 /// Declares the exchanges and the queues of all `clusters` and binds each queue to every
@@ -346,6 +385,18 @@ async fn consumer_channel(conn: &Connection) -> Result<Channel, BusError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_heartbeat_is_asked_for_unless_the_url_names_one() {
+        let ten = std::time::Duration::from_secs(10);
+        let asked = with_heartbeat("amqp://u:p@h:5672/%2f", ten).expect("a good URL");
+        assert_eq!(asked.query.heartbeat, Some(10));
+        let named = with_heartbeat("amqp://u:p@h:5672/%2f?heartbeat=42", ten).expect("a good URL");
+        assert_eq!(named.query.heartbeat, Some(42));
+        let sub_second = with_heartbeat("amqp://h", std::time::Duration::from_millis(300)).expect("a good URL");
+        assert_eq!(sub_second.query.heartbeat, Some(1), "0 would turn heartbeats off");
+        assert!(matches!(with_heartbeat("http://h", ten), Err(BusError::BadUrl(_))));
+    }
+
     #[tokio::test]
     async fn a_failed_connection_ends_the_watch_with_its_error_and_an_alarm_does_not() {
         let reset = lapin::Error::from(lapin::ErrorKind::IOError(std::sync::Arc::new(std::io::Error::from(
@@ -357,13 +408,18 @@ mod tests {
             lapin::Event::Error(reset),
             lapin::Event::Connected,
         ]);
-        let ended = watch_connection(events).await.expect("the error ends the watch");
+        let (blocked, _) = tokio::sync::watch::channel(false);
+        let ended = watch_connection(events, blocked.clone())
+            .await
+            .expect("the error ends the watch");
         assert!(matches!(ended.kind(), lapin::ErrorKind::IOError(_)), "{ended}");
+        assert!(!*blocked.borrow(), "the alarm cleared");
         let quiet = futures_util::stream::iter(vec![lapin::Event::ConnectionBlocked("disk".into())]);
         assert!(
-            watch_connection(quiet).await.is_none(),
+            watch_connection(quiet, blocked.clone()).await.is_none(),
             "an alarm alone is not a failure"
         );
+        assert!(*blocked.borrow(), "the alarm is reported to the publisher");
     }
     use tinysns_common::proto::internal::{Change, PostCreated, change};
 

@@ -45,6 +45,33 @@ pub struct Args {
         value_parser = tinysns_common::cli::parse_duration
     )]
     pub amqp_connect_timeout: std::time::Duration,
+    /// AMQP heartbeat asked of the broker: a connection silent for two of these is taken as
+    /// lost, and work resumes on a new one (a `heartbeat=` in the URL wins).
+    #[arg(
+        long,
+        env = "TINYSNS_AMQP_HEARTBEAT",
+        default_value = "10s",
+        value_parser = tinysns_common::cli::parse_duration
+    )]
+    pub amqp_heartbeat: std::time::Duration,
+    /// Longest wait for the broker to confirm a published message; past it the connection is
+    /// taken as broken and the unconfirmed changes are published again on a new one.
+    #[arg(
+        long,
+        env = "TINYSNS_AMQP_CONFIRM_TIMEOUT",
+        default_value = "30s",
+        value_parser = tinysns_common::cli::parse_duration
+    )]
+    pub amqp_confirm_timeout: std::time::Duration,
+    /// How long the consumer may receive nothing while its queue holds ready messages before
+    /// it is taken as stalled and consumes again on a new connection.
+    #[arg(
+        long,
+        env = "TINYSNS_CONSUMER_STALL_TIMEOUT",
+        default_value = "30s",
+        value_parser = tinysns_common::cli::parse_duration
+    )]
+    pub consumer_stall_timeout: std::time::Duration,
     /// On SIGTERM the synchronizer first leaves (a master synchronizer is replaced at once),
     /// then stops; it stops anyway after this long without the coordinator's answer.
     #[arg(long, env = "TINYSNS_LEAVE_TIMEOUT", default_value = "5s", value_parser = tinysns_common::cli::parse_duration)]
@@ -93,6 +120,12 @@ pub struct Config {
     pub amqp_namespace: String,
     #[serde(with = "tinysns_common::cli::millis")]
     pub amqp_connect_timeout: std::time::Duration,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub amqp_heartbeat: std::time::Duration,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub amqp_confirm_timeout: std::time::Duration,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub consumer_stall_timeout: std::time::Duration,
     pub amqp_queue_type: crate::bus::QueueType,
     #[serde(with = "tinysns_common::cli::millis")]
     pub leave_timeout: std::time::Duration,
@@ -131,6 +164,15 @@ impl Args {
         };
         let port = self.port.unwrap_or_else(|| topology::classic_synchronizer_port(id));
         let metrics_port = self.metrics.resolve(port, &[])?;
+        crate::bus::with_heartbeat(&self.amqp_url, self.amqp_heartbeat).map_err(|e| e.to_string())?;
+        for (flag, value) in [
+            ("--amqp-confirm-timeout", self.amqp_confirm_timeout),
+            ("--consumer-stall-timeout", self.consumer_stall_timeout),
+        ] {
+            if value < std::time::Duration::from_secs(1) {
+                return Err(format!("{flag} must be at least 1s"));
+            }
+        }
         Ok(Config {
             id,
             coordinators_internal: self.member.coordinators_internal()?,
@@ -159,6 +201,9 @@ impl Args {
             amqp_ca_file: self.amqp_ca_file,
             amqp_namespace: self.amqp_namespace,
             amqp_connect_timeout: self.amqp_connect_timeout,
+            amqp_heartbeat: self.amqp_heartbeat,
+            amqp_confirm_timeout: self.amqp_confirm_timeout,
+            consumer_stall_timeout: self.consumer_stall_timeout,
             leave_timeout: self.leave_timeout,
             amqp_queue_type: self.amqp_queue_type,
         })
@@ -173,5 +218,26 @@ mod tests {
     fn passwords_are_masked() {
         assert_eq!(mask_password("amqp://u:p@h:5672/%2f"), "amqp://u:***@h:5672/%2f");
         assert_eq!(mask_password("amqp://h:5672"), "amqp://h:5672");
+    }
+
+    #[test]
+    fn a_bad_amqp_url_is_refused_at_start() {
+        let args = |url: &str| {
+            Args::try_parse_from(["synchronizer", "-i", "1", "--amqp-url", url, "--auth", "open"]).expect("parses")
+        };
+        let error = args("http://nowhere").resolve().expect_err("not an AMQP URL");
+        assert!(error.contains("bad AMQP URL"), "{error}");
+        assert!(args("amqp://u:p@h:5672/%2f").resolve().is_ok());
+        let zero = Args::try_parse_from([
+            "synchronizer",
+            "-i",
+            "1",
+            "--auth",
+            "open",
+            "--consumer-stall-timeout",
+            "0s",
+        ])
+        .expect("parses");
+        assert!(zero.resolve().expect_err("too short").contains("at least 1s"));
     }
 }

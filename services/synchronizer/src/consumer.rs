@@ -7,13 +7,13 @@
 use crate::bus;
 use crate::cluster::ClusterLink;
 use crate::metrics::Metrics;
-use crate::run::SyncError;
+use crate::run::{Session, SyncError};
 use futures_util::{FutureExt, StreamExt};
 use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tinysns_common::backoff::Backoff;
 use tinysns_common::proto::internal::{ApplyRemoteRequest, RemoteChange};
 use tinysns_common::secret::ClusterSecret;
@@ -25,14 +25,18 @@ const MAX_BATCH_CHANGES: usize = 1024;
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 pub async fn consume(
-    link: &ClusterLink,
+    session: &Session<'_>,
     channel: &Channel,
-    names: &bus::Names,
-    secret: Option<&ClusterSecret>,
     consumer_tag: &str,
-    metrics: &Metrics,
-    stop: &Shutdown,
+    stall_timeout: Duration,
 ) -> Result<(), SyncError> {
+    let Session {
+        link,
+        names,
+        secret,
+        metrics,
+        stop,
+    } = *session;
     let mut deliveries = channel
         .basic_consume(
             names.queue(link.cluster).into(),
@@ -43,11 +47,20 @@ pub async fn consume(
         .await
         .map_err(bus::BusError::from)?;
     tracing::info!(cluster = link.cluster, queue = %names.queue(link.cluster), "consuming other clusters' changes");
+    let mut watchdog = tokio::time::interval(stall_timeout / 2);
+    let mut last_delivery = Instant::now();
     loop {
         let first = tokio::select! {
             d = deliveries.next() => d,
+            _ = watchdog.tick() => {
+                if last_delivery.elapsed() >= stall_timeout {
+                    check_not_stalled(channel, names, link.cluster, last_delivery.elapsed()).await?;
+                }
+                continue;
+            }
             _ = stop.wait() => return Ok(()),
         };
+        last_delivery = Instant::now();
         let Some(first) = first else {
             return Err(SyncError::ConsumerEnded);
         };
@@ -102,6 +115,29 @@ pub async fn consume(
                 }
             }
         }
+    }
+}
+
+/// Ends the session when the queue holds ready messages although none was delivered for
+/// `idle`: a consumer the broker forgot (or a connection lost without a word) would otherwise
+/// leave this cluster behind for good. A new session consumes again.
+pub async fn check_not_stalled(
+    channel: &Channel,
+    names: &bus::Names,
+    cluster: u32,
+    idle: Duration,
+) -> Result<(), SyncError> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = channel
+        .queue_declare(names.queue(cluster).into(), passive, FieldTable::default())
+        .await
+        .map_err(bus::BusError::from)?;
+    match queue.message_count() {
+        0 => Ok(()),
+        ready => Err(SyncError::ConsumerStalled { ready, idle }),
     }
 }
 

@@ -8,17 +8,15 @@
 //! the broker keeps up.
 
 use crate::bus;
-use crate::cluster::ClusterLink;
-use crate::metrics::Metrics;
-use crate::run::SyncError;
+use crate::run::{Session, SyncError};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
 use lapin::Channel;
 use lapin::options::BasicPublishOptions;
 use std::time::Duration;
 use tinysns_common::proto::internal::{ChangeFeedItem, ChangeFeedRequest, CommitCursorRequest, RemoteChange};
-use tinysns_common::secret::ClusterSecret;
-use tinysns_common::shutdown::Shutdown;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tonic::Streaming;
 
 /// Messages published but not yet confirmed by the broker, at most.
@@ -26,20 +24,31 @@ const MAX_UNCONFIRMED: usize = 64;
 /// How often the confirmed position is recorded in the cluster.
 const CURSOR_PERIOD: Duration = Duration::from_millis(200);
 
+/// Publishes until stopped or the session fails. A broker that confirms nothing for
+/// `confirm_timeout` (while no resource alarm, reported on `blocked`, excuses it) fails the
+/// session: its unconfirmed changes are published again on the next one.
 pub async fn publish(
-    link: &ClusterLink,
+    session: &Session<'_>,
     channel: &Channel,
-    names: &bus::Names,
-    secret: Option<&ClusterSecret>,
-    metrics: &Metrics,
-    stop: &Shutdown,
+    confirm_timeout: Duration,
+    mut blocked: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
+    let Session {
+        link,
+        names,
+        secret,
+        metrics,
+        stop,
+    } = *session;
     let mut tsd = link.master().await?;
     let mut feed = tsd.subscribe(ChangeFeedRequest { after_lsn: 0 }).await?.into_inner();
     tracing::info!(cluster = link.cluster, "publishing this cluster's changes");
     let mut unconfirmed = FuturesOrdered::new();
     let (mut confirmed, mut recorded) = (0u64, 0u64);
     let mut tick = tokio::time::interval(CURSOR_PERIOD);
+    // When the broker is late confirming: set while confirms are awaited and no alarm
+    // blocks publishing, moved on by each confirm.
+    let mut late: Option<Instant> = None;
     loop {
         tokio::select! {
             item = feed.message(), if unconfirmed.len() < MAX_UNCONFIRMED => {
@@ -62,6 +71,7 @@ pub async fn publish(
                     .map_err(bus::BusError::from)?;
                 metrics.published(changes.len(), lsn);
                 unconfirmed.push_back(async move { (lsn, confirm.await) });
+                late = late.or_else(|| confirm_deadline(true, *blocked.borrow(), confirm_timeout));
             }
             Some((lsn, confirmation)) = unconfirmed.next() => {
                 let confirmation = confirmation.map_err(bus::BusError::from)?;
@@ -70,6 +80,13 @@ pub async fn publish(
                 }
                 confirmed = lsn;
                 metrics.confirmed(lsn);
+                late = confirm_deadline(!unconfirmed.is_empty(), *blocked.borrow(), confirm_timeout);
+            }
+            Ok(()) = blocked.changed() => {
+                late = confirm_deadline(!unconfirmed.is_empty(), *blocked.borrow(), confirm_timeout);
+            }
+            _ = tokio::time::sleep_until(late.unwrap_or_else(Instant::now)), if late.is_some() => {
+                return Err(bus::BusError::ConfirmTimeout(confirm_timeout).into());
             }
             _ = tick.tick() => {
                 if confirmed > recorded {
@@ -85,6 +102,12 @@ pub async fn publish(
             }
         }
     }
+}
+
+/// When the broker is late if no confirm arrives from now on: never while nothing waits for
+/// one, nor while a resource alarm blocks publishing (confirms wait for it to clear).
+fn confirm_deadline(waiting: bool, blocked: bool, timeout: Duration) -> Option<Instant> {
+    (waiting && !blocked).then(|| Instant::now() + timeout)
 }
 
 /// `first` and whatever else the feed has ready right now, up to one message's worth.
@@ -115,4 +138,23 @@ fn ready_changes(
         }
     }
     Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_is_late_only_while_confirms_are_awaited_and_no_alarm_excuses_it() {
+        let timeout = Duration::from_secs(30);
+        let before = Instant::now();
+        let deadline = confirm_deadline(true, false, timeout).expect("awaited and not blocked");
+        assert!(deadline >= before + timeout && deadline <= Instant::now() + timeout);
+        assert_eq!(confirm_deadline(false, false, timeout), None, "nothing awaited");
+        assert_eq!(
+            confirm_deadline(true, true, timeout),
+            None,
+            "an alarm blocks publishing"
+        );
+    }
 }

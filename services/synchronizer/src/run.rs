@@ -28,6 +28,8 @@ pub enum SyncError {
     FeedEnded,
     #[error("the broker ended the consumer")]
     ConsumerEnded,
+    #[error("the queue holds {ready} ready messages, but none was delivered for {idle:?}")]
+    ConsumerStalled { ready: u32, idle: Duration },
     #[error("the connection to RabbitMQ failed: {0}")]
     ConnectionLost(String),
 }
@@ -152,6 +154,15 @@ async fn work(config: Config, cluster: u32, clusters: u32, metrics: Arc<Metrics>
     }
 }
 
+/// What the publisher and the consumer of one sync session share.
+pub struct Session<'a> {
+    pub link: &'a ClusterLink,
+    pub names: &'a bus::Names,
+    pub secret: Option<&'a tinysns_common::secret::ClusterSecret>,
+    pub metrics: &'a Metrics,
+    pub stop: &'a Shutdown,
+}
+
 /// One broker connection's worth of work: returns Ok only when asked to stop.
 async fn session(
     config: &Config,
@@ -161,23 +172,29 @@ async fn session(
     stop: &Shutdown,
 ) -> Result<(), SyncError> {
     let names = bus::Names::new(&config.amqp_namespace);
-    let (conn, publish, consume) = bus::open(
-        &config.amqp_url,
-        config.amqp_ca.as_deref(),
-        &names,
-        clusters,
-        config.amqp_queue_type,
-        config.amqp_connect_timeout,
-    )
-    .await?;
+    let endpoint = bus::Endpoint {
+        url: &config.amqp_url,
+        ca: config.amqp_ca.as_deref(),
+        heartbeat: config.amqp_heartbeat,
+        timeout: config.amqp_connect_timeout,
+    };
+    let (conn, publish, consume) = bus::open(endpoint, &names, clusters, config.amqp_queue_type).await?;
     tracing::info!(amqp = %mask_password(&config.amqp_url), "connected to RabbitMQ");
-    let mut watcher = tokio::spawn(bus::watch_connection(Box::pin(conn.events_listener())));
+    let (blocked_tx, blocked) = tokio::sync::watch::channel(false);
+    let mut watcher = tokio::spawn(bus::watch_connection(Box::pin(conn.events_listener()), blocked_tx));
     let tag = format!("tinysns-synchronizer-{}", config.id);
+    let shared = Session {
+        link,
+        names: &names,
+        secret: config.secret.as_ref(),
+        metrics,
+        stop,
+    };
     // A failed connection ends the work at once: its pending confirms and its consumer may
     // otherwise wait forever (a broker killed resets the connection without closing it).
     let result = tokio::select! {
-        r = publisher::publish(link, &publish, &names, config.secret.as_ref(), metrics, stop) => r,
-        r = consumer::consume(link, &consume, &names, config.secret.as_ref(), &tag, metrics, stop) => r,
+        r = publisher::publish(&shared, &publish, config.amqp_confirm_timeout, blocked) => r,
+        r = consumer::consume(&shared, &consume, &tag, config.consumer_stall_timeout) => r,
         lost = &mut watcher => Err(SyncError::ConnectionLost(match lost {
             Ok(Some(error)) => error.to_string(),
             Ok(None) => "its events ended".to_owned(),
@@ -185,7 +202,6 @@ async fn session(
         })),
     };
     watcher.abort();
-    // Closing returns unacknowledged deliveries to the queue for the next consumer.
-    let _ = conn.close(200, "synchronizer stopping".into()).await;
+    bus::close(&conn, endpoint).await;
     result
 }
