@@ -391,6 +391,8 @@ impl Actor {
                             }
                             // (The benchmark sends no direct messages; one would still move the cursor.)
                             timeline_event::Kind::DirectMessage(message) => cursor = cursor.max(message.seq),
+                            // (The benchmark's users subscribe to no topic.)
+                            timeline_event::Kind::TopicPost(_) => {}
                             timeline_event::Kind::Ack(ack) => {
                                 let found = pending.iter().position(|p| p.post_id == ack.post_id);
                                 if let Some(p) = found.and_then(|index| pending.remove(index)) {

@@ -13,7 +13,7 @@
 //! newer kinds were written is not supported (its log would lose their content).
 
 /// The level of this release.
-pub const FEATURE_LEVEL: u32 = 5;
+pub const FEATURE_LEVEL: u32 = 6;
 
 /// A capability that writes a kind of change older releases cannot carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub enum Feature {
     /// Direct messages, what a user has read (`DirectMessage`, `ConversationRead`) and
     /// blocks (`BlockSet`).
     DirectMessages,
+    /// Topics: posts that carry them, their per-topic sequence (`TopicSequenced`) and
+    /// subscriptions (`TopicSubscription`).
+    Topics,
 }
 
 impl Feature {
@@ -37,6 +40,7 @@ impl Feature {
             Feature::Likes => 3,
             Feature::RepliesAndDeletion => 4,
             Feature::DirectMessages => 5,
+            Feature::Topics => 6,
         }
     }
 
@@ -46,6 +50,7 @@ impl Feature {
             Feature::Likes => "likes",
             Feature::RepliesAndDeletion => "replies and deleting posts",
             Feature::DirectMessages => "direct messages and blocks",
+            Feature::Topics => "topics",
         }
     }
 

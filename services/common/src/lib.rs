@@ -17,6 +17,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod topics;
 pub mod topology;
 
 /// Milliseconds since the Unix epoch, the one timestamp unit used on the wire and on disk.

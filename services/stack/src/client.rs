@@ -4,9 +4,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{
-    ConversationReply, DirectMessageView, InboxReply, LikesReply, NewPost, Post, PostAck, PostsReply, PostsRequest,
-    ProfileReply, PublishReply, SetProfileRequest, Status as Code, ThreadReply, TimelineEvent, TimelineOpen,
-    TimelineRequest, timeline_event, timeline_request,
+    ConversationReply, DirectMessageView, HistoryReply, HistoryRequest, InboxReply, LikesReply, NewPost, Post, PostAck,
+    PostsReply, PostsRequest, ProfileReply, PublishReply, SetProfileRequest, Status as Code, ThreadReply,
+    TimelineEvent, TimelineOpen, TimelineRequest, TopicPost, TopicsReply, TopicsRequest, timeline_event,
+    timeline_request,
 };
 use tinysns_tsc::session::{ConnectError, Connection, Credentials, Listing, Session};
 use tokio::sync::mpsc;
@@ -99,7 +100,44 @@ impl User {
 
     /// Posts `text` as a reply to `post` (`alice/3`) without a timeline stream.
     pub async fn reply(&mut self, post: &str, text: &str) -> Result<PublishReply, tonic::Status> {
-        self.session.publish(text, post).await
+        self.session.publish(text, post, &[]).await
+    }
+
+    /// Posts `text` without a timeline stream, in `topics` besides its #tags.
+    pub async fn publish(&mut self, text: &str, topics: &[String]) -> Result<PublishReply, tonic::Status> {
+        self.session.publish(text, "", topics).await
+    }
+
+    /// Subscribes to `topic` (`on`) or stops: (status, server's detail).
+    pub async fn subscribe(&mut self, topic: &str, on: bool) -> Result<(Code, String), tonic::Status> {
+        self.session.subscribe(topic, on).await
+    }
+
+    /// A page of `topic`'s history from `from` (0: the newest backwards, the first forwards).
+    pub async fn history(
+        &mut self,
+        topic: &str,
+        from: u64,
+        forward: bool,
+        limit: u32,
+    ) -> Result<HistoryReply, tonic::Status> {
+        let request = HistoryRequest {
+            topic: topic.to_string(),
+            from_seq: from,
+            forward,
+            limit,
+        };
+        self.session.history(request).await
+    }
+
+    /// Topics by name, or the most active of the last hour.
+    pub async fn topics(&mut self, active: bool) -> Result<TopicsReply, tonic::Status> {
+        let request = TopicsRequest {
+            active,
+            limit: 0,
+            after: String::new(),
+        };
+        self.session.topics(request).await
     }
 
     /// `post` and the page of its replies from `page_token` (empty: the first page).
@@ -179,9 +217,10 @@ pub struct Timeline {
     pub history: Vec<Post>,
     /// Where live delivery started (the resume cursor).
     pub live_from: u64,
+    /// What arrived live and was not taken yet, by kind.
     received: VecDeque<Post>,
-    /// Direct messages delivered while waiting for something else.
     messages: VecDeque<DirectMessageView>,
+    topic_posts: VecDeque<TopicPost>,
 }
 
 impl Timeline {
@@ -205,6 +244,7 @@ impl Timeline {
                         live_from: from,
                         received: VecDeque::new(),
                         messages: VecDeque::new(),
+                        topic_posts: VecDeque::new(),
                     });
                 }
                 _ => {}
@@ -238,48 +278,60 @@ impl Timeline {
                 Some(timeline_event::Kind::Ack(ack)) if ack.post_id == post_id => return Ok(ack),
                 Some(timeline_event::Kind::Post(p)) => self.received.push_back(p),
                 Some(timeline_event::Kind::DirectMessage(m)) => self.messages.push_back(m),
+                Some(timeline_event::Kind::TopicPost(t)) => self.topic_posts.push_back(t),
                 _ => {}
+            }
+        }
+    }
+
+    /// Reads one event before `deadline` into its queue; false when the deadline passed.
+    async fn pump(&mut self, deadline: tokio::time::Instant) -> Result<bool, tonic::Status> {
+        match tokio::time::timeout_at(deadline, self.events.message()).await {
+            Err(_) => Ok(false),
+            Ok(message) => {
+                match message?.and_then(|e| e.kind) {
+                    Some(timeline_event::Kind::Post(p)) => self.received.push_back(p),
+                    Some(timeline_event::Kind::DirectMessage(m)) => self.messages.push_back(m),
+                    Some(timeline_event::Kind::TopicPost(t)) => self.topic_posts.push_back(t),
+                    Some(_) => {}
+                    None => return Err(tonic::Status::unavailable("timeline closed")),
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// The next of what `queue` holds, reading the stream for up to `timeout` (what else
+    /// arrives meanwhile is kept for its own call).
+    async fn next_in<T>(
+        &mut self,
+        timeout: Duration,
+        queue: fn(&mut Self) -> &mut VecDeque<T>,
+    ) -> Result<Option<T>, tonic::Status> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(item) = queue(self).pop_front() {
+                return Ok(Some(item));
+            }
+            if !self.pump(deadline).await? {
+                return Ok(None);
             }
         }
     }
 
     /// The next live post, waiting up to `timeout`.
     pub async fn next_post(&mut self, timeout: Duration) -> Result<Option<Post>, tonic::Status> {
-        if let Some(p) = self.received.pop_front() {
-            return Ok(Some(p));
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.message()).await {
-                Err(_) => return Ok(None),
-                Ok(message) => match message?.and_then(|e| e.kind) {
-                    Some(timeline_event::Kind::Post(p)) => return Ok(Some(p)),
-                    Some(timeline_event::Kind::DirectMessage(m)) => self.messages.push_back(m),
-                    Some(_) => {}
-                    None => return Err(tonic::Status::unavailable("timeline closed")),
-                },
-            }
-        }
+        self.next_in(timeout, |t| &mut t.received).await
     }
 
-    /// The next direct message the stream delivers, waiting up to `timeout` (posts that
-    /// arrive meanwhile are kept for `next_post`).
+    /// The next direct message the stream delivers, waiting up to `timeout`.
     pub async fn next_message(&mut self, timeout: Duration) -> Result<Option<DirectMessageView>, tonic::Status> {
-        if let Some(m) = self.messages.pop_front() {
-            return Ok(Some(m));
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.message()).await {
-                Err(_) => return Ok(None),
-                Ok(message) => match message?.and_then(|e| e.kind) {
-                    Some(timeline_event::Kind::DirectMessage(m)) => return Ok(Some(m)),
-                    Some(timeline_event::Kind::Post(p)) => self.received.push_back(p),
-                    Some(_) => {}
-                    None => return Err(tonic::Status::unavailable("timeline closed")),
-                },
-            }
-        }
+        self.next_in(timeout, |t| &mut t.messages).await
+    }
+
+    /// The next post of a subscribed topic the stream delivers, waiting up to `timeout`.
+    pub async fn next_topic_post(&mut self, timeout: Duration) -> Result<Option<TopicPost>, tonic::Status> {
+        self.next_in(timeout, |t| &mut t.topic_posts).await
     }
 
     /// Every live post that arrives within `window`.

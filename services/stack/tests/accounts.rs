@@ -7,10 +7,10 @@ mod common;
 use common::*;
 use std::time::Duration;
 use tinysns_common::proto::social::{
-    BlockRequest, ChangePasswordRequest, ConversationRequest, Empty, FollowRequest, InboxRequest, LikesRequest,
-    ListRequest, LoginRequest, PostRef, PostsRequest, ProfileRequest, PublishRequest, RegisterRequest,
-    SendMessageRequest, SetProfileRequest, Status as Code, ThreadRequest, TimelineOpen, TimelineRequest,
-    timeline_request,
+    BlockRequest, ChangePasswordRequest, ConversationRequest, Empty, FollowRequest, HistoryRequest, InboxRequest,
+    LikesRequest, ListRequest, LoginRequest, PostRef, PostsRequest, ProfileRequest, PublishRequest, RegisterRequest,
+    SendMessageRequest, SetProfileRequest, Status as Code, ThreadRequest, TimelineOpen, TimelineRequest, TopicRequest,
+    TopicsRequest, timeline_request,
 };
 use tinysns_stack::client::User;
 use tinysns_stack::topology::Topology;
@@ -51,6 +51,7 @@ async fn every_rpc(address: &str, token: &str) -> Vec<(&'static str, Grpc)> {
     let post = PostRef {
         post: "someone/1".into(),
     };
+    let topic = TopicRequest { topic: "rust".into() };
     vec![
         ("Attach", code(c.attach(Empty {}).await.map(|_| ()))),
         ("KeepAlive", code(c.keep_alive(Empty {}).await.map(|_| ()))),
@@ -91,6 +92,10 @@ async fn every_rpc(address: &str, token: &str) -> Vec<(&'static str, Grpc)> {
         ),
         ("Block", code(c.block(BlockRequest::default()).await.map(|_| ()))),
         ("Unblock", code(c.unblock(BlockRequest::default()).await.map(|_| ()))),
+        ("Subscribe", code(c.subscribe(topic.clone()).await.map(|_| ()))),
+        ("Unsubscribe", code(c.unsubscribe(topic).await.map(|_| ()))),
+        ("History", code(c.history(HistoryRequest::default()).await.map(|_| ()))),
+        ("Topics", code(c.topics(TopicsRequest::default()).await.map(|_| ()))),
         (
             "Timeline",
             code(c.timeline(tokio_stream::iter(vec![open])).await.map(|_| ())),

@@ -173,6 +173,13 @@ async fn profiles_wait_while_a_member_of_an_older_release_runs() {
     let mine = alice.profile(None).await.unwrap().profile.expect("her profile");
     assert_eq!(mine.display_name, "");
     assert_eq!(alice.follow("bob").await.expect("FOLLOW answers"), Code::Success);
+    // Topics wait too; a post is never refused for the #tags in its text: it is stored
+    // without topics (an older member could not carry them).
+    assert_eq!(alice.subscribe("rust", true).await.unwrap().0, Code::FailureUpgrading);
+    let explicit = alice.publish("explicit", &["rust".to_string()]).await.unwrap();
+    assert_eq!(explicit.status, Code::FailureUpgrading as i32);
+    let tagged = alice.publish("a #rust post", &[]).await.unwrap();
+    assert_eq!(tagged.status, Code::Success as i32, "{}", tagged.message);
 
     // Once the old member is gone, profiles open.
     stop.send_replace(true);
@@ -193,4 +200,7 @@ async fn profiles_wait_while_a_member_of_an_older_release_runs() {
     assert_eq!(t.list_clusters().await.unwrap().system_feature_level, FEATURE_LEVEL);
     let mine = alice.profile(None).await.unwrap().profile.expect("her profile");
     assert_eq!(mine.display_name, "Alice");
+    let rust = alice.history("rust", 0, false, 0).await.unwrap();
+    assert_eq!(rust.posts.len(), 0, "the post made during the upgrade carries no topic");
+    assert_eq!(alice.subscribe("rust", true).await.unwrap().0, Code::Success);
 }

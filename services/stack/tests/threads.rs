@@ -7,15 +7,11 @@
 mod common;
 
 use common::*;
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
-use prost::Message;
 use std::time::Duration;
-use tinysns_common::proto::internal::{BusEnvelope, Change, RemoteChange, change, log_entry};
+use tinysns_common::proto::internal::change;
 use tinysns_common::proto::social::{Status as Code, ThreadReply};
 use tinysns_stack::client::User;
-use tinysns_stack::topology::{Broker, Topology};
-use tinysns_synchronizer::bus::signature;
+use tinysns_stack::topology::Broker;
 use tinysns_tsd::store;
 
 /// `post`'s thread as `viewer`'s cluster shows it, once it satisfies `ready`.
@@ -30,30 +26,6 @@ async fn thread_when(viewer: &mut User, post: &str, ready: impl Fn(&ThreadReply)
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the thread of {post} never became as expected; last: {last:?}");
-}
-
-/// The copy of `author/number`'s creation its home cluster published, as a synchronizer
-/// would carry it again after a redelivery.
-fn published_copy(t: &Topology, cluster: u32, author: u64, number: u64) -> RemoteChange {
-    let conn = store::open(&t.server_data_dir(cluster, 1)).expect("the store opens");
-    let entries = store::entries_after(&conn, 0, u64::MAX, 100_000).expect("the log reads");
-    let entry = entries
-        .into_iter()
-        .find(|e| {
-            matches!(&e.kind, Some(log_entry::Kind::Change(Change { kind: Some(change::Kind::Post(p)) }))
-                if p.author == author && p.number == number)
-        })
-        .expect("the post's entry is in its home cluster's log");
-    let Some(log_entry::Kind::Change(change)) = entry.kind else {
-        unreachable!()
-    };
-    RemoteChange {
-        origin_cluster: entry.origin_cluster,
-        origin_lsn: entry.origin_lsn,
-        timestamp_ms: entry.timestamp_ms,
-        change: Some(change),
-        hlc: entry.hlc,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +111,12 @@ async fn replies_form_threads_and_a_deleted_post_never_comes_back() {
     // Cluster 1's slave is away while alice deletes her post (it catches up afterwards).
     t.server(1, 2).stop(Duration::from_secs(10));
     assert_eq!(bob.like("alice/1", true).await.unwrap().0, Code::Success);
-    let copy = published_copy(&t, 3, alice.id(), 1);
+    let author = alice.id();
+    let copy = published_copy(
+        &t,
+        3,
+        |kind| matches!(kind, change::Kind::Post(p) if p.author == author && p.number == 1),
+    );
     let (status, message) = alice.delete_post("alice/1").await.unwrap();
     assert_eq!(status, Code::Success, "{message}");
     assert_eq!(
@@ -157,30 +134,7 @@ async fn replies_form_threads_and_a_deleted_post_never_comes_back() {
     assert!(orphan.post.unwrap().reply_to.is_some());
 
     // The broker delivers the post again, as after a lost acknowledgement.
-    let conn = Connection::connect(&t.amqp_url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    let payload = BusEnvelope {
-        version: 2,
-        change: None,
-        changes: vec![copy],
-    }
-    .encode_to_vec();
-    channel
-        .basic_publish(
-            format!("{}.changes-by-origin", t.namespace).as_str().into(),
-            "from.3".into(),
-            BasicPublishOptions::default(),
-            &payload,
-            BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_headers(signature(&payload, Some(&t.secret))),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    redeliver(&t, 3, vec![copy]).await;
     t.server(1, 2).start().expect("the slave restarts");
     t.wait_ready(Duration::from_secs(60))
         .await

@@ -1,7 +1,8 @@
 //! Parsing a command line the way the classic client does: the command word is
 //! case-insensitive, and of the classic commands only FOLLOW and UNFOLLOW take an argument.
 //! Newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, REPLY, THREAD, DELETE, DM, INBOX,
-//! READ, BLOCK, UNBLOCK, HELP) parse their own arguments.
+//! READ, BLOCK, UNBLOCK, TOPIC, SUBSCRIBE, UNSUBSCRIBE, HISTORY, HELP) parse their own
+//! arguments.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -36,8 +37,28 @@ pub enum Command {
     Read(String),
     Block(String),
     Unblock(String),
+    /// The topics (by name, and the most active of the last hour) and your subscriptions.
+    Topics,
+    /// A topic's counts and its newest posts.
+    Topic(String),
+    /// Post in a topic (besides the #tags of the text).
+    TopicPost(String, String),
+    Subscribe(String),
+    Unsubscribe(String),
+    /// A page of a topic's history.
+    History(HistoryPage),
     /// The full list of commands.
     Help,
+}
+
+/// `HISTORY <topic> [<from>|+<from>] [<n>]`: newest first from `from` (0: the newest), or
+/// oldest first from it with `+`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub topic: String,
+    pub from: u64,
+    pub forward: bool,
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +115,10 @@ pub fn parse(line: &str) -> Parsed {
                 "BLOCK" => Parsed::Run(Command::Block(argument.to_string())),
                 "UNBLOCK" => Parsed::Run(Command::Unblock(argument.to_string())),
                 "INBOX" => Parsed::Complain(INBOX_TAKES_NO_ARGUMENTS),
+                "TOPIC" => topic(argument),
+                "SUBSCRIBE" => topic_command(argument, Command::Subscribe),
+                "UNSUBSCRIBE" => topic_command(argument, Command::Unsubscribe),
+                "HISTORY" => history(argument),
                 "HELP" => Parsed::Complain(TAKES_NO_ARGUMENTS),
                 _ => Parsed::Complain(INVALID_COMMAND),
             }
@@ -105,6 +130,7 @@ pub fn parse(line: &str) -> Parsed {
             "PROFILE" => Parsed::Run(Command::Profile(None)),
             "POSTS" => Parsed::Run(Command::Posts(None)),
             "INBOX" => Parsed::Run(Command::Inbox),
+            "TOPIC" => Parsed::Run(Command::Topics),
             "HELP" => Parsed::Run(Command::Help),
             _ => Parsed::Complain(INVALID_COMMAND),
         },
@@ -156,6 +182,63 @@ fn thread(argument: &str) -> Parsed {
     post_command(post, |post| Command::Thread(post, page.to_string()))
 }
 
+/// A command on one topic (its name checked here, so a typo costs no round trip).
+fn topic_command(argument: &str, command: impl FnOnce(String) -> Command) -> Parsed {
+    if argument.contains(' ') {
+        return Parsed::Complain(BAD_TOPIC);
+    }
+    match tinysns_common::topics::parse_topic(argument) {
+        Ok(topic) => Parsed::Run(command(topic)),
+        Err(_) => Parsed::Complain(BAD_TOPIC),
+    }
+}
+
+/// `TOPIC <topic>` or `TOPIC <topic> <text>`.
+fn topic(argument: &str) -> Parsed {
+    match argument.split_once(' ') {
+        Some((name, text)) => topic_command(name, |topic| Command::TopicPost(topic, text.trim().to_string())),
+        None => topic_command(argument, Command::Topic),
+    }
+}
+
+/// `HISTORY <topic> [<from>|+<from>] [<n>]`.
+fn history(argument: &str) -> Parsed {
+    let mut words = argument.split_whitespace();
+    let Some(name) = words.next() else {
+        return Parsed::Complain(HISTORY_USAGE);
+    };
+    let (from, forward) = match words.next() {
+        None => (0, false),
+        Some(from) => match (from.strip_prefix('+'), from.parse::<u64>()) {
+            (Some(after), _) => match after.parse::<u64>() {
+                Ok(n) => (n, true),
+                Err(_) => return Parsed::Complain(HISTORY_USAGE),
+            },
+            (None, Ok(n)) => (n, false),
+            (None, Err(_)) => return Parsed::Complain(HISTORY_USAGE),
+        },
+    };
+    let limit = match words.next().map(str::parse::<u32>) {
+        None => 0,
+        Some(Ok(n)) if (1..=tinysns_common::limits::MAX_PAGE as u32).contains(&n) => n,
+        Some(_) => return Parsed::Complain(HISTORY_USAGE),
+    };
+    if words.next().is_some() {
+        return Parsed::Complain(HISTORY_USAGE);
+    }
+    topic_command(name, |topic| {
+        Command::History(HistoryPage {
+            topic,
+            from,
+            forward,
+            limit,
+        })
+    })
+}
+
+pub const BAD_TOPIC: &str =
+    "Invalid Input -- a topic is a name of letters, digits and _ (up to 64, with a letter), as in rust or #rust";
+pub const HISTORY_USAGE: &str = "Invalid Input -- HISTORY <topic> [<from>|+<from>] [<n> up to 100]";
 pub const DM_NEEDS_TEXT: &str = "Invalid Input -- DM <username> <text>";
 pub const INBOX_TAKES_NO_ARGUMENTS: &str = "Invalid Input -- INBOX takes no arguments";
 pub const REPLY_NEEDS_TEXT: &str = "Invalid Input -- REPLY <post> <text>";
@@ -164,6 +247,42 @@ pub const THREAD_USAGE: &str = "Invalid Input -- THREAD <post> [<page>]";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_commands_check_their_topic_and_numbers() {
+        assert_eq!(parse("TOPIC"), Parsed::Run(Command::Topics));
+        assert_eq!(parse("topic #Rust"), Parsed::Run(Command::Topic("rust".into())));
+        assert_eq!(
+            parse("TOPIC rust hello there"),
+            Parsed::Run(Command::TopicPost("rust".into(), "hello there".into()))
+        );
+        assert_eq!(parse("SUBSCRIBE go"), Parsed::Run(Command::Subscribe("go".into())));
+        assert_eq!(parse("unsubscribe #go"), Parsed::Run(Command::Unsubscribe("go".into())));
+        assert_eq!(parse("SUBSCRIBE a b"), Parsed::Complain(BAD_TOPIC));
+        assert_eq!(parse("SUBSCRIBE 42"), Parsed::Complain(BAD_TOPIC));
+        assert_eq!(parse("TOPIC café x"), Parsed::Complain(BAD_TOPIC));
+        let page = |from, forward, limit| {
+            Parsed::Run(Command::History(HistoryPage {
+                topic: "rust".into(),
+                from,
+                forward,
+                limit,
+            }))
+        };
+        assert_eq!(parse("HISTORY rust"), page(0, false, 0));
+        assert_eq!(parse("HISTORY rust 40 5"), page(40, false, 5));
+        assert_eq!(parse("HISTORY rust +1 100"), page(1, true, 100));
+        for bad in [
+            "HISTORY rust x",
+            "HISTORY rust 1 0",
+            "HISTORY rust 1 101",
+            "HISTORY rust 1 2 3",
+            "HISTORY rust -1",
+        ] {
+            assert_eq!(parse(bad), Parsed::Complain(HISTORY_USAGE), "{bad}");
+        }
+        assert_eq!(parse("HISTORY #"), Parsed::Complain(BAD_TOPIC));
+    }
 
     #[test]
     fn commands_are_case_insensitive() {

@@ -2,12 +2,14 @@
 
 use crate::session::Listing;
 use chrono::{Local, TimeZone};
-use tinysns_common::proto::social::{Conversation, DirectMessageView, Post, Profile, Status, UserRef};
+use tinysns_common::proto::social::{
+    Conversation, DirectMessageView, HistoryReply, Post, Profile, Status, TopicPost, TopicSummary, UserRef,
+};
 
 pub const BANNER: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n=====================================\n";
 pub const PROMPT: &str = "Cmd> ";
 /// HELP: the classic commands, then the newer ones, in the banner's style.
-pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n POSTS [<username>]\n LIKE <post>\n UNLIKE <post>\n LIKES <post>\n REPLY <post> <text>\n THREAD <post> [<page>]\n DELETE <post>\n DM <username> <text>\n INBOX\n READ <username>\n BLOCK <username>\n UNBLOCK <username>\n HELP\n (a <post> is named <author>/<number>, as POSTS shows)\n=====================================\n";
+pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n POSTS [<username>]\n LIKE <post>\n UNLIKE <post>\n LIKES <post>\n REPLY <post> <text>\n THREAD <post> [<page>]\n DELETE <post>\n DM <username> <text>\n INBOX\n READ <username>\n BLOCK <username>\n UNBLOCK <username>\n TOPIC [<topic> [<text>]]\n SUBSCRIBE <topic>\n UNSUBSCRIBE <topic>\n HISTORY <topic> [<from>|+<from>] [<n>]\n HELP\n (a <post> is named <author>/<number>, as POSTS shows; #tags in a post put it in topics)\n=====================================\n";
 pub const IN_TIMELINE: &str = "Now you are in the timeline";
 
 /// The classic message for a reply status.
@@ -199,6 +201,61 @@ pub fn conversation_lines(messages: &[DirectMessageView]) -> String {
 pub fn live_message_line(m: &DirectMessageView) -> String {
     let sender = m.sender.as_ref().map(shown).unwrap_or_default();
     format!("DM from {sender} ({}) >> {}\n", ctime(m.timestamp_ms), m.text)
+}
+
+/// What HISTORY (and TOPIC <topic>) print after the status line: the topic's counts, its
+/// posts with their numbers, and how to see the next page.
+pub fn history_lines(topic: &str, reply: &HistoryReply, next: Option<String>) -> String {
+    let subscribed = if reply.subscribed { ", you subscribe" } else { "" };
+    let mut out = format!(
+        "#{topic}: {}, newest #{}{subscribed}\n",
+        plural(reply.count, "post"),
+        reply.last_seq
+    );
+    if reply.posts.is_empty() {
+        out.push_str("No posts\n");
+    }
+    for tp in &reply.posts {
+        if let Some(post) = &tp.post {
+            out.push_str(&format!("#{} {}\n{}", tp.seq, post_header(post), post_line(post)));
+        }
+    }
+    if let Some(next) = next {
+        out.push_str(&format!("More: {next}\n"));
+    }
+    out
+}
+
+/// What TOPIC prints after its status line: the active topics, all topics, subscriptions.
+pub fn topics_lines(active: &[TopicSummary], all: &[TopicSummary], subscriptions: &[String]) -> String {
+    let line = |t: &TopicSummary| {
+        let mark = if t.subscribed { " (subscribed)" } else { "" };
+        format!(
+            "#{} {}, {} in the last hour{mark}\n",
+            t.topic,
+            plural(t.count, "post"),
+            t.recent
+        )
+    };
+    let mut out = String::from("Active in the last hour:\n");
+    if active.is_empty() {
+        out.push_str("None\n");
+    }
+    active.iter().for_each(|t| out.push_str(&line(t)));
+    out.push_str("Topics:\n");
+    if all.is_empty() {
+        out.push_str("None\n");
+    }
+    all.iter().for_each(|t| out.push_str(&line(t)));
+    let names: Vec<String> = subscriptions.iter().map(|t| format!("#{t}")).collect();
+    out.push_str(&format!("Subscribed: {}\n", names.join(", ")));
+    out
+}
+
+/// A post of a subscribed topic as it arrives on the timeline.
+pub fn live_topic_line(tp: &TopicPost) -> String {
+    let post = tp.post.clone().unwrap_or_default();
+    format!("#{} {} [{}]\n{}", tp.topic, tp.seq, post_name(&post), post_line(&post))
 }
 
 /// The two lines LIST prints after its status line.

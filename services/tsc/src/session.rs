@@ -13,10 +13,11 @@ use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{
-    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, Empty, FollowRequest, InboxReply,
-    InboxRequest, LikesReply, LikesRequest, ListRequest, LoginReply, LoginRequest, PostRef, PostsReply, PostsRequest,
-    ProfileReply, ProfileRequest, PublishReply, PublishRequest, RegisterRequest, Reply, SendMessageRequest,
-    SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, UserRef,
+    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, Empty, FollowRequest, HistoryReply,
+    HistoryRequest, InboxReply, InboxRequest, LikesReply, LikesRequest, ListRequest, LoginReply, LoginRequest, PostRef,
+    PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest, RegisterRequest, Reply,
+    SendMessageRequest, SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, TopicRequest, TopicsReply,
+    TopicsRequest, UserRef,
 };
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
@@ -363,15 +364,57 @@ impl Session {
 
     /// Posts outside a timeline (a reply when `reply_to` names a post); a retry after a
     /// failover re-sends the same post id, so the post is stored once.
-    pub async fn publish(&mut self, text: &str, reply_to: &str) -> Result<PublishReply, tonic::Status> {
+    pub async fn publish(
+        &mut self,
+        text: &str,
+        reply_to: &str,
+        topics: &[String],
+    ) -> Result<PublishReply, tonic::Status> {
         let request = PublishRequest {
             post_id: rand::random::<u64>() >> 1,
             text: text.to_string(),
             reply_to: reply_to.to_string(),
+            topics: topics.to_vec(),
         };
         self.call(|mut c| {
             let request = request.clone();
             async move { c.publish(request).await }
+        })
+        .await
+    }
+
+    /// Subscribes to `topic` (`on`) or stops.
+    pub async fn subscribe(&mut self, topic: &str, on: bool) -> Result<(Code, String), tonic::Status> {
+        let request = TopicRequest {
+            topic: topic.to_string(),
+        };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move {
+                    if on {
+                        c.subscribe(request).await
+                    } else {
+                        c.unsubscribe(request).await
+                    }
+                }
+            })
+            .await?;
+        Ok(outcome(reply))
+    }
+
+    pub async fn history(&mut self, request: HistoryRequest) -> Result<HistoryReply, tonic::Status> {
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.history(request).await }
+        })
+        .await
+    }
+
+    pub async fn topics(&mut self, request: TopicsRequest) -> Result<TopicsReply, tonic::Status> {
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.topics(request).await }
         })
         .await
     }

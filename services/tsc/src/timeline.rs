@@ -48,6 +48,7 @@ pub async fn run(session: &mut Session, input: &mut impl Lines) -> Result<(), to
     let mut shown: HashSet<(u64, u64)> = HashSet::new();
     // Direct messages shown, by (sender, message id).
     let mut shown_messages: HashSet<(u64, u64)> = HashSet::new();
+    let mut shown_topic_posts: HashSet<(String, u64)> = HashSet::new();
     let mut cursor = 0u64;
     let mut live = false;
     let mut unacked: VecDeque<(u64, String)> = VecDeque::new();
@@ -96,6 +97,11 @@ pub async fn run(session: &mut Session, input: &mut impl Lines) -> Result<(), to
                                 cursor = cursor.max(m.seq);
                             }
                         }
+                        // Shown once, also when a resumed stream sends it again.
+                        Some(timeline_event::Kind::TopicPost(tp)) if shown_topic_posts.insert((tp.topic.clone(), tp.seq)) => {
+                            print(&display::live_topic_line(&tp));
+                        }
+                        Some(timeline_event::Kind::TopicPost(_)) => {}
                         Some(timeline_event::Kind::LiveFrom(from)) => {
                             cursor = cursor.max(from);
                             live = true;

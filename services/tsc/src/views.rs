@@ -1,12 +1,12 @@
 //! The newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, REPLY, THREAD, DELETE, DM, INBOX,
-//! READ, BLOCK, UNBLOCK): what each asks the server and
+//! READ, BLOCK, UNBLOCK, TOPIC, SUBSCRIBE, UNSUBSCRIBE, HISTORY): what each asks the server and
 //! the text it prints. The classic commands stay in `main`, printed by `display` byte for byte.
 //! A refusal prints the classic status line, and the server's detail on stderr.
 
-use crate::command::{Command, ProfileField};
+use crate::command::{Command, HistoryPage, ProfileField};
 use crate::display;
 use crate::session::Session;
-use tinysns_common::proto::social::{PostsRequest, SetProfileRequest, Status as Code};
+use tinysns_common::proto::social::{HistoryRequest, PostsRequest, SetProfileRequest, Status as Code, TopicsRequest};
 
 /// What one of the newer commands prints (None for any other command).
 pub async fn run(session: &mut Session, command: &Command) -> Option<Result<String, tonic::Status>> {
@@ -25,6 +25,20 @@ pub async fn run(session: &mut Session, command: &Command) -> Option<Result<Stri
         Command::Read(with) => conversation(session, with).await,
         Command::Block(user) => status(session.block(user, true).await),
         Command::Unblock(user) => status(session.block(user, false).await),
+        Command::Topics => topics(session).await,
+        Command::Topic(topic) => {
+            let page = HistoryPage {
+                topic: topic.clone(),
+                from: 0,
+                forward: false,
+                limit: 0,
+            };
+            history(session, &page).await
+        }
+        Command::TopicPost(topic, text) => topic_post(session, topic, text).await,
+        Command::Subscribe(topic) => status(session.subscribe(topic, true).await),
+        Command::Unsubscribe(topic) => status(session.subscribe(topic, false).await),
+        Command::History(page) => history(session, page).await,
         Command::Follow(_)
         | Command::UnFollow(_)
         | Command::List
@@ -102,7 +116,7 @@ async fn likes(session: &mut Session, post: &str) -> Result<String, tonic::Statu
 }
 
 async fn reply(session: &mut Session, post: &str, text: &str) -> Result<String, tonic::Status> {
-    let reply = session.publish(text, post).await?;
+    let reply = session.publish(text, post, &[]).await?;
     Ok(match Code::try_from(reply.status) {
         Ok(Code::Success) => success(format!("Your reply is {}/{}\n", session.me(), reply.number)),
         _ => refused(reply.status, &reply.message),
@@ -134,5 +148,52 @@ async fn conversation(session: &mut Session, with: &str) -> Result<String, tonic
     Ok(match Code::try_from(reply.status) {
         Ok(Code::Success) => success(display::conversation_lines(&reply.messages)),
         _ => refused(reply.status, &reply.message),
+    })
+}
+
+async fn topic_post(session: &mut Session, topic: &str, text: &str) -> Result<String, tonic::Status> {
+    let reply = session.publish(text, "", &[topic.to_string()]).await?;
+    Ok(match Code::try_from(reply.status) {
+        Ok(Code::Success) => success(format!("Your post is {}/{}\n", session.me(), reply.number)),
+        _ => refused(reply.status, &reply.message),
+    })
+}
+
+async fn history(session: &mut Session, page: &HistoryPage) -> Result<String, tonic::Status> {
+    let reply = session
+        .history(HistoryRequest {
+            topic: page.topic.clone(),
+            from_seq: page.from,
+            forward: page.forward,
+            limit: page.limit,
+        })
+        .await?;
+    Ok(match Code::try_from(reply.status) {
+        Ok(Code::Success) => {
+            let next = match (reply.next_seq, page.forward) {
+                (0, _) => None,
+                (next, true) => Some(format!("HISTORY {} +{next}", page.topic)),
+                (next, false) => Some(format!("HISTORY {} {next}", page.topic)),
+            };
+            success(display::history_lines(&page.topic, &reply, next))
+        }
+        _ => refused(reply.status, &reply.message),
+    })
+}
+
+async fn topics(session: &mut Session) -> Result<String, tonic::Status> {
+    let by_name = |active| TopicsRequest {
+        active,
+        limit: 0,
+        after: String::new(),
+    };
+    let active = session.topics(by_name(true)).await?;
+    let all = session.topics(by_name(false)).await?;
+    Ok(match (Code::try_from(active.status), Code::try_from(all.status)) {
+        (Ok(Code::Success), Ok(Code::Success)) => {
+            success(display::topics_lines(&active.topics, &all.topics, &all.subscriptions))
+        }
+        (Ok(Code::Success), _) => refused(all.status, &all.message),
+        _ => refused(active.status, &active.message),
     })
 }

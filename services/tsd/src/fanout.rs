@@ -24,16 +24,38 @@ use tokio::sync::mpsc;
 /// its own.
 const QUEUE: usize = 1024;
 
-/// Who a timeline's user follows, and since when (hybrid clock stamp, `crate::clock`;
-/// posts stamped earlier are not shown).
-pub type Following = HashMap<u64, u64>;
+/// What a timeline's user follows: users, and since when (hybrid clock stamp,
+/// `crate::clock`; posts stamped earlier are not shown), and the topics they subscribe to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Following {
+    pub users: HashMap<u64, u64>,
+    pub topics: HashSet<String>,
+}
+
+impl Following {
+    pub fn users(users: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        Self {
+            users: users.into_iter().collect(),
+            topics: HashSet::new(),
+        }
+    }
+}
 
 /// Takes a follow (`on`) or unfollow of `followee` made at `entry` into `following`.
 pub fn record_follow(following: &mut Following, followee: u64, on: bool, entry: &LogEntry) {
     if on {
-        following.entry(followee).or_insert(clock::stamp(entry));
+        following.users.entry(followee).or_insert(clock::stamp(entry));
     } else {
-        following.remove(&followee);
+        following.users.remove(&followee);
+    }
+}
+
+/// Takes a subscription (`on`) to `topic` or its end into `following`.
+pub fn record_subscription(following: &mut Following, topic: &str, on: bool) {
+    if on {
+        following.topics.insert(topic.to_owned());
+    } else {
+        following.topics.remove(topic);
     }
 }
 
@@ -42,8 +64,16 @@ pub fn record_follow(following: &mut Following, followee: u64, on: bool, entry: 
 pub fn shows(following: &Following, user: u64, author: u64, entry: &LogEntry) -> bool {
     author != user
         && following
+            .users
             .get(&author)
             .is_some_and(|since| clock::stamp(entry) >= *since)
+}
+
+/// Whether `user`'s timeline shows a post numbered in `topic`: someone else's post in a topic
+/// the user subscribes to, by an author the user does not follow (whose posts it shows as
+/// posts already).
+pub fn shows_in_topic(following: &Following, user: u64, topic: &str, author: u64) -> bool {
+    author != user && following.topics.contains(topic) && !following.users.contains_key(&author)
 }
 
 /// Takes `entry` into the state of `user`'s timeline; true if it is a post the timeline
@@ -57,7 +87,15 @@ pub fn step(following: &mut Following, user: u64, entry: &LogEntry) -> bool {
             record_follow(following, f.followee, f.following, entry);
             false
         }
+        Some(change::Kind::TopicSubscription(t)) if t.user == user => {
+            record_subscription(following, &t.topic, t.subscribed);
+            false
+        }
         Some(change::Kind::Post(p)) => shows(following, user, p.author, entry),
+        Some(change::Kind::TopicSequenced(t)) => t
+            .post
+            .as_ref()
+            .is_some_and(|p| shows_in_topic(following, user, &t.topic, p.author)),
         Some(change::Kind::DirectMessage(m)) => m.recipient == user,
         _ => false,
     }
@@ -75,6 +113,8 @@ struct State {
     timelines: HashMap<u64, Member>,
     /// For each followed user, the timelines that show their posts.
     by_followee: HashMap<u64, HashSet<u64>>,
+    /// For each topic, the timelines whose users subscribe to it.
+    by_topic: HashMap<String, HashSet<u64>>,
     /// For each user, their open timelines (a user may have more than one stream).
     by_user: HashMap<u64, HashSet<u64>>,
     next_id: u64,
@@ -145,8 +185,11 @@ impl Fanout {
         let handback = Arc::new(Mutex::new(None));
         let id = state.next_id;
         state.next_id += 1;
-        for followee in following.keys() {
+        for followee in following.users.keys() {
             state.by_followee.entry(*followee).or_default().insert(id);
+        }
+        for topic in &following.topics {
+            state.by_topic.entry(topic.clone()).or_default().insert(id);
         }
         state.by_user.entry(user).or_default().insert(id);
         state.timelines.insert(
@@ -232,6 +275,27 @@ impl State {
                     self.offer(id, entry, p.author);
                 }
             }
+            Some(change::Kind::TopicSubscription(t)) => {
+                let ids: Vec<u64> = self.by_user.get(&t.user).into_iter().flatten().copied().collect();
+                for id in ids {
+                    self.apply_subscription(id, entry, &t.topic, t.subscribed);
+                }
+            }
+            Some(change::Kind::TopicSequenced(t)) => {
+                let Some(author) = t.post.as_ref().map(|p| p.author) else {
+                    return;
+                };
+                let ids: Vec<u64> = self.by_topic.get(&t.topic).into_iter().flatten().copied().collect();
+                for id in ids {
+                    if self
+                        .timelines
+                        .get(&id)
+                        .is_some_and(|m| shows_in_topic(&m.following, m.user, &t.topic, author))
+                    {
+                        self.send(id, entry);
+                    }
+                }
+            }
             Some(change::Kind::DirectMessage(m)) => {
                 let ids: Vec<u64> = self.by_user.get(&m.recipient).into_iter().flatten().copied().collect();
                 for id in ids {
@@ -254,6 +318,30 @@ impl State {
             self.by_followee.entry(followee).or_default().insert(id);
         } else {
             self.unindex(followee, id);
+        }
+    }
+
+    fn apply_subscription(&mut self, id: u64, entry: &LogEntry, topic: &str, on: bool) {
+        let Some(member) = self.timelines.get_mut(&id) else {
+            return;
+        };
+        if entry.lsn <= member.joined_after {
+            return;
+        }
+        record_subscription(&mut member.following, topic, on);
+        if on {
+            self.by_topic.entry(topic.to_owned()).or_default().insert(id);
+        } else {
+            self.unindex_topic(topic, id);
+        }
+    }
+
+    fn unindex_topic(&mut self, topic: &str, id: u64) {
+        if let Some(set) = self.by_topic.get_mut(topic) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_topic.remove(topic);
+            }
         }
     }
 
@@ -305,8 +393,11 @@ impl State {
 
     fn remove(&mut self, id: u64) -> Option<Member> {
         let member = self.timelines.remove(&id)?;
-        for followee in member.following.keys() {
+        for followee in member.following.users.keys() {
             self.unindex(*followee, id);
+        }
+        for topic in &member.following.topics {
+            self.unindex_topic(topic, id);
         }
         if let Some(set) = self.by_user.get_mut(&member.user) {
             set.remove(&id);
@@ -380,17 +471,17 @@ mod tests {
     fn a_timeline_joins_only_once_it_has_read_as_far_as_the_fanout() {
         let fanout = Fanout::default();
         fanout.route(&[post(1, 2), post(2, 2), post(3, 2)]);
-        assert!(fanout.join(1, 2, &Following::new()).is_none());
-        assert!(fanout.join(1, 3, &Following::new()).is_some());
+        assert!(fanout.join(1, 2, &Following::default()).is_none());
+        assert!(fanout.join(1, 3, &Following::default()).is_some());
         // Ahead of the fan-out (it is behind the committed log) is fine too.
-        assert!(fanout.join(1, 9, &Following::new()).is_some());
+        assert!(fanout.join(1, 9, &Following::default()).is_some());
     }
 
     #[test]
     fn posts_reach_exactly_the_followers_who_should_see_them() {
         let fanout = Fanout::default();
-        let mut sub = fanout.join(1, 0, &Following::from([(2, 0)])).unwrap();
-        let mut other = fanout.join(5, 0, &Following::new()).unwrap();
+        let mut sub = fanout.join(1, 0, &Following::users([(2, 0)])).unwrap();
+        let mut other = fanout.join(5, 0, &Following::default()).unwrap();
         fanout.route(&[
             post(1, 2),             // followed: shown
             post(2, 3),             // not followed
@@ -410,7 +501,7 @@ mod tests {
     fn posts_made_before_the_follow_are_not_shown() {
         let fanout = Fanout::default();
         // Followed at stamp 1 s (posts here are stamped by their wall time, lsn x 10 ms).
-        let mut sub = fanout.join(1, 0, &Following::from([(2, 1_000_000)])).unwrap();
+        let mut sub = fanout.join(1, 0, &Following::users([(2, 1_000_000)])).unwrap();
         fanout.route(&[post(1, 2), post(200, 2)]);
         assert_eq!(received(&mut sub), vec![200]);
     }
@@ -418,7 +509,7 @@ mod tests {
     #[test]
     fn the_clock_stamp_decides_not_the_wall_clock() {
         let fanout = Fanout::default();
-        let mut sub = fanout.join(1, 0, &Following::from([(2, 5_000_000)])).unwrap();
+        let mut sub = fanout.join(1, 0, &Following::users([(2, 5_000_000)])).unwrap();
         // Made on a clock minutes behind, after its cluster saw the follow: shown.
         let behind = Arc::new(LogEntry {
             hlc: 5_000_001,
@@ -439,7 +530,7 @@ mod tests {
         let fanout = Fanout::default();
         fanout.route(&[post(1, 2)]);
         // Joined ahead of the fan-out: it already showed 2 and 3, and saw the unfollow at 3.
-        let mut sub = fanout.join(1, 3, &Following::new()).unwrap();
+        let mut sub = fanout.join(1, 3, &Following::default()).unwrap();
         fanout.route(&[post(2, 2), follow(3, 1, 2, false), post(4, 2)]);
         assert_eq!(received(&mut sub), Vec::<u64>::new());
         fanout.route(&[follow(5, 1, 2, true), post(6, 2)]);
@@ -449,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn a_timeline_too_slow_to_keep_up_gets_its_place_back() {
         let fanout = Fanout::default();
-        let mut sub = fanout.join(1, 0, &Following::from([(2, 0)])).unwrap();
+        let mut sub = fanout.join(1, 0, &Following::users([(2, 0)])).unwrap();
         let posts: Vec<_> = (1..=QUEUE as u64).map(|lsn| post(lsn, 2)).collect();
         fanout.route(&posts);
         let overflow = QUEUE as u64 + 2;
@@ -465,7 +556,7 @@ mod tests {
         // It continues just before the post that did not fit, with the follow it made.
         assert_eq!(back.after, overflow - 1);
         assert_eq!(
-            back.following.keys().copied().collect::<HashSet<_>>(),
+            back.following.users.keys().copied().collect::<HashSet<_>>(),
             HashSet::from([2, 3])
         );
         assert!(fanout.state().timelines.is_empty());
@@ -475,7 +566,7 @@ mod tests {
     #[tokio::test]
     async fn a_rewound_log_sends_every_timeline_back_to_reading_on_its_own() {
         let fanout = Fanout::default();
-        let mut sub = fanout.join(1, 0, &Following::from([(2, 0)])).unwrap();
+        let mut sub = fanout.join(1, 0, &Following::users([(2, 0)])).unwrap();
         fanout.route(&[post(1, 2), post(2, 2)]);
         fanout.route(&[post(2, 2)]);
         assert_eq!(sub.next().await.unwrap().lsn, 1);
@@ -486,9 +577,78 @@ mod tests {
     #[test]
     fn a_closed_timeline_leaves_no_trace() {
         let fanout = Fanout::default();
-        let sub = fanout.join(1, 0, &Following::from([(2, 0), (3, 0)])).unwrap();
+        let sub = fanout.join(1, 0, &Following::users([(2, 0), (3, 0)])).unwrap();
         drop(sub);
         let state = fanout.state();
         assert!(state.timelines.is_empty() && state.by_followee.is_empty() && state.by_user.is_empty());
+    }
+
+    fn numbered(lsn: u64, topic: &str, author: u64) -> Arc<LogEntry> {
+        entry(
+            lsn,
+            lsn as i64 * 10,
+            change::Kind::TopicSequenced(tinysns_common::proto::internal::TopicSequenced {
+                topic: topic.into(),
+                seq: lsn,
+                post: Some(PostCreated {
+                    author,
+                    post_id: lsn,
+                    number: lsn,
+                    ..Default::default()
+                }),
+                post_hlc: 0,
+            }),
+        )
+    }
+
+    fn subscription(lsn: u64, user: u64, topic: &str, subscribed: bool) -> Arc<LogEntry> {
+        entry(
+            lsn,
+            lsn as i64 * 10,
+            change::Kind::TopicSubscription(tinysns_common::proto::internal::TopicSubscription {
+                user,
+                topic: topic.into(),
+                subscribed,
+            }),
+        )
+    }
+
+    #[test]
+    fn subscribed_topics_posts_reach_the_timeline_unless_the_author_is_followed_or_oneself() {
+        let fanout = Fanout::default();
+        let mut following = Following::users([(3, 0)]);
+        following.topics.insert("rust".into());
+        let mut sub = fanout.join(1, 0, &following).unwrap();
+        fanout.route(&[
+            numbered(1, "rust", 2),
+            numbered(2, "go", 2),
+            // Followed (shown as a post instead) and one's own.
+            numbered(3, "rust", 3),
+            numbered(4, "rust", 1),
+            subscription(5, 1, "go", true),
+            subscription(6, 1, "rust", false),
+            numbered(7, "go", 2),
+            numbered(8, "rust", 2),
+        ]);
+        assert_eq!(received(&mut sub), [1, 7]);
+        // A timeline reading the log on its own shows the same.
+        let mut own = following.clone();
+        let shown: Vec<u64> = [
+            numbered(1, "rust", 2),
+            numbered(2, "go", 2),
+            numbered(3, "rust", 3),
+            numbered(4, "rust", 1),
+            subscription(5, 1, "go", true),
+            subscription(6, 1, "rust", false),
+            numbered(7, "go", 2),
+            numbered(8, "rust", 2),
+        ]
+        .iter()
+        .filter(|e| step(&mut own, 1, e))
+        .map(|e| e.lsn)
+        .collect();
+        assert_eq!(shown, [1, 7]);
+        drop(sub);
+        assert!(fanout.state().by_topic.is_empty(), "leaving unindexes the topics");
     }
 }

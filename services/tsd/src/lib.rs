@@ -8,7 +8,9 @@
 //! require have stored it, acknowledges the client and publishes it on the in-memory `feed`.
 //! A slave's writer applies what its master sends by the rule in `log_matching`. Timelines (`timeline`)
 //! and the synchronizer's `changefeed` tail that feed; `fanout` routes each post to the open
-//! timelines of its author's followers; `remote` checks what other clusters send. The
+//! timelines of its author's followers (and topic posts to their subscribers); `sequencer`
+//! numbers the posts of the topics whose home is this cluster; `remote` checks what other
+//! clusters send. The
 //! server's role comes from `tinysns_common::membership` (heartbeats to the coordinator);
 //! `identity` keeps its incarnation and its durable term. `metrics` counts what happens for
 //! Prometheus.
@@ -33,8 +35,10 @@ pub mod reader;
 pub mod readiness;
 pub mod remote;
 pub mod replication;
+pub mod sequencer;
 pub mod server;
 pub mod social;
 pub mod store;
 pub mod timeline;
+pub mod topics;
 pub mod writer;

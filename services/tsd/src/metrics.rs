@@ -40,6 +40,10 @@ pub enum WriteKind {
     Read,
     Block,
     Unblock,
+    /// A topic's home numbered a post in it.
+    TopicNumber,
+    Subscribe,
+    Unsubscribe,
     /// A change made in another cluster, applied here (any social kind).
     Remote,
     Register,
@@ -51,7 +55,7 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
-    pub const ALL: [WriteKind; 18] = [
+    pub const ALL: [WriteKind; 21] = [
         WriteKind::User,
         WriteKind::Follow,
         WriteKind::Unfollow,
@@ -64,6 +68,9 @@ impl WriteKind {
         WriteKind::Read,
         WriteKind::Block,
         WriteKind::Unblock,
+        WriteKind::TopicNumber,
+        WriteKind::Subscribe,
+        WriteKind::Unsubscribe,
         WriteKind::Remote,
         WriteKind::Register,
         WriteKind::Password,
@@ -86,6 +93,9 @@ impl WriteKind {
             WriteKind::Read => "read",
             WriteKind::Block => "block",
             WriteKind::Unblock => "unblock",
+            WriteKind::TopicNumber => "topic_number",
+            WriteKind::Subscribe => "subscribe",
+            WriteKind::Unsubscribe => "unsubscribe",
             WriteKind::Remote => "remote",
             WriteKind::Register => "register",
             WriteKind::Password => "password",
@@ -114,6 +124,9 @@ impl WriteKind {
                 change::Kind::ConversationRead(_) => WriteKind::Read,
                 change::Kind::Block(b) if b.blocking => WriteKind::Block,
                 change::Kind::Block(_) => WriteKind::Unblock,
+                change::Kind::TopicSequenced(_) => WriteKind::TopicNumber,
+                change::Kind::TopicSubscription(t) if t.subscribed => WriteKind::Subscribe,
+                change::Kind::TopicSubscription(_) => WriteKind::Unsubscribe,
             },
             log_entry::Kind::SyncCursor(_) => WriteKind::SyncCursor,
             log_entry::Kind::Account(AccountChange { kind }) => match kind.as_ref()? {

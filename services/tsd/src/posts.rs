@@ -10,6 +10,7 @@ use tinysns_common::limits::{page_size, parse_post_name, validate_post_text};
 use tinysns_common::proto::social::{
     PostRef, PostsReply, PostsRequest, PublishReply, PublishRequest, Reply, Status as Code, ThreadReply, ThreadRequest,
 };
+use tinysns_common::topics::topics_of;
 use tonic::Status;
 
 pub(crate) type Refusal = (Code, String);
@@ -35,9 +36,20 @@ impl Social {
         post_id: u64,
         text: String,
         reply_to: Option<(u64, u64)>,
+        explicit_topics: &[String],
     ) -> Result<Refusal, Status> {
         if let Err(problem) = validate_post_text(&text) {
             return Ok((Code::FailureInvalid, problem.to_string()));
+        }
+        let mut topics = match topics_of(&text, explicit_topics) {
+            Ok(topics) => topics,
+            Err(problem) => return Ok((Code::FailureInvalid, problem.to_string())),
+        };
+        // While an upgrade is under way a post is never refused for the #tags in its text:
+        // it is stored without topics (explicit topics are refused below).
+        let topics_enabled = Feature::Topics.enabled_at(self.role.current().assignment.system_feature_level);
+        if !topics_enabled && explicit_topics.is_empty() {
+            topics.clear();
         }
         let command = Command::Post {
             author: caller.user,
@@ -45,10 +57,15 @@ impl Social {
             post_id,
             text,
             reply_to,
+            topics,
         };
         let command = match reply_to {
             Some(_) => self.gated(Feature::RepliesAndDeletion, command),
             None => command,
+        };
+        let command = match explicit_topics.is_empty() {
+            true => command,
+            false => self.gated(Feature::Topics, command),
         };
         Ok(match self.submit(command).await? {
             Outcome::Rejected(status, message) => (status, message),
@@ -74,7 +91,10 @@ impl Social {
             self.resolve_post(&request.reply_to).await?.map(Some)
         };
         let (status, message) = match reply_to {
-            Ok(reply_to) => self.store_post(&caller, post_id, request.text, reply_to).await?,
+            Ok(reply_to) => {
+                self.store_post(&caller, post_id, request.text, reply_to, &request.topics)
+                    .await?
+            }
             // Through the writer, so that a deposed master cannot answer it.
             Err((status, message)) => match self.submit(Command::Refuse { status, message }).await? {
                 Outcome::Rejected(status, message) => (status, message),

@@ -4,7 +4,8 @@
 //! its origin cluster could really have made.
 
 use tinysns_common::limits::{MAX_LSN, canonical_username, validate_post_text, validate_profile};
-use tinysns_common::proto::internal::{RemoteChange, change};
+use tinysns_common::proto::internal::{PostCreated, RemoteChange, TopicSequenced, change};
+use tinysns_common::topics;
 use tinysns_common::topology::{cluster_of_user, cluster_of_username};
 
 /// How far in the future a change's timestamp may be (clock skew between clusters).
@@ -24,6 +25,8 @@ pub enum RemoteError {
     Empty,
     #[error("user {user} lives in cluster {home}, so cluster {origin} cannot make this change")]
     NotHome { user: u64, home: u32, origin: u32 },
+    #[error("topic {topic} is numbered by cluster {home}, so cluster {origin} cannot number it")]
+    NotTopicHome { topic: String, home: u32, origin: u32 },
     #[error("{0}")]
     Content(String),
 }
@@ -69,7 +72,20 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
     let Some(kind) = remote.change.as_ref().and_then(|c| c.kind.as_ref()) else {
         return Err(RemoteError::Empty);
     };
-    // Every change is made in the home cluster of the user who acts.
+    // Every change is made in the home cluster of the user who acts; a topic's numbers in the
+    // topic's home.
+    if let change::Kind::TopicSequenced(t) = kind {
+        check_topic_sequenced(t).map_err(RemoteError::Content)?;
+        let home = topics::home_cluster(&t.topic, clusters);
+        if home != origin {
+            return Err(RemoteError::NotTopicHome {
+                topic: t.topic.clone(),
+                home,
+                origin,
+            });
+        }
+        return Ok(());
+    }
     let (actor, content) = match kind {
         change::Kind::User(u) => (u.user_id, check_username(&u.username, origin, clusters)),
         change::Kind::Follow(f) => (
@@ -80,16 +96,10 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
                 _ => Ok(()),
             },
         ),
-        change::Kind::Post(p) => (
-            p.author,
-            validate_post_text(&p.text).map_err(|e| e.to_string()).and_then(|()| {
-                match (p.reply_to_author, p.reply_to_number) {
-                    (0, 0) => Ok(()),
-                    (author, number) if author > 0 && number > 0 && number <= MAX_LSN => Ok(()),
-                    (author, number) => Err(format!("a reply to {author}/{number}, which cannot exist")),
-                }
-            }),
-        ),
+        change::Kind::Post(p) => (p.author, check_post(p)),
+        // Checked above.
+        change::Kind::TopicSequenced(t) => (t.post.as_ref().map(|p| p.author).unwrap_or_default(), Ok(())),
+        change::Kind::TopicSubscription(t) => (t.user, check_canonical_topic(&t.topic)),
         change::Kind::PostDeleted(d) => (
             d.author,
             if d.number == 0 || d.number > MAX_LSN {
@@ -140,6 +150,40 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
         });
     }
     Ok(())
+}
+
+/// A post's text, the post it answers and its topics could all have been made by a member.
+fn check_post(p: &PostCreated) -> Result<(), String> {
+    validate_post_text(&p.text).map_err(|e| e.to_string())?;
+    match (p.reply_to_author, p.reply_to_number) {
+        (0, 0) => {}
+        (author, number) if author > 0 && number > 0 && number <= MAX_LSN => {}
+        (author, number) => return Err(format!("a reply to {author}/{number}, which cannot exist")),
+    }
+    if p.topics.len() > topics::MAX_TOPICS_PER_POST {
+        return Err(format!("a post with {} topics", p.topics.len()));
+    }
+    p.topics.iter().try_for_each(|t| check_canonical_topic(t))
+}
+
+fn check_canonical_topic(topic: &str) -> Result<(), String> {
+    match topics::parse_topic(topic) {
+        Ok(canonical) if canonical == topic => Ok(()),
+        _ => Err(format!("{topic:?} is not a canonical topic name")),
+    }
+}
+
+/// A topic's number names a numbered post of a canonical topic.
+fn check_topic_sequenced(t: &TopicSequenced) -> Result<(), String> {
+    check_canonical_topic(&t.topic)?;
+    if t.seq == 0 || t.seq > MAX_LSN {
+        return Err(format!("topic number {} is out of range", t.seq));
+    }
+    let post = t.post.as_ref().ok_or("a topic number without its post")?;
+    if post.author == 0 || post.number == 0 || post.number > MAX_LSN {
+        return Err(format!("post {}/{} cannot exist", post.author, post.number));
+    }
+    check_post(post)
 }
 
 /// Whether cluster `here` keeps `change`: a direct message only in the sender's and the
@@ -429,6 +473,67 @@ mod tests {
         assert!(matches!(
             check_remote(&remote(2, post(0, "x")), 1, 3, NOW),
             Err(RemoteError::Content(_))
+        ));
+    }
+
+    #[test]
+    fn only_a_topics_home_numbers_it_and_topics_must_be_canonical() {
+        let numbered = |topic: &str, seq: u64| {
+            change::Kind::TopicSequenced(TopicSequenced {
+                topic: topic.into(),
+                seq,
+                post: Some(PostCreated {
+                    author: 2,
+                    post_id: 1,
+                    text: "#rust".into(),
+                    number: 1,
+                    ..Default::default()
+                }),
+                post_hlc: 0,
+            })
+        };
+        let home = topics::home_cluster("rust", 3);
+        let elsewhere = home % 3 + 1;
+        let here = 6 - home - elsewhere;
+        assert_eq!(check_remote(&remote(home, numbered("rust", 1)), here, 3, NOW), Ok(()));
+        assert!(matches!(
+            check_remote(&remote(elsewhere, numbered("rust", 1)), here, 3, NOW),
+            Err(RemoteError::NotTopicHome { .. })
+        ));
+        for bad in [numbered("Rust", 1), numbered("rust", 0)] {
+            assert!(matches!(
+                check_remote(&remote(home, bad), here, 3, NOW),
+                Err(RemoteError::Content(_))
+            ));
+        }
+        let tagged = |topics: Vec<String>| {
+            change::Kind::Post(PostCreated {
+                author: 2,
+                post_id: 1,
+                text: "x".into(),
+                topics,
+                ..Default::default()
+            })
+        };
+        assert_eq!(check_remote(&remote(2, tagged(vec!["go".into()])), 1, 3, NOW), Ok(()));
+        let too_many = (0..11).map(|i| format!("t{i}")).collect();
+        for bad in [tagged(vec!["Go".into()]), tagged(too_many)] {
+            assert!(matches!(
+                check_remote(&remote(2, bad), 1, 3, NOW),
+                Err(RemoteError::Content(_))
+            ));
+        }
+        let subscription = |user, topic: &str| {
+            change::Kind::TopicSubscription(tinysns_common::proto::internal::TopicSubscription {
+                user,
+                topic: topic.into(),
+                subscribed: true,
+            })
+        };
+        assert_eq!(check_remote(&remote(2, subscription(2, "go")), 1, 3, NOW), Ok(()));
+        assert!(matches!(
+            check_remote(&remote(2, subscription(3, "go")), 1, 3, NOW),
+            Err(RemoteError::NotHome { .. })
         ));
     }
 }

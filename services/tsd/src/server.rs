@@ -150,6 +150,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         tinysns_common::metrics::serve(&config.bind, port, Arc::new(exposed), shutdown.clone()).await?;
     }
 
+    tokio::spawn(
+        crate::sequencer::Sequencer {
+            cluster: config.cluster,
+            writer: writer.clone(),
+            reader: reader.clone(),
+            role: role.clone(),
+            interval: config.topic_sequencer_interval,
+        }
+        .run(shutdown.clone()),
+    );
     let fanout = Fanout::default();
     tokio::spawn(fanout.clone().run(feed.tail(reader.clone(), feed.committed())));
     let social = Social {

@@ -22,11 +22,11 @@ use tinysns_common::limits::{canonical_username, parse_user_id};
 use tinysns_common::membership::{RoleHandle, RoleView};
 use tinysns_common::proto::social::social_service_server::{SocialService, SocialServiceServer};
 use tinysns_common::proto::social::{
-    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, Empty, FollowRequest, InboxReply,
-    InboxRequest, LikesReply, LikesRequest, ListReply, ListRequest, LoginReply, LoginRequest, PostRef, PostsReply,
-    PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest, RegisterRequest, Reply,
-    SendMessageRequest, SessionEvent, SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, TimelineEvent,
-    TimelineRequest,
+    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, Empty, FollowRequest, HistoryReply,
+    HistoryRequest, InboxReply, InboxRequest, LikesReply, LikesRequest, ListReply, ListRequest, LoginReply,
+    LoginRequest, PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest,
+    RegisterRequest, Reply, SendMessageRequest, SessionEvent, SetProfileRequest, Status as Code, ThreadReply,
+    ThreadRequest, TimelineEvent, TimelineRequest, TopicRequest, TopicsReply, TopicsRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -381,6 +381,36 @@ impl SocialService for Social {
     async fn unblock(&self, request: Request<BlockRequest>) -> Result<Response<Reply>, Status> {
         let caller = self.authenticate(request.metadata()).await?;
         self.block_user(caller, request.into_inner(), false)
+            .await
+            .map(Response::new)
+    }
+
+    async fn subscribe(&self, request: Request<TopicRequest>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        Social::subscribe(self, caller, request.into_inner(), true)
+            .await
+            .map(Response::new)
+    }
+
+    async fn unsubscribe(&self, request: Request<TopicRequest>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        Social::subscribe(self, caller, request.into_inner(), false)
+            .await
+            .map(Response::new)
+    }
+
+    async fn history(&self, request: Request<HistoryRequest>) -> Result<Response<HistoryReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.fenced()?;
+        Social::history(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn topics(&self, request: Request<TopicsRequest>) -> Result<Response<TopicsReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.fenced()?;
+        Social::topics(self, caller, request.into_inner())
             .await
             .map(Response::new)
     }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use tinysns_common::proto::internal::{LogEntry, change, log_entry};
 use tinysns_common::proto::social::{
     DirectMessageView, NewPost, Post, PostAck, PostName, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest,
-    UserRef, timeline_event, timeline_request,
+    TopicPost, UserRef, timeline_event, timeline_request,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -47,7 +47,8 @@ impl Social {
 
 type Events = mpsc::Sender<Result<TimelineEvent, Status>>;
 
-/// What a timeline shows of an entry routed to it: a post, or a direct message.
+/// What a timeline shows of an entry routed to it: a post, a post in a subscribed topic, or
+/// a direct message.
 fn shown(entry: &LogEntry) -> Option<timeline_event::Kind> {
     let Some(log_entry::Kind::Change(c)) = &entry.kind else {
         return None;
@@ -71,6 +72,22 @@ fn shown(entry: &LogEntry) -> Option<timeline_event::Kind> {
             }),
             replies: 0,
         })),
+        change::Kind::TopicSequenced(t) => t.post.as_ref().map(|p| {
+            timeline_event::Kind::TopicPost(TopicPost {
+                topic: t.topic.clone(),
+                seq: t.seq,
+                post: Some(Post {
+                    author: p.author,
+                    post_id: p.post_id,
+                    text: p.text.clone(),
+                    // When it was posted (its stamp's wall-clock part).
+                    timestamp_ms: (t.post_hlc / 1000).min(i64::MAX as u64) as i64,
+                    author_name: p.author_name.clone(),
+                    number: p.number,
+                    ..Default::default()
+                }),
+            })
+        }),
         change::Kind::DirectMessage(m) => Some(timeline_event::Kind::DirectMessage(DirectMessageView {
             sender: Some(UserRef {
                 id: m.sender,
@@ -159,11 +176,14 @@ impl Social {
         if start == ResumeFrom::WaitFor(cursor) && !self.committed_through(cursor, tx).await? {
             return Ok(());
         }
-        let following: Following = self
-            .read(move |c| store::following(c, user))
-            .await?
-            .into_iter()
-            .collect();
+        let following = self
+            .read(move |c| {
+                Ok(Following {
+                    users: store::following(c, user)?.into_iter().collect(),
+                    topics: store::subscriptions(c, user)?.into_iter().collect(),
+                })
+            })
+            .await?;
         let mut place = Handback {
             after: cursor,
             following,
@@ -304,7 +324,7 @@ impl Social {
             } else {
                 post_id
             };
-            let ack = match self.store_post(&caller, post_id, text, None).await {
+            let ack = match self.store_post(&caller, post_id, text, None, &[]).await {
                 Ok((status, message)) => PostAck {
                     post_id,
                     status: status as i32,

@@ -198,3 +198,64 @@ pub async fn readiness(address: &str) -> Option<i32> {
         .ok()?;
     Some(reply.into_inner().status)
 }
+
+/// The first change of `cluster`'s own log (read from its first server's store) that
+/// `wanted` picks, as its synchronizer published it: what a redelivery would carry again.
+pub fn published_copy(
+    t: &Topology,
+    cluster: u32,
+    wanted: impl Fn(&tinysns_common::proto::internal::change::Kind) -> bool,
+) -> tinysns_common::proto::internal::RemoteChange {
+    use tinysns_common::proto::internal::{Change, RemoteChange, log_entry};
+    let conn = tinysns_tsd::store::open(&t.server_data_dir(cluster, 1)).expect("the store opens");
+    let entries = tinysns_tsd::store::entries_after(&conn, 0, u64::MAX, 1_000_000).expect("the log reads");
+    let entry = entries
+        .into_iter()
+        .find(|e| {
+            e.origin_cluster == cluster
+                && matches!(&e.kind, Some(log_entry::Kind::Change(Change { kind: Some(kind) })) if wanted(kind))
+        })
+        .expect("the change is in its home cluster's log");
+    let Some(log_entry::Kind::Change(change)) = entry.kind else {
+        unreachable!()
+    };
+    RemoteChange {
+        origin_cluster: entry.origin_cluster,
+        origin_lsn: entry.origin_lsn,
+        timestamp_ms: entry.timestamp_ms,
+        change: Some(change),
+        hlc: entry.hlc,
+    }
+}
+
+/// Publishes `changes` of cluster `origin` on the bus again, signed, as the broker would
+/// deliver them again after a lost acknowledgement.
+pub async fn redeliver(t: &Topology, origin: u32, changes: Vec<tinysns_common::proto::internal::RemoteChange>) {
+    use lapin::options::BasicPublishOptions;
+    use prost::Message;
+    let conn = lapin::Connection::connect(&t.amqp_url, lapin::ConnectionProperties::default())
+        .await
+        .expect("the broker accepts a connection");
+    let channel = conn.create_channel().await.expect("a channel");
+    let payload = tinysns_common::proto::internal::BusEnvelope {
+        version: 2,
+        change: None,
+        changes,
+    }
+    .encode_to_vec();
+    channel
+        .basic_publish(
+            format!("{}.changes-by-origin", t.namespace).as_str().into(),
+            format!("from.{origin}").as_str().into(),
+            BasicPublishOptions::default(),
+            &payload,
+            lapin::BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(tinysns_synchronizer::bus::signature(&payload, Some(&t.secret))),
+        )
+        .await
+        .expect("published")
+        .await
+        .expect("confirmed");
+    let _ = conn.close(200, "done".into()).await;
+}

@@ -7,8 +7,8 @@ use crate::store;
 use rusqlite::Connection;
 use tinysns_common::proto::internal::{
     AccountChange, BlockSet, Change, ConversationRead, DirectMessage, FollowChanged, LikeSet, PasswordSet, PostCreated,
-    PostDeleted, ProfileSet, Registered, RemoteChange, SessionEnded, SessionStarted, SyncCursor, UserCreated,
-    account_change, change, log_entry,
+    PostDeleted, ProfileSet, Registered, RemoteChange, SessionEnded, SessionStarted, SyncCursor, TopicSequenced,
+    TopicSubscription, UserCreated, account_change, change, log_entry,
 };
 use tinysns_common::proto::social::Status;
 
@@ -31,6 +31,20 @@ pub enum Command {
         text: String,
         /// The post it replies to (author, number), which must be stored here.
         reply_to: Option<(u64, u64)>,
+        /// Its topics, canonical (`tinysns_common::topics::topics_of`).
+        topics: Vec<String>,
+    },
+    /// The topic's home numbers a post waiting in `topic` (at the topic's home cluster).
+    SequenceTopic {
+        topic: String,
+        author: u64,
+        number: u64,
+    },
+    /// `user` subscribes (`on`) to `topic` or stops (at the user's home cluster).
+    Subscribe {
+        user: u64,
+        topic: String,
+        on: bool,
     },
     /// The author deletes one of its posts (at the author's home cluster).
     DeletePost {
@@ -206,7 +220,35 @@ pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::S
             post_id,
             text,
             reply_to,
-        } => decide_post(conn, *author, author_name, *post_id, text, *reply_to)?,
+            topics,
+        } => decide_post(
+            conn,
+            PostCreated {
+                author: *author,
+                post_id: *post_id,
+                text: text.clone(),
+                author_name: author_name.clone(),
+                number: 0,
+                reply_to_author: reply_to.map(|(a, _)| a).unwrap_or_default(),
+                reply_to_number: reply_to.map(|(_, n)| n).unwrap_or_default(),
+                topics: topics.clone(),
+            },
+        )?,
+        Command::SequenceTopic { topic, author, number } => decide_sequence(conn, topic, *author, *number)?,
+        Command::Subscribe { user, topic, on } => {
+            if store::subscription_state(conn, *user, topic)?.is_some_and(|(s, _)| s) == *on {
+                Decision::Done(Outcome::Unchanged(None))
+            } else {
+                Decision::Write {
+                    kind: change(change::Kind::TopicSubscription(TopicSubscription {
+                        user: *user,
+                        topic: topic.clone(),
+                        subscribed: *on,
+                    })),
+                    origin: None,
+                }
+            }
+        }
         Command::DeletePost { author, number } => {
             if store::is_tombstoned(conn, *author, *number)? {
                 Decision::Done(Outcome::Unchanged(None))
@@ -351,15 +393,9 @@ pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::S
 /// A post is stored once per (author, client-chosen id): a re-sent post is Unchanged, with
 /// the position it was stored at. It takes the author's next number; a reply needs the post
 /// it answers.
-fn decide_post(
-    conn: &Connection,
-    author: u64,
-    author_name: &str,
-    post_id: u64,
-    text: &str,
-    reply_to: Option<(u64, u64)>,
-) -> Result<Decision, store::StoreError> {
-    if let Some(seq) = store::post_seq(conn, author, post_id)? {
+fn decide_post(conn: &Connection, mut post: PostCreated) -> Result<Decision, store::StoreError> {
+    let author = post.author;
+    if let Some(seq) = store::post_seq(conn, author, post.post_id)? {
         return Ok(Decision::Done(Outcome::Unchanged(Some(seq))));
     }
     if !store::user_exists(conn, author)? {
@@ -368,24 +404,35 @@ fn decide_post(
             format!("user {author} has never logged in"),
         ));
     }
-    if let Some((parent, number)) = reply_to
-        && store::post_by_number(conn, parent, number)?.is_none()
-    {
+    let (parent, parent_number) = (post.reply_to_author, post.reply_to_number);
+    if parent_number > 0 && store::post_by_number(conn, parent, parent_number)?.is_none() {
         return Ok(reject(
             Status::FailureNotExists,
-            format!("there is no post {parent}/{number}"),
+            format!("there is no post {parent}/{parent_number}"),
         ));
     }
-    let (reply_to_author, reply_to_number) = reply_to.unwrap_or_default();
+    post.number = store::highest_post_number(conn, author)? + 1;
     Ok(Decision::Write {
-        kind: change(change::Kind::Post(PostCreated {
-            author,
-            post_id,
-            text: text.to_owned(),
-            author_name: author_name.to_owned(),
-            number: store::highest_post_number(conn, author)? + 1,
-            reply_to_author,
-            reply_to_number,
+        kind: change(change::Kind::Post(post)),
+        origin: None,
+    })
+}
+
+/// A post waiting in a topic gets the topic's next number, once; one deleted (or numbered)
+/// meanwhile waits no more.
+fn decide_sequence(conn: &Connection, topic: &str, author: u64, number: u64) -> Result<Decision, store::StoreError> {
+    if !store::is_pending(conn, topic, author, number)? {
+        return Ok(Decision::Done(Outcome::Unchanged(None)));
+    }
+    let Some((post, post_hlc)) = store::post_as_created(conn, author, number)? else {
+        return Ok(Decision::Done(Outcome::Unchanged(None)));
+    };
+    Ok(Decision::Write {
+        kind: change(change::Kind::TopicSequenced(TopicSequenced {
+            topic: topic.to_owned(),
+            seq: store::topic_last_seq(conn, topic)? + 1,
+            post: Some(post),
+            post_hlc,
         })),
         origin: None,
     })
@@ -533,6 +580,13 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
                 && !(p.number > 0 && store::is_tombstoned(conn, p.author, p.number)?)
         }
         change::Kind::PostDeleted(d) => !store::is_tombstoned(conn, d.author, d.number)?,
+        // A number is given once per topic: one already here is a redelivery.
+        change::Kind::TopicSequenced(t) => {
+            store::topic_last_seq(conn, &t.topic)? < t.seq || !store::topic_seq_taken(conn, &t.topic, t.seq)?
+        }
+        change::Kind::TopicSubscription(t) => {
+            store::subscription_state(conn, t.user, &t.topic)?.is_none_or(|(_, version)| remote.origin_lsn > version)
+        }
         change::Kind::Profile(p) => {
             store::profile_fields(conn, p.user_id)?.is_none_or(|(_, _, version)| remote.origin_lsn > version)
         }
@@ -564,3 +618,5 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topic_tests;

@@ -4,7 +4,7 @@ use super::*;
 use tinysns_common::proto::internal::LogEntry;
 
 /// Decides `command` on `conn` and, if it writes, appends and applies the entry.
-fn run(conn: &mut Connection, command: Command) -> Outcome {
+pub(super) fn run(conn: &mut Connection, command: Command) -> Outcome {
     let tx = conn.transaction().unwrap();
     let lsn = store::last_lsn(&tx).unwrap() + 1;
     let outcome = match decide(&tx, &command).unwrap() {
@@ -74,6 +74,7 @@ fn post(author: u64, post_id: u64) -> Command {
         post_id,
         text: format!("post {post_id}"),
         reply_to: None,
+        topics: Vec::new(),
     }
 }
 
@@ -182,6 +183,7 @@ fn reply(author: u64, post_id: u64, to: (u64, u64)) -> Command {
             post_id,
             text,
             reply_to: Some(to),
+            topics: Vec::new(),
         },
         _ => unreachable!(),
     }

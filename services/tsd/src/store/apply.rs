@@ -1,6 +1,6 @@
 //! How one log entry changes the derived tables.
 
-use super::{Result, messages};
+use super::{Result, messages, topics};
 use crate::clock;
 use rusqlite::{Connection, params};
 use tinysns_common::proto::internal::{
@@ -38,7 +38,12 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                 ])?;
             }
             change::Kind::Post(p) => insert_post(conn, entry, p)?,
-            change::Kind::PostDeleted(d) => delete_post(conn, d.author, d.number, entry.timestamp_ms)?,
+            change::Kind::PostDeleted(d) => {
+                delete_post(conn, d.author, d.number, entry.timestamp_ms)?;
+                topics::apply_post_deleted(conn, d.author, d.number)?;
+            }
+            change::Kind::TopicSequenced(t) => topics::apply_topic_sequenced(conn, t)?,
+            change::Kind::TopicSubscription(t) => topics::apply_subscription(conn, entry, t)?,
             change::Kind::DirectMessage(m) => messages::apply_direct_message(conn, entry, m, clock::stamp(entry))?,
             change::Kind::ConversationRead(r) => messages::apply_conversation_read(conn, r)?,
             change::Kind::Block(b) => messages::apply_block(conn, entry, b)?,
@@ -128,6 +133,9 @@ fn insert_post(conn: &Connection, entry: &LogEntry, p: &PostCreated) -> Result<(
             p.reply_to_author as i64,
             p.reply_to_number.min(i64::MAX as u64) as i64
         ])?;
+    if stored > 0 && !p.topics.is_empty() {
+        topics::apply_post_topics(conn, entry, p, number)?;
+    }
     if stored > 0 && p.reply_to_number > 0 {
         conn.prepare_cached(
             "INSERT OR IGNORE INTO replies (parent_author, parent_number, hlc, author, number)

@@ -10,6 +10,7 @@ pub mod compaction;
 mod messages;
 mod queries;
 pub mod snapshot;
+mod topics;
 pub mod undo;
 
 use crate::clock;
@@ -24,6 +25,10 @@ pub use messages::{
     unread_total,
 };
 pub use queries::*;
+pub use topics::{
+    PendingTopicPost, TopicCounts, active_topics, is_pending, pending_topic_posts, post_as_created, subscription_state,
+    subscriptions, topic_counts, topic_history, topic_last_seq, topic_post_view, topic_seq_taken, topics_by_name,
+};
 pub use undo::truncate_after;
 
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +187,7 @@ DROP INDEX IF EXISTS posts_by_parent;
 DROP INDEX IF EXISTS undo_by_lsn;
 ";
 
-const DERIVED_TABLES: [&str; 13] = [
+const DERIVED_TABLES: [&str; 17] = [
     "users",
     "follows",
     "posts",
@@ -196,11 +201,15 @@ const DERIVED_TABLES: [&str; 13] = [
     "meta",
     "credentials",
     "sessions",
+    topics::TABLES[0],
+    topics::TABLES[1],
+    topics::TABLES[2],
+    topics::TABLES[3],
 ];
 
 /// Derived tables added after the first release: a snapshot from a replica of an older
 /// version has none, and installs them empty (that version could not have written to them).
-const ADDED_TABLES: [&str; 7] = [
+const ADDED_TABLES: [&str; 11] = [
     "profiles",
     "likes",
     "replies",
@@ -208,6 +217,10 @@ const ADDED_TABLES: [&str; 7] = [
     "direct_messages",
     "conversations",
     "blocks",
+    topics::TABLES[0],
+    topics::TABLES[1],
+    topics::TABLES[2],
+    topics::TABLES[3],
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {
@@ -246,6 +259,7 @@ pub fn open(dir: &Path) -> Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(topics::SCHEMA)?;
     add_missing_columns(&conn)?;
     conn.execute_batch(LATE_INDEXES)?;
     conn.execute_batch(compaction::SCHEMA)?;
