@@ -13,7 +13,7 @@
 //! newer kinds were written is not supported (its log would lose their content).
 
 /// The level of this release.
-pub const FEATURE_LEVEL: u32 = 6;
+pub const FEATURE_LEVEL: u32 = 7;
 
 /// A capability that writes a kind of change older releases cannot carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub enum Feature {
     /// Topics: posts that carry them, their per-topic sequence (`TopicSequenced`) and
     /// subscriptions (`TopicSubscription`).
     Topics,
+    /// Deleting accounts (`AccountDeletionPrepared`, `AccountDeletionReady`, `AccountDeleted`).
+    AccountDeletion,
 }
 
 impl Feature {
@@ -41,6 +43,7 @@ impl Feature {
             Feature::RepliesAndDeletion => 4,
             Feature::DirectMessages => 5,
             Feature::Topics => 6,
+            Feature::AccountDeletion => 7,
         }
     }
 
@@ -51,6 +54,7 @@ impl Feature {
             Feature::RepliesAndDeletion => "replies and deleting posts",
             Feature::DirectMessages => "direct messages and blocks",
             Feature::Topics => "topics",
+            Feature::AccountDeletion => "deleting accounts",
         }
     }
 

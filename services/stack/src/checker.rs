@@ -5,7 +5,9 @@
 //! - an acknowledged follow missing from a replica, or one nobody made in force there;
 //! - a refused post stored anywhere;
 //! - a post stored under different clock stamps in two places (timelines order by the stamp,
-//!   so they would order differently).
+//!   so they would order differently);
+//! - a topic whose numbers have a gap, differ between replicas, or give an acknowledged post
+//!   no number or two (every workload post carries one `#tag`, and nothing is deleted).
 //!
 //! Posts are stored under their id once (the primary key), so "exactly once" is a matter of
 //! presence. Replicas being equal in everything else is `Topology::replica_digests`.
@@ -21,7 +23,11 @@ pub struct Stored {
     pub posts: BTreeMap<(u64, u64), u64>,
     /// `(follower, followee)` relations in force.
     pub follows: BTreeSet<(u64, u64)>,
+    pub topics: Numbering,
 }
+
+/// topic -> number -> `(author, post_id)` (a post this replica lacks: post id `u64::MAX`).
+pub type Numbering = BTreeMap<String, BTreeMap<u64, (u64, u64)>>;
 
 /// What every server of `t` stores, read from its data directory.
 pub fn stored(t: &Topology) -> BTreeMap<(u32, u32), Result<Stored, String>> {
@@ -36,6 +42,13 @@ pub fn stored(t: &Topology) -> BTreeMap<(u32, u32), Result<Stored, String>> {
                         .map(|(a, p, hlc)| ((a, p), hlc))
                         .collect(),
                     follows: tinysns_tsd::store::all_follows(&conn)?.into_iter().collect(),
+                    topics: tinysns_tsd::store::all_topic_posts(&conn)?.into_iter().fold(
+                        BTreeMap::new(),
+                        |mut topics: Numbering, (topic, seq, author, post_id)| {
+                            topics.entry(topic).or_default().insert(seq, (author, post_id));
+                            topics
+                        },
+                    ),
                 })
             };
             ((cluster, server), read().map_err(|e| e.to_string()))
@@ -60,6 +73,7 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
         .collect();
     let mut found = Vec::new();
     let mut stamps: BTreeMap<(u64, u64), (u64, (u32, u32))> = BTreeMap::new();
+    let mut first_topics: Option<(&Numbering, (u32, u32))> = None;
     for (&replica, state) in stored {
         let state = match state {
             Ok(state) => state,
@@ -93,6 +107,14 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
                 ));
             }
         }
+        found.extend(topic_problems(&state.topics, told, replica));
+        match first_topics {
+            Some((first, at)) if first != &state.topics => {
+                found.push(format!("topics are numbered differently in {at:?} and {replica:?}"))
+            }
+            Some(_) => {}
+            None => first_topics = Some((&state.topics, replica)),
+        }
         for (&key, &stamp) in posts {
             match stamps.get(&key) {
                 Some(&(first, at)) if first != stamp => found.push(format!(
@@ -109,6 +131,41 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
     found
 }
 
+/// One replica's topics: numbered 1..=n without gaps, each acknowledged post exactly once.
+fn topic_problems(
+    topics: &BTreeMap<String, BTreeMap<u64, (u64, u64)>>,
+    told: &Told,
+    replica: (u32, u32),
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut numbered: BTreeMap<(u64, u64), u32> = BTreeMap::new();
+    for (topic, posts) in topics {
+        if let Some(gap) = (1..=posts.len() as u64).find(|n| !posts.contains_key(n)) {
+            found.push(format!(
+                "#{topic} has no post {gap} in replica {replica:?} (it has {})",
+                posts.len()
+            ));
+        }
+        for &(author, post_id) in posts.values() {
+            *numbered.entry((author, post_id)).or_default() += 1;
+        }
+    }
+    for post in told.acked {
+        match numbered.get(&(post.author, post.post_id)) {
+            Some(1) => {}
+            None => found.push(format!(
+                "acknowledged post {}/{} has no topic number in replica {replica:?}",
+                post.author, post.post_id
+            )),
+            Some(n) => found.push(format!(
+                "acknowledged post {}/{} has {n} topic numbers in replica {replica:?}",
+                post.author, post.post_id
+            )),
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,9 +177,12 @@ mod tests {
     #[test]
     fn finds_missing_refused_and_reordered_posts_and_wrong_follows() {
         let replica = |posts: &[((u64, u64), u64)], follows: &[(u64, u64)]| {
+            // (Every replica numbers the two acknowledged posts alike.)
+            let numbered = [(1, (1, 1)), (2, (2, 1))].into();
             Ok(Stored {
                 posts: posts.iter().copied().collect(),
                 follows: follows.iter().copied().collect(),
+                topics: [("t".to_string(), numbered)].into(),
             })
         };
         let acked: BTreeSet<Acked> = [post(1, 1), post(2, 1)].into();
@@ -154,5 +214,52 @@ mod tests {
         assert!(found[3].contains("refused post 3/9"));
         assert!(found[4].contains("stamped 10 in (1, 1) but 11 in (2, 1)"));
         assert!(found[5].contains("(3, 1) cannot be read"));
+    }
+
+    #[test]
+    fn finds_gaps_differences_and_missing_or_double_topic_numbers() {
+        let acked: BTreeSet<Acked> = [post(1, 1), post(2, 1), post(2, 2)].into();
+        let (refused, follows) = (BTreeSet::new(), BTreeMap::new());
+        let told = Told {
+            acked: &acked,
+            refused: &refused,
+            follows: &follows,
+        };
+        type Topic<'a> = (&'a str, &'a [(u64, (u64, u64))]);
+        let replica = |topics: &[Topic]| {
+            Ok(Stored {
+                posts: [((1, 1), 1), ((2, 1), 2), ((2, 2), 3)].into(),
+                follows: BTreeSet::new(),
+                topics: topics
+                    .iter()
+                    .map(|(t, posts)| (t.to_string(), posts.iter().copied().collect()))
+                    .collect(),
+            })
+        };
+        let good: &[(u64, (u64, u64))] = &[(1, (1, 1)), (2, (2, 1))];
+        let go: &[(u64, (u64, u64))] = &[(1, (2, 2))];
+        let fine: BTreeMap<_, _> = [
+            ((1, 1), replica(&[("a", good), ("b", go)])),
+            ((2, 1), replica(&[("a", good), ("b", go)])),
+        ]
+        .into();
+        assert_eq!(problems(&fine, &told), Vec::<String>::new());
+        let gap: &[(u64, (u64, u64))] = &[(1, (1, 1)), (3, (2, 1))];
+        let twice: &[(u64, (u64, u64))] = &[(1, (2, 2)), (2, (2, 2))];
+        let bad: BTreeMap<_, _> = [
+            ((1, 1), replica(&[("a", good), ("b", go)])),
+            ((2, 1), replica(&[("a", gap), ("b", go)])),
+            ((3, 1), replica(&[("a", good), ("b", twice)])),
+            ((3, 2), replica(&[("a", good)])),
+        ]
+        .into();
+        let found = problems(&bad, &told);
+        assert_eq!(found.len(), 6, "{found:#?}");
+        assert!(found[0].contains("#a has no post 2 in replica (2, 1)"), "{found:#?}");
+        assert!(found[1].contains("numbered differently in (1, 1) and (2, 1)"));
+        assert!(found[2].contains("2/2 has 2 topic numbers in replica (3, 1)"));
+        assert!(found[3].contains("numbered differently in (1, 1) and (3, 1)"));
+        assert!(found[4].contains("2/2 has no topic number in replica (3, 2)"));
+        assert!(found[5].contains("numbered differently in (1, 1) and (3, 2)"));
     }
 }

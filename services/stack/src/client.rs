@@ -108,6 +108,11 @@ impl User {
         self.session.publish(text, "", topics).await
     }
 
+    /// Starts deleting the account, confirmed by `confirm` (its name): (status, detail).
+    pub async fn delete_account(&mut self, confirm: &str) -> Result<(Code, String), tonic::Status> {
+        self.session.delete_account(confirm).await
+    }
+
     /// Subscribes to `topic` (`on`) or stops: (status, server's detail).
     pub async fn subscribe(&mut self, topic: &str, on: bool) -> Result<(Code, String), tonic::Status> {
         self.session.subscribe(topic, on).await

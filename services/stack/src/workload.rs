@@ -2,7 +2,8 @@
 //! (seeded, with cross-cluster edges), keep their timelines open and post at a steady pace,
 //! riding through failovers the way `tsc` does (resume after the last post seen, re-send an
 //! unacknowledged post under its id). Everything acknowledged and received is recorded so
-//! a test can check that every acknowledged post reached every follower exactly once.
+//! a test can check that every acknowledged post reached every follower exactly once. Every
+//! post carries a `#tag` of one of three topics, so topic numbering runs through the faults.
 
 use crate::client::User;
 use crate::topology::Topology;
@@ -248,7 +249,9 @@ async fn run_user(
                         counter += 1;
                         (me << 32) | counter
                     });
-                    match timeline.post_with_id(post_id, &format!("post {counter} by {me}")).await {
+                    // Every post is in one of three topics (numbered by their home clusters).
+                    let text = format!("post {counter} by {me} #t{}", post_id % 3);
+                    match timeline.post_with_id(post_id, &text).await {
                         Ok(ack) if ack.status == Code::Success as i32 => {
                             let mut record = record.lock().unwrap_or_else(|p| p.into_inner());
                             record.acked.insert(Acked { author: me, post_id });

@@ -7,10 +7,10 @@ mod common;
 use common::*;
 use std::time::Duration;
 use tinysns_common::proto::social::{
-    BlockRequest, ChangePasswordRequest, ConversationRequest, Empty, FollowRequest, HistoryRequest, InboxRequest,
-    LikesRequest, ListRequest, LoginRequest, PostRef, PostsRequest, ProfileRequest, PublishRequest, RegisterRequest,
-    SendMessageRequest, SetProfileRequest, Status as Code, ThreadRequest, TimelineOpen, TimelineRequest, TopicRequest,
-    TopicsRequest, timeline_request,
+    BlockRequest, ChangePasswordRequest, ConversationRequest, DeleteAccountRequest, Empty, FollowRequest,
+    HistoryRequest, InboxRequest, LikesRequest, ListRequest, LoginRequest, PostRef, PostsRequest, ProfileRequest,
+    PublishRequest, RegisterRequest, SendMessageRequest, SetProfileRequest, Status as Code, ThreadRequest,
+    TimelineOpen, TimelineRequest, TopicRequest, TopicsRequest, timeline_request,
 };
 use tinysns_stack::client::User;
 use tinysns_stack::topology::Topology;
@@ -96,6 +96,10 @@ async fn every_rpc(address: &str, token: &str) -> Vec<(&'static str, Grpc)> {
         ("Unsubscribe", code(c.unsubscribe(topic).await.map(|_| ()))),
         ("History", code(c.history(HistoryRequest::default()).await.map(|_| ()))),
         ("Topics", code(c.topics(TopicsRequest::default()).await.map(|_| ()))),
+        (
+            "DeleteAccount",
+            code(c.delete_account(DeleteAccountRequest::default()).await.map(|_| ())),
+        ),
         (
             "Timeline",
             code(c.timeline(tokio_stream::iter(vec![open])).await.map(|_| ())),

@@ -107,12 +107,7 @@ async fn likes_made_in_one_cluster_are_counted_in_every_cluster() {
     }
 
     // tsc: POSTS shows names and likes; LIKE and LIKES work; a bad name is caught.
-    let mut tsc = tinysns_stack::tsc::Tsc::start_with(
-        &t.coordinator_address(),
-        &["-u", "bob"],
-        &[("TINYSNS_PASSWORD", PASSWORD)],
-    )
-    .expect("tsc starts");
+    let mut tsc = tsc_registered(&t, "bob");
     tsc.send("POSTS alice\n");
     tsc.wait_for("[alice/1] 1 like\n", 1, Duration::from_secs(20))
         .expect("tsc shows her posts with names");

@@ -159,12 +159,7 @@ async fn direct_messages_reach_only_their_two_users_and_count_as_unread_until_re
     message_until(&mut bob, "alice", "Sorry", Code::Success).await;
 
     // tsc: DM, INBOX, READ.
-    let mut tsc = tinysns_stack::tsc::Tsc::start_with(
-        &t.coordinator_address(),
-        &["-u", "carol"],
-        &[("TINYSNS_PASSWORD", PASSWORD)],
-    )
-    .expect("tsc starts");
+    let mut tsc = tsc_registered(&t, "carol");
     tsc.send("DM alice Twinkle, twinkle, little bat\n");
     tsc.send("READ alice\n");
     tsc.wait_for(">> Twinkle, twinkle, little bat\n", 1, Duration::from_secs(20))

@@ -94,12 +94,7 @@ async fn a_profile_set_in_one_cluster_is_seen_in_the_others() {
     }
 
     // tsc: PROFILE shows, PROFILE NAME sets; HELP lists the commands.
-    let mut tsc = tinysns_stack::tsc::Tsc::start_with(
-        &t.coordinator_address(),
-        &["-u", "bob"],
-        &[("TINYSNS_PASSWORD", PASSWORD)],
-    )
-    .expect("tsc starts");
+    let mut tsc = tsc_registered(&t, "bob");
     tsc.send("PROFILE alice\n");
     tsc.wait_for(
         "alice (Alice Liddell)\nBio: Down the rabbit hole\nFollowers: 1, Following: 0, Posts: 0",

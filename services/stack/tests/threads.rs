@@ -11,7 +11,6 @@ use std::time::Duration;
 use tinysns_common::proto::internal::change;
 use tinysns_common::proto::social::{Status as Code, ThreadReply};
 use tinysns_stack::client::User;
-use tinysns_stack::topology::Broker;
 use tinysns_tsd::store;
 
 /// `post`'s thread as `viewer`'s cluster shows it, once it satisfies `ready`.
@@ -30,15 +29,8 @@ async fn thread_when(viewer: &mut User, post: &str, ready: impl Fn(&ThreadReply)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_form_threads_and_a_deleted_post_never_comes_back() {
-    let mut t = start_with("threads", |o| {
-        o.synchronizers_per_cluster = 1;
-        o.broker = Broker::Private;
-    })
-    .await;
     // "alice" lives in cluster 3 of 3, "bob" in cluster 1, "carol" in cluster 2.
-    let mut alice = register(&t, "alice").await;
-    let mut bob = register(&t, "bob").await;
-    let mut carol = register(&t, "carol").await;
+    let (mut t, mut alice, mut bob, mut carol) = start_with_three_users("threads").await;
     assert_eq!(bob.follow("alice").await.unwrap(), Code::Success);
 
     let mut timeline = alice.timeline(0).await.expect("alice's timeline");
@@ -163,12 +155,7 @@ async fn replies_form_threads_and_a_deleted_post_never_comes_back() {
     assert_eq!(mine.posts, 1, "only her reply to bob is left");
 
     // tsc: REPLY, THREAD and DELETE.
-    let mut tsc = tinysns_stack::tsc::Tsc::start_with(
-        &t.coordinator_address(),
-        &["-u", "bob"],
-        &[("TINYSNS_PASSWORD", PASSWORD)],
-    )
-    .expect("tsc starts");
+    let mut tsc = tsc_registered(&t, "bob");
     tsc.send("REPLY carol/2 Curiouser and curiouser\n");
     tsc.wait_for("Your reply is bob/2\n", 1, Duration::from_secs(20))
         .expect("tsc replies");

@@ -12,7 +12,6 @@ use std::time::Duration;
 use tinysns_common::proto::internal::change;
 use tinysns_common::proto::social::{HistoryReply, Status as Code};
 use tinysns_stack::client::User;
-use tinysns_stack::topology::Broker;
 use tinysns_tsd::store;
 
 /// Posts each of the three users makes, all at once.
@@ -57,15 +56,8 @@ async fn all_pages(viewer: &mut User, topic: &str, forward: bool, limit: u32) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_are_numbered_alike_in_every_cluster_and_deletion_sticks() {
-    let mut t = start_with("topics", |o| {
-        o.synchronizers_per_cluster = 1;
-        o.broker = Broker::Private;
-    })
-    .await;
     // "alice" lives in cluster 3 of 3, "bob" in cluster 1, "carol" in cluster 2.
-    let mut alice = register(&t, "alice").await;
-    let mut bob = register(&t, "bob").await;
-    let mut carol = register(&t, "carol").await;
+    let (mut t, mut alice, mut bob, mut carol) = start_with_three_users("topics").await;
     let mut dave = register(&t, "dave").await;
 
     // Dave subscribes to #go and watches his timeline; he follows carol.
@@ -218,12 +210,7 @@ async fn topics_are_numbered_alike_in_every_cluster_and_deletion_sticks() {
     }
 
     // tsc: TOPIC, SUBSCRIBE, HISTORY, and a topic post.
-    let mut tsc = tinysns_stack::tsc::Tsc::start_with(
-        &t.coordinator_address(),
-        &["-u", "bob"],
-        &[("TINYSNS_PASSWORD", PASSWORD)],
-    )
-    .expect("tsc starts");
+    let mut tsc = tsc_registered(&t, "bob");
     tsc.send("SUBSCRIBE #rust\n");
     tsc.send("HISTORY rust 45 2\n");
     tsc.wait_for("More: HISTORY rust 43\n", 1, Duration::from_secs(20))

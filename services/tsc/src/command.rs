@@ -1,7 +1,7 @@
 //! Parsing a command line the way the classic client does: the command word is
 //! case-insensitive, and of the classic commands only FOLLOW and UNFOLLOW take an argument.
 //! Newer commands (PROFILE, POSTS, LIKE, UNLIKE, LIKES, REPLY, THREAD, DELETE, DM, INBOX,
-//! READ, BLOCK, UNBLOCK, TOPIC, SUBSCRIBE, UNSUBSCRIBE, HISTORY, HELP) parse their own
+//! READ, BLOCK, UNBLOCK, TOPIC, SUBSCRIBE, UNSUBSCRIBE, HISTORY, DELETEACCOUNT, HELP) parse their own
 //! arguments.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,8 @@ pub enum Command {
     Unsubscribe(String),
     /// A page of a topic's history.
     History(HistoryPage),
+    /// Delete your account everywhere (asks for your username as a confirmation).
+    DeleteAccount,
     /// The full list of commands.
     Help,
 }
@@ -119,6 +121,7 @@ pub fn parse(line: &str) -> Parsed {
                 "SUBSCRIBE" => topic_command(argument, Command::Subscribe),
                 "UNSUBSCRIBE" => topic_command(argument, Command::Unsubscribe),
                 "HISTORY" => history(argument),
+                "DELETEACCOUNT" => Parsed::Complain(DELETEACCOUNT_TAKES_NO_ARGUMENTS),
                 "HELP" => Parsed::Complain(TAKES_NO_ARGUMENTS),
                 _ => Parsed::Complain(INVALID_COMMAND),
             }
@@ -131,6 +134,7 @@ pub fn parse(line: &str) -> Parsed {
             "POSTS" => Parsed::Run(Command::Posts(None)),
             "INBOX" => Parsed::Run(Command::Inbox),
             "TOPIC" => Parsed::Run(Command::Topics),
+            "DELETEACCOUNT" => Parsed::Run(Command::DeleteAccount),
             "HELP" => Parsed::Run(Command::Help),
             _ => Parsed::Complain(INVALID_COMMAND),
         },
@@ -236,6 +240,8 @@ fn history(argument: &str) -> Parsed {
     })
 }
 
+pub const DELETEACCOUNT_TAKES_NO_ARGUMENTS: &str =
+    "Invalid Input -- DELETEACCOUNT takes no arguments (it asks for your username to confirm)";
 pub const BAD_TOPIC: &str =
     "Invalid Input -- a topic is a name of letters, digits and _ (up to 64, with a letter), as in rust or #rust";
 pub const HISTORY_USAGE: &str = "Invalid Input -- HISTORY <topic> [<from>|+<from>] [<n> up to 100]";
@@ -282,6 +288,11 @@ mod tests {
             assert_eq!(parse(bad), Parsed::Complain(HISTORY_USAGE), "{bad}");
         }
         assert_eq!(parse("HISTORY #"), Parsed::Complain(BAD_TOPIC));
+        assert_eq!(parse("deleteaccount"), Parsed::Run(Command::DeleteAccount));
+        assert_eq!(
+            parse("DELETEACCOUNT now"),
+            Parsed::Complain(DELETEACCOUNT_TAKES_NO_ARGUMENTS)
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@ use tinysns_common::proto::social::{
 pub const BANNER: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n=====================================\n";
 pub const PROMPT: &str = "Cmd> ";
 /// HELP: the classic commands, then the newer ones, in the banner's style.
-pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n POSTS [<username>]\n LIKE <post>\n UNLIKE <post>\n LIKES <post>\n REPLY <post> <text>\n THREAD <post> [<page>]\n DELETE <post>\n DM <username> <text>\n INBOX\n READ <username>\n BLOCK <username>\n UNBLOCK <username>\n TOPIC [<topic> [<text>]]\n SUBSCRIBE <topic>\n UNSUBSCRIBE <topic>\n HISTORY <topic> [<from>|+<from>] [<n>]\n HELP\n (a <post> is named <author>/<number>, as POSTS shows; #tags in a post put it in topics)\n=====================================\n";
+pub const HELP: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n PASSWORD\n PROFILE [<username>]\n PROFILE NAME <display name>\n PROFILE BIO <bio>\n POSTS [<username>]\n LIKE <post>\n UNLIKE <post>\n LIKES <post>\n REPLY <post> <text>\n THREAD <post> [<page>]\n DELETE <post>\n DM <username> <text>\n INBOX\n READ <username>\n BLOCK <username>\n UNBLOCK <username>\n TOPIC [<topic> [<text>]]\n SUBSCRIBE <topic>\n UNSUBSCRIBE <topic>\n HISTORY <topic> [<from>|+<from>] [<n>]\n DELETEACCOUNT\n HELP\n (a <post> is named <author>/<number>, as POSTS shows; #tags in a post put it in topics)\n=====================================\n";
 pub const IN_TIMELINE: &str = "Now you are in the timeline";
+pub const CONFIRM_DELETION: &str = "Deleting your account removes your posts, likes, follows and messages in every cluster.\nType your username to confirm: ";
 
 /// The classic message for a reply status.
 pub fn status_line(status: Status) -> &'static str {

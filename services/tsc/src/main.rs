@@ -126,6 +126,21 @@ async fn change_password(session: &mut Session, input: &mut StdinLines) -> Resul
     Ok(display::status_line(status))
 }
 
+/// DELETEACCOUNT: asks for the username (the next input line when piped) as a confirmation.
+/// True once the deletion is under way.
+async fn delete_account(session: &mut Session, input: &mut StdinLines) -> Result<bool, tonic::Status> {
+    print(display::CONFIRM_DELETION);
+    let confirm = input.next_line().await.unwrap_or_default();
+    let (status, message) = session.delete_account(confirm.trim()).await?;
+    print(&format!("{}\n", display::status_line(status)));
+    if status == Code::Success {
+        print(&format!("{message}\n"));
+    } else if !message.is_empty() {
+        eprintln!("{message}");
+    }
+    Ok(status == Code::Success)
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -200,6 +215,12 @@ async fn main() {
                 .map(|s| display::relation_line(false, s)),
             Command::Timeline => Ok(display::status_line(Code::Success)),
             Command::Password => change_password(&mut session, &mut input).await,
+            Command::DeleteAccount => match delete_account(&mut session, &mut input).await {
+                // Gone: the session ended with the account.
+                Ok(true) => return,
+                Ok(false) => continue,
+                Err(status) => Err(status),
+            },
             Command::Help => {
                 print(display::HELP);
                 continue;

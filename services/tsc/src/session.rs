@@ -13,11 +13,11 @@ use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_common::proto::social::{
-    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, Empty, FollowRequest, HistoryReply,
-    HistoryRequest, InboxReply, InboxRequest, LikesReply, LikesRequest, ListRequest, LoginReply, LoginRequest, PostRef,
-    PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest, RegisterRequest, Reply,
-    SendMessageRequest, SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, TopicRequest, TopicsReply,
-    TopicsRequest, UserRef,
+    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, DeleteAccountRequest, Empty,
+    FollowRequest, HistoryReply, HistoryRequest, InboxReply, InboxRequest, LikesReply, LikesRequest, ListRequest,
+    LoginReply, LoginRequest, PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply,
+    PublishRequest, RegisterRequest, Reply, SendMessageRequest, SetProfileRequest, Status as Code, ThreadReply,
+    ThreadRequest, TopicRequest, TopicsReply, TopicsRequest, UserRef,
 };
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
@@ -381,6 +381,20 @@ impl Session {
             async move { c.publish(request).await }
         })
         .await
+    }
+
+    /// Starts deleting the account, confirmed by its name (its id in open mode).
+    pub async fn delete_account(&mut self, confirm: &str) -> Result<(Code, String), tonic::Status> {
+        let request = DeleteAccountRequest {
+            confirm: confirm.to_string(),
+        };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.delete_account(request).await }
+            })
+            .await?;
+        Ok(outcome(reply))
     }
 
     /// Subscribes to `topic` (`on`) or stops.

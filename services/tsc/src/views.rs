@@ -44,6 +44,7 @@ pub async fn run(session: &mut Session, command: &Command) -> Option<Result<Stri
         | Command::List
         | Command::Timeline
         | Command::Password
+        | Command::DeleteAccount
         | Command::Help => return None,
     })
 }

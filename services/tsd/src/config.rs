@@ -73,10 +73,11 @@ pub struct Args {
     /// it is replicated again, so a longer interval only delays streams after a restart.
     #[arg(long, env = "TINYSNS_COMMIT_POINT_INTERVAL", default_value = "100ms", value_parser = tinysns_common::cli::parse_duration)]
     pub commit_point_interval: Duration,
-    /// How often a master looks for posts waiting for a number in the topics whose home is
-    /// its cluster (the longest a topic post waits for its number, besides the write).
-    #[arg(long, env = "TINYSNS_TOPIC_SEQUENCER_INTERVAL", default_value = "20ms", value_parser = tinysns_common::cli::parse_duration)]
-    pub topic_sequencer_interval: Duration,
+    /// How often a master does its background chores (`chores`): numbering the posts waiting
+    /// in the topics whose home is its cluster (the longest a topic post waits for its
+    /// number, besides the write), and moving account deletions through their phases.
+    #[arg(long, env = "TINYSNS_CHORE_INTERVAL", default_value = "20ms", value_parser = tinysns_common::cli::parse_duration)]
+    pub chore_interval: Duration,
     /// MiB per second a master sends a snapshot at (0: as fast as it goes). Sending, and the
     /// slave's install, compete with the writes for disk and CPU.
     #[arg(long, env = "TINYSNS_SNAPSHOT_RATE_MIB", default_value_t = 64)]
@@ -134,7 +135,7 @@ pub struct Config {
     #[serde(with = "tinysns_common::cli::millis")]
     pub commit_point_interval: Duration,
     #[serde(with = "tinysns_common::cli::millis")]
-    pub topic_sequencer_interval: Duration,
+    pub chore_interval: Duration,
     pub snapshot_rate_mib: u64,
     #[serde(with = "tinysns_common::cli::millis")]
     pub shutdown_grace: Duration,
@@ -216,7 +217,7 @@ impl Args {
             replica_timeout: self.replica_timeout,
             log_retain: self.log_retain,
             commit_point_interval: self.commit_point_interval,
-            topic_sequencer_interval: self.topic_sequencer_interval.max(Duration::from_millis(1)),
+            chore_interval: self.chore_interval.max(Duration::from_millis(1)),
             snapshot_rate_mib: self.snapshot_rate_mib,
             shutdown_grace: self.shutdown_grace,
             leave_timeout: self.leave_timeout,

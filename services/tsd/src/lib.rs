@@ -8,8 +8,9 @@
 //! require have stored it, acknowledges the client and publishes it on the in-memory `feed`.
 //! A slave's writer applies what its master sends by the rule in `log_matching`. Timelines (`timeline`)
 //! and the synchronizer's `changefeed` tail that feed; `fanout` routes each post to the open
-//! timelines of its author's followers (and topic posts to their subscribers); `sequencer`
-//! numbers the posts of the topics whose home is this cluster; `remote` checks what other
+//! timelines of its author's followers (and topic posts to their subscribers); a master's
+//! background `chores` are the `sequencer` (numbering the posts of the topics whose home is
+//! this cluster) and `deletions` (the phases of deleting accounts); `remote` checks what other
 //! clusters send. The
 //! server's role comes from `tinysns_common::membership` (heartbeats to the coordinator);
 //! `identity` keeps its incarnation and its durable term. `metrics` counts what happens for
@@ -17,9 +18,11 @@
 
 pub mod accounts;
 pub mod changefeed;
+pub mod chores;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod deletions;
 pub mod fanout;
 pub mod feed;
 pub mod identity;

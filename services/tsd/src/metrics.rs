@@ -44,6 +44,11 @@ pub enum WriteKind {
     TopicNumber,
     Subscribe,
     Unsubscribe,
+    /// The phases of deleting an account: asked for (at the user's home), this cluster ready,
+    /// done (at the user's home).
+    DeleteAccount,
+    DeletionReady,
+    AccountDeleted,
     /// A change made in another cluster, applied here (any social kind).
     Remote,
     Register,
@@ -55,7 +60,7 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
-    pub const ALL: [WriteKind; 21] = [
+    pub const ALL: [WriteKind; 24] = [
         WriteKind::User,
         WriteKind::Follow,
         WriteKind::Unfollow,
@@ -71,6 +76,9 @@ impl WriteKind {
         WriteKind::TopicNumber,
         WriteKind::Subscribe,
         WriteKind::Unsubscribe,
+        WriteKind::DeleteAccount,
+        WriteKind::DeletionReady,
+        WriteKind::AccountDeleted,
         WriteKind::Remote,
         WriteKind::Register,
         WriteKind::Password,
@@ -96,6 +104,9 @@ impl WriteKind {
             WriteKind::TopicNumber => "topic_number",
             WriteKind::Subscribe => "subscribe",
             WriteKind::Unsubscribe => "unsubscribe",
+            WriteKind::DeleteAccount => "delete_account",
+            WriteKind::DeletionReady => "deletion_ready",
+            WriteKind::AccountDeleted => "account_deleted",
             WriteKind::Remote => "remote",
             WriteKind::Register => "register",
             WriteKind::Password => "password",
@@ -127,6 +138,9 @@ impl WriteKind {
                 change::Kind::TopicSequenced(_) => WriteKind::TopicNumber,
                 change::Kind::TopicSubscription(t) if t.subscribed => WriteKind::Subscribe,
                 change::Kind::TopicSubscription(_) => WriteKind::Unsubscribe,
+                change::Kind::DeletionPrepared(_) => WriteKind::DeleteAccount,
+                change::Kind::DeletionReady(_) => WriteKind::DeletionReady,
+                change::Kind::AccountDeleted(_) => WriteKind::AccountDeleted,
             },
             log_entry::Kind::SyncCursor(_) => WriteKind::SyncCursor,
             log_entry::Kind::Account(AccountChange { kind }) => match kind.as_ref()? {

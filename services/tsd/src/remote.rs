@@ -31,15 +31,21 @@ pub enum RemoteError {
     Content(String),
 }
 
+/// A user's name (if any) must be canonical.
+fn check_canonical_name(username: &str) -> Result<(), String> {
+    match canonical_username(username) {
+        _ if username.is_empty() => Ok(()),
+        Ok(canonical) if canonical == username => Ok(()),
+        _ => Err(format!("{username:?} is not a canonical username")),
+    }
+}
+
 /// A user's name (if any) must be canonical and owned by the cluster that registered it.
 fn check_username(username: &str, origin: u32, clusters: u32) -> Result<(), String> {
     if username.is_empty() {
         return Ok(());
     }
-    match canonical_username(username) {
-        Ok(canonical) if canonical == username => {}
-        _ => return Err(format!("{username:?} is not a canonical username")),
-    }
+    check_canonical_name(username)?;
     match cluster_of_username(username, clusters) {
         Ok(owner) if owner == origin => Ok(()),
         _ => Err(format!("the username {username} is not cluster {origin}'s to register")),
@@ -86,6 +92,16 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
         }
         return Ok(());
     }
+    // A cluster says only that it is ready itself.
+    if let change::Kind::DeletionReady(r) = kind {
+        if r.cluster != origin || r.user == 0 {
+            return Err(RemoteError::Content(format!(
+                "cluster {origin} cannot say cluster {} is ready to delete user {}",
+                r.cluster, r.user
+            )));
+        }
+        return Ok(());
+    }
     let (actor, content) = match kind {
         change::Kind::User(u) => (u.user_id, check_username(&u.username, origin, clusters)),
         change::Kind::Follow(f) => (
@@ -100,6 +116,10 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
         // Checked above.
         change::Kind::TopicSequenced(t) => (t.post.as_ref().map(|p| p.author).unwrap_or_default(), Ok(())),
         change::Kind::TopicSubscription(t) => (t.user, check_canonical_topic(&t.topic)),
+        // Checked above.
+        change::Kind::DeletionReady(r) => (r.user, Ok(())),
+        change::Kind::DeletionPrepared(d) => (d.user, check_canonical_name(&d.username)),
+        change::Kind::AccountDeleted(d) => (d.user, check_canonical_name(&d.username)),
         change::Kind::PostDeleted(d) => (
             d.author,
             if d.number == 0 || d.number > MAX_LSN {

@@ -9,14 +9,13 @@
 //! only the home's writer gives them, each topic's sequence is gap-free and the same
 //! everywhere.
 
+use crate::chores::Chore;
 use crate::command::{Command, Outcome};
 use crate::reader::Reader;
 use crate::store;
 use crate::writer::Writer;
-use std::time::Duration;
 use tinysns_common::features::Feature;
-use tinysns_common::membership::RoleHandle;
-use tinysns_common::shutdown::Shutdown;
+use tinysns_common::membership::RoleView;
 use tinysns_common::topics::home_cluster;
 
 /// Waiting posts read per step.
@@ -26,45 +25,28 @@ pub struct Sequencer {
     pub cluster: u32,
     pub writer: Writer,
     pub reader: Reader,
-    pub role: RoleHandle,
-    pub interval: Duration,
+    /// Waiting posts up to here were numbered, or are other homes' to number.
+    pub after: i64,
+}
+
+impl Chore for Sequencer {
+    const NAME: &'static str = "topic sequencer";
+    const FEATURE: Feature = Feature::Topics;
+
+    fn new_reign(&mut self) {
+        self.after = 0;
+    }
+
+    async fn round(&mut self, view: &RoleView) -> Result<(), store::StoreError> {
+        self.after = self.number_waiting(self.after, view.assignment.clusters).await?;
+        Ok(())
+    }
 }
 
 impl Sequencer {
-    /// Numbers waiting posts every `interval` while master, until shutdown.
-    pub async fn run(self, shutdown: Shutdown) {
-        // Waiting posts up to here were numbered, or are other homes' to number.
-        let mut after = 0i64;
-        let mut term = None;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.interval) => {}
-                _ = shutdown.wait() => return,
-            }
-            let view = self.role.current();
-            if !view.is_master() || !view.has_lease() {
-                term = None;
-                continue;
-            }
-            // A member of an older release (joined while posts wait) could not carry numbers.
-            if !Feature::Topics.enabled_at(view.assignment.system_feature_level) {
-                continue;
-            }
-            if term != Some(view.term) {
-                // A new reign reads everything waiting again.
-                term = Some(view.term);
-                after = 0;
-            }
-            match self.number_waiting(after, view.assignment.clusters).await {
-                Ok(done) => after = done,
-                Err(error) => tracing::warn!(%error, "cannot number topic posts yet"),
-            }
-        }
-    }
-
     /// Numbers the waiting posts after `after` that are this cluster's to number; returns how
     /// far every waiting post is taken care of.
-    async fn number_waiting(&self, mut after: i64, clusters: u32) -> Result<i64, SequencerError> {
+    async fn number_waiting(&self, mut after: i64, clusters: u32) -> Result<i64, store::StoreError> {
         loop {
             let page = self
                 .reader
@@ -90,7 +72,7 @@ impl Sequencer {
                 match outcome {
                     Ok(Outcome::Written(_) | Outcome::Unchanged(_)) => {}
                     Ok(Outcome::Rejected(status, message)) => {
-                        tracing::warn!(topic = %post.topic, post.author, post.number, ?status, %message, "topic number refused");
+                        tracing::debug!(topic = %post.topic, post.author, post.number, ?status, %message, "not numbered");
                     }
                     // Not written: this post and what follows are read again next time.
                     Err(error) => {
@@ -102,10 +84,4 @@ impl Sequencer {
             after = last;
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum SequencerError {
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
 }

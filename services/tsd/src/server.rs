@@ -2,6 +2,7 @@
 
 use crate::accounts::Hasher;
 use crate::changefeed::ChangeFeedService;
+use crate::chores::run_while_master;
 use crate::clock::WallClock;
 use crate::config::Config;
 use crate::fanout::Fanout;
@@ -150,16 +151,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         tinysns_common::metrics::serve(&config.bind, port, Arc::new(exposed), shutdown.clone()).await?;
     }
 
-    tokio::spawn(
-        crate::sequencer::Sequencer {
-            cluster: config.cluster,
-            writer: writer.clone(),
-            reader: reader.clone(),
-            role: role.clone(),
-            interval: config.topic_sequencer_interval,
-        }
-        .run(shutdown.clone()),
-    );
+    let sequencer = crate::sequencer::Sequencer {
+        cluster: config.cluster,
+        writer: writer.clone(),
+        reader: reader.clone(),
+        after: 0,
+    };
+    let deletions = crate::deletions::Deletions {
+        cluster: config.cluster,
+        writer: writer.clone(),
+        reader: reader.clone(),
+    };
+    let interval = config.chore_interval;
+    tokio::spawn(run_while_master(sequencer, role.clone(), interval, shutdown.clone()));
+    tokio::spawn(run_while_master(deletions, role.clone(), interval, shutdown.clone()));
     let fanout = Fanout::default();
     tokio::spawn(fanout.clone().run(feed.tail(reader.clone(), feed.committed())));
     let social = Social {

@@ -22,11 +22,12 @@ use tinysns_common::limits::{canonical_username, parse_user_id};
 use tinysns_common::membership::{RoleHandle, RoleView};
 use tinysns_common::proto::social::social_service_server::{SocialService, SocialServiceServer};
 use tinysns_common::proto::social::{
-    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, Empty, FollowRequest, HistoryReply,
-    HistoryRequest, InboxReply, InboxRequest, LikesReply, LikesRequest, ListReply, ListRequest, LoginReply,
-    LoginRequest, PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest,
-    RegisterRequest, Reply, SendMessageRequest, SessionEvent, SetProfileRequest, Status as Code, ThreadReply,
-    ThreadRequest, TimelineEvent, TimelineRequest, TopicRequest, TopicsReply, TopicsRequest,
+    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, DeleteAccountRequest, Empty,
+    FollowRequest, HistoryReply, HistoryRequest, InboxReply, InboxRequest, LikesReply, LikesRequest, ListReply,
+    ListRequest, LoginReply, LoginRequest, PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest,
+    PublishReply, PublishRequest, RegisterRequest, Reply, SendMessageRequest, SessionEvent, SetProfileRequest,
+    Status as Code, ThreadReply, ThreadRequest, TimelineEvent, TimelineRequest, TopicRequest, TopicsReply,
+    TopicsRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -381,6 +382,13 @@ impl SocialService for Social {
     async fn unblock(&self, request: Request<BlockRequest>) -> Result<Response<Reply>, Status> {
         let caller = self.authenticate(request.metadata()).await?;
         self.block_user(caller, request.into_inner(), false)
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_account(&self, request: Request<DeleteAccountRequest>) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        Social::delete_account(self, caller, request.into_inner())
             .await
             .map(Response::new)
     }

@@ -71,6 +71,37 @@ pub async fn register(t: &Topology, name: &str) -> User {
         .unwrap_or_else(|e| panic!("{name} registers: {e:?}"))
 }
 
+/// `tsc -u <name>` for an account `register` made.
+pub fn tsc_registered(t: &Topology, name: &str) -> Tsc {
+    Tsc::start_with(
+        &t.coordinator_address(),
+        &["-u", name],
+        &[("TINYSNS_PASSWORD", PASSWORD)],
+    )
+    .expect("tsc starts")
+}
+
+/// A system with one synchronizer per cluster and a private broker (for tests that touch the
+/// bus), with "alice" (cluster 3 of 3), "bob" (cluster 1) and "carol" (cluster 2) registered.
+pub async fn start_with_three_users(name: &str) -> (Topology, User, User, User) {
+    let t = start_with(name, |o| {
+        o.synchronizers_per_cluster = 1;
+        o.broker = tinysns_stack::topology::Broker::Private;
+    })
+    .await;
+    let (alice, bob, carol) = (
+        register(&t, "alice").await,
+        register(&t, "bob").await,
+        register(&t, "carol").await,
+    );
+    assert_eq!(
+        [alice.id(), bob.id(), carol.id()].map(|id| ((id - 1) % 3) + 1),
+        [3, 1, 2],
+        "the users live in three different clusters"
+    );
+    (t, alice, bob, carol)
+}
+
 pub async fn tsc_for(t: &Topology, k: u64) -> Tsc {
     let port = t.coordinator_address();
     let port = port.as_str();

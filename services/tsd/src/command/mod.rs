@@ -5,6 +5,8 @@
 
 use crate::store;
 use rusqlite::Connection;
+
+mod deletion;
 use tinysns_common::proto::internal::{
     AccountChange, BlockSet, Change, ConversationRead, DirectMessage, FollowChanged, LikeSet, PasswordSet, PostCreated,
     PostDeleted, ProfileSet, Registered, RemoteChange, SessionEnded, SessionStarted, SyncCursor, TopicSequenced,
@@ -39,6 +41,22 @@ pub enum Command {
         topic: String,
         author: u64,
         number: u64,
+    },
+    /// The user deletes its account (at its home cluster): phase 1 of the deletion.
+    DeleteAccount {
+        user: u64,
+        username: String,
+    },
+    /// This cluster is ready for `user`'s deletion (in phase 1 here).
+    ReadyForDeletion {
+        user: u64,
+        cluster: u32,
+    },
+    /// Phase 2 of `user`'s deletion, once each of `clusters` is ready (at the user's home).
+    CompleteDeletion {
+        user: u64,
+        username: String,
+        clusters: u32,
     },
     /// `user` subscribes (`on`) to `topic` or stops (at the user's home cluster).
     Subscribe {
@@ -159,6 +177,40 @@ fn reject(status: Status, message: impl Into<String>) -> Decision {
 
 /// Checks a command against the current state (including earlier writes of the same batch).
 pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::StoreError> {
+    let users = acting_on(command);
+    if !users.is_empty() && deletion::any_closed(conn, &users)? {
+        return Ok(deletion::closed_refusal(&users));
+    }
+    decide_open(conn, command)
+}
+
+/// The users a local command acts for or on: none may be an account being deleted.
+fn acting_on(command: &Command) -> Vec<u64> {
+    match command {
+        Command::CreateUser { user } => vec![*user],
+        Command::Follow { follower, followee, .. } => vec![*follower, *followee],
+        Command::Post { author, reply_to, .. } => [*author].into_iter().chain(reply_to.map(|(a, _)| a)).collect(),
+        Command::DeletePost { author, .. } => vec![*author],
+        Command::Like { liker, author, .. } => vec![*liker, *author],
+        Command::SendMessage { sender, recipient, .. } => vec![*sender, *recipient],
+        Command::Block { blocker, blocked, .. } => vec![*blocker, *blocked],
+        Command::SetProfile { user, .. } | Command::Subscribe { user, .. } => vec![*user],
+        Command::StartSession { user, .. } | Command::SetPassword { user, .. } => vec![*user],
+        Command::SequenceTopic { author, .. } => vec![*author],
+        Command::ReadConversation { .. }
+        | Command::DeleteAccount { .. }
+        | Command::ReadyForDeletion { .. }
+        | Command::CompleteDeletion { .. }
+        | Command::Remote(_)
+        | Command::SyncCursor(_)
+        | Command::Register(_)
+        | Command::EndSession { .. }
+        | Command::Refuse { .. } => Vec::new(),
+    }
+}
+
+/// [`decide`] for a command that involves no account being deleted.
+fn decide_open(conn: &Connection, command: &Command) -> Result<Decision, store::StoreError> {
     Ok(match command {
         Command::CreateUser { user } => {
             if store::user_exists(conn, *user)? {
@@ -235,6 +287,13 @@ pub fn decide(conn: &Connection, command: &Command) -> Result<Decision, store::S
             },
         )?,
         Command::SequenceTopic { topic, author, number } => decide_sequence(conn, topic, *author, *number)?,
+        Command::DeleteAccount { user, username } => deletion::decide_delete(conn, *user, username)?,
+        Command::ReadyForDeletion { user, cluster } => deletion::decide_ready(conn, *user, *cluster)?,
+        Command::CompleteDeletion {
+            user,
+            username,
+            clusters,
+        } => deletion::decide_complete(conn, *user, username, *clusters)?,
         Command::Subscribe { user, topic, on } => {
             if store::subscription_state(conn, *user, topic)?.is_some_and(|(s, _)| s) == *on {
                 Decision::Done(Outcome::Unchanged(None))
@@ -559,6 +618,10 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
     let Some(kind) = remote.change.as_ref().and_then(|c| c.kind.clone()) else {
         return Ok(reject(Status::FailureInvalid, "remote change without content"));
     };
+    // Nothing about an account being deleted (or deleted) is taken from elsewhere any more.
+    if deletion::any_closed(conn, &deletion::involved(&kind))? {
+        return Ok(Decision::Done(Outcome::Unchanged(None)));
+    }
     let fresh = match &kind {
         change::Kind::User(u) => !store::user_exists(conn, u.user_id)?,
         // A follow that reaches a cluster after the followee's block of the follower loses,
@@ -595,6 +658,12 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
                 && store::like_state(conn, l.post_author, l.post_number, l.liker)?
                     .is_none_or(|(_, version)| remote.origin_lsn > version)
         }
+        change::Kind::DeletionPrepared(d) => store::deletion_state(conn, d.user)?.is_none(),
+        change::Kind::DeletionReady(r) => {
+            store::deletion_state(conn, r.user)? != Some(store::Deletion::Deleted)
+                && !store::deletion_ready(conn, r.user, r.cluster)?
+        }
+        change::Kind::AccountDeleted(d) => store::deletion_state(conn, d.user)? != Some(store::Deletion::Deleted),
     };
     Ok(if fresh {
         Decision::Write {
@@ -616,6 +685,8 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
     })
 }
 
+#[cfg(test)]
+mod deletion_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub(super) fn run(conn: &mut Connection, command: Command) -> Outcome {
     outcome
 }
 
-fn register(name: &str) -> Command {
+pub(super) fn register(name: &str) -> Command {
     Command::Register(Registration {
         username: name.into(),
         password_phc: format!("$phc-of-{name}"),

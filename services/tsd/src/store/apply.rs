@@ -1,6 +1,6 @@
 //! How one log entry changes the derived tables.
 
-use super::{Result, messages, topics};
+use super::{Result, deletions, messages, topics};
 use crate::clock;
 use rusqlite::{Connection, params};
 use tinysns_common::proto::internal::{
@@ -44,6 +44,9 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
             }
             change::Kind::TopicSequenced(t) => topics::apply_topic_sequenced(conn, t)?,
             change::Kind::TopicSubscription(t) => topics::apply_subscription(conn, entry, t)?,
+            change::Kind::DeletionPrepared(d) => deletions::apply_prepared(conn, d.user, &d.username)?,
+            change::Kind::DeletionReady(r) => deletions::apply_ready(conn, r.user, r.cluster)?,
+            change::Kind::AccountDeleted(d) => deletions::apply_deleted(conn, d.user, &d.username)?,
             change::Kind::DirectMessage(m) => messages::apply_direct_message(conn, entry, m, clock::stamp(entry))?,
             change::Kind::ConversationRead(r) => messages::apply_conversation_read(conn, r)?,
             change::Kind::Block(b) => messages::apply_block(conn, entry, b)?,

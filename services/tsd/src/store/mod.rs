@@ -7,6 +7,7 @@
 
 mod apply;
 pub mod compaction;
+mod deletions;
 mod messages;
 mod queries;
 pub mod snapshot;
@@ -20,14 +21,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use tinysns_common::proto::internal::LogEntry;
 
+pub use deletions::{
+    Deletion, PreparedDeletion, account_closed, deletion_ready, deletion_state, prepared_deletions, user_traces,
+};
 pub use messages::{
     ConversationSummary, StoredMessage, block_state, blocks, conversation, inbox, inbox_entry, message_stored,
     unread_total,
 };
 pub use queries::*;
 pub use topics::{
-    PendingTopicPost, TopicCounts, active_topics, is_pending, pending_topic_posts, post_as_created, subscription_state,
-    subscriptions, topic_counts, topic_history, topic_last_seq, topic_post_view, topic_seq_taken, topics_by_name,
+    PendingTopicPost, TopicCounts, active_topics, all_topic_posts, is_pending, pending_topic_posts, post_as_created,
+    subscription_state, subscriptions, topic_counts, topic_history, topic_last_seq, topic_post_view, topic_seq_taken,
+    topics_by_name,
 };
 pub use undo::truncate_after;
 
@@ -187,7 +192,7 @@ DROP INDEX IF EXISTS posts_by_parent;
 DROP INDEX IF EXISTS undo_by_lsn;
 ";
 
-const DERIVED_TABLES: [&str; 17] = [
+const DERIVED_TABLES: [&str; 19] = [
     "users",
     "follows",
     "posts",
@@ -205,11 +210,13 @@ const DERIVED_TABLES: [&str; 17] = [
     topics::TABLES[1],
     topics::TABLES[2],
     topics::TABLES[3],
+    deletions::TABLES[0],
+    deletions::TABLES[1],
 ];
 
 /// Derived tables added after the first release: a snapshot from a replica of an older
 /// version has none, and installs them empty (that version could not have written to them).
-const ADDED_TABLES: [&str; 11] = [
+const ADDED_TABLES: [&str; 13] = [
     "profiles",
     "likes",
     "replies",
@@ -221,6 +228,8 @@ const ADDED_TABLES: [&str; 11] = [
     topics::TABLES[1],
     topics::TABLES[2],
     topics::TABLES[3],
+    deletions::TABLES[0],
+    deletions::TABLES[1],
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {
@@ -260,6 +269,7 @@ pub fn open(dir: &Path) -> Result<Connection> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(topics::SCHEMA)?;
+    conn.execute_batch(deletions::SCHEMA)?;
     add_missing_columns(&conn)?;
     conn.execute_batch(LATE_INDEXES)?;
     conn.execute_batch(compaction::SCHEMA)?;

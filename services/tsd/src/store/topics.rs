@@ -58,7 +58,8 @@ pub(super) fn apply_topic_sequenced(conn: &Connection, t: &TopicSequenced) -> Re
     let (author, number) = (post.author as i64, bound(post.number));
     conn.prepare_cached("DELETE FROM topic_pending WHERE topic = ?1 AND author = ?2 AND number = ?3")?
         .execute(params![t.topic, author, number])?;
-    let stored = if super::is_tombstoned(conn, post.author, post.number)? {
+    let left_out = super::is_tombstoned(conn, post.author, post.number)? || super::account_closed(conn, post.author)?;
+    let stored = if left_out {
         0
     } else {
         conn.prepare_cached(
@@ -287,6 +288,24 @@ fn topic_counts_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TopicCounts> {
         last_seq: r.get::<_, i64>(2)?.max(0) as u64,
         recent: r.get::<_, i64>(3)?.max(0) as u64,
     })
+}
+
+/// Every numbered post this replica holds, as `(topic, number in it, author, post id)`, by
+/// topic and number (for the fault suite's checker).
+pub fn all_topic_posts(conn: &Connection) -> Result<Vec<(String, u64, u64, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT t.topic, t.seq, t.author, COALESCE(p.post_id, -1) FROM topic_posts t
+         LEFT JOIN posts p ON p.author = t.author AND p.number = t.number ORDER BY t.topic, t.seq",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, i64>(2)? as u64,
+            r.get::<_, i64>(3)? as u64,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// A history row as a client sees it (counts are filled in by the caller).
