@@ -536,6 +536,17 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_next_post_number_is_not_prepared_again_on_every_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path()).unwrap();
+        for author in 0..50 {
+            highest_post_number(&conn, author).unwrap();
+        }
+        let statement = conn.prepare_cached(queries::HIGHEST_POST_NUMBER).unwrap();
+        assert_eq!(statement.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
+
+    #[test]
     fn timeline_shows_only_posts_after_the_follow_newest_first() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = open(dir.path()).unwrap();

@@ -33,12 +33,16 @@ pub fn post_seq(conn: &Connection, author: u64, post_id: u64) -> Result<Option<u
 /// number is never given twice.
 pub fn highest_post_number(conn: &Connection, author: u64) -> Result<u64> {
     Ok(conn
-        .prepare_cached(
-            "SELECT MAX(COALESCE((SELECT MAX(number) FROM posts WHERE author = ?1), 0),
-                        COALESCE((SELECT MAX(number) FROM post_tombstones WHERE author = ?1), 0))",
-        )?
+        .prepare_cached(HIGHEST_POST_NUMBER)?
         .query_row([author as i64], |r| r.get::<_, i64>(0))? as u64)
 }
+
+/// `+?1`, not `?1`: SQLite (built with STAT4) plans a search on an index prefix for the bound
+/// value, so a plain `author = ?1` here was prepared again on every use, 15% of the writer's
+/// time under load. The unary plus hides the value from the planner; the index is still used.
+pub(super) const HIGHEST_POST_NUMBER: &str =
+    "SELECT MAX(COALESCE((SELECT MAX(number) FROM posts WHERE author = +?1), 0),
+                COALESCE((SELECT MAX(number) FROM post_tombstones WHERE author = +?1), 0))";
 
 /// The columns [`numbered_post`] reads ...
 const NUMBERED_COLUMNS: &str = "p.author, p.post_id, p.text, p.ts_ms, p.seq, p.author_name, p.number,
