@@ -184,29 +184,23 @@ async fn topics_are_numbered_alike_in_every_cluster_and_deletion_sticks() {
         .expect("the slave catches up");
 
     // Nothing came back in any replica's stored state; the numbering stays; replicas agree.
-    let digests = settled_digests(&t).await;
-    for c in 1..=3 {
-        let (a, b) = (&digests[&(c, 1)], &digests[&(c, 2)]);
-        assert!(a.is_ok() && a == b, "cluster {c}: {a:?} vs {b:?}");
-        for s in 1..=2 {
-            let conn = store::open(&t.server_data_dir(c, s)).unwrap();
-            let stored: Vec<u64> = store::topic_history(&conn, "rust", 0, true, 100)
-                .unwrap()
-                .iter()
-                .map(|(seq, _, _)| *seq)
-                .collect();
-            let expected: Vec<u64> = (1..=total as u64).filter(|n| *n != deleted.0).collect();
-            assert_eq!(stored, expected, "replica {c}/{s}");
-            assert_eq!(
-                store::topic_counts(&conn, "rust").unwrap(),
-                Some((total as u64, total as u64 - 1)),
-                "replica {c}/{s}"
-            );
-            assert!(
-                store::pending_topic_posts(&conn, 0, 10).unwrap().is_empty(),
-                "replica {c}/{s}"
-            );
-        }
+    for ((c, s), conn) in settled_stores(&t).await {
+        let stored: Vec<u64> = store::topic_history(&conn, "rust", 0, true, 100)
+            .unwrap()
+            .iter()
+            .map(|(seq, _, _)| *seq)
+            .collect();
+        let expected: Vec<u64> = (1..=total as u64).filter(|n| *n != deleted.0).collect();
+        assert_eq!(stored, expected, "replica {c}/{s}");
+        assert_eq!(
+            store::topic_counts(&conn, "rust").unwrap(),
+            Some((total as u64, total as u64 - 1)),
+            "replica {c}/{s}"
+        );
+        assert!(
+            store::pending_topic_posts(&conn, 0, 10).unwrap().is_empty(),
+            "replica {c}/{s}"
+        );
     }
 
     // tsc: TOPIC, SUBSCRIBE, HISTORY, and a topic post.

@@ -214,6 +214,25 @@ pub async fn settled_digests(t: &Topology) -> std::collections::BTreeMap<(u32, u
     }
 }
 
+/// Every replica's store once the system has settled, after checking that both replicas of
+/// each cluster hold the same state (for checks of what is stored, not only what is shown).
+pub async fn settled_stores(t: &Topology) -> Vec<((u32, u32), tinysns_tsd::store::Connection)> {
+    let digests = settled_digests(t).await;
+    for c in 1..=t.options.clusters {
+        let (a, b) = (&digests[&(c, 1)], &digests[&(c, 2)]);
+        assert!(a.is_ok() && a == b, "cluster {c}: {a:?} vs {b:?}");
+    }
+    digests
+        .keys()
+        .map(|&(c, s)| {
+            (
+                (c, s),
+                tinysns_tsd::store::open(&t.server_data_dir(c, s)).expect("the store opens"),
+            )
+        })
+        .collect()
+}
+
 pub const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
 pub const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
 

@@ -17,7 +17,7 @@ pub mod undo;
 use crate::clock;
 use apply::apply;
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use std::path::Path;
 use tinysns_common::proto::internal::LogEntry;
 
@@ -29,6 +29,8 @@ pub use messages::{
     unread_total,
 };
 pub use queries::*;
+/// The store's connection type, which every function here takes.
+pub use rusqlite::Connection;
 pub use topics::{
     PendingTopicPost, TopicCounts, active_topics, all_topic_posts, is_pending, pending_topic_posts, post_as_created,
     subscription_state, subscriptions, topic_counts, topic_history, topic_last_seq, topic_post_view, topic_seq_taken,
