@@ -519,7 +519,7 @@ impl Topology {
 
     pub async fn start_broker(&mut self) -> Result<(), StackError> {
         if let Some(rabbit) = self.rabbit.as_mut() {
-            rabbit.start(Duration::from_secs(60)).await?;
+            rabbit.start(BROKER_START).await?;
         }
         Ok(())
     }
@@ -915,6 +915,11 @@ impl Topology {
 
 /// Creates the run's cluster secret (readable by this user only) unless `dir` has one, so
 /// that processes restarted from the same directory keep proving membership.
+/// The longest wait for the private broker to start. An Erlang node that boots on its data
+/// while two loaded systems share 2 cores (the fault suite's broker restarts run side by
+/// side) was seen taking more than 60 s.
+const BROKER_START: Duration = Duration::from_secs(180);
+
 pub fn write_secret(dir: &std::path::Path) -> Result<(ClusterSecret, PathBuf), StackError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
