@@ -227,12 +227,24 @@ impl UserHandle {
     }
 }
 
-pub fn post_text(post_id: u64) -> String {
-    // ~100 bytes, the size of a typical short post.
-    format!("bench post {post_id:020} lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod")
+/// ~100 bytes, the size of a typical short post; `tagged`, it names one of the mix's topics.
+pub fn post_text(post_id: u64, tagged: bool) -> String {
+    let text =
+        format!("bench post {post_id:020} lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod");
+    match tagged {
+        true => format!("{text} #{}", crate::mix::topic_of(post_id)),
+        false => text,
+    }
 }
 
-pub fn spawn_user(user: u64, router: Arc<Router>, recorder: Arc<Recorder>, graph: Arc<Graph>) -> UserHandle {
+/// `tagged`: the user's posts name topics (`--mix`).
+pub fn spawn_user(
+    user: u64,
+    router: Arc<Router>,
+    recorder: Arc<Recorder>,
+    graph: Arc<Graph>,
+    tagged: bool,
+) -> UserHandle {
     let (commands, rx) = mpsc::channel(1024);
     let busy = Arc::new(AtomicBool::new(false));
     let actor = Actor {
@@ -240,6 +252,7 @@ pub fn spawn_user(user: u64, router: Arc<Router>, recorder: Arc<Recorder>, graph
         router,
         recorder,
         graph,
+        tagged,
         busy: busy.clone(),
         commands: rx,
     };
@@ -256,6 +269,7 @@ struct Actor {
     router: Arc<Router>,
     recorder: Arc<Recorder>,
     graph: Arc<Graph>,
+    tagged: bool,
     busy: Arc<AtomicBool>,
     commands: mpsc::Receiver<Command>,
 }
@@ -266,11 +280,11 @@ struct Stream {
     events: Streaming<TimelineEvent>,
 }
 
-fn post_request(post_id: u64) -> TimelineRequest {
+fn post_request(post_id: u64, tagged: bool) -> TimelineRequest {
     TimelineRequest {
         kind: Some(timeline_request::Kind::Post(NewPost {
             post_id,
-            text: post_text(post_id),
+            text: post_text(post_id, tagged),
         })),
     }
 }
@@ -358,7 +372,7 @@ impl Actor {
                 return first_cursor.unwrap_or(0);
             };
             for p in &pending {
-                if stream.tx.send(post_request(p.post_id)).await.is_err() {
+                if stream.tx.send(post_request(p.post_id, self.tagged)).await.is_err() {
                     self.recorder.reconnects.fetch_add(1, Ordering::Relaxed);
                     continue 'connection;
                 }
@@ -368,7 +382,7 @@ impl Actor {
                     command = self.commands.recv() => match command {
                         Some(Command::Post { post_id, phase, done }) => {
                             pending.push_back(Pending { post_id, phase, sent: Instant::now(), done });
-                            if stream.tx.send(post_request(post_id)).await.is_err() {
+                            if stream.tx.send(post_request(post_id, self.tagged)).await.is_err() {
                                 self.recorder.reconnects.fetch_add(1, Ordering::Relaxed);
                                 continue 'connection;
                             }
@@ -389,9 +403,9 @@ impl Actor {
                                     .unwrap_or_else(|p| p.into_inner())
                                     .push(DeliveryRecord { post_id: post.post_id, follower: self.user, at: Instant::now() });
                             }
-                            // (The benchmark sends no direct messages; one would still move the cursor.)
+                            // (The mix's messages and topic posts are not timed; a message moves
+                            // the cursor.)
                             timeline_event::Kind::DirectMessage(message) => cursor = cursor.max(message.seq),
-                            // (The benchmark's users subscribe to no topic.)
                             timeline_event::Kind::TopicPost(_) => {}
                             timeline_event::Kind::Ack(ack) => {
                                 let found = pending.iter().position(|p| p.post_id == ack.post_id);

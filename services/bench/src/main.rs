@@ -9,9 +9,12 @@ mod catch_up;
 mod driver;
 mod floors;
 mod machine;
+mod mix;
 mod report;
 mod stats;
+mod storage;
 mod switchover;
+mod topic_reads;
 mod verify;
 mod workload;
 
@@ -122,6 +125,13 @@ struct Cli {
     failover_kill: KillTarget,
     #[arg(long)]
     no_failover: bool,
+    /// The social mix: posts name topics, every user subscribes to one, and likes and direct
+    /// messages run beside the posts at --mix-rate each (see docs/benchmarks.md).
+    #[arg(long)]
+    mix: bool,
+    /// Likes (and as many direct messages) per second in --mix.
+    #[arg(long, default_value_t = 100.0)]
+    mix_rate: f64,
     /// The cluster whose master the switchover phase hands to its slave (at --failover-rate,
     /// for --failover-secs, asked a third of the way in) [default: the one after
     /// --failover-cluster, whose master the failover phase killed].
@@ -134,6 +144,11 @@ struct Cli {
     /// the log's tail). 0: no catch-up phase. The figures mode uses 1000000.
     #[arg(long, default_value_t = 0)]
     catch_up_entries: u64,
+    /// Preload a topic of this many posts (and user 1's inbox with 1000 conversations of
+    /// 100,000 messages) into cluster 1 and time history and inbox pages on the quiet
+    /// system. 0: not. The figures mode uses 1000000.
+    #[arg(long, default_value_t = 0)]
+    topic_posts: u64,
     /// Length of the catch-up phase's load; the wipe comes after 10 s of it.
     #[arg(long, default_value_t = 70.0)]
     catch_up_secs: f64,
@@ -177,6 +192,9 @@ struct Settings {
     switchover_cluster: u32,
     catch_up_entries: u64,
     catch_up_secs: f64,
+    mix: bool,
+    mix_rate: f64,
+    topic_posts: u64,
     failure_timeout: String,
     drain_secs: f64,
     #[serde(skip)]
@@ -218,6 +236,9 @@ impl Settings {
                 .unwrap_or(cli.failover_cluster % cli.clusters.max(1) + 1),
             catch_up_entries: if cli.attach.is_none() { cli.catch_up_entries } else { 0 },
             catch_up_secs: cli.catch_up_secs,
+            mix: cli.mix,
+            mix_rate: cli.mix_rate,
+            topic_posts: if cli.attach.is_none() { cli.topic_posts } else { 0 },
             failure_timeout: cli.failure_timeout.clone().unwrap_or_else(|| "1s".into()),
             drain_secs: pick(cli.drain_secs, 30.0, 15.0),
             floor_sizes: if q {
@@ -767,6 +788,25 @@ async fn run(cli: Cli) -> Result<()> {
                     tinysns_stack::preload::time_truncation(&prepared, settings.failover_cluster, TRUNCATED_SUFFIX)?;
                 truncation_ms = Some(took.as_secs_f64() * 1e3);
             }
+            if settings.topic_posts > 0 {
+                if settings.catch_up_entries > 0 && settings.failover_cluster == 1 {
+                    bail!("--topic-posts and --catch-up-entries both preload cluster 1: run them apart");
+                }
+                spinner.set_message(format!(
+                    "preloading a topic of {} posts into cluster 1",
+                    settings.topic_posts
+                ));
+                let topic = topic_reads::topic_homed_in(1, settings.clusters);
+                let inbox = (1, topic_reads::CONVERSATIONS, topic_reads::MESSAGES);
+                tinysns_stack::preload::preload_topic(
+                    &prepared,
+                    1,
+                    &topic,
+                    settings.topic_posts,
+                    inbox,
+                    PRELOAD_RETAIN,
+                )?;
+            }
             let t = prepared.launch().await.with_context(|| {
                 format!(
                     "the system did not start (binaries from {}; logs in {}/logs)",
@@ -800,8 +840,20 @@ async fn run(cli: Cli) -> Result<()> {
     let router = Arc::new(Router::new(&coordinator, settings.users)?);
     let recorder = Arc::new(Recorder::default());
     setup(&router, &graph, auth).await?;
+    let topic_reads = match settings.topic_posts {
+        0 => None,
+        posts => {
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_message(format!("timing history and inbox pages at {posts} posts in a topic"));
+            let topic = topic_reads::topic_homed_in(1, clusters);
+            let other = if clusters > 1 && settings.users > 1 { 2 } else { 1 };
+            let figures = topic_reads::measure(&router, &topic, posts, 1, other, seed).await?;
+            spinner.finish_with_message("reads at scale timed");
+            Some(figures)
+        }
+    };
     let handles: Vec<UserHandle> = (1..=settings.users)
-        .map(|user| driver::spawn_user(user, router.clone(), recorder.clone(), graph.clone()))
+        .map(|user| driver::spawn_user(user, router.clone(), recorder.clone(), graph.clone(), settings.mix))
         .collect();
     let bar = counter_bar("timelines", settings.users);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -818,6 +870,20 @@ async fn run(cli: Cli) -> Result<()> {
     }
     bar.finish();
 
+    let side_load = match settings.mix {
+        true => {
+            mix::subscribe_all(&router, settings.users).await?;
+            Some(mix::SideLoad::start(
+                router.clone(),
+                settings.users,
+                clusters,
+                auth,
+                settings.mix_rate,
+                seed,
+            ))
+        }
+        false => None,
+    };
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f90_57ab);
     // Post ids are unique per author; a random base keeps reruns against one system apart.
     let ids = AtomicU64::new((rand::random::<u64>() >> 4) + 1);
@@ -860,6 +926,10 @@ async fn run(cli: Cli) -> Result<()> {
     drop(posters);
     let tp_backlog = drain(&handles, &recorder, drain_for).await;
     p.finish();
+    let side_load = match side_load {
+        Some(load) => Some(load.stop().await),
+        None => None,
+    };
 
     let mut rss_before_kill = Vec::new();
     let mut failover: Option<Failover> = None;
@@ -990,6 +1060,10 @@ async fn run(cli: Cli) -> Result<()> {
     bar.finish();
 
     let rss = merge_rss(rss_before_kill, rss_snapshot(topology.as_mut()));
+    let stored_copies = match &topology {
+        Some(t) => Some(storage::stored_copies(t).await.context("counting stored copies")?),
+        None => None,
+    };
     let busy = busy_at_start
         .zip(machine::busy_cpu_seconds())
         .map(|(start, end)| end - start);
@@ -1235,6 +1309,9 @@ async fn run(cli: Cli) -> Result<()> {
         failover: failover_report,
         switchover: switchover_report,
         catch_up: catch_up_report,
+        stored_copies,
+        side_load,
+        topic_reads,
         lost,
         peak_rss_by_role: report::by_role(&rss),
         peak_rss: rss,

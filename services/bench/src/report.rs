@@ -30,6 +30,12 @@ pub struct Report {
     pub failover: FailoverReport,
     pub switchover: crate::switchover::SwitchoverReport,
     pub catch_up: crate::catch_up::CatchUpReport,
+    /// How many clusters keep each post (started systems only).
+    pub stored_copies: Option<crate::storage::StoredCopies>,
+    /// The likes and messages beside the posts (`--mix`).
+    pub side_load: Option<crate::mix::SideLoadCounts>,
+    /// History and inbox pages at scale (`--topic-posts`).
+    pub topic_reads: Option<crate::topic_reads::TopicReadsReport>,
     pub lost: Lost,
     pub peak_rss: Vec<Rss>,
     pub peak_rss_by_role: Vec<RoleRss>,
@@ -424,6 +430,43 @@ impl Report {
             "re-read check: {} acknowledged posts, {} followers' timelines re-read, {} of {} (post, follower) pairs missing, {} posts lost",
             l.acknowledged_posts, l.checked_followers, l.missing_pairs, l.checked_pairs, l.lost_posts
         );
+        if let Some(r) = &self.topic_reads {
+            let _ = writeln!(
+                t,
+                "reads at scale: a topic of {} posts, an inbox of {} conversations ({} messages)",
+                r.topic_posts, r.inbox_conversations, r.inbox_messages
+            );
+            for (name, s) in [
+                ("  history page of 20, in the topic's home", &r.history_at_home),
+                ("  history page of 20, asked in another cluster", &r.history_elsewhere),
+                ("  inbox page of 20 conversations", &r.inbox),
+            ] {
+                let [p50, p99, max] = lat(s);
+                let _ = writeln!(t, "{name:<50} p50 {p50} p99 {p99} max {max}");
+            }
+        }
+        if let Some(m) = &self.side_load {
+            let _ = writeln!(
+                t,
+                "mix: posts in {} topics, every user subscribed to one; beside them {} likes and {} direct messages ({} calls failed)",
+                crate::mix::TOPICS,
+                m.likes,
+                m.messages,
+                m.failed
+            );
+        }
+        if let Some(c) = &self.stored_copies {
+            let spread: Vec<String> = c.posts_by_copies.iter().map(|(k, n)| format!("{n} in {k}")).collect();
+            let _ = writeln!(
+                t,
+                "stored copies per post: {} over {} clusters ({} posts, {} copies; posts kept in n clusters: {})",
+                opt(c.copies_per_post, ""),
+                c.clusters,
+                c.posts,
+                c.copies,
+                spread.join(", ")
+            );
+        }
         let _ = writeln!(t, "\npeak RSS (VmHWM) and CPU time by role:");
         for r in &self.peak_rss_by_role {
             let _ = writeln!(

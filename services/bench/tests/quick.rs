@@ -148,3 +148,39 @@ fn quick_mode_reports_every_figure_and_loses_nothing() {
         assert!(roles.contains(&role), "no peak RSS for {role}: {roles:?}");
     }
 }
+
+#[test]
+fn quick_mode_with_the_mix_reports_stored_copies_and_reads_at_scale() {
+    let (json, text) = run_quick(
+        "bench-quick-mix",
+        &[
+            "--mix",
+            "--topic-posts",
+            "2000",
+            "--clusters",
+            "4",
+            "--servers",
+            "1",
+            "--synchronizers",
+            "1",
+            "--no-failover",
+            "--no-switchover",
+        ],
+    );
+    // Each post kept in its author's cluster and at most in every cluster.
+    let per_post = number(&json, "/stored_copies/copies_per_post");
+    assert!((1.0..=4.0).contains(&per_post), "{per_post}\n{text}");
+    assert!(number(&json, "/stored_copies/posts") >= number(&json, "/lost/acknowledged_posts"));
+    assert!(number(&json, "/side_load/likes") > 0.0, "{text}");
+    assert!(number(&json, "/side_load/messages") > 0.0, "{text}");
+    assert_eq!(number(&json, "/side_load/failed"), 0.0, "{text}");
+    for pointer in [
+        "/topic_reads/history_at_home/p99_ms",
+        "/topic_reads/history_elsewhere/p99_ms",
+        "/topic_reads/inbox/p99_ms",
+    ] {
+        assert!(number(&json, pointer) > 0.0, "{pointer}\n{text}");
+    }
+    assert_eq!(number(&json, "/topic_reads/history_at_home/count"), 2000.0);
+    assert_eq!(number(&json, "/lost/lost_posts"), 0.0, "{text}");
+}

@@ -13,7 +13,7 @@
 //! newer kinds were written is not supported (its log would lose their content).
 
 /// The level of this release.
-pub const FEATURE_LEVEL: u32 = 7;
+pub const FEATURE_LEVEL: u32 = 8;
 
 /// A capability that writes a kind of change older releases cannot carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,10 @@ pub enum Feature {
     Topics,
     /// Deleting accounts (`AccountDeletionPrepared`, `AccountDeletionReady`, `AccountDeleted`).
     AccountDeletion,
+    /// Posts kept only where they are needed (`ChangeFeedItem.destinations`, topic numbers
+    /// without the post's text, reads answered by the home cluster, progress markers on the
+    /// change feed). Until every member has it, every change goes everywhere.
+    SelectiveReplication,
 }
 
 impl Feature {
@@ -44,6 +48,7 @@ impl Feature {
             Feature::DirectMessages => 5,
             Feature::Topics => 6,
             Feature::AccountDeletion => 7,
+            Feature::SelectiveReplication => 8,
         }
     }
 
@@ -55,6 +60,7 @@ impl Feature {
             Feature::DirectMessages => "direct messages and blocks",
             Feature::Topics => "topics",
             Feature::AccountDeletion => "deleting accounts",
+            Feature::SelectiveReplication => "keeping posts only where they are needed",
         }
     }
 

@@ -10,6 +10,7 @@ pub mod features;
 pub mod grpc;
 pub mod health;
 pub mod limits;
+pub mod masters;
 pub mod membership;
 pub mod metrics;
 pub mod proto;

@@ -1,13 +1,15 @@
 //! The fault suite's checker of stored state. Live deliveries show what reached open
 //! timelines; this reads what every replica of every cluster holds on disk, after the faults
 //! healed, and finds what a correct system never shows:
-//! - an acknowledged post missing from a replica (every cluster holds every post today);
+//! - an acknowledged post missing from a replica of a cluster that must keep it: its
+//!   author's, and those of its author's followers (the workload follows before it posts);
 //! - an acknowledged follow missing from a replica, or one nobody made in force there;
 //! - a refused post stored anywhere;
 //! - a post stored under different clock stamps in two places (timelines order by the stamp,
 //!   so they would order differently);
 //! - a topic whose numbers have a gap, differ between replicas, or give an acknowledged post
-//!   no number or two (every workload post carries one `#tag`, and nothing is deleted).
+//!   no number or two (every workload post carries one `#tag`, and nothing is deleted). Every
+//!   cluster holds every number, also of posts it does not keep.
 //!
 //! Posts are stored under their id once (the primary key), so "exactly once" is a matter of
 //! presence. Replicas being equal in everything else is `Topology::replica_digests`.
@@ -19,14 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What one replica stores of what the workload did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stored {
-    /// `(author, post_id)` -> clock stamp.
-    pub posts: BTreeMap<(u64, u64), u64>,
+    /// `(author, post_id)` -> (author's post number, clock stamp).
+    pub posts: BTreeMap<(u64, u64), (u64, u64)>,
     /// `(follower, followee)` relations in force.
     pub follows: BTreeSet<(u64, u64)>,
     pub topics: Numbering,
 }
 
-/// topic -> number -> `(author, post_id)` (a post this replica lacks: post id `u64::MAX`).
+/// topic -> number -> `(author, author's post number)`.
 pub type Numbering = BTreeMap<String, BTreeMap<u64, (u64, u64)>>;
 
 /// What every server of `t` stores, read from its data directory.
@@ -39,13 +41,13 @@ pub fn stored(t: &Topology) -> BTreeMap<(u32, u32), Result<Stored, String>> {
                 Ok(Stored {
                     posts: tinysns_tsd::store::all_posts(&conn)?
                         .into_iter()
-                        .map(|(a, p, hlc)| ((a, p), hlc))
+                        .map(|(author, post_id, number, hlc)| ((author, post_id), (number, hlc)))
                         .collect(),
                     follows: tinysns_tsd::store::all_follows(&conn)?.into_iter().collect(),
                     topics: tinysns_tsd::store::all_topic_posts(&conn)?.into_iter().fold(
                         BTreeMap::new(),
-                        |mut topics: Numbering, (topic, seq, author, post_id)| {
-                            topics.entry(topic).or_default().insert(seq, (author, post_id));
+                        |mut topics: Numbering, (topic, seq, author, number)| {
+                            topics.entry(topic).or_default().insert(seq, (author, number));
                             topics
                         },
                     ),
@@ -71,6 +73,22 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
         .iter()
         .flat_map(|(follower, followees)| followees.iter().map(|f| (*follower, *f)))
         .collect();
+    let clusters = stored.keys().map(|(cluster, _)| *cluster).max().unwrap_or(1);
+    let home = |user: u64| ((user - 1) % u64::from(clusters)) as u32 + 1;
+    // Where each author's posts must be: its cluster and its followers'.
+    let mut keepers: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+    for &(follower, followee) in &follows {
+        keepers.entry(followee).or_default().insert(home(follower));
+    }
+    let must_keep = |author: u64, cluster: u32| {
+        home(author) == cluster || keepers.get(&author).is_some_and(|c| c.contains(&cluster))
+    };
+    // Each post's number, wherever it is kept.
+    let numbers: BTreeMap<(u64, u64), u64> = stored
+        .values()
+        .flatten()
+        .flat_map(|state| state.posts.iter().map(|(&post, &(number, _))| (post, number)))
+        .collect();
     let mut found = Vec::new();
     let mut stamps: BTreeMap<(u64, u64), (u64, (u32, u32))> = BTreeMap::new();
     let mut first_topics: Option<(&Numbering, (u32, u32))> = None;
@@ -91,7 +109,7 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
             found.push(format!("follow {follower} -> {followee} {what} replica {replica:?}"));
         }
         let posts = &state.posts;
-        for post in told.acked {
+        for post in told.acked.iter().filter(|p| must_keep(p.author, replica.0)) {
             if !posts.contains_key(&(post.author, post.post_id)) {
                 found.push(format!(
                     "acknowledged post {}/{} missing from replica {replica:?}",
@@ -107,7 +125,7 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
                 ));
             }
         }
-        found.extend(topic_problems(&state.topics, told, replica));
+        found.extend(topic_problems(&state.topics, told, &numbers, replica));
         match first_topics {
             Some((first, at)) if first != &state.topics => {
                 found.push(format!("topics are numbered differently in {at:?} and {replica:?}"))
@@ -115,7 +133,7 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
             Some(_) => {}
             None => first_topics = Some((&state.topics, replica)),
         }
-        for (&key, &stamp) in posts {
+        for (&key, &(_, stamp)) in posts {
             match stamps.get(&key) {
                 Some(&(first, at)) if first != stamp => found.push(format!(
                     "post {}/{} stamped {first} in {at:?} but {stamp} in {replica:?}: timelines would differ",
@@ -133,8 +151,9 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
 
 /// One replica's topics: numbered 1..=n without gaps, each acknowledged post exactly once.
 fn topic_problems(
-    topics: &BTreeMap<String, BTreeMap<u64, (u64, u64)>>,
+    topics: &Numbering,
     told: &Told,
+    numbers: &BTreeMap<(u64, u64), u64>,
     replica: (u32, u32),
 ) -> Vec<String> {
     let mut found = Vec::new();
@@ -146,12 +165,13 @@ fn topic_problems(
                 posts.len()
             ));
         }
-        for &(author, post_id) in posts.values() {
-            *numbered.entry((author, post_id)).or_default() += 1;
+        for &(author, number) in posts.values() {
+            *numbered.entry((author, number)).or_default() += 1;
         }
     }
     for post in told.acked {
-        match numbered.get(&(post.author, post.post_id)) {
+        let number = numbers.get(&(post.author, post.post_id)).copied().unwrap_or(0);
+        match numbered.get(&(post.author, number)) {
             Some(1) => {}
             None => found.push(format!(
                 "acknowledged post {}/{} has no topic number in replica {replica:?}",
@@ -177,10 +197,11 @@ mod tests {
     #[test]
     fn finds_missing_refused_and_reordered_posts_and_wrong_follows() {
         let replica = |posts: &[((u64, u64), u64)], follows: &[(u64, u64)]| {
-            // (Every replica numbers the two acknowledged posts alike.)
+            // (Every replica numbers the two acknowledged posts alike; a post's number here
+            // is its id.)
             let numbered = [(1, (1, 1)), (2, (2, 1))].into();
             Ok(Stored {
-                posts: posts.iter().copied().collect(),
+                posts: posts.iter().map(|&(post, stamp)| (post, (post.1, stamp))).collect(),
                 follows: follows.iter().copied().collect(),
                 topics: [("t".to_string(), numbered)].into(),
             })
@@ -193,9 +214,11 @@ mod tests {
             refused: &refused,
             follows: &follows,
         };
+        // Cluster 3 has no follower of users 1 and 2: it need not keep their posts.
         let good: BTreeMap<_, _> = [
             ((1, 1), replica(&[((1, 1), 10), ((2, 1), 20), ((4, 4), 5)], &[(1, 2)])),
             ((2, 1), replica(&[((1, 1), 10), ((2, 1), 20)], &[(1, 2)])),
+            ((3, 1), replica(&[], &[(1, 2)])),
         ]
         .into();
         assert_eq!(problems(&good, &told), Vec::<String>::new());
@@ -228,7 +251,7 @@ mod tests {
         type Topic<'a> = (&'a str, &'a [(u64, (u64, u64))]);
         let replica = |topics: &[Topic]| {
             Ok(Stored {
-                posts: [((1, 1), 1), ((2, 1), 2), ((2, 2), 3)].into(),
+                posts: [((1, 1), (1, 1)), ((2, 1), (1, 2)), ((2, 2), (2, 3))].into(),
                 follows: BTreeSet::new(),
                 topics: topics
                     .iter()

@@ -5,7 +5,9 @@
 
 use crate::topology::{StackError, Topology};
 use std::path::Path;
-use tinysns_common::proto::internal::{Change, LogEntry, PostCreated, SyncCursor, UserCreated, change, log_entry};
+use tinysns_common::proto::internal::{
+    Change, DirectMessage, LogEntry, PostCreated, SyncCursor, TopicSequenced, UserCreated, change, log_entry,
+};
 use tinysns_tsd::store::{self, compaction, snapshot};
 
 /// Entries written per transaction.
@@ -42,31 +44,101 @@ fn entry(cluster: u32, lsn: u64, now_ms: i64, change: change::Kind) -> LogEntry 
 /// replica of `cluster` of the prepared, not yet started, `topology`, committed and published
 /// (a sync cursor at the end), with the log compacted down to its last `retain` entries.
 pub fn preload(topology: &Topology, cluster: u32, entries: u64, retain: u64) -> Result<(), PreloadError> {
+    write_entries(topology, cluster, entries, retain, |lsn, _| {
+        if lsn == 1 {
+            preloaded_account()
+        } else {
+            preloaded_post(lsn - 1, Vec::new())
+        }
+    })
+}
+
+/// A topic and a user's inbox at scale, in every replica of `cluster` (the topic's home) of
+/// the prepared `topology`: `posts` posts of the preloaded account in `topic`, numbered
+/// 1..=`posts` as the home numbers them, and `messages` direct messages to user `recipient`
+/// from `conversations` other (preloaded) users.
+pub fn preload_topic(
+    topology: &Topology,
+    cluster: u32,
+    topic: &str,
+    posts: u64,
+    (recipient, conversations, messages): (u64, u64, u64),
+    retain: u64,
+) -> Result<(), PreloadError> {
+    let entries = 1 + 2 * posts + messages;
+    write_entries(topology, cluster, entries, retain, |lsn, stamp| match lsn {
+        1 => preloaded_account(),
+        // A post, then its number in the topic.
+        lsn if lsn <= 1 + 2 * posts && lsn % 2 == 0 => preloaded_post(lsn / 2, vec![topic.to_string()]),
+        lsn if lsn <= 1 + 2 * posts => {
+            let number = lsn / 2;
+            let post = match preloaded_post(number, Vec::new()) {
+                change::Kind::Post(post) => post,
+                _ => unreachable!("a preloaded post"),
+            };
+            change::Kind::TopicSequenced(TopicSequenced {
+                topic: topic.to_string(),
+                seq: number,
+                post: Some(post),
+                post_hlc: stamp(lsn - 1),
+                numbering_only: false,
+            })
+        }
+        lsn => {
+            let k = lsn - 1 - 2 * posts;
+            change::Kind::DirectMessage(DirectMessage {
+                sender: PRELOAD_AUTHOR + 1 + k % conversations.max(1),
+                recipient,
+                message_id: k,
+                text: format!("preloaded message {k:>10} {}", "x".repeat(80)),
+                sender_name: String::new(),
+            })
+        }
+    })
+}
+
+fn preloaded_account() -> change::Kind {
+    change::Kind::User(UserCreated {
+        user_id: PRELOAD_AUTHOR,
+        username: "preloaded".into(),
+    })
+}
+
+/// The preloaded account's post `number` (of about 200 bytes).
+fn preloaded_post(number: u64, topics: Vec<String>) -> change::Kind {
+    change::Kind::Post(PostCreated {
+        author: PRELOAD_AUTHOR,
+        post_id: number + 1,
+        text: format!("preloaded post {:>10} {}", number + 1, "x".repeat(170)),
+        author_name: "preloaded".into(),
+        number,
+        topics,
+        ..Default::default()
+    })
+}
+
+/// Writes `entries` entries made by `change(lsn, stamp)` (`stamp(lsn)`: an entry's clock
+/// stamp) after what the first replica of `cluster` holds, commits and publishes them (a
+/// sync cursor at the end), compacts the log down to its last `retain` entries, and copies
+/// the store to the cluster's other replicas.
+fn write_entries(
+    topology: &Topology,
+    cluster: u32,
+    entries: u64,
+    retain: u64,
+    mut change: impl FnMut(u64, &dyn Fn(u64) -> u64) -> change::Kind,
+) -> Result<(), PreloadError> {
     let first = topology.server_data_dir(cluster, 1);
     let mut conn = store::open(&first)?;
     let now_ms = tinysns_common::now_ms();
+    let stamp = |lsn: u64| entry(cluster, lsn, now_ms, preloaded_account()).hlc;
     let mut lsn = store::last_lsn(&conn)?;
     let end = lsn + entries;
     while lsn < end {
         let tx = store::write_transaction(&mut conn)?;
         for _ in 0..BATCH.min(end - lsn) {
             lsn += 1;
-            let change = if lsn == 1 {
-                change::Kind::User(UserCreated {
-                    user_id: PRELOAD_AUTHOR,
-                    username: "preloaded".into(),
-                })
-            } else {
-                change::Kind::Post(PostCreated {
-                    author: PRELOAD_AUTHOR,
-                    post_id: lsn,
-                    text: format!("preloaded post {lsn:>10} {}", "x".repeat(170)),
-                    author_name: "preloaded".into(),
-                    number: lsn - 1,
-                    ..Default::default()
-                })
-            };
-            store::append(&tx, &entry(cluster, lsn, now_ms, change))?;
+            store::append(&tx, &entry(cluster, lsn, now_ms, change(lsn, &stamp)))?;
         }
         tx.commit().map_err(store::StoreError::from)?;
     }

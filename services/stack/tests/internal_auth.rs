@@ -17,10 +17,11 @@ use tinysns_common::proto::coordinator::{
     GetServerRequest, HeartbeatRequest, ListClustersRequest, Member, MemberKind, Role, SwitchoverRequest,
 };
 use tinysns_common::proto::internal::change_feed_client::ChangeFeedClient;
+use tinysns_common::proto::internal::peer_client::PeerClient;
 use tinysns_common::proto::internal::replication_client::ReplicationClient;
 use tinysns_common::proto::internal::{
-    AppendRequest, ApplyRemoteRequest, Change, ChangeFeedRequest, CommitCursorRequest, LogEntry, PostCreated,
-    RemoteChange, SnapshotChunk, change, log_entry,
+    AppendRequest, ApplyRemoteRequest, Change, ChangeFeedRequest, CommitCursorRequest, LogEntry, PeerPostsRequest,
+    PostCreated, RemoteChange, SnapshotChunk, change, log_entry,
 };
 use tinysns_common::secret::ClusterSecret;
 use tinysns_stack::topology::Topology;
@@ -187,7 +188,7 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
                 expected,
                 "{name} InstallSnapshot, {how}"
             );
-            let mut feed = ChangeFeedClient::new(channel);
+            let mut feed = ChangeFeedClient::new(channel.clone());
             let cursor = CommitCursorRequest { lsn: i64::MAX as u64 };
             assert_eq!(
                 code(feed.commit_cursor(cursor).await),
@@ -201,6 +202,14 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
             );
             let subscribe = feed.subscribe(ChangeFeedRequest { after_lsn: 0 }).await;
             assert_eq!(code(subscribe), expected, "{name} Subscribe, {how}");
+            // Another cluster's read for a viewer it names: only for members.
+            let mut peer = PeerClient::new(channel);
+            let read = PeerPostsRequest {
+                viewer: 2,
+                author: 1,
+                request: Some(Default::default()),
+            };
+            assert_eq!(code(peer.posts(read).await), expected, "{name} Peer.Posts, {how}");
         }
     }
     for (how, channel, expected) in outsiders(t.coordinators[0].port, t.coordinators[0].internal_port) {

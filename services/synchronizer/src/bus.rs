@@ -1,8 +1,9 @@
 //! RabbitMQ: the topology tinysns uses and the format of its messages.
 //!
-//! One durable direct exchange carries every cluster's changes, routed by the cluster they
-//! come from; each cluster has a durable queue bound to every *other* cluster's key, so a
-//! message published once reaches each other cluster and never comes back to its own.
+//! One durable direct exchange carries every cluster's changes. Each cluster has a durable
+//! queue bound to every *other* cluster's origin key (`from.<n>`), so a message published
+//! once with its origin's key reaches each other cluster and never comes back to its own;
+//! and to its own destination key (`to.<n>`), for changes only some clusters need.
 //! A message carries a run of consecutive changes: the broker's cost is per message, so a
 //! busy cluster pays it once for many changes. Messages that can never be applied
 //! (undecodable, unknown version, refused by tsd) are dead-lettered to the dead-letter
@@ -56,6 +57,11 @@ impl Names {
     /// The routing key of changes that come from `cluster`.
     pub fn origin_key(cluster: u32) -> String {
         format!("from.{cluster}")
+    }
+
+    /// The routing key of changes for `cluster` alone.
+    pub fn destination_key(cluster: u32) -> String {
+        format!("to.{cluster}")
     }
 
     pub fn dead_exchange(&self) -> String {
@@ -301,7 +307,7 @@ pub async fn open(
 }
 
 /// Declares the exchanges and the queues of all `clusters` and binds each queue to every
-/// other cluster's key (idempotent). Every publisher
+/// other cluster's origin key and its own destination key (idempotent). Every publisher
 /// declares every queue before its first publish, so no cluster misses a change published
 /// before its own synchronizer first started.
 async fn declare(channel: &Channel, names: &Names, clusters: u32, queue_type: QueueType) -> Result<(), BusError> {
@@ -335,6 +341,15 @@ async fn declare(channel: &Channel, names: &Names, clusters: u32, queue_type: Qu
     for cluster in 1..=clusters {
         let args = queue_arguments(queue_type, Some(names));
         channel.queue_declare(names.queue(cluster).into(), queue, args).await?;
+        channel
+            .queue_bind(
+                names.queue(cluster).into(),
+                names.exchange().into(),
+                Names::destination_key(cluster).into(),
+                QueueBindOptions::default(),
+                none(),
+            )
+            .await?;
         for origin in (1..=clusters).filter(|origin| *origin != cluster) {
             channel
                 .queue_bind(

@@ -32,6 +32,7 @@ pub async fn consume(
 ) -> Result<(), SyncError> {
     let Session {
         link,
+        clusters: _,
         names,
         secret,
         metrics,

@@ -157,6 +157,8 @@ async fn work(config: Config, cluster: u32, clusters: u32, metrics: Arc<Metrics>
 /// What the publisher and the consumer of one sync session share.
 pub struct Session<'a> {
     pub link: &'a ClusterLink,
+    /// How many clusters the system has.
+    pub clusters: u32,
     pub names: &'a bus::Names,
     pub secret: Option<&'a tinysns_common::secret::ClusterSecret>,
     pub metrics: &'a Metrics,
@@ -185,6 +187,7 @@ async fn session(
     let tag = format!("tinysns-synchronizer-{}", config.id);
     let shared = Session {
         link,
+        clusters,
         names: &names,
         secret: config.secret.as_ref(),
         metrics,

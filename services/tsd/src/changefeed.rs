@@ -6,39 +6,21 @@ use crate::feed::Feed;
 use crate::metrics::Metrics;
 use crate::reader::Reader;
 use crate::remote::{check_remote, stored_here};
-use crate::store;
+use crate::routing::{self, Destinations, Route, Routing};
+use crate::store::{self, StoreError};
 use crate::writer::{WriteError, Writer};
+use std::sync::Arc;
+use tinysns_common::features::Feature;
 use tinysns_common::grpc::not_master;
 use tinysns_common::membership::RoleHandle;
 use tinysns_common::proto::internal::change_feed_server::{ChangeFeed, ChangeFeedServer};
 use tinysns_common::proto::internal::{
-    AccountChange, ApplyRemoteReply, ApplyRemoteRequest, Change, ChangeFeedItem, ChangeFeedRequest, CommitCursorReply,
-    CommitCursorRequest, LogEntry, UserCreated, account_change, change, log_entry,
+    ApplyRemoteReply, ApplyRemoteRequest, ChangeFeedItem, ChangeFeedRequest, CommitCursorReply, CommitCursorRequest,
+    LogEntry,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-
-/// What other clusters learn of one of our entries: social changes as they are (but what
-/// a user has read stays home), a new account as a user with its name (never its password
-/// hash), sessions nothing.
-pub fn published_change(entry: &LogEntry) -> Option<Change> {
-    match entry.kind.as_ref()? {
-        log_entry::Kind::Change(Change {
-            kind: Some(change::Kind::ConversationRead(_)),
-        }) => None,
-        log_entry::Kind::Change(change) => Some(change.clone()),
-        log_entry::Kind::Account(AccountChange {
-            kind: Some(account_change::Kind::Registered(r)),
-        }) => Some(Change {
-            kind: Some(change::Kind::User(UserCreated {
-                user_id: r.user_id,
-                username: r.username.clone(),
-            })),
-        }),
-        log_entry::Kind::Account(_) | log_entry::Kind::SyncCursor(_) => None,
-    }
-}
 
 #[derive(Clone)]
 pub struct ChangeFeedService {
@@ -57,9 +39,18 @@ impl ChangeFeedService {
 
     /// Ok with the number of clusters while we are master.
     fn master(&self) -> Result<u32, Status> {
+        self.master_routing().map(|(clusters, _)| clusters)
+    }
+
+    /// Ok with the number of clusters and how to route while we are master.
+    fn master_routing(&self) -> Result<(u32, Routing), Status> {
         let view = self.role.current();
+        let routing = match Feature::SelectiveReplication.enabled_at(view.assignment.system_feature_level) {
+            true => Routing::Selective,
+            false => Routing::Everywhere,
+        };
         if view.is_master() {
-            Ok(view.assignment.clusters.max(1))
+            Ok((view.assignment.clusters.max(1), routing))
         } else {
             Err(not_master(format!("not the master of cluster {}", self.cluster)))
         }
@@ -80,10 +71,13 @@ impl ChangeFeedService {
                 }
                 _ = tx.closed() => return,
             };
-            if let Err(status) = self.master() {
-                let _ = tx.send(Err(status)).await;
-                return;
-            }
+            let (clusters, routing) = match self.master_routing() {
+                Ok(routed) => routed,
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            };
             let entries = match entries {
                 Ok(e) => e,
                 Err(error) => {
@@ -91,24 +85,72 @@ impl ChangeFeedService {
                     return;
                 }
             };
-            for entry in entries {
-                if entry.origin_cluster != self.cluster {
-                    continue;
+            let items = match self.items(entries, clusters, routing).await {
+                Ok(items) => items,
+                Err(error) => {
+                    let _ = tx.send(Err(Status::internal(error.to_string()))).await;
+                    return;
                 }
-                if let Some(change) = published_change(&entry) {
-                    let item = ChangeFeedItem {
-                        lsn: entry.lsn,
-                        timestamp_ms: entry.timestamp_ms,
-                        change: Some(change),
-                        hlc: crate::clock::stamp(&entry),
-                    };
-                    if tx.send(Ok(item)).await.is_err() {
-                        return;
-                    }
+            };
+            for item in items {
+                if tx.send(Ok(item)).await.is_err() {
+                    return;
                 }
             }
             self.metrics.change_feed_read(tail.cursor());
         }
+    }
+}
+
+impl ChangeFeedService {
+    /// What to publish of `entries` (`routing`: where each change goes, read from the store
+    /// as it is now). Routed selectively, our own entries that go nowhere (a post without
+    /// an audience elsewhere) end with a marker, an item without a change, so that the
+    /// synchronizer's cursor (and with it the log's compaction) moves past them.
+    async fn items(
+        &self,
+        entries: Vec<Arc<LogEntry>>,
+        clusters: u32,
+        routing: Routing,
+    ) -> Result<Vec<ChangeFeedItem>, StoreError> {
+        let here = self.cluster;
+        self.reader
+            .with(move |conn| {
+                let mut items = Vec::new();
+                for entry in &entries {
+                    for route in routing::routes(conn, entry, here, clusters, routing)? {
+                        items.push(feed_item(entry.lsn, route));
+                    }
+                }
+                let last_own = entries
+                    .iter()
+                    .filter(|e| e.origin_cluster == here)
+                    .map(|e| e.lsn)
+                    .max()
+                    .unwrap_or(0);
+                if routing == Routing::Selective && last_own > items.last().map_or(0, |i| i.lsn) {
+                    items.push(ChangeFeedItem {
+                        lsn: last_own,
+                        ..Default::default()
+                    });
+                }
+                Ok(items)
+            })
+            .await
+    }
+}
+
+/// A route as the synchronizer reads it (no destinations: every other cluster).
+fn feed_item(lsn: u64, route: Route) -> ChangeFeedItem {
+    ChangeFeedItem {
+        lsn,
+        timestamp_ms: route.timestamp_ms,
+        hlc: route.hlc,
+        change: Some(route.change),
+        destinations: match route.destinations {
+            Destinations::Everywhere => Vec::new(),
+            Destinations::Only(set) => set.into_iter().collect(),
+        },
     }
 }
 
@@ -189,42 +231,5 @@ impl ChangeFeed for ChangeFeedService {
         }
         reply.rejected.sort_unstable();
         Ok(Response::new(reply))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tinysns_common::proto::internal::{Registered, SessionStarted};
-
-    fn account(kind: account_change::Kind) -> LogEntry {
-        LogEntry {
-            kind: Some(log_entry::Kind::Account(AccountChange { kind: Some(kind) })),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn other_clusters_learn_accounts_without_their_secrets() {
-        let registered = account(account_change::Kind::Registered(Registered {
-            user_id: 4,
-            username: "alice".into(),
-            password_phc: "$argon2id$secret".into(),
-        }));
-        let published = published_change(&registered).unwrap();
-        assert_eq!(
-            published.kind,
-            Some(change::Kind::User(UserCreated {
-                user_id: 4,
-                username: "alice".into()
-            }))
-        );
-        assert!(!format!("{published:?}").contains("argon2"));
-        let session = account(account_change::Kind::SessionStarted(SessionStarted {
-            user_id: 4,
-            token_hash: vec![1; 32],
-            expires_ms: 1,
-        }));
-        assert_eq!(published_change(&session), None, "sessions never leave their cluster");
     }
 }

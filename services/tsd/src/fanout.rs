@@ -92,10 +92,12 @@ pub fn step(following: &mut Following, user: u64, entry: &LogEntry) -> bool {
             false
         }
         Some(change::Kind::Post(p)) => shows(following, user, p.author, entry),
-        Some(change::Kind::TopicSequenced(t)) => t
-            .post
-            .as_ref()
-            .is_some_and(|p| shows_in_topic(following, user, &t.topic, p.author)),
+        Some(change::Kind::TopicSequenced(t)) => {
+            !t.numbering_only
+                && t.post
+                    .as_ref()
+                    .is_some_and(|p| shows_in_topic(following, user, &t.topic, p.author))
+        }
         Some(change::Kind::DirectMessage(m)) => m.recipient == user,
         _ => false,
     }
@@ -282,7 +284,8 @@ impl State {
                 }
             }
             Some(change::Kind::TopicSequenced(t)) => {
-                let Some(author) = t.post.as_ref().map(|p| p.author) else {
+                // A number without the post's text (no subscribers here when it was sent).
+                let Some(author) = t.post.as_ref().filter(|_| !t.numbering_only).map(|p| p.author) else {
                     return;
                 };
                 let ids: Vec<u64> = self.by_topic.get(&t.topic).into_iter().flatten().copied().collect();
@@ -597,6 +600,7 @@ mod tests {
                     ..Default::default()
                 }),
                 post_hlc: 0,
+                numbering_only: false,
             }),
         )
     }

@@ -12,12 +12,20 @@ use tonic::Status;
 impl Social {
     /// The caller likes (`on`) or stops liking a post; idempotent.
     pub(crate) async fn like(&self, caller: Caller, request: PostRef, on: bool) -> Result<Reply, Status> {
-        let command = match self.resolve_post(&request.post).await? {
-            Ok((author, number)) => Command::Like {
+        let post = match self.resolve_post(&request.post).await? {
+            Ok(post) => match self.vouched(caller.user, post).await? {
+                Ok(vouched) => Ok((post, vouched)),
+                Err(refusal) => Err(refusal),
+            },
+            Err(refusal) => Err(refusal),
+        };
+        let command = match post {
+            Ok(((author, number), vouched)) => Command::Like {
                 liker: caller.user,
                 author,
                 number,
                 on,
+                vouched,
             },
             // Through the writer, so that a deposed master cannot answer it.
             Err((status, message)) => Command::Refuse { status, message },
@@ -25,7 +33,8 @@ impl Social {
         Ok(answer(self.submit(self.gated(Feature::Likes, command)).await?))
     }
 
-    /// Who likes a post (a page of them), how many, and whether the caller does.
+    /// Who likes a post (a page of them), how many, and whether the caller does: read at the
+    /// author's home, which keeps the post.
     pub(crate) async fn likes_of(&self, caller: Caller, request: LikesRequest) -> Result<LikesReply, Status> {
         let refused = |(status, message): Refusal| LikesReply {
             status: status as i32,
@@ -36,11 +45,30 @@ impl Social {
             Ok(post) => post,
             Err(refusal) => return Ok(refused(refusal)),
         };
+        match self.home_of(author) {
+            Some(home) => self.peers.likes(home, caller.user, (author, number), request).await,
+            None => self.likes_here(caller.user, (author, number), request).await,
+        }
+    }
+
+    /// [`Self::likes_of`] the post `author/number` from this cluster's store, for `viewer`
+    /// (of any cluster).
+    pub(crate) async fn likes_here(
+        &self,
+        viewer: u64,
+        (author, number): (u64, u64),
+        request: LikesRequest,
+    ) -> Result<LikesReply, Status> {
+        let refused = |(status, message): Refusal| LikesReply {
+            status: status as i32,
+            message,
+            ..Default::default()
+        };
         let size = match request.page_size as usize {
             0 => MAX_LIST_PAGE,
             n => n.min(MAX_LIST_PAGE),
         };
-        let (after, viewer) = (request.users_after, caller.user);
+        let after = request.users_after;
         let found = self
             .read(move |c| {
                 if store::post_by_number(c, author, number)?.is_none() {

@@ -49,13 +49,10 @@ fn presence_refused(error: PresenceError) -> LoginReply {
 }
 
 impl Social {
-    fn clusters(&self) -> Result<u32, Status> {
-        Ok(self.master()?.assignment.clusters.max(1))
-    }
-
     /// The canonical username if it is valid and this cluster owns it.
     fn owned_username(&self, text: &str) -> Result<Result<String, LoginReply>, Status> {
-        let clusters = self.clusters()?;
+        self.master()?;
+        let clusters = self.clusters();
         let Ok(name) = canonical_username(text) else {
             return Ok(Err(refused(
                 Code::FailureInvalidUsername,
@@ -91,7 +88,7 @@ impl Social {
             username: name.clone(),
             password_phc,
             cluster: self.cluster,
-            clusters: self.clusters()?,
+            clusters: self.clusters(),
         };
         if let Outcome::Rejected(status, message) = self.submit(Command::Register(registration)).await? {
             return Ok(refused(status, message));
@@ -122,7 +119,8 @@ impl Social {
 
     /// The classic login: any valid id of this cluster, created on first login.
     async fn log_in_open(&self, user: u64) -> Result<LoginReply, Status> {
-        let clusters = self.clusters()?;
+        self.master()?;
+        let clusters = self.clusters();
         match cluster_of_user(user, clusters) {
             Err(_) => {
                 return Ok(refused(

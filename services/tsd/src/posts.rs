@@ -8,7 +8,8 @@ use crate::store;
 use tinysns_common::features::Feature;
 use tinysns_common::limits::{page_size, parse_post_name, validate_post_text};
 use tinysns_common::proto::social::{
-    PostRef, PostsReply, PostsRequest, PublishReply, PublishRequest, Reply, Status as Code, ThreadReply, ThreadRequest,
+    LikesRequest, PostRef, PostsReply, PostsRequest, PublishReply, PublishRequest, Reply, Status as Code, ThreadReply,
+    ThreadRequest,
 };
 use tinysns_common::topics::topics_of;
 use tonic::Status;
@@ -26,6 +27,37 @@ impl Social {
             .resolve_target(&name.author)
             .await?
             .map(|author| (author, name.number)))
+    }
+
+    /// Whether the post `author/number` is kept only at its author's cluster, which says it
+    /// exists (Ok(true)); Ok(false) when this cluster keeps it or would (its author is ours),
+    /// so the writer checks it here; or why there is no such post.
+    pub(crate) async fn vouched(
+        &self,
+        viewer: u64,
+        (author, number): (u64, u64),
+    ) -> Result<Result<bool, Refusal>, Status> {
+        let Some(home) = self.home_of(author) else {
+            return Ok(Ok(false));
+        };
+        if self
+            .read(move |c| store::post_by_number(c, author, number))
+            .await?
+            .is_some()
+        {
+            return Ok(Ok(false));
+        }
+        let probe = LikesRequest {
+            post: format!("{author}/{number}"),
+            page_size: 1,
+            users_after: 0,
+        };
+        let answer = self.peers.likes(home, viewer, (author, number), probe).await?;
+        Ok(match Code::try_from(answer.status) {
+            Ok(Code::Success) => Ok(true),
+            Ok(code) => Err((code, answer.message)),
+            Err(_) => Err((Code::FailureUnknown, answer.message)),
+        })
     }
 
     /// Stores the caller's post (once per `post_id`: a re-sent post succeeds again) and says
@@ -51,12 +83,20 @@ impl Social {
         if !topics_enabled && explicit_topics.is_empty() {
             topics.clear();
         }
+        let parent_vouched = match reply_to {
+            Some(parent) => match self.vouched(caller.user, parent).await? {
+                Ok(vouched) => vouched,
+                Err(refusal) => return Ok(refusal),
+            },
+            None => false,
+        };
         let command = Command::Post {
             author: caller.user,
             author_name: caller.username.clone(),
             post_id,
             text,
             reply_to,
+            parent_vouched,
             topics,
         };
         let command = match reply_to {
@@ -117,6 +157,7 @@ impl Social {
     }
 
     /// A user's posts (the caller's when `user` is empty), newest first, with their counts.
+    /// A user's posts, newest first: read at the author's home, which keeps them all.
     pub(crate) async fn posts_of(&self, caller: Caller, request: PostsRequest) -> Result<PostsReply, Status> {
         let refused = |(status, message): Refusal| PostsReply {
             status: status as i32,
@@ -131,7 +172,25 @@ impl Social {
                 Err(refusal) => return Ok(refused(refusal)),
             }
         };
-        let (limit, before, viewer) = (page_size(request.limit), request.before_number, caller.user);
+        match self.home_of(author) {
+            Some(home) => self.peers.posts(home, caller.user, author, request).await,
+            None => self.posts_here(caller.user, author, request).await,
+        }
+    }
+
+    /// [`Self::posts_of`] `author` from this cluster's store, for `viewer` (of any cluster).
+    pub(crate) async fn posts_here(
+        &self,
+        viewer: u64,
+        author: u64,
+        request: PostsRequest,
+    ) -> Result<PostsReply, Status> {
+        let refused = |(status, message): Refusal| PostsReply {
+            status: status as i32,
+            message,
+            ..Default::default()
+        };
+        let (limit, before) = (page_size(request.limit), request.before_number);
         let found = self
             .read(move |c| {
                 if !store::user_exists(c, author)? {
@@ -156,7 +215,8 @@ impl Social {
         })
     }
 
-    /// A post with a page of its direct replies, oldest first.
+    /// A post with a page of its direct replies, oldest first: read at the author's home,
+    /// which keeps every reply.
     pub(crate) async fn thread(&self, caller: Caller, request: ThreadRequest) -> Result<ThreadReply, Status> {
         let refused = |(status, message): Refusal| ThreadReply {
             status: status as i32,
@@ -167,13 +227,32 @@ impl Social {
             Ok(post) => post,
             Err(refusal) => return Ok(refused(refusal)),
         };
+        match self.home_of(author) {
+            Some(home) => self.peers.thread(home, caller.user, (author, number), request).await,
+            None => self.thread_here(caller.user, (author, number), request).await,
+        }
+    }
+
+    /// [`Self::thread`] of the post `author/number` from this cluster's store, for `viewer`
+    /// (of any cluster).
+    pub(crate) async fn thread_here(
+        &self,
+        viewer: u64,
+        (author, number): (u64, u64),
+        request: ThreadRequest,
+    ) -> Result<ThreadReply, Status> {
+        let refused = |(status, message): Refusal| ThreadReply {
+            status: status as i32,
+            message,
+            ..Default::default()
+        };
         let Some(after) = store::ReplyCursor::parse(&request.page_token) else {
             return Ok(refused((
                 Code::FailureInvalid,
                 "the page token is not one this server gave".into(),
             )));
         };
-        let (limit, viewer) = (page_size(request.limit), caller.user);
+        let limit = page_size(request.limit);
         let found = self
             .read(move |c| {
                 let Some(post) = store::post_by_number(c, author, number)? else {

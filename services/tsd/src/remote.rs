@@ -203,6 +203,13 @@ fn check_topic_sequenced(t: &TopicSequenced) -> Result<(), String> {
     if post.author == 0 || post.number == 0 || post.number > MAX_LSN {
         return Err(format!("post {}/{} cannot exist", post.author, post.number));
     }
+    if t.numbering_only {
+        // The number alone: the post is named, not carried.
+        return match post.text.is_empty() && post.topics.is_empty() {
+            true => Ok(()),
+            false => Err("a number without its post carries the post's text".into()),
+        };
+    }
     check_post(post)
 }
 
@@ -510,6 +517,7 @@ mod tests {
                     ..Default::default()
                 }),
                 post_hlc: 0,
+                numbering_only: false,
             })
         };
         let home = topics::home_cluster("rust", 3);
@@ -526,6 +534,20 @@ mod tests {
                 Err(RemoteError::Content(_))
             ));
         }
+        // The number alone (for a cluster that does not keep the post) carries no text.
+        let bare = |text: &str| {
+            let change::Kind::TopicSequenced(mut t) = numbered("rust", 1) else {
+                unreachable!()
+            };
+            t.numbering_only = true;
+            t.post.as_mut().unwrap().text = text.into();
+            change::Kind::TopicSequenced(t)
+        };
+        assert_eq!(check_remote(&remote(home, bare("")), here, 3, NOW), Ok(()));
+        assert!(matches!(
+            check_remote(&remote(home, bare("#rust")), here, 3, NOW),
+            Err(RemoteError::Content(_))
+        ));
         let tagged = |topics: Vec<String>| {
             change::Kind::Post(PostCreated {
                 author: 2,

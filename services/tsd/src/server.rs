@@ -9,6 +9,7 @@ use crate::fanout::Fanout;
 use crate::feed::Feed;
 use crate::identity;
 use crate::metrics::{Exposed, Metrics};
+use crate::peers::{PeerService, Peers};
 use crate::presence::{Presence, Sharing};
 use crate::reader::Reader;
 use crate::replication::{ReplicationService, ReplicationSettings, Replicator};
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use tinysns_common::auth::AuthMode;
 use tinysns_common::grpc::{MemberCredentials, RequireSecret};
 use tinysns_common::health::Health;
+use tinysns_common::masters::Masters;
 use tinysns_common::membership::{Membership, Progress};
 use tinysns_common::proto::coordinator::{Member, MemberKind};
 use tinysns_common::shutdown::Shutdown;
@@ -47,6 +49,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let feed = Feed::new(committed);
     let progress = Progress::new(last);
     let credentials = MemberCredentials::new(config.secret.clone(), config.tls.as_ref().map(Tls::client));
+    let peers = Peers::new(
+        Masters::new(&config.coordinators_internal, credentials.clone()).context("bad coordinator addresses")?,
+    );
     let membership = Membership::durable(identity.term, Arc::new(terms));
     let role = membership.handle();
     let metrics = Arc::new(Metrics::new());
@@ -180,6 +185,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         failed_logins: Arc::default(),
         session_ttl: config.session_ttl,
         metrics,
+        peers,
     };
     let changefeed = ChangeFeedService {
         cluster: config.cluster,
@@ -201,6 +207,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         )))
         .add_service(ReplicationService::server(writer, &config.data_dir))
         .add_service(changefeed.server())
+        .add_service(PeerService { social: social.clone() }.server())
         .serve_with_incoming_shutdown(tinysns_common::grpc::incoming(internal_listener), async move {
             stop.wait().await
         });

@@ -9,6 +9,7 @@ use crate::command::{Command, Outcome};
 use crate::fanout::Fanout;
 use crate::feed::Feed;
 use crate::metrics::Metrics;
+use crate::peers::Peers;
 use crate::presence::Presence;
 use crate::reader::Reader;
 use crate::store;
@@ -29,6 +30,7 @@ use tinysns_common::proto::social::{
     Status as Code, ThreadReply, ThreadRequest, TimelineEvent, TimelineRequest, TopicRequest, TopicsReply,
     TopicsRequest,
 };
+use tinysns_common::topology::cluster_of_user;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -52,6 +54,8 @@ pub struct Social {
     pub failed_logins: Arc<FailedLogins>,
     pub session_ttl: Duration,
     pub metrics: Arc<Metrics>,
+    /// Other clusters, for what only they keep whole.
+    pub peers: Peers,
 }
 
 /// The user a call acts for, established from its token.
@@ -108,6 +112,23 @@ impl Social {
                 self.cluster
             )))
         }
+    }
+
+    /// How many clusters the system has.
+    pub(crate) fn clusters(&self) -> u32 {
+        self.role.current().assignment.clusters.max(1)
+    }
+
+    /// `user`'s home cluster if it is another one (whose store keeps all of the user's posts),
+    /// once posts are kept only where needed (before that, every cluster keeps them all).
+    pub(crate) fn home_of(&self, user: u64) -> Option<u32> {
+        self.home_elsewhere(cluster_of_user(user, self.clusters()).ok()?)
+    }
+
+    /// `home` if it is another cluster and posts are kept only where needed.
+    pub(crate) fn home_elsewhere(&self, home: u32) -> Option<u32> {
+        let level = self.role.current().assignment.system_feature_level;
+        (home != self.cluster && Feature::SelectiveReplication.enabled_at(level)).then_some(home)
     }
 
     pub(crate) async fn read<T: Send + 'static>(

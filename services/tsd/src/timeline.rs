@@ -72,7 +72,7 @@ fn shown(entry: &LogEntry) -> Option<timeline_event::Kind> {
             }),
             replies: 0,
         })),
-        change::Kind::TopicSequenced(t) => t.post.as_ref().map(|p| {
+        change::Kind::TopicSequenced(t) => t.post.as_ref().filter(|_| !t.numbering_only).map(|p| {
             timeline_event::Kind::TopicPost(TopicPost {
                 topic: t.topic.clone(),
                 seq: t.seq,

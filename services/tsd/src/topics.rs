@@ -12,7 +12,7 @@ use tinysns_common::proto::social::{
     HistoryReply, HistoryRequest, Reply, Status as Code, TopicPost, TopicRequest, TopicSummary, TopicsReply,
     TopicsRequest,
 };
-use tinysns_common::topics::parse_topic;
+use tinysns_common::topics::{home_cluster, parse_topic};
 use tonic::Status;
 
 /// The window of "active" topics.
@@ -46,12 +46,25 @@ impl Social {
 
     /// A page of a topic's history by number, with the topic's counts; a topic nobody has
     /// posted to yet has an empty history.
+    /// Read at the topic's home, which keeps every post of the topic.
     pub(crate) async fn history(&self, caller: Caller, request: HistoryRequest) -> Result<HistoryReply, Status> {
         let topic = match parse_topic(&request.topic) {
             Ok(topic) => topic,
             Err(e) => return Ok(refused_history((Code::FailureInvalid, e.to_string()))),
         };
-        let (limit, from, forward, viewer) = (page_size(request.limit), request.from_seq, request.forward, caller.user);
+        if let Some(home) = self.home_elsewhere(home_cluster(&topic, self.clusters())) {
+            return self.peers.history(home, caller.user, request).await;
+        }
+        self.history_here(caller.user, request).await
+    }
+
+    /// [`Self::history`] of this cluster's store, for `viewer` (of any cluster).
+    pub(crate) async fn history_here(&self, viewer: u64, request: HistoryRequest) -> Result<HistoryReply, Status> {
+        let topic = match parse_topic(&request.topic) {
+            Ok(topic) => topic,
+            Err(e) => return Ok(refused_history((Code::FailureInvalid, e.to_string()))),
+        };
+        let (limit, from, forward) = (page_size(request.limit), request.from_seq, request.forward);
         let (rows, counts, subscribed) = self
             .read(move |c| {
                 let rows = store::topic_history(c, &topic, from, forward, limit + 1)?

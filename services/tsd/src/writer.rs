@@ -537,6 +537,7 @@ mod tests {
             post_id: id,
             text: "x".repeat(bytes),
             reply_to: None,
+            parent_vouched: false,
             topics: Vec::new(),
         }
     }

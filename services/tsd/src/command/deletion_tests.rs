@@ -31,6 +31,7 @@ fn an_account_is_deleted_in_two_phases_and_leaves_nothing_behind() {
         post_id,
         text: "hello".into(),
         reply_to: None,
+        parent_vouched: false,
         topics: topics.iter().map(|t| t.to_string()).collect(),
     };
     run(&mut c, post(2, 1, &["rust"]));
@@ -68,6 +69,7 @@ fn an_account_is_deleted_in_two_phases_and_leaves_nothing_behind() {
             author: 2,
             number: 1,
             on: true,
+            vouched: false,
         },
     );
     run(
@@ -77,6 +79,7 @@ fn an_account_is_deleted_in_two_phases_and_leaves_nothing_behind() {
             author: 5,
             number: 1,
             on: true,
+            vouched: false,
         },
     );
     let dm = |sender, recipient, message_id| Command::SendMessage {
@@ -132,6 +135,7 @@ fn an_account_is_deleted_in_two_phases_and_leaves_nothing_behind() {
             author: 2,
             number: 1,
             on: false,
+            vouched: false,
         },
         dm(5, 2, 2),
         post(2, 2, &[]),

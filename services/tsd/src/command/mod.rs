@@ -31,8 +31,11 @@ pub enum Command {
         author_name: String,
         post_id: u64,
         text: String,
-        /// The post it replies to (author, number), which must be stored here.
+        /// The post it replies to (author, number), which must be stored here unless
+        /// `parent_vouched`.
         reply_to: Option<(u64, u64)>,
+        /// The post replied to is not kept here, and its author's cluster said it exists.
+        parent_vouched: bool,
         /// Its topics, canonical (`tinysns_common::topics::topics_of`).
         topics: Vec<String>,
     },
@@ -75,6 +78,8 @@ pub enum Command {
         author: u64,
         number: u64,
         on: bool,
+        /// The post is not kept here, and its author's cluster said it exists.
+        vouched: bool,
     },
     /// A direct message (at the sender's home cluster); once per (sender, message id).
     SendMessage {
@@ -272,9 +277,11 @@ fn decide_open(conn: &Connection, command: &Command) -> Result<Decision, store::
             post_id,
             text,
             reply_to,
+            parent_vouched,
             topics,
         } => decide_post(
             conn,
+            *parent_vouched,
             PostCreated {
                 author: *author,
                 post_id: *post_id,
@@ -328,7 +335,8 @@ fn decide_open(conn: &Connection, command: &Command) -> Result<Decision, store::
             author,
             number,
             on,
-        } => decide_like(conn, *liker, *author, *number, *on)?,
+            vouched,
+        } => decide_like(conn, *liker, (*author, *number), *on, *vouched)?,
         Command::SendMessage {
             sender,
             sender_name,
@@ -452,7 +460,7 @@ fn decide_open(conn: &Connection, command: &Command) -> Result<Decision, store::
 /// A post is stored once per (author, client-chosen id): a re-sent post is Unchanged, with
 /// the position it was stored at. It takes the author's next number; a reply needs the post
 /// it answers.
-fn decide_post(conn: &Connection, mut post: PostCreated) -> Result<Decision, store::StoreError> {
+fn decide_post(conn: &Connection, parent_vouched: bool, mut post: PostCreated) -> Result<Decision, store::StoreError> {
     let author = post.author;
     if let Some(seq) = store::post_seq(conn, author, post.post_id)? {
         return Ok(Decision::Done(Outcome::Unchanged(Some(seq))));
@@ -464,7 +472,13 @@ fn decide_post(conn: &Connection, mut post: PostCreated) -> Result<Decision, sto
         ));
     }
     let (parent, parent_number) = (post.reply_to_author, post.reply_to_number);
-    if parent_number > 0 && store::post_by_number(conn, parent, parent_number)?.is_none() {
+    let parent_missing = parent_number > 0
+        && if parent_vouched {
+            store::is_tombstoned(conn, parent, parent_number)?
+        } else {
+            store::post_by_number(conn, parent, parent_number)?.is_none()
+        };
+    if parent_missing {
         return Ok(reject(
             Status::FailureNotExists,
             format!("there is no post {parent}/{parent_number}"),
@@ -492,6 +506,7 @@ fn decide_sequence(conn: &Connection, topic: &str, author: u64, number: u64) -> 
             seq: store::topic_last_seq(conn, topic)? + 1,
             post: Some(post),
             post_hlc,
+            numbering_only: false,
         })),
         origin: None,
     })
@@ -558,15 +573,16 @@ fn decide_block(conn: &Connection, blocker: u64, blocked: u64, on: bool) -> Resu
 fn decide_like(
     conn: &Connection,
     liker: u64,
-    author: u64,
-    number: u64,
+    (author, number): (u64, u64),
     on: bool,
+    vouched: bool,
 ) -> Result<Decision, store::StoreError> {
     let liked = store::like_state(conn, author, number, liker)?.is_some_and(|(liked, _)| liked);
     if liked == on {
         return Ok(Decision::Done(Outcome::Unchanged(None)));
     }
-    if on && (store::post_by_number(conn, author, number)?.is_none() || store::is_tombstoned(conn, author, number)?) {
+    let missing = !vouched && store::post_by_number(conn, author, number)?.is_none();
+    if on && (missing || store::is_tombstoned(conn, author, number)?) {
         return Ok(reject(
             Status::FailureNotExists,
             format!("there is no post {author}/{number}"),

@@ -74,6 +74,7 @@ fn post(author: u64, post_id: u64) -> Command {
         post_id,
         text: format!("post {post_id}"),
         reply_to: None,
+        parent_vouched: false,
         topics: Vec::new(),
     }
 }
@@ -84,6 +85,7 @@ fn like(liker: u64, author: u64, number: u64, on: bool) -> Command {
         author,
         number,
         on,
+        vouched: false,
     }
 }
 
@@ -183,6 +185,7 @@ fn reply(author: u64, post_id: u64, to: (u64, u64)) -> Command {
             post_id,
             text,
             reply_to: Some(to),
+            parent_vouched: false,
             topics: Vec::new(),
         },
         _ => unreachable!(),
@@ -237,6 +240,72 @@ fn replies_need_their_post_and_page_in_the_order_they_were_made() {
     for bad in ["x", "1-2", "1-2-3-4", "-1-2-3", "99999999999999999999-1-1"] {
         assert_eq!(store::ReplyCursor::parse(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn a_post_kept_only_at_its_authors_cluster_is_liked_and_answered_once_vouched_for_unless_deleted_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = store::open(dir.path()).unwrap();
+    for user in [2, 5] {
+        run(&mut c, Command::CreateUser { user });
+    }
+    // Post 2/1 is not stored here: its author's cluster vouched for it.
+    let vouched_like = Command::Like {
+        liker: 5,
+        author: 2,
+        number: 1,
+        on: true,
+        vouched: true,
+    };
+    assert!(matches!(run(&mut c, vouched_like), Outcome::Written(_)));
+    assert_eq!(store::like_count(&c, 2, 1).unwrap(), 1);
+    let vouched_reply = |post_id| match reply(5, post_id, (2, 1)) {
+        Command::Post {
+            author,
+            author_name,
+            post_id,
+            text,
+            reply_to,
+            topics,
+            ..
+        } => Command::Post {
+            author,
+            author_name,
+            post_id,
+            text,
+            reply_to,
+            parent_vouched: true,
+            topics,
+        },
+        _ => unreachable!(),
+    };
+    assert!(matches!(run(&mut c, vouched_reply(1)), Outcome::Written(_)));
+    // Deleted meanwhile (its tombstone arrived here): vouching does not bring it back.
+    let tombstone = Command::Remote(RemoteChange {
+        origin_cluster: 1,
+        origin_lsn: 50,
+        timestamp_ms: 1_000,
+        change: Some(Change {
+            kind: Some(change::Kind::PostDeleted(PostDeleted { author: 2, number: 1 })),
+        }),
+        hlc: 0,
+    });
+    assert!(matches!(run(&mut c, tombstone), Outcome::Written(_)));
+    let late_like = Command::Like {
+        liker: 2,
+        author: 2,
+        number: 1,
+        on: true,
+        vouched: true,
+    };
+    assert!(matches!(
+        run(&mut c, late_like),
+        Outcome::Rejected(Status::FailureNotExists, _)
+    ));
+    assert!(matches!(
+        run(&mut c, vouched_reply(2)),
+        Outcome::Rejected(Status::FailureNotExists, _)
+    ));
 }
 
 #[test]

@@ -11,6 +11,7 @@ fn topic_post(author: u64, post_id: u64, topics: &[&str]) -> Command {
         post_id,
         text: format!("post {post_id}"),
         reply_to: None,
+        parent_vouched: false,
         topics: topics.iter().map(|t| t.to_string()).collect(),
     }
 }
@@ -136,6 +137,7 @@ fn numbered(topic: &str, seq: u64, author: u64, number: u64) -> change::Kind {
             ..Default::default()
         }),
         post_hlc: 5_000_000,
+        numbering_only: false,
     })
 }
 

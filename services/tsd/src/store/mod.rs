@@ -10,6 +10,7 @@ pub mod compaction;
 mod deletions;
 mod messages;
 mod queries;
+mod routing;
 pub mod snapshot;
 mod topics;
 pub mod undo;
@@ -30,6 +31,7 @@ pub use messages::{
 };
 pub use queries::*;
 /// The store's connection type, which every function here takes.
+pub use routing::{follower_clusters, posts_since, subscriber_clusters};
 pub use rusqlite::Connection;
 pub use topics::{
     PendingTopicPost, TopicCounts, active_topics, all_topic_posts, is_pending, pending_topic_posts, post_as_created,
@@ -97,7 +99,6 @@ CREATE TABLE IF NOT EXISTS follows (
     follower INTEGER NOT NULL, followee INTEGER NOT NULL, following INTEGER NOT NULL,
     since_ms INTEGER NOT NULL, version INTEGER NOT NULL, since_hlc INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (follower, followee));
-CREATE INDEX IF NOT EXISTS follows_by_followee ON follows (followee, following);
 CREATE TABLE IF NOT EXISTS posts (
     author INTEGER NOT NULL, post_id INTEGER NOT NULL, text TEXT NOT NULL, ts_ms INTEGER NOT NULL,
     seq INTEGER NOT NULL, author_name TEXT NOT NULL DEFAULT '', hlc INTEGER NOT NULL DEFAULT 0,
@@ -184,6 +185,9 @@ WHERE posts.author = r.author AND posts.post_id = r.post_id";
 
 /// Indexes on added columns (created once the columns exist).
 const LATE_INDEXES: &str = "
+-- Followers by followee, covering the follower (where an author's posts go: `routing`).
+DROP INDEX IF EXISTS follows_by_followee;
+CREATE INDEX IF NOT EXISTS followers_by_followee ON follows (followee, following, follower);
 CREATE UNIQUE INDEX IF NOT EXISTS users_by_name ON users (username) WHERE username IS NOT NULL;
 DROP INDEX IF EXISTS posts_by_author_time;
 CREATE INDEX IF NOT EXISTS posts_by_author_hlc ON posts (author, hlc);
@@ -272,6 +276,7 @@ pub fn open(dir: &Path) -> Result<Connection> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(topics::SCHEMA)?;
     conn.execute_batch(deletions::SCHEMA)?;
+    conn.execute_batch(routing::SCHEMA)?;
     add_missing_columns(&conn)?;
     conn.execute_batch(LATE_INDEXES)?;
     conn.execute_batch(compaction::SCHEMA)?;

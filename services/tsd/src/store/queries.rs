@@ -381,15 +381,16 @@ pub fn sync_cursor(conn: &Connection) -> Result<u64> {
         .unwrap_or(0) as u64)
 }
 
-/// Every stored post as `(author, post_id, clock stamp)`, by author and id: what the fault
+/// Every stored post as `(author, post_id, number, clock stamp)`, by author and id: what the fault
 /// suite's checker compares across replicas and clusters.
-pub fn all_posts(conn: &Connection) -> Result<Vec<(u64, u64, u64)>> {
-    let mut stmt = conn.prepare("SELECT author, post_id, hlc FROM posts ORDER BY author, post_id")?;
+pub fn all_posts(conn: &Connection) -> Result<Vec<(u64, u64, u64, u64)>> {
+    let mut stmt = conn.prepare("SELECT author, post_id, number, hlc FROM posts ORDER BY author, post_id")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)? as u64,
             r.get::<_, i64>(1)? as u64,
             r.get::<_, i64>(2)? as u64,
+            r.get::<_, i64>(3)? as u64,
         ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -1,0 +1,197 @@
+//! Reads another cluster answers: a topic's history at the topic's home, a user's posts and
+//! a post's thread and likes at the author's home (`routing` keeps posts only where they
+//! are needed, so only the home has them all). `PeerService` answers them here for other
+//! clusters on the internal API (authenticated by the cluster secret, never on the client
+//! port); `Peers` asks them of other clusters' masters, found through the coordinators.
+
+use crate::social::Social;
+use std::future::Future;
+use std::time::Duration;
+use tinysns_common::grpc::InternalChannel;
+use tinysns_common::masters::Masters;
+use tinysns_common::proto::internal::peer_client::PeerClient;
+use tinysns_common::proto::internal::peer_server::{Peer, PeerServer};
+use tinysns_common::proto::internal::{PeerHistoryRequest, PeerLikesRequest, PeerPostsRequest, PeerThreadRequest};
+use tinysns_common::proto::social::{
+    HistoryReply, HistoryRequest, LikesReply, LikesRequest, PostsReply, PostsRequest, ThreadReply, ThreadRequest,
+};
+use tonic::{Code, Request, Response, Status};
+
+/// How long another cluster has to answer a read.
+const PEER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks other clusters' masters.
+#[derive(Clone)]
+pub struct Peers {
+    masters: Masters,
+}
+
+impl Peers {
+    pub fn new(masters: Masters) -> Self {
+        Self { masters }
+    }
+
+    /// `call` on `cluster`'s master; once more (on the master found then) if that one
+    /// could not answer, as after a failover.
+    async fn call<T, F, Fut>(&self, cluster: u32, call: F) -> Result<T, Status>
+    where
+        F: Fn(PeerClient<InternalChannel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut last = Status::unavailable(format!("cluster {cluster} did not answer"));
+        for _ in 0..2 {
+            let client = PeerClient::new(self.masters.channel(cluster).await?);
+            match call(client).await {
+                Ok(reply) => return Ok(reply.into_inner()),
+                Err(status) if matches!(status.code(), Code::Unavailable | Code::FailedPrecondition) => last = status,
+                Err(status) => return Err(status),
+            }
+        }
+        Err(last)
+    }
+
+    pub async fn history(&self, cluster: u32, viewer: u64, request: HistoryRequest) -> Result<HistoryReply, Status> {
+        self.call(cluster, |mut client| {
+            let request = timed(PeerHistoryRequest {
+                viewer,
+                request: Some(request.clone()),
+            });
+            async move { client.history(request).await }
+        })
+        .await
+    }
+
+    pub async fn posts(
+        &self,
+        cluster: u32,
+        viewer: u64,
+        author: u64,
+        request: PostsRequest,
+    ) -> Result<PostsReply, Status> {
+        self.call(cluster, |mut client| {
+            let request = timed(PeerPostsRequest {
+                viewer,
+                author,
+                request: Some(request.clone()),
+            });
+            async move { client.posts(request).await }
+        })
+        .await
+    }
+
+    pub async fn thread(
+        &self,
+        cluster: u32,
+        viewer: u64,
+        (author, number): (u64, u64),
+        request: ThreadRequest,
+    ) -> Result<ThreadReply, Status> {
+        self.call(cluster, |mut client| {
+            let request = timed(PeerThreadRequest {
+                viewer,
+                author,
+                number,
+                request: Some(request.clone()),
+            });
+            async move { client.thread(request).await }
+        })
+        .await
+    }
+
+    pub async fn likes(
+        &self,
+        cluster: u32,
+        viewer: u64,
+        (author, number): (u64, u64),
+        request: LikesRequest,
+    ) -> Result<LikesReply, Status> {
+        self.call(cluster, |mut client| {
+            let request = timed(PeerLikesRequest {
+                viewer,
+                author,
+                number,
+                request: Some(request.clone()),
+            });
+            async move { client.likes(request).await }
+        })
+        .await
+    }
+}
+
+fn timed<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(PEER_READ_TIMEOUT);
+    request
+}
+
+/// Answers other clusters' reads from this cluster's store.
+#[derive(Clone)]
+pub struct PeerService {
+    pub social: Social,
+}
+
+impl PeerService {
+    pub fn server(self) -> PeerServer<Self> {
+        PeerServer::new(self)
+    }
+}
+
+/// The asking cluster's user and request, both required.
+fn parts<T>(viewer: u64, request: Option<T>) -> Result<(u64, T), Status> {
+    match (viewer, request) {
+        (0, _) => Err(Status::invalid_argument("a read for no user")),
+        (_, None) => Err(Status::invalid_argument("a read without its request")),
+        (viewer, Some(request)) => Ok((viewer, request)),
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn history(&self, request: Request<PeerHistoryRequest>) -> Result<Response<HistoryReply>, Status> {
+        self.social.fenced()?;
+        let PeerHistoryRequest { viewer, request } = request.into_inner();
+        let (viewer, request) = parts(viewer, request)?;
+        self.social.history_here(viewer, request).await.map(Response::new)
+    }
+
+    async fn likes(&self, request: Request<PeerLikesRequest>) -> Result<Response<LikesReply>, Status> {
+        self.social.fenced()?;
+        let PeerLikesRequest {
+            viewer,
+            author,
+            number,
+            request,
+        } = request.into_inner();
+        let (viewer, request) = parts(viewer, request)?;
+        self.social
+            .likes_here(viewer, (author, number), request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn posts(&self, request: Request<PeerPostsRequest>) -> Result<Response<PostsReply>, Status> {
+        self.social.fenced()?;
+        let PeerPostsRequest {
+            viewer,
+            author,
+            request,
+        } = request.into_inner();
+        let (viewer, request) = parts(viewer, request)?;
+        self.social.posts_here(viewer, author, request).await.map(Response::new)
+    }
+
+    async fn thread(&self, request: Request<PeerThreadRequest>) -> Result<Response<ThreadReply>, Status> {
+        self.social.fenced()?;
+        let PeerThreadRequest {
+            viewer,
+            author,
+            number,
+            request,
+        } = request.into_inner();
+        let (viewer, request) = parts(viewer, request)?;
+        self.social
+            .thread_here(viewer, (author, number), request)
+            .await
+            .map(Response::new)
+    }
+}
