@@ -8,7 +8,8 @@
 //!
 //! A follow reaches the author's cluster a little after it was made, and the author may
 //! have posted meanwhile: when a follow from another cluster arrives, the author's posts
-//! since the follow go to the follower's cluster too (applied there idempotently).
+//! since the follow that precede it in our log go to the follower's cluster too (applied
+//! there idempotently); those after it are routed with the follow known.
 //!
 //! Destinations are decided when the change feed reads an entry, from the store as it is
 //! then: a follow committed before the feed reads a post sends the post to the follower's
@@ -178,7 +179,10 @@ fn backfill(conn: &Connection, entry: &LogEntry, here: u32, clusters: u32) -> st
     if !f.following || author_home != here || follower_home == here {
         return Ok(Vec::new());
     }
-    let posts = store::posts_since(conn, f.followee, clock::stamp(entry), MAX_BACKFILL)?;
+    // Only posts before the follow in our log: later ones are routed with the follow known.
+    // (Were a later one sent here too, its copy here, without its topics, could reach the
+    // follower's cluster before the one routed in log order, and win.)
+    let posts = store::posts_since(conn, f.followee, clock::stamp(entry), entry.lsn, MAX_BACKFILL)?;
     Ok(posts
         .into_iter()
         .map(|(post, hlc)| Route {

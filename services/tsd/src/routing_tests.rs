@@ -249,6 +249,12 @@ fn a_follow_from_elsewhere_brings_the_posts_made_since_to_the_followers_cluster(
         "newest first, none from before"
     );
     assert!(routes.iter().all(|r| r.destinations == only(&[3])));
+    // A post after the follow in the log is routed with the follow known, not backfilled
+    // (the feed may read the follow when the post is already stored).
+    let later = log.add(HERE, 6_500_000, post(alice, 4, &["rust"], None));
+    assert_eq!(log.routes(&follow).len(), 2, "still the two posts before it");
+    let routed = log.routes(&later);
+    assert!(destined(&routed[0].destinations, 3), "{routed:?}");
     // An unfollow, a follow of someone elsewhere, or one from here bring nothing.
     let unfollow = log.add(
         3,

@@ -32,12 +32,23 @@ pub fn subscriber_clusters(conn: &Connection, topic: &str, clusters: u32) -> Res
     Ok(rows.map(|c| c.map(|c| c as u32)).collect::<rusqlite::Result<_>>()?)
 }
 
-/// `author`'s posts stamped at or after `since_hlc`, newest first, at most `limit`, each as
-/// its author's cluster made it with its stamp and wall-clock time.
-pub fn posts_since(conn: &Connection, author: u64, since_hlc: u64, limit: usize) -> Result<Vec<(PostCreated, u64)>> {
+/// `author`'s posts stamped at or after `since_hlc` and stored before log position `before`,
+/// newest first, at most `limit`, each as its author's cluster made it with its stamp.
+pub fn posts_since(
+    conn: &Connection,
+    author: u64,
+    since_hlc: u64,
+    before: u64,
+    limit: usize,
+) -> Result<Vec<(PostCreated, u64)>> {
     let numbers: Vec<i64> = conn
-        .prepare_cached("SELECT number FROM posts WHERE author = +?1 AND hlc >= +?2 ORDER BY hlc DESC LIMIT ?3")?
-        .query_map(params![author as i64, bound(since_hlc), limit as i64], |r| r.get(0))?
+        .prepare_cached(
+            "SELECT number FROM posts WHERE author = +?1 AND hlc >= +?2 AND seq < ?3 ORDER BY hlc DESC LIMIT ?4",
+        )?
+        .query_map(
+            params![author as i64, bound(since_hlc), bound(before), limit as i64],
+            |r| r.get(0),
+        )?
         .collect::<rusqlite::Result<_>>()?;
     let mut posts = Vec::with_capacity(numbers.len());
     for number in numbers {
