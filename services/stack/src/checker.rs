@@ -9,13 +9,17 @@
 //!   so they would order differently);
 //! - a topic whose numbers have a gap, differ between replicas, or give an acknowledged post
 //!   no number or two (every workload post carries one `#tag`, and nothing is deleted). Every
-//!   cluster holds every number, also of posts it does not keep.
+//!   cluster holds every number, also of posts it does not keep;
+//! - an acknowledged direct message missing from (or stored twice in) a replica of its
+//!   sender's or its recipient's cluster, any direct message stored in a cluster of neither,
+//!   or a refused one stored anywhere;
+//! - an acknowledged like missing from a replica (likes are kept everywhere).
 //!
 //! Posts are stored under their id once (the primary key), so "exactly once" is a matter of
 //! presence. Replicas being equal in everything else is `Topology::replica_digests`.
 
 use crate::topology::Topology;
-use crate::workload::Acked;
+use crate::workload::{Acked, Liked, SentMessage};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What one replica stores of what the workload did.
@@ -26,6 +30,10 @@ pub struct Stored {
     /// `(follower, followee)` relations in force.
     pub follows: BTreeSet<(u64, u64)>,
     pub topics: Numbering,
+    /// Likes in force as `(liker, author, number)`.
+    pub likes: BTreeSet<(u64, u64, u64)>,
+    /// Direct messages as `(sender, recipient, text)`, each as often as stored.
+    pub messages: Vec<(u64, u64, String)>,
 }
 
 /// topic -> number -> `(author, author's post number)`.
@@ -44,6 +52,8 @@ pub fn stored(t: &Topology) -> BTreeMap<(u32, u32), Result<Stored, String>> {
                         .map(|(author, post_id, number, hlc)| ((author, post_id), (number, hlc)))
                         .collect(),
                     follows: tinysns_tsd::store::all_follows(&conn)?.into_iter().collect(),
+                    likes: tinysns_tsd::store::all_likes(&conn)?.into_iter().collect(),
+                    messages: tinysns_tsd::store::all_messages(&conn)?,
                     topics: tinysns_tsd::store::all_topic_posts(&conn)?.into_iter().fold(
                         BTreeMap::new(),
                         |mut topics: Numbering, (topic, seq, author, number)| {
@@ -64,6 +74,9 @@ pub struct Told<'a> {
     pub refused: &'a BTreeSet<Acked>,
     /// follower -> followees, every follow acknowledged (and none undone).
     pub follows: &'a BTreeMap<u64, BTreeSet<u64>>,
+    pub messages: &'a BTreeSet<SentMessage>,
+    pub refused_messages: &'a BTreeSet<SentMessage>,
+    pub likes: &'a BTreeSet<Liked>,
 }
 
 /// Everything wrong with `stored` given what the workload was told (empty when all is well).
@@ -126,6 +139,7 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
             }
         }
         found.extend(topic_problems(&state.topics, told, &numbers, replica));
+        found.extend(social_problems(state, told, replica, &home));
         match first_topics {
             Some((first, at)) if first != &state.topics => {
                 found.push(format!("topics are numbered differently in {at:?} and {replica:?}"))
@@ -144,6 +158,43 @@ pub fn problems(stored: &BTreeMap<(u32, u32), Result<Stored, String>>, told: &To
                     stamps.insert(key, (stamp, replica));
                 }
             }
+        }
+    }
+    found
+}
+
+/// One replica's direct messages and likes: each acknowledged message once where its sender
+/// or recipient lives and nowhere else, no refused one, every acknowledged like.
+fn social_problems(state: &Stored, told: &Told, replica: (u32, u32), home: &impl Fn(u64) -> u32) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stored: BTreeMap<(u64, u64, &str), u32> = BTreeMap::new();
+    for (sender, recipient, text) in &state.messages {
+        *stored.entry((*sender, *recipient, text.as_str())).or_default() += 1;
+        if home(*sender) != replica.0 && home(*recipient) != replica.0 {
+            found.push(format!(
+                "message from {sender} to {recipient} stored in replica {replica:?}, a cluster of neither"
+            ));
+        }
+    }
+    for m in told.messages {
+        let keeps = home(m.sender) == replica.0 || home(m.recipient) == replica.0;
+        match stored.get(&(m.sender, m.recipient, m.text.as_str())) {
+            None if keeps => found.push(format!("acknowledged {:?} missing from replica {replica:?}", m.text)),
+            Some(n) if *n > 1 => found.push(format!("{:?} stored {n} times in replica {replica:?}", m.text)),
+            _ => {}
+        }
+    }
+    for m in told.refused_messages {
+        if stored.contains_key(&(m.sender, m.recipient, m.text.as_str())) {
+            found.push(format!("refused {:?} stored in replica {replica:?}", m.text));
+        }
+    }
+    for like in told.likes {
+        if !state.likes.contains(&(like.liker, like.author, like.number)) {
+            found.push(format!(
+                "acknowledged like of {}/{} by {} missing from replica {replica:?}",
+                like.author, like.number, like.liker
+            ));
         }
     }
     found
@@ -204,6 +255,7 @@ mod tests {
                 posts: posts.iter().map(|&(post, stamp)| (post, (post.1, stamp))).collect(),
                 follows: follows.iter().copied().collect(),
                 topics: [("t".to_string(), numbered)].into(),
+                ..Default::default()
             })
         };
         let acked: BTreeSet<Acked> = [post(1, 1), post(2, 1)].into();
@@ -213,6 +265,9 @@ mod tests {
             acked: &acked,
             refused: &refused,
             follows: &follows,
+            messages: &BTreeSet::new(),
+            refused_messages: &BTreeSet::new(),
+            likes: &BTreeSet::new(),
         };
         // Cluster 3 has no follower of users 1 and 2: it need not keep their posts.
         let good: BTreeMap<_, _> = [
@@ -247,6 +302,9 @@ mod tests {
             acked: &acked,
             refused: &refused,
             follows: &follows,
+            messages: &BTreeSet::new(),
+            refused_messages: &BTreeSet::new(),
+            likes: &BTreeSet::new(),
         };
         type Topic<'a> = (&'a str, &'a [(u64, (u64, u64))]);
         let replica = |topics: &[Topic]| {
@@ -257,6 +315,7 @@ mod tests {
                     .iter()
                     .map(|(t, posts)| (t.to_string(), posts.iter().copied().collect()))
                     .collect(),
+                ..Default::default()
             })
         };
         let good: &[(u64, (u64, u64))] = &[(1, (1, 1)), (2, (2, 1))];
@@ -284,5 +343,63 @@ mod tests {
         assert!(found[3].contains("numbered differently in (1, 1) and (3, 1)"));
         assert!(found[4].contains("2/2 has no topic number in replica (3, 2)"));
         assert!(found[5].contains("numbered differently in (1, 1) and (3, 2)"));
+    }
+
+    #[test]
+    fn finds_messages_kept_wrongly_and_likes_missing() {
+        // Three clusters: user 1 lives in 1, user 2 in 2; cluster 3 keeps none of their
+        // messages.
+        let (acked, refused_posts, follows) = (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
+        let sent = |text: &str| SentMessage {
+            sender: 1,
+            recipient: 2,
+            text: text.into(),
+        };
+        let messages: BTreeSet<SentMessage> = [sent("hello")].into();
+        let refused_messages: BTreeSet<SentMessage> = [sent("refused")].into();
+        let likes: BTreeSet<Liked> = [Liked {
+            liker: 1,
+            author: 2,
+            number: 3,
+        }]
+        .into();
+        let told = Told {
+            acked: &acked,
+            refused: &refused_posts,
+            follows: &follows,
+            messages: &messages,
+            refused_messages: &refused_messages,
+            likes: &likes,
+        };
+        let replica = |messages: &[&str], liked: bool| {
+            Ok(Stored {
+                messages: messages.iter().map(|t| (1, 2, t.to_string())).collect(),
+                likes: if liked { [(1, 2, 3)].into() } else { BTreeSet::new() },
+                ..Default::default()
+            })
+        };
+        let good: BTreeMap<_, _> = [
+            ((1, 1), replica(&["hello"], true)),
+            ((2, 1), replica(&["hello"], true)),
+            ((3, 1), replica(&[], true)),
+        ]
+        .into();
+        assert_eq!(problems(&good, &told), Vec::<String>::new());
+        let bad: BTreeMap<_, _> = [
+            ((1, 1), replica(&["hello", "hello"], true)),
+            ((2, 1), replica(&["refused"], false)),
+            ((3, 1), replica(&["hello"], true)),
+        ]
+        .into();
+        let found = problems(&bad, &told);
+        assert_eq!(found.len(), 5, "{found:#?}");
+        assert!(
+            found[0].contains("\"hello\" stored 2 times in replica (1, 1)"),
+            "{found:#?}"
+        );
+        assert!(found[1].contains("\"hello\" missing from replica (2, 1)"));
+        assert!(found[2].contains("refused \"refused\" stored in replica (2, 1)"));
+        assert!(found[3].contains("like of 2/3 by 1 missing from replica (2, 1)"));
+        assert!(found[4].contains("to 2 stored in replica (3, 1), a cluster of neither"));
     }
 }

@@ -3,7 +3,9 @@
 //! riding through failovers the way `tsc` does (resume after the last post seen, re-send an
 //! unacknowledged post under its id). Everything acknowledged and received is recorded so
 //! a test can check that every acknowledged post reached every follower exactly once. Every
-//! post carries a `#tag` of one of three topics, so topic numbering runs through the faults.
+//! post carries a `#tag` of one of three topics, so topic numbering runs through the faults;
+//! every fifth post is followed by a like of the last post received and a direct message to
+//! a random user, so those run through the faults too.
 
 use crate::client::User;
 use crate::topology::Topology;
@@ -22,8 +24,28 @@ pub struct Acked {
     pub post_id: u64,
 }
 
+/// A direct message the system acknowledged or refused (its text is unique).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SentMessage {
+    pub sender: u64,
+    pub recipient: u64,
+    pub text: String,
+}
+
+/// A like the system acknowledged: `liker` likes `author`'s post `number`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Liked {
+    pub liker: u64,
+    pub author: u64,
+    pub number: u64,
+}
+
 #[derive(Default)]
 struct Record {
+    acked_messages: BTreeSet<SentMessage>,
+    /// Messages refused (a definite no: they must never be stored).
+    refused_messages: BTreeSet<SentMessage>,
+    acked_likes: BTreeSet<Liked>,
     acked: BTreeSet<Acked>,
     /// Posts the system refused (a definite no: they must never be stored).
     refused_posts: BTreeSet<Acked>,
@@ -55,6 +77,9 @@ pub struct Outcome {
     /// Every acknowledged post, for the stored-state checker (`crate::checker`).
     pub acked_posts: BTreeSet<Acked>,
     pub refused_posts: BTreeSet<Acked>,
+    pub acked_messages: BTreeSet<SentMessage>,
+    pub refused_messages: BTreeSet<SentMessage>,
+    pub acked_likes: BTreeSet<Liked>,
     pub reconnects: u64,
     pub missing: Vec<String>,
     pub duplicates: Vec<String>,
@@ -119,6 +144,7 @@ impl Workload {
             follows.insert(me, chosen);
         }
         let record = Arc::new(Mutex::new(Record::default()));
+        let names: Arc<BTreeMap<u64, String>> = Arc::new(users.iter().map(|&u| (u, t.name(u))).collect());
         let (posting, stop) = (Shutdown::new(), Shutdown::new());
         let mut tasks = Vec::new();
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(sessions.len());
@@ -127,9 +153,11 @@ impl Workload {
                 session,
                 seed.wrapping_add(index as u64),
                 interval,
-                record.clone(),
-                posting.clone(),
-                stop.clone(),
+                Shared {
+                    record: record.clone(),
+                    names: names.clone(),
+                },
+                (posting.clone(), stop.clone()),
                 ready_tx.clone(),
             );
             tasks.push(tokio::spawn(task));
@@ -182,6 +210,9 @@ impl Workload {
             acked: record.acked.len(),
             acked_posts: record.acked.clone(),
             refused_posts: record.refused_posts.clone(),
+            acked_messages: record.acked_messages.clone(),
+            refused_messages: record.refused_messages.clone(),
+            acked_likes: record.acked_likes.clone(),
             reconnects: record.reconnects,
             missing,
             duplicates,
@@ -213,17 +244,69 @@ impl Workload {
     }
 }
 
+/// What every user's task shares: the record, and every user's name.
+struct Shared {
+    record: Arc<Mutex<Record>>,
+    names: Arc<BTreeMap<u64, String>>,
+}
+
+/// Every fifth post: a like of the last post received (if any) and a direct message to a
+/// random other user. A call that fails (no answer) may or may not have been applied: it
+/// is recorded as neither acknowledged nor refused.
+async fn like_and_message(
+    user: &mut User,
+    shared: &Shared,
+    last_received: Option<(u64, u64)>,
+    rng: &mut StdRng,
+    n: u64,
+) {
+    let me = user.id();
+    if let Some((author, number)) = last_received {
+        let post = format!("{}/{number}", shared.names[&author]);
+        if let Ok((Code::Success, _)) = user.like(&post, true).await {
+            let liked = Liked {
+                liker: me,
+                author,
+                number,
+            };
+            shared
+                .record
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .acked_likes
+                .insert(liked);
+        }
+    }
+    let others: Vec<u64> = shared.names.keys().copied().filter(|u| *u != me).collect();
+    let Some(&recipient) = others.get(rng.random_range(0..others.len().max(1))) else {
+        return;
+    };
+    let message = SentMessage {
+        sender: me,
+        recipient,
+        text: format!("message {n} from {me} to {recipient}"),
+    };
+    let answer = user.send_message(&shared.names[&recipient], &message.text).await;
+    let mut record = shared.record.lock().unwrap_or_else(|p| p.into_inner());
+    match answer {
+        Ok((Code::Success, _)) => record.acked_messages.insert(message),
+        Ok(_) => record.refused_messages.insert(message),
+        Err(_) => false,
+    };
+}
+
 async fn run_user(
     mut user: User,
     seed: u64,
     interval: Duration,
-    record: Arc<Mutex<Record>>,
-    posting: Shutdown,
-    stop: Shutdown,
+    shared: Shared,
+    (posting, stop): (Shutdown, Shutdown),
     ready: tokio::sync::mpsc::Sender<()>,
 ) {
+    let record = shared.record.clone();
     let me = user.id();
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut last_received: Option<(u64, u64)> = None;
     let mut cursor = 0u64;
     let mut pending: Option<u64> = None;
     let mut announced = false;
@@ -253,10 +336,15 @@ async fn run_user(
                     let text = format!("post {counter} by {me} #t{}", post_id % 3);
                     match timeline.post_with_id(post_id, &text).await {
                         Ok(ack) if ack.status == Code::Success as i32 => {
-                            let mut record = record.lock().unwrap_or_else(|p| p.into_inner());
-                            record.acked.insert(Acked { author: me, post_id });
-                            record.acked_at.push((me, Instant::now()));
+                            {
+                                let mut record = record.lock().unwrap_or_else(|p| p.into_inner());
+                                record.acked.insert(Acked { author: me, post_id });
+                                record.acked_at.push((me, Instant::now()));
+                            }
                             pending = None;
+                            if counter.is_multiple_of(5) && !posting.is_triggered() {
+                                like_and_message(&mut user, &shared, last_received, &mut rng, counter).await;
+                            }
                         }
                         Ok(ack) => {
                             let mut record = record.lock().unwrap_or_else(|p| p.into_inner());
@@ -270,6 +358,7 @@ async fn run_user(
                 post = timeline.next_post(Duration::from_millis(50)) => match post {
                     Ok(Some(p)) => {
                         cursor = cursor.max(p.seq);
+                        last_received = Some((p.author, p.number));
                         let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
                         *r.received.entry(me).or_default().entry((p.author, p.post_id)).or_insert(0) += 1;
                     }

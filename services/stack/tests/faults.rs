@@ -1,8 +1,11 @@
-//! Fault injection under load: each scenario runs a workload of follows and posts across
-//! all clusters, injects one fault, and then checks the invariants: every acknowledged post
-//! reached every follower exactly once, both replicas of every cluster hold the same data,
-//! and the stored state of every replica holds every acknowledged post, no refused one, and
-//! each post under one clock stamp everywhere (`tinysns_stack::checker`). The seed and the
+//! Fault injection under load: each scenario runs a workload of follows, posts in topics,
+//! likes and direct messages across all clusters, injects one fault, and then checks the
+//! invariants: every acknowledged post reached every follower exactly once, both replicas of
+//! every cluster hold the same data, and the stored state of every replica holds every
+//! acknowledged post where it must be kept, no refused one, each post under one clock stamp
+//! everywhere, topics numbered alike without gaps, every acknowledged like, and every
+//! acknowledged direct message once where its users live and nowhere else
+//! (`tinysns_stack::checker`). The seed and the
 //! timings are printed so a failure can be replayed
 //! (`TINYSNS_FAULT_SEED=<seed> cargo test -p tinysns-stack --test faults <name>`).
 //!
@@ -217,11 +220,19 @@ async fn scenario_once(name: &str, fault: Fault, seed: u64) {
     log(
         started,
         &format!(
-            "acknowledged {} posts, {} reconnects; checking invariants",
-            outcome.acked, outcome.reconnects
+            "acknowledged {} posts, {} likes, {} direct messages ({} refused), {} reconnects; checking invariants",
+            outcome.acked,
+            outcome.acked_likes.len(),
+            outcome.acked_messages.len(),
+            outcome.refused_messages.len(),
+            outcome.reconnects
         ),
     );
     assert!(outcome.acked > before, "no post was acknowledged after the fault");
+    assert!(
+        !outcome.acked_likes.is_empty() && !outcome.acked_messages.is_empty(),
+        "the workload liked and messaged"
+    );
     assert!(outcome.refused.is_empty(), "posts refused: {:?}", outcome.refused);
     assert!(
         outcome.duplicates.is_empty(),
@@ -253,6 +264,9 @@ async fn scenario_once(name: &str, fault: Fault, seed: u64) {
         acked: &outcome.acked_posts,
         refused: &outcome.refused_posts,
         follows: &follows,
+        messages: &outcome.acked_messages,
+        refused_messages: &outcome.refused_messages,
+        likes: &outcome.acked_likes,
     };
     // (Topic numbers may still be crossing the bus: the check is repeated for a while.)
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -1,6 +1,6 @@
 //! A post is kept only where someone needs it, end to end over a real broker: its author's
 //! cluster, its followers' clusters, its topics' homes (and a reply the answered author's).
-//! Read from every replica's store. Users of other clusters still read the author's posts,
+//! Read from every replica's store. Users of other clusters still read the author's profile and posts,
 //! threads, likes and a topic's history (their cluster asks the home), like and answer
 //! posts their cluster does not keep, and see subscribed topics' posts live; a follow that
 //! reaches the author's cluster after the author posted brings those posts along.
@@ -77,6 +77,12 @@ async fn posts_are_kept_where_needed_and_read_everywhere() {
     // answers the post her cluster does not keep.
     let posts = carol.posts(Some("alice")).await.unwrap();
     assert_eq!(texts(&posts.posts), ["for my followers"]);
+    let profile = carol.profile(Some("alice")).await.unwrap().profile.unwrap();
+    assert_eq!(
+        (profile.posts, profile.followers),
+        (1, 1),
+        "counted where all her posts are"
+    );
     assert_eq!(carol.like("alice/1", true).await.unwrap().0, Code::Success);
     let answer = carol.reply("alice/1", "read it from afar").await.unwrap();
     assert_eq!(answer.status, Code::Success as i32, "{}", answer.message);

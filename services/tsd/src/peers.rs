@@ -1,5 +1,5 @@
-//! Reads another cluster answers: a topic's history at the topic's home, a user's posts and
-//! a post's thread and likes at the author's home (`routing` keeps posts only where they
+//! Reads another cluster answers: a topic's history at the topic's home, a user's profile
+//! and posts and a post's thread and likes at the author's home (`routing` keeps posts only where they
 //! are needed, so only the home has them all). `PeerService` answers them here for other
 //! clusters on the internal API (authenticated by the cluster secret, never on the client
 //! port); `Peers` asks them of other clusters' masters, found through the coordinators.
@@ -11,9 +11,12 @@ use tinysns_common::grpc::InternalChannel;
 use tinysns_common::masters::Masters;
 use tinysns_common::proto::internal::peer_client::PeerClient;
 use tinysns_common::proto::internal::peer_server::{Peer, PeerServer};
-use tinysns_common::proto::internal::{PeerHistoryRequest, PeerLikesRequest, PeerPostsRequest, PeerThreadRequest};
+use tinysns_common::proto::internal::{
+    PeerHistoryRequest, PeerLikesRequest, PeerPostsRequest, PeerProfileRequest, PeerThreadRequest,
+};
 use tinysns_common::proto::social::{
-    HistoryReply, HistoryRequest, LikesReply, LikesRequest, PostsReply, PostsRequest, ThreadReply, ThreadRequest,
+    HistoryReply, HistoryRequest, LikesReply, LikesRequest, PostsReply, PostsRequest, ProfileReply, ThreadReply,
+    ThreadRequest,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -57,6 +60,14 @@ impl Peers {
                 request: Some(request.clone()),
             });
             async move { client.history(request).await }
+        })
+        .await
+    }
+
+    pub async fn profile(&self, cluster: u32, viewer: u64, user: u64) -> Result<ProfileReply, Status> {
+        self.call(cluster, |mut client| {
+            let request = timed(PeerProfileRequest { viewer, user });
+            async move { client.profile(request).await }
         })
         .await
     }
@@ -152,6 +163,15 @@ impl Peer for PeerService {
         let PeerHistoryRequest { viewer, request } = request.into_inner();
         let (viewer, request) = parts(viewer, request)?;
         self.social.history_here(viewer, request).await.map(Response::new)
+    }
+
+    async fn profile(&self, request: Request<PeerProfileRequest>) -> Result<Response<ProfileReply>, Status> {
+        self.social.fenced()?;
+        let PeerProfileRequest { viewer, user } = request.into_inner();
+        if viewer == 0 {
+            return Err(Status::invalid_argument("a read for no user"));
+        }
+        self.social.profile_here(user).await.map(Response::new)
     }
 
     async fn likes(&self, request: Request<PeerLikesRequest>) -> Result<Response<LikesReply>, Status> {

@@ -18,7 +18,8 @@ fn refused(status: Code, message: impl Into<String>) -> ProfileReply {
 }
 
 impl Social {
-    /// Anyone's profile (the caller's when `user` is empty), as this cluster knows it.
+    /// Anyone's profile (the caller's when `user` is empty): read at the user's home, which
+    /// keeps all of the user's posts (their count).
     pub(crate) async fn get_profile_of(&self, caller: Caller, request: ProfileRequest) -> Result<ProfileReply, Status> {
         let user = if request.user.trim().is_empty() {
             caller.user
@@ -28,6 +29,14 @@ impl Social {
                 Err((status, message)) => return Ok(refused(status, message)),
             }
         };
+        match self.home_of(user) {
+            Some(home) => self.peers.profile(home, caller.user, user).await,
+            None => self.profile_here(user).await,
+        }
+    }
+
+    /// [`Self::get_profile_of`] `user` from this cluster's store.
+    pub(crate) async fn profile_here(&self, user: u64) -> Result<ProfileReply, Status> {
         Ok(match self.read(move |c| store::profile(c, user)).await? {
             Some(profile) => ProfileReply {
                 status: Code::Success as i32,

@@ -191,3 +191,13 @@ pub fn unread_total(conn: &Connection, owner: u64) -> Result<u64> {
         .prepare_cached("SELECT COALESCE(SUM(unread), 0) FROM conversations WHERE owner = ?1")?
         .query_row([owner as i64], |r| r.get::<_, i64>(0))? as u64)
 }
+
+/// Every stored direct message as `(sender, recipient, text)`, in order (for the fault
+/// suite's checker).
+pub fn all_messages(conn: &Connection) -> Result<Vec<(u64, u64, String)>> {
+    let mut stmt = conn.prepare("SELECT sender, recipient, text FROM direct_messages ORDER BY sender, message_id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get(2)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -26,8 +26,8 @@ pub use deletions::{
     Deletion, PreparedDeletion, account_closed, deletion_ready, deletion_state, prepared_deletions, user_traces,
 };
 pub use messages::{
-    ConversationSummary, StoredMessage, block_state, blocks, conversation, inbox, inbox_entry, message_stored,
-    unread_total,
+    ConversationSummary, StoredMessage, all_messages, block_state, blocks, conversation, inbox, inbox_entry,
+    message_stored, unread_total,
 };
 pub use queries::*;
 /// The store's connection type, which every function here takes.

@@ -404,6 +404,20 @@ pub fn all_follows(conn: &Connection) -> Result<Vec<(u64, u64)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Every like in force as `(liker, author, number)`, in order (for the fault suite's checker).
+pub fn all_likes(conn: &Connection) -> Result<Vec<(u64, u64, u64)>> {
+    let mut stmt =
+        conn.prepare("SELECT liker, author, number FROM likes WHERE liked = 1 ORDER BY liker, author, number")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The profile of `user` as stored: (display name, bio, version = its origin position).
 pub fn profile_fields(conn: &Connection, user: u64) -> Result<Option<(String, String, u64)>> {
     Ok(conn
