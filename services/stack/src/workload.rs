@@ -370,6 +370,7 @@ async fn run_user(
             // Posts that arrived while we waited for an ack.
             while let Ok(Some(p)) = timeline.next_post(Duration::ZERO).await {
                 cursor = cursor.max(p.seq);
+                last_received = Some((p.author, p.number));
                 let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
                 *r.received
                     .entry(me)

@@ -11,7 +11,6 @@ use common::*;
 use std::time::Duration;
 use tinysns_common::proto::social::Status as Code;
 use tinysns_common::topics::home_cluster;
-use tinysns_stack::client::User;
 use tinysns_stack::topology::Topology;
 use tinysns_tsd::store;
 
@@ -28,24 +27,8 @@ async fn keepers(t: &Topology, author: u64, number: u64) -> Vec<u32> {
     clusters
 }
 
-/// Retries `check` on `user` until it holds (the home answers once the change arrived).
-async fn until<T: std::fmt::Debug>(
-    what: &str,
-    user: &mut User,
-    mut read: impl AsyncFnMut(&mut User) -> T,
-    check: impl Fn(&T) -> bool,
-) -> T {
-    let mut last = None;
-    for _ in 0..300 {
-        let got = read(user).await;
-        if check(&got) {
-            return got;
-        }
-        last = Some(got);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} never held; last: {last:?}");
-}
+/// How long a change may take to cross the clusters.
+const CROSSING: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posts_are_kept_where_needed_and_read_everywhere() {
@@ -86,13 +69,10 @@ async fn posts_are_kept_where_needed_and_read_everywhere() {
     assert_eq!(carol.like("alice/1", true).await.unwrap().0, Code::Success);
     let answer = carol.reply("alice/1", "read it from afar").await.unwrap();
     assert_eq!(answer.status, Code::Success as i32, "{}", answer.message);
-    let thread = until(
-        "the thread to show carol's like and reply",
-        &mut bob,
-        async |u: &mut User| u.thread("alice/1", "").await.unwrap(),
-        |r| r.replies.len() == 1 && r.post.as_ref().is_some_and(|p| p.likes == 1),
-    )
-    .await;
+    let thread = eventually!("the thread to show carol's like and reply", CROSSING, async {
+        let r = bob.thread("alice/1", "").await.unwrap();
+        (r.replies.len() == 1 && r.post.as_ref().is_some_and(|p| p.likes == 1)).then_some(r)
+    });
     assert_eq!(thread.replies[0].text, "read it from afar");
     let likes = carol.likes("alice/1").await.unwrap();
     assert_eq!((likes.count, likes.liked), (1, true));
@@ -114,13 +94,10 @@ async fn posts_are_kept_where_needed_and_read_everywhere() {
         .unwrap();
     let tagged = alice.publish(&format!("about #{topic}"), &[]).await.unwrap();
     assert_eq!(tagged.status, Code::Success as i32, "{}", tagged.message);
-    let history = until(
-        "carol to read the topic's history",
-        &mut carol,
-        async |u: &mut User| u.history(&topic, 0, false, 20).await.unwrap(),
-        |h| h.posts.len() == 1,
-    )
-    .await;
+    let history = eventually!("carol to read the topic's history", CROSSING, async {
+        let h = carol.history(&topic, 0, false, 20).await.unwrap();
+        (h.posts.len() == 1).then_some(h)
+    });
     assert_eq!(history.posts[0].seq, 1);
     assert_eq!(history.posts[0].post.as_ref().unwrap().text, format!("about #{topic}"));
     assert_eq!(keepers(&t, alice.id(), 2).await, [1, 3]);
@@ -159,16 +136,13 @@ async fn posts_are_kept_where_needed_and_read_everywhere() {
         "not yet in carol's"
     );
     t.synchronizer(sync).start().unwrap();
-    let timeline = until(
-        "carol's timeline to show the post",
-        &mut carol,
-        async |u: &mut User| {
-            let mut timeline = u.timeline(0).await.unwrap();
-            timeline.collect(Duration::from_millis(300)).await.unwrap()
-        },
-        |posts| texts(posts).contains(&"while carol's follow travels".to_string()),
-    )
-    .await;
+    let timeline = eventually!("carol's timeline to show the post", CROSSING, async {
+        let mut timeline = carol.timeline(0).await.unwrap();
+        let posts = timeline.collect(Duration::from_millis(300)).await.unwrap();
+        texts(&posts)
+            .contains(&"while carol's follow travels".to_string())
+            .then_some(posts)
+    });
     assert!(
         !texts(&timeline).contains(&"for my followers".to_string()),
         "posted before the follow"

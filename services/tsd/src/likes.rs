@@ -33,8 +33,7 @@ impl Social {
         Ok(answer(self.submit(self.gated(Feature::Likes, command)).await?))
     }
 
-    /// Who likes a post (a page of them), how many, and whether the caller does: read at the
-    /// author's home, which keeps the post.
+    /// Who likes a post (a page of them), how many, and whether the caller does.
     pub(crate) async fn likes_of(&self, caller: Caller, request: LikesRequest) -> Result<LikesReply, Status> {
         let refused = |(status, message): Refusal| LikesReply {
             status: status as i32,
@@ -45,9 +44,14 @@ impl Social {
             Ok(post) => post,
             Err(refusal) => return Ok(refused(refusal)),
         };
+        // Likes are kept everywhere: a cluster that keeps the post answers (and shows the
+        // caller's own latest like); one that does not asks the author's.
+        let here = self.likes_here(caller.user, (author, number), request.clone()).await?;
         match self.home_of(author) {
-            Some(home) => self.peers.likes(home, caller.user, (author, number), request).await,
-            None => self.likes_here(caller.user, (author, number), request).await,
+            Some(home) if here.status == Code::FailureNotExists as i32 => {
+                self.peers.likes(home, caller.user, (author, number), request).await
+            }
+            _ => Ok(here),
         }
     }
 

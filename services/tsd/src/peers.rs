@@ -34,17 +34,20 @@ impl Peers {
         Self { masters }
     }
 
-    /// `call` on `cluster`'s master; once more (on the master found then) if that one
-    /// could not answer, as after a failover.
-    async fn call<T, F, Fut>(&self, cluster: u32, call: F) -> Result<T, Status>
+    /// `rpc` with `message` on `cluster`'s master; once more (on the master found then) if
+    /// that one could not answer, as after a failover.
+    async fn call<M, T, F, Fut>(&self, cluster: u32, message: M, rpc: F) -> Result<T, Status>
     where
-        F: Fn(PeerClient<InternalChannel>) -> Fut,
+        M: Clone,
+        F: Fn(PeerClient<InternalChannel>, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let mut last = Status::unavailable(format!("cluster {cluster} did not answer"));
         for _ in 0..2 {
             let client = PeerClient::new(self.masters.channel(cluster).await?);
-            match call(client).await {
+            let mut request = Request::new(message.clone());
+            request.set_timeout(PEER_READ_TIMEOUT);
+            match rpc(client, request).await {
                 Ok(reply) => return Ok(reply.into_inner()),
                 Err(status) if matches!(status.code(), Code::Unavailable | Code::FailedPrecondition) => last = status,
                 Err(status) => return Err(status),
@@ -54,22 +57,18 @@ impl Peers {
     }
 
     pub async fn history(&self, cluster: u32, viewer: u64, request: HistoryRequest) -> Result<HistoryReply, Status> {
-        self.call(cluster, |mut client| {
-            let request = timed(PeerHistoryRequest {
-                viewer,
-                request: Some(request.clone()),
-            });
-            async move { client.history(request).await }
-        })
-        .await
+        let message = PeerHistoryRequest {
+            viewer,
+            request: Some(request),
+        };
+        self.call(cluster, message, |mut c, r| async move { c.history(r).await })
+            .await
     }
 
     pub async fn profile(&self, cluster: u32, viewer: u64, user: u64) -> Result<ProfileReply, Status> {
-        self.call(cluster, |mut client| {
-            let request = timed(PeerProfileRequest { viewer, user });
-            async move { client.profile(request).await }
-        })
-        .await
+        let message = PeerProfileRequest { viewer, user };
+        self.call(cluster, message, |mut c, r| async move { c.profile(r).await })
+            .await
     }
 
     pub async fn posts(
@@ -79,15 +78,13 @@ impl Peers {
         author: u64,
         request: PostsRequest,
     ) -> Result<PostsReply, Status> {
-        self.call(cluster, |mut client| {
-            let request = timed(PeerPostsRequest {
-                viewer,
-                author,
-                request: Some(request.clone()),
-            });
-            async move { client.posts(request).await }
-        })
-        .await
+        let message = PeerPostsRequest {
+            viewer,
+            author,
+            request: Some(request),
+        };
+        self.call(cluster, message, |mut c, r| async move { c.posts(r).await })
+            .await
     }
 
     pub async fn thread(
@@ -97,16 +94,14 @@ impl Peers {
         (author, number): (u64, u64),
         request: ThreadRequest,
     ) -> Result<ThreadReply, Status> {
-        self.call(cluster, |mut client| {
-            let request = timed(PeerThreadRequest {
-                viewer,
-                author,
-                number,
-                request: Some(request.clone()),
-            });
-            async move { client.thread(request).await }
-        })
-        .await
+        let message = PeerThreadRequest {
+            viewer,
+            author,
+            number,
+            request: Some(request),
+        };
+        self.call(cluster, message, |mut c, r| async move { c.thread(r).await })
+            .await
     }
 
     pub async fn likes(
@@ -116,23 +111,15 @@ impl Peers {
         (author, number): (u64, u64),
         request: LikesRequest,
     ) -> Result<LikesReply, Status> {
-        self.call(cluster, |mut client| {
-            let request = timed(PeerLikesRequest {
-                viewer,
-                author,
-                number,
-                request: Some(request.clone()),
-            });
-            async move { client.likes(request).await }
-        })
-        .await
+        let message = PeerLikesRequest {
+            viewer,
+            author,
+            number,
+            request: Some(request),
+        };
+        self.call(cluster, message, |mut c, r| async move { c.likes(r).await })
+            .await
     }
-}
-
-fn timed<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.set_timeout(PEER_READ_TIMEOUT);
-    request
 }
 
 /// Answers other clusters' reads from this cluster's store.

@@ -18,8 +18,8 @@ fn refused(status: Code, message: impl Into<String>) -> ProfileReply {
 }
 
 impl Social {
-    /// Anyone's profile (the caller's when `user` is empty): read at the user's home, which
-    /// keeps all of the user's posts (their count).
+    /// Anyone's profile (the caller's when `user` is empty), with its count of posts from the
+    /// user's home.
     pub(crate) async fn get_profile_of(&self, caller: Caller, request: ProfileRequest) -> Result<ProfileReply, Status> {
         let user = if request.user.trim().is_empty() {
             caller.user
@@ -29,10 +29,14 @@ impl Social {
                 Err((status, message)) => return Ok(refused(status, message)),
             }
         };
-        match self.home_of(user) {
-            Some(home) => self.peers.profile(home, caller.user, user).await,
-            None => self.profile_here(user).await,
+        let mut reply = self.profile_here(user).await?;
+        // Follows are kept everywhere (here with the caller's own latest); the posts only
+        // at the user's home, which counts them.
+        if let (Some(home), Some(profile)) = (self.home_of(user), reply.profile.as_mut()) {
+            let at_home = self.peers.profile(home, caller.user, user).await?;
+            profile.posts = at_home.profile.map_or(profile.posts, |p| p.posts);
         }
+        Ok(reply)
     }
 
     /// [`Self::get_profile_of`] `user` from this cluster's store.
