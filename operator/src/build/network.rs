@@ -1,7 +1,8 @@
 //! One NetworkPolicy per role, admitting only the traffic tinysns needs. Client ports (and
 //! the plaintext health port, and metrics) are open to every pod: clients, probes and
 //! Prometheus live anywhere. Internal ports admit only this SocialCluster's members: tsd's
-//! to its servers (replication) and synchronizers (change feed), the coordinators' to every
+//! to its servers (replication, and reads one cluster asks of another's master: `Peer`) and
+//! synchronizers (change feed), the coordinators' to every
 //! member and to the operator (rollouts, switchovers). The broker admits the synchronizers
 //! on AMQP and its own nodes on the clustering ports. Egress stays open (DNS, the API).
 
