@@ -287,6 +287,28 @@ async fn internal_apis_refuse_outsiders_and_malformed_calls() {
         Code::InvalidArgument,
         "cursor past the log"
     );
+    // Another cluster's read names the user it acts for and carries its request.
+    let mut peer = PeerClient::new(member(m.internal_port));
+    let nobody = PeerPostsRequest {
+        viewer: 0,
+        author: 1,
+        request: Some(Default::default()),
+    };
+    assert_eq!(
+        code(peer.posts(nobody).await),
+        Code::InvalidArgument,
+        "a read for no user"
+    );
+    let empty = PeerPostsRequest {
+        viewer: 2,
+        author: 1,
+        request: None,
+    };
+    assert_eq!(
+        code(peer.posts(empty).await),
+        Code::InvalidArgument,
+        "a read without its request"
+    );
     let mut feed3 = ChangeFeedClient::new(member(c3.internal_port));
     let reply = feed3.apply_remote(forged_remote_post()).await.unwrap().into_inner();
     assert_eq!(

@@ -134,13 +134,18 @@ impl PeerService {
     }
 }
 
+/// The asking cluster's user, required.
+fn viewer_of(viewer: u64) -> Result<u64, Status> {
+    match viewer {
+        0 => Err(Status::invalid_argument("a read for no user")),
+        viewer => Ok(viewer),
+    }
+}
+
 /// The asking cluster's user and request, both required.
 fn parts<T>(viewer: u64, request: Option<T>) -> Result<(u64, T), Status> {
-    match (viewer, request) {
-        (0, _) => Err(Status::invalid_argument("a read for no user")),
-        (_, None) => Err(Status::invalid_argument("a read without its request")),
-        (viewer, Some(request)) => Ok((viewer, request)),
-    }
+    let request = request.ok_or_else(|| Status::invalid_argument("a read without its request"))?;
+    Ok((viewer_of(viewer)?, request))
 }
 
 #[tonic::async_trait]
@@ -155,9 +160,7 @@ impl Peer for PeerService {
     async fn profile(&self, request: Request<PeerProfileRequest>) -> Result<Response<ProfileReply>, Status> {
         self.social.fenced()?;
         let PeerProfileRequest { viewer, user } = request.into_inner();
-        if viewer == 0 {
-            return Err(Status::invalid_argument("a read for no user"));
-        }
+        viewer_of(viewer)?;
         self.social.profile_here(user).await.map(Response::new)
     }
 
