@@ -44,24 +44,25 @@ impl Social {
             Ok(post) => post,
             Err(refusal) => return Ok(refused(refusal)),
         };
-        // Likes are kept everywhere: a cluster that keeps the post answers (and shows the
-        // caller's own latest like); one that does not asks the author's.
-        let here = self.likes_here(caller.user, (author, number), request.clone()).await?;
-        match self.home_of(author) {
-            Some(home) if here.status == Code::FailureNotExists as i32 => {
-                self.peers.likes(home, caller.user, (author, number), request).await
-            }
-            _ => Ok(here),
-        }
+        // Likes are kept everywhere, so this cluster lists them, and the caller sees their
+        // own latest like at once. Only whether the post exists may need its author's
+        // cluster, when this one does not keep it.
+        let vouched = match self.vouched(caller.user, (author, number)).await? {
+            Ok(vouched) => vouched,
+            Err(refusal) => return Ok(refused(refusal)),
+        };
+        self.likes_here(caller.user, (author, number), request, vouched).await
     }
 
     /// [`Self::likes_of`] the post `author/number` from this cluster's store, for `viewer`
-    /// (of any cluster).
+    /// (of any cluster). A post this cluster does not keep is listed only when its author's
+    /// cluster has `vouched` for it; a tombstone here still wins.
     pub(crate) async fn likes_here(
         &self,
         viewer: u64,
         (author, number): (u64, u64),
         request: LikesRequest,
+        vouched: bool,
     ) -> Result<LikesReply, Status> {
         let refused = |(status, message): Refusal| LikesReply {
             status: status as i32,
@@ -75,7 +76,8 @@ impl Social {
         let after = request.users_after;
         let found = self
             .read(move |c| {
-                if store::post_by_number(c, author, number)?.is_none() {
+                let kept = store::post_by_number(c, author, number)?.is_some();
+                if !(kept || vouched && !store::is_tombstoned(c, author, number)?) {
                     return Ok(None);
                 }
                 let users = store::likers_page(c, author, number, after, size + 1)?;

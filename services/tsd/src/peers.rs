@@ -174,7 +174,7 @@ impl Peer for PeerService {
         } = request.into_inner();
         let (viewer, request) = parts(viewer, request)?;
         self.social
-            .likes_here(viewer, (author, number), request)
+            .likes_here(viewer, (author, number), request, false)
             .await
             .map(Response::new)
     }
