@@ -1,9 +1,9 @@
 //! The load: one actor per user, each holding its user's timeline stream open for the whole
 //! run. A stream both receives the posts of the users it follows (recorded as deliveries)
 //! and carries the user's own posts (recorded with their acknowledgement), like `tsc` in
-//! timeline mode. When a stream breaks (a failover), the actor finds the new master through
-//! the coordinator, resumes the timeline after the last post it saw and re-sends its
-//! unacknowledged posts under their original ids.
+//! timeline mode, through the same client library: when a stream breaks (a failover), the
+//! timeline finds the new master through the coordinator, resumes after the last post it
+//! showed and re-sends the unacknowledged posts under their original ids.
 
 use crate::workload::Graph;
 use anyhow::{Context, Result};
@@ -11,18 +11,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tinysns_client::live::{LiveTimeline, Opened, Opener, Patience};
+use tinysns_client::resume::Event;
 use tinysns_common::auth::Bearer;
-use tinysns_common::backoff::Backoff;
 use tinysns_common::coordinators::{Coordinators, parse_addresses};
 use tinysns_common::proto::coordinator::GetServerRequest;
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
-use tinysns_common::proto::social::{
-    NewPost, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest, timeline_event, timeline_request,
-};
+use tinysns_common::proto::social::{Status as Code, TimelineRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -274,63 +272,37 @@ struct Actor {
     commands: mpsc::Receiver<Command>,
 }
 
-struct Stream {
-    server: Arc<str>,
-    tx: mpsc::Sender<TimelineRequest>,
-    events: Streaming<TimelineEvent>,
+/// One user's way to its master through the shared [`Router`] (pooled connections), for
+/// the client library's [`LiveTimeline`].
+pub struct Routed<R> {
+    pub router: R,
+    pub user: u64,
 }
 
-fn post_request(post_id: u64, tagged: bool) -> TimelineRequest {
-    TimelineRequest {
-        kind: Some(timeline_request::Kind::Post(NewPost {
-            post_id,
-            text: post_text(post_id, tagged),
-        })),
+impl<R: std::ops::Deref<Target = Router> + Send + Sync> Opener for Routed<R> {
+    async fn open(&self, requests: ReceiverStream<TimelineRequest>) -> Result<Opened, tonic::Status> {
+        let (address, mut client) = self.router.resolve(self.user).await?;
+        let events = client.timeline(requests).await?.into_inner();
+        Ok(Opened {
+            server: address.into(),
+            events,
+        })
     }
+
+    /// Every open asks the coordinator afresh.
+    fn reset(&self) {}
 }
 
-/// Opens `user`'s timeline on its master (`resume_after` 0: from now on, with history).
-pub async fn open_timeline(
-    router: &Router,
-    user: u64,
-    resume_after: u64,
-) -> Result<(Arc<str>, mpsc::Sender<TimelineRequest>, Streaming<TimelineEvent>), tonic::Status> {
-    let (address, mut client) = router.resolve(user).await?;
-    let (tx, rx) = mpsc::channel(256);
-    let open = TimelineRequest {
-        kind: Some(timeline_request::Kind::Open(TimelineOpen { resume_after })),
-    };
-    tx.try_send(open)
-        .map_err(|_| tonic::Status::internal("cannot queue the open request"))?;
-    let events = client.timeline(ReceiverStream::new(rx)).await?.into_inner();
-    Ok((address.into(), tx, events))
-}
+/// How an actor reconnects: jittered, since hundreds of users retry at once during a
+/// failover, and the first of them to get through is what the failover figure sees.
+pub const PATIENCE: Patience = Patience {
+    retry_for: REOPEN_FOR,
+    first_pause: REOPEN_PAUSE,
+    max_pause: REOPEN_MAX_PAUSE,
+};
 
 impl Actor {
-    async fn open(&self, resume_after: u64) -> Option<Stream> {
-        let deadline = Instant::now() + REOPEN_FOR;
-        // Jittered: hundreds of users retry at once during a failover, and the first of them
-        // to get through is what the failover figure sees.
-        let mut pause = Backoff::new(REOPEN_PAUSE, REOPEN_MAX_PAUSE);
-        loop {
-            match open_timeline(&self.router, self.user, resume_after).await {
-                Ok((server, tx, events)) => return Some(Stream { server, tx, events }),
-                Err(status) if Instant::now() < deadline => {
-                    tracing::debug!(user = self.user, error = %status, "timeline not open yet, retrying");
-                    tokio::time::sleep(pause.next_delay()).await;
-                }
-                Err(status) => {
-                    self.recorder.error(format!(
-                        "user {}: cannot open the timeline for {REOPEN_FOR:?}: {status}",
-                        self.user
-                    ));
-                    return None;
-                }
-            }
-        }
-    }
-
-    fn finish(&self, pending: Pending, ok: bool, server: &Arc<str>) {
+    fn finish(&self, pending: Pending, ok: bool, server: Option<&Arc<str>>) {
         let acked = Instant::now();
         let recorder = &self.recorder;
         if ok {
@@ -347,7 +319,7 @@ impl Actor {
             sent: pending.sent,
             acked,
             ok,
-            server: server.clone(),
+            server: server.cloned().unwrap_or_else(|| Arc::from("")),
         });
         self.busy.store(false, Ordering::Release);
         if let Some(done) = pending.done {
@@ -355,87 +327,83 @@ impl Actor {
         }
     }
 
-    /// Returns the cursor of the first open.
+    /// Runs the user's timeline until the driver closes the commands; returns the cursor of
+    /// the first open.
     async fn run(mut self) -> u64 {
+        let opener = Routed {
+            router: self.router.clone(),
+            user: self.user,
+        };
+        let mut timeline = LiveTimeline::new(opener, 0, PATIENCE);
         let mut first_cursor: Option<u64> = None;
-        let mut cursor = 0u64;
         let mut pending: VecDeque<Pending> = VecDeque::new();
-        'connection: loop {
-            let Some(mut stream) = self.open(cursor).await else {
-                self.recorder.gave_up.fetch_add(1, Ordering::Relaxed);
-                for p in pending.drain(..) {
-                    self.busy.store(false, Ordering::Release);
-                    if let Some(done) = p.done {
-                        let _ = done.send(false);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Post { post_id, phase, done }) => {
+                        let p = Pending { post_id, phase, sent: Instant::now(), done };
+                        match timeline.post(post_id, post_text(post_id, self.tagged)).await {
+                            Ok(()) => pending.push_back(p),
+                            Err(backlog) => {
+                                self.recorder.error(format!("user {}: {backlog}", self.user));
+                                self.finish(p, false, None);
+                            }
+                        }
                     }
-                }
-                return first_cursor.unwrap_or(0);
-            };
-            for p in &pending {
-                if stream.tx.send(post_request(p.post_id, self.tagged)).await.is_err() {
-                    self.recorder.reconnects.fetch_add(1, Ordering::Relaxed);
-                    continue 'connection;
-                }
-            }
-            loop {
-                tokio::select! {
-                    command = self.commands.recv() => match command {
-                        Some(Command::Post { post_id, phase, done }) => {
-                            pending.push_back(Pending { post_id, phase, sent: Instant::now(), done });
-                            if stream.tx.send(post_request(post_id, self.tagged)).await.is_err() {
-                                self.recorder.reconnects.fetch_add(1, Ordering::Relaxed);
-                                continue 'connection;
+                    None => return first_cursor.unwrap_or(0),
+                },
+                event = timeline.next() => match event {
+                    Ok(Event::Post(post)) => {
+                        if first_cursor.is_none() {
+                            continue; // history from before the run
+                        }
+                        self.recorder.delivered.fetch_add(1, Ordering::Relaxed);
+                        self.recorder
+                            .deliveries
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(DeliveryRecord { post_id: post.post_id, follower: self.user, at: Instant::now() });
+                    }
+                    // (The mix's messages and topic posts are not timed.)
+                    Ok(Event::DirectMessage(_) | Event::TopicPost(_)) => {}
+                    Ok(Event::Ack(ack)) => {
+                        let found = pending.iter().position(|p| p.post_id == ack.post_id);
+                        if let Some(p) = found.and_then(|index| pending.remove(index)) {
+                            let ok = ack.status == Code::Success as i32;
+                            if !ok {
+                                self.recorder.error(format!(
+                                    "user {}: post {} refused: {}",
+                                    self.user, ack.post_id, ack.message
+                                ));
+                            }
+                            self.finish(p, ok, timeline.server());
+                        }
+                    }
+                    Ok(Event::Live { from, .. }) => {
+                        if first_cursor.is_none() {
+                            first_cursor = Some(from);
+                            self.recorder.ready.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(Event::Reconnecting { error }) => {
+                        tracing::debug!(user = self.user, %error, "timeline stream broke, reopening");
+                        self.recorder.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(status) => {
+                        self.recorder.error(format!(
+                            "user {}: cannot open the timeline for {REOPEN_FOR:?}: {status}",
+                            self.user
+                        ));
+                        self.recorder.gave_up.fetch_add(1, Ordering::Relaxed);
+                        for p in pending.drain(..) {
+                            self.busy.store(false, Ordering::Release);
+                            if let Some(done) = p.done {
+                                let _ = done.send(false);
                             }
                         }
-                        None => return first_cursor.unwrap_or(0),
-                    },
-                    event = stream.events.message() => match event {
-                        Ok(Some(TimelineEvent { kind: Some(kind) })) => match kind {
-                            timeline_event::Kind::Post(post) => {
-                                if first_cursor.is_none() {
-                                    continue; // history from before the run
-                                }
-                                cursor = cursor.max(post.seq);
-                                self.recorder.delivered.fetch_add(1, Ordering::Relaxed);
-                                self.recorder
-                                    .deliveries
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push(DeliveryRecord { post_id: post.post_id, follower: self.user, at: Instant::now() });
-                            }
-                            // (The mix's messages and topic posts are not timed; a message moves
-                            // the cursor.)
-                            timeline_event::Kind::DirectMessage(message) => cursor = cursor.max(message.seq),
-                            timeline_event::Kind::TopicPost(_) => {}
-                            timeline_event::Kind::Ack(ack) => {
-                                let found = pending.iter().position(|p| p.post_id == ack.post_id);
-                                if let Some(p) = found.and_then(|index| pending.remove(index)) {
-                                    let ok = ack.status == Code::Success as i32;
-                                    if !ok {
-                                        self.recorder.error(format!(
-                                            "user {}: post {} refused: {}",
-                                            self.user, ack.post_id, ack.message
-                                        ));
-                                    }
-                                    self.finish(p, ok, &stream.server);
-                                }
-                            }
-                            timeline_event::Kind::LiveFrom(from) => {
-                                if first_cursor.is_none() {
-                                    first_cursor = Some(from);
-                                    self.recorder.ready.fetch_add(1, Ordering::Relaxed);
-                                }
-                                cursor = from;
-                            }
-                        },
-                        Ok(Some(_)) => {}
-                        Ok(None) | Err(_) => {
-                            tracing::debug!(user = self.user, server = %stream.server, "timeline stream broke, reopening");
-                            self.recorder.reconnects.fetch_add(1, Ordering::Relaxed);
-                            continue 'connection;
-                        }
-                    },
-                }
+                        return first_cursor.unwrap_or(0);
+                    }
+                },
             }
         }
     }

@@ -2,12 +2,13 @@
 //! re-read from where its live stream started, and every acknowledged post of every user it
 //! follows must be there.
 
-use crate::driver::{AckRecord, Router, open_timeline};
+use crate::driver::{AckRecord, Routed, Router};
 use crate::workload::Graph;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
-use tinysns_common::proto::social::timeline_event;
+use std::time::Duration;
+use tinysns_client::live::{LiveTimeline, Patience};
+use tinysns_client::resume::Event;
 
 #[derive(Debug, Default)]
 pub struct ReRead {
@@ -27,33 +28,27 @@ async fn read_until(
     mut expected: HashSet<u64>,
     idle: Duration,
 ) -> HashSet<u64> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !expected.is_empty() && Instant::now() < deadline {
-        let (_server, tx, mut events) = match open_timeline(router, user, cursor).await {
-            Ok(stream) => stream,
-            Err(status) => {
-                tracing::debug!(user, error = %status, "re-read: cannot open the timeline yet");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        loop {
-            match tokio::time::timeout(idle, events.message()).await {
-                Err(_) => return expected,
-                Ok(Ok(Some(event))) => {
-                    if let Some(timeline_event::Kind::Post(post)) = event.kind {
-                        expected.remove(&post.post_id);
-                        if expected.is_empty() {
-                            return expected;
-                        }
-                    }
+    let patience = Patience {
+        retry_for: Duration::from_secs(120),
+        ..crate::driver::PATIENCE
+    };
+    let mut timeline = LiveTimeline::new(Routed { router, user }, cursor, patience);
+    loop {
+        match tokio::time::timeout(idle, timeline.next()).await {
+            Ok(Ok(Event::Post(post))) => {
+                expected.remove(&post.post_id);
+                if expected.is_empty() {
+                    return expected;
                 }
-                Ok(_) => break, // the stream broke: open it again
             }
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => {
+                tracing::debug!(user, error = %status, "re-read: cannot open the timeline");
+                return expected;
+            }
+            Err(_) => return expected,
         }
-        drop(tx);
     }
-    expected
 }
 
 pub async fn reread(

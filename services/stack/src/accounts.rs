@@ -5,8 +5,8 @@
 
 use crate::client::User;
 use std::time::Duration;
+use tinysns_client::session::{Connection, Credentials};
 use tinysns_common::topology::{cluster_of_user, cluster_of_username};
-use tinysns_tsc::session::{Connection, Credentials};
 
 /// The password of every generated account.
 pub const PASSWORD: &str = "tinysns-test-password";

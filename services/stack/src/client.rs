@@ -3,16 +3,14 @@
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+use tinysns_client::live::{LiveTimeline, Patience};
+use tinysns_client::resume::Event;
+use tinysns_client::session::{ConnectError, Connection, Credentials, Link, Listing, Session};
 use tinysns_common::proto::social::{
-    ConversationReply, DirectMessageView, HistoryReply, HistoryRequest, InboxReply, LikesReply, NewPost, Post, PostAck,
-    PostsReply, PostsRequest, ProfileReply, PublishReply, SetProfileRequest, Status as Code, ThreadReply,
-    TimelineEvent, TimelineOpen, TimelineRequest, TopicPost, TopicsReply, TopicsRequest, timeline_event,
-    timeline_request,
+    ConversationReply, DirectMessageView, HistoryReply, HistoryRequest, InboxReply, LikesReply, Post, PostAck,
+    PostsReply, PostsRequest, ProfileReply, PublishReply, SetProfileRequest, Status as Code, ThreadReply, TopicPost,
+    TopicsReply, TopicsRequest,
 };
-use tinysns_tsc::session::{ConnectError, Connection, Credentials, Listing, Session};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 
 pub struct User {
     session: Session,
@@ -188,25 +186,15 @@ impl User {
     }
 
     /// Opens the timeline (history first, newest first) from the start, or resuming after
-    /// `resume_after`.
+    /// `resume_after`. It resumes on its own across failovers, like `tsc`'s.
     pub async fn timeline(&mut self, resume_after: u64) -> Result<Timeline, tonic::Status> {
-        let deadline = Instant::now() + tinysns_tsc::session::RETRY_FOR;
-        loop {
-            let mut client = self.session.client(deadline).await?;
-            let (tx, rx) = mpsc::channel(1024);
-            let open = TimelineOpen { resume_after };
-            let _ = tx.try_send(TimelineRequest {
-                kind: Some(timeline_request::Kind::Open(open)),
-            });
-            match client.timeline(ReceiverStream::new(rx)).await {
-                Ok(reply) => return Timeline::start(tx, reply.into_inner()).await,
-                Err(status) if tinysns_common::grpc::is_retryable(&status) && Instant::now() < deadline => {
-                    self.session.reset();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(status) => return Err(status),
-            }
-        }
+        let live = LiveTimeline::new(self.session.link().clone(), resume_after, Patience::default());
+        Timeline::start(live).await
+    }
+
+    /// The way to the user's master, for timelines opened beside the session's calls.
+    pub fn link(&self) -> &Link {
+        self.session.link()
     }
 
     pub async fn logout(self) {
@@ -214,10 +202,9 @@ impl User {
     }
 }
 
-/// An open timeline stream.
+/// An open timeline, for tests: what it shows is kept by kind until taken.
 pub struct Timeline {
-    tx: mpsc::Sender<TimelineRequest>,
-    events: Streaming<TimelineEvent>,
+    live: LiveTimeline<Link>,
     /// The posts shown on opening, newest first.
     pub history: Vec<Post>,
     /// Where live delivery started (the resume cursor).
@@ -226,30 +213,27 @@ pub struct Timeline {
     received: VecDeque<Post>,
     messages: VecDeque<DirectMessageView>,
     topic_posts: VecDeque<TopicPost>,
+    acks: VecDeque<PostAck>,
+    /// How many times the stream broke and was resumed.
+    pub reconnects: u64,
 }
 
 impl Timeline {
-    async fn start(
-        tx: mpsc::Sender<TimelineRequest>,
-        mut events: Streaming<TimelineEvent>,
-    ) -> Result<Self, tonic::Status> {
+    async fn start(mut live: LiveTimeline<Link>) -> Result<Self, tonic::Status> {
         let mut history = Vec::new();
         loop {
-            let event = events
-                .message()
-                .await?
-                .ok_or_else(|| tonic::Status::unavailable("timeline closed"))?;
-            match event.kind {
-                Some(timeline_event::Kind::Post(p)) => history.push(p),
-                Some(timeline_event::Kind::LiveFrom(from)) => {
+            match live.next().await? {
+                Event::Post(p) => history.push(p),
+                Event::Live { from, .. } => {
                     return Ok(Self {
-                        tx,
-                        events,
+                        live,
                         history,
                         live_from: from,
                         received: VecDeque::new(),
                         messages: VecDeque::new(),
                         topic_posts: VecDeque::new(),
+                        acks: VecDeque::new(),
+                        reconnects: 0,
                     });
                 }
                 _ => {}
@@ -257,52 +241,56 @@ impl Timeline {
         }
     }
 
+    /// The last log position shown live.
+    pub fn cursor(&self) -> u64 {
+        self.live.cursor()
+    }
+
+    /// Live posts and messages the server sent twice (shown once).
+    pub fn repeats(&self) -> u64 {
+        self.live.repeats()
+    }
+
     /// Posts `text` and waits for its acknowledgement.
     pub async fn post(&mut self, text: &str) -> Result<PostAck, tonic::Status> {
         self.post_with_id(rand::random::<u64>() >> 1, text).await
     }
 
+    /// Posts `text` under `post_id` (re-sent after a failover until acknowledged) and waits
+    /// for its acknowledgement.
     pub async fn post_with_id(&mut self, post_id: u64, text: &str) -> Result<PostAck, tonic::Status> {
-        let request = TimelineRequest {
-            kind: Some(timeline_request::Kind::Post(NewPost {
-                post_id,
-                text: text.to_string(),
-            })),
-        };
-        self.tx
-            .send(request)
+        self.live
+            .post(post_id, text.to_string())
             .await
-            .map_err(|_| tonic::Status::unavailable("timeline closed"))?;
+            .map_err(|backlog| tonic::Status::resource_exhausted(backlog.to_string()))?;
         loop {
-            let event = self
-                .events
-                .message()
-                .await?
-                .ok_or_else(|| tonic::Status::unavailable("timeline closed"))?;
-            match event.kind {
-                Some(timeline_event::Kind::Ack(ack)) if ack.post_id == post_id => return Ok(ack),
-                Some(timeline_event::Kind::Post(p)) => self.received.push_back(p),
-                Some(timeline_event::Kind::DirectMessage(m)) => self.messages.push_back(m),
-                Some(timeline_event::Kind::TopicPost(t)) => self.topic_posts.push_back(t),
-                _ => {}
+            if let Some(index) = self.acks.iter().position(|a| a.post_id == post_id)
+                && let Some(ack) = self.acks.remove(index)
+            {
+                return Ok(ack);
             }
+            self.pump_one().await?;
         }
+    }
+
+    /// Reads one event into its queue.
+    async fn pump_one(&mut self) -> Result<(), tonic::Status> {
+        match self.live.next().await? {
+            Event::Post(p) => self.received.push_back(p),
+            Event::DirectMessage(m) => self.messages.push_back(m),
+            Event::TopicPost(t) => self.topic_posts.push_back(t),
+            Event::Ack(ack) => self.acks.push_back(ack),
+            Event::Reconnecting { .. } => self.reconnects += 1,
+            Event::Live { .. } => {}
+        }
+        Ok(())
     }
 
     /// Reads one event before `deadline` into its queue; false when the deadline passed.
     async fn pump(&mut self, deadline: tokio::time::Instant) -> Result<bool, tonic::Status> {
-        match tokio::time::timeout_at(deadline, self.events.message()).await {
+        match tokio::time::timeout_at(deadline, self.pump_one()).await {
             Err(_) => Ok(false),
-            Ok(message) => {
-                match message?.and_then(|e| e.kind) {
-                    Some(timeline_event::Kind::Post(p)) => self.received.push_back(p),
-                    Some(timeline_event::Kind::DirectMessage(m)) => self.messages.push_back(m),
-                    Some(timeline_event::Kind::TopicPost(t)) => self.topic_posts.push_back(t),
-                    Some(_) => {}
-                    None => return Err(tonic::Status::unavailable("timeline closed")),
-                }
-                Ok(true)
-            }
+            Ok(pumped) => pumped.map(|()| true),
         }
     }
 

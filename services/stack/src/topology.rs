@@ -10,6 +10,7 @@ use crate::{bin_dir, free_port};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tinysns_client::session::{Connection, Credentials};
 use tinysns_common::auth::AuthMode;
 use tinysns_common::coordinators::Coordinators;
 use tinysns_common::features::FEATURE_LEVEL;
@@ -21,7 +22,6 @@ use tinysns_common::proto::coordinator::{
 use tinysns_common::secret::ClusterSecret;
 use tinysns_common::tls::TlsArgs;
 use tinysns_common::topology::{classic_server_port, classic_synchronizer_port, cluster_of_synchronizer};
-use tinysns_tsc::session::{Connection, Credentials};
 use tonic::transport::ClientTlsConfig;
 
 /// The coordinator's `--heartbeat-interval` when none is given.

@@ -53,6 +53,8 @@ struct Record {
     received: BTreeMap<u64, BTreeMap<(u64, u64), u32>>,
     refused: Vec<String>,
     reconnects: u64,
+    /// Live posts and messages a server sent twice on a timeline (the client shows them once).
+    repeats: u64,
     /// When each acknowledgement arrived, by author.
     acked_at: Vec<(u64, Instant)>,
 }
@@ -240,6 +242,12 @@ impl Workload {
                 }
             }
         }
+        if record.repeats > 0 {
+            duplicates.push(format!(
+                "servers sent {} live posts or messages twice on resumed timelines",
+                record.repeats
+            ));
+        }
         (missing, duplicates)
     }
 }
@@ -311,6 +319,17 @@ async fn run_user(
     let mut pending: Option<u64> = None;
     let mut announced = false;
     let mut counter = 0u64;
+    let receive = |p: tinysns_common::proto::social::Post, last: &mut Option<(u64, u64)>| {
+        *last = Some((p.author, p.number));
+        let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+        *r.received
+            .entry(me)
+            .or_default()
+            .entry((p.author, p.post_id))
+            .or_insert(0) += 1;
+    };
+    // The timeline resumes on its own across failovers; it is opened again only when the
+    // user's cluster stayed unreachable for longer than its retry window.
     while !stop.is_triggered() {
         let mut timeline = match user.timeline(cursor).await {
             Ok(t) => t,
@@ -319,7 +338,6 @@ async fn run_user(
                 continue;
             }
         };
-        cursor = cursor.max(timeline.live_from);
         if !announced {
             let _ = ready.send(()).await;
             announced = true;
@@ -356,12 +374,7 @@ async fn run_user(
                     }
                 }
                 post = timeline.next_post(Duration::from_millis(50)) => match post {
-                    Ok(Some(p)) => {
-                        cursor = cursor.max(p.seq);
-                        last_received = Some((p.author, p.number));
-                        let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-                        *r.received.entry(me).or_default().entry((p.author, p.post_id)).or_insert(0) += 1;
-                    }
+                    Ok(Some(p)) => receive(p, &mut last_received),
                     Ok(None) => {}
                     Err(_) => break true,
                 },
@@ -369,18 +382,16 @@ async fn run_user(
             }
             // Posts that arrived while we waited for an ack.
             while let Ok(Some(p)) = timeline.next_post(Duration::ZERO).await {
-                cursor = cursor.max(p.seq);
-                last_received = Some((p.author, p.number));
-                let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-                *r.received
-                    .entry(me)
-                    .or_default()
-                    .entry((p.author, p.post_id))
-                    .or_insert(0) += 1;
+                receive(p, &mut last_received);
             }
         };
+        cursor = timeline.cursor();
+        {
+            let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+            r.reconnects += timeline.reconnects + u64::from(broken);
+            r.repeats += timeline.repeats();
+        }
         if broken {
-            record.lock().unwrap_or_else(|p| p.into_inner()).reconnects += 1;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

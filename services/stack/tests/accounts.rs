@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
+use tinysns_client::session::{ConnectError, Credentials};
 use tinysns_common::proto::social::{
     BlockRequest, ChangePasswordRequest, ConversationRequest, DeleteAccountRequest, Empty, FollowRequest,
     HistoryRequest, InboxRequest, LikesRequest, ListRequest, LoginRequest, PostRef, PostsRequest, ProfileRequest,
@@ -15,7 +16,6 @@ use tinysns_common::proto::social::{
 use tinysns_stack::client::User;
 use tinysns_stack::topology::Topology;
 use tinysns_stack::tsc::Tsc;
-use tinysns_tsc::session::{ConnectError, Credentials};
 use tonic::Code as Grpc;
 
 const PASSWORD: &str = "correct horse battery";

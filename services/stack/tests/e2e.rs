@@ -255,7 +255,7 @@ async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
 
     // A second concurrent login of the same user.
     match tinysns_stack::client::User::login(&t.coordinator_address(), 1).await {
-        Err(tinysns_tsc::session::ConnectError::Refused { status, .. }) => {
+        Err(tinysns_client::session::ConnectError::Refused { status, .. }) => {
             assert_eq!(status, Code::FailureAlreadyExists)
         }
         Err(other) => panic!("unexpected error {other}"),

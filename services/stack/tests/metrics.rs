@@ -53,6 +53,7 @@ async fn every_process_shows_what_it_did_on_its_metrics_endpoint() {
     let mut u1 = login(&t, 1).await;
     // User 2 (cluster 2) follows user 1, so that user 1's posts go to cluster 2.
     let mut u2 = login(&t, 2).await;
+    until_known(&mut u2, &[u1.id()]).await;
     assert_eq!(u2.follow(&t.name(1)).await.unwrap(), Code::Success);
     until_followers(&mut u1, &[u2.id()]).await;
     let mut timeline = u1.timeline(0).await.expect("the timeline opens");

@@ -112,7 +112,17 @@ async fn posts_are_kept_where_needed_and_read_everywhere() {
     // Once carol subscribes, the topic's posts reach her cluster live.
     assert_eq!(carol.subscribe(&topic, true).await.unwrap().0, Code::Success);
     let mut carols = carol.timeline(0).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await; // (the subscription crosses to bob's)
+    // The subscription crosses to the topic's home (bob's cluster), which then sends the
+    // topic's posts to carol's cluster with their text; its history says so.
+    let mut subscribed = false;
+    for _ in 0..300 {
+        subscribed = carol.history(&topic, 0, false, 1).await.unwrap().subscribed;
+        if subscribed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(subscribed, "the topic's home never learnt of carol's subscription");
     let live = alice.publish(&format!("more #{topic}"), &[]).await.unwrap();
     assert_eq!(live.status, Code::Success as i32, "{}", live.message);
     let shown = carols

@@ -163,6 +163,8 @@ async fn replies_form_threads_and_a_deleted_post_never_comes_back() {
     tsc.send("REPLY carol/2 Curiouser and curiouser\n");
     tsc.wait_for("Your reply is bob/2\n", 1, Duration::from_secs(20))
         .expect("tsc replies");
+    // The thread is read at carol's cluster, which the reply reaches over the bus.
+    thread_when(&mut bob, "carol/2", |r| r.replies.iter().any(|p| p.number == 2)).await;
     tsc.send("THREAD carol/2\n");
     tsc.wait_for(
         "Replies:\n[bob/2] 0 likes, reply to carol/2\n",

@@ -1,7 +1,7 @@
 //! Output, byte for byte as the classic client prints it.
 
-use crate::session::Listing;
 use chrono::{Local, TimeZone};
+use tinysns_client::session::Listing;
 use tinysns_common::proto::social::{
     Conversation, DirectMessageView, HistoryReply, Post, Profile, Status, TopicPost, TopicSummary, UserRef,
 };

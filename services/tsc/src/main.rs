@@ -1,11 +1,11 @@
 use clap::Parser;
 use std::io::{IsTerminal, Write};
+use tinysns_client::session::{Connection, Credentials, Session};
 use tinysns_common::proto::social::Status as Code;
 use tinysns_common::tls::TlsArgs;
 use tinysns_tsc::command::{self, Command, Parsed};
 use tinysns_tsc::display;
 use tinysns_tsc::password;
-use tinysns_tsc::session::{Connection, Credentials, Session};
 use tinysns_tsc::timeline::{self, Lines};
 use tinysns_tsc::views;
 use tokio::io::{AsyncBufReadExt, BufReader, Stdin};
@@ -243,7 +243,7 @@ async fn main() {
         }
         if command == Command::Timeline {
             print(&format!("{}\n", display::IN_TIMELINE));
-            if let Err(status) = timeline::run(&mut session, &mut input).await {
+            if let Err(status) = timeline::run(&session, &mut input).await {
                 grpc_failed(&status);
             }
         }

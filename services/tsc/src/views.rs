@@ -5,7 +5,7 @@
 
 use crate::command::{Command, HistoryPage, ProfileField};
 use crate::display;
-use crate::session::Session;
+use tinysns_client::session::Session;
 use tinysns_common::proto::social::{HistoryRequest, PostsRequest, SetProfileRequest, Status as Code, TopicsRequest};
 
 /// What one of the newer commands prints (None for any other command).

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use tinysns_client::session::Credentials;
 use tinysns_common::auth::Bearer;
 use tinysns_common::proto::social::Post;
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
 use tinysns_stack::client::{Timeline, User};
 use tinysns_stack::topology::{Options, Topology};
 use tinysns_stack::tsc::Tsc;
-use tinysns_tsc::session::Credentials;
 use tonic::service::interceptor::InterceptedService;
 
 /// A fresh topology (3 clusters x 2 servers x 2 synchronizers) in its own directory.
@@ -99,6 +99,12 @@ pub async fn start_with_three_users(name: &str) -> (Topology, User, User, User) 
         [3, 1, 2],
         "the users live in three different clusters"
     );
+    let (mut alice, mut bob, mut carol) = (alice, bob, carol);
+    let ids = [alice.id(), bob.id(), carol.id()];
+    // Each account is written in its own cluster; the others learn of it over the bus.
+    for user in [&mut alice, &mut bob, &mut carol] {
+        until_known(user, &ids).await;
+    }
     (t, alice, bob, carol)
 }
 

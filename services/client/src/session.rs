@@ -4,6 +4,7 @@
 //! carries on with the same token (sessions are replicated), so commands simply take a
 //! little longer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tinysns_common::auth::{AuthMode, Bearer};
 use tinysns_common::backoff::Backoff;
@@ -95,16 +96,129 @@ impl Listing {
     }
 }
 
-pub struct Session {
+/// The way to the user's current master, shared by every call and stream of one session:
+/// cheap to clone, usable from many tasks at once. When the master fails over, the first
+/// caller to notice re-resolves through the coordinator; the others wait for its answer.
+#[derive(Clone)]
+pub struct Link {
+    inner: Arc<LinkInner>,
+}
+
+struct LinkInner {
     coordinators: Coordinators<CoordinatorClient<Channel>>,
     tls: Option<ClientTlsConfig>,
-    credentials: Credentials,
+    user: u64,
+    bearer: Bearer,
+    current: watch::Sender<Option<Attached>>,
+    /// Held while re-resolving, so that a failover costs one lookup, not one per caller.
+    attaching: tokio::sync::Mutex<()>,
+}
+
+/// The current master: its address and a client for it.
+#[derive(Clone)]
+struct Attached {
+    server: Arc<str>,
+    client: Client,
+}
+
+impl Link {
+    /// A client for the current master, re-resolving until `deadline` if there is none.
+    pub async fn client(&self, deadline: Instant) -> Result<Client, tonic::Status> {
+        Ok(self.attached(deadline).await?.1)
+    }
+
+    /// The current master's address and a client for it, re-resolving until `deadline` if
+    /// there is none.
+    pub async fn attached(&self, deadline: Instant) -> Result<(Arc<str>, Client), tonic::Status> {
+        let current = || self.inner.current.borrow().clone().map(|a| (a.server, a.client));
+        if let Some(attached) = current() {
+            return Ok(attached);
+        }
+        let _attaching = self.inner.attaching.lock().await;
+        if let Some(attached) = current() {
+            return Ok(attached);
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+        loop {
+            let delay = backoff.next_delay();
+            match self.attach().await {
+                Ok(attached) => {
+                    self.inner.current.send_replace(Some(attached.clone()));
+                    return Ok((attached.server, attached.client));
+                }
+                Err(ConnectError::Unreachable(why)) if Instant::now() + delay < deadline => {
+                    tracing::debug!(error = %why, "no server for the user yet, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(ConnectError::Unreachable(why)) => return Err(tonic::Status::unavailable(why)),
+                Err(ConnectError::Refused { message, .. }) => return Err(tonic::Status::permission_denied(message)),
+            }
+        }
+    }
+
+    /// A client for the user's master as the coordinator names it now.
+    async fn attach(&self) -> Result<Attached, ConnectError> {
+        let server = locate(&self.inner.coordinators, &Credentials::Open(self.inner.user)).await?;
+        let channel = secure_channel(&server.address, CONNECT_TIMEOUT, self.inner.tls.as_ref())
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        tracing::debug!(server = %server.address, cluster = server.cluster_id, "attached");
+        Ok(Attached {
+            server: server.address.into(),
+            client: SocialServiceClient::with_interceptor(channel, self.inner.bearer.clone()),
+        })
+    }
+
+    /// Forgets the current server: the next call re-resolves through the coordinator.
+    pub fn reset(&self) {
+        self.inner.current.send_replace(None);
+    }
+
+    /// The user this link acts for.
+    pub fn user(&self) -> u64 {
+        self.inner.user
+    }
+
+    /// Runs `call` against the master, following failovers for up to [`RETRY_FOR`].
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, tonic::Status>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + RETRY_FOR;
+        loop {
+            let client = self.client(deadline).await?;
+            match call(client).await {
+                Ok(reply) => return Ok(reply.into_inner()),
+                Err(status) if is_retryable(&status) && Instant::now() < deadline => {
+                    tracing::debug!(error = %status.message(), "server unavailable, re-resolving");
+                    self.reset();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => return Err(status),
+            }
+        }
+    }
+}
+
+/// One device's login: who the user is, and the [`Link`] its calls go through. While the
+/// session lives it holds an Attach stream open on the master, so the user counts as present.
+pub struct Session {
+    link: Link,
     pub user: u64,
     /// Empty in open mode.
     pub username: String,
     token: String,
-    current: watch::Sender<Option<Client>>,
     presence: tokio::task::JoinHandle<()>,
+}
+
+fn coordinators_of(
+    coordinators: &[String],
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Coordinators<CoordinatorClient<Channel>>, ConnectError> {
+    Coordinators::connect(coordinators, |address| {
+        secure_channel(address, CONNECT_TIMEOUT, tls).map(CoordinatorClient::new)
+    })
+    .map_err(|e| ConnectError::Unreachable(e.to_string()))
 }
 
 impl Session {
@@ -127,32 +241,73 @@ impl Session {
         patience: Duration,
     ) -> Result<Self, ConnectError> {
         let Connection { coordinators, tls } = connection.into();
-        let coordinators = Coordinators::connect(&coordinators, |address| {
-            secure_channel(address, CONNECT_TIMEOUT, tls.as_ref()).map(CoordinatorClient::new)
-        })
-        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-        let (current, watcher) = watch::channel(None);
-        let user = match &credentials {
-            Credentials::Open(id) => *id,
-            Credentials::Password { .. } => 0,
+        let coordinators = coordinators_of(&coordinators, tls.as_ref())?;
+        let deadline = Instant::now() + patience;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+        let (reply, client) = loop {
+            let delay = backoff.next_delay();
+            match log_in_at_master(&coordinators, tls.as_ref(), &credentials).await {
+                Err(ConnectError::Unreachable(why)) if Instant::now() + delay < deadline => {
+                    tracing::debug!(error = %why, "no server for the user yet, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                other => break other?,
+            }
         };
-        let mut session = Self {
-            coordinators,
-            tls,
-            credentials,
-            user,
-            username: String::new(),
-            token: String::new(),
-            current,
-            presence: tokio::spawn(async {}),
+        let LoginReply {
+            user_id,
+            username,
+            token,
+            ..
+        } = reply;
+        Ok(Self::attached(coordinators, tls, (user_id, username), token, Some(client)).await)
+    }
+
+    /// Carries on a session logged in before, by another process (the gateway keeps the
+    /// token in the browser's cookie), for `user`; the servers check the token on every call.
+    pub async fn resume(connection: impl Into<Connection>, user: u64, token: &str) -> Result<Self, ConnectError> {
+        let Connection { coordinators, tls } = connection.into();
+        let coordinators = coordinators_of(&coordinators, tls.as_ref())?;
+        Ok(Self::attached(coordinators, tls, (user, String::new()), token.to_string(), None).await)
+    }
+
+    async fn attached(
+        coordinators: Coordinators<CoordinatorClient<Channel>>,
+        tls: Option<ClientTlsConfig>,
+        (user, username): (u64, String),
+        token: String,
+        client: Option<Attached>,
+    ) -> Self {
+        // A token that is not ASCII cannot be sent; the servers refuse the placeholder.
+        let bearer = Bearer::new(&token)
+            .or_else(|| Bearer::new("invalid"))
+            .expect("an ASCII token");
+        let (current, watcher) = watch::channel(client);
+        let link = Link {
+            inner: Arc::new(LinkInner {
+                coordinators,
+                tls,
+                user,
+                bearer,
+                current,
+                attaching: tokio::sync::Mutex::new(()),
+            }),
         };
-        session.attach_until(Instant::now() + patience).await?;
         let (attached_tx, attached) = tokio::sync::oneshot::channel();
-        session.presence = tokio::spawn(hold_presence(watcher, attached_tx));
+        let logged_in = link.inner.current.borrow().is_some();
+        let presence = tokio::spawn(hold_presence(link.clone(), watcher, attached_tx));
         // Present by stream before going on, so that a crash from here on frees the user at
         // once (until then only the login's short lease holds it).
-        let _ = tokio::time::timeout(ATTACH_WAIT, attached).await;
-        Ok(session)
+        if logged_in {
+            let _ = tokio::time::timeout(ATTACH_WAIT, attached).await;
+        }
+        Self {
+            link,
+            user,
+            username,
+            token,
+            presence,
+        }
     }
 
     /// The session token (for tools and tests that make raw calls as this user).
@@ -160,111 +315,32 @@ impl Session {
         &self.token
     }
 
-    /// Where the user's server is, and how the system logs users in.
-    async fn locate(&mut self) -> Result<ServerInfo, ConnectError> {
-        let request = match (&self.credentials, self.user) {
-            (Credentials::Password { username, .. }, 0) => GetServerRequest {
-                user_id: 0,
-                username: username.clone(),
-            },
-            (_, user) => GetServerRequest {
-                user_id: user,
-                username: String::new(),
-            },
-        };
-        let info = self
-            .coordinators
-            .call(|mut client| {
-                let mut call = tonic::Request::new(request.clone());
-                call.set_timeout(Duration::from_secs(2));
-                async move { client.get_server(call).await }
-            })
-            .await;
-        info.map(tonic::Response::into_inner).map_err(|s| match s.code() {
-            tonic::Code::InvalidArgument => ConnectError::Refused {
-                status: Code::FailureInvalidUsername,
-                message: s.message().to_string(),
-            },
-            _ => ConnectError::Unreachable(s.message().to_string()),
-        })
-    }
-
-    /// Resolves the user's server; the first time, also logs in for a token.
-    async fn attach(&mut self) -> Result<Client, ConnectError> {
-        let server = self.locate().await?;
-        let channel = secure_channel(&server.address, CONNECT_TIMEOUT, self.tls.as_ref())
-            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-        if self.token.is_empty() {
-            let mode = AuthMode::from_proto(server.auth).unwrap_or(AuthMode::Password);
-            let reply = log_in(SocialServiceClient::new(channel.clone()), &self.credentials, mode).await?;
-            self.user = reply.user_id;
-            self.username = reply.username;
-            self.token = reply.token;
-        }
-        let bearer = Bearer::new(&self.token).ok_or_else(|| ConnectError::Refused {
-            status: Code::FailureUnknown,
-            message: "the server issued an unusable token".into(),
-        })?;
-        let client = SocialServiceClient::with_interceptor(channel, bearer);
-        tracing::debug!(server = %server.address, cluster = server.cluster_id, "attached");
-        self.current.send_replace(Some(client.clone()));
-        Ok(client)
+    /// The way to the user's master, for streams and calls made beside the session's own.
+    pub fn link(&self) -> &Link {
+        &self.link
     }
 
     /// A client for the current master, re-resolving until `deadline` if there is none.
-    pub async fn client(&mut self, deadline: Instant) -> Result<Client, tonic::Status> {
-        if let Some(client) = self.current.borrow().clone() {
-            return Ok(client);
-        }
-        self.attach_until(deadline).await.map_err(|error| match error {
-            ConnectError::Refused { message, .. } => tonic::Status::permission_denied(message),
-            ConnectError::Unreachable(why) => tonic::Status::unavailable(why),
-        })
-    }
-
-    /// [`Self::attach`], retried with backoff until `deadline` while no server can take us.
-    async fn attach_until(&mut self, deadline: Instant) -> Result<Client, ConnectError> {
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
-        loop {
-            let delay = backoff.next_delay();
-            match self.attach().await {
-                Err(ConnectError::Unreachable(why)) if Instant::now() + delay < deadline => {
-                    tracing::debug!(error = %why, "no server for the user yet, retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                other => return other,
-            }
-        }
+    pub async fn client(&self, deadline: Instant) -> Result<Client, tonic::Status> {
+        self.link.client(deadline).await
     }
 
     /// Forgets the current server: the next call re-resolves through the coordinator.
-    pub fn reset(&mut self) {
-        self.current.send_replace(None);
+    pub fn reset(&self) {
+        self.link.reset();
     }
 
     /// Runs `call` against the master, following failovers for up to [`RETRY_FOR`].
-    pub async fn call<T, F, Fut>(&mut self, mut call: F) -> Result<T, tonic::Status>
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let deadline = Instant::now() + RETRY_FOR;
-        loop {
-            let client = self.client(deadline).await?;
-            match call(client).await {
-                Ok(reply) => return Ok(reply.into_inner()),
-                Err(status) if is_retryable(&status) && Instant::now() < deadline => {
-                    tracing::debug!(error = %status.message(), "server unavailable, re-resolving");
-                    self.reset();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(status) => return Err(status),
-            }
-        }
+        self.link.call(call).await
     }
 
     /// FOLLOW (`follow` true) or UNFOLLOW `target`, following failovers.
-    pub async fn relation(&mut self, target: &str, follow: bool) -> Result<Code, tonic::Status> {
+    pub async fn relation(&self, target: &str, follow: bool) -> Result<Code, tonic::Status> {
         let request = FollowRequest {
             target: target.to_string(),
         };
@@ -284,7 +360,7 @@ impl Session {
     }
 
     /// LIST, every page, following failovers; Ok(Err(status)) for a refused LIST.
-    pub async fn list(&mut self) -> Result<Result<Listing, Code>, tonic::Status> {
+    pub async fn list(&self) -> Result<Result<Listing, Code>, tonic::Status> {
         let mut listing = Listing::default();
         // Where each list continues; None once it is complete.
         let (mut users_after, mut followers_after) = (Some(0u64), Some(0u64));
@@ -312,7 +388,7 @@ impl Session {
     }
 
     /// The profile of `target` (the caller's when None), following failovers.
-    pub async fn profile(&mut self, target: Option<&str>) -> Result<ProfileReply, tonic::Status> {
+    pub async fn profile(&self, target: Option<&str>) -> Result<ProfileReply, tonic::Status> {
         let request = ProfileRequest {
             user: target.unwrap_or_default().to_string(),
         };
@@ -324,7 +400,7 @@ impl Session {
     }
 
     /// Sets the caller's display name and/or bio (None keeps a field), following failovers.
-    pub async fn set_profile(&mut self, request: SetProfileRequest) -> Result<(Code, String), tonic::Status> {
+    pub async fn set_profile(&self, request: SetProfileRequest) -> Result<(Code, String), tonic::Status> {
         let reply = self
             .call(|mut c| {
                 let request = request.clone();
@@ -336,7 +412,7 @@ impl Session {
 
     /// A page of `user`'s posts (the caller's when empty) with numbers and likes, newest
     /// first, numbered below `before_number` (0: the newest).
-    pub async fn posts(&mut self, request: PostsRequest) -> Result<PostsReply, tonic::Status> {
+    pub async fn posts(&self, request: PostsRequest) -> Result<PostsReply, tonic::Status> {
         self.call(|mut c| {
             let request = request.clone();
             async move { c.posts(request).await }
@@ -345,7 +421,7 @@ impl Session {
     }
 
     /// Likes (`on`) or stops liking the post named `post` (`alice/17`).
-    pub async fn like(&mut self, post: &str, on: bool) -> Result<(Code, String), tonic::Status> {
+    pub async fn like(&self, post: &str, on: bool) -> Result<(Code, String), tonic::Status> {
         let request = PostRef { post: post.to_string() };
         let reply = self
             .call(|mut c| {
@@ -384,7 +460,7 @@ impl Session {
     }
 
     /// Starts deleting the account, confirmed by its name (its id in open mode).
-    pub async fn delete_account(&mut self, confirm: &str) -> Result<(Code, String), tonic::Status> {
+    pub async fn delete_account(&self, confirm: &str) -> Result<(Code, String), tonic::Status> {
         let request = DeleteAccountRequest {
             confirm: confirm.to_string(),
         };
@@ -398,7 +474,7 @@ impl Session {
     }
 
     /// Subscribes to `topic` (`on`) or stops.
-    pub async fn subscribe(&mut self, topic: &str, on: bool) -> Result<(Code, String), tonic::Status> {
+    pub async fn subscribe(&self, topic: &str, on: bool) -> Result<(Code, String), tonic::Status> {
         let request = TopicRequest {
             topic: topic.to_string(),
         };
@@ -417,7 +493,7 @@ impl Session {
         Ok(outcome(reply))
     }
 
-    pub async fn history(&mut self, request: HistoryRequest) -> Result<HistoryReply, tonic::Status> {
+    pub async fn history(&self, request: HistoryRequest) -> Result<HistoryReply, tonic::Status> {
         self.call(|mut c| {
             let request = request.clone();
             async move { c.history(request).await }
@@ -425,7 +501,7 @@ impl Session {
         .await
     }
 
-    pub async fn topics(&mut self, request: TopicsRequest) -> Result<TopicsReply, tonic::Status> {
+    pub async fn topics(&self, request: TopicsRequest) -> Result<TopicsReply, tonic::Status> {
         self.call(|mut c| {
             let request = request.clone();
             async move { c.topics(request).await }
@@ -434,7 +510,7 @@ impl Session {
     }
 
     /// `post` and the page of its replies from `page_token` (empty: the first page).
-    pub async fn thread(&mut self, post: &str, page_token: &str) -> Result<ThreadReply, tonic::Status> {
+    pub async fn thread(&self, post: &str, page_token: &str) -> Result<ThreadReply, tonic::Status> {
         let request = ThreadRequest {
             post: post.to_string(),
             page_token: page_token.to_string(),
@@ -448,7 +524,7 @@ impl Session {
     }
 
     /// Deletes one of the caller's posts, in every cluster.
-    pub async fn delete_post(&mut self, post: &str) -> Result<(Code, String), tonic::Status> {
+    pub async fn delete_post(&self, post: &str) -> Result<(Code, String), tonic::Status> {
         let request = PostRef { post: post.to_string() };
         let reply = self
             .call(|mut c| {
@@ -460,7 +536,7 @@ impl Session {
     }
 
     /// A direct message to `to`; a retry re-sends the same message id, so it is stored once.
-    pub async fn send_message(&mut self, to: &str, text: &str) -> Result<(Code, String), tonic::Status> {
+    pub async fn send_message(&self, to: &str, text: &str) -> Result<(Code, String), tonic::Status> {
         let request = SendMessageRequest {
             to: to.to_string(),
             message_id: rand::random::<u64>() >> 1,
@@ -476,13 +552,13 @@ impl Session {
     }
 
     /// The newest conversations with their unread counts.
-    pub async fn inbox(&mut self) -> Result<InboxReply, tonic::Status> {
+    pub async fn inbox(&self) -> Result<InboxReply, tonic::Status> {
         self.call(|mut c| async move { c.inbox(InboxRequest::default()).await })
             .await
     }
 
     /// The newest messages with `with` (newest first), marking them read if `mark_read`.
-    pub async fn conversation(&mut self, with: &str, mark_read: bool) -> Result<ConversationReply, tonic::Status> {
+    pub async fn conversation(&self, with: &str, mark_read: bool) -> Result<ConversationReply, tonic::Status> {
         let request = ConversationRequest {
             with: with.to_string(),
             before_stamp: 0,
@@ -497,7 +573,7 @@ impl Session {
     }
 
     /// Blocks (`on`) or stops blocking `user`.
-    pub async fn block(&mut self, user: &str, on: bool) -> Result<(Code, String), tonic::Status> {
+    pub async fn block(&self, user: &str, on: bool) -> Result<(Code, String), tonic::Status> {
         let request = BlockRequest { user: user.to_string() };
         let reply = self
             .call(|mut c| {
@@ -515,7 +591,7 @@ impl Session {
     }
 
     /// Who likes `post` (the first page of up to 1000 likers), and how many do.
-    pub async fn likes(&mut self, post: &str) -> Result<LikesReply, tonic::Status> {
+    pub async fn likes(&self, post: &str) -> Result<LikesReply, tonic::Status> {
         let request = LikesRequest {
             post: post.to_string(),
             page_size: 0,
@@ -529,7 +605,7 @@ impl Session {
     }
 
     /// Changes the password (password mode); other sessions of the user end.
-    pub async fn change_password(&mut self, current: &str, new: &str) -> Result<(Code, String), tonic::Status> {
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(Code, String), tonic::Status> {
         let request = ChangePasswordRequest {
             current_password: current.to_string(),
             new_password: new.to_string(),
@@ -543,11 +619,12 @@ impl Session {
         Ok(outcome(reply))
     }
 
+    /// Ends the session on the servers (its token stops working everywhere).
     pub async fn logout(self) {
         self.presence.abort();
         // Wait until the presence task is gone, so its stream ends before the Logout.
         let _ = self.presence.await;
-        let client = self.current.borrow().clone();
+        let client = self.link.inner.current.borrow().clone().map(|a| a.client);
         if let Some(mut client) = client {
             let _ = client.logout(Empty {}).await;
         }
@@ -624,22 +701,87 @@ fn accepted(reply: LoginReply) -> Result<LoginReply, ConnectError> {
 
 /// Holds an Attach stream open on whichever server is current, so the session counts as
 /// present while this process lives (and stops counting the moment it dies).
-async fn hold_presence(mut current: watch::Receiver<Option<Client>>, attached: tokio::sync::oneshot::Sender<()>) {
+async fn hold_presence(
+    link: Link,
+    mut current: watch::Receiver<Option<Attached>>,
+    attached: tokio::sync::oneshot::Sender<()>,
+) {
     let mut attached = Some(attached);
     loop {
-        let client = current.borrow_and_update().clone();
-        if let Some(mut client) = client
-            && let Ok(reply) = client.attach(Empty {}).await
-        {
-            let mut stream = reply.into_inner();
-            while let Ok(Some(_)) = stream.message().await {
-                if let Some(first) = attached.take() {
-                    let _ = first.send(());
+        current.borrow_and_update();
+        if let Ok(mut client) = link.client(Instant::now() + RETRY_FOR).await {
+            match client.attach(Empty {}).await {
+                Ok(reply) => {
+                    let mut stream = reply.into_inner();
+                    while let Ok(Some(_)) = stream.message().await {
+                        if let Some(first) = attached.take() {
+                            let _ = first.send(());
+                        }
+                    }
                 }
+                Err(status) if is_retryable(&status) => link.reset(),
+                // The session has ended (logged out elsewhere, or a password change).
+                Err(status) if matches!(status.code(), tonic::Code::Unauthenticated) => return,
+                Err(_) => {}
             }
         }
         // The stream ended (failover, or a server restart): wait for the next server, or
         // retry on the same one shortly.
         let _ = tokio::time::timeout(Duration::from_millis(500), current.changed()).await;
     }
+}
+
+/// Where the user's server is (found by username when logging in by name), and how the
+/// system logs users in.
+async fn locate(
+    coordinators: &Coordinators<CoordinatorClient<Channel>>,
+    credentials: &Credentials,
+) -> Result<ServerInfo, ConnectError> {
+    let request = match credentials {
+        Credentials::Password { username, .. } => GetServerRequest {
+            user_id: 0,
+            username: username.clone(),
+        },
+        Credentials::Open(user) => GetServerRequest {
+            user_id: *user,
+            username: String::new(),
+        },
+    };
+    let info = coordinators
+        .call(|mut client| {
+            let mut call = tonic::Request::new(request.clone());
+            call.set_timeout(Duration::from_secs(2));
+            async move { client.get_server(call).await }
+        })
+        .await;
+    info.map(tonic::Response::into_inner).map_err(|s| match s.code() {
+        tonic::Code::InvalidArgument => ConnectError::Refused {
+            status: Code::FailureInvalidUsername,
+            message: s.message().to_string(),
+        },
+        _ => ConnectError::Unreachable(s.message().to_string()),
+    })
+}
+
+/// Finds the user's master and logs in (or registers) there.
+async fn log_in_at_master(
+    coordinators: &Coordinators<CoordinatorClient<Channel>>,
+    tls: Option<&ClientTlsConfig>,
+    credentials: &Credentials,
+) -> Result<(LoginReply, Attached), ConnectError> {
+    let server = locate(coordinators, credentials).await?;
+    let channel =
+        secure_channel(&server.address, CONNECT_TIMEOUT, tls).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    let mode = AuthMode::from_proto(server.auth).unwrap_or(AuthMode::Password);
+    let reply = log_in(SocialServiceClient::new(channel.clone()), credentials, mode).await?;
+    let bearer = Bearer::new(&reply.token).ok_or_else(|| ConnectError::Refused {
+        status: Code::FailureUnknown,
+        message: "the server issued an unusable token".into(),
+    })?;
+    tracing::debug!(server = %server.address, cluster = server.cluster_id, "logged in");
+    let attached = Attached {
+        server: server.address.into(),
+        client: SocialServiceClient::with_interceptor(channel, bearer),
+    };
+    Ok((reply, attached))
 }
