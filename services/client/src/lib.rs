@@ -5,6 +5,7 @@
 //! resume, what was shown, what waits for an acknowledgement); `live` carries it over
 //! streams that break and reopen.
 
+pub mod calls;
 pub mod live;
 pub mod resume;
 pub mod session;

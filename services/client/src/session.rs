@@ -13,13 +13,7 @@ use tinysns_common::grpc::{is_retryable, secure_channel};
 use tinysns_common::proto::coordinator::coordinator_client::CoordinatorClient;
 use tinysns_common::proto::coordinator::{GetServerRequest, ServerInfo};
 use tinysns_common::proto::social::social_service_client::SocialServiceClient;
-use tinysns_common::proto::social::{
-    BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, DeleteAccountRequest, Empty,
-    FollowRequest, HistoryReply, HistoryRequest, InboxReply, InboxRequest, LikesReply, LikesRequest, ListRequest,
-    LoginReply, LoginRequest, PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply,
-    PublishRequest, RegisterRequest, Reply, SendMessageRequest, SetProfileRequest, Status as Code, ThreadReply,
-    ThreadRequest, TopicRequest, TopicsReply, TopicsRequest, UserRef,
-};
+use tinysns_common::proto::social::{Empty, LoginReply, LoginRequest, RegisterRequest, Status as Code, UserRef};
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig};
@@ -211,14 +205,69 @@ pub struct Session {
     presence: tokio::task::JoinHandle<()>,
 }
 
-fn coordinators_of(
-    coordinators: &[String],
-    tls: Option<&ClientTlsConfig>,
-) -> Result<Coordinators<CoordinatorClient<Channel>>, ConnectError> {
-    Coordinators::connect(coordinators, |address| {
-        secure_channel(address, CONNECT_TIMEOUT, tls).map(CoordinatorClient::new)
-    })
-    .map_err(|e| ConnectError::Unreachable(e.to_string()))
+/// The coordinators (and TLS) every session of one process finds its masters through.
+#[derive(Clone)]
+pub struct Resolver {
+    coordinators: Coordinators<CoordinatorClient<Channel>>,
+    tls: Option<ClientTlsConfig>,
+}
+
+impl Resolver {
+    pub fn new(connection: impl Into<Connection>) -> Result<Self, ConnectError> {
+        let Connection { coordinators, tls } = connection.into();
+        let coordinators = Coordinators::connect(&coordinators, |address| {
+            secure_channel(address, CONNECT_TIMEOUT, tls.as_ref()).map(CoordinatorClient::new)
+        })
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        Ok(Self { coordinators, tls })
+    }
+
+    /// A link for a session logged in before (the gateway keeps its token in the browser's
+    /// cookie) of `user`, which only routes the calls: the servers check the token on each
+    /// and act for the token's user. None for a token that cannot be sent.
+    pub fn link(&self, user: u64, token: &str) -> Option<Link> {
+        Some(self.link_with(user, Bearer::new(token)?, None))
+    }
+
+    fn link_with(&self, user: u64, bearer: Bearer, attached: Option<Attached>) -> Link {
+        Link {
+            inner: Arc::new(LinkInner {
+                coordinators: self.coordinators.clone(),
+                tls: self.tls.clone(),
+                user,
+                bearer,
+                current: watch::channel(attached).0,
+                attaching: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Finds the user's master and logs in (or registers) there, retrying for up to
+    /// `patience` while no server can take the user. Refusals are final at once.
+    pub async fn log_in(
+        &self,
+        credentials: &Credentials,
+        patience: Duration,
+    ) -> Result<(LoginReply, Link), ConnectError> {
+        let deadline = Instant::now() + patience;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+        let (reply, attached) = loop {
+            let delay = backoff.next_delay();
+            match log_in_at_master(&self.coordinators, self.tls.as_ref(), credentials).await {
+                Err(ConnectError::Unreachable(why)) if Instant::now() + delay < deadline => {
+                    tracing::debug!(error = %why, "no server for the user yet, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                other => break other?,
+            }
+        };
+        let bearer = Bearer::new(&reply.token).ok_or_else(|| ConnectError::Refused {
+            status: Code::FailureUnknown,
+            message: "the server issued an unusable token".into(),
+        })?;
+        let link = self.link_with(reply.user_id, bearer, Some(attached));
+        Ok((reply, link))
+    }
 }
 
 impl Session {
@@ -240,70 +289,22 @@ impl Session {
         credentials: Credentials,
         patience: Duration,
     ) -> Result<Self, ConnectError> {
-        let Connection { coordinators, tls } = connection.into();
-        let coordinators = coordinators_of(&coordinators, tls.as_ref())?;
-        let deadline = Instant::now() + patience;
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
-        let (reply, client) = loop {
-            let delay = backoff.next_delay();
-            match log_in_at_master(&coordinators, tls.as_ref(), &credentials).await {
-                Err(ConnectError::Unreachable(why)) if Instant::now() + delay < deadline => {
-                    tracing::debug!(error = %why, "no server for the user yet, retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                other => break other?,
-            }
-        };
-        let LoginReply {
-            user_id,
-            username,
-            token,
-            ..
-        } = reply;
-        Ok(Self::attached(coordinators, tls, (user_id, username), token, Some(client)).await)
+        let resolver = Resolver::new(connection)?;
+        let (reply, link) = resolver.log_in(&credentials, patience).await?;
+        Ok(Self::present(link, reply.username, reply.token).await)
     }
 
-    /// Carries on a session logged in before, by another process (the gateway keeps the
-    /// token in the browser's cookie), for `user`; the servers check the token on every call.
-    pub async fn resume(connection: impl Into<Connection>, user: u64, token: &str) -> Result<Self, ConnectError> {
-        let Connection { coordinators, tls } = connection.into();
-        let coordinators = coordinators_of(&coordinators, tls.as_ref())?;
-        Ok(Self::attached(coordinators, tls, (user, String::new()), token.to_string(), None).await)
-    }
-
-    async fn attached(
-        coordinators: Coordinators<CoordinatorClient<Channel>>,
-        tls: Option<ClientTlsConfig>,
-        (user, username): (u64, String),
-        token: String,
-        client: Option<Attached>,
-    ) -> Self {
-        // A token that is not ASCII cannot be sent; the servers refuse the placeholder.
-        let bearer = Bearer::new(&token)
-            .or_else(|| Bearer::new("invalid"))
-            .expect("an ASCII token");
-        let (current, watcher) = watch::channel(client);
-        let link = Link {
-            inner: Arc::new(LinkInner {
-                coordinators,
-                tls,
-                user,
-                bearer,
-                current,
-                attaching: tokio::sync::Mutex::new(()),
-            }),
-        };
+    /// Holds the session present (an Attach stream) while it lives.
+    async fn present(link: Link, username: String, token: String) -> Self {
         let (attached_tx, attached) = tokio::sync::oneshot::channel();
-        let logged_in = link.inner.current.borrow().is_some();
+        let watcher = link.inner.current.subscribe();
         let presence = tokio::spawn(hold_presence(link.clone(), watcher, attached_tx));
         // Present by stream before going on, so that a crash from here on frees the user at
         // once (until then only the login's short lease holds it).
-        if logged_in {
-            let _ = tokio::time::timeout(ATTACH_WAIT, attached).await;
-        }
+        let _ = tokio::time::timeout(ATTACH_WAIT, attached).await;
         Self {
+            user: link.user(),
             link,
-            user,
             username,
             token,
             presence,
@@ -320,323 +321,13 @@ impl Session {
         &self.link
     }
 
-    /// A client for the current master, re-resolving until `deadline` if there is none.
-    pub async fn client(&self, deadline: Instant) -> Result<Client, tonic::Status> {
-        self.link.client(deadline).await
-    }
-
-    /// Forgets the current server: the next call re-resolves through the coordinator.
-    pub fn reset(&self) {
-        self.link.reset();
-    }
-
-    /// Runs `call` against the master, following failovers for up to [`RETRY_FOR`].
-    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
-    where
-        F: FnMut(Client) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.link.call(call).await
-    }
-
-    /// FOLLOW (`follow` true) or UNFOLLOW `target`, following failovers.
-    pub async fn relation(&self, target: &str, follow: bool) -> Result<Code, tonic::Status> {
-        let request = FollowRequest {
-            target: target.to_string(),
-        };
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move {
-                    if follow {
-                        c.follow(request).await
-                    } else {
-                        c.un_follow(request).await
-                    }
-                }
-            })
-            .await?;
-        Ok(Code::try_from(reply.status).unwrap_or(Code::FailureUnknown))
-    }
-
-    /// LIST, every page, following failovers; Ok(Err(status)) for a refused LIST.
-    pub async fn list(&self) -> Result<Result<Listing, Code>, tonic::Status> {
-        let mut listing = Listing::default();
-        // Where each list continues; None once it is complete.
-        let (mut users_after, mut followers_after) = (Some(0u64), Some(0u64));
-        while users_after.is_some() || followers_after.is_some() {
-            let request = ListRequest {
-                page_size: 0,
-                users_after: users_after.unwrap_or(u64::MAX),
-                followers_after: followers_after.unwrap_or(u64::MAX),
-            };
-            let reply = self.call(|mut c| async move { c.list(request).await }).await?;
-            let status = Code::try_from(reply.status).unwrap_or(Code::FailureUnknown);
-            if status != Code::Success {
-                return Ok(Err(status));
-            }
-            if users_after.is_some() {
-                listing.all_users.extend(reply.all_users);
-                users_after = Some(reply.next_users_after).filter(|n| *n != 0);
-            }
-            if followers_after.is_some() {
-                listing.followers.extend(reply.followers);
-                followers_after = Some(reply.next_followers_after).filter(|n| *n != 0);
-            }
-        }
-        Ok(Ok(listing))
-    }
-
-    /// The profile of `target` (the caller's when None), following failovers.
-    pub async fn profile(&self, target: Option<&str>) -> Result<ProfileReply, tonic::Status> {
-        let request = ProfileRequest {
-            user: target.unwrap_or_default().to_string(),
-        };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.get_profile(request).await }
-        })
-        .await
-    }
-
-    /// Sets the caller's display name and/or bio (None keeps a field), following failovers.
-    pub async fn set_profile(&self, request: SetProfileRequest) -> Result<(Code, String), tonic::Status> {
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.set_profile(request).await }
-            })
-            .await?;
-        Ok(outcome(reply))
-    }
-
-    /// A page of `user`'s posts (the caller's when empty) with numbers and likes, newest
-    /// first, numbered below `before_number` (0: the newest).
-    pub async fn posts(&self, request: PostsRequest) -> Result<PostsReply, tonic::Status> {
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.posts(request).await }
-        })
-        .await
-    }
-
-    /// Likes (`on`) or stops liking the post named `post` (`alice/17`).
-    pub async fn like(&self, post: &str, on: bool) -> Result<(Code, String), tonic::Status> {
-        let request = PostRef { post: post.to_string() };
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move {
-                    if on {
-                        c.like(request).await
-                    } else {
-                        c.unlike(request).await
-                    }
-                }
-            })
-            .await?;
-        Ok(outcome(reply))
-    }
-
-    /// Posts outside a timeline (a reply when `reply_to` names a post); a retry after a
-    /// failover re-sends the same post id, so the post is stored once.
-    pub async fn publish(
-        &mut self,
-        text: &str,
-        reply_to: &str,
-        topics: &[String],
-    ) -> Result<PublishReply, tonic::Status> {
-        let request = PublishRequest {
-            post_id: rand::random::<u64>() >> 1,
-            text: text.to_string(),
-            reply_to: reply_to.to_string(),
-            topics: topics.to_vec(),
-        };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.publish(request).await }
-        })
-        .await
-    }
-
-    /// Starts deleting the account, confirmed by its name (its id in open mode).
-    pub async fn delete_account(&self, confirm: &str) -> Result<(Code, String), tonic::Status> {
-        let request = DeleteAccountRequest {
-            confirm: confirm.to_string(),
-        };
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.delete_account(request).await }
-            })
-            .await?;
-        Ok(outcome(reply))
-    }
-
-    /// Subscribes to `topic` (`on`) or stops.
-    pub async fn subscribe(&self, topic: &str, on: bool) -> Result<(Code, String), tonic::Status> {
-        let request = TopicRequest {
-            topic: topic.to_string(),
-        };
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move {
-                    if on {
-                        c.subscribe(request).await
-                    } else {
-                        c.unsubscribe(request).await
-                    }
-                }
-            })
-            .await?;
-        Ok(outcome(reply))
-    }
-
-    pub async fn history(&self, request: HistoryRequest) -> Result<HistoryReply, tonic::Status> {
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.history(request).await }
-        })
-        .await
-    }
-
-    pub async fn topics(&self, request: TopicsRequest) -> Result<TopicsReply, tonic::Status> {
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.topics(request).await }
-        })
-        .await
-    }
-
-    /// `post` and the page of its replies from `page_token` (empty: the first page).
-    pub async fn thread(&self, post: &str, page_token: &str) -> Result<ThreadReply, tonic::Status> {
-        let request = ThreadRequest {
-            post: post.to_string(),
-            page_token: page_token.to_string(),
-            limit: 0,
-        };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.thread(request).await }
-        })
-        .await
-    }
-
-    /// Deletes one of the caller's posts, in every cluster.
-    pub async fn delete_post(&self, post: &str) -> Result<(Code, String), tonic::Status> {
-        let request = PostRef { post: post.to_string() };
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.delete_post(request).await }
-            })
-            .await?;
-        Ok(outcome(reply))
-    }
-
-    /// A direct message to `to`; a retry re-sends the same message id, so it is stored once.
-    pub async fn send_message(&self, to: &str, text: &str) -> Result<(Code, String), tonic::Status> {
-        let request = SendMessageRequest {
-            to: to.to_string(),
-            message_id: rand::random::<u64>() >> 1,
-            text: text.to_string(),
-        };
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.send_message(request).await }
-            })
-            .await?;
-        Ok(outcome(reply))
-    }
-
-    /// The newest conversations with their unread counts.
-    pub async fn inbox(&self) -> Result<InboxReply, tonic::Status> {
-        self.call(|mut c| async move { c.inbox(InboxRequest::default()).await })
-            .await
-    }
-
-    /// The newest messages with `with` (newest first), marking them read if `mark_read`.
-    pub async fn conversation(&self, with: &str, mark_read: bool) -> Result<ConversationReply, tonic::Status> {
-        let request = ConversationRequest {
-            with: with.to_string(),
-            before_stamp: 0,
-            limit: 0,
-            mark_read,
-        };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.read_conversation(request).await }
-        })
-        .await
-    }
-
-    /// Blocks (`on`) or stops blocking `user`.
-    pub async fn block(&self, user: &str, on: bool) -> Result<(Code, String), tonic::Status> {
-        let request = BlockRequest { user: user.to_string() };
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move {
-                    if on {
-                        c.block(request).await
-                    } else {
-                        c.unblock(request).await
-                    }
-                }
-            })
-            .await?;
-        Ok(outcome(reply))
-    }
-
-    /// Who likes `post` (the first page of up to 1000 likers), and how many do.
-    pub async fn likes(&self, post: &str) -> Result<LikesReply, tonic::Status> {
-        let request = LikesRequest {
-            post: post.to_string(),
-            page_size: 0,
-            users_after: 0,
-        };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.likes(request).await }
-        })
-        .await
-    }
-
-    /// Changes the password (password mode); other sessions of the user end.
-    pub async fn change_password(&self, current: &str, new: &str) -> Result<(Code, String), tonic::Status> {
-        let request = ChangePasswordRequest {
-            current_password: current.to_string(),
-            new_password: new.to_string(),
-        };
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.change_password(request).await }
-            })
-            .await?;
-        Ok(outcome(reply))
-    }
-
     /// Ends the session on the servers (its token stops working everywhere).
-    pub async fn logout(self) {
+    pub async fn logout(mut self) {
         self.presence.abort();
         // Wait until the presence task is gone, so its stream ends before the Logout.
-        let _ = self.presence.await;
-        let client = self.link.inner.current.borrow().clone().map(|a| a.client);
-        if let Some(mut client) = client {
-            let _ = client.logout(Empty {}).await;
-        }
+        let _ = (&mut self.presence).await;
+        let _ = self.link.end_session().await;
     }
-}
-
-/// A reply's status and the server's detail.
-fn outcome(reply: Reply) -> (Code, String) {
-    (
-        Code::try_from(reply.status).unwrap_or(Code::FailureUnknown),
-        reply.message,
-    )
 }
 
 /// Register or Login on a server that runs in `mode`.
@@ -728,6 +419,21 @@ async fn hold_presence(
         // The stream ended (failover, or a server restart): wait for the next server, or
         // retry on the same one shortly.
         let _ = tokio::time::timeout(Duration::from_millis(500), current.changed()).await;
+    }
+}
+
+impl std::ops::Deref for Session {
+    type Target = Link;
+
+    /// A session makes its calls through its link (see `calls`).
+    fn deref(&self) -> &Link {
+        &self.link
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.presence.abort();
     }
 }
 

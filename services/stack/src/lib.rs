@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod certs;
 pub mod checker;
 pub mod client;
+pub mod gateway;
 pub mod ports;
 pub mod preload;
 pub mod process;

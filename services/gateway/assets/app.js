@@ -1,0 +1,701 @@
+// tinysns web UI. Plain JavaScript, no build step. Every piece of text from the servers is
+// put on the page with text nodes (never parsed as HTML), so a post "<script>" is shown as
+// written. One WebSocket per page carries live events; when it drops (a failover, or the
+// gateway restarting) the page shows "reconnecting" and resumes from the last cursor it saw.
+"use strict";
+
+const MAX_POST_BYTES = 4096;
+const encoder = new TextEncoder();
+
+const state = {
+  me: null, // { user, username, csrf }
+  cursor: 0, // the live stream's position: a new socket resumes after it
+  seenPosts: new Set(), // post names shown in the home timeline
+  homePosts: [], // newest first
+  unread: 0,
+  socket: null,
+  retry: 0,
+  route: "",
+};
+
+// ---- DOM helpers (text only) -------------------------------------------------------------
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "on") {
+      for (const [event, handler] of Object.entries(value)) node.addEventListener(event, handler);
+    } else if (key === "class") {
+      node.className = value;
+    } else if (value !== false && value !== null && value !== undefined) {
+      node.setAttribute(key, value === true ? "" : String(value));
+    }
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(typeof child === "string" || typeof child === "number" ? document.createTextNode(String(child)) : child);
+  }
+  return node;
+}
+
+function $(id) {
+  return document.getElementById(id);
+}
+
+function show(view) {
+  const root = $("view");
+  root.replaceChildren(view);
+  root.hidden = false;
+}
+
+function setStatus(text, kind) {
+  const status = $("status");
+  status.textContent = text || "";
+  status.className = "status " + (kind || "");
+  status.hidden = !text;
+}
+
+function when(ms) {
+  return ms ? new Date(ms).toLocaleString() : "";
+}
+
+// ---- the HTTP API --------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || "HTTP " + status);
+    this.status = status;
+    this.code = body && body.code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && state.me) headers["X-CSRF-Token"] = state.me.csrf;
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch (_) {
+    data = null;
+  }
+  if (!response.ok) {
+    if (response.status === 401 && state.me) loggedOut();
+    throw new ApiError(response.status, data);
+  }
+  return data;
+}
+
+function enc(part) {
+  return encodeURIComponent(part);
+}
+
+function postPath(name) {
+  const [author, number] = name.split("/");
+  return "/api/posts/" + enc(author) + "/" + enc(number);
+}
+
+function failed(error, where) {
+  const text = error instanceof ApiError ? error.message : "the gateway cannot be reached";
+  (where || setStatus)(text, "error");
+}
+
+// ---- session -------------------------------------------------------------------------------
+
+async function start() {
+  $("login-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    enter("/api/login");
+  });
+  $("register-button").addEventListener("click", () => enter("/api/register"));
+  $("logout").addEventListener("click", logout);
+  window.addEventListener("hashchange", route);
+  try {
+    state.me = await api("GET", "/api/session");
+    loggedIn();
+  } catch (_) {
+    loggedOut();
+  }
+}
+
+async function enter(path) {
+  const error = $("login-error");
+  error.textContent = "";
+  const username = $("username").value.trim();
+  const password = $("password").value;
+  if (!$("login-form").reportValidity()) return;
+  try {
+    state.me = await api("POST", path, { username, password });
+    $("password").value = "";
+    loggedIn();
+  } catch (e) {
+    error.textContent = e.message;
+  }
+}
+
+function loggedIn() {
+  $("login").hidden = true;
+  $("nav").hidden = false;
+  $("me-link").href = "#/users/" + enc(state.me.username);
+  connect();
+  refreshUnread();
+  if (!location.hash || location.hash === "#/") location.hash = "#/home";
+  route();
+}
+
+function loggedOut() {
+  state.me = null;
+  if (state.socket) state.socket.close();
+  state.socket = null;
+  state.cursor = 0;
+  state.seenPosts.clear();
+  state.homePosts = [];
+  $("nav").hidden = true;
+  $("view").hidden = true;
+  $("login").hidden = false;
+  setStatus("");
+  $("username").focus();
+}
+
+async function logout() {
+  try {
+    await api("POST", "/api/logout");
+  } catch (_) {
+    // Logged out here either way.
+  }
+  loggedOut();
+}
+
+// ---- the live stream -----------------------------------------------------------------------
+
+function connect() {
+  if (!state.me) return;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(scheme + "//" + location.host + "/api/live?after=" + state.cursor);
+  state.socket = socket;
+  socket.addEventListener("message", (message) => {
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch (_) {
+      return;
+    }
+    received(event);
+  });
+  socket.addEventListener("close", () => {
+    if (state.socket !== socket || !state.me) return;
+    setStatus("Reconnecting…", "warn");
+    state.retry = Math.min(state.retry + 1, 6);
+    const pause = Math.min(250 * 2 ** state.retry, 8000) * (0.5 + Math.random() / 2);
+    setTimeout(connect, pause);
+  });
+}
+
+function received(event) {
+  if (typeof event.cursor === "number" && event.cursor > state.cursor) state.cursor = event.cursor;
+  switch (event.kind) {
+    case "live":
+      state.retry = 0;
+      setStatus(event.resumed ? "Connected again; nothing was missed." : "", "ok");
+      if (event.resumed) setTimeout(() => setStatus(""), 3000);
+      break;
+    case "reconnecting":
+      setStatus("Reconnecting…", "warn");
+      break;
+    case "post":
+      addHomePost(event.post);
+      break;
+    case "message":
+      if (state.me && event.message.to === state.me.username) {
+        state.unread += 1;
+        showUnread();
+      }
+      if (state.route === "conversation/" + event.message.from || state.route === "conversation/" + event.message.to) {
+        route();
+      }
+      break;
+    case "topic_post":
+      if (event.post.post) addHomePost(event.post.post, "#" + event.post.topic);
+      break;
+    case "closed":
+      setStatus("The live stream stopped: " + event.error, "error");
+      break;
+  }
+}
+
+function addHomePost(post, via) {
+  if (state.seenPosts.has(post.name)) return;
+  state.seenPosts.add(post.name);
+  post.via = via;
+  state.homePosts.unshift(post);
+  state.homePosts.sort((a, b) => b.timestamp_ms - a.timestamp_ms);
+  if (state.route === "home") {
+    const list = $("home-posts");
+    if (list) list.replaceChildren(...state.homePosts.map(postItem));
+  }
+}
+
+async function refreshUnread() {
+  try {
+    const inbox = await api("GET", "/api/inbox");
+    state.unread = inbox.unread;
+    showUnread();
+  } catch (_) {
+    // Shown on the next try.
+  }
+}
+
+function showUnread() {
+  const badge = $("unread");
+  badge.textContent = String(state.unread);
+  badge.hidden = state.unread === 0;
+}
+
+// ---- pages ---------------------------------------------------------------------------------
+
+function route() {
+  if (!state.me) return;
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const [page, a, b] = parts;
+  for (const link of document.querySelectorAll("#nav a")) {
+    link.classList.toggle("current", link.dataset.page === page);
+  }
+  switch (page) {
+    case "users":
+      state.route = "users/" + a;
+      return profilePage(a);
+    case "posts":
+      state.route = "posts/" + a + "/" + b;
+      return threadPage(a + "/" + b);
+    case "topics":
+      state.route = a ? "topic/" + a : "topics";
+      return a ? topicPage(a) : topicsPage();
+    case "messages":
+      state.route = a ? "conversation/" + a : "messages";
+      return a ? conversationPage(a) : inboxPage();
+    case "people":
+      state.route = "people";
+      return peoplePage();
+    default:
+      state.route = "home";
+      return homePage();
+  }
+}
+
+function loading() {
+  show(el("p", { class: "muted" }, "Loading…"));
+}
+
+function postItem(post) {
+  const likeButton = el(
+    "button",
+    {
+      type: "button",
+      class: "like" + (post.liked ? " on" : ""),
+      "aria-pressed": post.liked ? "true" : "false",
+      on: { click: () => toggleLike(post, likeButton) },
+    },
+    (post.liked ? "♥ " : "♡ ") + post.likes,
+  );
+  return el(
+    "article",
+    { class: "post", "data-name": post.name },
+    el(
+      "header",
+      {},
+      el("a", { href: "#/users/" + enc(post.author), class: "author" }, post.author),
+      " ",
+      el("a", { href: "#/posts/" + post.name, class: "muted" }, post.name + " · " + when(post.timestamp_ms)),
+      post.via ? el("span", { class: "muted" }, " · " + post.via) : null,
+    ),
+    post.reply_to ? el("p", { class: "muted" }, "reply to ", el("a", { href: "#/posts/" + post.reply_to }, post.reply_to)) : null,
+    el("p", { class: "text" }, post.text),
+    el(
+      "footer",
+      {},
+      likeButton,
+      " ",
+      el("a", { href: "#/posts/" + post.name }, post.replies + (post.replies === 1 ? " reply" : " replies")),
+    ),
+  );
+}
+
+async function toggleLike(post, button) {
+  button.disabled = true;
+  try {
+    await api(post.liked ? "DELETE" : "POST", postPath(post.name) + "/like");
+    post.liked = !post.liked;
+    post.likes += post.liked ? 1 : -1;
+    button.textContent = (post.liked ? "♥ " : "♡ ") + post.likes;
+    button.classList.toggle("on", post.liked);
+    button.setAttribute("aria-pressed", post.liked ? "true" : "false");
+  } catch (e) {
+    failed(e);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function composer(placeholder, send) {
+  const text = el("textarea", { id: "compose-text", placeholder, rows: 3, "aria-label": placeholder });
+  const counter = el("span", { id: "compose-counter", class: "muted" }, "0 / " + MAX_POST_BYTES);
+  const button = el("button", { id: "compose-send", type: "submit" }, "Post");
+  const error = el("p", { class: "error", role: "alert" });
+  const update = () => {
+    const used = encoder.encode(text.value).length;
+    counter.textContent = used + " / " + MAX_POST_BYTES;
+    counter.classList.toggle("over", used > MAX_POST_BYTES);
+    button.disabled = used === 0 || used > MAX_POST_BYTES;
+  };
+  text.addEventListener("input", update);
+  update();
+  // An id per post, kept while it is retried, so that a repeated request stores it once.
+  let id = null;
+  return el(
+    "form",
+    {
+      class: "compose",
+      on: {
+        submit: async (e) => {
+          e.preventDefault();
+          id = id || String((crypto.getRandomValues(new BigUint64Array(1))[0] >> 1n) || 1n);
+          button.disabled = true;
+          error.textContent = "";
+          try {
+            await send(text.value, id);
+            text.value = "";
+            id = null;
+          } catch (err) {
+            error.textContent = err.message;
+          }
+          update();
+        },
+      },
+    },
+    text,
+    el("div", { class: "row" }, counter, button),
+    error,
+  );
+}
+
+async function homePage() {
+  const list = el("div", { id: "home-posts" }, state.homePosts.map(postItem));
+  show(
+    el(
+      "div",
+      {},
+      el("h1", {}, "Home"),
+      composer("What's happening?", async (text, id) => {
+        const published = await api("POST", "/api/posts", { text, id });
+        setStatus("Posted " + published.name, "ok");
+        setTimeout(() => setStatus(""), 2000);
+      }),
+      list,
+    ),
+  );
+  if (state.homePosts.length === 0) {
+    try {
+      const page = await api("GET", "/api/timeline");
+      for (const post of page.posts.reverse()) addHomePost(post);
+    } catch (e) {
+      failed(e);
+    }
+  }
+}
+
+async function profilePage(name) {
+  loading();
+  try {
+    const [profile, posts] = await Promise.all([
+      api("GET", "/api/users/" + enc(name)),
+      api("GET", "/api/users/" + enc(name) + "/posts"),
+    ]);
+    const mine = profile.username === state.me.username;
+    const view = el(
+      "div",
+      {},
+      el("h1", {}, profile.display_name || profile.username),
+      el("p", { class: "muted" }, "@" + profile.username),
+      profile.bio ? el("p", {}, profile.bio) : null,
+      el(
+        "p",
+        { id: "profile-counts" },
+        profile.followers + " followers · " + profile.following + " following · " + profile.posts + " posts",
+      ),
+      mine ? profileEditor(profile) : followButton(profile.username),
+      mine ? null : el("a", { href: "#/messages/" + enc(profile.username) }, "Message"),
+      el("h2", {}, "Posts"),
+      el("div", { id: "profile-posts" }, posts.posts.map(postItem)),
+    );
+    show(view);
+  } catch (e) {
+    failed(e, (text) => show(el("p", { class: "error" }, text)));
+  }
+}
+
+function followButton(username) {
+  const follow = el("button", { id: "follow", type: "button" }, "Follow");
+  const unfollow = el("button", { id: "unfollow", type: "button" }, "Unfollow");
+  const act = (method) => async () => {
+    try {
+      await api(method, "/api/users/" + enc(username) + "/follow");
+      profilePage(username);
+    } catch (e) {
+      failed(e);
+    }
+  };
+  follow.addEventListener("click", act("POST"));
+  unfollow.addEventListener("click", act("DELETE"));
+  return el("div", { class: "row" }, follow, unfollow);
+}
+
+function profileEditor(profile) {
+  const name = el("input", { id: "display-name", value: profile.display_name, maxlength: 64, "aria-label": "Display name" });
+  const bio = el("textarea", { id: "bio", rows: 2, maxlength: 280, "aria-label": "Bio" });
+  bio.value = profile.bio;
+  return el(
+    "form",
+    {
+      on: {
+        submit: async (e) => {
+          e.preventDefault();
+          try {
+            await api("PUT", "/api/profile", { display_name: name.value, bio: bio.value });
+            profilePage(profile.username);
+          } catch (err) {
+            failed(err);
+          }
+        },
+      },
+    },
+    el("label", {}, "Display name ", name),
+    el("label", {}, "Bio ", bio),
+    el("button", { type: "submit" }, "Save"),
+  );
+}
+
+async function threadPage(name) {
+  loading();
+  try {
+    const [thread, likes] = await Promise.all([api("GET", postPath(name) + "/thread"), api("GET", postPath(name) + "/likes")]);
+    const replies = el("div", { id: "replies" }, thread.replies.map(postItem));
+    const more = moreButton(thread.next, async (next) => {
+      const page = await api("GET", postPath(name) + "/thread?page=" + enc(next));
+      replies.append(...page.replies.map(postItem));
+      return page.next;
+    });
+    const mine = thread.post && thread.post.author === state.me.username;
+    show(
+      el(
+        "div",
+        {},
+        thread.post ? postItem(thread.post) : null,
+        el("p", { id: "likers", class: "muted" }, likes.count + " likes" + (likes.users.length ? ": " + likes.users.map((u) => u.username).join(", ") : "")),
+        mine ? el("button", { id: "delete-post", type: "button", on: { click: () => deletePost(name) } }, "Delete") : null,
+        el("h2", {}, "Replies"),
+        composer("Reply…", async (text, id) => {
+          await api("POST", "/api/posts", { text, reply_to: name, id });
+          threadPage(name);
+        }),
+        replies,
+        more,
+      ),
+    );
+  } catch (e) {
+    failed(e, (text) => show(el("p", { class: "error" }, text)));
+  }
+}
+
+async function deletePost(name) {
+  if (!confirm("Delete " + name + "?")) return;
+  try {
+    await api("DELETE", postPath(name));
+    state.homePosts = state.homePosts.filter((p) => p.name !== name);
+    location.hash = "#/home";
+  } catch (e) {
+    failed(e);
+  }
+}
+
+function moreButton(next, load) {
+  const button = el("button", { type: "button", class: "more" }, "More");
+  let cursor = next;
+  button.hidden = !cursor;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      cursor = await load(cursor);
+    } catch (e) {
+      failed(e);
+    }
+    button.disabled = false;
+    button.hidden = !cursor;
+  });
+  return button;
+}
+
+async function topicsPage() {
+  loading();
+  try {
+    const [all, active] = await Promise.all([api("GET", "/api/topics"), api("GET", "/api/topics?active=true")]);
+    const row = (t) =>
+      el("li", {}, el("a", { href: "#/topics/" + enc(t.topic) }, "#" + t.topic), " ", el("span", { class: "muted" }, t.count + " posts" + (t.subscribed ? " · subscribed" : "")));
+    show(
+      el(
+        "div",
+        {},
+        el("h1", {}, "Topics"),
+        el("h2", {}, "Active in the last hour"),
+        el("ul", {}, active.topics.map(row)),
+        el("h2", {}, "All topics"),
+        el("ul", { id: "topics" }, all.topics.map(row)),
+      ),
+    );
+  } catch (e) {
+    failed(e);
+  }
+}
+
+async function topicPage(topic) {
+  loading();
+  try {
+    const first = await api("GET", "/api/topics/" + enc(topic) + "/history");
+    const list = el("div", { id: "history" });
+    const append = (page) => list.append(...page.posts.filter((p) => p.post).map((p) => postItem(Object.assign(p.post, { via: "#" + p.seq }))));
+    append(first);
+    const subscribe = el("button", { id: "subscribe", type: "button" }, first.subscribed ? "Unsubscribe" : "Subscribe");
+    subscribe.addEventListener("click", async () => {
+      try {
+        await api(first.subscribed ? "DELETE" : "POST", "/api/topics/" + enc(topic) + "/subscription");
+        topicPage(topic);
+      } catch (e) {
+        failed(e);
+      }
+    });
+    // Infinite paging: older pages load as the end of the list comes into view.
+    let next = first.next;
+    const sentinel = el("p", { class: "muted" }, next ? "Loading older posts…" : "The beginning of #" + topic);
+    const observer = new IntersectionObserver(async (entries) => {
+      if (!entries.some((e) => e.isIntersecting) || !next) return;
+      const from = next;
+      next = null;
+      try {
+        const page = await api("GET", "/api/topics/" + enc(topic) + "/history?from=" + from);
+        append(page);
+        next = page.next;
+      } catch (e) {
+        failed(e);
+      }
+      if (!next) {
+        sentinel.textContent = "The beginning of #" + topic;
+        observer.disconnect();
+      }
+    });
+    show(el("div", {}, el("h1", {}, "#" + topic), el("p", { class: "muted" }, first.count + " posts"), subscribe, list, sentinel));
+    observer.observe(sentinel);
+  } catch (e) {
+    failed(e, (text) => show(el("p", { class: "error" }, text)));
+  }
+}
+
+async function inboxPage() {
+  loading();
+  try {
+    const inbox = await api("GET", "/api/inbox");
+    state.unread = inbox.unread;
+    showUnread();
+    const to = el("input", { id: "dm-to", placeholder: "username", "aria-label": "Send a message to" });
+    show(
+      el(
+        "div",
+        {},
+        el("h1", {}, "Messages"),
+        el(
+          "form",
+          { class: "row", on: { submit: (e) => { e.preventDefault(); if (to.value.trim()) location.hash = "#/messages/" + enc(to.value.trim()); } } },
+          to,
+          el("button", { type: "submit" }, "Open"),
+        ),
+        el(
+          "ul",
+          { id: "conversations" },
+          inbox.conversations.map((c) =>
+            el("li", {}, el("a", { href: "#/messages/" + enc(c.with) }, c.with), " ", c.unread ? el("span", { class: "badge" }, String(c.unread)) : null, " ", el("span", { class: "muted" }, when(c.last_ms))),
+          ),
+        ),
+      ),
+    );
+  } catch (e) {
+    failed(e);
+  }
+}
+
+async function conversationPage(user) {
+  try {
+    const page = await api("GET", "/api/conversations/" + enc(user));
+    refreshUnread();
+    const text = el("input", { id: "dm-text", placeholder: "Message", "aria-label": "Message", maxlength: 4096 });
+    const error = el("p", { class: "error", role: "alert" });
+    show(
+      el(
+        "div",
+        {},
+        el("h1", {}, "Messages with " + user),
+        el(
+          "form",
+          {
+            class: "row",
+            on: {
+              submit: async (e) => {
+                e.preventDefault();
+                try {
+                  await api("POST", "/api/messages", { to: user, text: text.value });
+                  text.value = "";
+                  conversationPage(user);
+                } catch (err) {
+                  error.textContent = err.message;
+                }
+              },
+            },
+          },
+          text,
+          el("button", { id: "dm-send", type: "submit" }, "Send"),
+        ),
+        error,
+        el(
+          "ol",
+          { id: "messages", class: "messages" },
+          page.messages.map((m) => el("li", { class: m.from === state.me.username ? "mine" : "theirs" }, el("span", { class: "muted" }, m.from + " · " + when(m.timestamp_ms)), el("p", {}, m.text))),
+        ),
+      ),
+    );
+    text.focus();
+  } catch (e) {
+    failed(e, (t) => show(el("p", { class: "error" }, t)));
+  }
+}
+
+async function peoplePage() {
+  loading();
+  try {
+    const list = await api("GET", "/api/users");
+    show(
+      el(
+        "div",
+        {},
+        el("h1", {}, "People"),
+        el("ul", { id: "people" }, list.users.map((u) => el("li", {}, el("a", { href: "#/users/" + enc(u.username) }, u.username)))),
+      ),
+    );
+  } catch (e) {
+    failed(e);
+  }
+}
+
+start();

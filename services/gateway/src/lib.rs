@@ -1,0 +1,17 @@
+//! The tinysns gateway: the HTTP/WebSocket face of the system for browsers. `auth` is what a
+//! browser session is (cookie, CSRF token, origin), `state` what requests share and how a
+//! request becomes an authenticated caller, `api` the JSON calls, `live` the WebSocket,
+//! `views` the JSON shapes, `web` the embedded UI and security headers, `openapi` the API's
+//! description, `server` the routes and serving, `config` the flags, `metrics` Prometheus.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod live;
+pub mod metrics;
+pub mod openapi;
+pub mod server;
+pub mod state;
+pub mod views;
+pub mod web;
