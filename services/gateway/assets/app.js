@@ -42,10 +42,12 @@ function $(id) {
   return document.getElementById(id);
 }
 
-function show(view) {
+// Shows a page; `ready` marks it loaded for the route (tests wait for data-route).
+function show(view, ready = true) {
   const root = $("view");
   root.replaceChildren(view);
   root.hidden = false;
+  root.dataset.route = ready ? location.hash : "";
 }
 
 function setStatus(text, kind) {
@@ -212,7 +214,9 @@ function received(event) {
       addHomePost(event.post);
       break;
     case "message":
-      if (state.me && event.message.to === state.me.username) {
+      // A message from someone else is one more unread (live events may name the
+      // recipient by id only, so the sender decides).
+      if (state.me && event.message.from !== state.me.username) {
         state.unread += 1;
         showUnread();
       }
@@ -289,7 +293,7 @@ function route() {
 }
 
 function loading() {
-  show(el("p", { class: "muted" }, "Loading…"));
+  show(el("p", { class: "muted" }, "Loading…"), false);
 }
 
 function postItem(post) {
@@ -393,6 +397,19 @@ async function homePage() {
       el("h1", {}, "Home"),
       composer("What's happening?", async (text, id) => {
         const published = await api("POST", "/api/posts", { text, id });
+        // Your own posts show on your home page too (the stream brings those you follow).
+        addHomePost({
+          name: published.name,
+          author: state.me.username,
+          number: published.number,
+          text,
+          timestamp_ms: Date.now(),
+          likes: 0,
+          liked: false,
+          replies: 0,
+          reply_to: null,
+          seq: 0,
+        });
         setStatus("Posted " + published.name, "ok");
         setTimeout(() => setStatus(""), 2000);
       }),

@@ -115,9 +115,14 @@ async fn log_in(
         )
     })?;
     drop(link);
+    // (A registration's reply may leave the name out: it is the one just given.)
+    let username = match (reply.username.is_empty(), &credentials) {
+        (true, Credentials::Password { username, .. }) => username.clone(),
+        _ => reply.username,
+    };
     let view = SessionView {
         user: credential.user,
-        username: reply.username,
+        username,
         csrf: credential.csrf(),
     };
     Ok(([(header::SET_COOKIE, cookie)], Json(view)).into_response())

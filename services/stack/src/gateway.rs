@@ -28,7 +28,16 @@ impl Gateway {
     /// Starts gateway `name` for `topology` (over HTTPS with its certificates when it runs
     /// TLS) with `extra` flags, and waits until it answers.
     pub async fn start(topology: &Topology, name: &str, extra: &[&str]) -> Result<Self, GatewayError> {
-        let (port, metrics_port) = (free_port()?, free_port()?);
+        Self::start_on(topology, name, (free_port()?, free_port()?), extra).await
+    }
+
+    /// [`Self::start`] on the given HTTP and metrics ports.
+    pub async fn start_on(
+        topology: &Topology,
+        name: &str,
+        (port, metrics_port): (u16, u16),
+        extra: &[&str],
+    ) -> Result<Self, GatewayError> {
         let mut args = vec![
             "--bind".to_string(),
             "127.0.0.1".into(),

@@ -209,6 +209,8 @@ async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
         )
         .await;
     assert_eq!((status, taken["code"].as_str()), (StatusCode::CONFLICT, Some("exists")));
+    // Signing up logs in (and names the new account).
+    Browser::new(&gateway).enter("/api/register", "dave").await;
 
     // State-changing calls need the CSRF token, and the gateway's own origin.
     let mut forged = Browser {

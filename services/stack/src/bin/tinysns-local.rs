@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
+use tinysns_stack::gateway::Gateway;
 use tinysns_stack::topology::{Broker, Options, Ports, Topology};
 
 #[derive(Debug, Parser)]
@@ -42,6 +43,10 @@ struct Args {
     failure_timeout: Option<String>,
     #[command(flatten)]
     auth: tinysns_common::auth::AuthArgs,
+    /// Port of the gateway (web UI and HTTP API); its metrics are on this + 30000. With
+    /// --free-ports, one the OS picks.
+    #[arg(long, default_value_t = 8080)]
+    gateway_port: u16,
 }
 
 #[tokio::main]
@@ -85,6 +90,13 @@ async fn main() -> anyhow::Result<()> {
         .wait_ready(Duration::from_secs(30))
         .await
         .context("the system did not come up")?;
+    let ports = match args.free_ports {
+        true => (tinysns_stack::free_port()?, tinysns_stack::free_port()?),
+        false => (args.gateway_port, args.gateway_port.saturating_add(30000)),
+    };
+    let gateway = Gateway::start_on(&topology, "gateway", ports, &[])
+        .await
+        .context("the gateway did not start")?;
     print_status(&mut topology).await;
     let tsc = tinysns_stack::bin_dir().join("tsc");
     let (tsc, hosts) = (tsc.display(), topology.coordinator_address());
@@ -94,10 +106,15 @@ async fn main() -> anyhow::Result<()> {
             println!("  {tsc} -h {hosts} --register -u alice");
             println!("  {tsc} -h {hosts} -u alice");
             println!("(scripts can set TINYSNS_PASSWORD or pass --password-file)");
+            println!("Or open the web UI and sign up there: {}/", gateway.url);
         }
         tinysns_common::auth::AuthMode::Open => {
             println!("\nReady. Connect a client (one per user; users 1, 2, 3 live in clusters 1, 2, 3):");
             println!("  {tsc} -h {hosts} -u 1");
+            println!(
+                "(The web UI at {}/ needs accounts: start without --auth open.)",
+                gateway.url
+            );
         }
     }
     println!("The cluster secret is in {}.", topology.secret_file.display());
@@ -105,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
     for (name, url) in topology.metrics_urls() {
         println!("  {name:<16} {url}");
     }
+    println!("  {:<16} http://127.0.0.1:{}/metrics", "gateway", gateway.metrics_port);
     println!("Press Ctrl-C to stop everything.\n");
 
     let mut last = topology.status_lines();
@@ -122,6 +140,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("Stopping...");
+    let mut gateway = gateway;
+    gateway.process.stop(Duration::from_secs(10));
     topology.stop_all();
     println!("Stopped. Data kept in {}", args.dir.display());
     Ok(())
