@@ -318,7 +318,11 @@ function postItem(post) {
       el("a", { href: "#/posts/" + post.name, class: "muted" }, post.name + " · " + when(post.timestamp_ms)),
       post.via ? el("span", { class: "muted" }, " · " + post.via) : null,
     ),
-    post.reply_to ? el("p", { class: "muted" }, "reply to ", el("a", { href: "#/posts/" + post.reply_to }, post.reply_to)) : null,
+    post.reply_to
+      ? el("p", { class: "muted" }, "reply to ", el("a", { href: "#/posts/" + post.reply_to }, post.reply_to))
+      : post.is_reply
+        ? el("p", { class: "muted" }, el("a", { href: "#/posts/" + post.name }, "a reply"))
+        : null,
     el("p", { class: "text" }, post.text),
     el(
       "footer",
@@ -407,6 +411,7 @@ async function homePage() {
           likes: 0,
           liked: false,
           replies: 0,
+          is_reply: false,
           reply_to: null,
           seq: 0,
         });

@@ -34,14 +34,17 @@ pub struct PostView {
     pub likes: u64,
     pub liked: bool,
     pub replies: u64,
-    /// The post it answers, as `author/number`.
+    /// Whether it answers another post.
+    pub is_reply: bool,
+    /// The post it answers, as `author/number`, when known: a live event names the answered
+    /// post's author by id only, and the post's thread names it.
     pub reply_to: Option<String>,
     /// Its position in the reader's timeline (a resume cursor), when it came from one.
     pub seq: u64,
 }
 
-fn post_name(name: &PostName) -> String {
-    format!("{}/{}", display_name(&name.author_name, name.author), name.number)
+fn post_name(name: &PostName) -> Option<String> {
+    (!name.author_name.is_empty()).then(|| format!("{}/{}", name.author_name, name.number))
 }
 
 fn display_name(username: &str, id: u64) -> String {
@@ -64,7 +67,8 @@ impl From<Post> for PostView {
             likes: p.likes,
             liked: p.liked,
             replies: p.replies,
-            reply_to: p.reply_to.as_ref().map(post_name),
+            is_reply: p.reply_to.is_some(),
+            reply_to: p.reply_to.as_ref().and_then(post_name),
             seq: p.seq,
         }
     }
@@ -338,4 +342,34 @@ pub enum LiveEvent {
         error: String,
         cursor: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_names_its_post_only_when_the_server_named_the_author() {
+        let reply = |author_name: &str| Post {
+            author: 2,
+            author_name: "bob".into(),
+            number: 5,
+            reply_to: Some(PostName {
+                author: 3,
+                author_name: author_name.into(),
+                number: 1,
+            }),
+            ..Default::default()
+        };
+        let named = PostView::from(reply("alice"));
+        assert_eq!(
+            (named.name.as_str(), named.is_reply, named.reply_to.as_deref()),
+            ("bob/5", true, Some("alice/1"))
+        );
+        // A live event names the author by id; an id is no username (usernames may be digits).
+        let unnamed = PostView::from(reply(""));
+        assert_eq!((unnamed.is_reply, unnamed.reply_to), (true, None));
+        let plain = PostView::from(Post::default());
+        assert!(!plain.is_reply && plain.reply_to.is_none());
+    }
 }
