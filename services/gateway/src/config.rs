@@ -52,6 +52,9 @@ pub struct Args {
     #[arg(long, env = "TINYSNS_LIVE_PING", default_value = "20s", value_parser = humantime::parse_duration)]
     #[serde(with = "tinysns_common::cli::millis")]
     pub live_ping: Duration,
+    /// Live WebSockets one session may hold open at once (its tabs and devices' pages).
+    #[arg(long, env = "TINYSNS_MAX_LIVE_PER_SESSION", default_value_t = 8)]
+    pub max_live_per_session: u32,
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     #[serde(skip)]
@@ -66,6 +69,9 @@ impl Args {
         }
         if !(256..=16 * 1024 * 1024).contains(&self.max_body) {
             return Err("--max-body must be between 256 bytes and 16 MiB".into());
+        }
+        if self.max_live_per_session == 0 {
+            return Err("--max-live-per-session must be at least 1".into());
         }
         if self.live_ping.is_zero() {
             return Err("--live-ping must be more than 0".into());
@@ -94,6 +100,7 @@ mod tests {
             (vec!["--session-rate", "0"], "--session-rate"),
             (vec!["--max-body", "10"], "--max-body"),
             (vec!["--live-ping", "0s"], "--live-ping"),
+            (vec!["--max-live-per-session", "0"], "--max-live-per-session"),
             (vec!["--metrics-port", "8080"], "metrics port"),
         ] {
             let args = Args::parse_from(std::iter::once("tinysns-gateway").chain(flags));

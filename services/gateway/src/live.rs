@@ -65,10 +65,14 @@ pub async fn live(
         .0
         .after
         .unwrap_or(0);
+    let slot = gateway.live_slot(&authed.credential)?;
     let shutdown = gateway.shutdown.clone();
     Ok(upgrade
         .max_message_size(MAX_INCOMING)
-        .on_upgrade(move |socket| stream(gateway, authed.link, after, socket, shutdown)))
+        .on_upgrade(move |socket| async move {
+            stream(gateway, authed.link, after, socket, shutdown).await;
+            drop(slot);
+        }))
 }
 
 async fn stream(gateway: Arc<Gateway>, link: Link, after: u64, mut socket: WebSocket, shutdown: Shutdown) {

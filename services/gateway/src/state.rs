@@ -31,6 +31,27 @@ pub struct Gateway {
     pub live_ping: Duration,
     /// Ends the live streams when the gateway stops.
     pub shutdown: Shutdown,
+    /// Live streams open per session token, up to `max_live`.
+    live: Mutex<HashMap<String, u32>>,
+    max_live: u32,
+}
+
+/// One open live stream of a session; dropping it frees its place.
+pub struct LiveSlot {
+    gateway: Arc<Gateway>,
+    token: String,
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        let mut live = tinysns_common::lock(&self.gateway.live);
+        if let Some(open) = live.get_mut(&self.token) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                live.remove(&self.token);
+            }
+        }
+    }
 }
 
 impl Gateway {
@@ -46,6 +67,8 @@ impl Gateway {
             live_retry_for: args.live_retry_for,
             live_ping: args.live_ping,
             shutdown,
+            live: Mutex::new(HashMap::new()),
+            max_live: args.max_live_per_session,
         }
     }
 
@@ -71,6 +94,25 @@ impl Gateway {
             links.insert(credential.token.clone(), (link.clone(), now));
         }
         Ok(link)
+    }
+
+    /// A place for one more live stream of the session, or 429 when it holds its maximum.
+    pub fn live_slot(self: &Arc<Self>, credential: &Credential) -> Result<LiveSlot, ApiError> {
+        let mut live = tinysns_common::lock(&self.live);
+        let open = live.entry(credential.token.clone()).or_insert(0);
+        if *open >= self.max_live {
+            self.metrics.rate_limited.inc();
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("this session already has {} live streams open", self.max_live),
+            ));
+        }
+        *open += 1;
+        Ok(LiveSlot {
+            gateway: self.clone(),
+            token: credential.token.clone(),
+        })
     }
 
     /// Forgets a session (after logout).

@@ -81,15 +81,21 @@ impl Browser {
 
     /// Opens the live WebSocket, resuming after `after`.
     async fn live(&self, after: u64) -> Live {
+        self.try_live(after).await.expect("the WebSocket opens")
+    }
+
+    /// [`Self::live`], or the HTTP status that refused it.
+    async fn try_live(&self, after: u64) -> Result<Live, Option<u16>> {
         let url = format!("{}/api/live?after={after}", self.base.replacen("http", "ws", 1));
         let mut request = url.into_client_request().unwrap();
         let headers = request.headers_mut();
         headers.insert("Cookie", self.cookie.clone().unwrap().parse().unwrap());
         headers.insert("Origin", self.base.parse().unwrap());
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("the WebSocket opens");
-        Live { socket }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(Live { socket }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(Some(response.status().as_u16())),
+            Err(_) => Err(None),
+        }
     }
 }
 
@@ -161,7 +167,7 @@ fn session_routes() -> Vec<(Method, &'static str, Option<Value>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
     let (t, _alice, _bob, _carol) = start_with_three_users("gateway-api").await;
-    let gateway = Gateway::start(&t, "gateway-1", &["--max-body", "2048"])
+    let gateway = Gateway::start(&t, "gateway-1", &["--max-body", "2048", "--max-live-per-session", "3"])
         .await
         .expect("the gateway starts");
 
@@ -335,6 +341,27 @@ async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
         0,
         "reading clears the badge"
     );
+
+    // A session holds at most --max-live-per-session live streams; a closed one frees its place.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(carol.live(0).await);
+    }
+    assert_eq!(
+        carol.try_live(0).await.err(),
+        Some(Some(429)),
+        "a fourth stream is refused"
+    );
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while carol.try_live(0).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed stream's place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(open);
 
     // The session's rate limit: a burst far above it is cut off.
     let calls = (0..200).map(|_| carol.call(Method::GET, "/api/session", None));
