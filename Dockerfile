@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The tinysns service image: /usr/local/bin/{coordinator,tsd,synchronizer,tsc}.
+# The tinysns service image: /usr/local/bin/{coordinator,tsd,synchronizer,tsc,tinysns-gateway}.
 #   docker build -t tinysns:latest .
 # The operator's image is operator/Dockerfile (same build context: the workspace root).
 
@@ -13,9 +13,10 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-        --bin coordinator --bin tsd --bin synchronizer --bin tsc \
+        --bin coordinator --bin tsd --bin synchronizer --bin tsc --bin tinysns-gateway \
     && mkdir -p /out \
-    && cp target/release/coordinator target/release/tsd target/release/synchronizer target/release/tsc /out/
+    && cp target/release/coordinator target/release/tsd target/release/synchronizer target/release/tsc \
+        target/release/tinysns-gateway /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \
