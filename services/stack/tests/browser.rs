@@ -9,12 +9,14 @@ mod common;
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tinysns_stack::gateway::Gateway;
 
-/// chromedriver on a free port, stopped when dropped.
+/// chromedriver on a free port in a process group of its own, with the browsers it starts:
+/// dropping it (also when a test fails) kills the whole group, so no browser outlives it.
 struct Driver {
     child: Child,
     url: String,
@@ -28,6 +30,7 @@ impl Driver {
             .arg(format!("--log-path={}", log.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver runs (scripts/setup.sh installs chromium-driver)");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -64,7 +67,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
