@@ -132,21 +132,13 @@ impl Link {
         if let Some(attached) = current() {
             return Ok(attached);
         }
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
-        loop {
-            let delay = backoff.next_delay();
-            match self.attach().await {
-                Ok(attached) => {
-                    self.inner.current.send_replace(Some(attached.clone()));
-                    return Ok((attached.server, attached.client));
-                }
-                Err(ConnectError::Unreachable(why)) if Instant::now() + delay < deadline => {
-                    tracing::debug!(error = %why, "no server for the user yet, retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(ConnectError::Unreachable(why)) => return Err(tonic::Status::unavailable(why)),
-                Err(ConnectError::Refused { message, .. }) => return Err(tonic::Status::permission_denied(message)),
+        match until_reachable(deadline, || self.attach()).await {
+            Ok(attached) => {
+                self.inner.current.send_replace(Some(attached.clone()));
+                Ok((attached.server, attached.client))
             }
+            Err(ConnectError::Unreachable(why)) => Err(tonic::Status::unavailable(why)),
+            Err(ConnectError::Refused { message, .. }) => Err(tonic::Status::permission_denied(message)),
         }
     }
 
@@ -250,21 +242,10 @@ impl Resolver {
         patience: Duration,
     ) -> Result<(LoginReply, Link), ConnectError> {
         let deadline = Instant::now() + patience;
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
-        let (reply, attached) = loop {
-            let delay = backoff.next_delay();
-            match log_in_at_master(&self.coordinators, self.tls.as_ref(), credentials).await {
-                Err(ConnectError::Unreachable(why)) if Instant::now() + delay < deadline => {
-                    tracing::debug!(error = %why, "no server for the user yet, retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                other => break other?,
-            }
-        };
-        let bearer = Bearer::new(&reply.token).ok_or_else(|| ConnectError::Refused {
-            status: Code::FailureUnknown,
-            message: "the server issued an unusable token".into(),
-        })?;
+        let (reply, bearer, attached) = until_reachable(deadline, || {
+            log_in_at_master(&self.coordinators, self.tls.as_ref(), credentials)
+        })
+        .await?;
         let link = self.link_with(reply.user_id, bearer, Some(attached));
         Ok((reply, link))
     }
@@ -437,6 +418,26 @@ impl Drop for Session {
     }
 }
 
+/// Runs `attempt` until it reaches a server, retrying with backoff while none can take the
+/// user (a failover in progress) until `deadline`; a refusal is final at once.
+async fn until_reachable<T, F, Fut>(deadline: Instant, mut attempt: F) -> Result<T, ConnectError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ConnectError>>,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    loop {
+        let delay = backoff.next_delay();
+        match attempt().await {
+            Err(ConnectError::Unreachable(why)) if Instant::now() + delay < deadline => {
+                tracing::debug!(error = %why, "no server for the user yet, retrying");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Where the user's server is (found by username when logging in by name), and how the
 /// system logs users in.
 async fn locate(
@@ -474,7 +475,7 @@ async fn log_in_at_master(
     coordinators: &Coordinators<CoordinatorClient<Channel>>,
     tls: Option<&ClientTlsConfig>,
     credentials: &Credentials,
-) -> Result<(LoginReply, Attached), ConnectError> {
+) -> Result<(LoginReply, Bearer, Attached), ConnectError> {
     let server = locate(coordinators, credentials).await?;
     let channel =
         secure_channel(&server.address, CONNECT_TIMEOUT, tls).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
@@ -487,7 +488,7 @@ async fn log_in_at_master(
     tracing::debug!(server = %server.address, cluster = server.cluster_id, "logged in");
     let attached = Attached {
         server: server.address.into(),
-        client: SocialServiceClient::with_interceptor(channel, bearer),
+        client: SocialServiceClient::with_interceptor(channel, bearer.clone()),
     };
-    Ok((reply, attached))
+    Ok((reply, bearer, attached))
 }

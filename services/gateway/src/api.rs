@@ -177,9 +177,7 @@ pub async fn logout(State(gateway): Shared, authed: Authed) -> Result<Response, 
 
 #[utoipa::path(get, path = "/api/session", responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
 pub async fn session(authed: Authed) -> ApiResult<SessionView> {
-    let reply = authed.link.profile(None).await?;
-    check(reply.status, reply.message)?;
-    let username = reply.profile.map(|p| p.username).unwrap_or_default();
+    let username = session_name(&authed).await?;
     Ok(Json(SessionView {
         user: authed.credential.user,
         username,
