@@ -6,12 +6,71 @@ use std::time::{Duration, Instant};
 use tinysns_common::proto::social::{
     BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, DeleteAccountRequest, Empty,
     FollowRequest, HistoryReply, HistoryRequest, InboxReply, InboxRequest, LikesReply, LikesRequest, ListRequest,
-    PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest, Reply,
-    SendMessageRequest, SetProfileRequest, Status as Code, ThreadReply, ThreadRequest, TopicRequest, TopicsReply,
-    TopicsRequest,
+    PostRef, PostsReply, PostsRequest, ProfileReply, ProfileRequest, PublishReply, PublishRequest, ReadRoomRequest,
+    Reply, RoomReply, RoomRequest, RoomsReply, RoomsRequest, SayRequest, SendMessageRequest, SetProfileRequest,
+    Status as Code, ThreadReply, ThreadRequest, TopicRequest, TopicsReply, TopicsRequest,
 };
 
+/// A room call answered with a plain reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomAction {
+    Create,
+    Join,
+    Leave,
+    Delete,
+}
+
 impl Link {
+    /// Makes, joins, leaves or deletes a room (each idempotent when retried).
+    pub async fn room_action(&self, room: &str, action: RoomAction) -> Result<(Code, String), tonic::Status> {
+        let request = RoomRequest { room: room.to_string() };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move {
+                    match action {
+                        RoomAction::Create => c.create_room(request).await,
+                        RoomAction::Join => c.join_room(request).await,
+                        RoomAction::Leave => c.leave_room(request).await,
+                        RoomAction::Delete => c.delete_room(request).await,
+                    }
+                }
+            })
+            .await?;
+        Ok(outcome(reply))
+    }
+
+    /// Says `text` in `room` under `message_id` (from 1, unique per sender): a retry, here
+    /// after a failover or by the caller, is stored once.
+    pub async fn say(&self, room: &str, message_id: u64, text: &str) -> Result<RoomReply, tonic::Status> {
+        let request = SayRequest {
+            room: room.to_string(),
+            message_id,
+            text: text.to_string(),
+        };
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.say(request).await }
+        })
+        .await
+    }
+
+    pub async fn read_room(&self, request: ReadRoomRequest) -> Result<RoomReply, tonic::Status> {
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.read_room(request).await }
+        })
+        .await
+    }
+
+    pub async fn rooms(&self, request: RoomsRequest) -> Result<RoomsReply, tonic::Status> {
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.rooms(request).await }
+        })
+        .await
+    }
+
     /// Logs the session out: its token stops working on every server. One attempt (with a
     /// short wait for a master): a session left behind expires on its own.
     pub async fn end_session(&self) -> Result<(Code, String), tonic::Status> {

@@ -11,8 +11,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
 use tinysns_common::proto::social::{
-    DirectMessageView, NewPost, Post, PostAck, TimelineEvent, TimelineOpen, TimelineRequest, TopicPost, timeline_event,
-    timeline_request,
+    DirectMessageView, NewPost, Post, PostAck, RoomMessageView, TimelineEvent, TimelineOpen, TimelineRequest,
+    TopicPost, timeline_event, timeline_request,
 };
 
 /// How many shown items of each kind are remembered for spotting repeats; far more than a
@@ -30,6 +30,10 @@ pub enum Event {
     DirectMessage(DirectMessageView),
     /// A post in a subscribed topic.
     TopicPost(TopicPost),
+    /// A message in one of the user's rooms (its own too).
+    RoomMessage(RoomMessageView),
+    /// One of the user's rooms was deleted (its name).
+    RoomClosed(String),
     /// The answer to one of the user's own posts sent on the timeline.
     Ack(PostAck),
     /// The history is over; what follows is live, after log position `from`. `resumed`:
@@ -81,6 +85,8 @@ pub struct Resume {
     posts: Recent<(u64, u64)>,
     messages: Recent<(u64, u64)>,
     topic_posts: Recent<(String, u64)>,
+    room_messages: Recent<(String, u64)>,
+    rooms_closed: Recent<String>,
     unacked: VecDeque<NewPost>,
     /// Live posts and messages the server sent again (hidden here; a correct server sends
     /// none, and the fault suite's checker counts them).
@@ -102,6 +108,8 @@ impl Resume {
             posts: Recent::new(),
             messages: Recent::new(),
             topic_posts: Recent::new(),
+            room_messages: Recent::new(),
+            rooms_closed: Recent::new(),
             unacked: VecDeque::new(),
             repeats: 0,
         }
@@ -166,6 +174,17 @@ impl Resume {
                 .topic_posts
                 .insert((post.topic.clone(), post.seq))
                 .then_some(Event::TopicPost(post)),
+            timeline_event::Kind::RoomMessage(message) => {
+                self.advance(message.cursor);
+                let new = self.room_messages.insert((message.room.clone(), message.seq));
+                self.count_repeat(new);
+                new.then_some(Event::RoomMessage(message))
+            }
+            // (It carries no log position: a stream resumed before it may send it again.)
+            timeline_event::Kind::RoomClosed(room) => self
+                .rooms_closed
+                .insert(room.clone())
+                .then_some(Event::RoomClosed(room)),
             timeline_event::Kind::LiveFrom(from) => {
                 self.cursor = self.cursor.max(from);
                 self.live = true;
@@ -369,6 +388,30 @@ mod tests {
             "a topic post shown again after a resume"
         );
         assert_eq!(state.cursor(), 12, "a topic's number is not a log position");
+    }
+
+    #[test]
+    fn room_messages_show_once_and_move_the_cursor_and_a_closing_shows_once() {
+        let mut state = Resume::new(0);
+        state.opening();
+        state.receive(live(10));
+        let message = TimelineEvent {
+            kind: Some(timeline_event::Kind::RoomMessage(RoomMessageView {
+                room: "lobby".into(),
+                seq: 1,
+                cursor: 15,
+                ..Default::default()
+            })),
+        };
+        assert!(matches!(state.receive(message.clone()), Some(Event::RoomMessage(_))));
+        assert_eq!(state.receive(message), None);
+        assert_eq!((state.cursor(), state.repeats()), (15, 1), "a live repeat is counted");
+        let closed = TimelineEvent {
+            kind: Some(timeline_event::Kind::RoomClosed("lobby".into())),
+        };
+        assert_eq!(state.receive(closed.clone()), Some(Event::RoomClosed("lobby".into())));
+        assert_eq!(state.receive(closed), None);
+        assert_eq!(state.cursor(), 15);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! newer kinds were written is not supported (its log would lose their content).
 
 /// The level of this release.
-pub const FEATURE_LEVEL: u32 = 8;
+pub const FEATURE_LEVEL: u32 = 9;
 
 /// A capability that writes a kind of change older releases cannot carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub enum Feature {
     /// without the post's text, reads answered by the home cluster, progress markers on the
     /// change feed). Until every member has it, every change goes everywhere.
     SelectiveReplication,
+    /// Rooms (`RoomChange`).
+    Rooms,
 }
 
 impl Feature {
@@ -49,6 +51,7 @@ impl Feature {
             Feature::Topics => 6,
             Feature::AccountDeletion => 7,
             Feature::SelectiveReplication => 8,
+            Feature::Rooms => 9,
         }
     }
 
@@ -61,6 +64,7 @@ impl Feature {
             Feature::Topics => "topics",
             Feature::AccountDeletion => "deleting accounts",
             Feature::SelectiveReplication => "keeping posts only where they are needed",
+            Feature::Rooms => "rooms",
         }
     }
 

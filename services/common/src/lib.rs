@@ -14,6 +14,7 @@ pub mod masters;
 pub mod membership;
 pub mod metrics;
 pub mod proto;
+pub mod rooms;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

@@ -31,7 +31,7 @@ const MAX_NAME: usize = 256;
 const LOGIN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The body, or why it is refused (too large, not JSON, unknown fields).
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     payload.map(|Json(t)| t).map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", rejection.body_text())
@@ -40,11 +40,11 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(t)| t).map_err(|r| ApiError::invalid(r.body_text()))
 }
 
-fn bounded(what: &str, text: &str) -> Result<(), ApiError> {
+pub(crate) fn bounded(what: &str, text: &str) -> Result<(), ApiError> {
     if text.len() > MAX_NAME {
         return Err(ApiError::invalid(format!("{what} is longer than {MAX_NAME} bytes")));
     }
@@ -290,14 +290,7 @@ pub async fn timeline(State(gateway): Shared, authed: Authed) -> ApiResult<Timel
     responses((status = 200, body = PublishedView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn publish(authed: Authed, payload: Result<Json<PostBody>, JsonRejection>) -> ApiResult<PublishedView> {
     let b = body(payload)?;
-    let post_id = match b.id.as_deref() {
-        None => rand::random::<u64>() >> 1,
-        Some(id) => id
-            .parse::<u64>()
-            .ok()
-            .filter(|id| (1..1 << 63).contains(id))
-            .ok_or_else(|| ApiError::invalid("a post's id is a decimal number from 1 to 2^63 - 1"))?,
-    };
+    let post_id = page_chosen_id(b.id.as_deref())?;
     if b.topics.len() > 16 {
         return Err(ApiError::invalid("at most 16 topics"));
     }
@@ -318,6 +311,19 @@ pub async fn publish(authed: Authed, payload: Result<Json<PostBody>, JsonRejecti
         name: format!("{me}/{}", reply.number),
         number: reply.number,
     }))
+}
+
+/// The id a page chose for what it sends (a decimal string, so that JavaScript keeps every
+/// digit), or a random one; a retried request with the same id is stored once.
+pub(crate) fn page_chosen_id(id: Option<&str>) -> Result<u64, ApiError> {
+    match id {
+        None => Ok((rand::random::<u64>() >> 1).max(1)),
+        Some(id) => id
+            .parse::<u64>()
+            .ok()
+            .filter(|id| (1..1 << 63).contains(id))
+            .ok_or_else(|| ApiError::invalid("an id is a decimal number from 1 to 2^63 - 1")),
+    }
 }
 
 /// The caller's username.

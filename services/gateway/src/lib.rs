@@ -1,6 +1,6 @@
 //! The tinysns gateway: the HTTP/WebSocket face of the system for browsers. `auth` is what a
 //! browser session is (cookie, CSRF token, origin), `state` what requests share and how a
-//! request becomes an authenticated caller, `api` the JSON calls, `live` the WebSocket,
+//! request becomes an authenticated caller, `api` the JSON calls (`rooms` those of rooms), `live` the WebSocket,
 //! `views` the JSON shapes, `web` the embedded UI and security headers, `openapi` the API's
 //! description, `server` the routes and serving, `config` the flags, `metrics` Prometheus.
 
@@ -11,6 +11,7 @@ pub mod error;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod rooms;
 pub mod server;
 pub mod state;
 pub mod views;

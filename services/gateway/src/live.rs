@@ -42,6 +42,11 @@ pub fn view(event: Event, cursor: u64) -> Option<LiveEvent> {
             post: TopicPostView::from(post),
             cursor,
         },
+        Event::RoomMessage(message) => LiveEvent::RoomMessage {
+            message: crate::rooms::RoomMessageJson::from(message),
+            cursor,
+        },
+        Event::RoomClosed(room) => LiveEvent::RoomClosed { room, cursor },
         Event::Live { from, resumed } => LiveEvent::Live {
             cursor: cursor.max(from),
             resumed,

@@ -1,6 +1,6 @@
 //! The OpenAPI description of the HTTP API, served at `/api/openapi.json`.
 
-use crate::{api, error, live, views};
+use crate::{api, error, live, rooms, views};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -37,6 +37,13 @@ use utoipa::OpenApi;
         api::inbox,
         api::conversation,
         api::delete_account,
+        rooms::rooms,
+        rooms::create,
+        rooms::read,
+        rooms::delete,
+        rooms::join,
+        rooms::leave,
+        rooms::say,
         live::live,
     ),
     components(schemas(error::ErrorBody, views::LiveEvent))

@@ -5,7 +5,7 @@
 use crate::config::Args;
 use crate::metrics::Metrics;
 use crate::state::Gateway;
-use crate::{api, live, openapi, web};
+use crate::{api, live, openapi, rooms, web};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -42,6 +42,10 @@ pub const API_ROUTES: &[&str] = &[
     "/api/inbox",
     "/api/conversations/{user}",
     "/api/account",
+    "/api/rooms",
+    "/api/rooms/{room}",
+    "/api/rooms/{room}/membership",
+    "/api/rooms/{room}/messages",
     "/api/live",
 ];
 
@@ -72,6 +76,10 @@ fn api_routes() -> Router<Arc<Gateway>> {
         .route("/api/inbox", get(api::inbox))
         .route("/api/conversations/{user}", get(api::conversation))
         .route("/api/account", axum::routing::delete(api::delete_account))
+        .route("/api/rooms", get(rooms::rooms).post(rooms::create))
+        .route("/api/rooms/{room}", get(rooms::read).delete(rooms::delete))
+        .route("/api/rooms/{room}/membership", post(rooms::join).delete(rooms::leave))
+        .route("/api/rooms/{room}/messages", post(rooms::say))
         .route("/api/live", get(live::live))
 }
 

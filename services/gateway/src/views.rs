@@ -47,7 +47,7 @@ fn post_name(name: &PostName) -> Option<String> {
     (!name.author_name.is_empty()).then(|| format!("{}/{}", name.author_name, name.number))
 }
 
-fn display_name(username: &str, id: u64) -> String {
+pub(crate) fn display_name(username: &str, id: u64) -> String {
     if username.is_empty() {
         id.to_string()
     } else {
@@ -326,6 +326,15 @@ pub enum LiveEvent {
     },
     TopicPost {
         post: TopicPostView,
+        cursor: u64,
+    },
+    RoomMessage {
+        message: crate::rooms::RoomMessageJson,
+        cursor: u64,
+    },
+    /// One of the user's rooms was deleted.
+    RoomClosed {
+        room: String,
         cursor: u64,
     },
     /// History is over; what follows is live. `resumed`: after a reconnection, nothing missed.

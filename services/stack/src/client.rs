@@ -213,6 +213,8 @@ pub struct Timeline {
     received: VecDeque<Post>,
     messages: VecDeque<DirectMessageView>,
     topic_posts: VecDeque<TopicPost>,
+    /// Room messages, and rooms closed (as `RoomClosed` events, by name).
+    room_events: VecDeque<Event>,
     acks: VecDeque<PostAck>,
     /// How many times the stream broke and was resumed.
     pub reconnects: u64,
@@ -232,6 +234,7 @@ impl Timeline {
                         received: VecDeque::new(),
                         messages: VecDeque::new(),
                         topic_posts: VecDeque::new(),
+                        room_events: VecDeque::new(),
                         acks: VecDeque::new(),
                         reconnects: 0,
                     });
@@ -279,6 +282,7 @@ impl Timeline {
             Event::Post(p) => self.received.push_back(p),
             Event::DirectMessage(m) => self.messages.push_back(m),
             Event::TopicPost(t) => self.topic_posts.push_back(t),
+            event @ (Event::RoomMessage(_) | Event::RoomClosed(_)) => self.room_events.push_back(event),
             Event::Ack(ack) => self.acks.push_back(ack),
             Event::Reconnecting { .. } => self.reconnects += 1,
             Event::Live { .. } => {}
@@ -325,6 +329,12 @@ impl Timeline {
     /// The next post of a subscribed topic the stream delivers, waiting up to `timeout`.
     pub async fn next_topic_post(&mut self, timeout: Duration) -> Result<Option<TopicPost>, tonic::Status> {
         self.next_in(timeout, |t| &mut t.topic_posts).await
+    }
+
+    /// The next room message or closing (`Event::RoomMessage`, `Event::RoomClosed`) that
+    /// arrives within `timeout`.
+    pub async fn next_room_event(&mut self, timeout: Duration) -> Result<Option<Event>, tonic::Status> {
+        self.next_in(timeout, |t| &mut t.room_events).await
     }
 
     /// Every live post that arrives within `window`.

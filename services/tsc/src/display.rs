@@ -3,7 +3,8 @@
 use chrono::{Local, TimeZone};
 use tinysns_client::session::Listing;
 use tinysns_common::proto::social::{
-    Conversation, DirectMessageView, HistoryReply, Post, Profile, Status, TopicPost, TopicSummary, UserRef,
+    Conversation, DirectMessageView, HistoryReply, Post, Profile, RoomMessageView, Status, TopicPost, TopicSummary,
+    UserRef,
 };
 
 pub const BANNER: &str = "\n========= TINY SNS CLIENT =========\n Command Lists and Format:\n FOLLOW <username>\n UNFOLLOW <username>\n LIST\n TIMELINE\n=====================================\n";
@@ -202,6 +203,18 @@ pub fn conversation_lines(messages: &[DirectMessageView]) -> String {
 pub fn live_message_line(m: &DirectMessageView) -> String {
     let sender = m.sender.as_ref().map(shown).unwrap_or_default();
     format!("DM from {sender} ({}) >> {}\n", ctime(m.timestamp_ms), m.text)
+}
+
+/// A room's message as it arrives live in timeline mode.
+pub fn live_room_line(m: &RoomMessageView) -> String {
+    let sender = m.sender.as_ref().map(shown).unwrap_or_default();
+    format!(
+        "[{} #{}] {sender} ({}) >> {}\n",
+        m.room,
+        m.seq,
+        ctime(m.timestamp_ms),
+        m.text
+    )
 }
 
 /// What HISTORY (and TOPIC <topic>) print after the status line: the topic's counts, its

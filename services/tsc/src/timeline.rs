@@ -28,6 +28,8 @@ fn show(event: Event) {
         Event::Post(post) => print(&display::post_line(&post)),
         Event::DirectMessage(message) => print(&display::live_message_line(&message)),
         Event::TopicPost(post) => print(&display::live_topic_line(&post)),
+        Event::RoomMessage(message) => print(&display::live_room_line(&message)),
+        Event::RoomClosed(room) => print(&format!("[{room}] the room was deleted\n")),
         Event::Ack(ack) => {
             let status = Code::try_from(ack.status).unwrap_or(Code::FailureUnknown);
             if status != Code::Success {

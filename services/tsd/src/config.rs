@@ -41,6 +41,10 @@ pub struct Args {
     /// password change end it sooner).
     #[arg(long, env = "TINYSNS_SESSION_TTL", default_value = "7d", value_parser = tinysns_common::cli::parse_duration)]
     pub session_ttl: Duration,
+    /// How long a member of a room this cluster hosts shows as present after it last looked
+    /// at the room or spoke in it; then it shows as away and is dropped from presence.
+    #[arg(long, env = "TINYSNS_ROOM_IDLE", default_value = "60s", value_parser = tinysns_common::cli::parse_duration)]
+    pub room_idle: Duration,
     /// Argon2id memory cost of new password hashes, in KiB (stored hashes keep theirs).
     #[arg(long, env = "TINYSNS_ARGON2_MEMORY_KIB", default_value_t = HashCost::DEFAULT.memory_kib,
           value_parser = clap::value_parser!(u32).range(8..=4 * 1024 * 1024))]
@@ -126,6 +130,8 @@ pub struct Config {
     pub auth: AuthMode,
     #[serde(with = "tinysns_common::cli::millis")]
     pub session_ttl: Duration,
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub room_idle: Duration,
     pub argon2: HashCost,
     #[serde(with = "tinysns_common::cli::millis")]
     pub request_timeout: Duration,
@@ -187,6 +193,9 @@ impl Args {
         if self.session_ttl < Duration::from_secs(1) {
             return Err("--session-ttl must be at least 1s".into());
         }
+        if self.room_idle < Duration::from_secs(1) {
+            return Err("--room-idle must be at least 1s".into());
+        }
         if self.replica_timeout < Duration::from_millis(100) {
             return Err("--replica-timeout must be at least 100ms, or a slave would be dropped from the in-sync set on every fsync stall".into());
         }
@@ -209,6 +218,7 @@ impl Args {
             data_dir,
             auth: self.auth.auth,
             session_ttl: self.session_ttl,
+            room_idle: self.room_idle,
             argon2: HashCost {
                 memory_kib: self.argon2_memory_kib,
                 iterations: self.argon2_iterations,

@@ -1,5 +1,5 @@
-//! Routes each committed post to the open timelines of its author's followers, and each
-//! direct message to its recipient's.
+//! Routes each committed post to the open timelines of its author's followers, each direct
+//! message to its recipient's, and each room message (and a room's closing) to its members'.
 //!
 //! One task follows the committed log for the whole server and keeps an index of open
 //! timelines by the users they follow, so a post costs work only for the timelines that show
@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tinysns_common::backoff::Backoff;
-use tinysns_common::proto::internal::{LogEntry, change, log_entry};
+use tinysns_common::proto::internal::{LogEntry, RoomChange, change, log_entry, room_change};
 use tokio::sync::mpsc;
 
 /// Posts queued for one timeline before it is considered too slow and left to catch up on
@@ -30,13 +30,15 @@ const QUEUE: usize = 1024;
 pub struct Following {
     pub users: HashMap<u64, u64>,
     pub topics: HashSet<String>,
+    /// The rooms the user is a member of.
+    pub rooms: HashSet<String>,
 }
 
 impl Following {
     pub fn users(users: impl IntoIterator<Item = (u64, u64)>) -> Self {
         Self {
             users: users.into_iter().collect(),
-            topics: HashSet::new(),
+            ..Self::default()
         }
     }
 }
@@ -56,6 +58,25 @@ pub fn record_subscription(following: &mut Following, topic: &str, on: bool) {
         following.topics.insert(topic.to_owned());
     } else {
         following.topics.remove(topic);
+    }
+}
+
+/// Takes `user` joining (`on`) or leaving `room` into `following`.
+pub fn record_room(following: &mut Following, room: &str, on: bool) {
+    if on {
+        following.rooms.insert(room.to_owned());
+    } else {
+        following.rooms.remove(room);
+    }
+}
+
+/// The room a membership change (or a creation, which makes its creator a member) puts
+/// `user` in or out of.
+fn membership_of(room: &RoomChange, user: u64) -> Option<(&str, bool)> {
+    match room.kind.as_ref()? {
+        room_change::Kind::Created(c) if c.creator == user => Some((&c.room, true)),
+        room_change::Kind::Membership(m) if m.user == user => Some((&m.room, m.member)),
+        _ => None,
     }
 }
 
@@ -99,6 +120,17 @@ pub fn step(following: &mut Following, user: u64, entry: &LogEntry) -> bool {
                     .is_some_and(|p| shows_in_topic(following, user, &t.topic, p.author))
         }
         Some(change::Kind::DirectMessage(m)) => m.recipient == user,
+        Some(change::Kind::Room(r)) => {
+            if let Some((room, on)) = membership_of(r, user) {
+                record_room(following, room, on);
+                return false;
+            }
+            match r.kind.as_ref() {
+                Some(room_change::Kind::Message(m)) => following.rooms.contains(&m.room),
+                Some(room_change::Kind::Deleted(d)) => following.rooms.remove(&d.room),
+                _ => false,
+            }
+        }
         _ => false,
     }
 }
@@ -117,6 +149,8 @@ struct State {
     by_followee: HashMap<u64, HashSet<u64>>,
     /// For each topic, the timelines whose users subscribe to it.
     by_topic: HashMap<String, HashSet<u64>>,
+    /// For each room, the timelines of its members.
+    by_room: HashMap<String, HashSet<u64>>,
     /// For each user, their open timelines (a user may have more than one stream).
     by_user: HashMap<u64, HashSet<u64>>,
     next_id: u64,
@@ -166,6 +200,20 @@ impl Drop for Subscription {
     }
 }
 
+/// Takes timeline `id` out of `index`'s set under `key` (and the set once empty).
+fn unindex_in<K, Q>(index: &mut HashMap<K, HashSet<u64>>, key: &Q, id: u64)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(set) = index.get_mut(key) {
+        set.remove(&id);
+        if set.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -192,6 +240,9 @@ impl Fanout {
         }
         for topic in &following.topics {
             state.by_topic.entry(topic.clone()).or_default().insert(id);
+        }
+        for room in &following.rooms {
+            state.by_room.entry(room.clone()).or_default().insert(id);
         }
         state.by_user.entry(user).or_default().insert(id);
         state.timelines.insert(
@@ -305,7 +356,50 @@ impl State {
                     self.send(id, entry);
                 }
             }
+            Some(change::Kind::Room(r)) => self.route_room(entry, r),
             _ => {}
+        }
+    }
+
+    fn route_room(&mut self, entry: &Arc<LogEntry>, r: &RoomChange) {
+        let (room, user, on) = match r.kind.as_ref() {
+            Some(room_change::Kind::Created(c)) => (&c.room, c.creator, true),
+            Some(room_change::Kind::Membership(m)) => (&m.room, m.user, m.member),
+            Some(room_change::Kind::Message(m)) => {
+                let ids: Vec<u64> = self.by_room.get(&m.room).into_iter().flatten().copied().collect();
+                for id in ids {
+                    self.send(id, entry);
+                }
+                return;
+            }
+            Some(room_change::Kind::Deleted(d)) => {
+                // Members are told it closed, and are members no more.
+                let ids: Vec<u64> = self.by_room.get(&d.room).into_iter().flatten().copied().collect();
+                for id in ids {
+                    self.send(id, entry);
+                    if let Some(member) = self.timelines.get_mut(&id) {
+                        record_room(&mut member.following, &d.room, false);
+                    }
+                }
+                self.by_room.remove(&d.room);
+                return;
+            }
+            _ => return,
+        };
+        let ids: Vec<u64> = self.by_user.get(&user).into_iter().flatten().copied().collect();
+        for id in ids {
+            let Some(member) = self.timelines.get_mut(&id) else {
+                continue;
+            };
+            if entry.lsn <= member.joined_after {
+                continue;
+            }
+            record_room(&mut member.following, room, on);
+            if on {
+                self.by_room.entry(room.clone()).or_default().insert(id);
+            } else {
+                unindex_in(&mut self.by_room, room, id);
+            }
         }
     }
 
@@ -320,7 +414,7 @@ impl State {
         if following {
             self.by_followee.entry(followee).or_default().insert(id);
         } else {
-            self.unindex(followee, id);
+            unindex_in(&mut self.by_followee, &followee, id);
         }
     }
 
@@ -335,16 +429,7 @@ impl State {
         if on {
             self.by_topic.entry(topic.to_owned()).or_default().insert(id);
         } else {
-            self.unindex_topic(topic, id);
-        }
-    }
-
-    fn unindex_topic(&mut self, topic: &str, id: u64) {
-        if let Some(set) = self.by_topic.get_mut(topic) {
-            set.remove(&id);
-            if set.is_empty() {
-                self.by_topic.remove(topic);
-            }
+            unindex_in(&mut self.by_topic, topic, id);
         }
     }
 
@@ -397,10 +482,13 @@ impl State {
     fn remove(&mut self, id: u64) -> Option<Member> {
         let member = self.timelines.remove(&id)?;
         for followee in member.following.users.keys() {
-            self.unindex(*followee, id);
+            unindex_in(&mut self.by_followee, followee, id);
         }
         for topic in &member.following.topics {
-            self.unindex_topic(topic, id);
+            unindex_in(&mut self.by_topic, topic, id);
+        }
+        for room in &member.following.rooms {
+            unindex_in(&mut self.by_room, room, id);
         }
         if let Some(set) = self.by_user.get_mut(&member.user) {
             set.remove(&id);
@@ -409,15 +497,6 @@ impl State {
             }
         }
         Some(member)
-    }
-
-    fn unindex(&mut self, followee: u64, id: u64) {
-        if let Some(set) = self.by_followee.get_mut(&followee) {
-            set.remove(&id);
-            if set.is_empty() {
-                self.by_followee.remove(&followee);
-            }
-        }
     }
 }
 
@@ -642,5 +721,61 @@ mod tests {
         assert_eq!(shown, [1, 7]);
         drop(sub);
         assert!(fanout.state().by_topic.is_empty(), "leaving unindexes the topics");
+    }
+
+    fn room_entry(lsn: u64, kind: room_change::Kind) -> Arc<LogEntry> {
+        entry(
+            lsn,
+            lsn as i64 * 10,
+            change::Kind::Room(RoomChange { kind: Some(kind) }),
+        )
+    }
+
+    #[test]
+    fn room_messages_reach_members_until_they_leave_and_a_closing_reaches_them_once() {
+        use tinysns_common::proto::internal::{RoomDeleted, RoomMembership, RoomMessage};
+        let fanout = Fanout::default();
+        let mut bob = fanout.join(5, 0, &Following::default()).unwrap();
+        let mut carol = fanout.join(7, 0, &Following::default()).unwrap();
+        let membership = |lsn, user, member| {
+            room_entry(
+                lsn,
+                room_change::Kind::Membership(RoomMembership {
+                    room: "lobby".into(),
+                    user,
+                    user_name: String::new(),
+                    member,
+                }),
+            )
+        };
+        let message = |lsn, seq| {
+            room_entry(
+                lsn,
+                room_change::Kind::Message(RoomMessage {
+                    room: "lobby".into(),
+                    seq,
+                    sender: 2,
+                    ..Default::default()
+                }),
+            )
+        };
+        fanout.route(&[
+            membership(1, 5, true),
+            message(2, 1),
+            membership(3, 7, true),
+            message(4, 2),
+        ]);
+        assert_eq!(received(&mut bob), [2, 4]);
+        assert_eq!(received(&mut carol), [4], "only what came after joining");
+        fanout.route(&[membership(5, 5, false), message(6, 3)]);
+        assert_eq!(received(&mut bob), Vec::<u64>::new());
+        assert_eq!(received(&mut carol), [6]);
+        let deleted = room_entry(7, room_change::Kind::Deleted(RoomDeleted { room: "lobby".into() }));
+        fanout.route(&[deleted, message(8, 4)]);
+        assert_eq!(received(&mut carol), [7], "told once that it closed, then nothing");
+        let mut following = Following::default();
+        for e in [membership(1, 5, true), message(2, 1)] {
+            assert_eq!(step(&mut following, 5, &e), e.lsn == 2, "reading on its own: the same");
+        }
     }
 }

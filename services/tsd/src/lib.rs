@@ -10,8 +10,9 @@
 //! and the synchronizer's `changefeed` tail that feed; `fanout` routes each post to the open
 //! timelines of its author's followers (and topic posts to their subscribers); a master's
 //! background `chores` are the `sequencer` (numbering the posts of the topics whose home is
-//! this cluster) and `deletions` (the phases of deleting accounts); `remote` checks what other
-//! clusters send. The
+//! this cluster), `deletions` (the phases of deleting accounts) and `rooms::RoomDeletions`
+//! (the phases of deleting rooms); `rooms` answers room calls at the room's host (presence in
+//! `room_presence`); `remote` checks what other clusters send. The
 //! server's role comes from `tinysns_common::membership` (heartbeats to the coordinator);
 //! `identity` keeps its incarnation and its durable term. `metrics` counts what happens for
 //! Prometheus.
@@ -39,6 +40,8 @@ pub mod reader;
 pub mod readiness;
 pub mod remote;
 pub mod replication;
+pub mod room_presence;
+pub mod rooms;
 pub mod routing;
 pub mod sequencer;
 pub mod server;

@@ -21,7 +21,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tinysns_common::membership::{Progress, RoleHandle};
-use tinysns_common::proto::internal::{AccountChange, Change, LogEntry, account_change, change, log_entry};
+use tinysns_common::proto::internal::{
+    AccountChange, Change, LogEntry, account_change, change, log_entry, room_change,
+};
 
 type U64Gauge = Gauge<u64, AtomicU64>;
 
@@ -49,6 +51,11 @@ pub enum WriteKind {
     DeleteAccount,
     DeletionReady,
     AccountDeleted,
+    /// Rooms: made, joined or left, a message, and the phases of deleting one.
+    RoomCreated,
+    RoomMembership,
+    RoomMessage,
+    RoomDeletion,
     /// A change made in another cluster, applied here (any social kind).
     Remote,
     Register,
@@ -60,7 +67,7 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
-    pub const ALL: [WriteKind; 24] = [
+    pub const ALL: [WriteKind; 28] = [
         WriteKind::User,
         WriteKind::Follow,
         WriteKind::Unfollow,
@@ -79,6 +86,10 @@ impl WriteKind {
         WriteKind::DeleteAccount,
         WriteKind::DeletionReady,
         WriteKind::AccountDeleted,
+        WriteKind::RoomCreated,
+        WriteKind::RoomMembership,
+        WriteKind::RoomMessage,
+        WriteKind::RoomDeletion,
         WriteKind::Remote,
         WriteKind::Register,
         WriteKind::Password,
@@ -107,6 +118,10 @@ impl WriteKind {
             WriteKind::DeleteAccount => "delete_account",
             WriteKind::DeletionReady => "deletion_ready",
             WriteKind::AccountDeleted => "account_deleted",
+            WriteKind::RoomCreated => "room_created",
+            WriteKind::RoomMembership => "room_membership",
+            WriteKind::RoomMessage => "room_message",
+            WriteKind::RoomDeletion => "room_deletion",
             WriteKind::Remote => "remote",
             WriteKind::Register => "register",
             WriteKind::Password => "password",
@@ -141,6 +156,14 @@ impl WriteKind {
                 change::Kind::DeletionPrepared(_) => WriteKind::DeleteAccount,
                 change::Kind::DeletionReady(_) => WriteKind::DeletionReady,
                 change::Kind::AccountDeleted(_) => WriteKind::AccountDeleted,
+                change::Kind::Room(r) => match r.kind.as_ref()? {
+                    room_change::Kind::Created(_) => WriteKind::RoomCreated,
+                    room_change::Kind::Membership(_) => WriteKind::RoomMembership,
+                    room_change::Kind::Message(_) => WriteKind::RoomMessage,
+                    room_change::Kind::DeletionPrepared(_)
+                    | room_change::Kind::DeletionReady(_)
+                    | room_change::Kind::Deleted(_) => WriteKind::RoomDeletion,
+                },
             },
             log_entry::Kind::SyncCursor(_) => WriteKind::SyncCursor,
             log_entry::Kind::Account(AccountChange { kind }) => match kind.as_ref()? {

@@ -12,11 +12,12 @@ use tinysns_common::masters::Masters;
 use tinysns_common::proto::internal::peer_client::PeerClient;
 use tinysns_common::proto::internal::peer_server::{Peer, PeerServer};
 use tinysns_common::proto::internal::{
-    PeerHistoryRequest, PeerLikesRequest, PeerPostsRequest, PeerProfileRequest, PeerThreadRequest,
+    PeerHistoryRequest, PeerLikesRequest, PeerPostsRequest, PeerProfileRequest, PeerRoomRequest, PeerThreadRequest,
+    peer_room_request,
 };
 use tinysns_common::proto::social::{
-    HistoryReply, HistoryRequest, LikesReply, LikesRequest, PostsReply, PostsRequest, ProfileReply, ThreadReply,
-    ThreadRequest,
+    HistoryReply, HistoryRequest, LikesReply, LikesRequest, PostsReply, PostsRequest, ProfileReply, RoomReply,
+    ThreadReply, ThreadRequest,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -104,6 +105,24 @@ impl Peers {
             .await
     }
 
+    /// A room call of `viewer` (named `viewer_name`) at the room's host. A write retried here
+    /// after a failover is decided once: a message by its id, the rest by the room's state.
+    pub async fn room(
+        &self,
+        cluster: u32,
+        viewer: u64,
+        viewer_name: &str,
+        call: peer_room_request::Call,
+    ) -> Result<RoomReply, Status> {
+        let message = PeerRoomRequest {
+            viewer,
+            viewer_name: viewer_name.to_owned(),
+            call: Some(call),
+        };
+        self.call(cluster, message, |mut c, r| async move { c.room(r).await })
+            .await
+    }
+
     pub async fn likes(
         &self,
         cluster: u32,
@@ -155,6 +174,25 @@ impl Peer for PeerService {
         let PeerHistoryRequest { viewer, request } = request.into_inner();
         let (viewer, request) = parts(viewer, request)?;
         self.social.history_here(viewer, request).await.map(Response::new)
+    }
+
+    async fn room(&self, request: Request<PeerRoomRequest>) -> Result<Response<RoomReply>, Status> {
+        self.social.fenced()?;
+        let PeerRoomRequest {
+            viewer,
+            viewer_name,
+            call,
+        } = request.into_inner();
+        let (viewer, call) = parts(viewer, call)?;
+        tinysns_common::limits::canonical_username(&viewer_name)
+            .ok()
+            .filter(|canonical| *canonical == viewer_name)
+            .or_else(|| viewer_name.is_empty().then(String::new))
+            .ok_or_else(|| Status::invalid_argument("a room call naming its user wrongly"))?;
+        self.social
+            .room_here(viewer, &viewer_name, call)
+            .await
+            .map(Response::new)
     }
 
     async fn profile(&self, request: Request<PeerProfileRequest>) -> Result<Response<ProfileReply>, Status> {

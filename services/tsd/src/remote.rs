@@ -4,7 +4,8 @@
 //! its origin cluster could really have made.
 
 use tinysns_common::limits::{MAX_LSN, canonical_username, validate_post_text, validate_profile};
-use tinysns_common::proto::internal::{PostCreated, RemoteChange, TopicSequenced, change};
+use tinysns_common::proto::internal::{PostCreated, RemoteChange, RoomChange, TopicSequenced, change, room_change};
+use tinysns_common::rooms;
 use tinysns_common::topics;
 use tinysns_common::topology::{cluster_of_user, cluster_of_username};
 
@@ -113,6 +114,8 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
             },
         ),
         change::Kind::Post(p) => (p.author, check_post(p)),
+        // Made at the room's host, not a user's home.
+        change::Kind::Room(r) => return check_room(r, origin, clusters).map_err(RemoteError::Content),
         // Checked above.
         change::Kind::TopicSequenced(t) => (t.post.as_ref().map(|p| p.author).unwrap_or_default(), Ok(())),
         change::Kind::TopicSubscription(t) => (t.user, check_canonical_topic(&t.topic)),
@@ -170,6 +173,53 @@ pub fn check_remote(remote: &RemoteChange, here: u32, clusters: u32, now_ms: i64
         });
     }
     Ok(())
+}
+
+/// A room change names a canonical room and is made by its host (a readiness, by the cluster
+/// that is ready), about real users, with a message a member could have sent.
+fn check_room(r: &RoomChange, origin: u32, clusters: u32) -> Result<(), String> {
+    let kind = r.kind.as_ref().ok_or("an empty room change")?;
+    let room = match kind {
+        room_change::Kind::Created(c) => &c.room,
+        room_change::Kind::Membership(m) => &m.room,
+        room_change::Kind::Message(m) => &m.room,
+        room_change::Kind::DeletionPrepared(p) => &p.room,
+        room_change::Kind::DeletionReady(r) => &r.room,
+        room_change::Kind::Deleted(d) => &d.room,
+    };
+    if !rooms::is_canonical_room(room) {
+        return Err(format!("{room:?} is not a canonical room name"));
+    }
+    let maker = match kind {
+        room_change::Kind::DeletionReady(r) => r.cluster,
+        _ => rooms::host_cluster(room, clusters),
+    };
+    if maker != origin {
+        return Err(format!("cluster {origin} cannot make this change of room {room}"));
+    }
+    let user = |user: u64, name: &str| match user {
+        0 => Err("user 0 is not a user".to_string()),
+        _ => check_canonical_name(name),
+    };
+    match kind {
+        room_change::Kind::Created(c) => user(c.creator, &c.creator_name),
+        room_change::Kind::Membership(m) => user(m.user, &m.user_name),
+        room_change::Kind::Message(m) => {
+            user(m.sender, &m.sender_name)?;
+            if m.seq == 0 || m.seq > MAX_LSN {
+                return Err(format!("room message number {} is out of range", m.seq));
+            }
+            validate_post_text(&m.text).map_err(|e| e.to_string())
+        }
+        room_change::Kind::DeletionPrepared(p) => {
+            let in_range = p.clusters.iter().all(|c| (1..=clusters).contains(c));
+            match !p.clusters.is_empty() && p.clusters.len() <= clusters as usize && in_range {
+                true => Ok(()),
+                false => Err(format!("a room deletion naming clusters {:?}", p.clusters)),
+            }
+        }
+        room_change::Kind::DeletionReady(_) | room_change::Kind::Deleted(_) => Ok(()),
+    }
 }
 
 /// A post's text, the post it answers and its topics could all have been made by a member.

@@ -3,8 +3,9 @@
 //! it and answer their history) and, for a reply, the home of the post it answers (which
 //! answers the thread). A topic's number carries the post's text only to clusters with
 //! subscribers of the topic (they show it live); every other cluster gets the number
-//! alone, to count the topic's posts. A direct message goes to its recipient's cluster.
-//! Everything else is small and goes everywhere.
+//! alone, to count the topic's posts. A direct message goes to its recipient's cluster; a
+//! room's message to the clusters of its members, and a cluster's readiness to delete a room
+//! to the room's host. Everything else is small and goes everywhere.
 //!
 //! A follow reaches the author's cluster a little after it was made, and the author may
 //! have posted meanwhile: when a follow from another cluster arrives, the author's posts
@@ -19,7 +20,8 @@ use crate::clock;
 use crate::store::{self, Connection};
 use std::collections::BTreeSet;
 use tinysns_common::proto::internal::{
-    AccountChange, Change, LogEntry, TopicSequenced, UserCreated, account_change, change, log_entry,
+    AccountChange, Change, LogEntry, RoomChange, TopicSequenced, UserCreated, account_change, change, log_entry,
+    room_change,
 };
 use tinysns_common::topics::home_cluster;
 use tinysns_common::topology::cluster_of_user;
@@ -128,6 +130,20 @@ pub fn routes(
         }
         Some(change::Kind::DirectMessage(m)) => {
             let set = BTreeSet::from([home(m.recipient)]);
+            vec![route(change, only(set))]
+        }
+        // A room's messages go where its members are; a cluster's readiness to delete it to
+        // its host. Rooms, memberships and the other phases are small and go everywhere.
+        Some(change::Kind::Room(RoomChange {
+            kind: Some(room_change::Kind::Message(m)),
+        })) => {
+            let set = store::room_member_clusters(conn, &m.room, clusters)?;
+            vec![route(change, only(set))]
+        }
+        Some(change::Kind::Room(RoomChange {
+            kind: Some(room_change::Kind::DeletionReady(r)),
+        })) => {
+            let set = BTreeSet::from([tinysns_common::rooms::host_cluster(&r.room, clusters)]);
             vec![route(change, only(set))]
         }
         _ => vec![route(change, Destinations::Everywhere)],

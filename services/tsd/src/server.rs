@@ -167,9 +167,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         writer: writer.clone(),
         reader: reader.clone(),
     };
+    let room_deletions = crate::rooms::RoomDeletions {
+        cluster: config.cluster,
+        writer: writer.clone(),
+        reader: reader.clone(),
+    };
     let interval = config.chore_interval;
     tokio::spawn(run_while_master(sequencer, role.clone(), interval, shutdown.clone()));
     tokio::spawn(run_while_master(deletions, role.clone(), interval, shutdown.clone()));
+    tokio::spawn(run_while_master(
+        room_deletions,
+        role.clone(),
+        interval,
+        shutdown.clone(),
+    ));
     let fanout = Fanout::default();
     tokio::spawn(fanout.clone().run(feed.tail(reader.clone(), feed.committed())));
     let social = Social {
@@ -186,6 +197,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         session_ttl: config.session_ttl,
         metrics,
         peers,
+        room_presence: Arc::new(crate::room_presence::RoomPresence::new(config.room_idle)),
     };
     let changefeed = ChangeFeedService {
         cluster: config.cluster,

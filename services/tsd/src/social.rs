@@ -21,6 +21,7 @@ use tinysns_common::features::Feature;
 use tinysns_common::grpc::not_master;
 use tinysns_common::limits::{canonical_username, parse_user_id};
 use tinysns_common::membership::{RoleHandle, RoleView};
+use tinysns_common::proto::internal::peer_room_request::Call;
 use tinysns_common::proto::social::social_service_server::{SocialService, SocialServiceServer};
 use tinysns_common::proto::social::{
     BlockRequest, ChangePasswordRequest, ConversationReply, ConversationRequest, DeleteAccountRequest, Empty,
@@ -30,6 +31,7 @@ use tinysns_common::proto::social::{
     Status as Code, ThreadReply, ThreadRequest, TimelineEvent, TimelineRequest, TopicRequest, TopicsReply,
     TopicsRequest,
 };
+use tinysns_common::proto::social::{ReadRoomRequest, RoomReply, RoomRequest, RoomsReply, RoomsRequest, SayRequest};
 use tinysns_common::topology::cluster_of_user;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -56,6 +58,8 @@ pub struct Social {
     pub metrics: Arc<Metrics>,
     /// Other clusters, for what only they keep whole.
     pub peers: Peers,
+    /// Who is present in the rooms this cluster hosts.
+    pub room_presence: Arc<crate::room_presence::RoomPresence>,
 }
 
 /// The user a call acts for, established from its token.
@@ -250,6 +254,22 @@ impl Social {
     }
 }
 
+impl Social {
+    /// A room call that answers with a plain reply.
+    async fn room_rpc(
+        &self,
+        request: Request<RoomRequest>,
+        call: fn(RoomRequest) -> Call,
+    ) -> Result<Response<Reply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        let reply = self.room_call(&caller, call(request.into_inner())).await?;
+        Ok(Response::new(Reply {
+            status: reply.status,
+            message: reply.message,
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl SocialService for Social {
     async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<LoginReply>, Status> {
@@ -432,6 +452,43 @@ impl SocialService for Social {
         let caller = self.authenticate(request.metadata()).await?;
         self.fenced()?;
         Social::history(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn create_room(&self, request: Request<RoomRequest>) -> Result<Response<Reply>, Status> {
+        self.room_rpc(request, Call::Create).await
+    }
+
+    async fn join_room(&self, request: Request<RoomRequest>) -> Result<Response<Reply>, Status> {
+        self.room_rpc(request, Call::Join).await
+    }
+
+    async fn leave_room(&self, request: Request<RoomRequest>) -> Result<Response<Reply>, Status> {
+        self.room_rpc(request, Call::Leave).await
+    }
+
+    async fn delete_room(&self, request: Request<RoomRequest>) -> Result<Response<Reply>, Status> {
+        self.room_rpc(request, Call::Delete).await
+    }
+
+    async fn say(&self, request: Request<SayRequest>) -> Result<Response<RoomReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.room_call(&caller, Call::Say(request.into_inner()))
+            .await
+            .map(Response::new)
+    }
+
+    async fn read_room(&self, request: Request<ReadRoomRequest>) -> Result<Response<RoomReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        self.room_call(&caller, Call::Read(request.into_inner()))
+            .await
+            .map(Response::new)
+    }
+
+    async fn rooms(&self, request: Request<RoomsRequest>) -> Result<Response<RoomsReply>, Status> {
+        let caller = self.authenticate(request.metadata()).await?;
+        Social::rooms(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }

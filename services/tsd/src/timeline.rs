@@ -8,10 +8,10 @@ use crate::presence::TimelineSlot;
 use crate::social::{Caller, Social};
 use crate::store;
 use std::net::SocketAddr;
-use tinysns_common::proto::internal::{LogEntry, change, log_entry};
+use tinysns_common::proto::internal::{LogEntry, change, log_entry, room_change};
 use tinysns_common::proto::social::{
-    DirectMessageView, NewPost, Post, PostAck, PostName, Status as Code, TimelineEvent, TimelineOpen, TimelineRequest,
-    TopicPost, UserRef, timeline_event, timeline_request,
+    DirectMessageView, NewPost, Post, PostAck, PostName, RoomMessageView, Status as Code, TimelineEvent, TimelineOpen,
+    TimelineRequest, TopicPost, UserRef, timeline_event, timeline_request,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -47,8 +47,8 @@ impl Social {
 
 type Events = mpsc::Sender<Result<TimelineEvent, Status>>;
 
-/// What a timeline shows of an entry routed to it: a post, a post in a subscribed topic, or
-/// a direct message.
+/// What a timeline shows of an entry routed to it: a post, a post in a subscribed topic, a
+/// direct message, a message in one of the user's rooms, or the closing of one.
 fn shown(entry: &LogEntry) -> Option<timeline_event::Kind> {
     let Some(log_entry::Kind::Change(c)) = &entry.kind else {
         return None;
@@ -104,6 +104,22 @@ fn shown(entry: &LogEntry) -> Option<timeline_event::Kind> {
             message_id: m.message_id,
             seq: entry.lsn,
         })),
+        change::Kind::Room(r) => match r.kind.as_ref()? {
+            room_change::Kind::Message(m) => Some(timeline_event::Kind::RoomMessage(RoomMessageView {
+                room: m.room.clone(),
+                seq: m.seq,
+                sender: Some(UserRef {
+                    id: m.sender,
+                    username: m.sender_name.clone(),
+                }),
+                text: m.text.clone(),
+                timestamp_ms: entry.timestamp_ms,
+                message_id: m.message_id,
+                cursor: entry.lsn,
+            })),
+            room_change::Kind::Deleted(d) => Some(timeline_event::Kind::RoomClosed(d.room.clone())),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -181,6 +197,7 @@ impl Social {
                 Ok(Following {
                     users: store::following(c, user)?.into_iter().collect(),
                     topics: store::subscriptions(c, user)?.into_iter().collect(),
+                    rooms: store::room_names_of(c, user)?.into_iter().collect(),
                 })
             })
             .await?;

@@ -84,9 +84,15 @@ pub fn tsc_registered(t: &Topology, name: &str) -> Tsc {
 /// A system with one synchronizer per cluster and a private broker (for tests that touch the
 /// bus), with "alice" (cluster 3 of 3), "bob" (cluster 1) and "carol" (cluster 2) registered.
 pub async fn start_with_three_users(name: &str) -> (Topology, User, User, User) {
+    start_with_three_users_and(name, |_| {}).await
+}
+
+/// [`start_with_three_users`], with the options adjusted further.
+pub async fn start_with_three_users_and(name: &str, adjust: impl FnOnce(&mut Options)) -> (Topology, User, User, User) {
     let t = start_with(name, |o| {
         o.synchronizers_per_cluster = 1;
         o.broker = tinysns_stack::topology::Broker::Private;
+        adjust(o);
     })
     .await;
     let (alice, bob, carol) = (

@@ -84,6 +84,7 @@ pub(super) fn involved(kind: &change::Kind) -> Vec<u64> {
         change::Kind::ConversationRead(r) => vec![r.reader, r.peer],
         change::Kind::Block(b) => vec![b.blocker, b.blocked],
         change::Kind::TopicSubscription(t) => vec![t.user],
+        change::Kind::Room(r) => r.kind.as_ref().map(super::room::involved).unwrap_or_default(),
         // Numbers are applied everywhere alike (a closed author's post is left out when it
         // applies), so every cluster's numbering stays the same.
         change::Kind::TopicSequenced(_)

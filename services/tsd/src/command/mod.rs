@@ -7,6 +7,8 @@ use crate::store;
 use rusqlite::Connection;
 
 mod deletion;
+mod room;
+pub use room::RoomCommand;
 use tinysns_common::proto::internal::{
     AccountChange, BlockSet, Change, ConversationRead, DirectMessage, FollowChanged, LikeSet, PasswordSet, PostCreated,
     PostDeleted, ProfileSet, Registered, RemoteChange, SessionEnded, SessionStarted, SyncCursor, TopicSequenced,
@@ -102,6 +104,7 @@ pub enum Command {
         on: bool,
     },
     Remote(RemoteChange),
+    Room(RoomCommand),
     /// A user's own profile (at the user's home cluster); a field left None keeps its value.
     SetProfile {
         user: u64,
@@ -202,6 +205,7 @@ fn acting_on(command: &Command) -> Vec<u64> {
         Command::SetProfile { user, .. } | Command::Subscribe { user, .. } => vec![*user],
         Command::StartSession { user, .. } | Command::SetPassword { user, .. } => vec![*user],
         Command::SequenceTopic { author, .. } => vec![*author],
+        Command::Room(room) => room.actor().into_iter().collect(),
         Command::ReadConversation { .. }
         | Command::DeleteAccount { .. }
         | Command::ReadyForDeletion { .. }
@@ -413,6 +417,7 @@ fn decide_open(conn: &Connection, command: &Command) -> Result<Decision, store::
             }
         }
         Command::Remote(remote) => decide_remote(conn, remote)?,
+        Command::Room(room) => room::decide(conn, room)?,
         Command::Register(registration) => decide_registration(conn, registration)?,
         Command::Refuse { status, message } => reject(*status, message.clone()),
         Command::SetPassword {
@@ -680,6 +685,10 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
                 && !store::deletion_ready(conn, r.user, r.cluster)?
         }
         change::Kind::AccountDeleted(d) => store::deletion_state(conn, d.user)? != Some(store::Deletion::Deleted),
+        change::Kind::Room(r) => match &r.kind {
+            Some(kind) => room::fresh_remote(conn, kind, remote.origin_lsn)?,
+            None => false,
+        },
     };
     Ok(if fresh {
         Decision::Write {
@@ -703,6 +712,8 @@ fn decide_remote(conn: &Connection, remote: &RemoteChange) -> Result<Decision, s
 
 #[cfg(test)]
 mod deletion_tests;
+#[cfg(test)]
+mod room_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! How one log entry changes the derived tables.
 
-use super::{Result, deletions, messages, topics};
+use super::{Result, deletions, messages, rooms, topics};
 use crate::clock;
 use rusqlite::{Connection, params};
 use tinysns_common::proto::internal::{
@@ -69,6 +69,11 @@ pub(super) fn apply(conn: &Connection, entry: &LogEntry) -> Result<()> {
                     l.liked,
                     entry.origin_lsn as i64
                 ])?;
+            }
+            change::Kind::Room(r) => {
+                if let Some(kind) = &r.kind {
+                    rooms::apply(conn, entry, kind)?;
+                }
             }
             change::Kind::Profile(p) => {
                 // Last writer wins by the origin's log position: a profile is only ever set

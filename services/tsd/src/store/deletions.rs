@@ -59,7 +59,7 @@ const PURGE: &[&str] = &[
 
 /// Phase 2: the user is gone here, and its name is free.
 pub(super) fn apply_deleted(conn: &Connection, user: u64, username: &str) -> Result<()> {
-    for statement in PURGE {
+    for statement in PURGE.iter().chain(&super::rooms::PURGE_USER) {
         conn.prepare_cached(statement)?.execute([user as i64])?;
     }
     conn.prepare_cached(
@@ -138,6 +138,8 @@ pub fn user_traces(conn: &Connection, user: u64) -> Result<u64> {
         + (SELECT COUNT(*) FROM topic_subscriptions WHERE subscriber = ?1)
         + (SELECT COUNT(*) FROM profiles WHERE user_id = ?1)
         + (SELECT COUNT(*) FROM credentials WHERE user_id = ?1)
-        + (SELECT COUNT(*) FROM sessions WHERE user_id = ?1)";
+        + (SELECT COUNT(*) FROM sessions WHERE user_id = ?1)
+        + (SELECT COUNT(*) FROM room_members WHERE user_id = ?1)
+        + (SELECT COUNT(*) FROM room_messages WHERE sender = ?1)";
     Ok(conn.query_row(sql, [bound(user)], |r| r.get::<_, i64>(0))? as u64)
 }

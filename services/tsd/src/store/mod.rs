@@ -10,6 +10,7 @@ pub mod compaction;
 mod deletions;
 mod messages;
 mod queries;
+mod rooms;
 mod routing;
 pub mod snapshot;
 mod topics;
@@ -31,6 +32,10 @@ pub use messages::{
 };
 pub use queries::*;
 /// The store's connection type, which every function here takes.
+pub use rooms::{
+    Room, RoomState, StoredRoomMessage, closing_rooms, open_rooms, room, room_deletion_ready, room_member_clusters,
+    room_member_state, room_members, room_message_seq, room_messages, room_names_of, room_seq_taken, rooms_of,
+};
 pub use routing::{follower_clusters, posts_since, subscriber_clusters};
 pub use rusqlite::Connection;
 pub use topics::{
@@ -198,7 +203,7 @@ DROP INDEX IF EXISTS posts_by_parent;
 DROP INDEX IF EXISTS undo_by_lsn;
 ";
 
-const DERIVED_TABLES: [&str; 19] = [
+const DERIVED_TABLES: [&str; 23] = [
     "users",
     "follows",
     "posts",
@@ -218,11 +223,15 @@ const DERIVED_TABLES: [&str; 19] = [
     topics::TABLES[3],
     deletions::TABLES[0],
     deletions::TABLES[1],
+    rooms::TABLES[0],
+    rooms::TABLES[1],
+    rooms::TABLES[2],
+    rooms::TABLES[3],
 ];
 
 /// Derived tables added after the first release: a snapshot from a replica of an older
 /// version has none, and installs them empty (that version could not have written to them).
-const ADDED_TABLES: [&str; 13] = [
+const ADDED_TABLES: [&str; 17] = [
     "profiles",
     "likes",
     "replies",
@@ -236,6 +245,10 @@ const ADDED_TABLES: [&str; 13] = [
     topics::TABLES[3],
     deletions::TABLES[0],
     deletions::TABLES[1],
+    rooms::TABLES[0],
+    rooms::TABLES[1],
+    rooms::TABLES[2],
+    rooms::TABLES[3],
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {
@@ -276,6 +289,7 @@ pub fn open(dir: &Path) -> Result<Connection> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(topics::SCHEMA)?;
     conn.execute_batch(deletions::SCHEMA)?;
+    conn.execute_batch(rooms::SCHEMA)?;
     conn.execute_batch(routing::SCHEMA)?;
     add_missing_columns(&conn)?;
     conn.execute_batch(LATE_INDEXES)?;
