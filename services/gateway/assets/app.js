@@ -16,6 +16,7 @@ const state = {
   socket: null,
   retry: 0,
   route: "",
+  room: null, // the room page shown: { name, seen: Set of message numbers, timer }
 };
 
 // ---- DOM helpers (text only) -------------------------------------------------------------
@@ -227,6 +228,12 @@ function received(event) {
     case "topic_post":
       if (event.post.post) addHomePost(event.post.post, "#" + event.post.topic);
       break;
+    case "room_message":
+      if (state.room && state.room.name === event.message.room) addRoomMessage(event.message);
+      break;
+    case "room_closed":
+      if (state.room && state.room.name === event.room) roomPage(event.room);
+      break;
     case "closed":
       setStatus("The live stream stopped: " + event.error, "error");
       break;
@@ -270,7 +277,11 @@ function route() {
   for (const link of document.querySelectorAll("#nav a")) {
     link.classList.toggle("current", link.dataset.page === page);
   }
+  leaveRoomPage();
   switch (page) {
+    case "rooms":
+      state.route = a ? "room/" + a : "rooms";
+      return a ? roomPage(a) : roomsPage();
     case "users":
       state.route = "users/" + a;
       return profilePage(a);
@@ -717,6 +728,138 @@ async function peoplePage() {
     );
   } catch (e) {
     failed(e);
+  }
+}
+
+// ---- rooms ---------------------------------------------------------------------------------
+
+// How often an open room page says the user is still there (and refreshes who else is).
+const ROOM_PRESENCE_MS = 10000;
+
+function leaveRoomPage() {
+  if (state.room) clearInterval(state.room.timer);
+  state.room = null;
+}
+
+function roomLink(room) {
+  return el(
+    "li",
+    {},
+    el("a", { href: "#/rooms/" + enc(room.name) }, "#" + room.name),
+    " ",
+    el("span", { class: "muted" }, room.members + " members · by " + room.creator + (room.state === "open" ? "" : " · " + room.state)),
+  );
+}
+
+async function roomsPage() {
+  loading();
+  try {
+    const rooms = await api("GET", "/api/rooms");
+    const name = el("input", { id: "room-name", placeholder: "room name", "aria-label": "New room's name", maxlength: 32 });
+    const error = el("p", { class: "error", role: "alert" });
+    const create = async (e) => {
+      e.preventDefault();
+      try {
+        await api("POST", "/api/rooms", { name: name.value });
+        location.hash = "#/rooms/" + enc(name.value.trim().replace(/^#/, "").toLowerCase());
+      } catch (err) {
+        error.textContent = err.message;
+      }
+    };
+    show(
+      el(
+        "div",
+        {},
+        el("h1", {}, "Rooms"),
+        el("form", { class: "row", on: { submit: create } }, name, el("button", { id: "room-create", type: "submit" }, "Create")),
+        error,
+        el("h2", {}, "Your rooms"),
+        el("ul", { id: "my-rooms" }, rooms.mine.map(roomLink)),
+        el("h2", {}, "Open rooms"),
+        el("ul", { id: "open-rooms" }, rooms.open.map(roomLink)),
+      ),
+    );
+  } catch (e) {
+    failed(e);
+  }
+}
+
+function roomMessageItem(m) {
+  return el(
+    "li",
+    { "data-seq": m.seq, class: m.from === state.me.username ? "mine" : "theirs" },
+    el("span", { class: "muted" }, "#" + m.seq + " " + m.from + " · " + when(m.timestamp_ms)),
+    el("p", {}, m.text),
+  );
+}
+
+// A live message of the room shown: once, in number order.
+function addRoomMessage(m) {
+  const list = $("room-messages");
+  if (!list || state.room.seen.has(m.seq)) return;
+  state.room.seen.add(m.seq);
+  const later = [...list.children].find((li) => Number(li.dataset.seq) > m.seq);
+  list.insertBefore(roomMessageItem(m), later || null);
+}
+
+function memberItem(m) {
+  return el("li", { class: m.present ? "present" : "away" }, m.user.username + (m.present ? " · here" : " · away"));
+}
+
+async function refreshPresence(name) {
+  try {
+    const room = await api("GET", "/api/rooms/" + enc(name) + "?limit=1");
+    const list = $("room-members");
+    if (list && state.room && state.room.name === name) list.replaceChildren(...room.members.map(memberItem));
+  } catch (_) {
+    // Shown on the next refresh.
+  }
+}
+
+async function roomAction(method, path, name) {
+  try {
+    await api(method, path);
+    roomPage(name);
+  } catch (err) {
+    setStatus(err.message, "error");
+  }
+}
+
+async function roomPage(name) {
+  try {
+    const room = await api("GET", "/api/rooms/" + enc(name) + "?limit=100");
+    leaveRoomPage();
+    state.room = { name, seen: new Set(room.messages.map((m) => m.seq)), timer: null };
+    const open = room.room.state === "open";
+    const mine = room.room.creator === state.me.username;
+    const path = "/api/rooms/" + enc(name);
+    const actions = el(
+      "div",
+      { class: "row" },
+      open && !room.member ? el("button", { id: "room-join", type: "button", on: { click: () => roomAction("POST", path + "/membership", name) } }, "Join") : null,
+      open && room.member && !mine ? el("button", { id: "room-leave", type: "button", on: { click: () => roomAction("DELETE", path + "/membership", name) } }, "Leave") : null,
+      open && mine ? el("button", { id: "room-delete", type: "button", on: { click: () => confirm("Delete #" + name + " for everyone?") && roomAction("DELETE", path, name) } }, "Delete room") : null,
+    );
+    const talk = open && room.member ? composer("Say something in #" + name, async (text, id) => {
+      const said = await api("POST", path + "/messages", { text, id });
+      addRoomMessage({ room: name, seq: said.seq, from: state.me.username, text, timestamp_ms: Date.now() });
+    }) : null;
+    show(
+      el(
+        "div",
+        { class: "room" },
+        el("h1", {}, "#" + name),
+        el("p", { id: "room-state", class: "muted" }, open ? room.room.members + " members · created by " + room.room.creator : "This room is " + room.room.state + "."),
+        actions,
+        room.member ? el("h2", {}, "Members") : null,
+        room.member ? el("ul", { id: "room-members", class: "members" }, room.members.map(memberItem)) : null,
+        room.member ? el("ol", { id: "room-messages", class: "messages" }, room.messages.slice().reverse().map(roomMessageItem)) : null,
+        talk,
+      ),
+    );
+    if (open && room.member) state.room.timer = setInterval(() => refreshPresence(name), ROOM_PRESENCE_MS);
+  } catch (e) {
+    failed(e, (t) => show(el("p", { class: "error" }, t)));
   }
 }
 

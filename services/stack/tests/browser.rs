@@ -309,6 +309,61 @@ async fn two_people_in_different_clusters_use_the_web_ui_through_a_failover() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A room: alice makes it, bob finds it among the open rooms, joins and speaks; alice's
+    // page shows his message live and both as present. Alice deletes it; bob's page shows it
+    // closed once every cluster with members has agreed.
+    go(&alice, &gateway, "#/rooms").await;
+    fill(&alice, "#room-name", "Lobby").await;
+    click(&alice, "#room-create").await;
+    text_when(&alice, "#room-state", |t| t.contains("1 members"), "alice's new room").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        go(&bob, &gateway, "#/rooms").await;
+        if bob
+            .find(Locator::Css("#open-rooms a[href='#/rooms/lobby']"))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the room never reached bob's cluster");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    click(&bob, "#open-rooms a[href='#/rooms/lobby']").await;
+    click(&bob, "#room-join").await;
+    fill(&bob, "#compose-text", "hello room").await;
+    click(&bob, "#compose-send").await;
+    text_when(
+        &bob,
+        "#room-messages li[data-seq='1'] p",
+        |t| t == "hello room",
+        "bob's own message",
+    )
+    .await;
+    text_when(
+        &alice,
+        "#room-messages li[data-seq='1'] p",
+        |t| t == "hello room",
+        "bob's message live",
+    )
+    .await;
+    go(&alice, &gateway, "#/rooms/lobby").await;
+    let members = text_when(&alice, "#room-members", |t| t.contains("bob"), "the members").await;
+    assert!(
+        members.contains("alice · here") && members.contains("bob · here"),
+        "{members}"
+    );
+    click(&alice, "#room-delete").await;
+    alice.accept_alert().await.expect("the confirmation is accepted");
+    text_when(
+        &bob,
+        "#room-state",
+        |t| t == "This room is closed.",
+        "the room closing on bob's page",
+    )
+    .await;
+    screenshot(&bob, &dir, "room-closed").await;
+
     // Bob's cluster loses its master while alice posts; his open page carries on and shows
     // every post once.
     go(&bob, &gateway, "#/home").await;

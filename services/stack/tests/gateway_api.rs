@@ -160,6 +160,13 @@ fn session_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::GET, "/api/inbox", None),
         (Method::GET, "/api/conversations/bob", None),
         (Method::DELETE, "/api/account", Some(json!({"confirm": "alice"}))),
+        (Method::GET, "/api/rooms", None),
+        (Method::POST, "/api/rooms", Some(json!({"name": "lobby"}))),
+        (Method::GET, "/api/rooms/lobby", None),
+        (Method::DELETE, "/api/rooms/lobby", None),
+        (Method::POST, "/api/rooms/lobby/membership", None),
+        (Method::DELETE, "/api/rooms/lobby/membership", None),
+        (Method::POST, "/api/rooms/lobby/messages", Some(json!({"text": "x"}))),
         (Method::GET, "/api/live", None),
     ]
 }
@@ -270,6 +277,15 @@ async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
         (Method::POST, "/api/posts", json!({"text": "x", "reply_to": "alice/99"})),
         (Method::POST, "/api/posts/alice/zero/like", json!(null)),
         (Method::POST, "/api/messages", json!({"to": "nobody_here", "text": "x"})),
+        (Method::POST, "/api/rooms", json!({"name": "not a name"})),
+        (Method::POST, "/api/rooms", json!({"name": "x", "creator": "bob"})),
+        (Method::GET, "/api/rooms/nowhere", json!(null)),
+        (
+            Method::POST,
+            "/api/rooms/nowhere/messages",
+            json!({"text": "x", "id": "0"}),
+        ),
+        (Method::POST, "/api/rooms/nowhere/membership", json!(null)),
     ] {
         let (status, answer) = alice.call(method.clone(), path, Some(body)).await;
         assert!(status.is_client_error(), "{method} {path}: {status} {answer}");
@@ -341,6 +357,58 @@ async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
         0,
         "reading clears the badge"
     );
+
+    // Rooms: only the creator deletes one, a non-member reads no messages, and a member's
+    // stream carries the room's messages.
+    alice
+        .ok(Method::POST, "/api/rooms", Some(json!({"name": "Hall"})))
+        .await;
+    let (status, _) = bob.call(Method::DELETE, "/api/rooms/hall", None).await;
+    assert!(status.is_client_error(), "{status}");
+    let said = alice
+        .ok(
+            Method::POST,
+            "/api/rooms/hall/messages",
+            Some(json!({"text": "first", "id": "7"})),
+        )
+        .await;
+    assert_eq!(said["seq"], 1);
+    let outside = carol.ok(Method::GET, "/api/rooms/hall", None).await;
+    assert_eq!(
+        (outside["member"].as_bool(), outside["messages"].clone()),
+        (Some(false), json!([]))
+    );
+    bob.ok(Method::POST, "/api/rooms/hall/membership", None).await;
+    let again = alice
+        .ok(
+            Method::POST,
+            "/api/rooms/hall/messages",
+            Some(json!({"text": "first", "id": "7"})),
+        )
+        .await;
+    assert_eq!(again["seq"], 1, "a retried message is stored once");
+    alice
+        .ok(
+            Method::POST,
+            "/api/rooms/hall/messages",
+            Some(json!({"text": "<b>second</b>"})),
+        )
+        .await;
+    let message = bobs
+        .next("room_message", Duration::from_secs(15))
+        .await
+        .expect("the room's message arrives live");
+    assert_eq!(
+        (
+            message["message"]["room"].as_str(),
+            message["message"]["seq"].as_u64(),
+            message["message"]["text"].as_str()
+        ),
+        (Some("hall"), Some(2), Some("<b>second</b>"))
+    );
+    let inside = bob.ok(Method::GET, "/api/rooms/hall", None).await;
+    assert_eq!(inside["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(inside["room"]["members"], 2);
 
     // A session holds at most --max-live-per-session live streams; a closed one frees its place.
     let mut open = Vec::new();
