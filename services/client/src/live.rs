@@ -89,6 +89,12 @@ pub struct LiveTimeline<O> {
 impl<O: Opener> LiveTimeline<O> {
     /// A timeline that opens on the first [`Self::next`]; `resume_after` is the last log
     /// position the user saw (0: start with the history).
+    /// The user's own new posts show too (see [`Resume::show_own_posts`]).
+    pub fn with_own_posts(mut self) -> Self {
+        self.state.show_own_posts();
+        self
+    }
+
     pub fn new(opener: O, resume_after: u64, patience: Patience) -> Self {
         Self {
             opener,

@@ -82,6 +82,8 @@ pub struct Resume {
     live: bool,
     /// Whether any stream has gone live: the next one is a resumption.
     went_live: bool,
+    /// The user's own new posts show too (a non-classic client).
+    own_posts: bool,
     posts: Recent<(u64, u64)>,
     messages: Recent<(u64, u64)>,
     topic_posts: Recent<(String, u64)>,
@@ -105,6 +107,7 @@ impl Resume {
             cursor: resume_after,
             live: false,
             went_live: resume_after > 0,
+            own_posts: false,
             posts: Recent::new(),
             messages: Recent::new(),
             topic_posts: Recent::new(),
@@ -113,6 +116,12 @@ impl Resume {
             unacked: VecDeque::new(),
             repeats: 0,
         }
+    }
+
+    /// The user's own new posts show too (from other devices): for clients that are not
+    /// the classic one.
+    pub fn show_own_posts(&mut self) {
+        self.own_posts = true;
     }
 
     /// How many live posts and messages the server sent again (each shown once anyway).
@@ -137,6 +146,7 @@ impl Resume {
         let open = TimelineRequest {
             kind: Some(timeline_request::Kind::Open(TimelineOpen {
                 resume_after: self.cursor,
+                own_posts: self.own_posts,
             })),
         };
         std::iter::once(open)

@@ -87,7 +87,7 @@ async fn stream(gateway: Arc<Gateway>, link: Link, after: u64, mut socket: WebSo
         retry_for: gateway.live_retry_for,
         ..Patience::default()
     };
-    let mut timeline = LiveTimeline::new(link, after, patience);
+    let mut timeline = LiveTimeline::new(link, after, patience).with_own_posts();
     let mut ping = tokio::time::interval(gateway.live_ping);
     let mut unanswered = 0u32;
     loop {

@@ -39,7 +39,10 @@ async fn every_rpc(address: &str, token: &str) -> Vec<(&'static str, Grpc)> {
     let mut c = authed_client(address, token);
     let code = |r: Result<_, tonic::Status>| r.err().map_or(Grpc::Ok, |s| s.code());
     let open = TimelineRequest {
-        kind: Some(timeline_request::Kind::Open(TimelineOpen { resume_after: 0 })),
+        kind: Some(timeline_request::Kind::Open(TimelineOpen {
+            resume_after: 0,
+            ..Default::default()
+        })),
     };
     let follow = FollowRequest {
         target: "someone".into(),

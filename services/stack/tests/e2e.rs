@@ -296,7 +296,10 @@ async fn every_error_status_is_reported_and_nothing_bad_is_stored() {
     let status = direct.list(ListRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     let open = TimelineRequest {
-        kind: Some(timeline_request::Kind::Open(TimelineOpen { resume_after: 0 })),
+        kind: Some(timeline_request::Kind::Open(TimelineOpen {
+            resume_after: 0,
+            ..Default::default()
+        })),
     };
     let status = direct.timeline(tokio_stream::iter(vec![open])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);

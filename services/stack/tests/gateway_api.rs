@@ -410,6 +410,35 @@ async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
     assert_eq!(inside["messages"].as_array().map(Vec::len), Some(2));
     assert_eq!(inside["room"]["members"], 2);
 
+    // The same account in tsc and on the web: a post made in tsc shows live on alice's page
+    // (the web asks for its user's own posts; tsc's classic timeline does not show them).
+    let mut alices = alice.live(0).await;
+    alices
+        .next("live", Duration::from_secs(10))
+        .await
+        .expect("alice's stream goes live");
+    let mut tsc = tsc_registered(&t, "alice");
+    tsc.send("TIMELINE\n");
+    tsc.send("from tsc\n");
+    let mine = alices
+        .next("post", Duration::from_secs(15))
+        .await
+        .expect("her post from tsc arrives on her page");
+    assert_eq!(
+        (mine["post"]["author"].as_str(), mine["post"]["text"].as_str()),
+        (Some("alice"), Some("from tsc"))
+    );
+    alice
+        .ok(Method::POST, "/api/posts", Some(json!({"text": "from the web"})))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, output) = tsc.finish(Duration::from_secs(10));
+    assert!(
+        !output.contains("from the web"),
+        "tsc's classic timeline shows no own posts: {output}"
+    );
+    drop(alices);
+
     // A session holds at most --max-live-per-session live streams; a closed one frees its place.
     let mut open = Vec::new();
     for _ in 0..3 {

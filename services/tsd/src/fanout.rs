@@ -32,6 +32,8 @@ pub struct Following {
     pub topics: HashSet<String>,
     /// The rooms the user is a member of.
     pub rooms: HashSet<String>,
+    /// The user's own posts show too (then `users` holds the user, since 0).
+    pub own: bool,
 }
 
 impl Following {
@@ -40,6 +42,15 @@ impl Following {
             users: users.into_iter().collect(),
             ..Self::default()
         }
+    }
+}
+
+impl Following {
+    /// The user's own posts show too, from the start.
+    pub fn with_own_posts(mut self, user: u64) -> Self {
+        self.own = true;
+        self.users.insert(user, 0);
+        self
     }
 }
 
@@ -81,9 +92,9 @@ fn membership_of(room: &RoomChange, user: u64) -> Option<(&str, bool)> {
 }
 
 /// Whether `user`'s timeline shows the post of `author` at `entry`: someone else's post,
-/// made after the user followed them.
+/// made after the user followed them (or the user's own, if its timeline shows them).
 pub fn shows(following: &Following, user: u64, author: u64, entry: &LogEntry) -> bool {
-    author != user
+    (author != user || following.own)
         && following
             .users
             .get(&author)
@@ -777,5 +788,15 @@ mod tests {
         for e in [membership(1, 5, true), message(2, 1)] {
             assert_eq!(step(&mut following, 5, &e), e.lsn == 2, "reading on its own: the same");
         }
+    }
+
+    #[test]
+    fn own_posts_show_only_on_a_timeline_that_asks_for_them() {
+        let fanout = Fanout::default();
+        let mut classic = fanout.join(5, 0, &Following::default()).unwrap();
+        let mut web = fanout.join(5, 0, &Following::default().with_own_posts(5)).unwrap();
+        fanout.route(&[post(1, 5), post(2, 6)]);
+        assert_eq!(received(&mut classic), Vec::<u64>::new());
+        assert_eq!(received(&mut web), [1], "its own post, not a stranger's");
     }
 }

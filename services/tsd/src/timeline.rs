@@ -198,9 +198,14 @@ impl Social {
                     users: store::following(c, user)?.into_iter().collect(),
                     topics: store::subscriptions(c, user)?.into_iter().collect(),
                     rooms: store::room_names_of(c, user)?.into_iter().collect(),
+                    own: false,
                 })
             })
             .await?;
+        let following = match open.own_posts {
+            true => following.with_own_posts(user),
+            false => following,
+        };
         let mut place = Handback {
             after: cursor,
             following,
