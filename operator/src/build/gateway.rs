@@ -547,11 +547,10 @@ mod tests {
             Some(PORT_NAME_HTTP)
         );
         // Without a certificate or class: plain HTTP, the cluster's default class.
+        let validated =
+            render::validated("ns1", SocialClusterSpec::default(), &Environment::default()).expect("a valid spec");
         let bare = self::ingress(
-            &crate::render::validated("ns1", SocialClusterSpec::default(), &Environment::default())
-                .expect("valid")
-                .owner()
-                .clone(),
+            validated.owner(),
             &GatewayIngress {
                 host: "*.example.com".to_owned(),
                 tls_secret_name: None,
