@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end test on a throwaway kind cluster: builds both images, installs the operator
 # with its Helm chart, creates the example SocialCluster, waits for Ready, checks the
-# generated Secrets and internal ports, runs a follow/post/timeline scenario across clusters
-# with tsc, then day-two operations under writes, each with a loss check: losing the leading
-# coordinator, deleting a master tsd, deleting the broker pod, draining the node of a master,
-# a rolling update of every tinysns pod, and a helm upgrade of the operator. Checks that
+# generated Secrets and internal ports, signs up and posts through the gateway's HTTP API
+# (port-forward), runs a follow/post/timeline scenario across clusters with tsc, then
+# day-two operations under writes, each with a loss check: losing the leading coordinator,
+# deleting a master tsd, deleting the broker pod, draining the node of a master, a rolling
+# update of every tinysns pod, and a helm upgrade of the operator. Checks that
 # spec.clusters cannot change and the cluster secret was never regenerated, then deletes the
 # cluster.
 #
-# Needs docker, kind, kubectl and helm (helm from scripts/k8s-checks.sh's .local/ works).
+# Needs docker, kind, kubectl, helm (helm from scripts/k8s-checks.sh's .local/ works) and curl.
 # Environment: KEEP_CLUSTER=1 keeps the cluster for debugging; KIND_CLUSTER names it.
 set -euo pipefail
 
@@ -27,13 +28,16 @@ COORDINATOR="$COORDINATOR,$SC-coordinator-1.$SC-coordinator.$NS.svc.cluster.loca
 COORDINATOR="$COORDINATOR,$SC-coordinator-2.$SC-coordinator.$NS.svc.cluster.local"
 CLIENT_POD="tsc-client"
 CREATED_CLUSTER=0
+# The gateway's Service is reached through a port-forward on this local port.
+GATEWAY_LOCAL_PORT="${GATEWAY_LOCAL_PORT:-18080}"
+PORT_FORWARD_PID=""
 
 log() { printf '\n=== %s\n' "$*"; }
 fail() { printf 'kind-e2e: FAILED: %s\n' "$*" >&2; exit 1; }
 
 HELM="$(command -v helm || true)"
 [ -n "$HELM" ] || HELM="$ROOT/.local/helm/helm"
-for tool in docker kind kubectl; do
+for tool in docker kind kubectl curl; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed"
 done
 [ -x "$HELM" ] || fail "helm is not installed (bash scripts/k8s-checks.sh puts one in .local/helm)"
@@ -57,6 +61,9 @@ dump() {
 
 cleanup() {
   local code=$?
+  if [ -n "$PORT_FORWARD_PID" ]; then
+    kill "$PORT_FORWARD_PID" 2>/dev/null || true
+  fi
   if [ "$code" -ne 0 ] && [ "$CREATED_CLUSTER" -eq 1 ]; then
     dump
   fi
@@ -205,8 +212,8 @@ log "checking children: owner references, PDBs, generated credentials, cluster s
   || fail "expected 8 StatefulSets (coordinator + rabbitmq + 3 x tsd + 3 x sync)"
 [ "$("${KUBECTL[@]}" get -n "$NS" pvc -l app.kubernetes.io/component=rabbitmq -o name | wc -l)" -eq 1 ] \
   || fail "the broker keeps no persistent volume"
-[ "$("${KUBECTL[@]}" get -n "$NS" pdb -l app.kubernetes.io/instance=$SC -o name | wc -l)" -eq 8 ] \
-  || fail "expected 8 PodDisruptionBudgets"
+[ "$("${KUBECTL[@]}" get -n "$NS" pdb -l app.kubernetes.io/instance=$SC -o name | wc -l)" -eq 9 ] \
+  || fail "expected 9 PodDisruptionBudgets (the 8 StatefulSets' and the gateway's)"
 password="$("${KUBECTL[@]}" get -n "$NS" secret "$SC-rabbitmq-credentials" -o jsonpath='{.data.password}' | base64 -d)"
 if [ "${#password}" -lt 16 ] || [ "$password" = "guest" ]; then
   fail "weak or missing broker password"
@@ -235,11 +242,62 @@ service_port() {
 # Every member read the secret file (none fell back to a loopback-only internal port) and
 # the same one (nobody refused a peer's internal call).
 for pod in $("${KUBECTL[@]}" get pods -n "$NS" -l app.kubernetes.io/instance="$SC" -o name); do
-  case "$pod" in *rabbitmq*) continue ;; esac
+  # The broker and the gateway are no members (the gateway holds no cluster secret).
+  case "$pod" in *rabbitmq* | *gateway*) continue ;; esac
   if "${KUBECTL[@]}" logs -n "$NS" "$pod" | grep -E "no cluster secret|refused an internal call"; then
     fail "$pod runs without the cluster secret, or a peer presented another one"
   fi
 done
+
+log "gateway: the Deployment is available; health, sign-up, a post and a login over its JSON API"
+"${KUBECTL[@]}" rollout status -n "$NS" "deployment/$SC-gateway" --timeout=180s
+"${KUBECTL[@]}" wait -n "$NS" --for=condition=Available "deployment/$SC-gateway" --timeout=180s
+[ "$(service_port "$SC-gateway" http)" = "8080" ] || fail "gateway Service: no http port 8080"
+[ "$("${KUBECTL[@]}" get -n "$NS" networkpolicy "$SC-gateway" -o jsonpath='{.spec.policyTypes}')" = '["Ingress","Egress"]' ] \
+  || fail "the gateway's NetworkPolicy does not close its egress"
+GATEWAY="http://127.0.0.1:$GATEWAY_LOCAL_PORT"
+"${KUBECTL[@]}" port-forward -n "$NS" "service/$SC-gateway" "$GATEWAY_LOCAL_PORT:8080" >/dev/null 2>&1 &
+PORT_FORWARD_PID=$!
+deadline=$((SECONDS + 60))
+until [ "$(curl -fsS --max-time 5 "$GATEWAY/healthz" 2>/dev/null)" = "ok" ]; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "the gateway's /healthz does not answer through the port-forward"
+  sleep 2
+done
+[ "$(curl -fsS --max-time 5 "$GATEWAY/readyz")" = "ok" ] || fail "the gateway's /readyz is not ok"
+curl -fsS --max-time 5 "$GATEWAY/" | grep -qi "<html" || fail "the gateway serves no web UI at /"
+# Signs up (or, after a lost answer, logs in) $GATEWAY_USER; sets GATEWAY_COOKIE and
+# GATEWAY_CSRF from the answer (the session cookie and the CSRF token of the session).
+gateway_session() {
+  local path="$1" headers body
+  headers="$(mktemp)"
+  body="$(curl -sS --max-time 20 -D "$headers" -H 'Content-Type: application/json' \
+    -d "{\"username\":\"$GATEWAY_USER\",\"password\":\"$PASSWORD\"}" "$GATEWAY$path" || true)"
+  GATEWAY_COOKIE="$(grep -io 'set-cookie: tinysns_session=[^;]*' "$headers" | head -n 1 | cut -d' ' -f2 || true)"
+  rm -f "$headers"
+  GATEWAY_CSRF="$(grep -o '"csrf":"[0-9a-f]*"' <<<"$body" | cut -d'"' -f4 || true)"
+  [ -n "$GATEWAY_COOKIE" ] && [ -n "$GATEWAY_CSRF" ]
+}
+GATEWAY_USER="gwdana"
+deadline=$((SECONDS + 120))
+until gateway_session /api/register || gateway_session /api/login; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "cannot sign up $GATEWAY_USER through the gateway"
+  sleep 3
+done
+curl -fsS --max-time 20 -H "Cookie: $GATEWAY_COOKIE" "$GATEWAY/api/session" | grep -qF "\"username\":\"$GATEWAY_USER\"" \
+  || fail "GET /api/session does not name $GATEWAY_USER"
+# A state-changing call without the CSRF header is refused; with it, the post is stored.
+code="$(curl -sS --max-time 20 -o /dev/null -w '%{http_code}' -H "Cookie: $GATEWAY_COOKIE" \
+  -H 'Content-Type: application/json' -d '{"text":"no csrf"}' "$GATEWAY/api/posts")"
+[ "$code" = "403" ] || fail "a post without X-CSRF-Token got $code, not 403"
+curl -fsS --max-time 20 -H "Cookie: $GATEWAY_COOKIE" -H "X-CSRF-Token: $GATEWAY_CSRF" \
+  -H 'Content-Type: application/json' -d '{"text":"hello from the kind e2e gateway"}' "$GATEWAY/api/posts" >/dev/null \
+  || fail "POST /api/posts through the gateway failed"
+curl -fsS --max-time 20 -H "Cookie: $GATEWAY_COOKIE" "$GATEWAY/api/users/$GATEWAY_USER/posts" \
+  | grep -qF "hello from the kind e2e gateway" || fail "the gateway does not list the post it stored"
+gateway_session /api/login || fail "cannot log in as $GATEWAY_USER through the gateway"
+kill "$PORT_FORWARD_PID" 2>/dev/null || true
+wait "$PORT_FORWARD_PID" 2>/dev/null || true
+PORT_FORWARD_PID=""
 
 log "operator leader election: two replicas, one Lease; deleting the leader hands over"
 lease_holder() {

@@ -59,12 +59,13 @@ install_helm() {
   "$HELM" version --short >/dev/null || fail "the extracted helm does not run"
 }
 
-# The operator's tools are built with the whole workspace (as test.sh builds it), never by
-# `cargo run -p`: a single-package build unifies features differently and would compile a
-# second copy of kube and k8s-openapi.
+# The operator's tools are built with the whole workspace's features (as test.sh builds
+# them), never by `cargo run -p`: a single-package build unifies features differently and
+# would compile a second copy of kube and k8s-openapi. Only the tool asked for is built, and
+# it runs from wherever cargo put it (CARGO_TARGET_DIR when set).
 cargo_run() {
-  (cd "$ROOT" && cargo build --quiet --locked --workspace --bins)
-  "$ROOT/target/debug/$1" "${@:2}"
+  (cd "$ROOT" && cargo build --quiet --locked --workspace --bin "$1")
+  "${CARGO_TARGET_DIR:-$ROOT/target}/debug/$1" "${@:2}"
 }
 
 install_validate
@@ -87,7 +88,7 @@ log "kubernetes-validate --strict (Kubernetes $K8S_VERSION) on the rendered obje
 "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version "$K8S_VERSION" "$OUT"/rendered/*.yaml \
   || fail "rendered objects are not valid Kubernetes $K8S_VERSION objects"
 
-log "the rendered objects include the cluster secret, the internal ports and (with spec.tls) the TLS volume"
+log "the rendered objects include the cluster secret, the internal ports, the gateway and (with spec.tls) the TLS volume"
 "$VENV/bin/python" - "$OUT"/rendered/*.yaml <<'PY' || fail "a rendered SocialCluster lacks part of its security wiring"
 # kubernetes-validate checks what is rendered; this checks that the new objects are rendered
 # at all, so that their validation is not vacuous.
@@ -116,9 +117,20 @@ for path in sys.argv[1:]:
             wants_tls = "tls" in os.path.basename(path)
             if wants_tls != ("tls" in volumes):
                 problems.append(f"{name}: TLS volume {'missing' if wants_tls else 'unexpected'}")
+        elif d["kind"] == "Deployment" and component == "gateway":
+            # A client of the system: the TLS files with spec.tls, never the cluster secret.
+            volumes = {v["name"]: v for v in d["spec"]["template"]["spec"].get("volumes", [])}
+            if "cluster-secret" in volumes:
+                problems.append(f"{name} mounts the cluster secret")
+            wants_tls = "tls" in os.path.basename(path)
+            if wants_tls != ("tls" in volumes):
+                problems.append(f"{name}: TLS volume {'missing' if wants_tls else 'unexpected'}")
         if d["kind"] == "Service" and component in ("coordinator", "tsd"):
             if "internal" not in [p["name"] for p in d["spec"]["ports"]]:
                 problems.append(f"{name} exposes no internal port")
+    # Every standard spec and example runs a gateway (the default is two replicas).
+    if not any(d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-gateway") for d in docs):
+        problems.append("no gateway Deployment")
     for problem in problems:
         print(f"{path}: {problem}")
     failed = failed or bool(problems)

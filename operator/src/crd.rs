@@ -83,7 +83,7 @@ pub struct SocialClusterSpec {
     #[schemars(range(min = 1, max = 8))]
     pub synchronizers_per_cluster: u32,
 
-    /// The image that contains /usr/local/bin/{coordinator,tsd,synchronizer,tsc}.
+    /// The image that contains /usr/local/bin/{coordinator,tsd,synchronizer,tsc,tinysns-gateway}.
     #[serde(default)]
     pub image: ImageSpec,
 
@@ -124,6 +124,11 @@ pub struct SocialClusterSpec {
     /// The message bus between clusters: a broker managed by the operator, or an external one.
     #[serde(default)]
     pub rabbitmq: RabbitMqSpec,
+
+    /// The HTTP/WebSocket gateway and web UI (`tinysns-gateway`): stateless pods behind the
+    /// Service `<name>-gateway` (port 8080), optionally published by an Ingress.
+    #[serde(default)]
+    pub gateway: GatewaySpec,
 
     /// How users log in: `password` (accounts with passwords) or `open` (any user id, as the
     /// classic client does). Passed to every tinysns binary as TINYSNS_AUTH.
@@ -166,6 +171,7 @@ impl Default for SocialClusterSpec {
             network_policies: NetworkPoliciesSpec::default(),
             monitoring: MonitoringSpec::default(),
             rabbitmq: RabbitMqSpec::default(),
+            gateway: GatewaySpec::default(),
             auth: AuthMode::default(),
             tls: None,
             paused: false,
@@ -507,6 +513,9 @@ pub struct PodOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form")]
     pub rabbitmq: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form")]
+    pub gateway: Option<serde_json::Value>,
 }
 
 /// An object the API server keeps as written (a partial PodTemplateSpec).
@@ -517,7 +526,8 @@ fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-/// Resources per role; each left out gets the defaults in `build::resources`.
+/// Resources per role; each left out gets the defaults in `build::resources`. The gateway's
+/// are `gateway.resources`.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleResources {
@@ -529,6 +539,76 @@ pub struct RoleResources {
     pub synchronizer: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rabbitmq: Option<ResourceRequirements>,
+}
+
+/// Most gateway replicas: it is stateless, but a typo such as `replicas: 200` should be
+/// refused, not turn into 200 pods.
+pub const MAX_GATEWAY_REPLICAS: u32 = 32;
+
+/// The gateway (`tinysns-gateway`): the HTTP API, the live WebSocket and the web UI. A client
+/// of the system like `tsc`: it calls the coordinators' and servers' client ports, never
+/// their internal ones, and needs no cluster secret.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// Gateway pods (a Deployment; any replica serves any browser). 0 runs no gateway: its
+    /// Deployment, Service, PodDisruptionBudget and Ingress are deleted.
+    #[serde(default = "default_gateway_replicas")]
+    #[schemars(range(min = 0, max = 32))]
+    pub replicas: u32,
+    /// Compute resources of each gateway pod; small defaults when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// An Ingress (networking.k8s.io/v1) for the gateway Service, for browsers outside the
+    /// Kubernetes cluster. None when left out: reach it by port-forward or your own Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<GatewayIngress>,
+}
+
+fn default_gateway_replicas() -> u32 {
+    2
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_gateway_replicas(),
+            resources: None,
+            ingress: None,
+        }
+    }
+}
+
+/// The Ingress in front of the gateway: one host, every path to the gateway Service.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayIngress {
+    /// The host name browsers use (e.g. social.example.com); a leading `*.` is a wildcard.
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(extend(
+        "x-kubernetes-validations" = [{
+            "rule": "!self.matches('^[0-9.]+$')",
+            "message": "gateway.ingress.host must be a DNS name, not an IP address: an Ingress rule cannot name an IP"
+        }]
+    ))]
+    pub host: String,
+    /// A `kubernetes.io/tls` Secret in the SocialCluster's namespace with the certificate of
+    /// `host`: the Ingress controller terminates HTTPS with it. Plain HTTP when left out
+    /// (browsers then refuse the gateway's `Secure` session cookie, except on localhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub tls_secret_name: Option<String>,
+    /// The IngressClass (e.g. nginx); the cluster's default class when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub class_name: Option<String>,
+    /// Annotations of the Ingress, for its controller (e.g. cert-manager's issuer, or
+    /// `nginx.ingress.kubernetes.io/backend-protocol: HTTPS` with `spec.tls`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Exactly one of `managed`, `clusterRef` or `external`.
@@ -744,6 +824,9 @@ pub struct RoleReplicas {
     /// Absent when the broker is external.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rabbitmq: Option<ReplicaCount>,
+    /// Absent when `gateway.replicas` is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<ReplicaCount>,
 }
 
 /// Replica counts of one cluster.

@@ -9,6 +9,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
@@ -186,7 +187,8 @@ async fn main() -> anyhow::Result<()> {
         .owns(api::<Deployment>(&client, ns), children.clone())
         .owns(api::<Service>(&client, ns), children.clone())
         .owns(api::<Secret>(&client, ns), children.clone())
-        .owns(api::<PodDisruptionBudget>(&client, ns), children)
+        .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
+        .owns(api::<Ingress>(&client, ns), children)
         .shutdown_on_signal()
         .run(reconcile::reconcile_guarded, reconcile::error_policy_guarded, ctx)
         .for_each(|result| async move {

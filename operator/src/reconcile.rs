@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -318,11 +318,18 @@ pub async fn reconcile_inner(sc: &SocialCluster, ctx: &Context) -> Result<(Actio
     };
     let mut children = build::build_all(&validated, &credentials);
     let volumes = run.grow_volumes(owner, &mut children).await?;
-    let stateful_sets = run.apply(&children, &volumes.recreating).await?;
+    let Applied {
+        stateful_sets,
+        deployments,
+    } = run.apply(&children, &volumes.recreating).await?;
     run.delete_orphans(owner, &children).await?;
     run.monitor(owner).await?;
     let progress = run.roll(owner, &credentials, &stateful_sets).await?;
-    let new_status = status::observed(sc, owner, &stateful_sets, &progress, &volumes, &run.now);
+    let workloads = status::Workloads {
+        stateful_sets: &stateful_sets,
+        deployments: &deployments,
+    };
+    let new_status = status::observed(sc, owner, workloads, &progress, &volumes, &run.now);
     let rolling = progress.step != crate::rollout::Step::Done;
     run.observed(new_status, rolling).await
 }
@@ -398,7 +405,7 @@ impl Run<'_> {
 
     /// Applies every child; a rejection by the API server is reported in status and events
     /// and still returned, so error_policy retries with backoff.
-    async fn apply(&self, children: &build::Children, deferred: &[String]) -> Result<Vec<StatefulSet>, Error> {
+    async fn apply(&self, children: &build::Children, deferred: &[String]) -> Result<Applied, Error> {
         match apply_children(&self.ctx.client, &self.ns, children, deferred).await {
             Err(Error::Kube(kube::Error::Api(rejected))) if is_rejection(&rejected) => {
                 self.report_rejection(&rejected).await;
@@ -428,8 +435,8 @@ impl Run<'_> {
         }
     }
 
-    /// Deletes orphaned children: workloads first, so Services outlive the pods that use
-    /// them, and Secrets last.
+    /// Deletes orphaned children: Ingresses and workloads first, so Services outlive what
+    /// uses them, and Secrets last.
     async fn delete_orphans(&self, owner: &Owner, children: &build::Children) -> Result<(), Error> {
         // Exhaustive: a new kind of child that is not cleaned up does not compile.
         let build::Children {
@@ -440,9 +447,11 @@ impl Run<'_> {
             config_maps,
             pdbs,
             network_policies,
+            ingresses,
         } = children;
         let (client, ns) = (&self.ctx.client, self.ns.as_str());
         let mut deleted = Vec::new();
+        deleted.extend(delete_orphans(client, ns, owner, ingresses).await?);
         deleted.extend(delete_orphans(client, ns, owner, stateful_sets).await?);
         deleted.extend(delete_orphans(client, ns, owner, deployments).await?);
         deleted.extend(delete_orphans(client, ns, owner, pdbs).await?);
@@ -487,16 +496,22 @@ impl Run<'_> {
     }
 }
 
-/// Applies every child in dependency order; returns the StatefulSets as stored, whose status
-/// feeds the SocialCluster status. Secrets and ConfigMaps go first (pods mount them),
-/// Services before the pods that resolve them. StatefulSets named in `deferred` are being
-/// recreated and wait for the next reconcile.
+/// The workloads as the API server stored them: their status feeds the SocialCluster's.
+struct Applied {
+    stateful_sets: Vec<StatefulSet>,
+    deployments: Vec<Deployment>,
+}
+
+/// Applies every child in dependency order; returns the workloads as stored. Secrets and
+/// ConfigMaps go first (pods mount them), Services before the pods that resolve them, the
+/// Ingresses last (after the Service they route to). StatefulSets named in `deferred` are
+/// being recreated and wait for the next reconcile.
 async fn apply_children(
     client: &Client,
     ns: &str,
     children: &build::Children,
     deferred: &[String],
-) -> Result<Vec<StatefulSet>, Error> {
+) -> Result<Applied, Error> {
     // Exhaustive: a new kind of child that is not applied does not compile.
     let build::Children {
         stateful_sets,
@@ -506,6 +521,7 @@ async fn apply_children(
         config_maps,
         pdbs,
         network_policies,
+        ingresses,
     } = children;
     for secret in secrets {
         apply(client, ns, secret).await?;
@@ -516,8 +532,9 @@ async fn apply_children(
     for svc in services {
         apply(client, ns, svc).await?;
     }
+    let mut applied_deployments = Vec::new();
     for d in deployments {
-        apply(client, ns, d).await?;
+        applied_deployments.push(apply(client, ns, d).await?);
     }
     let mut applied_stateful_sets = Vec::new();
     for s in stateful_sets.iter().filter(|s| !deferred.contains(&s.name_any())) {
@@ -529,7 +546,13 @@ async fn apply_children(
     for policy in network_policies {
         apply(client, ns, policy).await?;
     }
-    Ok(applied_stateful_sets)
+    for ingress in ingresses {
+        apply(client, ns, ingress).await?;
+    }
+    Ok(Applied {
+        stateful_sets: applied_stateful_sets,
+        deployments: applied_deployments,
+    })
 }
 
 /// Whether an API error means "this object is not acceptable" rather than a transient

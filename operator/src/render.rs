@@ -4,7 +4,7 @@
 use kube::api::ObjectMeta;
 
 use crate::build::{self, Credentials, InvalidSpec};
-use crate::crd::{AuthMode, SocialCluster, SocialClusterSpec, TlsSpec};
+use crate::crd::{AuthMode, GatewayIngress, GatewaySpec, SocialCluster, SocialClusterSpec, TlsSpec};
 
 /// Fake uid given to objects that did not come from an API server (owner references need one).
 pub const RENDER_UID: &str = "00000000-0000-4000-8000-000000000001";
@@ -90,7 +90,7 @@ pub fn children_yaml(sc: &SocialCluster) -> Result<String, RenderError> {
 }
 
 /// The spec shapes every check covers: smallest, default, a larger one, and one with every
-/// optional setting (TLS, open login).
+/// optional setting (TLS, open login, the gateway's Ingress).
 pub fn standard_specs() -> Vec<(&'static str, SocialClusterSpec)> {
     vec![
         (
@@ -120,6 +120,20 @@ pub fn standard_specs() -> Vec<(&'static str, SocialClusterSpec)> {
                 tls: Some(TlsSpec {
                     secret_name: "demo-tls".to_owned(),
                 }),
+                gateway: GatewaySpec {
+                    replicas: 3,
+                    resources: None,
+                    ingress: Some(GatewayIngress {
+                        host: "social.example.com".to_owned(),
+                        tls_secret_name: Some("social-example-tls".to_owned()),
+                        class_name: Some("nginx".to_owned()),
+                        annotations: [(
+                            "nginx.ingress.kubernetes.io/backend-protocol".to_owned(),
+                            "HTTPS".to_owned(),
+                        )]
+                        .into(),
+                    }),
+                },
                 ..SocialClusterSpec::default()
             },
         ),

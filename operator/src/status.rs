@@ -1,7 +1,7 @@
 //! Status conditions: Ready / Progressing / Degraded with observedGeneration, so that
 //! `kubectl wait --for=condition=Ready socialcluster/NAME` works and a user can see why not.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
@@ -95,6 +95,21 @@ fn sts_count(sts: Option<&StatefulSet>, desired: u32) -> ReplicaCount {
     workload_count(rollout, desired)
 }
 
+/// Ready replicas of a Deployment that run the current template (its updated ones), capped
+/// at the desired count, as for a StatefulSet.
+fn deployment_count(deployment: Option<&Deployment>, desired: u32) -> ReplicaCount {
+    let rollout = deployment.and_then(|d| {
+        let st = d.status.as_ref()?;
+        Some(Rollout {
+            generation: d.metadata.generation,
+            observed: st.observed_generation,
+            ready: st.ready_replicas,
+            updated: st.updated_replicas,
+        })
+    });
+    workload_count(rollout, desired)
+}
+
 /// The status fields of a workload that tell how far its rollout got.
 struct Rollout {
     generation: Option<i64>,
@@ -135,17 +150,32 @@ fn status_is_current(generation: Option<i64>, observed: Option<i64>) -> bool {
     }
 }
 
+/// The workloads as the API server returned them from the apply.
+#[derive(Clone, Copy, Debug)]
+pub struct Workloads<'a> {
+    pub stateful_sets: &'a [StatefulSet],
+    pub deployments: &'a [Deployment],
+}
+
 /// Status after a successful apply, computed from the objects the API server returned.
 pub fn observed(
     sc: &SocialCluster,
     owner: &Owner,
-    stateful_sets: &[StatefulSet],
+    workloads: Workloads<'_>,
     progress: &Progress,
     volumes: &Volumes,
     now: &Time,
 ) -> SocialClusterStatus {
     let spec = &sc.spec;
+    let Workloads {
+        stateful_sets,
+        deployments,
+    } = workloads;
     let find_sts = |name: &str| stateful_sets.iter().find(|s| s.name_any() == name);
+    let gateway = (spec.gateway.replicas > 0).then(|| {
+        let name = owner.gateway_name();
+        deployment_count(deployments.iter().find(|d| d.name_any() == name), spec.gateway.replicas)
+    });
 
     let coordinator = sts_count(find_sts(&owner.coordinator_name()), spec.coordinator.replicas);
     let rabbitmq = rabbitmq::managed(spec).map(|managed| sts_count(find_sts(&owner.rabbitmq_name()), managed.replicas));
@@ -191,6 +221,9 @@ pub fn observed(
     }
     check("tsd", tsd);
     check("synchronizer", synchronizer);
+    if let Some(g) = gateway {
+        check("gateway", g);
+    }
     let all_ready = not_ready.is_empty();
 
     let generation = sc.metadata.generation;
@@ -248,6 +281,7 @@ pub fn observed(
             tsd,
             synchronizer,
             rabbitmq,
+            gateway,
         },
         clusters,
         volumes: volumes.claims.clone(),
@@ -401,6 +435,36 @@ mod tests {
         assert_eq!(sts_count(Some(&sts(2, 2, 2, None)), 2).ready, 2);
         assert_eq!(sts_count(Some(&sts(2, 2, 5, Some(5))), 2).ready, 2, "capped");
         assert_eq!(sts_count(None, 2), ReplicaCount { ready: 0, desired: 2 });
+    }
+
+    #[test]
+    fn a_gateway_counts_its_updated_ready_pods_of_the_current_generation() {
+        use k8s_openapi::api::apps::v1::DeploymentStatus;
+        let deployment = |generation: i64, observed: i64, ready: i32, updated: Option<i32>| Deployment {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            status: Some(DeploymentStatus {
+                observed_generation: Some(observed),
+                ready_replicas: Some(ready),
+                updated_replicas: updated,
+                ..DeploymentStatus::default()
+            }),
+            ..Deployment::default()
+        };
+        assert_eq!(deployment_count(Some(&deployment(1, 1, 2, Some(2))), 2).ready, 2);
+        assert_eq!(
+            deployment_count(Some(&deployment(2, 2, 3, Some(1))), 2).ready,
+            1,
+            "rolling: old pods do not count"
+        );
+        assert_eq!(
+            deployment_count(Some(&deployment(2, 1, 2, Some(2))), 2).ready,
+            0,
+            "stale"
+        );
+        assert_eq!(deployment_count(None, 2), ReplicaCount { ready: 0, desired: 2 });
     }
 
     #[test]

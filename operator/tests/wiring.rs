@@ -214,7 +214,7 @@ fn print_config(container: &Container, env: &BTreeMap<String, String>) -> Value 
     assert!(
         path.is_file(),
         "{} is missing: run `cargo build --bins` first (scripts/test.sh does), or point \
-         TINYSNS_BIN_DIR at the directory holding coordinator, tsd and synchronizer",
+         TINYSNS_BIN_DIR at the directory holding coordinator, tsd, synchronizer and tinysns-gateway",
         path.display()
     );
     let mut args: Vec<String> = command[1..].to_vec();
@@ -432,4 +432,42 @@ fn tsd_pods_start_with_the_intended_configuration() {
 fn synchronizer_pods_start_with_the_intended_configuration() {
     // 3 clusters x 2 synchronizers
     assert_eq!(check_pods("demo-sync-"), 6);
+}
+
+#[test]
+fn gateway_pods_start_with_the_intended_configuration() {
+    let spec = SocialClusterSpec::default();
+    let validated = render::validated(NAMESPACE, spec, &Default::default()).expect("the default spec is valid");
+    let children = build::build_all(&validated, &render::credentials());
+    let deployment = children
+        .deployments
+        .iter()
+        .find(|d| d.name_any() == "demo-gateway")
+        .expect("the gateway Deployment");
+    let pod = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod template");
+    assert!(
+        pod.volumes.iter().flatten().all(|v| v.secret.is_none()),
+        "without spec.tls the gateway mounts no Secret: it holds no cluster secret"
+    );
+    let c = &pod.containers[0];
+    let env = pod_env(c, "demo-gateway-5d8f7c9b4-x2x7q");
+    let json = print_config(c, &env);
+    let hosts: Vec<String> = (0..3)
+        .map(|i| format!("demo-coordinator-{i}.demo-coordinator.{NAMESPACE}.svc.cluster.local"))
+        .collect();
+    expect_fields(
+        &json,
+        &[
+            ("/bind", json!("0.0.0.0")),
+            ("/port", json!(8080)),
+            ("/coordinator_host", json!(hosts.join(","))),
+            ("/coordinator_port", json!(9000)),
+            ("/metrics/metrics_port", json!(9464)),
+        ],
+        &format!("gateway: {json}"),
+    );
 }

@@ -66,8 +66,9 @@ status, server-side-applies and deletes the children it owns, publishes Events, 
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "patch"]
+# NetworkPolicies of every role; the Ingress of the gateway (spec.gateway.ingress).
 - apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
+  resources: ["networkpolicies", "ingresses"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 # A ServiceMonitor per SocialCluster, where the Prometheus Operator is installed.
 - apiGroups: ["monitoring.coreos.com"]

@@ -3,6 +3,7 @@
 //! rendered offline (see the `render` binary).
 
 pub mod coordinator;
+pub mod gateway;
 pub mod monitoring;
 pub mod network;
 pub mod overrides;
@@ -18,7 +19,7 @@ pub mod validation;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -42,6 +43,8 @@ pub const TSD_PORT: i32 = 10000;
 pub const COORDINATOR_INTERNAL_PORT: i32 = 29000;
 pub const TSD_INTERNAL_PORT: i32 = 30000;
 pub const SYNCHRONIZER_PORT: i32 = 9100;
+/// The gateway's HTTP(S) port: API, live WebSocket, web UI and its /healthz, /readyz.
+pub const GATEWAY_PORT: i32 = 8080;
 /// With TLS, coordinator and tsd answer health probes in plaintext here (kubelet's gRPC
 /// probes cannot speak TLS); the synchronizer's port serves only health and stays plaintext.
 pub const HEALTH_PORT: i32 = 9090;
@@ -64,10 +67,17 @@ pub enum Role {
     Tsd,
     Synchronizer,
     RabbitMq,
+    Gateway,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Coordinator, Role::Tsd, Role::Synchronizer, Role::RabbitMq];
+    pub const ALL: [Role; 5] = [
+        Role::Coordinator,
+        Role::Tsd,
+        Role::Synchronizer,
+        Role::RabbitMq,
+        Role::Gateway,
+    ];
 
     /// The role a `component` label names.
     pub fn from_label(label: &str) -> Option<Role> {
@@ -80,6 +90,7 @@ impl Role {
             Role::Tsd => "tsd",
             Role::Synchronizer => "synchronizer",
             Role::RabbitMq => "rabbitmq",
+            Role::Gateway => "gateway",
         }
     }
 }
@@ -94,6 +105,7 @@ pub struct Children {
     pub config_maps: Vec<ConfigMap>,
     pub pdbs: Vec<PodDisruptionBudget>,
     pub network_policies: Vec<NetworkPolicy>,
+    pub ingresses: Vec<Ingress>,
 }
 
 impl Children {
@@ -108,6 +120,7 @@ impl Children {
             config_maps,
             pdbs,
             network_policies,
+            ingresses,
         } = self;
         let mut out = Vec::new();
         out.extend(secrets.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
@@ -122,6 +135,7 @@ impl Children {
                 .map(typed_value)
                 .collect::<Result<Vec<_>, _>>()?,
         );
+        out.extend(ingresses.iter().map(typed_value).collect::<Result<Vec<_>, _>>()?);
         Ok(out)
     }
 }
@@ -190,7 +204,19 @@ pub fn build_all(validated: &Validated, credentials: &Credentials) -> Children {
         children.services.push(svc);
         children.pdbs.push(pdb(owner, Role::Synchronizer, Some(k)));
     }
-    scheduling::place_all(owner, spec, &mut children.stateful_sets);
+    if let Some(gateway::Gateway {
+        deployment,
+        service,
+        pdb,
+        ingress,
+    }) = gateway::build(owner, spec)
+    {
+        children.deployments.push(deployment);
+        children.services.push(service);
+        children.pdbs.extend(pdb);
+        children.ingresses.extend(ingress);
+    }
+    scheduling::place_all(owner, spec, &mut children.stateful_sets, &mut children.deployments);
     if spec.network_policies.enabled {
         children.network_policies = network::policies(owner, spec);
     }
@@ -199,7 +225,8 @@ pub fn build_all(validated: &Validated, credentials: &Credentials) -> Children {
 
 /// One PodDisruptionBudget per role (per cluster for tsd and synchronizer): a node drain may
 /// take one pod of a cluster at a time, so each cluster keeps a serving tsd while the other
-/// moves, and drains of different clusters proceed in parallel.
+/// moves, and drains of different clusters proceed in parallel. The gateway's has one only
+/// with two replicas or more (a budget over one pod would block every drain).
 pub fn pdb(owner: &Owner, role: Role, cluster: Option<u32>) -> PodDisruptionBudget {
     pdb_allowing(owner, role, cluster, 1)
 }
@@ -210,6 +237,7 @@ pub fn pdb_allowing(owner: &Owner, role: Role, cluster: Option<u32>, max_unavail
     let name = match (role, cluster) {
         (Role::Coordinator, _) => owner.coordinator_name(),
         (Role::RabbitMq, _) => owner.rabbitmq_name(),
+        (Role::Gateway, _) => owner.gateway_name(),
         (Role::Tsd, Some(k)) => owner.tsd_name(k),
         (Role::Synchronizer, Some(k)) => owner.sync_name(k),
         (Role::Tsd, None) => format!("{}-tsd", owner.name),

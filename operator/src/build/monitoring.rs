@@ -92,6 +92,7 @@ mod tests {
             scraped,
             [
                 "demo-coordinator",
+                "demo-gateway",
                 "demo-rabbitmq",
                 "demo-sync-1",
                 "demo-sync-2",

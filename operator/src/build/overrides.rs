@@ -27,12 +27,14 @@ pub fn of(overrides: &PodOverrides, role: Role) -> Option<&Value> {
         tsd,
         synchronizer,
         rabbitmq,
+        gateway,
     } = overrides;
     match role {
         Role::Coordinator => coordinator.as_ref(),
         Role::Tsd => tsd.as_ref(),
         Role::Synchronizer => synchronizer.as_ref(),
         Role::RabbitMq => rabbitmq.as_ref(),
+        Role::Gateway => gateway.as_ref(),
     }
 }
 

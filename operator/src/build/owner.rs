@@ -141,6 +141,10 @@ impl Owner {
     pub fn sync_name(&self, cluster: u32) -> String {
         format!("{}-sync-{cluster}", self.name)
     }
+    /// The gateway's Deployment, Service, PodDisruptionBudget and Ingress.
+    pub fn gateway_name(&self) -> String {
+        format!("{}-gateway", self.name)
+    }
     pub fn rabbitmq_name(&self) -> String {
         format!("{}-rabbitmq", self.name)
     }

@@ -26,6 +26,7 @@ pub fn default_resources(role: Role) -> ResourceRequirements {
         Role::Tsd => ("100m", "64Mi", "256Mi"),
         Role::Synchronizer => ("50m", "32Mi", "128Mi"),
         Role::RabbitMq => ("100m", "256Mi", "512Mi"),
+        Role::Gateway => ("50m", "32Mi", "128Mi"),
     };
     ResourceRequirements {
         requests: Some(BTreeMap::from([
@@ -48,6 +49,7 @@ pub fn resources_for(spec: &SocialClusterSpec, role: Role) -> ResourceRequiremen
         Role::Tsd => &r.tsd,
         Role::Synchronizer => &r.synchronizer,
         Role::RabbitMq => &r.rabbitmq,
+        Role::Gateway => &spec.gateway.resources,
     };
     chosen.clone().unwrap_or_else(|| default_resources(role))
 }

@@ -4,7 +4,7 @@
 //! spec; then the role's `podOverrides`. Applied to every pod template after the role
 //! builders, so no builder repeats it.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
     TopologySpreadConstraint, WeightedPodAffinityTerm,
@@ -17,12 +17,23 @@ use crate::crd::{AntiAffinity, SocialClusterSpec};
 pub const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 pub const ZONE_KEY: &str = "topology.kubernetes.io/zone";
 
-/// Places the pods of every StatefulSet the builders made.
-pub fn place_all(owner: &Owner, spec: &SocialClusterSpec, stateful_sets: &mut [StatefulSet]) {
-    for set in stateful_sets {
-        if let Some(template) = set.spec.as_mut().map(|s| &mut s.template) {
-            place(owner, spec, template);
-        }
+/// Places the pods of every StatefulSet and Deployment the builders made.
+pub fn place_all(
+    owner: &Owner,
+    spec: &SocialClusterSpec,
+    stateful_sets: &mut [StatefulSet],
+    deployments: &mut [Deployment],
+) {
+    let templates = stateful_sets
+        .iter_mut()
+        .filter_map(|s| s.spec.as_mut().map(|s| &mut s.template))
+        .chain(
+            deployments
+                .iter_mut()
+                .filter_map(|d| d.spec.as_mut().map(|s| &mut s.template)),
+        );
+    for template in templates {
+        place(owner, spec, template);
     }
 }
 

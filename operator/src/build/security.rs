@@ -185,18 +185,37 @@ pub fn volumes(owner: &Owner, spec: &SocialClusterSpec) -> Vec<Volume> {
         owner.cluster_secret_name(),
         &[CLUSTER_SECRET_KEY],
     )];
-    if let Some(TlsSpec { secret_name }) = &spec.tls {
-        volumes.push(secret_volume(TLS_VOLUME, secret_name.clone(), &tls_keys()));
-    }
+    volumes.extend(tls_volume(spec));
     volumes
+}
+
+/// The TLS Secret's volume when spec.tls is set. The gateway mounts only this one: it is a
+/// client of the system and never holds the cluster secret.
+pub fn tls_volume(spec: &SocialClusterSpec) -> Option<Volume> {
+    let TlsSpec { secret_name } = spec.tls.as_ref()?;
+    Some(secret_volume(TLS_VOLUME, secret_name.clone(), &tls_keys()))
+}
+
+/// The mount matching [`tls_volume`].
+pub fn tls_mount(spec: &SocialClusterSpec) -> Option<VolumeMount> {
+    spec.tls.as_ref().map(|_| read_only_mount(TLS_VOLUME, TLS_DIR))
+}
+
+/// With spec.tls, the variables naming the certificate, key and CA files.
+pub fn tls_env(spec: &SocialClusterSpec) -> Vec<EnvVar> {
+    match spec.tls {
+        Some(_) => TLS_FILES
+            .iter()
+            .map(|(var, file)| env(var, format!("{TLS_DIR}/{file}")))
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// Container mounts matching [`volumes`].
 pub fn mounts(spec: &SocialClusterSpec) -> Vec<VolumeMount> {
     let mut mounts = vec![read_only_mount(CLUSTER_SECRET_VOLUME, CLUSTER_SECRET_DIR)];
-    if spec.tls.is_some() {
-        mounts.push(read_only_mount(TLS_VOLUME, TLS_DIR));
-    }
+    mounts.extend(tls_mount(spec));
     mounts
 }
 
@@ -207,12 +226,6 @@ pub fn env_vars(spec: &SocialClusterSpec) -> Vec<EnvVar> {
         env("TINYSNS_CLUSTER_SECRET_FILE", CLUSTER_SECRET_FILE),
         env("TINYSNS_AUTH", spec.auth.as_str()),
     ];
-    if spec.tls.is_some() {
-        vars.extend(
-            TLS_FILES
-                .iter()
-                .map(|(var, file)| env(var, format!("{TLS_DIR}/{file}"))),
-        );
-    }
+    vars.extend(tls_env(spec));
     vars
 }

@@ -109,6 +109,7 @@ fn replicas(s: &StatefulSet) -> i32 {
 fn check_shape(spec: &SocialClusterSpec) -> Children {
     let c = build_all(&validated(spec), &credentials("p4ssw0rdp4ssw0rdp4ssw0rd"));
     let k = spec.clusters as usize;
+    let gateway = usize::from(spec.gateway.replicas > 0);
     assert_eq!(
         c.stateful_sets.len(),
         2 + 2 * k,
@@ -116,13 +117,18 @@ fn check_shape(spec: &SocialClusterSpec) -> Children {
     );
     assert_eq!(
         c.services.len(),
-        3 + 2 * k,
-        "coordinator, rabbitmq (clients and nodes), tsd + sync per cluster"
+        3 + 2 * k + gateway,
+        "coordinator, rabbitmq (clients and nodes), tsd + sync per cluster, the gateway"
     );
-    assert!(c.deployments.is_empty());
+    assert_eq!(c.deployments.len(), gateway, "the gateway");
     assert_eq!(c.config_maps.len(), 1, "the broker's configuration");
     assert_eq!(c.secrets.len(), 2, "cluster secret + broker credentials");
-    assert_eq!(c.pdbs.len(), 2 + 2 * k);
+    let gateway_pdb = usize::from(spec.gateway.replicas > 1);
+    assert_eq!(c.pdbs.len(), 2 + 2 * k + gateway_pdb);
+    assert_eq!(
+        c.ingresses.len(),
+        usize::from(gateway == 1 && spec.gateway.ingress.is_some())
+    );
 
     for value in c.to_values().expect("serializable") {
         let meta = &value["metadata"];
@@ -900,4 +906,105 @@ fn auth_and_tls_parse_from_a_manifest() {
         "apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec: {auth: none}\n",
     );
     assert!(bad.is_err(), "only password and open");
+}
+
+#[test]
+fn bad_gateway_specs_are_refused_with_their_field() {
+    use crate::crd::GatewayIngress;
+    let with_ingress = |edit: &dyn Fn(&mut GatewayIngress)| {
+        let mut ingress = GatewayIngress {
+            host: "social.example.com".to_owned(),
+            tls_secret_name: Some("social-tls".to_owned()),
+            class_name: Some("nginx".to_owned()),
+            annotations: BTreeMap::from([(
+                "nginx.ingress.kubernetes.io/backend-protocol".to_owned(),
+                "HTTPS".to_owned(),
+            )]),
+        };
+        edit(&mut ingress);
+        let mut spec = SocialClusterSpec::default();
+        spec.gateway.ingress = Some(ingress);
+        spec
+    };
+    assert!(validate(&with_ingress(&|_| {})).is_ok());
+    assert!(validate(&with_ingress(&|i| i.host = "*.example.com".to_owned())).is_ok());
+    assert!(validate(&with_ingress(&|i| i.host = "localhost".to_owned())).is_ok());
+
+    let mut many = SocialClusterSpec::default();
+    many.gateway.replicas = crate::crd::MAX_GATEWAY_REPLICAS + 1;
+    let refused = validate(&many).unwrap_err();
+    assert!(matches!(
+        refused,
+        InvalidSpec::OutOfRange {
+            field: "gateway.replicas",
+            ..
+        }
+    ));
+    assert!(refused.to_string().contains("gateway.replicas"), "{refused}");
+    let mut none = SocialClusterSpec::default();
+    none.gateway.replicas = 0;
+    assert!(validate(&none).is_ok(), "0: no gateway");
+
+    for host in [
+        "10.0.0.1",
+        "Social.example.com",
+        "social_example.com",
+        "",
+        "a..b",
+        "*.",
+        "x.*.y",
+    ] {
+        let refused = validate(&with_ingress(&|i| i.host = host.to_owned())).unwrap_err();
+        assert_eq!(refused, InvalidSpec::BadIngressHost(host.to_owned()), "{host}");
+        assert!(refused.to_string().starts_with("gateway.ingress.host"), "{refused}");
+    }
+    let refused = validate(&with_ingress(&|i| i.tls_secret_name = Some("Social_TLS".to_owned()))).unwrap_err();
+    assert_eq!(
+        refused,
+        InvalidSpec::BadSecretName {
+            field: "gateway.ingress.tlsSecretName",
+            value: "Social_TLS".to_owned()
+        }
+    );
+    assert_eq!(
+        validate(&with_ingress(&|i| i.class_name = Some("NGINX".to_owned()))),
+        Err(InvalidSpec::BadIngressClass("NGINX".to_owned()))
+    );
+    for key in ["bad key", "-x", "Example.com/x", &format!("x/{}", "a".repeat(64)), "x/"] {
+        let refused = validate(&with_ingress(&|i| {
+            i.annotations.insert(key.to_owned(), "v".to_owned());
+        }));
+        assert_eq!(refused, Err(InvalidSpec::BadAnnotationKey(key.to_owned())), "{key}");
+    }
+
+    // The operator's own Secrets cannot serve as the Ingress certificate.
+    let spec = with_ingress(&|i| i.tls_secret_name = Some("demo-cluster-secret".to_owned()));
+    let sc = render::object("demo", "ns1", spec);
+    assert_eq!(
+        check(&sc, &Environment::default()).err(),
+        Some(InvalidSpec::ReservedSecretName {
+            field: "gateway.ingress.tlsSecretName",
+            value: "demo-cluster-secret".to_owned()
+        })
+    );
+}
+
+#[test]
+fn gateway_specs_parse_from_a_manifest() {
+    let sc: crate::crd::SocialCluster = serde_yaml::from_str(
+        "apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec:\n  gateway:\n    replicas: 3\n    ingress:\n      host: social.example.com\n      tlsSecretName: social-tls\n      className: nginx\n      annotations: {a.io/b: c}\n",
+    )
+    .expect("the manifest parses");
+    let gateway = &sc.spec.gateway;
+    assert_eq!(gateway.replicas, 3);
+    let ingress = gateway.ingress.as_ref().expect("an ingress");
+    assert_eq!(ingress.host, "social.example.com");
+    assert_eq!(ingress.tls_secret_name.as_deref(), Some("social-tls"));
+    assert_eq!(ingress.class_name.as_deref(), Some("nginx"));
+    assert_eq!(ingress.annotations.get("a.io/b").map(String::as_str), Some("c"));
+    let defaults: crate::crd::SocialCluster =
+        serde_yaml::from_str("apiVersion: tinysns.io/v1alpha1\nkind: SocialCluster\nmetadata: {name: x}\nspec: {}\n")
+            .expect("minimal manifest parses");
+    assert_eq!(defaults.spec.gateway.replicas, 2);
+    assert_eq!(defaults.spec.gateway.ingress, None);
 }

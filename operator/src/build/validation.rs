@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::crd::{SocialCluster, SocialClusterSpec, TlsSpec};
+use crate::crd::{GatewayIngress, GatewaySpec, SocialCluster, SocialClusterSpec, TlsSpec};
 
 use super::Owner;
 use super::Role;
@@ -119,6 +119,16 @@ pub enum InvalidSpec {
     CoordinatorReplicas(u32),
     #[error("{field}: {value:?} is a Secret the operator manages for this SocialCluster; name your own Secret")]
     ReservedSecretName { field: &'static str, value: String },
+    #[error(
+        "gateway.ingress.host: {0:?} is not a host name (a lowercase DNS name, optionally starting with '*.'; not an IP address)"
+    )]
+    BadIngressHost(String),
+    #[error("gateway.ingress.className: {0:?} is not an IngressClass name (lowercase letters, digits, '-' and '.')")]
+    BadIngressClass(String),
+    #[error(
+        "gateway.ingress.annotations: {0:?} is not an annotation key (an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
+    )]
+    BadAnnotationKey(String),
 }
 
 /// Checks what the CRD schema cannot express. The API server already enforces ranges and
@@ -175,6 +185,7 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
             });
         }
     }
+    validate_gateway(&spec.gateway)?;
     for role in Role::ALL {
         if let Some(patch) = overrides::of(&spec.pod_overrides, role) {
             overrides::check(patch).map_err(|reason| InvalidSpec::BadPodOverride {
@@ -184,6 +195,71 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
         }
     }
     validate_quantities(spec)
+}
+
+/// The gateway's replica count and Ingress: what the API server would refuse in the Ingress
+/// is refused here, with the field that holds it.
+fn validate_gateway(gateway: &GatewaySpec) -> Result<(), InvalidSpec> {
+    let GatewaySpec {
+        replicas,
+        resources: _,
+        ingress,
+    } = gateway;
+    let max = crate::crd::MAX_GATEWAY_REPLICAS;
+    if *replicas > max {
+        return Err(InvalidSpec::OutOfRange {
+            field: "gateway.replicas",
+            value: *replicas,
+            min: 0,
+            max,
+        });
+    }
+    let Some(GatewayIngress {
+        host,
+        tls_secret_name,
+        class_name,
+        annotations,
+    }) = ingress
+    else {
+        return Ok(());
+    };
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if !is_dns_subdomain(name) || name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(InvalidSpec::BadIngressHost(host.clone()));
+    }
+    if let Some(secret) = tls_secret_name
+        && !is_dns_subdomain(secret)
+    {
+        return Err(InvalidSpec::BadSecretName {
+            field: "gateway.ingress.tlsSecretName",
+            value: secret.clone(),
+        });
+    }
+    if let Some(class) = class_name
+        && !is_dns_subdomain(class)
+    {
+        return Err(InvalidSpec::BadIngressClass(class.clone()));
+    }
+    if let Some(key) = annotations.keys().find(|key| !is_qualified_name(key)) {
+        return Err(InvalidSpec::BadAnnotationKey(key.clone()));
+    }
+    Ok(())
+}
+
+/// A Kubernetes qualified name (an annotation or label key): `[prefix/]name`, the prefix a
+/// DNS subdomain, the name 1-63 of `[A-Za-z0-9_.-]` starting and ending alphanumeric.
+fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let name_ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    name_ok && prefix.is_none_or(is_dns_subdomain)
 }
 
 /// The quantities the operator computes with (the broker's memory budget) or compares
@@ -235,13 +311,26 @@ impl Validated {
 pub fn check(sc: &SocialCluster, environment: &Environment) -> Result<Validated, InvalidSpec> {
     let owner = Owner::from_object(sc, environment)?;
     validate(&sc.spec)?;
-    if let Some(TlsSpec { secret_name }) = &sc.spec.tls
-        && owner.managed_secret_names().contains(secret_name)
-    {
-        return Err(InvalidSpec::ReservedSecretName {
-            field: "tls.secretName",
-            value: secret_name.clone(),
-        });
+    let referenced = [
+        ("tls.secretName", sc.spec.tls.as_ref().map(|t| &t.secret_name)),
+        (
+            "gateway.ingress.tlsSecretName",
+            sc.spec
+                .gateway
+                .ingress
+                .as_ref()
+                .and_then(|i| i.tls_secret_name.as_ref()),
+        ),
+    ];
+    for (field, name) in referenced {
+        if let Some(name) = name
+            && owner.managed_secret_names().contains(name)
+        {
+            return Err(InvalidSpec::ReservedSecretName {
+                field,
+                value: name.clone(),
+            });
+        }
     }
     Ok(Validated {
         owner,

@@ -189,3 +189,16 @@ fn the_name_must_be_able_to_prefix_every_child() {
         "the rule and the operator's own check agree on the length"
     );
 }
+
+#[test]
+fn the_ingress_host_is_a_name_not_an_ip() {
+    let path = ["spec", "gateway", "ingress", "host"];
+    for good in ["social.example.com", "*.example.com", "localhost", "a1.example"] {
+        assert!(refusals(&path, json!(good), None).is_empty(), "{good}");
+    }
+    for bad in ["10.0.0.1", "192.168.1.20"] {
+        let refused = refusals(&path, json!(bad), None);
+        assert_eq!(refused.len(), 1, "{bad}");
+        assert!(refused[0].contains("not an IP address"), "{refused:?}");
+    }
+}

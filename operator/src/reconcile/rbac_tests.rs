@@ -86,8 +86,15 @@ fn access(r: &Recorded) -> Option<Access> {
 async fn requests() -> Vec<Recorded> {
     let mut seen = Vec::new();
 
-    // A first reconcile, with the Prometheus Operator installed.
-    let sc = socialcluster(SocialClusterSpec::default());
+    // A first reconcile, with the Prometheus Operator installed and a gateway Ingress.
+    let mut spec = SocialClusterSpec::default();
+    spec.gateway.ingress = Some(crate::crd::GatewayIngress {
+        host: "social.example.com".to_owned(),
+        tls_secret_name: None,
+        class_name: None,
+        annotations: Default::default(),
+    });
+    let sc = socialcluster(spec);
     let mut server = ApiServer::new(&sc);
     server.service_monitors = true;
     seen.extend(run(sc, server).await.1);
@@ -123,6 +130,7 @@ async fn requests() -> Vec<Recorded> {
         ("secrets", "Secret", "v1"),
         ("poddisruptionbudgets", "PodDisruptionBudget", "policy/v1"),
         ("networkpolicies", "NetworkPolicy", "networking.k8s.io/v1"),
+        ("ingresses", "Ingress", "networking.k8s.io/v1"),
     ] {
         server.lists.insert(plural, vec![leftover(kind, api_version)]);
     }
@@ -173,6 +181,10 @@ async fn the_charts_rules_allow_every_request_the_operator_makes() {
         ("monitoring.coreos.com", "servicemonitors", "patch"),
         ("monitoring.coreos.com", "servicemonitors", "delete"),
         ("networking.k8s.io", "networkpolicies", "delete"),
+        ("apps", "deployments", "patch"),
+        ("apps", "deployments", "delete"),
+        ("networking.k8s.io", "ingresses", "patch"),
+        ("networking.k8s.io", "ingresses", "delete"),
     ] {
         let expected = (expected.0.to_owned(), expected.1.to_owned(), expected.2.to_owned());
         assert!(made.contains(&expected), "no scenario made {expected:?}: {made:?}");
@@ -185,6 +197,7 @@ async fn the_charts_rules_allow_every_request_the_operator_makes() {
         ("", "services"),
         ("", "secrets"),
         ("policy", "poddisruptionbudgets"),
+        ("networking.k8s.io", "ingresses"),
     ]
     .into_iter()
     .flat_map(|(group, resource)| {

@@ -138,6 +138,8 @@ async fn create_applies_every_child_then_writes_status() {
         expected.push(format!("PATCH /api/v1{NS}services/demo-tsd-{k}"));
         expected.push(format!("PATCH /api/v1{NS}services/demo-sync-{k}"));
     }
+    expected.push(format!("PATCH /api/v1{NS}services/demo-gateway"));
+    expected.push(format!("PATCH /apis/apps/v1{NS}deployments/demo-gateway"));
     expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-coordinator"));
     expected.push(format!("PATCH /apis/apps/v1{NS}statefulsets/demo-rabbitmq"));
     for k in 1..=3 {
@@ -151,12 +153,14 @@ async fn create_applies_every_child_then_writes_status() {
         expected.push(format!("PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-tsd-{k}"));
         expected.push(format!("PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-sync-{k}"));
     }
-    for role in ["coordinator", "tsd", "synchronizer", "rabbitmq"] {
+    expected.push(format!("PATCH /apis/policy/v1{NS}poddisruptionbudgets/demo-gateway"));
+    for role in ["coordinator", "tsd", "synchronizer", "rabbitmq", "gateway"] {
         expected.push(format!(
             "PATCH /apis/networking.k8s.io/v1{NS}networkpolicies/demo-{role}"
         ));
     }
     for list in [
+        "/apis/networking.k8s.io/v1/namespaces/ns1/ingresses",
         "/apis/apps/v1/namespaces/ns1/statefulsets",
         "/apis/apps/v1/namespaces/ns1/deployments",
         "/apis/policy/v1/namespaces/ns1/poddisruptionbudgets",
@@ -212,6 +216,12 @@ async fn create_applies_every_child_then_writes_status() {
     assert_eq!(condition(&status.body, "Degraded")["status"], "False");
     assert_eq!(status.body["status"]["readyClusters"], 0);
     assert_eq!(
+        status.body["status"]["replicas"]["gateway"],
+        json!({"ready": 0, "desired": 2})
+    );
+    let waiting = condition(&status.body, "Ready")["message"].as_str().unwrap_or_default();
+    assert!(waiting.contains("gateway 0/2"), "{waiting}");
+    assert_eq!(
         status.body["status"]["coordinatorAddress"],
         "demo-coordinator-0.demo-coordinator.ns1.svc.cluster.local:9000,\
          demo-coordinator-1.demo-coordinator.ns1.svc.cluster.local:9000,\
@@ -246,6 +256,10 @@ async fn all_replicas_ready_sets_ready_true() {
     assert_eq!(
         status.body["status"]["replicas"]["rabbitmq"],
         json!({"ready": 1, "desired": 1})
+    );
+    assert_eq!(
+        status.body["status"]["replicas"]["gateway"],
+        json!({"ready": 2, "desired": 2})
     );
     assert_eq!(
         status.body["status"]["clusters"][2],
@@ -939,4 +953,145 @@ async fn a_service_monitor_where_the_prometheus_operator_is_installed() {
             .any(|r| r.line() == "DELETE /apis/monitoring.coreos.com/v1/namespaces/ns1/servicemonitors/demo"),
         "turned off: deleted"
     );
+}
+
+/// A spec whose gateway has an Ingress with a certificate.
+fn gateway_with_ingress() -> SocialClusterSpec {
+    let mut spec = SocialClusterSpec::default();
+    spec.gateway.replicas = 3;
+    spec.gateway.ingress = Some(crate::crd::GatewayIngress {
+        host: "social.example.com".to_owned(),
+        tls_secret_name: Some("social-example-tls".to_owned()),
+        class_name: Some("nginx".to_owned()),
+        annotations: BTreeMap::new(),
+    });
+    spec
+}
+
+#[tokio::test]
+async fn the_gateway_and_its_ingress_are_applied_and_their_readiness_reported() {
+    let sc = socialcluster(gateway_with_ingress());
+    let mut server = existing(&sc);
+    server.ready = true;
+    let (result, seen) = run(sc, server).await;
+    assert_eq!(result.expect("reconcile succeeds").1, Outcome::Applied { ready: true });
+
+    let deployment = applied(&seen, "deployments", "demo-gateway");
+    assert_eq!(deployment.path, format!("/apis/apps/v1{NS}deployments/demo-gateway"));
+    assert_eq!(deployment.body["kind"], "Deployment");
+    assert_eq!(deployment.body["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment.body["spec"]["template"]["spec"]["containers"][0]["command"][0],
+        "/usr/local/bin/tinysns-gateway"
+    );
+    let service = applied(&seen, "services", "demo-gateway");
+    assert_eq!(service.body["spec"]["ports"][0]["port"], 8080);
+    applied(&seen, "poddisruptionbudgets", "demo-gateway");
+    applied(&seen, "networkpolicies", "demo-gateway");
+    let ingress = applied(&seen, "ingresses", "demo-gateway");
+    assert_eq!(
+        ingress.path,
+        format!("/apis/networking.k8s.io/v1{NS}ingresses/demo-gateway")
+    );
+    assert_eq!(ingress.body["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(ingress.body["kind"], "Ingress");
+    assert_eq!(ingress.body["spec"]["rules"][0]["host"], "social.example.com");
+    assert_eq!(ingress.body["spec"]["tls"][0]["secretName"], "social-example-tls");
+    assert_eq!(ingress.body["metadata"]["ownerReferences"][0]["uid"], RENDER_UID);
+    // The Ingress goes after the Service it routes to.
+    let position = |plural: &str| {
+        seen.iter()
+            .position(|r| r.method == "PATCH" && r.path.ends_with(&format!("/{plural}/demo-gateway")))
+            .unwrap_or_else(|| panic!("{plural}"))
+    };
+    assert!(position("services") < position("deployments"));
+    assert!(position("deployments") < position("ingresses"));
+
+    let status = status_patch(&seen);
+    assert_eq!(
+        status.body["status"]["replicas"]["gateway"],
+        json!({"ready": 3, "desired": 3})
+    );
+    assert!(
+        seen.iter().all(|r| r.method != "DELETE"),
+        "nothing is an orphan: {:?}",
+        seen.iter()
+            .filter(|r| r.method == "DELETE")
+            .map(Recorded::line)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_scaled_to_zero_is_deleted_with_its_ingress() {
+    let mut spec = gateway_with_ingress();
+    spec.gateway.replicas = 0;
+    let sc = socialcluster(spec);
+    let mut server = existing(&sc);
+    server.ready = true;
+    for (plural, kind, api_version) in [
+        ("deployments", "Deployment", "apps/v1"),
+        ("services", "Service", "v1"),
+        ("poddisruptionbudgets", "PodDisruptionBudget", "policy/v1"),
+        ("networkpolicies", "NetworkPolicy", "networking.k8s.io/v1"),
+        ("ingresses", "Ingress", "networking.k8s.io/v1"),
+    ] {
+        server.lists.insert(
+            plural,
+            vec![owned(kind, api_version, "demo-gateway", RENDER_UID, json!({}))],
+        );
+    }
+    let (result, seen) = run(sc, server).await;
+    assert_eq!(result.expect("reconcile succeeds").1, Outcome::Applied { ready: true });
+    let deleted: Vec<String> = seen
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            format!("DELETE /apis/networking.k8s.io/v1{NS}ingresses/demo-gateway"),
+            format!("DELETE /apis/apps/v1{NS}deployments/demo-gateway"),
+            format!("DELETE /apis/policy/v1{NS}poddisruptionbudgets/demo-gateway"),
+            format!("DELETE /apis/networking.k8s.io/v1{NS}networkpolicies/demo-gateway"),
+            format!("DELETE /api/v1{NS}services/demo-gateway"),
+        ]
+    );
+    assert!(
+        seen.iter()
+            .all(|r| !(r.method == "PATCH" && r.name() == "demo-gateway")),
+        "no gateway object is applied"
+    );
+    let status = status_patch(&seen);
+    assert_eq!(status.body["status"]["replicas"].get("gateway"), None);
+}
+
+#[tokio::test]
+async fn removing_the_ingress_deletes_only_the_ingress() {
+    let sc = socialcluster(SocialClusterSpec::default());
+    let mut server = existing(&sc);
+    server.lists.insert(
+        "ingresses",
+        vec![owned(
+            "Ingress",
+            "networking.k8s.io/v1",
+            "demo-gateway",
+            RENDER_UID,
+            json!({}),
+        )],
+    );
+    let (result, seen) = run(sc, server).await;
+    result.expect("reconcile succeeds");
+    let deleted: Vec<String> = seen
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(
+        deleted,
+        [format!("DELETE /apis/networking.k8s.io/v1{NS}ingresses/demo-gateway")]
+    );
+    applied(&seen, "deployments", "demo-gateway");
+    applied(&seen, "services", "demo-gateway");
 }
