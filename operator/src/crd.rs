@@ -563,6 +563,12 @@ pub struct GatewaySpec {
     /// Kubernetes cluster. None when left out: reach it by port-forward or your own Ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<GatewayIngress>,
+    /// The proxies in front of the gateway (addresses or CIDR blocks, e.g. the Ingress
+    /// controller's pod network): from them `X-Forwarded-For` names the browser, whose
+    /// address the login rate limit counts. Left out: every peer is the browser.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_gateway_replicas() -> u32 {
@@ -575,6 +581,7 @@ impl Default for GatewaySpec {
             replicas: default_gateway_replicas(),
             resources: None,
             ingress: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

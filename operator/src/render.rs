@@ -123,6 +123,7 @@ pub fn standard_specs() -> Vec<(&'static str, SocialClusterSpec)> {
                 gateway: GatewaySpec {
                     replicas: 3,
                     resources: None,
+                    trusted_proxies: vec!["10.0.0.0/8".to_owned()],
                     ingress: Some(GatewayIngress {
                         host: "social.example.com".to_owned(),
                         tls_secret_name: Some("social-example-tls".to_owned()),

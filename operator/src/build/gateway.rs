@@ -55,6 +55,7 @@ pub fn build(owner: &Owner, spec: &SocialClusterSpec) -> Option<Gateway> {
         replicas,
         resources: _,
         ingress,
+        trusted_proxies: _,
     } = &spec.gateway;
     if *replicas == 0 {
         return None;
@@ -73,8 +74,8 @@ fn scheme(spec: &SocialClusterSpec) -> &'static str {
 }
 
 /// The gateway's environment: where it listens, every coordinator's client address (the
-/// same list the servers get, without the internal port), metrics, and with TLS the
-/// certificate, key and CA files.
+/// same list the servers get, without the internal port), metrics, the trusted proxies, and
+/// with TLS the certificate, key and CA files.
 pub fn container_env(owner: &Owner, spec: &SocialClusterSpec) -> Vec<EnvVar> {
     let [host, port, _internal] = coordinator::member_env(owner, spec);
     let mut vars = vec![
@@ -84,6 +85,9 @@ pub fn container_env(owner: &Owner, spec: &SocialClusterSpec) -> Vec<EnvVar> {
         port,
         env("TINYSNS_METRICS_PORT", METRICS_PORT.to_string()),
     ];
+    if !spec.gateway.trusted_proxies.is_empty() {
+        vars.push(env("TINYSNS_TRUSTED_PROXIES", spec.gateway.trusted_proxies.join(",")));
+    }
     vars.extend(security::tls_env(spec));
     vars.push(log_env());
     vars
@@ -359,6 +363,7 @@ mod tests {
         assert_eq!(env.get("TINYSNS_PORT"), Some(&"8080"));
         assert_eq!(env.get("TINYSNS_BIND"), Some(&"0.0.0.0"));
         assert_eq!(env.get("TINYSNS_METRICS_PORT"), Some(&"9464"));
+        assert!(!env.contains_key("TINYSNS_TRUSTED_PROXIES"), "none unless asked");
         for absent in [
             "TINYSNS_COORDINATOR_INTERNAL_PORT",
             "TINYSNS_CLUSTER_SECRET_FILE",
@@ -425,6 +430,21 @@ mod tests {
             .expect("a budget for two replicas");
         assert_eq!(budget.max_unavailable, Some(IntOrString::Int(1)));
         assert!(c.ingresses.is_empty(), "no Ingress unless asked");
+    }
+
+    #[test]
+    fn trusted_proxies_reach_the_gateway_as_one_flag() {
+        let mut spec = SocialClusterSpec::default();
+        spec.gateway.trusted_proxies = vec!["10.0.0.0/8".to_owned(), "192.168.1.5".to_owned()];
+        let c = build(spec);
+        let env = env_of(&pod(gateway_of(&c)).containers[0])
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<BTreeMap<_, _>>();
+        assert_eq!(
+            env.get("TINYSNS_TRUSTED_PROXIES").map(String::as_str),
+            Some("10.0.0.0/8,192.168.1.5")
+        );
     }
 
     #[test]

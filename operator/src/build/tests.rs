@@ -945,6 +945,18 @@ fn bad_gateway_specs_are_refused_with_their_field() {
     none.gateway.replicas = 0;
     assert!(validate(&none).is_ok(), "0: no gateway");
 
+    let mut proxies = SocialClusterSpec::default();
+    proxies.gateway.trusted_proxies = vec!["10.0.0.0/8".into(), "192.168.1.5".into(), "fd00::/8".into()];
+    assert!(validate(&proxies).is_ok());
+    for bad in ["10.0.0.0/33", "ingress.local", "10.0.0.0/", "::1/129"] {
+        proxies.gateway.trusted_proxies = vec![bad.into()];
+        assert_eq!(
+            validate(&proxies),
+            Err(InvalidSpec::BadTrustedProxy(bad.into())),
+            "{bad}"
+        );
+    }
+
     for host in [
         "10.0.0.1",
         "Social.example.com",

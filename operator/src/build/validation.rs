@@ -129,6 +129,8 @@ pub enum InvalidSpec {
         "gateway.ingress.annotations: {0:?} is not an annotation key (an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
     )]
     BadAnnotationKey(String),
+    #[error("gateway.trustedProxies: {0:?} is not an IP address or a CIDR block")]
+    BadTrustedProxy(String),
 }
 
 /// Checks what the CRD schema cannot express. The API server already enforces ranges and
@@ -197,6 +199,19 @@ pub fn validate(spec: &SocialClusterSpec) -> Result<(), InvalidSpec> {
     validate_quantities(spec)
 }
 
+/// `10.0.0.1`, `10.0.0.0/8`, `fd00::/8`: what the gateway's `--trusted-proxies` takes.
+fn is_address_or_block(text: &str) -> bool {
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let Ok(address) = address.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let bits = if address.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= bits))
+}
+
 /// The gateway's replica count and Ingress: what the API server would refuse in the Ingress
 /// is refused here, with the field that holds it.
 fn validate_gateway(gateway: &GatewaySpec) -> Result<(), InvalidSpec> {
@@ -204,7 +219,11 @@ fn validate_gateway(gateway: &GatewaySpec) -> Result<(), InvalidSpec> {
         replicas,
         resources: _,
         ingress,
+        trusted_proxies,
     } = gateway;
+    if let Some(bad) = trusted_proxies.iter().find(|p| !is_address_or_block(p)) {
+        return Err(InvalidSpec::BadTrustedProxy(bad.clone()));
+    }
     let max = crate::crd::MAX_GATEWAY_REPLICAS;
     if *replicas > max {
         return Err(InvalidSpec::OutOfRange {

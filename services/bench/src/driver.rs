@@ -365,7 +365,7 @@ impl Actor {
                             .push(DeliveryRecord { post_id: post.post_id, follower: self.user, at: Instant::now() });
                     }
                     // (The mix's messages and topic posts are not timed; it has no rooms.)
-                    Ok(Event::DirectMessage(_) | Event::TopicPost(_) | Event::RoomMessage(_) | Event::RoomClosed(_)) => {}
+                    Ok(Event::DirectMessage(_) | Event::TopicPost(_) | Event::RoomMessage(_) | Event::RoomClosed(_) | Event::Like(_)) => {}
                     Ok(Event::Ack(ack)) => {
                         let found = pending.iter().position(|p| p.post_id == ack.post_id);
                         if let Some(p) = found.and_then(|index| pending.remove(index)) {

@@ -95,6 +95,12 @@ impl<O: Opener> LiveTimeline<O> {
         self
     }
 
+    /// Likes of the user's posts show too (see [`Resume::show_likes`]).
+    pub fn with_likes(mut self) -> Self {
+        self.state.show_likes();
+        self
+    }
+
     pub fn new(opener: O, resume_after: u64, patience: Patience) -> Self {
         Self {
             opener,

@@ -11,8 +11,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
 use tinysns_common::proto::social::{
-    DirectMessageView, NewPost, Post, PostAck, RoomMessageView, TimelineEvent, TimelineOpen, TimelineRequest,
-    TopicPost, timeline_event, timeline_request,
+    DirectMessageView, LikeEvent, NewPost, Post, PostAck, RoomMessageView, TimelineEvent, TimelineOpen,
+    TimelineRequest, TopicPost, timeline_event, timeline_request,
 };
 
 /// How many shown items of each kind are remembered for spotting repeats; far more than a
@@ -34,6 +34,8 @@ pub enum Event {
     RoomMessage(RoomMessageView),
     /// One of the user's rooms was deleted (its name).
     RoomClosed(String),
+    /// Someone liked one of the user's posts, or stopped (timelines that asked for likes).
+    Like(LikeEvent),
     /// The answer to one of the user's own posts sent on the timeline.
     Ack(PostAck),
     /// The history is over; what follows is live, after log position `from`. `resumed`:
@@ -84,6 +86,9 @@ pub struct Resume {
     went_live: bool,
     /// The user's own new posts show too (a non-classic client).
     own_posts: bool,
+    /// Likes of the user's posts show too (a non-classic client).
+    likes: bool,
+    liked: Recent<u64>,
     posts: Recent<(u64, u64)>,
     messages: Recent<(u64, u64)>,
     topic_posts: Recent<(String, u64)>,
@@ -108,6 +113,8 @@ impl Resume {
             live: false,
             went_live: resume_after > 0,
             own_posts: false,
+            likes: false,
+            liked: Recent::new(),
             posts: Recent::new(),
             messages: Recent::new(),
             topic_posts: Recent::new(),
@@ -122,6 +129,11 @@ impl Resume {
     /// the classic one.
     pub fn show_own_posts(&mut self) {
         self.own_posts = true;
+    }
+
+    /// Likes of the user's posts show too: for clients that are not the classic one.
+    pub fn show_likes(&mut self) {
+        self.likes = true;
     }
 
     /// How many live posts and messages the server sent again (each shown once anyway).
@@ -147,6 +159,7 @@ impl Resume {
             kind: Some(timeline_request::Kind::Open(TimelineOpen {
                 resume_after: self.cursor,
                 own_posts: self.own_posts,
+                likes: self.likes,
             })),
         };
         std::iter::once(open)
@@ -189,6 +202,12 @@ impl Resume {
                 let new = self.room_messages.insert((message.room.clone(), message.seq));
                 self.count_repeat(new);
                 new.then_some(Event::RoomMessage(message))
+            }
+            timeline_event::Kind::Like(like) => {
+                self.advance(like.seq);
+                let new = self.liked.insert(like.seq);
+                self.count_repeat(new);
+                new.then_some(Event::Like(like))
             }
             // (It carries no log position: a stream resumed before it may send it again.)
             timeline_event::Kind::RoomClosed(room) => self

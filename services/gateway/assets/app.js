@@ -228,6 +228,9 @@ function received(event) {
     case "topic_post":
       if (event.post.post) addHomePost(event.post.post, "#" + event.post.topic);
       break;
+    case "like":
+      likedLive(event);
+      break;
     case "room_message":
       if (state.room && state.room.name === event.message.room) addRoomMessage(event.message);
       break;
@@ -237,6 +240,22 @@ function received(event) {
     case "closed":
       setStatus("The live stream stopped: " + event.error, "error");
       break;
+  }
+}
+
+// Someone liked one of my posts (or stopped): its count changes wherever it is shown.
+function likedLive(event) {
+  const name = state.me.username + "/" + event.number;
+  const buttons = [...document.querySelectorAll("article[data-name='" + CSS.escape(name) + "'] button.like")];
+  const posts = new Set(state.homePosts.filter((p) => p.name === name));
+  for (const button of buttons) if (button.post) posts.add(button.post);
+  for (const post of posts) post.likes = Math.max(0, post.likes + (event.liked ? 1 : -1));
+  for (const button of buttons) {
+    if (button.post) button.textContent = (button.post.liked ? "♥ " : "♡ ") + button.post.likes;
+  }
+  if (event.liked) {
+    setStatus(event.by + " liked " + name, "ok");
+    setTimeout(() => setStatus(""), 3000);
   }
 }
 
@@ -318,6 +337,7 @@ function postItem(post) {
     },
     (post.liked ? "♥ " : "♡ ") + post.likes,
   );
+  likeButton.post = post; // (a live like changes its count: likedLive)
   return el(
     "article",
     { class: "post", "data-name": post.name },

@@ -65,18 +65,23 @@ fn done((status, message): (tinysns_common::proto::social::Status, String)) -> A
     Ok(Json(Done { message }))
 }
 
-/// The client's address, for limiting requests made before logging in.
+/// The client's address (behind a trusted proxy, the one it forwards for), for limiting
+/// requests made before logging in.
 pub struct Peer(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
+impl FromRequestParts<Arc<Gateway>> for Peer {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let address = parts
+    async fn from_request_parts(parts: &mut Parts, gateway: &Arc<Gateway>) -> Result<Self, Self::Rejection> {
+        let Some(peer) = parts
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map_or_else(String::new, |info| info.0.ip().to_string());
-        Ok(Self(address))
+            .map(|info| info.0.ip())
+        else {
+            return Ok(Self(String::new()));
+        };
+        let forwarded = parts.headers.get("x-forwarded-for").and_then(|h| h.to_str().ok());
+        Ok(Self(gateway.trusted_proxies.client(peer, forwarded).to_string()))
     }
 }
 

@@ -55,6 +55,11 @@ pub struct Args {
     /// Live WebSockets one session may hold open at once (its tabs and devices' pages).
     #[arg(long, env = "TINYSNS_MAX_LIVE_PER_SESSION", default_value_t = 8)]
     pub max_live_per_session: u32,
+    /// Proxies (addresses or CIDR blocks, comma-separated) in front of the gateway, such as
+    /// the Ingress controller's pods: from them `X-Forwarded-For` names the client, whose
+    /// address the login rate limit counts. Empty: every peer is the client.
+    #[arg(long, env = "TINYSNS_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     #[serde(skip)]
@@ -77,6 +82,7 @@ impl Args {
             return Err("--live-ping must be more than 0".into());
         }
         self.coordinators()?;
+        crate::client_address::TrustedProxies::parse(&self.trusted_proxies)?;
         self.metrics.resolve(self.port, &[])?;
         Ok(())
     }
@@ -101,6 +107,7 @@ mod tests {
             (vec!["--max-body", "10"], "--max-body"),
             (vec!["--live-ping", "0s"], "--live-ping"),
             (vec!["--max-live-per-session", "0"], "--max-live-per-session"),
+            (vec!["--trusted-proxies", "10.0.0.0/8,nope"], "--trusted-proxies"),
             (vec!["--metrics-port", "8080"], "metrics port"),
         ] {
             let args = Args::parse_from(std::iter::once("tinysns-gateway").chain(flags));

@@ -4,7 +4,7 @@
 //! (or the gateway replica it talked to) opens a new one with `?after=<cursor>`.
 
 use crate::state::{Authed, Gateway};
-use crate::views::{LiveEvent, MessageView, PostView, TopicPostView};
+use crate::views::{LiveEvent, MessageView, PostView, TopicPostView, display_name};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -47,6 +47,12 @@ pub fn view(event: Event, cursor: u64) -> Option<LiveEvent> {
             cursor,
         },
         Event::RoomClosed(room) => LiveEvent::RoomClosed { room, cursor },
+        Event::Like(like) => LiveEvent::Like {
+            number: like.post.map_or(0, |p| p.number),
+            by: like.liker.map(|u| display_name(&u.username, u.id)).unwrap_or_default(),
+            liked: like.liked,
+            cursor,
+        },
         Event::Live { from, resumed } => LiveEvent::Live {
             cursor: cursor.max(from),
             resumed,
@@ -87,7 +93,7 @@ async fn stream(gateway: Arc<Gateway>, link: Link, after: u64, mut socket: WebSo
         retry_for: gateway.live_retry_for,
         ..Patience::default()
     };
-    let mut timeline = LiveTimeline::new(link, after, patience).with_own_posts();
+    let mut timeline = LiveTimeline::new(link, after, patience).with_own_posts().with_likes();
     let mut ping = tokio::time::interval(gateway.live_ping);
     let mut unanswered = 0u32;
     loop {

@@ -34,6 +34,8 @@ pub struct Gateway {
     /// Live streams open per session token, up to `max_live`.
     live: Mutex<HashMap<String, u32>>,
     max_live: u32,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::client_address::TrustedProxies,
 }
 
 /// One open live stream of a session; dropping it frees its place.
@@ -69,6 +71,8 @@ impl Gateway {
             shutdown,
             live: Mutex::new(HashMap::new()),
             max_live: args.max_live_per_session,
+            // (Checked with the other flags at start.)
+            trusted_proxies: crate::client_address::TrustedProxies::parse(&args.trusted_proxies).unwrap_or_default(),
         }
     }
 

@@ -332,6 +332,13 @@ pub enum LiveEvent {
         message: crate::rooms::RoomMessageJson,
         cursor: u64,
     },
+    /// Someone liked one of the user's posts (`<user>/<number>`), or stopped.
+    Like {
+        number: u64,
+        by: String,
+        liked: bool,
+        cursor: u64,
+    },
     /// One of the user's rooms was deleted.
     RoomClosed {
         room: String,

@@ -283,6 +283,8 @@ impl Timeline {
             Event::DirectMessage(m) => self.messages.push_back(m),
             Event::TopicPost(t) => self.topic_posts.push_back(t),
             event @ (Event::RoomMessage(_) | Event::RoomClosed(_)) => self.room_events.push_back(event),
+            // (The harness's timelines do not ask for likes.)
+            Event::Like(_) => {}
             Event::Ack(ack) => self.acks.push_back(ack),
             Event::Reconnecting { .. } => self.reconnects += 1,
             Event::Live { .. } => {}

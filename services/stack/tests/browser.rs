@@ -259,6 +259,13 @@ async fn two_people_in_different_clusters_use_the_web_ui_through_a_failover() {
         "bob's like",
     )
     .await;
+    text_when(
+        &alice,
+        "article[data-name='alice/1'] button.like",
+        |t| t == "♡ 1",
+        "bob's like, live on alice's page",
+    )
+    .await;
     go(&bob, &gateway, "#/posts/alice/1").await;
     fill(&bob, "#compose-text", "Hi alice!").await;
     click(&bob, "#compose-send").await;

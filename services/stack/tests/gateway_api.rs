@@ -417,6 +417,16 @@ async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
         .next("live", Duration::from_secs(10))
         .await
         .expect("alice's stream goes live");
+    // Bob's like of her post reaches her page live, named by its number and the liker.
+    bob.ok(Method::POST, "/api/posts/alice/1/like", None).await;
+    let like = alices
+        .next("like", Duration::from_secs(15))
+        .await
+        .expect("the like arrives live");
+    assert_eq!(
+        (like["number"].as_u64(), like["by"].as_str(), like["liked"].as_bool()),
+        (Some(1), Some("bob"), Some(true))
+    );
     let mut tsc = tsc_registered(&t, "alice");
     tsc.send("TIMELINE\n");
     tsc.send("from tsc\n");
@@ -473,6 +483,63 @@ async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
         .await
         .unwrap();
     assert!(metrics.contains("tinysns_gateway_rate_limited_total"), "{metrics}");
+
+    // Behind a trusted proxy the login limit counts the client it forwards for, not the proxy;
+    // a header from anyone else is not believed.
+    let proxied = Gateway::start(
+        &t,
+        "gateway-proxied",
+        &[
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--session-rate",
+            "1",
+            "--session-burst",
+            "2",
+        ],
+    )
+    .await
+    .expect("the gateway starts");
+    let attempt = |client: &'static str| {
+        let request = reqwest::Client::new()
+            .post(format!("{}/api/login", proxied.url))
+            .header("X-Forwarded-For", client)
+            .json(&json!({"username": "alice", "password": "wrong password"}));
+        async move { request.send().await.unwrap().status() }
+    };
+    let burst = futures_util::future::join_all((0..5).map(|_| attempt("203.0.113.1"))).await;
+    let limited = burst.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert!(limited >= 2, "{burst:?}");
+    let other = attempt("203.0.113.2").await;
+    assert!(
+        other.is_client_error() && other != StatusCode::TOO_MANY_REQUESTS,
+        "another client: {other}"
+    );
+    let direct = Gateway::start(&t, "gateway-direct", &["--session-rate", "1", "--session-burst", "2"])
+        .await
+        .expect("the gateway starts");
+    let spoofed = |client: &'static str| {
+        let request = reqwest::Client::new()
+            .post(format!("{}/api/login", direct.url))
+            .header("X-Forwarded-For", client)
+            .json(&json!({"username": "alice", "password": "wrong password"}));
+        async move { request.send().await.unwrap().status() }
+    };
+    let burst = futures_util::future::join_all(
+        [
+            "198.51.100.1",
+            "198.51.100.2",
+            "198.51.100.3",
+            "198.51.100.4",
+            "198.51.100.5",
+        ]
+        .map(spoofed),
+    )
+    .await;
+    assert!(
+        burst.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "without trusted proxies, a header does not make new clients: {burst:?}"
+    );
 
     // Logging out ends the session everywhere: the old cookie is refused.
     let old = bob.cookie.clone();

@@ -30,6 +30,8 @@ fn show(event: Event) {
         Event::TopicPost(post) => print(&display::live_topic_line(&post)),
         Event::RoomMessage(message) => print(&display::live_room_line(&message)),
         Event::RoomClosed(room) => print(&format!("[{room}] the room was deleted\n")),
+        // (tsc's timeline does not ask for likes.)
+        Event::Like(_) => {}
         Event::Ack(ack) => {
             let status = Code::try_from(ack.status).unwrap_or(Code::FailureUnknown);
             if status != Code::Success {

@@ -21,6 +21,19 @@ pub trait Chore: Send {
     fn round(&mut self, view: &RoleView) -> impl Future<Output = Result<(), crate::store::StoreError>> + Send;
 }
 
+/// Writes one step of a chore: a refusal is logged (the step is wrong and will not become
+/// right), a write that did not happen is retried by the next round.
+pub async fn write_step(writer: &crate::writer::Writer, command: crate::command::Command, what: &str) {
+    use crate::command::Outcome;
+    match writer.submit(command).await {
+        Ok(Outcome::Written(_) | Outcome::Unchanged(_)) => {}
+        Ok(Outcome::Rejected(status, message)) => {
+            tracing::warn!(?status, %message, step = what, "a chore's step was refused")
+        }
+        Err(error) => tracing::debug!(%error, step = what, "a chore's step was not written; retried"),
+    }
+}
+
 /// Runs `chore` every `interval` while this server is master, until shutdown.
 pub async fn run_while_master<C: Chore>(mut chore: C, role: RoleHandle, interval: Duration, shutdown: Shutdown) {
     let mut term = None;

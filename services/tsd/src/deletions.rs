@@ -5,7 +5,7 @@
 //! killed between them is replaced by one that carries on.
 
 use crate::chores::Chore;
-use crate::command::{Command, Outcome};
+use crate::command::Command;
 use crate::reader::Reader;
 use crate::social::{Caller, Social, answer};
 use crate::store;
@@ -79,13 +79,7 @@ impl Chore for Deletions {
             } else {
                 continue;
             };
-            match self.writer.submit(command).await {
-                Ok(Outcome::Written(_) | Outcome::Unchanged(_)) => {}
-                Ok(Outcome::Rejected(status, message)) => {
-                    tracing::warn!(user = deletion.user, ?status, %message, "deletion step refused");
-                }
-                Err(error) => tracing::debug!(%error, "deletion step not written; retried"),
-            }
+            crate::chores::write_step(&self.writer, command, "account deletion").await;
         }
         Ok(())
     }

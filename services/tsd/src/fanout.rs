@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tinysns_common::backoff::Backoff;
-use tinysns_common::proto::internal::{LogEntry, RoomChange, change, log_entry, room_change};
+use tinysns_common::proto::internal::{LikeSet, LogEntry, RoomChange, change, log_entry, room_change};
 use tokio::sync::mpsc;
 
 /// Posts queued for one timeline before it is considered too slow and left to catch up on
@@ -34,6 +34,8 @@ pub struct Following {
     pub rooms: HashSet<String>,
     /// The user's own posts show too (then `users` holds the user, since 0).
     pub own: bool,
+    /// Likes of the user's posts by others show too.
+    pub likes: bool,
 }
 
 impl Following {
@@ -70,6 +72,12 @@ pub fn record_subscription(following: &mut Following, topic: &str, on: bool) {
     } else {
         following.topics.remove(topic);
     }
+}
+
+/// Whether `user`'s timeline shows `like`: someone else's like (or its withdrawal) of one
+/// of the user's posts, on a timeline that asked for likes.
+pub fn shows_like(following: &Following, user: u64, like: &LikeSet) -> bool {
+    following.likes && like.post_author == user && like.liker != user
 }
 
 /// Takes `user` joining (`on`) or leaving `room` into `following`.
@@ -131,6 +139,7 @@ pub fn step(following: &mut Following, user: u64, entry: &LogEntry) -> bool {
                     .is_some_and(|p| shows_in_topic(following, user, &t.topic, p.author))
         }
         Some(change::Kind::DirectMessage(m)) => m.recipient == user,
+        Some(change::Kind::Like(l)) => shows_like(following, user, l),
         Some(change::Kind::Room(r)) => {
             if let Some((room, on)) = membership_of(r, user) {
                 record_room(following, room, on);
@@ -368,6 +377,24 @@ impl State {
                 }
             }
             Some(change::Kind::Room(r)) => self.route_room(entry, r),
+            Some(change::Kind::Like(l)) => {
+                let ids: Vec<u64> = self
+                    .by_user
+                    .get(&l.post_author)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .collect();
+                for id in ids {
+                    if self
+                        .timelines
+                        .get(&id)
+                        .is_some_and(|m| shows_like(&m.following, m.user, l))
+                    {
+                        self.send(id, entry);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -798,5 +825,35 @@ mod tests {
         fanout.route(&[post(1, 5), post(2, 6)]);
         assert_eq!(received(&mut classic), Vec::<u64>::new());
         assert_eq!(received(&mut web), [1], "its own post, not a stranger's");
+    }
+
+    #[test]
+    fn likes_of_ones_posts_show_only_on_a_timeline_that_asks_for_them() {
+        let fanout = Fanout::default();
+        let asking = Following {
+            likes: true,
+            ..Following::default()
+        };
+        let mut classic = fanout.join(5, 0, &Following::default()).unwrap();
+        let mut web = fanout.join(5, 0, &asking).unwrap();
+        let like = |lsn, author, liker| {
+            entry(
+                lsn,
+                10,
+                change::Kind::Like(LikeSet {
+                    post_author: author,
+                    post_number: 1,
+                    liker,
+                    liked: true,
+                    ..Default::default()
+                }),
+            )
+        };
+        fanout.route(&[like(1, 5, 6), like(2, 5, 5), like(3, 7, 6)]);
+        assert_eq!(received(&mut classic), Vec::<u64>::new());
+        assert_eq!(received(&mut web), [1], "another's like of its post only");
+        let mut following = asking.clone();
+        assert!(step(&mut following, 5, &like(1, 5, 6)), "reading on its own: the same");
+        assert!(!step(&mut following, 5, &like(2, 5, 5)));
     }
 }

@@ -22,6 +22,7 @@ impl Social {
         let command = match post {
             Ok(((author, number), vouched)) => Command::Like {
                 liker: caller.user,
+                liker_name: caller.username.clone(),
                 author,
                 number,
                 on,

@@ -371,6 +371,7 @@ mod tests {
                 post_number: number,
                 liker,
                 liked: true,
+                ..Default::default()
             })
         };
         // Liker 2 lives in cluster 2; the post's author may live anywhere.

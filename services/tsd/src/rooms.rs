@@ -273,13 +273,7 @@ impl Chore for RoomDeletions {
             } else {
                 continue;
             };
-            match self.writer.submit(Command::Room(command)).await {
-                Ok(Outcome::Written(_) | Outcome::Unchanged(_)) => {}
-                Ok(Outcome::Rejected(status, message)) => {
-                    tracing::warn!(?status, %message, "room deletion step refused");
-                }
-                Err(error) => tracing::debug!(%error, "room deletion step not written; retried"),
-            }
+            crate::chores::write_step(&self.writer, Command::Room(command), "room deletion").await;
         }
         Ok(())
     }

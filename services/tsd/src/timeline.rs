@@ -10,8 +10,8 @@ use crate::store;
 use std::net::SocketAddr;
 use tinysns_common::proto::internal::{LogEntry, change, log_entry, room_change};
 use tinysns_common::proto::social::{
-    DirectMessageView, NewPost, Post, PostAck, PostName, RoomMessageView, Status as Code, TimelineEvent, TimelineOpen,
-    TimelineRequest, TopicPost, UserRef, timeline_event, timeline_request,
+    DirectMessageView, LikeEvent, NewPost, Post, PostAck, PostName, RoomMessageView, Status as Code, TimelineEvent,
+    TimelineOpen, TimelineRequest, TopicPost, UserRef, timeline_event, timeline_request,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -48,7 +48,8 @@ impl Social {
 type Events = mpsc::Sender<Result<TimelineEvent, Status>>;
 
 /// What a timeline shows of an entry routed to it: a post, a post in a subscribed topic, a
-/// direct message, a message in one of the user's rooms, or the closing of one.
+/// direct message, a like of one of the user's posts, a message in one of the user's rooms,
+/// or the closing of one.
 fn shown(entry: &LogEntry) -> Option<timeline_event::Kind> {
     let Some(log_entry::Kind::Change(c)) = &entry.kind else {
         return None;
@@ -102,6 +103,19 @@ fn shown(entry: &LogEntry) -> Option<timeline_event::Kind> {
             timestamp_ms: entry.timestamp_ms,
             stamp: clock::stamp(entry),
             message_id: m.message_id,
+            seq: entry.lsn,
+        })),
+        change::Kind::Like(l) => Some(timeline_event::Kind::Like(LikeEvent {
+            post: Some(PostName {
+                author: l.post_author,
+                author_name: String::new(),
+                number: l.post_number,
+            }),
+            liker: Some(UserRef {
+                id: l.liker,
+                username: l.liker_name.clone(),
+            }),
+            liked: l.liked,
             seq: entry.lsn,
         })),
         change::Kind::Room(r) => match r.kind.as_ref()? {
@@ -199,6 +213,7 @@ impl Social {
                     topics: store::subscriptions(c, user)?.into_iter().collect(),
                     rooms: store::room_names_of(c, user)?.into_iter().collect(),
                     own: false,
+                    likes: open.likes,
                 })
             })
             .await?;

@@ -4,7 +4,7 @@
 use super::tests::{register, run};
 use super::*;
 
-fn remote(origin_cluster: u32, origin_lsn: u64, kind: change::Kind) -> Command {
+pub(super) fn remote(origin_cluster: u32, origin_lsn: u64, kind: change::Kind) -> Command {
     Command::Remote(RemoteChange {
         origin_cluster,
         origin_lsn,
@@ -65,6 +65,7 @@ fn an_account_is_deleted_in_two_phases_and_leaves_nothing_behind() {
     run(
         &mut c,
         Command::Like {
+            liker_name: String::new(),
             liker: 5,
             author: 2,
             number: 1,
@@ -75,6 +76,7 @@ fn an_account_is_deleted_in_two_phases_and_leaves_nothing_behind() {
     run(
         &mut c,
         Command::Like {
+            liker_name: String::new(),
             liker: 2,
             author: 5,
             number: 1,
@@ -131,6 +133,7 @@ fn an_account_is_deleted_in_two_phases_and_leaves_nothing_behind() {
             on: false,
         },
         Command::Like {
+            liker_name: String::new(),
             liker: 5,
             author: 2,
             number: 1,

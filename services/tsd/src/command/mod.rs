@@ -77,6 +77,8 @@ pub enum Command {
     /// A user likes (`on`) or stops liking the post `author/number` (at the liker's home).
     Like {
         liker: u64,
+        /// The liker's username (empty in open mode).
+        liker_name: String,
         author: u64,
         number: u64,
         on: bool,
@@ -336,11 +338,12 @@ fn decide_open(conn: &Connection, command: &Command) -> Result<Decision, store::
         }
         Command::Like {
             liker,
+            liker_name,
             author,
             number,
             on,
             vouched,
-        } => decide_like(conn, *liker, (*author, *number), *on, *vouched)?,
+        } => decide_like(conn, (*liker, liker_name), (*author, *number), *on, *vouched)?,
         Command::SendMessage {
             sender,
             sender_name,
@@ -577,7 +580,7 @@ fn decide_block(conn: &Connection, blocker: u64, blocked: u64, on: bool) -> Resu
 /// and writes nothing. Only a post this cluster holds can be liked.
 fn decide_like(
     conn: &Connection,
-    liker: u64,
+    (liker, liker_name): (u64, &str),
     (author, number): (u64, u64),
     on: bool,
     vouched: bool,
@@ -599,6 +602,7 @@ fn decide_like(
             post_number: number,
             liker,
             liked: on,
+            liker_name: liker_name.to_owned(),
         })),
         origin: None,
     })

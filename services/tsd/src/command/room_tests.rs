@@ -1,19 +1,10 @@
 //! What the room calls mean at the host: creation once, membership, gap-free numbers once
 //! per message id, and deletion in two phases that leaves a tombstone nothing gets past.
 
+use super::deletion_tests::remote;
 use super::tests::{register, run};
 use super::*;
 use tinysns_common::proto::internal::{RoomChange, RoomDeletionReady, RoomMessage, room_change};
-
-fn remote(origin_cluster: u32, origin_lsn: u64, kind: change::Kind) -> Command {
-    Command::Remote(RemoteChange {
-        origin_cluster,
-        origin_lsn,
-        timestamp_ms: 1_000,
-        change: Some(Change { kind: Some(kind) }),
-        hlc: 0,
-    })
-}
 
 fn room(command: RoomCommand) -> Command {
     Command::Room(command)

@@ -82,6 +82,7 @@ fn post(author: u64, post_id: u64) -> Command {
 fn like(liker: u64, author: u64, number: u64, on: bool) -> Command {
     Command::Like {
         liker,
+        liker_name: String::new(),
         author,
         number,
         on,
@@ -100,6 +101,7 @@ fn remote_like(liker: u64, origin_lsn: u64, on: bool) -> Command {
                 post_number: 1,
                 liker,
                 liked: on,
+                ..Default::default()
             })),
         }),
         hlc: 0,
@@ -163,6 +165,7 @@ fn liking_is_idempotent_needs_the_post_and_the_last_like_from_home_wins() {
                 post_number: 5,
                 liker: 10,
                 liked: true,
+                ..Default::default()
             })),
         }),
         hlc: 0,
@@ -251,6 +254,7 @@ fn a_post_kept_only_at_its_authors_cluster_is_liked_and_answered_once_vouched_fo
     }
     // Post 2/1 is not stored here: its author's cluster vouched for it.
     let vouched_like = Command::Like {
+        liker_name: String::new(),
         liker: 5,
         author: 2,
         number: 1,
@@ -292,6 +296,7 @@ fn a_post_kept_only_at_its_authors_cluster_is_liked_and_answered_once_vouched_fo
     });
     assert!(matches!(run(&mut c, tombstone), Outcome::Written(_)));
     let late_like = Command::Like {
+        liker_name: String::new(),
         liker: 2,
         author: 2,
         number: 1,

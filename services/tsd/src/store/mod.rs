@@ -516,6 +516,7 @@ pub(crate) mod tests {
                             post_number: rng.random_range(1..=3),
                             liker: user,
                             liked: rng.random_bool(0.7),
+                            ..Default::default()
                         })),
                     }),
                     5 => account(account_change::Kind::Registered(Registered {
