@@ -104,6 +104,9 @@ pub struct BothWays {
     /// WebSocket arrival − gRPC arrival of each pair that arrived both ways (negative when
     /// the socket was first): what the gateway added to that delivery.
     pub added_per_delivery: Option<Summary>,
+    /// Pairs that arrived on the WebSocket before the gRPC stream: how much of the spread
+    /// of `added_per_delivery` is the two streams' scheduling rather than the gateway.
+    pub websocket_first: u64,
 }
 
 #[derive(Debug, Default)]
@@ -115,10 +118,17 @@ struct Samples {
 }
 
 impl Samples {
+    fn websocket_first(&self) -> u64 {
+        self.added.iter().filter(|d| **d < 0.0).count() as u64
+    }
+}
+
+impl Samples {
     fn figures(mut self) -> BothWays {
         let grpc = Summary::of_ms(&mut self.grpc);
         let websocket = Summary::of_ms(&mut self.websocket);
         BothWays {
+            websocket_first: self.websocket_first(),
             pairs: self.pairs,
             added_p99_ms: grpc.zip(websocket).map(|(g, w)| w.p99_ms - g.p99_ms),
             grpc,
@@ -352,5 +362,6 @@ mod tests {
         assert_eq!((g.count, w.count), (3, 2));
         assert!((r.all.added_p99_ms.expect("p99") - (w.p99_ms - g.p99_ms)).abs() < 1e-9);
         assert!(r.same_cluster.grpc.is_none());
+        assert_eq!(r.all.websocket_first, 1);
     }
 }
