@@ -43,6 +43,7 @@ pub enum Phase {
     Failover,
     Switchover,
     CatchUp,
+    Gateway,
 }
 
 pub struct AckRecord {
@@ -79,7 +80,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    fn error(&self, message: String) {
+    /// Logs a problem and keeps it (the first 20) for the report.
+    pub fn error(&self, message: String) {
         tracing::warn!("{message}");
         let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         if errors.len() < 20 {
@@ -225,14 +227,27 @@ impl UserHandle {
     }
 }
 
+/// How every post's text starts, before its id.
+const POST_PREFIX: &str = "bench post ";
+
 /// ~100 bytes, the size of a typical short post; `tagged`, it names one of the mix's topics.
 pub fn post_text(post_id: u64, tagged: bool) -> String {
     let text =
-        format!("bench post {post_id:020} lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod");
+        format!("{POST_PREFIX}{post_id:020} lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod");
     match tagged {
         true => format!("{text} #{}", crate::mix::topic_of(post_id)),
         false => text,
     }
+}
+
+/// The id of a post from its text (for views that leave ids out, like the gateway's); None
+/// for a text [`post_text`] did not write.
+pub fn post_id_of(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix(POST_PREFIX)?.get(..20)?;
+    digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| digits.parse().ok())?
 }
 
 /// `tagged`: the user's posts name topics (`--mix`).
@@ -405,6 +420,27 @@ impl Actor {
                     }
                 },
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_posts_id_is_read_back_from_its_text() {
+        for (id, tagged) in [(1, false), (u64::MAX >> 1, true), (42, true)] {
+            assert_eq!(post_id_of(&post_text(id, tagged)), Some(id));
+        }
+        for other in [
+            "",
+            "bench post ",
+            "bench post 12",
+            "hello",
+            "bench post -0000000000000000001 x",
+        ] {
+            assert_eq!(post_id_of(other), None, "{other:?}");
         }
     }
 }

@@ -8,6 +8,8 @@ mod analysis;
 mod catch_up;
 mod driver;
 mod floors;
+mod gateway_phase;
+mod gateway_watch;
 mod machine;
 mod mix;
 mod report;
@@ -152,6 +154,23 @@ struct Cli {
     /// Length of the catch-up phase's load; the wipe comes after 10 s of it.
     #[arg(long, default_value_t = 70.0)]
     catch_up_secs: f64,
+    /// The gateway phase's gateway (`http://host:port`): by default one started beside the
+    /// system; attaching, the phase runs only with this.
+    #[arg(long, value_name = "URL")]
+    gateway: Option<String>,
+    /// Skip the gateway phase.
+    #[arg(long)]
+    no_gateway: bool,
+    /// Offered posts/s in the gateway phase [full: 200, quick: 200].
+    #[arg(long)]
+    gateway_rate: Option<f64>,
+    /// Length of the gateway phase [full: 10, quick: 3].
+    #[arg(long)]
+    gateway_secs: Option<f64>,
+    /// Users of each cluster watching their timeline through the gateway as well as over gRPC
+    /// [full: 8, quick: 4].
+    #[arg(long)]
+    gateway_watchers: Option<usize>,
     /// How the started system logs users in (attaching: whatever the system says).
     #[command(flatten)]
     auth: tinysns_common::auth::AuthArgs,
@@ -195,6 +214,11 @@ struct Settings {
     mix: bool,
     mix_rate: f64,
     topic_posts: u64,
+    gateway: bool,
+    gateway_url: Option<String>,
+    gateway_rate: f64,
+    gateway_secs: f64,
+    gateway_watchers_per_cluster: usize,
     failure_timeout: String,
     drain_secs: f64,
     #[serde(skip)]
@@ -239,6 +263,11 @@ impl Settings {
             mix: cli.mix,
             mix_rate: cli.mix_rate,
             topic_posts: if cli.attach.is_none() { cli.topic_posts } else { 0 },
+            gateway: !cli.no_gateway,
+            gateway_url: cli.gateway.clone(),
+            gateway_rate: pick(cli.gateway_rate, 200.0, 200.0),
+            gateway_secs: pick(cli.gateway_secs, 10.0, 3.0),
+            gateway_watchers_per_cluster: cli.gateway_watchers.unwrap_or(if q { 4 } else { 8 }),
             failure_timeout: cli.failure_timeout.clone().unwrap_or_else(|| "1s".into()),
             drain_secs: pick(cli.drain_secs, 30.0, 15.0),
             floor_sizes: if q {
@@ -338,8 +367,8 @@ struct OpenLoop {
 }
 
 /// Offers `rate` posts/s for `duration`, each from a random user with no post in flight.
-async fn open_loop(
-    handles: &[UserHandle],
+async fn open_loop<H: std::borrow::Borrow<UserHandle>>(
+    handles: &[H],
     rate: f64,
     duration: Duration,
     phase: Phase,
@@ -360,7 +389,7 @@ async fn open_loop(
         while offered < due {
             offered += 1;
             let idle = (0..32)
-                .map(|_| &handles[rng.random_range(0..handles.len())])
+                .map(|_| handles[rng.random_range(0..handles.len())].borrow())
                 .find(|h| !h.busy.swap(true, Ordering::AcqRel));
             let Some(handle) = idle else {
                 skipped += 1;
@@ -620,19 +649,8 @@ async fn known_users(router: &Router, probe: u64) -> Result<HashSet<u64>> {
 /// VmHWM of every process of the system (and of the benchmark itself).
 fn rss_snapshot(topology: Option<&mut Topology>) -> Vec<Rss> {
     let mut out = Vec::new();
-    let mut push = |role: &str, process: &str, pid: Option<u32>| {
-        if let Some(pid) = pid
-            && let Some(bytes) = machine::peak_rss(pid)
-        {
-            out.push(Rss {
-                role: role.into(),
-                process: process.into(),
-                pid,
-                peak_rss_bytes: bytes,
-                cpu_seconds: machine::cpu_seconds(pid),
-            });
-        }
-    };
+    let mut push =
+        |role: &str, process: &str, pid: Option<u32>| out.extend(pid.and_then(|pid| Rss::of(role, process, pid)));
     push("bench", "tinysns-bench", Some(std::process::id()));
     let Some(t) = topology else {
         return out;
@@ -678,6 +696,61 @@ fn merge_rss(before: Vec<Rss>, after: Vec<Rss>) -> Vec<Rss> {
         }
     }
     merged
+}
+
+/// Why the gateway phase does not run, if it does not.
+fn gateway_skipped(settings: &Settings, auth: AuthMode) -> Option<String> {
+    if !settings.gateway {
+        Some("--no-gateway".into())
+    } else if auth == AuthMode::Open {
+        Some("--auth open: the gateway logs users in with passwords".into())
+    } else if settings.attach.is_some() && settings.gateway_url.is_none() {
+        Some("attached to a running system: give its gateway with --gateway URL".into())
+    } else {
+        None
+    }
+}
+
+/// The gateway phase (see `gateway_phase`): the watched users' sockets open, the users they
+/// follow post at `--gateway-rate`, then the deliveries drain both ways. Returns what ran and
+/// the started gateway's memory and CPU figures (the gateway stops on return).
+async fn gateway_load(
+    settings: &Settings,
+    topology: Option<&Topology>,
+    graph: &Graph,
+    handles: &[UserHandle],
+    recorder: &Arc<Recorder>,
+    rng: &mut StdRng,
+    ids: &AtomicU64,
+) -> Result<(gateway_phase::Ran, Option<Rss>)> {
+    let endpoint = gateway_phase::Endpoint::new(settings.gateway_url.as_deref(), topology).await?;
+    let plan = gateway_phase::plan(graph, settings.gateway_watchers_per_cluster);
+    let users: Vec<(u64, String)> = plan
+        .watched
+        .iter()
+        .map(|u| (*u, username_for(*u, graph.clusters)))
+        .collect();
+    let watchers = gateway_watch::Watchers::open(endpoint.url(), &users, recorder.clone()).await?;
+    let posters: Vec<&UserHandle> = handles.iter().filter(|h| plan.posters.contains(&h.user)).collect();
+    let (duration, drain_for) = (secs(settings.gateway_secs), secs(settings.drain_secs));
+    let p = Progress::timed("gateway", duration, recorder);
+    let load = open_loop(&posters, settings.gateway_rate, duration, Phase::Gateway, rng, ids).await;
+    drain(handles, recorder, drain_for).await;
+    let watched: HashSet<u64> = plan.watched.iter().copied().collect();
+    let expected = gateway_phase::expected_pairs(graph, &tinysns_common::lock(&recorder.acks), &watched);
+    watchers.wait_for(expected, drain_for).await;
+    p.finish();
+    let seen = watchers.stop().await;
+    let ran = gateway_phase::Ran {
+        url: endpoint.url().to_string(),
+        offered_posts_per_sec: settings.gateway_rate,
+        seconds: load.ended.saturating_duration_since(load.started).as_secs_f64(),
+        offered_posts: load.offered,
+        unsent_posts: load.skipped,
+        plan,
+        seen,
+    };
+    Ok((ran, endpoint.rss()))
 }
 
 struct Failover {
@@ -931,6 +1004,25 @@ async fn run(cli: Cli) -> Result<()> {
         None => None,
     };
 
+    let gateway_ran = match gateway_skipped(&settings, auth) {
+        Some(why) => Err(why),
+        None => gateway_load(
+            &settings,
+            topology.as_ref(),
+            &graph,
+            &handles,
+            &recorder,
+            &mut rng,
+            &ids,
+        )
+        .await
+        .map_err(|e| {
+            let why = format!("{e:#}");
+            recorder.error(format!("gateway phase: {why}"));
+            why
+        }),
+    };
+
     let mut rss_before_kill = Vec::new();
     let mut failover: Option<Failover> = None;
     let mut failover_error: Option<String> = None;
@@ -1059,7 +1151,14 @@ async fn run(cli: Cli) -> Result<()> {
     let reread = verify::reread(&router, &graph, &acks, &cursors, idle, &bar).await;
     bar.finish();
 
-    let rss = merge_rss(rss_before_kill, rss_snapshot(topology.as_mut()));
+    let mut rss = merge_rss(rss_before_kill, rss_snapshot(topology.as_mut()));
+    let gateway_report = match gateway_ran {
+        Ok((ran, gateway_rss)) => {
+            rss.extend(gateway_rss);
+            gateway_phase::GatewayReport::new(&ran, &graph, &acks, &deliveries)
+        }
+        Err(why) => gateway_phase::GatewayReport::skipped(why),
+    };
     let stored_copies = match &topology {
         Some(t) => Some(storage::stored_copies(t).await.context("counting stored copies")?),
         None => None,
@@ -1277,7 +1376,37 @@ async fn run(cli: Cli) -> Result<()> {
             met: ratio.map(|r| r <= 2.0),
         });
     }
+    if gateway_report.skipped.is_none() {
+        let added = gateway_report.all.added_per_delivery.map(|s| s.p99_ms);
+        targets.push(Target {
+            name: "gateway adds to delivery p99 (per pair)".into(),
+            target: "< 2 ms".into(),
+            value: added.map_or("-".into(), |v| format!("{v:.2} ms")),
+            met: added.map(|v| v < 2.0),
+        });
+        targets.push(Target {
+            name: "WebSocket posts missed + duplicated".into(),
+            target: "0".into(),
+            value: format!(
+                "{} + {}",
+                gateway_report.websocket_missed, gateway_report.websocket_duplicated
+            ),
+            met: Some(gateway_report.websocket_faults() == 0 && gateway_report.acknowledged_posts > 0),
+        });
+    }
     let mut errors = recorder.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if gateway_report.unsent_posts > 0 {
+        errors.push(format!(
+            "gateway phase: {} of {} offered posts skipped (every sampled poster had a post in flight)",
+            gateway_report.unsent_posts, gateway_report.offered_posts
+        ));
+    }
+    if gateway_report.websocket_faults() > 0 {
+        errors.push(format!(
+            "gateway phase: {} (post, follower) pairs never arrived on the WebSocket, {} arrived twice",
+            gateway_report.websocket_missed, gateway_report.websocket_duplicated
+        ));
+    }
     if latency.skipped > 0 {
         errors.push(format!(
             "latency phase: {} of {} offered posts skipped (every sampled user had a post in flight)",
@@ -1309,6 +1438,7 @@ async fn run(cli: Cli) -> Result<()> {
         failover: failover_report,
         switchover: switchover_report,
         catch_up: catch_up_report,
+        gateway: gateway_report,
         stored_copies,
         side_load,
         topic_reads,

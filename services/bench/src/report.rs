@@ -30,6 +30,8 @@ pub struct Report {
     pub failover: FailoverReport,
     pub switchover: crate::switchover::SwitchoverReport,
     pub catch_up: crate::catch_up::CatchUpReport,
+    /// What the HTTP/WebSocket gateway adds to delivery.
+    pub gateway: crate::gateway_phase::GatewayReport,
     /// How many clusters keep each post (started systems only).
     pub stored_copies: Option<crate::storage::StoredCopies>,
     /// The likes and messages beside the posts (`--mix`).
@@ -182,6 +184,19 @@ pub struct Rss {
     pub peak_rss_bytes: u64,
     /// CPU time used over the whole run (user + system), where that could be read.
     pub cpu_seconds: Option<f64>,
+}
+
+impl Rss {
+    /// `pid`'s peak memory and CPU time so far; None once it is gone.
+    pub fn of(role: &str, process: &str, pid: u32) -> Option<Self> {
+        Some(Self {
+            role: role.into(),
+            process: process.into(),
+            pid,
+            peak_rss_bytes: crate::machine::peak_rss(pid)?,
+            cpu_seconds: crate::machine::cpu_seconds(pid),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,6 +376,16 @@ impl Report {
                 None,
             );
         }
+        if self.gateway.skipped.is_none() {
+            let g = &self.gateway.all;
+            for (name, s) in [
+                ("gateway phase: ack -> gRPC stream", &g.grpc),
+                ("gateway phase: ack -> WebSocket", &g.websocket),
+                ("gateway phase: WebSocket - gRPC, same pair", &g.added_per_delivery),
+            ] {
+                row(&mut t, name, s, None, None, None);
+            }
+        }
         let tp = &self.throughput;
         row(
             &mut t,
@@ -393,6 +418,7 @@ impl Report {
             d.cross_cluster.delivery.undelivered,
             d.cross_cluster.delivery.expected
         );
+        let _ = writeln!(t, "{}", self.gateway.line());
         let fo = &self.failover;
         match &fo.skipped {
             Some(why) => {

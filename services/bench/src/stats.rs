@@ -21,21 +21,28 @@ fn ms(d: Duration) -> f64 {
 impl Summary {
     /// None for no samples.
     pub fn of(samples: &mut [Duration]) -> Option<Self> {
+        let mut ms: Vec<f64> = samples.iter().map(|d| ms(*d)).collect();
+        Self::of_ms(&mut ms)
+    }
+
+    /// The same over samples in milliseconds, which may be negative (a difference of two
+    /// arrival times). None for no samples.
+    pub fn of_ms(samples: &mut [f64]) -> Option<Self> {
         if samples.is_empty() {
             return None;
         }
-        samples.sort_unstable();
+        samples.sort_unstable_by(f64::total_cmp);
         let n = samples.len();
         // Nearest rank: the smallest sample with at least q of the samples at or below it.
         let rank = |q: f64| samples[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
-        let total: Duration = samples.iter().sum();
+        let total: f64 = samples.iter().sum();
         Some(Self {
             count: n,
-            p50_ms: ms(rank(0.50)),
-            p90_ms: ms(rank(0.90)),
-            p99_ms: ms(rank(0.99)),
-            max_ms: ms(samples[n - 1]),
-            mean_ms: ms(total) / n as f64,
+            p50_ms: rank(0.50),
+            p90_ms: rank(0.90),
+            p99_ms: rank(0.99),
+            max_ms: samples[n - 1],
+            mean_ms: total / n as f64,
         })
     }
 }
@@ -62,6 +69,15 @@ mod tests {
         let one = Summary::of(&mut [Duration::from_micros(1500)]).expect("one sample");
         assert_eq!((one.p50_ms, one.p99_ms, one.max_ms), (1.5, 1.5, 1.5));
         assert!(Summary::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn signed_samples_keep_their_sign() {
+        let mut samples = vec![0.5, -2.0, 1.0, -0.5];
+        let s = Summary::of_ms(&mut samples).expect("samples");
+        assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (-0.5, 1.0, 1.0));
+        assert!((s.mean_ms + 0.25).abs() < 1e-12);
+        assert!(Summary::of_ms(&mut []).is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Runs the real benchmark binary in quick mode against a real system (the service binaries
 //! beside it, as `cargo build --bins` leaves them) and checks that every figure is in the
-//! JSON and that nothing was lost or left undelivered.
+//! JSON and that nothing was lost or left undelivered (the gateway phase's WebSocket
+//! included: `tinysns-gateway` must be built beside the other binaries).
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -24,11 +25,13 @@ fn run_quick(name: &str, extra: &[&str]) -> (Value, String) {
         .map(PathBuf::from)
         .or_else(|| bench.parent().map(PathBuf::from))
         .expect("binary directory");
-    assert!(
-        bins.join("tsd").exists(),
-        "no tsd in {}: run `cargo build --bins` first",
-        bins.display()
-    );
+    for bin in ["tsd", "tinysns-gateway"] {
+        assert!(
+            bins.join(bin).exists(),
+            "no {bin} in {}: run `cargo build --bins` first",
+            bins.display()
+        );
+    }
     let output = Command::new(&bench)
         .args(["--quick", "--seed", "7", "--out"])
         .arg(&out)
@@ -137,6 +140,37 @@ fn quick_mode_reports_every_figure_and_loses_nothing() {
     assert!(number(&json, "/lost/acknowledged_posts") > 0.0);
     assert!(number(&json, "/lost/checked_pairs") > 0.0);
 
+    // The gateway phase: both ways timed on the same pairs, nothing missed or repeated on
+    // the WebSocket.
+    assert!(json["gateway"]["skipped"].is_null(), "{text}");
+    assert!(number(&json, "/gateway/acknowledged_posts") > 0.0, "{text}");
+    assert!(number(&json, "/gateway/all/pairs") > 0.0, "{text}");
+    for way in ["grpc", "websocket", "added_per_delivery"] {
+        for field in ["p50_ms", "p99_ms", "max_ms"] {
+            number(&json, &format!("/gateway/all/{way}/{field}"));
+        }
+    }
+    number(&json, "/gateway/all/added_p99_ms");
+    assert!(number(&json, "/gateway/all/websocket/count") > 0.0);
+    for pointer in [
+        "/gateway/websocket_missed",
+        "/gateway/websocket_duplicated",
+        "/gateway/grpc_missed",
+    ] {
+        assert_eq!(number(&json, pointer), 0.0, "{pointer} must be 0\n{text}");
+    }
+    let gateway_targets = json["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter(|t| {
+            t["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("gateway") || n.contains("WebSocket"))
+        })
+        .count();
+    assert_eq!(gateway_targets, 2, "{text}");
+
     // Peak memory of every role.
     let roles: Vec<&str> = json["peak_rss_by_role"]
         .as_array()
@@ -144,7 +178,7 @@ fn quick_mode_reports_every_figure_and_loses_nothing() {
         .iter()
         .filter_map(|r| r["role"].as_str())
         .collect();
-    for role in ["coordinator", "tsd", "synchronizer", "rabbitmq", "bench"] {
+    for role in ["coordinator", "tsd", "synchronizer", "rabbitmq", "bench", "gateway"] {
         assert!(roles.contains(&role), "no peak RSS for {role}: {roles:?}");
     }
 }
