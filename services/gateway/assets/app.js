@@ -16,7 +16,8 @@ const state = {
   socket: null,
   retry: 0,
   route: "",
-  room: null, // the room page shown: { name, seen: Set of message numbers, timer }
+  room: null, // the room page shown: { name, seen: Set of message numbers }
+  saidActive: 0, // when the page last told the gateway its user did something in the room
 };
 
 // ---- DOM helpers (text only) -------------------------------------------------------------
@@ -205,6 +206,7 @@ function received(event) {
   switch (event.kind) {
     case "live":
       state.retry = 0;
+      if (state.room) watchRoom(state.room.name, true);
       setStatus(event.resumed ? "Connected again; nothing was missed." : "", "ok");
       if (event.resumed) setTimeout(() => setStatus(""), 3000);
       break;
@@ -215,18 +217,20 @@ function received(event) {
       addHomePost(event.post);
       break;
     case "message":
-      // A message from someone else is one more unread (live events may name the
-      // recipient by id only, so the sender decides).
-      if (state.me && event.message.from !== state.me.username) {
-        state.unread += 1;
-        showUnread();
-      }
+      // (The unread count follows as its own event.)
       if (state.route === "conversation/" + event.message.from || state.route === "conversation/" + event.message.to) {
         route();
       }
       break;
     case "topic_post":
       if (event.post.post) addHomePost(event.post.post, "#" + event.post.topic);
+      break;
+    case "unread":
+      state.unread = event.count;
+      showUnread();
+      break;
+    case "presence":
+      if (state.room && state.room.name === event.room) showPresence(event.members);
       break;
     case "like":
       likedLive(event);
@@ -753,11 +757,25 @@ async function peoplePage() {
 
 // ---- rooms ---------------------------------------------------------------------------------
 
-// How often an open room page says the user is still there (and refreshes who else is).
-const ROOM_PRESENCE_MS = 10000;
+// How often, at most, the page tells the gateway its user did something in the room.
+const ACTIVE_EVERY_MS = 5000;
+
+// Tells the gateway which room the page shows (null: none), and whether its user just did
+// something there (which marks them present). The gateway answers with `presence` events.
+function watchRoom(name, active) {
+  if (active) state.saidActive = Date.now();
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
+    state.socket.send(JSON.stringify({ room: name, active }));
+  }
+}
+
+function roomActivity() {
+  if (state.room && !document.hidden && Date.now() - state.saidActive > ACTIVE_EVERY_MS) watchRoom(state.room.name, true);
+}
+for (const event of ["keydown", "pointerdown", "focus", "visibilitychange"]) window.addEventListener(event, roomActivity);
 
 function leaveRoomPage() {
-  if (state.room) clearInterval(state.room.timer);
+  if (state.room) watchRoom(null, false);
   state.room = null;
 }
 
@@ -826,14 +844,9 @@ function memberItem(m) {
   return el("li", { class: m.present ? "present" : "away" }, m.user.username + (m.present ? " · here" : " · away"));
 }
 
-async function refreshPresence(name) {
-  try {
-    const room = await api("GET", "/api/rooms/" + enc(name) + "?limit=1");
-    const list = $("room-members");
-    if (list && state.room && state.room.name === name) list.replaceChildren(...room.members.map(memberItem));
-  } catch (_) {
-    // Shown on the next refresh.
-  }
+function showPresence(members) {
+  const list = $("room-members");
+  if (list) list.replaceChildren(...members.map(memberItem));
 }
 
 async function roomAction(method, path, name) {
@@ -849,7 +862,7 @@ async function roomPage(name) {
   try {
     const room = await api("GET", "/api/rooms/" + enc(name) + "?limit=100");
     leaveRoomPage();
-    state.room = { name, seen: new Set(room.messages.map((m) => m.seq)), timer: null };
+    state.room = { name, seen: new Set(room.messages.map((m) => m.seq)) };
     const open = room.room.state === "open";
     const mine = room.room.creator === state.me.username;
     const path = "/api/rooms/" + enc(name);
@@ -877,7 +890,7 @@ async function roomPage(name) {
         talk,
       ),
     );
-    if (open && room.member) state.room.timer = setInterval(() => refreshPresence(name), ROOM_PRESENCE_MS);
+    if (open && room.member) watchRoom(name, true);
   } catch (e) {
     failed(e, (t) => show(el("p", { class: "error" }, t)));
   }

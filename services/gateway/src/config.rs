@@ -52,6 +52,10 @@ pub struct Args {
     #[arg(long, env = "TINYSNS_LIVE_PING", default_value = "20s", value_parser = humantime::parse_duration)]
     #[serde(with = "tinysns_common::cli::millis")]
     pub live_ping: Duration,
+    /// How often a live WebSocket whose page shows a room looks at who is present there.
+    #[arg(long, env = "TINYSNS_LIVE_PRESENCE_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(with = "tinysns_common::cli::millis")]
+    pub live_presence_every: Duration,
     /// Live WebSockets one session may hold open at once (its tabs and devices' pages).
     #[arg(long, env = "TINYSNS_MAX_LIVE_PER_SESSION", default_value_t = 8)]
     pub max_live_per_session: u32,
@@ -77,6 +81,9 @@ impl Args {
         }
         if self.max_live_per_session == 0 {
             return Err("--max-live-per-session must be at least 1".into());
+        }
+        if self.live_presence_every < Duration::from_millis(500) {
+            return Err("--live-presence-every must be at least 500ms".into());
         }
         if self.live_ping.is_zero() {
             return Err("--live-ping must be more than 0".into());

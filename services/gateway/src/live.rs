@@ -3,6 +3,8 @@
 //! without a gap or a repeat. Every message carries the cursor; a page that loses the socket
 //! (or the gateway replica it talked to) opens a new one with `?after=<cursor>`.
 
+use crate::room_watch::{Look, RoomWatch};
+use crate::rooms::MemberView;
 use crate::state::{Authed, Gateway};
 use crate::views::{LiveEvent, MessageView, PostView, TopicPostView, display_name};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -13,9 +15,11 @@ use std::sync::Arc;
 use tinysns_client::live::{LiveTimeline, Patience};
 use tinysns_client::resume::Event;
 use tinysns_client::session::Link;
+use tinysns_common::proto::social::{ReadRoomRequest, Status as Code};
 use tinysns_common::shutdown::Shutdown;
 
-/// The page sends nothing but control frames; anything larger is not a page of ours.
+/// The page sends control frames and which room it shows (`room_watch`); anything larger
+/// is not a page of ours.
 const MAX_INCOMING: usize = 1024;
 /// Close code "going away": the gateway stops; the page reconnects (to another replica).
 const GOING_AWAY: u16 = 1001;
@@ -93,27 +97,43 @@ async fn stream(gateway: Arc<Gateway>, link: Link, after: u64, mut socket: WebSo
         retry_for: gateway.live_retry_for,
         ..Patience::default()
     };
-    let mut timeline = LiveTimeline::new(link, after, patience).with_own_posts().with_likes();
+    let mut timeline = LiveTimeline::new(link.clone(), after, patience)
+        .with_own_posts()
+        .with_likes();
     let mut ping = tokio::time::interval(gateway.live_ping);
+    let mut presence_check = tokio::time::interval(gateway.live_presence_every);
+    let mut watch = RoomWatch::default();
     let mut unanswered = 0u32;
-    loop {
-        let outgoing = tokio::select! {
+    'stream: loop {
+        let outgoing: Vec<LiveEvent> = tokio::select! {
             event = timeline.next() => match event {
                 Ok(event) => {
                     if matches!(event, Event::Reconnecting { .. }) {
                         metrics.live_reconnects.inc();
                     }
-                    match view(event, timeline.cursor()) {
-                        Some(view) => view,
-                        None => continue,
+                    let message = matches!(event, Event::DirectMessage(_));
+                    let mut out: Vec<LiveEvent> = view(event, timeline.cursor()).into_iter().collect();
+                    if message {
+                        out.extend(unread(&link, timeline.cursor()).await);
                     }
+                    out
                 }
-                Err(status) => LiveEvent::Closed { error: status.message().to_string(), cursor: timeline.cursor() },
+                Err(status) => vec![LiveEvent::Closed { error: status.message().to_string(), cursor: timeline.cursor() }],
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Pong(_))) => { unanswered = 0; continue; }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(Message::Text(text))) => match watch.hear(&text) {
+                    Ok(Some(look)) => presence(&link, &mut watch, look, timeline.cursor()).await.into_iter().collect(),
+                    Ok(None) => continue,
+                    // Not what a page of ours says.
+                    Err(_) => break,
+                },
                 Some(Ok(_)) => continue,
+            },
+            _ = presence_check.tick() => match watch.check() {
+                Some(look) => presence(&link, &mut watch, look, timeline.cursor()).await.into_iter().collect(),
+                None => continue,
             },
             _ = ping.tick() => {
                 unanswered += 1;
@@ -128,16 +148,49 @@ async fn stream(gateway: Arc<Gateway>, link: Link, after: u64, mut socket: WebSo
                 break;
             }
         };
-        let closing = matches!(outgoing, LiveEvent::Closed { .. });
-        let Ok(text) = serde_json::to_string(&outgoing) else {
-            break;
-        };
-        if socket.send(Message::Text(text.into())).await.is_err() || closing {
-            break;
+        for event in outgoing {
+            let closing = matches!(event, LiveEvent::Closed { .. });
+            let Ok(text) = serde_json::to_string(&event) else {
+                break 'stream;
+            };
+            if socket.send(Message::Text(text.into())).await.is_err() || closing {
+                break 'stream;
+            }
+            metrics.live_events.inc();
         }
-        metrics.live_events.inc();
     }
     metrics.live_streams.dec();
+}
+
+/// Who is present in the room `look` names, if the user is a member and it changed since
+/// the socket last said.
+async fn presence(link: &Link, watch: &mut RoomWatch, look: Look, cursor: u64) -> Option<LiveEvent> {
+    let request = ReadRoomRequest {
+        room: look.room.clone(),
+        before_seq: 0,
+        limit: 1,
+        present: look.present,
+    };
+    let reply = link.read_room(request).await.ok()?;
+    if reply.status != Code::Success as i32 || !reply.member {
+        return None;
+    }
+    let members: Vec<MemberView> = reply.members.into_iter().map(MemberView::from).collect();
+    let now = members.iter().map(|m| (m.user.username.clone(), m.present)).collect();
+    watch.changed(&look.room, now).then_some(LiveEvent::Presence {
+        room: look.room,
+        members,
+        cursor,
+    })
+}
+
+/// The user's unread direct messages now.
+async fn unread(link: &Link, cursor: u64) -> Option<LiveEvent> {
+    let inbox = link.inbox().await.ok()?;
+    (inbox.status == Code::Success as i32).then_some(LiveEvent::Unread {
+        count: inbox.unread_total,
+        cursor,
+    })
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub struct Gateway {
     pub session_max_age: Duration,
     pub live_retry_for: Duration,
     pub live_ping: Duration,
+    pub live_presence_every: Duration,
     /// Ends the live streams when the gateway stops.
     pub shutdown: Shutdown,
     /// Live streams open per session token, up to `max_live`.
@@ -68,6 +69,7 @@ impl Gateway {
             session_max_age: args.session_max_age,
             live_retry_for: args.live_retry_for,
             live_ping: args.live_ping,
+            live_presence_every: args.live_presence_every,
             shutdown,
             live: Mutex::new(HashMap::new()),
             max_live: args.max_live_per_session,

@@ -339,6 +339,17 @@ pub enum LiveEvent {
         liked: bool,
         cursor: u64,
     },
+    /// Who is present in the room the page shows (`room_watch`), when it changed.
+    Presence {
+        room: String,
+        members: Vec<crate::rooms::MemberView>,
+        cursor: u64,
+    },
+    /// The user's unread direct messages, after each message of theirs.
+    Unread {
+        count: u64,
+        cursor: u64,
+    },
     /// One of the user's rooms was deleted.
     RoomClosed {
         room: String,

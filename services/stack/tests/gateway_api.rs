@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -104,6 +104,14 @@ struct Live {
 }
 
 impl Live {
+    /// Sends `text` as the page would.
+    async fn say(&mut self, text: &str) {
+        self.socket
+            .send(Message::Text(text.into()))
+            .await
+            .expect("the socket takes it");
+    }
+
     /// The next event of `kind`, skipping others, within `timeout`.
     async fn next(&mut self, kind: &str, timeout: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -348,6 +356,11 @@ async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
         (message["message"]["from"].as_str(), message["message"]["text"].as_str()),
         (Some("alice"), Some("psst"))
     );
+    let unread = bobs
+        .next("unread", Duration::from_secs(15))
+        .await
+        .expect("the unread count follows the message");
+    assert_eq!(unread["count"], 1);
     let inbox = bob.ok(Method::GET, "/api/inbox", None).await;
     assert_eq!(inbox["unread"], 1);
     let read = bob.ok(Method::GET, "/api/conversations/alice", None).await;
@@ -409,6 +422,36 @@ async fn the_http_api_acts_only_for_the_session_and_refuses_bad_requests() {
     let inside = bob.ok(Method::GET, "/api/rooms/hall", None).await;
     assert_eq!(inside["messages"].as_array().map(Vec::len), Some(2));
     assert_eq!(inside["room"]["members"], 2);
+    // A page showing the room says so on its socket, and hears who is present.
+    bobs.say(r#"{"room": "hall", "active": true}"#).await;
+    let presence = bobs
+        .next("presence", Duration::from_secs(15))
+        .await
+        .expect("presence arrives on the socket");
+    let here: Vec<(&str, bool)> = presence["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["user"]["username"].as_str().unwrap(), m["present"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        (presence["room"].as_str(), here),
+        (Some("hall"), vec![("alice", true), ("bob", true)])
+    );
+    bobs.say(r#"{"room": null}"#).await;
+    // Anything else from a page ends its socket.
+    let mut stray = bob.live(0).await;
+    stray.say("hello").await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stray.socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket was not closed");
 
     // The same account in tsc and on the web: a post made in tsc shows live on alice's page
     // (the web asks for its user's own posts; tsc's classic timeline does not show them).
