@@ -89,6 +89,9 @@ pub struct Resume {
     /// Likes of the user's posts show too (a non-classic client).
     likes: bool,
     liked: Recent<u64>,
+    /// Ids of the posts sent on this timeline: with `own_posts`, the server shows them back,
+    /// and only the user's posts from elsewhere (another device) are new here.
+    sent: Recent<u64>,
     posts: Recent<(u64, u64)>,
     messages: Recent<(u64, u64)>,
     topic_posts: Recent<(String, u64)>,
@@ -115,6 +118,7 @@ impl Resume {
             own_posts: false,
             likes: false,
             liked: Recent::new(),
+            sent: Recent::new(),
             posts: Recent::new(),
             messages: Recent::new(),
             topic_posts: Recent::new(),
@@ -173,6 +177,7 @@ impl Resume {
             return Err(Backlog);
         }
         let post = NewPost { post_id, text };
+        self.sent.insert(post_id);
         self.unacked.push_back(post.clone());
         Ok(post_request(post))
     }
@@ -182,6 +187,9 @@ impl Resume {
         match event.kind? {
             timeline_event::Kind::Post(post) => {
                 self.advance(post.seq);
+                if self.own_posts && self.sent.members.contains(&post.post_id) {
+                    return None;
+                }
                 let new = self.posts.insert((post.author, post.post_id));
                 self.count_repeat(new);
                 new.then_some(Event::Post(post))
@@ -452,5 +460,28 @@ mod tests {
         assert_eq!(recent.members.len(), REMEMBERED);
         assert!(recent.insert(0), "the oldest were forgotten");
         assert!(!recent.insert(REMEMBERED as u64 + 9));
+    }
+
+    #[test]
+    fn own_posts_from_elsewhere_show_and_those_sent_here_do_not() {
+        let mut state = Resume::new(0);
+        state.show_own_posts();
+        assert!(matches!(
+            state.opening()[0].kind,
+            Some(timeline_request::Kind::Open(TimelineOpen { own_posts: true, .. }))
+        ));
+        state.receive(live(10));
+        state.send(77, "typed here".into()).unwrap();
+        assert_eq!(
+            state.receive(post(2, 77, 11)),
+            None,
+            "the post typed here comes back: hidden"
+        );
+        assert_eq!(state.cursor(), 11, "but the cursor moves past it");
+        assert!(
+            state.receive(post(2, 78, 12)).is_some(),
+            "the same user's post from another device"
+        );
+        assert_eq!(state.repeats(), 0);
     }
 }

@@ -47,7 +47,9 @@ fn show(event: Event) {
 /// Runs timeline mode until `exit` or the end of input (once every post typed is
 /// acknowledged); Err if the server could not be reached again within the retry window.
 pub async fn run(session: &Session, input: &mut impl Lines) -> Result<(), tonic::Status> {
-    let mut timeline = LiveTimeline::new(session.link().clone(), 0, Patience::default());
+    // The user's own posts made elsewhere (the web, another terminal) show too; those typed
+    // here do not, as in the classic client.
+    let mut timeline = LiveTimeline::new(session.link().clone(), 0, Patience::default()).with_own_posts();
     let mut leaving = false;
     let mut live = false;
     loop {
